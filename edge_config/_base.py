@@ -1,0 +1,70 @@
+"""The base every config model shares, and the small reusable field types."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+__all__ = ["Identifier", "Section", "SecretRef"]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Identifier = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Stable id: letters, digits, '.', '_', '-'; used in topics, URLs and metrics.",
+    ),
+]
+
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class SecretRef(Section):
+    """Where a secret lives. Secret values are never written in the config file itself.
+
+    ``credential`` names a systemd credential (``LoadCredential=NAME:...`` in the unit), read from
+    ``$CREDENTIALS_DIRECTORY/NAME``; ``file`` is a path (relative paths are relative to the config
+    file). Trailing newlines are stripped.
+    """
+
+    credential: str | None = Field(
+        default=None, max_length=128, description="systemd credential name, read from $CREDENTIALS_DIRECTORY."
+    )
+    file: str | None = Field(default=None, max_length=4096, description="Path of a file holding the secret.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.credential is None) == (self.file is None):
+            raise ValueError("give exactly one of 'credential' or 'file'")
+        if self.credential is not None and not _CREDENTIAL_NAME.match(self.credential):
+            raise ValueError("a credential name has only letters, digits, '.', '_' and '-'")
+        return self
+
+    def read(self, base_dir: Path) -> SecretStr:
+        """Read the secret now. Raises OSError (with the path, never the value) when it is missing."""
+        if self.credential is not None:
+            creds = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not creds:
+                raise FileNotFoundError(
+                    f"credential {self.credential!r}: $CREDENTIALS_DIRECTORY is not set "
+                    "(run under systemd with LoadCredential=, or use file = ...)"
+                )
+            path = Path(creds) / self.credential
+        else:
+            assert self.file is not None
+            path = Path(self.file)
+            if not path.is_absolute():
+                path = base_dir / path
+        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))

@@ -1,0 +1,84 @@
+"""Rules over readings: threshold, rate of change, stuck value, silence."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from edge_config._base import Identifier, Section
+
+__all__ = ["RateRule", "Rule", "RuleBase", "SilenceRule", "StuckRule", "ThresholdRule"]
+
+SeverityName = Literal["info", "minor", "major", "critical"]
+
+
+class RuleBase(Section):
+    """What every rule has: where it applies and how its incidents are labelled and routed."""
+
+    id: Identifier = Field(description="Rule id; part of the incident's dedup key.")
+    devices: list[str] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description="Device ids or shell-style patterns ('water-*') the rule applies to.",
+    )
+    severity: SeverityName = Field(default="major", description="Severity of the incidents it opens.")
+    department: str | None = Field(
+        default=None, max_length=64, description="Department its incidents route to; overrides the device's."
+    )
+    cooldown_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="After an incident resolves, a new breach within this time reopens it instead of a new one.",
+    )
+    update_interval_s: float = Field(
+        default=60.0, ge=1, le=86400, description="Least time between two 'updated' events of one open incident."
+    )
+
+
+class ThresholdRule(RuleBase):
+    """Value above (or below) a limit for at least ``for_s`` seconds, with hysteresis on clearing."""
+
+    kind: Literal["threshold"] = Field(description="Rule kind.")
+    point: Identifier = Field(description="Point name the rule watches.")
+    above: float | None = Field(default=None, description="Breach when the value is above this.")
+    below: float | None = Field(default=None, description="Breach when the value is below this.")
+    hysteresis: float = Field(
+        default=0.0, ge=0, description="The value must come back this far inside the limit to clear."
+    )
+    for_s: float = Field(default=0.0, ge=0, le=86400, description="Minimum breach duration before opening.")
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ThresholdRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of 'above' or 'below'")
+        return self
+
+
+class RateRule(RuleBase):
+    """Value changes faster than ``max_per_s`` (in units per second) over ``window_s``."""
+
+    kind: Literal["rate"] = Field(description="Rule kind.")
+    point: Identifier = Field(description="Point name the rule watches.")
+    max_per_s: float = Field(gt=0, description="Largest allowed absolute change per second.")
+    window_s: float = Field(default=60.0, gt=0, le=86400, description="Time span the change is measured over.")
+
+
+class StuckRule(RuleBase):
+    """Value does not change by more than ``tolerance`` for ``for_s`` seconds (a frozen sensor)."""
+
+    kind: Literal["stuck"] = Field(description="Rule kind.")
+    point: Identifier = Field(description="Point name the rule watches.")
+    for_s: float = Field(gt=0, le=30 * 86400, description="How long a flat value must last.")
+    tolerance: float = Field(default=0.0, ge=0, description="Changes up to this size count as flat.")
+
+
+class SilenceRule(RuleBase):
+    """No reading from the device for ``for_s`` seconds: the device is offline."""
+
+    kind: Literal["silence"] = Field(description="Rule kind.")
+    for_s: float = Field(gt=0, le=30 * 86400, description="Silence that makes the device offline.")
+
+
+Rule = Annotated[ThresholdRule | RateRule | StuckRule | SilenceRule, Field(discriminator="kind")]

@@ -1,0 +1,68 @@
+"""Site identity, state, API and outbox sections."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from edge_config._base import Identifier, Section, SecretRef
+
+__all__ = ["ApiSettings", "Location", "OutboxSettings", "SiteSettings"]
+
+
+class Location(Section):
+    """Where a device (or the box) is, as the county platform places it on its map."""
+
+    zone: str | None = Field(default=None, max_length=128, description="Named place: a bridge, a gate, a pump house.")
+    latitude: float | None = Field(default=None, ge=-90, le=90, description="WGS-84 latitude in degrees.")
+    longitude: float | None = Field(default=None, ge=-180, le=180, description="WGS-84 longitude in degrees.")
+
+
+class SiteSettings(Section):
+    """Identity of this box in the county's governance network."""
+
+    box_id: Identifier = Field(description="Unique id of this edge box; part of every event's CloudEvents source.")
+    township: str = Field(min_length=1, max_length=64, description="Township (乡镇) the box serves.")
+    village: str = Field(min_length=1, max_length=64, description="Village or community (村/社区) the box serves.")
+    civil_code: str | None = Field(
+        default=None, pattern=r"^[0-9]{6,12}$", description="Administrative division code (行政区划代码) of the place."
+    )
+    latitude: float | None = Field(default=None, ge=-90, le=90, description="Box latitude, WGS-84 degrees.")
+    longitude: float | None = Field(default=None, ge=-180, le=180, description="Box longitude, WGS-84 degrees.")
+    default_department: str = Field(
+        default="township-office",
+        min_length=1,
+        max_length=64,
+        description="Department an incident routes to when neither its rule nor its device names one.",
+    )
+    source_prefix: str = Field(
+        default="urn:township-edge",
+        min_length=1,
+        max_length=128,
+        description="Prefix of the CloudEvents source; the source is '<prefix>:<box_id>/<device>'.",
+    )
+
+
+class ApiSettings(Section):
+    """The local HTTP API and status page."""
+
+    listen: str = Field(default="127.0.0.1", max_length=64, description="Address to bind; 0.0.0.0 exposes it on the LAN.")
+    port: int = Field(default=8780, ge=1, le=65535, description="TCP port of the API.")
+    token: SecretRef = Field(description="Bearer token required on every route except /healthz.")
+    max_wait_s: float = Field(default=30.0, ge=0, le=300, description="Longest long-poll wait a client may ask for.")
+
+
+class OutboxSettings(Section):
+    """The durable store-and-forward queue."""
+
+    budget_mb: float = Field(
+        default=256.0, ge=0.01, le=1_000_000, description="Byte budget for undelivered events, in MiB."
+    )
+    keep_delivered_days: float = Field(
+        default=7.0, ge=0, le=3650, description="How long delivered events stay readable in the feed."
+    )
+    commit_interval_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=1000,
+        description="Longest time an event waits to be grouped with others into one durable commit.",
+    )

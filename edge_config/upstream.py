@@ -1,0 +1,39 @@
+"""Where incidents go: the platform's webhook and MQTT broker (the pull feed needs no config)."""
+
+from __future__ import annotations
+
+from pydantic import Field, HttpUrl
+
+from edge_config._base import Identifier, Section, SecretRef
+
+__all__ = ["MqttUplink", "UpstreamSettings", "WebhookSettings"]
+
+
+class WebhookSettings(Section):
+    """Push each event to the platform over HTTP (CloudEvents HTTP binding, structured mode)."""
+
+    url: HttpUrl = Field(description="Receiver URL.")
+    secret: SecretRef | None = Field(
+        default=None, description="HMAC-SHA256 key; the body's signature goes in X-Signature-256."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="Per-request timeout.")
+    max_backoff_s: float = Field(default=60.0, ge=1, le=3600, description="Longest wait between retries.")
+
+
+class MqttUplink(Section):
+    """Publish each event to the platform's MQTT broker with QoS 1."""
+
+    broker: Identifier = Field(description="Id of a broker in [[brokers]].")
+    topic_prefix: str = Field(
+        default="township/incidents",
+        min_length=1,
+        max_length=256,
+        description="Events go to '<prefix>/<box_id>/<category>'.",
+    )
+
+
+class UpstreamSettings(Section):
+    """Push channels. Each keeps its own durable delivery position."""
+
+    webhook: WebhookSettings | None = Field(default=None, description="HTTP webhook receiver.")
+    mqtt: MqttUplink | None = Field(default=None, description="MQTT uplink.")

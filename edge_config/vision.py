@@ -1,0 +1,257 @@
+"""Settings of the on-box vision stage: motion detection, zones, tamper detection, day/night profiles.
+
+Pure pydantic v2 models, no I/O. Runtime values derived from them (rasterised zone masks, the
+profile in force at a given time) come from small pure functions in :mod:`vision`, never from
+validators.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "MotionSettings",
+    "ProfileSchedule",
+    "TamperSettings",
+    "VisionBase",
+    "VisionProfiles",
+    "VisionSettings",
+    "Zone",
+]
+
+
+class VisionBase(BaseModel):
+    """Base of every vision settings model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MotionSettings(VisionBase):
+    """Pixel motion detection. The defaults are the one parameter set used on every video.
+
+    The same defaults score the CDnet figure in ``bench/VISION_RESULTS.md``; they are not tuned
+    per camera.
+    """
+
+    analysis_width: int = Field(
+        default=320,
+        ge=16,
+        le=1920,
+        description="Target width in pixels of the analysis frame; the input is area-downscaled by "
+        "the integer factor max(1, width // analysis_width) in the same pass as the rest.",
+    )
+    threshold_sigma: float = Field(
+        default=3.5,
+        ge=1.0,
+        le=20.0,
+        description="A pixel is foreground when its difference from the background exceeds this "
+        "many times its own noise level (running mean absolute deviation).",
+    )
+    min_threshold: float = Field(
+        default=9.0,
+        ge=1.0,
+        le=128.0,
+        description="Smallest luma difference (0..255) ever called foreground, whatever the noise.",
+    )
+    noise_floor_gain: float = Field(
+        default=2.5,
+        ge=0.0,
+        le=20.0,
+        description="The frame-wide floor also follows this many times the median noise level "
+        "measured while the scene is idle (adapts to night grain).",
+    )
+    chroma_threshold: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=128.0,
+        description="Chroma difference (U/V, 0..255) that makes a pixel foreground on its own; "
+        "0 turns the chroma planes off.",
+    )
+    background_alpha: float = Field(
+        default=0.02,
+        ge=0.0005,
+        le=0.5,
+        description="Per-frame learning rate of the background where no motion is seen.",
+    )
+    noise_alpha: float = Field(
+        default=0.01,
+        ge=0.0005,
+        le=0.5,
+        description="Per-frame learning rate of the per-pixel noise level.",
+    )
+    absorb_after_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600.0,
+        description="An object that stays still longer than this becomes background.",
+    )
+    global_change_fraction: float = Field(
+        default=0.6,
+        ge=0.1,
+        le=1.0,
+        description="When more than this fraction of the frame changes at once (lights, IR switch, "
+        "clouds) the frame is reported as a global change and the background relearns fast.",
+    )
+    relearn_s: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=60.0,
+        description="How long the fast relearning lasts after a global change.",
+    )
+    cleanup_radius: int = Field(
+        default=2,
+        ge=0,
+        le=4,
+        description="Radius of the binary majority filter applied to the mask (2 = 5x5 median).",
+    )
+    min_box_area: int = Field(
+        default=12,
+        ge=1,
+        le=1_000_000,
+        description="Connected components smaller than this (analysis pixels) are dropped.",
+    )
+    max_boxes: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="At most this many boxes are reported, largest first.",
+    )
+
+
+class Zone(VisionBase):
+    """A polygon drawn by the technician, in normalised 0..1 frame coordinates."""
+
+    name: str = Field(min_length=1, max_length=64, description="Zone name, unique per camera.")
+    kind: Literal["restricted", "motion", "ignore"] = Field(
+        default="motion",
+        description="restricted: an object inside opens an intrusion incident; motion: "
+        "motion-in-zone; ignore: pixels never count as motion.",
+    )
+    points: tuple[tuple[float, float], ...] = Field(
+        min_length=3,
+        max_length=64,
+        description="Polygon vertices (x, y), each in 0..1 of the frame width and height.",
+    )
+    min_fraction: float = Field(
+        default=0.002,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of the zone that must be in motion for it to count.",
+    )
+
+    @model_validator(mode="after")
+    def _points_normalised(self) -> Zone:
+        for x, y in self.points:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                msg = f"zone {self.name!r}: point ({x}, {y}) is outside 0..1; use fractions of the frame"
+                raise ValueError(msg)
+        return self
+
+
+class EventSettings(VisionBase):
+    """Hysteresis that turns per-frame motion into events."""
+
+    on_frames: int = Field(default=3, ge=1, le=100, description="Frames in motion before an event opens.")
+    off_frames: int = Field(default=15, ge=1, le=1000, description="Quiet frames before it closes.")
+    min_area_fraction: float = Field(
+        default=0.001,
+        ge=0.0,
+        le=1.0,
+        description="Smallest box, as a fraction of the frame, that counts as an object.",
+    )
+
+
+class TamperSettings(VisionBase):
+    """Camera-tamper detection: covered, defocused, moved, frozen."""
+
+    enabled: bool = Field(default=True, description="Run tamper detection at all.")
+    analysis_width: int = Field(
+        default=160, ge=32, le=640, description="Width of the small frame tamper statistics use."
+    )
+    raise_after_s: float = Field(
+        default=1.5, ge=0.0, le=60.0, description="A condition must hold this long to be raised."
+    )
+    resolve_after_s: float = Field(
+        default=3.0, ge=0.0, le=600.0, description="A raised condition must be gone this long to resolve."
+    )
+    learn_s: float = Field(
+        default=3.0, ge=0.5, le=600.0, description="Time to learn the reference view after start."
+    )
+    reference_alpha: float = Field(
+        default=0.01, ge=0.0001, le=0.5, description="Learning rate of the reference view while normal."
+    )
+    covered_std: float = Field(
+        default=6.0, ge=0.0, le=128.0, description="Covered when the frame's luma spread falls below this."
+    )
+    covered_edge_ratio: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="Covered when edge energy falls below this fraction of the reference's.",
+    )
+    defocus_ratio: float = Field(
+        default=0.45,
+        ge=0.0,
+        le=1.0,
+        description="Defocused when fine-detail energy falls below this fraction of the reference's.",
+    )
+    moved_correlation: float = Field(
+        default=0.35,
+        ge=-1.0,
+        le=1.0,
+        description="Moved when the edge structure correlates with the reference below this.",
+    )
+    frozen_after_s: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=600.0,
+        description="Frozen when every frame has been bit-identical for this long.",
+    )
+
+
+class ProfileSchedule(VisionBase):
+    """When the night profile is in force (local time); it may wrap past midnight."""
+
+    night_start: time = Field(default=time(19, 0), description="Night profile starts at this time.")
+    night_end: time = Field(default=time(6, 30), description="Night profile ends at this time.")
+    follow_ir: bool = Field(
+        default=True,
+        description="If the camera reports its IR-cut state, that wins over the clock.",
+    )
+
+
+class VisionProfiles(VisionBase):
+    """Day and night motion settings and the schedule that switches between them."""
+
+    day: MotionSettings = Field(default_factory=MotionSettings, description="Daytime settings.")
+    night: MotionSettings = Field(
+        default_factory=lambda: MotionSettings(threshold_sigma=4.5, min_threshold=12.0),
+        description="Night settings (grainier image: a little less sensitive).",
+    )
+    schedule: ProfileSchedule = Field(
+        default_factory=ProfileSchedule, description="When the night profile applies."
+    )
+
+
+class VisionSettings(VisionBase):
+    """All vision settings of one camera."""
+
+    profiles: VisionProfiles = Field(
+        default_factory=VisionProfiles, description="Day/night motion profiles."
+    )
+    events: EventSettings = Field(default_factory=EventSettings, description="Motion event hysteresis.")
+    tamper: TamperSettings = Field(default_factory=TamperSettings, description="Tamper detection.")
+    zones: tuple[Zone, ...] = Field(
+        default=(), max_length=32, description="Restricted, motion and ignore zones."
+    )
+
+    @model_validator(mode="after")
+    def _zone_names_unique(self) -> VisionSettings:
+        names = [z.name for z in self.zones]
+        if len(names) != len(set(names)):
+            msg = "zone names must be unique per camera"
+            raise ValueError(msg)
+        return self

@@ -1,0 +1,57 @@
+"""The gateway's error hierarchy, in one place.
+
+This module imports nothing from the project so that every layer (edge_config, drivers, vision,
+gateway) can raise these types without an import cycle.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DriverConnectError",
+    "DriverError",
+    "DriverProtocolError",
+    "DriverTimeoutError",
+    "GatewayError",
+    "OutboxError",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A site configuration file is unreadable or invalid.
+
+    ``problems`` holds one line per problem, each naming file, line and field path.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems if problems is not None else [message]
+
+
+class DriverError(GatewayError):
+    """A device driver failed; ``device_id`` names the device, ``code`` a short machine-readable reason."""
+
+    def __init__(self, message: str, *, device_id: str, code: str = "error") -> None:
+        super().__init__(f"{device_id}: {message}")
+        self.device_id = device_id
+        self.code = code
+
+
+class DriverConnectError(DriverError):
+    """The device or its broker could not be reached, refused us, or dropped the connection."""
+
+
+class DriverProtocolError(DriverError):
+    """The device answered, but not in a way the driver understands (bad node, bad schema, auth)."""
+
+
+class DriverTimeoutError(DriverError):
+    """The device did not answer or stopped sending within the configured time."""
+
+
+class OutboxError(GatewayError):
+    """The durable outbox cannot store or read events (disk full, corrupt database)."""

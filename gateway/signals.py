@@ -1,0 +1,103 @@
+"""The one small interface every detector uses to tell the gateway that a condition holds or ended.
+
+Rules over readings, the vision stage, sensor-anomaly detectors and camera events all speak in
+:class:`Signal`; :mod:`gateway.incidents` turns signals into incidents with a life (opened, updated,
+resolved), so no detector has to know about deduplication, cooldowns, platform feedback or the outbox.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+__all__ = ["GBT28181_ALARM", "Category", "Evidence", "Severity", "Signal"]
+
+
+class Category(enum.StrEnum):
+    """What kind of problem an incident reports."""
+
+    INTRUSION = "intrusion"
+    MOTION_IN_ZONE = "motion-in-zone"
+    CAMERA_TAMPER = "camera-tamper"
+    CAMERA_OFFLINE = "camera-offline"
+    SENSOR_ANOMALY = "sensor-anomaly"
+    THRESHOLD_BREACH = "threshold-breach"
+    RATE_OF_CHANGE = "rate-of-change"
+    STUCK_VALUE = "stuck-value"
+    DEVICE_OFFLINE = "device-offline"
+    GATEWAY_FAULT = "gateway-fault"
+
+
+# GB/T 28181-2016 alarm notification: (alarm method, alarm type). Method 2 is a device alarm
+# (type 1 video loss, 2 tamper), method 5 a video alarm (type 2 motion detection, 6 intrusion,
+# 11 video anomaly), method 6 a device fault, method 7 "other". Sensor incidents have no video
+# type, so they travel as "other" until the platform names a code for them.
+GBT28181_ALARM: dict[Category, tuple[int, int | None]] = {
+    Category.INTRUSION: (5, 6),
+    Category.MOTION_IN_ZONE: (5, 2),
+    Category.CAMERA_TAMPER: (2, 2),
+    Category.CAMERA_OFFLINE: (2, 1),
+    Category.SENSOR_ANOMALY: (7, None),
+    Category.THRESHOLD_BREACH: (7, None),
+    Category.RATE_OF_CHANGE: (7, None),
+    Category.STUCK_VALUE: (6, None),
+    Category.DEVICE_OFFLINE: (6, None),
+    Category.GATEWAY_FAULT: (6, None),
+}
+
+
+class Severity(enum.IntEnum):
+    """Ordered severities; the outbox drops the lowest first when its budget is full."""
+
+    INFO = 0
+    MINOR = 1
+    MAJOR = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What backs an incident: a JPEG snapshot with boxes drawn, or a window of sensor readings.
+
+    ``ref`` is the evidence store's id (served at ``/api/v1/evidence/{ref}``).
+    """
+
+    ref: str
+    media_type: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A detector's statement, at ``time``, that a condition on ``device`` holds (active) or ended.
+
+    One (device, point, rule) triple is one dedup key: repeated active signals update the same
+    incident. ``zone`` (cameras) or ``point`` (sensors) narrows the place; ``score`` and ``value``
+    say how strongly and at what reading; ``threshold`` what it was compared with.
+    """
+
+    device: str
+    rule: str
+    active: bool
+    time: float
+    category: Category
+    severity: Severity
+    point: str | None = None
+    zone: str | None = None
+    summary: str = ""
+    detector: str = "rule"
+    score: float | None = None
+    value: float | None = None
+    threshold: float | None = None
+    department: str | None = None
+    evidence: Evidence | None = None
+    details: dict[str, str | float | int | bool] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The dedup key: one open incident at most per key."""
+        return (self.device, self.point or self.zone or "", self.rule)
