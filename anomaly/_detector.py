@@ -1,0 +1,164 @@
+"""Typed, checked wrappers around the kernels: one ``PointDetector`` per (device, point)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+import numpy.typing as npt
+
+from anomaly import _kernels
+from edge_config.anomaly import AnomalySettings, EnsembleSettings, WindowedGaussianSettings
+
+__all__ = ["PointDetector", "make_detector"]
+
+F64 = npt.NDArray[np.float64]
+
+_MAGIC = b"TEGA"
+_VERSION = 1
+_HEADER = struct.Struct("<4sHB32sII")
+_KINDS = {"windowed_gaussian": 1, "ensemble": 2}
+
+
+def _fingerprint(settings: AnomalySettings) -> bytes:
+    """Hash of the settings that shape the state; a blob only restores under equal settings."""
+    chosen = settings.ensemble if settings.detector == "ensemble" else settings.windowed_gaussian
+    text = f"{settings.detector}:{chosen.model_dump_json()}"
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _ensemble_params(cfg: EnsembleSettings) -> F64:
+    params = np.zeros(_kernels.ENS_NPARAM)
+    params[:] = (
+        1.0 / cfg.level_span,
+        1.0 / cfg.fast_span,
+        cfg.clip,
+        1.0 / cfg.short_span,
+        1.0 / cfg.long_span,
+        cfg.suppress,
+        cfg.alarm_z,
+        cfg.warmup,
+        cfg.quantum,
+        1.0 / cfg.context_span,
+        cfg.levels,
+        cfg.z_scale,
+    )
+    return params
+
+
+def _check_values(name: str, arr: object) -> F64:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}; use np.asarray(...)")
+    if arr.dtype != np.float64:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; the detectors take float64: use {name}.astype(np.float64)"
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}; use {name}.ravel()")
+    return np.ascontiguousarray(arr)
+
+
+class PointDetector:
+    """Streaming anomaly detector of one sensor point.
+
+    ``update`` scores one reading in O(1) time; ``score_batch`` scores an array with the same
+    kernel (results identical to calling ``update`` value by value). Memory is fixed at creation.
+    Scores are in [0, 1]. A missing reading (NaN, +-inf, |x| > 1e150) scores 0.0 and leaves the
+    state untouched. Timestamps are accepted and checked but not used by the current detectors,
+    which are sample-indexed.
+    """
+
+    __slots__ = ("_aux", "_fingerprint", "_kind", "_one_in", "_one_out", "_params", "_state")
+
+    def __init__(self, settings: AnomalySettings) -> None:
+        self._kind = settings.detector
+        self._fingerprint = _fingerprint(settings)
+        if settings.detector == "ensemble":
+            cfg = settings.ensemble
+            self._params = _ensemble_params(cfg)
+            self._state = np.zeros(_kernels.ENS_NSTATE)
+            self._state[8] = 1.0  # context-count growth factor starts at 1
+            self._aux = np.zeros(1 << cfg.context_bits)
+        else:
+            self._params = np.zeros(0)
+            self._state = np.zeros(_kernels.GAUSS_NSTATE)
+            self._aux = np.zeros(settings.windowed_gaussian.window)
+        self._one_in = np.zeros(1)
+        self._one_out = np.zeros(1)
+
+    @property
+    def kind(self) -> str:
+        """The detector's name: 'ensemble' or 'windowed_gaussian'."""
+        return self._kind
+
+    @property
+    def seen(self) -> int:
+        """Readings that have updated the state (missing ones excluded)."""
+        return int(self._state[0])
+
+    def _run(self, values: F64, out: F64) -> None:
+        if self._kind == "ensemble":
+            _kernels.ensemble_run(self._state, self._aux, self._params, values, out)
+        else:
+            _kernels.gauss_run(self._state, self._aux, values, out)
+
+    def update(self, value: float, t: float) -> float:
+        """Score one reading taken at time ``t`` (seconds); returns an anomaly score in [0, 1]."""
+        self._one_in[0] = value
+        self._run(self._one_in, self._one_out)
+        return float(self._one_out[0])
+
+    def score_batch(self, values: F64, times: F64) -> F64:
+        """Score readings in order (back-fill, benchmark); same results as repeated ``update``."""
+        values = _check_values("values", values)
+        times = _check_values("times", times)
+        if times.shape != values.shape:
+            raise ValueError(
+                f"times has shape {times.shape} but values has {values.shape}; pass one time per value"
+            )
+        out = np.empty_like(values)
+        self._run(values, out)
+        return out
+
+    def state(self) -> bytes:
+        """Serialise the whole state (to save in the state directory across restarts)."""
+        header = _HEADER.pack(
+            _MAGIC, _VERSION, _KINDS[self._kind], self._fingerprint, self._state.size, self._aux.size
+        )
+        return header + self._state.astype("<f8").tobytes() + self._aux.astype("<f8").tobytes()
+
+    @classmethod
+    def restore(cls, settings: AnomalySettings, blob: bytes) -> PointDetector:
+        """Rebuild a detector saved by ``state()``; the settings must be the ones it was made with.
+
+        Raises ValueError when the blob is not a detector state or was made with other settings
+        (then start afresh with ``make_detector(settings)``: it relearns during its warm-up).
+        """
+        det = cls(settings)
+        if len(blob) < _HEADER.size:
+            raise ValueError("not a detector state: too short")
+        magic, version, kind, fingerprint, n_state, n_aux = _HEADER.unpack_from(blob)
+        if magic != _MAGIC or version != _VERSION:
+            raise ValueError(f"not a detector state (magic {magic!r}, version {version})")
+        if kind != _KINDS[det._kind] or fingerprint != det._fingerprint:
+            raise ValueError(
+                "detector state was saved with other anomaly settings; "
+                "discard it and start afresh with make_detector(settings)"
+            )
+        expected = _HEADER.size + 8 * (n_state + n_aux)
+        if n_state != det._state.size or n_aux != det._aux.size or len(blob) != expected:
+            raise ValueError(f"detector state is truncated or corrupt ({len(blob)} bytes)")
+        body = np.frombuffer(blob, dtype="<f8", offset=_HEADER.size)
+        det._state[:] = body[:n_state]
+        det._aux[:] = body[n_state:]
+        return det
+
+
+def make_detector(settings: AnomalySettings | None = None) -> PointDetector:
+    """Make a fresh detector for one point (default settings: the benchmarked ensemble)."""
+    return PointDetector(settings if settings is not None else AnomalySettings())
+
+
+# Re-exported here for callers that build settings next to the detector.
+_ = (EnsembleSettings, WindowedGaussianSettings)

@@ -1,0 +1,249 @@
+"""Numba kernels of the streaming anomaly detectors: pure functions over arrays, nothing else.
+
+Every kernel takes its whole state as float64 arrays, updates it in place and writes one score per
+input value into a preallocated ``out`` array, so a live detector (one value at a time) and a
+back-fill (a whole array) run exactly the same code and give identical results.
+
+Missing-value policy (both detectors): a value that is NaN, +-inf or larger in magnitude than
+``MAX_ABS`` is a missing reading. It leaves the state untouched and scores 0.0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+__all__ = [
+    "ENS_NCH",
+    "ENS_NPARAM",
+    "ENS_NSTATE",
+    "FASTMATH",
+    "GAUSS_NSTATE",
+    "MAX_ABS",
+    "ensemble_run",
+    "gauss_run",
+]
+
+# The one place fastmath flags are set. No "nnan"/"ninf" (the kernels test for NaN) and no
+# "reassoc" (a batch and a value-by-value run must give bit-identical scores).
+FASTMATH: set[str] = {"nsz", "arcp", "contract", "afn"}
+
+MAX_ABS = 1e150
+
+F64 = npt.NDArray[np.float64]
+
+# ---------------------------------------------------------------------------------------------
+# Windowed Gaussian baseline.
+# state: [count, next ring position, shift, sum(y), sum(y*y)] with y = x - shift; ring: the window.
+GAUSS_NSTATE = 5
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _gauss_resum(state: F64, ring: F64) -> None:
+    """Recompute the running sums from the window (bounds rounding drift; amortised O(1))."""
+    count = int(state[0])
+    s = 0.0
+    ss = 0.0
+    for j in range(count):
+        s += ring[j]
+        ss += ring[j] * ring[j]
+    state[3] = s
+    state[4] = ss
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
+    """Windowed Gaussian tail score of each value against the previous ``len(ring)`` values.
+
+    ``out[i] = erf(|z| / sqrt(2))`` where z is the value's z-score against the mean and population
+    standard deviation of the window *before* it is added; 0.0 until two values have been seen.
+    A window with zero spread scores 1.0 for any different value and 0.0 for an equal one.
+    """
+    width = ring.shape[0]
+    for i in range(values.shape[0]):
+        x = values[i]
+        out[i] = 0.0
+        if not abs(x) <= MAX_ABS:
+            continue
+        count = int(state[0])
+        if count == 0:
+            state[2] = x
+        y = x - state[2]
+        if count >= 2:
+            mean = state[3] / count
+            var = state[4] / count - mean * mean
+            sd = math.sqrt(var) if var > 0.0 else 0.0
+            if sd > 0.0 and math.isfinite(sd):
+                out[i] = math.erf(abs(y - mean) / sd / math.sqrt(2.0))
+            elif y != mean:
+                out[i] = 1.0
+        pos = int(state[1])
+        if count == width:
+            old = ring[pos]
+            state[3] -= old
+            state[4] -= old * old
+        else:
+            state[0] = count + 1
+        ring[pos] = y
+        state[3] += y
+        state[4] += y * y
+        pos += 1
+        if pos == width:
+            pos = 0
+            _gauss_resum(state, ring)
+        state[1] = pos
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-channel robust ensemble with anomaly-likelihood post-processing.
+#
+# Channels (raw surprise of the current value, each capped at Z_CAP):
+#   0 level:    |x - m| / s          (m, s: slow, clipped EW location and mean absolute deviation)
+#   1 change:   |d - md| / sd        (d = x - previous x; md, sd as above, over the differences)
+#   2 shift:    |ms - m| / s         (ms: fast EW mean, so a level shift builds up over a few values)
+#   3 context:  1 / (1 + c)          (c: decayed count of the current 3-value quantised pattern)
+#   4 spread:   vs / s               (vs: fast EW absolute deviation around ms)
+# Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
+# EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
+# after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values (one event, one alarm).
+# Output score: z / (z + Z_SCALE) for z > 0, else 0.
+ENS_NCH = 5
+# state layout
+_N = 0  # values seen
+_M = 1  # level location
+_S = 2  # level spread
+_MS = 3  # fast mean
+_MD = 4  # change location
+_SD = 5  # change spread
+_PREV = 6  # previous value
+_VS = 7  # fast spread
+_GS = 8  # context-count growth factor (lazy decay)
+_Q1 = 9  # previous quantised value
+_Q2 = 10  # the one before
+_SUP = 11  # values still suppressed
+_SH = 12  # ENS_NCH short-term means of channel scores
+_LM = _SH + ENS_NCH  # ENS_NCH long-term means
+_LV = _LM + ENS_NCH  # ENS_NCH long-term variances
+ENS_NSTATE = _LV + ENS_NCH
+# params layout
+_P_A_LEVEL = 0
+_P_A_FAST = 1
+_P_CLIP = 2
+_P_A_SHORT = 3
+_P_A_LONG = 4
+_P_SUPPRESS = 5
+_P_ALARM = 6
+_P_WARMUP = 7
+_P_QUANTUM = 8
+_P_A_CONTEXT = 9
+_P_LEVELS = 10
+_P_ZSCALE = 11
+ENS_NPARAM = 12
+
+Z_CAP = 50.0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _ew_rate(rate: float, count: int) -> float:
+    """EW rate with a running-mean start, so early estimates are not biased to the first value."""
+    return rate if count * rate > 1.0 else 1.0 / (count + 1.0)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def ensemble_run(state: F64, table: F64, params: F64, values: F64, out: F64) -> None:
+    """Score each value with the ensemble detector (see the channel table above)."""
+    a_level = params[_P_A_LEVEL]
+    a_fast = params[_P_A_FAST]
+    clip = params[_P_CLIP]
+    a_short = params[_P_A_SHORT]
+    a_long = params[_P_A_LONG]
+    suppress = int(params[_P_SUPPRESS])
+    alarm = params[_P_ALARM]
+    warmup = int(params[_P_WARMUP])
+    quantum = params[_P_QUANTUM]
+    growth = 1.0 + params[_P_A_CONTEXT]
+    levels = params[_P_LEVELS]
+    zscale = params[_P_ZSCALE]
+    tsize = table.shape[0]
+    raw = np.empty(ENS_NCH)
+    for i in range(values.shape[0]):
+        x = values[i]
+        out[i] = 0.0
+        if not abs(x) <= MAX_ABS:
+            continue
+        count = int(state[_N])
+        if count == 0:
+            state[_M] = x
+            state[_MS] = x
+            state[_PREV] = x
+            state[_S] = 0.0
+            state[_SD] = 0.0
+            state[_VS] = 0.0
+        m = state[_M]
+        s = state[_S]
+        d = x - state[_PREV]
+        eps = 1e-12 + 1e-9 * abs(m)
+        raw[0] = min(abs(x - m) / (s + eps), Z_CAP)
+        raw[1] = min(abs(d - state[_MD]) / (state[_SD] + eps), Z_CAP)
+        raw[2] = min(abs(state[_MS] - m) / (s + eps), Z_CAP)
+        raw[4] = min(state[_VS] / (s + eps), Z_CAP)
+        # context channel: decayed count of (q, q1, q2), decay done lazily through _GS
+        qf = math.floor((x - m) / (quantum * s + eps))
+        q = int(min(max(qf, -levels), levels))
+        key = ((q + 64) * 131 + (int(state[_Q1]) + 64)) * 131 + (int(state[_Q2]) + 64)
+        slot = (key * 2654435761) % tsize
+        gs = state[_GS]
+        raw[3] = 1.0 / (1.0 + table[slot] / gs)
+        table[slot] += gs
+        gs *= growth
+        if gs > 1e200:
+            for j in range(tsize):
+                table[j] /= gs
+            gs = 1.0
+        state[_GS] = gs
+        state[_Q2] = state[_Q1]
+        state[_Q1] = q
+        # robust updates: after warm-up a value moves the estimates at most clip spreads
+        a = _ew_rate(a_level, count)
+        e = abs(x - m)
+        ed = abs(d - state[_MD])
+        if count >= warmup:
+            xc = min(max(x, m - clip * s), m + clip * s)
+            ec = min(e, clip * s)
+            dc = min(max(d, state[_MD] - clip * state[_SD]), state[_MD] + clip * state[_SD])
+            edc = min(ed, clip * state[_SD])
+        else:
+            xc = x
+            ec = e
+            dc = d
+            edc = ed
+        state[_M] = m + a * (xc - m)
+        state[_S] = s + a * (ec - s)
+        state[_MS] += a_fast * (x - state[_MS])
+        state[_VS] += a_fast * (abs(x - state[_MS]) - state[_VS])
+        state[_MD] += a * (dc - state[_MD])
+        state[_SD] += a * (edc - state[_SD])
+        state[_PREV] = x
+        # likelihood of each channel: short-term mean against the long-term distribution
+        al = _ew_rate(a_long, count)
+        z = 0.0
+        for ch in range(ENS_NCH):
+            r = raw[ch]
+            state[_SH + ch] += a_short * (r - state[_SH + ch])
+            if count >= warmup:
+                zc = (state[_SH + ch] - state[_LM + ch]) / (math.sqrt(state[_LV + ch]) + 1e-3)
+                z = max(z, zc)
+            old = state[_LM + ch]
+            state[_LM + ch] = old + al * (r - old)
+            state[_LV + ch] += al * ((r - old) * (r - state[_LM + ch]) - state[_LV + ch])
+        state[_N] = count + 1
+        score = z / (z + zscale)
+        if state[_SUP] > 0.0:
+            state[_SUP] -= 1.0
+            score = 0.0
+        elif z >= alarm:
+            state[_SUP] = suppress
+        out[i] = score

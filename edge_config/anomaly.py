@@ -1,0 +1,131 @@
+"""Settings of the streaming sensor-anomaly detectors (one detector per device point).
+
+Spans and counts are in samples (readings), not seconds: the detectors are sample-indexed.
+The defaults are the single configuration benchmarked on NAB (bench/ANOMALY_RESULTS.md).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from edge_config._base import Section
+
+__all__ = ["AnomalySettings", "EnsembleSettings", "WindowedGaussianSettings"]
+
+
+class WindowedGaussianSettings(Section):
+    """Baseline: z-score of each reading against the mean and spread of the previous N readings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(
+        default=6400,
+        ge=2,
+        le=1_000_000,
+        description="Readings in the sliding window (memory: 8 bytes each).",
+    )
+
+
+class EnsembleSettings(Section):
+    """Robust multi-channel detector with anomaly-likelihood post-processing and suppression."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level_span: int = Field(
+        default=2000,
+        ge=2,
+        le=10_000_000,
+        description="Span (1/rate) of the slow location/spread estimates of values and changes.",
+    )
+    fast_span: float = Field(
+        default=3.0,
+        ge=1.0,
+        le=10_000.0,
+        description="Span of the fast mean and spread that reveal level and variance shifts.",
+    )
+    clip: float = Field(
+        default=6.0,
+        ge=0.5,
+        le=1000.0,
+        description="After warm-up a reading moves the slow estimates by at most this many spreads.",
+    )
+    short_span: float = Field(
+        default=5.0,
+        ge=1.0,
+        le=10_000.0,
+        description="Span of the short-term average of each channel's raw score.",
+    )
+    long_span: int = Field(
+        default=600,
+        ge=2,
+        le=10_000_000,
+        description="Span of the long-term mean and variance of each channel's raw score.",
+    )
+    warmup: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="Readings before any score other than 0 is produced.",
+    )
+    alarm_z: float = Field(
+        default=3.0,
+        ge=0.0,
+        le=1000.0,
+        description="Likelihood z at which the detector considers it has raised an alarm.",
+    )
+    suppress: int = Field(
+        default=20,
+        ge=0,
+        le=1_000_000,
+        description="Readings scored 0 after an alarm, so one event gives one alarm.",
+    )
+    quantum: float = Field(
+        default=0.5,
+        ge=0.01,
+        le=100.0,
+        description="Width, in spreads, of the bins of the quantised-pattern (context) channel.",
+    )
+    levels: int = Field(
+        default=10,
+        ge=1,
+        le=60,
+        description="Bins each side of the location in the context channel (values beyond clip).",
+    )
+    context_span: int = Field(
+        default=3000,
+        ge=1,
+        le=100_000_000,
+        description="Span over which remembered patterns are forgotten in the context channel.",
+    )
+    context_bits: int = Field(
+        default=12,
+        ge=4,
+        le=20,
+        description="log2 of the pattern-table size (memory: 8 * 2**bits bytes per point).",
+    )
+    z_scale: float = Field(
+        default=10.0,
+        ge=0.1,
+        le=1000.0,
+        description="Score = z / (z + z_scale): the likelihood z at which the score is 0.5.",
+    )
+
+
+class AnomalySettings(Section):
+    """Which detector scores a point, and its settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detector: Literal["ensemble", "windowed_gaussian"] = Field(
+        default="ensemble",
+        description="'ensemble' (default, the benchmarked detector) or 'windowed_gaussian'.",
+    )
+    ensemble: EnsembleSettings = Field(
+        default_factory=EnsembleSettings, description="Settings of the ensemble detector."
+    )
+    windowed_gaussian: WindowedGaussianSettings = Field(
+        default_factory=WindowedGaussianSettings,
+        description="Settings of the windowed Gaussian baseline.",
+    )
