@@ -8,7 +8,9 @@ from typing import Annotated
 from pydantic import Field
 
 from edge_config._base import Section
+from edge_config.camera import CameraDevice
 from edge_config.mqtt import MqttBroker, MqttDevice
+from edge_config.opcua import OpcUaDevice
 from edge_config.rules import Rule
 from edge_config.site import ApiSettings, OutboxSettings, SiteSettings
 from edge_config.upstream import UpstreamSettings
@@ -16,7 +18,7 @@ from edge_config.upstream import UpstreamSettings
 __all__ = ["Device", "GatewayConfig"]
 
 # Every device kind joins this union; 'kind' picks the model, so an error names the right fields.
-Device = Annotated[MqttDevice, Field(discriminator="kind")]
+Device = Annotated[MqttDevice | CameraDevice | OpcUaDevice, Field(discriminator="kind")]
 
 
 class GatewayConfig(Section):
