@@ -1,0 +1,236 @@
+"""The local HTTP API: health, metrics, the pull feed, platform feedback on incidents.
+
+Every route except /healthz needs ``Authorization: Bearer <token>``. The routes are listed in one
+table (``ROUTES``); gateway/openapi.json documents the same set, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.envelope import encode_batch
+from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+__all__ = ["ROUTES", "ApiServer", "build_app"]
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", object)  # type: ignore[arg-type]
+BATCH_TYPE = "application/cloudevents-batch+json"
+_MAX_LIMIT = 1000
+_PUBLIC = frozenset({"/healthz"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _gw(request: web.Request) -> Gateway:
+    return request.app[GATEWAY]
+
+
+def _problem(status: int, title: str, detail: str) -> web.Response:
+    # RFC 9457 problem details, so clients get one error shape everywhere.
+    return web.json_response(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status=status,
+        content_type="application/problem+json",
+    )
+
+
+def _bad_request(detail: str) -> web.HTTPBadRequest:
+    body = {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail}
+    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/problem+json")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in _PUBLIC:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = _gw(request).api_token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        resp = _problem(401, "Unauthorized", "send 'Authorization: Bearer <token>'")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="edge-gateway"'
+        return resp
+    return await handler(request)
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad_request(f"'{name}' must be an integer") from None
+    if not lo <= value <= hi:
+        raise _bad_request(f"'{name}' must be in {lo}..{hi}")
+    return value
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gw = _gw(request)
+    return web.json_response({"status": "ok", "uptime_s": round(time.time() - gw._started, 3)})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = _gw(request)
+    links = {s.name: s.health.state.value for s in gw.supervisors}
+    ready = gw.ready
+    return web.json_response({"ready": ready, "links": links}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_gw(request).metrics.registry)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def events(request: web.Request) -> web.Response:
+    """The pull feed: committed events after a sequence, oldest first, long-polling when empty."""
+    gw = _gw(request)
+    after = _int_param(request, "after", 0, 0, 2**62)
+    limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
+    wait = _int_param(request, "wait", 0, 0, int(gw.config.api.max_wait_s))
+    if "feed" in gw.outbox._cursors:
+        # Pull-only box: asking for events after N says the platform holds everything up to N.
+        gw.outbox.set_cursor("feed", min(after, gw.outbox.committed_seq))
+    if wait and gw.outbox.committed_seq <= after:
+        await gw.outbox.wait_committed(after, wait)
+    batch = await asyncio.to_thread(gw.outbox.read_after, after, limit)
+    resp = web.Response(body=encode_batch([e.body for e in batch]))
+    resp.headers["Content-Type"] = BATCH_TYPE
+    last = batch[-1].seq if batch else after
+    resp.headers["X-Next-After"] = str(last)
+    resp.headers["X-Committed-Seq"] = str(gw.outbox.committed_seq)
+    return resp
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    gw = _gw(request)
+    want = request.query.get("status")
+    if want is not None and want not in IncidentStatus._value2member_map_:
+        return _problem(400, "Bad Request", f"status must be one of {[s.value for s in IncidentStatus]}")
+    items = [
+        gw.incident_json(i.id, i)
+        for i in sorted(gw.incidents.incidents, key=lambda i: i.started_at)
+        if want is None or i.status.value == want
+    ]
+    return web.json_response({"incidents": items})
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(_gw(request).incident_json(request.match_info["id"]))
+    except IncidentNotFound:
+        return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
+
+
+async def _feedback(request: web.Request) -> Feedback:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except json.JSONDecodeError:
+        raise _bad_request("body is not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("by"), str) or not body["by"].strip():
+        raise _bad_request("body needs 'by': who acts")
+    note = body.get("note", "")
+    at = body.get("at", time.time())
+    if not isinstance(note, str) or not isinstance(at, int | float):
+        raise _bad_request("'note' is text, 'at' epoch seconds")
+    return Feedback(by=body["by"].strip()[:128], at=float(at), note=note[:2000])
+
+
+async def ack_incident(request: web.Request) -> web.Response:
+    fb = await _feedback(request)
+    try:
+        return web.json_response(_gw(request).acknowledge(request.match_info["id"], fb))
+    except IncidentNotFound:
+        return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
+
+
+async def close_incident(request: web.Request) -> web.Response:
+    fb = await _feedback(request)
+    try:
+        return web.json_response(_gw(request).close(request.match_info["id"], fb))
+    except IncidentNotFound:
+        return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
+
+
+async def devices(request: web.Request) -> web.Response:
+    gw = _gw(request)
+    return web.json_response(
+        {
+            "links": [
+                {
+                    "name": h.name,
+                    "state": h.state.value,
+                    "since": h.since,
+                    "restarts": h.restarts,
+                    "last_error": h.last_error,
+                }
+                for h in (s.health for s in gw.supervisors)
+            ]
+        }
+    )
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    text = resources.files("gateway").joinpath("openapi.json").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/json")
+
+
+ROUTES: list[web.RouteDef] = [
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/metrics", metrics),
+    web.get("/api/v1/openapi.json", openapi),
+    web.get("/api/v1/events", events),
+    web.get("/api/v1/incidents", list_incidents),
+    web.get("/api/v1/incidents/{id}", get_incident),
+    web.post("/api/v1/incidents/{id}/ack", ack_incident),
+    web.post("/api/v1/incidents/{id}/close", close_incident),
+    web.get("/api/v1/devices", devices),
+]
+
+
+def build_app(gw: Gateway, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
+    app = web.Application(middlewares=[_auth], client_max_size=64 * 1024)
+    app[GATEWAY] = gw
+    app.router.add_routes(ROUTES + (extra_routes or []))
+    return app
+
+
+class ApiServer:
+    """Runs the app with AppRunner/TCPSite inside the gateway's TaskGroup."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self._gw = gw
+        self._runner: web.AppRunner | None = None
+        self.address: tuple[str, int] = (gw.config.api.listen, gw.config.api.port)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(build_app(self._gw), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._gw.config.api.listen, self._gw.config.api.port)
+        await site.start()
+        server = site._server
+        if server is not None and server.sockets:  # type: ignore[union-attr]
+            self.address = server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+

@@ -1,0 +1,340 @@
+"""The daemon: wires drivers, rules, incidents, the outbox, pushers and the API under one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drivers.base import Reading
+from drivers.mqtt import MqttDriver
+from edge_config import LoadedConfig, load
+from edge_config.model import GatewayConfig
+from edge_config.mqtt import MqttDevice
+from edge_config.rules import Rule
+from gateway.envelope import incident_event
+from gateway.errors import ConfigError
+from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+from gateway.rules import RuleEngine
+from gateway.signals import Category, Severity, Signal
+from gateway.supervisor import Backoff, Supervisor
+from gateway.upstream import WebhookPusher
+from systemd.notify import Notifier
+
+__all__ = ["Gateway", "default_state_dir", "run_daemon"]
+
+log = logging.getLogger(__name__)
+
+_TICK_S = 1.0
+_PRUNE_EVERY_S = 60.0
+_STOP_FLUSH_S = 3.0
+
+
+def default_state_dir(cfg: GatewayConfig) -> Path:
+    if cfg.state_dir is not None:
+        return cfg.state_dir
+    env = os.environ.get("STATE_DIRECTORY")
+    # systemd may pass several ':'-separated directories; ours is the first.
+    return Path(env.split(":")[0]) if env else Path("/var/lib/edge-gateway")
+
+
+class Gateway:
+    """One box's gateway. Build it, then ``await run(stop)``; other parts reach it through its
+    small public methods (``signal``, ``acknowledge``, ``close``, ``health``)."""
+
+    def __init__(self, loaded: LoadedConfig, *, state_dir: Path | None = None) -> None:
+        self.loaded = loaded
+        cfg = self.config = loaded.config
+        self.state_dir = state_dir or default_state_dir(cfg)
+        self.metrics = Metrics()
+        self.notifier = Notifier()
+        self.api_token = cfg.api.token.read(loaded.base_dir).get_secret_value()
+        consumers = []
+        if cfg.upstream.webhook is not None:
+            consumers.append(WebhookPusher.consumer)
+        if not consumers:
+            # Pull-only: the platform's feed cursor is what counts as delivered.
+            consumers.append("feed")
+        self.outbox = Outbox(
+            self.state_dir / "outbox.sqlite3",
+            budget_bytes=int(cfg.outbox.budget_mb * 1024 * 1024),
+            keep_delivered_s=cfg.outbox.keep_delivered_days * 86400,
+            commit_interval_s=cfg.outbox.commit_interval_ms / 1000,
+            consumers=consumers,
+            metrics=self.metrics,
+            on_overflow=self._on_overflow,
+        )
+        self._rules: dict[str, Rule] = {}
+        self._set_rules(cfg.rules)
+        departments = {d.id: d.department for d in cfg.devices}
+        self.incidents = IncidentManager(
+            default_department=cfg.site.default_department,
+            policy_for=self._policy,
+            department_for_device=departments.get,
+        )
+        self._places = {d.id: self._place(d.id) for d in cfg.devices}
+        self.rules = RuleEngine(cfg.rules, [d.id for d in cfg.devices], self.signal, time.time())
+        self.supervisors: list[Supervisor] = []
+        self._reading_counters: dict[str, Any] = {}
+        self._overflowing = False
+        self._started = time.time()
+        self.ready = False
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def _set_rules(self, rules: list[Rule]) -> None:
+        self._rules = {r.id: r for r in rules}
+
+    def _policy(self, rule_id: str) -> RoutingPolicy:
+        r = self._rules.get(rule_id)
+        return RoutingPolicy() if r is None else RoutingPolicy(r.cooldown_s, r.update_interval_s)
+
+    def _place(self, device_id: str) -> dict[str, Any]:
+        site = self.config.site
+        place: dict[str, Any] = {
+            "box_id": site.box_id,
+            "township": site.township,
+            "village": site.village,
+            "civil_code": site.civil_code,
+            "latitude": site.latitude,
+            "longitude": site.longitude,
+        }
+        dev = next((d for d in self.config.devices if d.id == device_id), None)
+        if dev is not None:
+            place["device_name"] = getattr(dev, "name", None)
+            loc = getattr(dev, "location", None)
+            if loc is not None:
+                place["zone_name"] = loc.zone
+                if loc.latitude is not None:
+                    place["latitude"], place["longitude"] = loc.latitude, loc.longitude
+            for extra in ("national_id", "civil_code"):
+                if getattr(dev, extra, None):
+                    place[extra] = getattr(dev, extra)
+        return place
+
+    def source(self, device: str) -> str:
+        return f"{self.config.site.source_prefix}:{self.config.site.box_id}/{device}"
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the file and swap rules; open incidents stay as they are."""
+        try:
+            new = load(self.loaded.path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running rules: %s", "; ".join(exc.problems))
+            return
+        if new.config.model_dump(exclude={"rules"}) != self.config.model_dump(exclude={"rules"}):
+            log.warning("reload: only [[rules]] are applied live; other changes need a restart")
+        self._set_rules(new.config.rules)
+        self.rules.reload(new.config.rules, time.time())
+        log.info("reload: %d rules active", len(new.config.rules))
+
+    # -- the incident path -----------------------------------------------------------------
+
+    def on_reading(self, r: Reading) -> None:
+        counter = self._reading_counters.get(r.device)
+        if counter is None:
+            counter = self._reading_counters[r.device] = self.metrics.readings.labels(r.device)
+        counter.inc()
+        self.rules.ingest(r, time.time())
+
+    def signal(self, sig: Signal) -> None:
+        """Entry point for every detector (rules, vision, anomaly, camera events)."""
+        change = self.incidents.apply(sig)
+        if change is not None:
+            self._commit(change)
+
+    def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        change = self.incidents.acknowledge(incident_id, fb)
+        self._commit(change)
+        return self.incident_json(change.incident.id)
+
+    def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        change = self.incidents.close(incident_id, fb)
+        self._commit(change)
+        return self.incident_json(change.incident.id, change.incident)
+
+    def incident_json(self, incident_id: str, inc: Any = None) -> dict[str, Any]:
+        from gateway.incidents import incident_data
+
+        inc = inc or self.incidents.get(incident_id)
+        return incident_data(inc, self._places.get(inc.device) or self._place(inc.device))
+
+    def _commit(self, change: Change) -> None:
+        inc = change.incident
+        live = self.incidents.is_live(inc.id)
+        row = json.dumps(inc.to_row())
+        if change.kind is None:
+            self.outbox.save_incident(inc.id, live, row)
+            return
+        place = self._places.get(inc.device) or self._place(inc.device)
+        kind = change.kind
+        self.outbox.append(
+            source=self.source(inc.device),
+            severity=int(inc.severity),
+            build=lambda seq: incident_event(
+                seq=seq, kind=kind, incident=inc, source=self.source(inc.device), place=place, time=change.time
+            ),
+            incident=(inc.id, live, row),
+        )
+        self.metrics.incident_events.labels(inc.category.value, kind.value).inc()
+
+    def _on_overflow(self, dropped: int) -> None:
+        self._overflowing = True
+        self.signal(
+            Signal(
+                device=self.config.site.box_id,
+                rule="outbox-overflow",
+                active=True,
+                time=time.time(),
+                category=Category.GATEWAY_FAULT,
+                severity=Severity.MAJOR,
+                summary=f"outbox full: {self.outbox.dropped_total} undelivered events dropped so far",
+                detector="outbox",
+                value=float(self.outbox.dropped_total),
+                details={"dropped": self.outbox.dropped_total},
+            )
+        )
+
+    # -- life ------------------------------------------------------------------------------
+
+    def _status_line(self) -> str:
+        up = sum(1 for s in self.supervisors if s.health.state.value == "connected")
+        open_n = sum(1 for i in self.incidents.incidents if i.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED))
+        lag = self.outbox.committed_seq - self.outbox.delivered_seq
+        return f"{up}/{len(self.supervisors)} links up, {open_n} open incidents, {lag} events undelivered"
+
+    def _build_supervisors(self) -> None:
+        cfg = self.config
+        by_broker: dict[str, list[MqttDevice]] = {}
+        for d in cfg.devices:
+            if isinstance(d, MqttDevice):
+                by_broker.setdefault(d.broker, []).append(d)
+        for b in cfg.brokers:
+            devs = by_broker.get(b.id)
+            if not devs:
+                continue
+            password = b.password.read(self.loaded.base_dir).get_secret_value() if b.password else None
+            malformed = self.metrics.malformed
+            drv = MqttDriver(
+                b,
+                devs,
+                client_id=b.client_id or f"edge-{cfg.site.box_id}-{b.id}"[:64],
+                password=password,
+                on_malformed=lambda reason, n=f"mqtt:{b.id}": malformed.labels(n, reason).inc(),
+            )
+            self.add_supervised(drv.name, lambda on_conn, drv=drv: drv.run(self.on_reading, on_conn))
+        wh = cfg.upstream.webhook
+        if wh is not None:
+            secret = wh.secret.read(self.loaded.base_dir).get_secret_value().encode() if wh.secret else None
+            pusher = WebhookPusher(self.outbox, str(wh.url), secret, wh.timeout_s, self.metrics)
+            self.add_supervised(pusher.name, pusher.run, backoff=Backoff(0.5, wh.max_backoff_s))
+
+    def add_supervised(
+        self, name: str, target: Callable[[Callable[[], None]], Any], backoff: Backoff | None = None
+    ) -> Supervisor:
+        sup = Supervisor(name, target, self.metrics, backoff=backoff)
+        self.supervisors.append(sup)
+        return sup
+
+    async def _tick(self) -> None:
+        last_prune = time.monotonic()
+        interval = min(_TICK_S, Notifier.watchdog_interval_s() or _TICK_S)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            self.rules.tick(now)
+            for inc in self.incidents.expire(now):
+                self.outbox.save_incident(inc.id, False, json.dumps(inc.to_row()))
+            self.metrics.outbox_oldest_age.set(await asyncio.to_thread(self.outbox.oldest_undelivered_age))
+            for cat in Category:
+                n = sum(
+                    1
+                    for i in self.incidents.incidents
+                    if i.category is cat and i.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+                )
+                self.metrics.open_incidents.labels(cat.value).set(n)
+            if self._overflowing and self.outbox.committed_seq - self.outbox.delivered_seq == 0:
+                self._overflowing = False
+                self.signal(
+                    Signal(
+                        device=self.config.site.box_id, rule="outbox-overflow", active=False, time=now,
+                        category=Category.GATEWAY_FAULT, severity=Severity.MAJOR, summary="outbox drained",
+                        detector="outbox",
+                    )
+                )
+            if time.monotonic() - last_prune > _PRUNE_EVERY_S:
+                last_prune = time.monotonic()
+                await asyncio.to_thread(self.outbox.prune_delivered)
+            # The watchdog ping comes from this loop on purpose: if the event loop or this tick
+            # wedges, systemd stops hearing from us and restarts the service.
+            self.notifier.watchdog()
+            self.notifier.status(self._status_line())
+
+    async def run(self, stop: asyncio.Event, *, reload: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set; then stop intake, flush the outbox, and return."""
+        from gateway.api import ApiServer
+
+        await asyncio.to_thread(self.outbox.open)
+        self.incidents.restore(json.loads(r) for r in self.outbox.live_incident_rows())
+        self._build_supervisors()
+        api = ApiServer(self)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self.outbox.run(), name="gw[outbox].writer")
+                await api.start()
+                tick = tg.create_task(self._tick(), name="gw[core].tick")
+                sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
+                self.ready = True
+                self.notifier.ready(self._status_line())
+                log.info("gateway %s running: API on http://%s:%d", self.config.site.box_id, *api.address)
+                await self._wait(stop, reload)
+                log.info("stopping: intake off, flushing the outbox")
+                self.ready = False
+                self.notifier.stopping()
+                for t in sup_tasks:
+                    t.cancel()
+                await asyncio.gather(*sup_tasks, return_exceptions=True)
+                await api.stop()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_STOP_FLUSH_S):
+                        await self.outbox.flush()
+                self.outbox.stop_intake()
+                tick.cancel()
+                writer.cancel()
+        finally:
+            await api.stop()
+            self.outbox.close()
+
+    async def _wait(self, stop: asyncio.Event, reload: asyncio.Event | None) -> None:
+        while not stop.is_set():
+            waiters = [asyncio.ensure_future(stop.wait())]
+            if reload is not None:
+                waiters.append(asyncio.ensure_future(reload.wait()))
+            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for p in pending:
+                p.cancel()
+            if reload is not None and reload.is_set():
+                reload.clear()
+                self.reload()
+
+
+async def run_daemon(config_path: Path) -> int:
+    """`edge-gateway run`: load, run until SIGTERM/SIGINT, reload on SIGHUP."""
+    loaded = load(config_path)
+    gw = Gateway(loaded)
+    stop, reload = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    await gw.run(stop, reload=reload)
+    return 0

@@ -1,0 +1,95 @@
+"""`edge-gateway`: run the daemon, check or describe a config, run the demo site, find cameras."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from edge_config import GatewayConfig, check_secrets, load
+from gateway.errors import ConfigError
+from gateway.logsetup import setup_logging
+
+__all__ = ["main"]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gateway.app import run_daemon
+
+    setup_logging(args.log_level)
+    try:
+        return asyncio.run(run_daemon(Path(args.config)))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        loaded = load(args.file)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    problems, notes = check_secrets(loaded)
+    for line in problems:
+        print(line, file=sys.stderr)
+    for line in notes:
+        print(f"note: {line}")
+    if problems:
+        return 2
+    cfg = loaded.config
+    print(
+        f"{args.file}: OK ({len(cfg.devices)} devices, {len(cfg.rules)} rules, "
+        f"{len(cfg.brokers)} brokers, box {cfg.site.box_id})"
+    )
+    return 0
+
+
+def _cmd_config_schema(_args: argparse.Namespace) -> int:
+    print(json.dumps(GatewayConfig.model_json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    setup_logging(args.log_level)
+    try:
+        return asyncio.run(run_demo(port=args.port, state_dir=Path(args.state_dir) if args.state_dir else None))
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-gateway", description=__doc__)
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the gateway daemon")
+    run.add_argument("--config", required=True, help="site TOML file (e.g. /etc/edge-gateway/site.toml)")
+    run.set_defaults(func=_cmd_run)
+    cfg = sub.add_parser("config", help="check a site file or print its JSON Schema")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfg_sub.add_parser("check", help="validate a site file; exit 2 listing every problem")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_config_check)
+    schema = cfg_sub.add_parser("schema", help="print the JSON Schema of site files")
+    schema.set_defaults(func=_cmd_config_schema)
+    demo = sub.add_parser("demo", help="run the embedded demo site on 127.0.0.1")
+    demo.add_argument("--port", type=int, default=8780, help="API port (0 picks a free one)")
+    demo.add_argument("--state-dir", default=None, help="keep demo state here (default: a temporary folder)")
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""Rules over readings: threshold (with hysteresis and minimum duration), rate of change, stuck
+value, and silence. Each rule instance keeps a few numbers of state per (device, point) and emits a
+:class:`Signal` on every reading while its condition holds and once when it ends; the incident
+manager turns those into one incident with rate-limited updates.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+from drivers.base import Reading
+from edge_config.rules import RateRule, Rule, SilenceRule, StuckRule, ThresholdRule
+from gateway.signals import Category, Severity, Signal
+
+__all__ = ["RuleEngine"]
+
+SignalSink = Callable[[Signal], None]
+
+_SEVERITY = {"info": Severity.INFO, "minor": Severity.MINOR, "major": Severity.MAJOR, "critical": Severity.CRITICAL}
+
+# A rate window keeps at most this many samples: memory stays bounded for points that publish
+# far faster than their window needs (the window then shortens to the newest samples).
+_RATE_MAX_SAMPLES = 1024
+
+
+class _Eval:
+    """State of one rule on one (device, point)."""
+
+    __slots__ = ("active", "device", "point", "rule", "severity")
+
+    def __init__(self, rule: Rule, device: str, point: str | None) -> None:
+        self.rule = rule
+        self.device = device
+        self.point = point
+        self.severity = _SEVERITY[rule.severity]
+        self.active = False
+
+    def signal(self, active: bool, t: float, category: Category, summary: str, **kw: float | None) -> Signal:
+        self.active = active
+        return Signal(
+            device=self.device,
+            rule=self.rule.id,
+            point=self.point,
+            active=active,
+            time=t,
+            category=category,
+            severity=self.severity,
+            summary=summary,
+            department=self.rule.department,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def reading(self, r: Reading) -> Signal | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class _Threshold(_Eval):
+    __slots__ = ("since",)
+    rule: ThresholdRule
+
+    def __init__(self, rule: ThresholdRule, device: str, point: str | None) -> None:
+        super().__init__(rule, device, point)
+        self.since: float | None = None
+
+    def reading(self, r: Reading) -> Signal | None:
+        rule, v = self.rule, r.value
+        if rule.above is not None:
+            limit, breach, clear, word = rule.above, v > rule.above, v <= rule.above - rule.hysteresis, "above"
+        else:
+            assert rule.below is not None
+            limit, breach, clear, word = rule.below, v < rule.below, v >= rule.below + rule.hysteresis, "below"
+        summary = f"{self.point} {v:g}{' ' + r.unit if r.unit else ''} {word} {limit:g}"
+        if self.active:
+            if clear:
+                self.since = None
+                return self.signal(False, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
+            return self.signal(True, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
+        if not breach:
+            self.since = None
+            return None
+        if self.since is None:
+            self.since = r.time
+        if r.time - self.since >= rule.for_s:
+            return self.signal(True, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
+        return None
+
+
+class _Rate(_Eval):
+    __slots__ = ("window",)
+    rule: RateRule
+
+    def __init__(self, rule: RateRule, device: str, point: str | None) -> None:
+        super().__init__(rule, device, point)
+        self.window: deque[tuple[float, float]] = deque(maxlen=_RATE_MAX_SAMPLES)
+
+    def reading(self, r: Reading) -> Signal | None:
+        w = self.window
+        w.append((r.time, r.value))
+        horizon = r.time - self.rule.window_s
+        while len(w) > 2 and w[1][0] <= horizon:
+            w.popleft()
+        t0, v0 = w[0]
+        dt = r.time - t0
+        if dt <= 0:
+            return None
+        rate = (r.value - v0) / dt
+        over = abs(rate) > self.rule.max_per_s
+        if over or self.active:
+            summary = f"{self.point} changing {rate:+.3g}/s (limit {self.rule.max_per_s:g}/s)"
+            return self.signal(over, r.time, Category.RATE_OF_CHANGE, summary, value=r.value, score=abs(rate),
+                               threshold=self.rule.max_per_s)
+        return None
+
+
+class _Stuck(_Eval):
+    __slots__ = ("ref", "since")
+    rule: StuckRule
+
+    def __init__(self, rule: StuckRule, device: str, point: str | None) -> None:
+        super().__init__(rule, device, point)
+        self.ref = math.nan
+        self.since = 0.0
+
+    def reading(self, r: Reading) -> Signal | None:
+        if not abs(r.value - self.ref) <= self.rule.tolerance:  # also true for the first (NaN ref)
+            self.ref, self.since = r.value, r.time
+            if self.active:
+                return self.signal(False, r.time, Category.STUCK_VALUE, f"{self.point} moving again", value=r.value)
+            return None
+        if not self.active and r.time - self.since >= self.rule.for_s:
+            summary = f"{self.point} stuck at {r.value:g} for {r.time - self.since:.0f} s"
+            return self.signal(True, r.time, Category.STUCK_VALUE, summary, value=r.value)
+        return None
+
+
+class _Silence(_Eval):
+    __slots__ = ("last_seen",)
+    rule: SilenceRule
+
+    def __init__(self, rule: SilenceRule, device: str, now: float) -> None:
+        super().__init__(rule, device, None)
+        self.last_seen = now
+
+    def seen(self, now: float) -> Signal | None:
+        self.last_seen = now
+        if self.active:
+            return self.signal(False, now, Category.DEVICE_OFFLINE, f"{self.device} sending again")
+        return None
+
+    def check(self, now: float) -> Signal | None:
+        if not self.active and now - self.last_seen >= self.rule.for_s:
+            return self.signal(True, now, Category.DEVICE_OFFLINE, f"{self.device} silent for {now - self.last_seen:.0f} s")
+        return None
+
+
+_POINT_RULES: dict[type, type[_Eval]] = {ThresholdRule: _Threshold, RateRule: _Rate, StuckRule: _Stuck}
+
+
+class RuleEngine:
+    """Evaluates every rule that applies to each reading; silence is checked on :meth:`tick`.
+
+    Silence uses the gateway's clock (``now``); the other rules use the reading's own time, so a
+    back-filled burst is judged on the device's timeline.
+    """
+
+    def __init__(self, rules: Sequence[Rule], devices: Iterable[str], emit: SignalSink, now: float) -> None:
+        self._emit = emit
+        self._devices = list(devices)
+        self._rules: list[Rule] = []
+        self._point_evals: dict[tuple[str, str], list[_Eval]] = {}
+        self._silence: dict[str, list[_Silence]] = {}
+        self.reload(rules, now)
+
+    def reload(self, rules: Sequence[Rule], now: float) -> None:
+        """Swap in a new rule set. State of rules whose definition is unchanged is kept, and a rule
+        that was active stays active under a changed definition until a reading clears it, so open
+        incidents are neither dropped nor duplicated."""
+        old = {(e.rule.id, e.device, e.point): e for evals in self._point_evals.values() for e in evals}
+        old.update({(e.rule.id, e.device, None): e for evals in self._silence.values() for e in evals})
+        self._rules = list(rules)
+        self._point_evals = {}
+        self._silence = {}
+        for rule in self._rules:
+            if isinstance(rule, SilenceRule):
+                for dev in self._matching(rule):
+                    prev = old.get((rule.id, dev, None))
+                    ev = _Silence(rule, dev, now)
+                    if isinstance(prev, _Silence):
+                        ev.last_seen, ev.active = prev.last_seen, prev.active
+                    self._silence.setdefault(dev, []).append(ev)
+        self._old_point_state = old
+
+    def _matching(self, rule: Rule) -> list[str]:
+        return [d for d in self._devices if any(fnmatch.fnmatchcase(d, p) for p in rule.devices)]
+
+    def _evals_for(self, device: str, point: str) -> list[_Eval]:
+        evals: list[_Eval] = []
+        for rule in self._rules:
+            cls = _POINT_RULES.get(type(rule))
+            if cls is None or getattr(rule, "point", None) != point:
+                continue
+            if not any(fnmatch.fnmatchcase(device, p) for p in rule.devices):
+                continue
+            ev = cls(rule, device, point)  # type: ignore[arg-type]
+            prev = self._old_point_state.get((rule.id, device, point))
+            if prev is not None:
+                if prev.rule == rule:
+                    ev = prev
+                else:
+                    ev.active = prev.active
+            evals.append(ev)
+        self._point_evals[(device, point)] = evals
+        return evals
+
+    def ingest(self, r: Reading, now: float) -> None:
+        """Evaluate one reading (on the event loop; a few microseconds when no rule fires)."""
+        silence = self._silence.get(r.device)
+        if silence:
+            for s in silence:
+                if s.active:
+                    sig = s.seen(now)
+                    if sig is not None:
+                        self._emit(sig)
+                else:
+                    s.last_seen = now
+        evals = self._point_evals.get((r.device, r.point))
+        if evals is None:
+            evals = self._evals_for(r.device, r.point)
+        if not math.isfinite(r.value):
+            return
+        for ev in evals:
+            sig = ev.reading(r)
+            if sig is not None:
+                self._emit(sig)
+
+    def tick(self, now: float) -> None:
+        """Periodic checks that no reading triggers (silence)."""
+        for evals in self._silence.values():
+            for s in evals:
+                sig = s.check(now)
+                if sig is not None:
+                    self._emit(sig)

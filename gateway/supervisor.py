@@ -1,0 +1,125 @@
+"""Supervision of long-lived tasks: restart with capped, jittered backoff, a restart budget, and
+a health state every part of the gateway (status page, /readyz, metrics, systemd STATUS) reads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from drivers.base import DriverState
+from gateway.errors import DriverError
+from gateway.metrics import Metrics
+
+__all__ = ["Backoff", "Supervisor", "SupervisorHealth"]
+
+log = logging.getLogger(__name__)
+
+Target = Callable[[Callable[[], None]], Awaitable[None]]
+"""A supervised coroutine: called with an ``on_connected`` callback, runs until it fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorHealth:
+    name: str
+    state: DriverState
+    since: float
+    restarts: int
+    last_error: str | None
+
+
+class Backoff:
+    """Exponential backoff with full jitter, capped: delay n is uniform in [cap_n / 2, cap_n]."""
+
+    def __init__(self, base_s: float = 0.5, max_s: float = 30.0) -> None:
+        self.base_s = base_s
+        self.max_s = max_s
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        cap = min(self.max_s, self.base_s * 2.0**self.attempt)
+        self.attempt += 1
+        return random.uniform(cap / 2, cap)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Supervisor:
+    """Keeps one target running; after ``budget`` failures within ``window_s`` it reports FAILED
+    (and keeps trying at the capped delay, since a field device may come back any time)."""
+
+    def __init__(
+        self,
+        name: str,
+        target: Target,
+        metrics: Metrics,
+        *,
+        backoff: Backoff | None = None,
+        budget: int = 5,
+        window_s: float = 60.0,
+        on_state: Callable[[SupervisorHealth], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._target = target
+        self._metrics = metrics
+        self._backoff = backoff or Backoff()
+        self._budget = budget
+        self._window_s = window_s
+        self._failures: deque[float] = deque(maxlen=budget)
+        self._on_state = on_state
+        self._state = DriverState.STOPPED
+        self._since = time.time()
+        self._restarts = 0
+        self._last_error: str | None = None
+        self._set(DriverState.STARTING)
+
+    @property
+    def health(self) -> SupervisorHealth:
+        return SupervisorHealth(self.name, self._state, self._since, self._restarts, self._last_error)
+
+    def _set(self, state: DriverState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        self._since = time.time()
+        for s in DriverState:
+            self._metrics.task_state.labels(self.name, s.value).set(1 if s is state else 0)
+        if self._on_state is not None:
+            self._on_state(self.health)
+
+    def _connected(self) -> None:
+        self._backoff.reset()
+        self._last_error = None
+        self._set(DriverState.CONNECTED)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._target(self._connected)
+                    self._last_error = "ended unexpectedly"
+                    log.error("%s: ended without an error; restarting", self.name)
+                except DriverError as exc:
+                    # Expected field trouble (device down, broker restarting): one line, no traceback.
+                    self._last_error = str(exc)
+                    log.warning("%s: %s", self.name, exc)
+                except Exception as exc:
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("%s: crashed", self.name)
+                now = time.monotonic()
+                self._failures.append(now)
+                failed = len(self._failures) >= self._budget and now - self._failures[0] <= self._window_s
+                self._set(DriverState.FAILED if failed else DriverState.BACKOFF)
+                delay = self._backoff.next_delay()
+                self._restarts += 1
+                self._metrics.task_restarts.labels(self.name).inc()
+                await asyncio.sleep(delay)
+                if not failed:
+                    self._set(DriverState.STARTING)
+        finally:
+            self._set(DriverState.STOPPED)
