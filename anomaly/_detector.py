@@ -49,10 +49,13 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
 
 def _check_values(name: str, arr: object) -> F64:
     if not isinstance(arr, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}; use np.asarray(...)")
+        raise TypeError(
+            f"{name} must be a numpy array, got {type(arr).__name__}; use np.asarray(...)"
+        )
     if arr.dtype != np.float64:
         raise TypeError(
-            f"{name} has dtype {arr.dtype}; the detectors take float64: use {name}.astype(np.float64)"
+            f"{name} has dtype {arr.dtype}; the detectors take float64: "
+            f"use {name}.astype(np.float64)"
         )
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}; use {name}.ravel()")
@@ -92,11 +95,6 @@ class PointDetector:
         """The detector's name: 'ensemble' or 'windowed_gaussian'."""
         return self._kind
 
-    @property
-    def seen(self) -> int:
-        """Readings that have updated the state (missing ones excluded)."""
-        return int(self._state[0])
-
     def _run(self, values: F64, out: F64) -> None:
         if self._kind == "ensemble":
             _kernels.ensemble_run(self._state, self._aux, self._params, values, out)
@@ -115,7 +113,8 @@ class PointDetector:
         times = _check_values("times", times)
         if times.shape != values.shape:
             raise ValueError(
-                f"times has shape {times.shape} but values has {values.shape}; pass one time per value"
+                f"times has shape {times.shape} but values has {values.shape}; "
+                "pass one time per value"
             )
         out = np.empty_like(values)
         self._run(values, out)
@@ -124,7 +123,12 @@ class PointDetector:
     def state(self) -> bytes:
         """Serialise the whole state (to save in the state directory across restarts)."""
         header = _HEADER.pack(
-            _MAGIC, _VERSION, _KINDS[self._kind], self._fingerprint, self._state.size, self._aux.size
+            _MAGIC,
+            _VERSION,
+            _KINDS[self._kind],
+            self._fingerprint,
+            self._state.size,
+            self._aux.size,
         )
         return header + self._state.astype("<f8").tobytes() + self._aux.astype("<f8").tobytes()
 

@@ -47,7 +47,9 @@ def _seconds(stamps: npt.NDArray[np.datetime64]) -> F64:
     return stamps.astype("datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
 
 
-def run_detector(settings: AnomalySettings, corpus: list[LabelledSeries]) -> tuple[list[F64], float]:
+def run_detector(
+    settings: AnomalySettings, corpus: list[LabelledSeries]
+) -> tuple[list[F64], float]:
     """Score every series with a fresh detector; returns the scores and points per second."""
     warm = make_detector(settings)  # compile (or load the cached kernels) outside the timing
     warm.score_batch(np.zeros(4), np.zeros(4))
@@ -92,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.nab", description=__doc__.split("\n")[0])
     parser.add_argument("dir", type=Path, help="NAB-layout folder (data/, labels/)")
     parser.add_argument(
-        "--out", type=Path, default=Path("bench/results"), help="results folder (default bench/results)"
+        "--out",
+        type=Path,
+        default=Path("bench/results"),
+        help="results folder (default bench/results)",
     )
     parser.add_argument(
         "--detector",

@@ -49,7 +49,7 @@ class EnsembleSettings(Section):
         default=6.0,
         ge=0.5,
         le=1000.0,
-        description="After warm-up a reading moves the slow estimates by at most this many spreads.",
+        description="After warm-up a reading moves the slow estimates at most this many spreads.",
     )
     short_span: float = Field(
         default=5.0,

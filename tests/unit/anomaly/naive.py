@@ -1,0 +1,123 @@
+"""Plain NumPy/Python references of every anomaly kernel (slow, obvious, for tests only).
+
+The windowed Gaussian reference recomputes mean and standard deviation of the window from
+scratch at every step (the kernel keeps running sums). The ensemble reference spells the
+recurrences out with named variables, value by value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_config.anomaly import EnsembleSettings
+
+F64 = npt.NDArray[np.float64]
+MAX_ABS = 1e150
+
+
+def _missing(x: float) -> bool:
+    return not abs(x) <= MAX_ABS
+
+
+def windowed_gaussian(values: F64, window: int) -> F64:
+    """Score = erf(|z|/sqrt 2) against the previous `window` present values."""
+    out = np.zeros(len(values))
+    history: list[float] = []
+    for i, x in enumerate(values.tolist()):
+        if _missing(x):
+            continue
+        if len(history) >= 2:
+            # Deviations from one window element keep 1e12 + noise series exact in float64.
+            win = np.array(history[-window:])
+            dev = win - win[0]
+            mean = float(np.mean(dev))
+            sd = float(np.std(dev))
+            if sd > 0.0:
+                out[i] = math.erf(abs((x - win[0]) - mean) / sd / math.sqrt(2.0))
+            elif x - win[0] != mean:
+                out[i] = 1.0
+        history.append(x)
+    return out
+
+
+def ensemble(values: F64, cfg: EnsembleSettings) -> F64:
+    """The ensemble detector, one value at a time, with every estimate a named variable."""
+    n_ch = 5
+    out = np.zeros(len(values))
+    table = np.zeros(1 << cfg.context_bits)
+    growth = 1.0
+    count = 0
+    level = spread = fast_mean = fast_spread = change_mean = change_spread = previous = 0.0
+    q1 = q2 = 0
+    suppressed = 0
+    short = [0.0] * n_ch
+    long_mean = [0.0] * n_ch
+    long_var = [0.0] * n_ch
+    a_level = 1.0 / cfg.level_span
+    a_fast = 1.0 / cfg.fast_span
+    for i, x in enumerate(values.tolist()):
+        if _missing(x):
+            continue
+        if count == 0:
+            level = fast_mean = previous = x
+            spread = change_spread = fast_spread = 0.0
+        change = x - previous
+        eps = 1e-12 + 1e-9 * abs(level)
+        raw = [
+            min(abs(x - level) / (spread + eps), 50.0),
+            min(abs(change - change_mean) / (change_spread + eps), 50.0),
+            min(abs(fast_mean - level) / (spread + eps), 50.0),
+            0.0,
+            min(fast_spread / (spread + eps), 50.0),
+        ]
+        q = int(
+            np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -cfg.levels, cfg.levels)
+        )
+        key = ((q + 64) * 131 + (q1 + 64)) * 131 + (q2 + 64)
+        slot = (key * 2654435761) % len(table)
+        raw[3] = 1.0 / (1.0 + table[slot] / growth)
+        table[slot] += growth
+        growth *= 1.0 + 1.0 / cfg.context_span
+        if growth > 1e200:
+            table /= growth
+            growth = 1.0
+        q1, q2 = q, q1
+        rate = a_level if count * a_level > 1.0 else 1.0 / (count + 1.0)
+        if count >= cfg.warmup:
+            x_used = min(max(x, level - cfg.clip * spread), level + cfg.clip * spread)
+            dev_used = min(abs(x - level), cfg.clip * spread)
+            lo, hi = change_mean - cfg.clip * change_spread, change_mean + cfg.clip * change_spread
+            change_used = min(max(change, lo), hi)
+            change_dev_used = min(abs(change - change_mean), cfg.clip * change_spread)
+        else:
+            x_used, dev_used = x, abs(x - level)
+            change_used, change_dev_used = change, abs(change - change_mean)
+        level += rate * (x_used - level)
+        spread += rate * (dev_used - spread)
+        fast_mean += a_fast * (x - fast_mean)
+        fast_spread += a_fast * (abs(x - fast_mean) - fast_spread)
+        change_mean += rate * (change_used - change_mean)
+        change_spread += rate * (change_dev_used - change_spread)
+        previous = x
+        a_long = 1.0 / cfg.long_span
+        long_rate = a_long if count * a_long > 1.0 else 1.0 / (count + 1.0)
+        z = 0.0
+        for ch in range(n_ch):
+            short[ch] += (1.0 / cfg.short_span) * (raw[ch] - short[ch])
+            if count >= cfg.warmup:
+                z = max(z, (short[ch] - long_mean[ch]) / (math.sqrt(long_var[ch]) + 1e-3))
+            old = long_mean[ch]
+            long_mean[ch] = old + long_rate * (raw[ch] - old)
+            long_var[ch] += long_rate * ((raw[ch] - old) * (raw[ch] - long_mean[ch]) - long_var[ch])
+        count += 1
+        score = z / (z + cfg.z_scale)
+        if suppressed > 0:
+            suppressed -= 1
+            score = 0.0
+        elif z >= cfg.alarm_z:
+            suppressed = cfg.suppress
+        out[i] = score
+    return out

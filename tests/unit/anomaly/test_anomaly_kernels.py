@@ -1,0 +1,232 @@
+"""Anomaly kernels against the plain NumPy references in naive.py, plus the wrapper contract."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+import numpy as np
+import numpy.testing as npt
+import pydantic
+import pytest
+
+from anomaly import PointDetector, make_detector
+from edge_config.anomaly import AnomalySettings, EnsembleSettings, WindowedGaussianSettings
+
+
+def _load_naive() -> ModuleType:
+    # Other test folders hold a naive.py too and these folders are not packages: load ours
+    # under a unique name instead of `import naive`.
+    name = "tests_unit_anomaly_naive"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("naive.py"))
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+naive = _load_naive()
+RNG = np.random.default_rng(20261127)
+
+# A small, busy configuration: short spans and warm-up so clipping, suppression and the context
+# table's renormalisation are all exercised within a few thousand values.
+SMALL_ENS = EnsembleSettings(
+    level_span=50,
+    fast_span=3.0,
+    clip=3.0,
+    short_span=4.0,
+    long_span=80,
+    warmup=20,
+    alarm_z=2.0,
+    suppress=5,
+    quantum=0.5,
+    levels=6,
+    context_span=2,  # growth 1.5 per value: renormalises every ~1100 values
+    context_bits=6,
+    z_scale=10.0,
+)
+SMALL_GAUSS = WindowedGaussianSettings(window=16)
+
+
+def _random_walk(n: int) -> np.ndarray:
+    return np.cumsum(RNG.normal(size=n)) + 5.0 * (RNG.random(n) < 0.01) * RNG.normal(size=n)
+
+
+def _with_gaps(values: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    out[RNG.random(len(out)) < 0.05] = np.nan
+    out[7 % max(len(out), 1) :: 97] = np.inf
+    return out
+
+
+CASES = {
+    "normal": RNG.normal(size=3000),
+    "random_walk_spikes": _random_walk(3000),
+    "with_nan_and_inf": _with_gaps(RNG.normal(size=2000)),
+    "constant": np.full(500, 3.25),
+    "constant_then_step": np.concatenate([np.full(300, 1.0), np.full(300, 7.0)]),
+    "empty": np.zeros(0),
+    "one": np.array([4.0]),
+    "two": np.array([4.0, 5.0]),
+    "three_with_nan": np.array([np.nan, 1.0, 2.0]),
+    "all_nan": np.full(50, np.nan),
+    "huge": 1e100 * (1.0 + RNG.normal(size=1000)),
+    "tiny": 1e-100 * RNG.normal(size=1000),
+    "offset_1e12": 1e12 + RNG.normal(size=1000),
+    "beyond_max_abs": np.array([1.0, 2.0, 1e200, 3.0, -1e300, 2.0] * 10),
+}
+
+
+Kind = Literal["ensemble", "windowed_gaussian"]
+KINDS: list[Kind] = ["ensemble", "windowed_gaussian"]
+
+
+def _times(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float64) * 60.0
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_windowed_gaussian_matches_reference(case: str) -> None:
+    values = CASES[case]
+    det = make_detector(
+        AnomalySettings(detector="windowed_gaussian", windowed_gaussian=SMALL_GAUSS)
+    )
+    got = det.score_batch(values, _times(len(values)))
+    want = naive.windowed_gaussian(values, SMALL_GAUSS.window)
+    npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ensemble_matches_reference(case: str) -> None:
+    values = CASES[case]
+    det = make_detector(AnomalySettings(detector="ensemble", ensemble=SMALL_ENS))
+    got = det.score_batch(values, _times(len(values)))
+    want = naive.ensemble(values, SMALL_ENS)
+    npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["normal", "random_walk_spikes", "with_nan_and_inf"])
+def test_ensemble_default_settings_match_reference(case: str) -> None:
+    values = CASES[case]
+    cfg = EnsembleSettings()
+    got = make_detector().score_batch(values, _times(len(values)))
+    npt.assert_allclose(got, naive.ensemble(values, cfg), rtol=1e-7, atol=1e-9)
+
+
+def test_ensemble_fires_on_an_obvious_spike() -> None:
+    values = np.sin(np.arange(2000) / 10.0) + 0.01 * RNG.normal(size=2000)
+    values[1500] += 5.0
+    scores = make_detector().score_batch(values, _times(2000))
+    assert int(np.argmax(scores)) in range(1500, 1503)
+    assert scores[1500:1503].max() > 2 * scores[200:1490].max()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_scores_are_finite_and_in_unit_interval(kind: Kind, case: str) -> None:
+    values = CASES[case]
+    det = make_detector(
+        AnomalySettings(detector=kind, ensemble=SMALL_ENS, windowed_gaussian=SMALL_GAUSS)
+    )
+    scores = det.score_batch(values, _times(len(values)))
+    assert np.isfinite(scores).all()
+    assert ((scores >= 0.0) & (scores <= 1.0)).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_missing_values_score_zero_and_leave_state_untouched(kind: Kind) -> None:
+    det = make_detector(AnomalySettings(detector=kind))
+    det.score_batch(RNG.normal(size=300), _times(300))
+    before = det.state()
+    for bad in (np.nan, np.inf, -np.inf, 1e151, -1e200):
+        assert det.update(bad, 0.0) == 0.0
+    assert det.state() == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_equals_value_by_value(kind: Kind) -> None:
+    settings = AnomalySettings(detector=kind, ensemble=SMALL_ENS, windowed_gaussian=SMALL_GAUSS)
+    values = CASES["with_nan_and_inf"]
+    times = _times(len(values))
+    batch = make_detector(settings).score_batch(values, times)
+    live = make_detector(settings)
+    one_by_one = np.array([live.update(v, t) for v, t in zip(values, times, strict=True)])
+    npt.assert_array_equal(batch, one_by_one)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_round_trip_continues_identically(kind: Kind) -> None:
+    settings = AnomalySettings(detector=kind, ensemble=SMALL_ENS, windowed_gaussian=SMALL_GAUSS)
+    values = CASES["random_walk_spikes"]
+    times = _times(len(values))
+    whole = make_detector(settings).score_batch(values, times)
+    first = make_detector(settings)
+    head = first.score_batch(values[:1234], times[:1234])
+    restored = PointDetector.restore(settings, first.state())
+    tail = restored.score_batch(values[1234:], times[1234:])
+    npt.assert_array_equal(np.concatenate([head, tail]), whole)
+
+
+def test_restore_refuses_other_settings_and_garbage() -> None:
+    blob = make_detector().state()
+    other = AnomalySettings(ensemble=EnsembleSettings(suppress=21))
+    with pytest.raises(ValueError, match="other anomaly settings"):
+        PointDetector.restore(other, blob)
+    with pytest.raises(ValueError, match="other anomaly settings"):
+        PointDetector.restore(AnomalySettings(detector="windowed_gaussian"), blob)
+    with pytest.raises(ValueError, match="not a detector state"):
+        PointDetector.restore(AnomalySettings(), b"nope")
+    with pytest.raises(ValueError, match="not a detector state"):
+        PointDetector.restore(AnomalySettings(), b"XXXX" + blob[4:])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        PointDetector.restore(AnomalySettings(), blob[:-8])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_memory_is_fixed_at_creation(kind: Kind) -> None:
+    det = make_detector(AnomalySettings(detector=kind))
+    size = len(det.state())
+    det.score_batch(RNG.normal(size=20_000), _times(20_000))
+    assert len(det.state()) == size
+
+
+def test_wrapper_rejects_bad_arrays_with_a_fix_hint() -> None:
+    det = make_detector()
+    with pytest.raises(TypeError, match=r"astype\(np.float64\)"):
+        det.score_batch(np.zeros(3, dtype=np.float32), _times(3))
+    with pytest.raises(TypeError, match=r"np.asarray"):
+        det.score_batch([1.0, 2.0], _times(2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"ravel"):
+        det.score_batch(np.zeros((2, 2)), _times(4))
+    with pytest.raises(ValueError, match="one time per value"):
+        det.score_batch(np.zeros(3), _times(4))
+
+
+def test_non_contiguous_input_is_accepted() -> None:
+    values = RNG.normal(size=400)
+    det_a, det_b = make_detector(), make_detector()
+    npt.assert_array_equal(
+        det_a.score_batch(values[::2], _times(200)),
+        det_b.score_batch(np.ascontiguousarray(values[::2]), _times(200)),
+    )
+
+
+def test_settings_are_strict_bounded_and_frozen() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        EnsembleSettings(level_span=1)
+    with pytest.raises(pydantic.ValidationError):
+        EnsembleSettings(unknown_field=1)  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError):
+        AnomalySettings(detector="magic")  # type: ignore[arg-type]
+    cfg = AnomalySettings()
+    with pytest.raises(pydantic.ValidationError):
+        cfg.detector = "windowed_gaussian"
+    for model in (EnsembleSettings, WindowedGaussianSettings, AnomalySettings):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
