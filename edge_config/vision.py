@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "EventSettings",
     "MotionSettings",
     "ProfileSchedule",
     "TamperSettings",
@@ -43,6 +44,9 @@ class MotionSettings(VisionBase):
         description="Target width in pixels of the analysis frame; the input is area-downscaled by "
         "the integer factor max(1, width // analysis_width) in the same pass as the rest.",
     )
+    blur: bool = Field(
+        default=False, description="Light 3x3 blur of the analysis frame before the test."
+    )
     threshold_sigma: float = Field(
         default=3.5,
         ge=1.0,
@@ -50,8 +54,15 @@ class MotionSettings(VisionBase):
         description="A pixel is foreground when its difference from the background exceeds this "
         "many times its own noise level (running mean absolute deviation).",
     )
+    weak_fraction: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="Differences above this fraction of the threshold count half in the clean-up "
+        "filter: they join an object next to them but never make one alone (0 = off).",
+    )
     min_threshold: float = Field(
-        default=9.0,
+        default=14.0,
         ge=1.0,
         le=128.0,
         description="Smallest luma difference (0..255) ever called foreground, whatever the noise.",
@@ -64,14 +75,31 @@ class MotionSettings(VisionBase):
         "measured while the scene is idle (adapts to night grain).",
     )
     chroma_threshold: float = Field(
-        default=10.0,
+        default=7.0,
         ge=0.0,
         le=128.0,
         description="Chroma difference (U/V, 0..255) that makes a pixel foreground on its own; "
         "0 turns the chroma planes off.",
     )
+    shadow_min_ratio: float = Field(
+        default=0.12,
+        ge=0.0,
+        le=1.0,
+        description="Pixels darker than the background by a luma ratio in [shadow_min_ratio, "
+        "shadow_max_ratio] whose chroma darkens by the same ratio are shadows, not motion "
+        "(needs chroma; 0 turns it off).",
+    )
+    shadow_max_ratio: float = Field(
+        default=0.35, ge=0.0, le=1.0, description="Upper luma ratio of a shadow; see shadow_min_ratio."
+    )
+    shadow_chroma: float = Field(
+        default=3.0,
+        ge=0.0,
+        le=64.0,
+        description="Largest chroma deviation (0..255) from a pure darkening still called shadow.",
+    )
     background_alpha: float = Field(
-        default=0.02,
+        default=0.04,
         ge=0.0005,
         le=0.5,
         description="Per-frame learning rate of the background where no motion is seen.",
@@ -102,10 +130,10 @@ class MotionSettings(VisionBase):
         description="How long the fast relearning lasts after a global change.",
     )
     cleanup_radius: int = Field(
-        default=2,
+        default=3,
         ge=0,
         le=4,
-        description="Radius of the binary majority filter applied to the mask (2 = 5x5 median).",
+        description="Radius of the majority filter applied to the mask (3 = 7x7 median).",
     )
     min_box_area: int = Field(
         default=12,
@@ -228,7 +256,7 @@ class VisionProfiles(VisionBase):
 
     day: MotionSettings = Field(default_factory=MotionSettings, description="Daytime settings.")
     night: MotionSettings = Field(
-        default_factory=lambda: MotionSettings(threshold_sigma=4.5, min_threshold=12.0),
+        default_factory=lambda: MotionSettings(threshold_sigma=4.5, min_threshold=18.0),
         description="Night settings (grainier image: a little less sensitive).",
     )
     schedule: ProfileSchedule = Field(

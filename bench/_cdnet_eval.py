@@ -1,0 +1,245 @@
+"""CDnet evaluation: per-pixel TP/FP/FN over the scored frames, and the peer methods.
+
+Scoring follows changedetection.net (N. Goyette et al., CVPRW 2012; Y. Wang et al., CVPRW 2014):
+frames listed in temporalROI.txt, pixels inside ROI.bmp, ground truth 255 positive, 0 and 50
+(shadow) negative, 85 (outside ROI) and 170 (unknown) skipped; one F-measure per video from the
+summed counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_config.vision import MotionSettings
+from vision import MotionDetector
+
+__all__ = [
+    "METHODS",
+    "Counts",
+    "FrigateStyle",
+    "evaluate",
+    "gateway_method",
+    "iter_frames",
+    "read_temporal_roi",
+]
+
+GT_POSITIVE = 255
+GT_UNKNOWN = 170
+GT_OUTSIDE = 85
+FPS = 25.0  # timestamps given to detectors; CDnet frames carry none
+
+Method = Callable[[np.ndarray, float], np.ndarray]  # (bgr, t) -> bool mask (H, W)
+
+
+@dataclass
+class Counts:
+    """Summed per-pixel counts of one method on one video."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    seconds: float = 0.0
+    frames: int = 0
+
+    @property
+    def precision(self) -> float:
+        """TP / (TP + FP)."""
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        """TP / (TP + FN)."""
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f_measure(self) -> float:
+        """Harmonic mean of precision and recall."""
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def read_temporal_roi(folder: Path) -> tuple[int, int]:
+    """First and last scored frame numbers (1-based, inclusive)."""
+    first, last = (int(v) for v in (folder / "temporalROI.txt").read_text().split()[:2])
+    return first, last
+
+
+def iter_frames(folder: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (frame number, BGR image) for input/in%06d.jpg in order."""
+    for path in sorted((folder / "input").glob("in*.jpg")):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            msg = f"cannot read {path}"
+            raise OSError(msg)
+        yield int(path.stem[2:]), img
+
+
+def split_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Planes of the I420 frame a decoder would give for ``bgr`` (even sizes)."""
+    h, w = bgr.shape[:2]
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    y = yuv[:h]
+    u = yuv[h : h + h // 4].reshape(h // 2, w // 2)
+    v = yuv[h + h // 4 :].reshape(h // 2, w // 2)
+    return np.ascontiguousarray(y), np.ascontiguousarray(u), np.ascontiguousarray(v)
+
+
+def gateway_method(shape: tuple[int, int], settings: MotionSettings | None = None) -> Method:
+    """Our detector with its default settings; luma and chroma planes in, full-size mask out."""
+    det = MotionDetector(settings or MotionSettings(), shape)
+
+    def run(bgr: np.ndarray, t: float) -> np.ndarray:
+        y, u, v = split_yuv420(bgr)
+        det.process(y, t, (u, v))
+        mask = det.foreground_mask
+        if det.scale != 1:
+            mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+            return mask.astype(bool)
+        out = np.zeros(shape, dtype=bool)
+        h, w = mask.shape
+        out[:h, :w] = mask.astype(bool)
+        return out
+
+    return run
+
+
+def _subtractor(sub: cv2.BackgroundSubtractor) -> Method:
+    def run(bgr: np.ndarray, t: float) -> np.ndarray:  # noqa: ARG001
+        fg = sub.apply(bgr)
+        fg = cv2.medianBlur(np.where(fg == 255, 255, 0).astype(np.uint8), 5)  # noqa: PLR2004
+        return fg > 0
+
+    return run
+
+
+class FrigateStyle:
+    """The Frigate-style pipeline of ../shared/BRIEF.md, in OpenCV.
+
+    Luma area-resized to ``rows`` rows, contrast stretched between the 4th and 96th percentiles,
+    Gaussian blur, absdiff against a float running average (alpha 0.01; 0.2 while recalibrating),
+    threshold 30, one dilation, external contours with area > 10; recalibrates when more than 80%
+    of the frame changes. Percentiles come from a 256-bin histogram (cheaper than np.percentile).
+    """
+
+    def __init__(self, shape: tuple[int, int], rows: int | None = 100) -> None:
+        h, w = shape
+        if rows is None or rows >= h:
+            self.size = (w, h)
+        else:
+            self.size = (max(1, round(w * rows / h)), rows)
+        self.avg: np.ndarray | None = None
+        self.calibrating = True
+        self.motion_frames = 0
+        self.mask = np.zeros((self.size[1], self.size[0]), dtype=np.uint8)
+        n = self.size[0] * self.size[1]
+        self._lo_rank = 0.04 * n
+        self._hi_rank = 0.96 * n
+        self._ramp = np.arange(256, dtype=np.float32)
+
+    def process(self, luma: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """One frame; returns boxes (x, y, w, h) at the pipeline's size; ``mask`` holds the mask."""
+        small = luma if self.size == (luma.shape[1], luma.shape[0]) else cv2.resize(
+            luma, self.size, interpolation=cv2.INTER_AREA
+        )
+        hist = cv2.calcHist([small], [0], None, [256], [0, 256]).ravel().cumsum()
+        lo = int(np.searchsorted(hist, self._lo_rank))
+        hi = int(np.searchsorted(hist, self._hi_rank))
+        if lo < hi:
+            lut = np.clip((self._ramp - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+            small = cv2.LUT(small, lut)
+        small = cv2.GaussianBlur(small, (5, 5), 1.0)
+        if self.avg is None:
+            self.avg = small.astype(np.float32)
+        delta = cv2.absdiff(small, cv2.convertScaleAbs(self.avg))
+        _, thresh = cv2.threshold(delta, 30, 255, cv2.THRESH_BINARY)
+        dilated = cv2.dilate(thresh, None, iterations=1)  # type: ignore[call-overload]
+        contours, _ = cv2.findContours(dilated, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        boxes = []
+        total = 0.0
+        for c in contours:
+            area = cv2.contourArea(c)
+            total += area
+            if area > 10:  # noqa: PLR2004
+                boxes.append(cv2.boundingRect(c))
+        pct = total / (self.size[0] * self.size[1])
+        if self.calibrating and pct < 0.05 and len(boxes) <= 4:  # noqa: PLR2004
+            self.calibrating = False
+        if pct > 0.8:  # noqa: PLR2004
+            self.calibrating = True
+        alpha = 0.2 if self.calibrating else 0.01
+        if boxes:
+            self.motion_frames += 1
+            if self.motion_frames >= 10:  # noqa: PLR2004
+                cv2.accumulateWeighted(small, self.avg, alpha)
+        else:
+            self.motion_frames = 0
+            cv2.accumulateWeighted(small, self.avg, alpha)
+        self.mask = dilated
+        return boxes
+
+
+def _frigate(shape: tuple[int, int]) -> Method:
+    pipe = FrigateStyle(shape)
+
+    def run(bgr: np.ndarray, t: float) -> np.ndarray:  # noqa: ARG001
+        pipe.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        return cv2.resize(pipe.mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+    return run
+
+
+METHODS: dict[str, Callable[[tuple[int, int]], Method]] = {
+    "gateway": gateway_method,
+    "mog2": lambda _s: _subtractor(cv2.createBackgroundSubtractorMOG2()),
+    "knn": lambda _s: _subtractor(cv2.createBackgroundSubtractorKNN()),
+    "knn-tuned": lambda _s: _subtractor(
+        cv2.createBackgroundSubtractorKNN(history=200, dist2Threshold=400.0, detectShadows=False)
+    ),
+    "frigate-style": _frigate,
+}
+
+
+def evaluate(folder: Path, methods: dict[str, Method] | None = None) -> dict[str, Counts]:
+    """Run every method over the video once, in the same pass, and score the temporal ROI."""
+    first, last = read_temporal_roi(folder)
+    roi = cv2.imread(str(folder / "ROI.bmp"), cv2.IMREAD_GRAYSCALE)
+    counts: dict[str, Counts] = {}
+    runners: dict[str, Method] | None = methods
+    for num, bgr in iter_frames(folder):
+        if num > last:
+            break
+        shape = (bgr.shape[0], bgr.shape[1])
+        if runners is None:
+            runners = {name: make(shape) for name, make in METHODS.items()}
+        if not counts:
+            counts = {name: Counts() for name in runners}
+        t = num / FPS
+        gt = None
+        valid = pos = None
+        if num >= first:
+            gt = cv2.imread(str(folder / "groundtruth" / f"gt{num:06d}.png"), cv2.IMREAD_GRAYSCALE)
+            if gt is None:
+                msg = f"missing ground truth for frame {num}"
+                raise OSError(msg)
+            valid = (gt != GT_UNKNOWN) & (gt != GT_OUTSIDE)
+            if roi is not None:
+                valid &= roi > 0
+            pos = gt == GT_POSITIVE
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            pred = run(bgr, t)
+            c = counts[name]
+            c.seconds += time.perf_counter() - t0
+            c.frames += 1
+            if valid is not None and pos is not None:
+                pv = pred & valid
+                c.tp += int(np.count_nonzero(pv & pos))
+                c.fp += int(np.count_nonzero(pv & ~pos))
+                c.fn += int(np.count_nonzero(~pred & valid & pos))
+    return counts

@@ -1,0 +1,318 @@
+"""Pixel motion detection: the typed wrapper around the fused numba kernels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edge_config.vision import MotionSettings, Zone
+from vision import _kernels as K
+from vision._checks import check_frame_shape, check_plane
+
+__all__ = ["Box", "MotionDetector", "MotionResult", "rasterise_zones"]
+
+_NOISE_INIT = 2.0  # per-pixel noise (mean absolute deviation) assumed before any is measured
+_IDLE_FRACTION = 0.02  # frames with less foreground than this teach the frame-wide noise level
+_IDLE_ALPHA = 0.05
+_ABSORB_ALPHA = 0.05  # learning rate of pixels absorbed after absorb_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """A moving object's bounding box in source-frame pixels (area in source pixels too)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int
+    cx: float
+    cy: float
+
+
+@dataclass(frozen=True, slots=True)
+class MotionResult:
+    """What one frame of motion detection found.
+
+    Attributes:
+        t: the frame's timestamp (seconds, as passed to ``process``).
+        boxes: moving objects, largest first, in source-frame pixels.
+        foreground: fraction of the analysis frame in motion (after clean-up, ignore zones out).
+        zone_fractions: per named zone (restricted and motion kinds), its fraction in motion.
+        zone_boxes: per named zone, the boxes whose centroid or bottom-centre lies in it.
+        global_change: the whole view changed at once (lights, IR switch); no boxes are
+            reported and the background relearns for ``relearn_s``.
+    """
+
+    t: float
+    boxes: tuple[Box, ...]
+    foreground: float
+    zone_fractions: Mapping[str, float] = field(default_factory=dict)
+    zone_boxes: Mapping[str, tuple[Box, ...]] = field(default_factory=dict)
+    global_change: bool = False
+
+
+def rasterise_zones(
+    zones: Sequence[Zone], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, tuple[Zone, ...]]:
+    """Rasterise normalised polygons once, at analysis size.
+
+    Returns:
+        ``(zone_bits, ignore, named)``: a uint32 (h, w) map with bit z set inside ``named[z]``
+        (restricted and motion zones, in order), a uint8 (h, w) map that is 1 inside any ignore
+        zone, and the tuple of named zones.
+    """
+    h, w = shape
+    named = tuple(z for z in zones if z.kind != "ignore")
+    if len(named) > 32:  # noqa: PLR2004
+        msg = f"at most 32 restricted/motion zones per camera, got {len(named)}"
+        raise ValueError(msg)
+    bits = np.zeros((h, w), dtype=np.uint32)
+    ignore = np.zeros((h, w), dtype=np.uint8)
+    scratch = np.zeros((h, w), dtype=np.uint8)
+    for zone in zones:
+        pts = np.array([[round(x * w), round(y * h)] for x, y in zone.points], dtype=np.int32)
+        scratch[:] = 0
+        cv2.fillPoly(scratch, [pts], 1)
+        if zone.kind == "ignore":
+            ignore |= scratch
+        else:
+            bits |= scratch.astype(np.uint32) << np.uint32(named.index(zone))
+    return bits, ignore, named
+
+
+class MotionDetector:
+    """Fused per-pixel motion detection on the luma plane (plus chroma when given).
+
+    One instance per stream; ``process`` is synchronous and CPU-bound, and its kernels release the
+    GIL, so the daemon calls it through ``asyncio.to_thread``. Not thread-safe: one frame at a time.
+
+    Args:
+        settings: motion settings (the defaults are the parameter set scored on CDnet).
+        frame_shape: (height, width) of the luma planes that will be passed to ``process``.
+        zones: restricted, motion and ignore polygons in normalised coordinates.
+    """
+
+    def __init__(
+        self, settings: MotionSettings, frame_shape: tuple[int, int], zones: Sequence[Zone] = ()
+    ) -> None:
+        self._shape = check_frame_shape(frame_shape)
+        height, width = self._shape
+        self._f = max(1, width // settings.analysis_width)
+        h, w = max(1, height // self._f), max(1, width // self._f)
+        if height < self._f or width < self._f:  # pragma: no cover - f <= width by construction
+            msg = f"frame {frame_shape} is smaller than one analysis block"
+            raise ValueError(msg)
+        self._hw = (h, w)
+        self._padded = np.zeros((h + 2, w + 2), dtype=np.float32)
+        self._bg = np.zeros((h, w), dtype=np.float32)
+        self._noise = np.full((h, w), _NOISE_INIT, dtype=np.float32)
+        self._bg_uv = np.zeros((2, h, w), dtype=np.float32)
+        self._fg_count = np.zeros((h, w), dtype=np.uint16)
+        self._raw = np.zeros((h, w), dtype=np.uint8)
+        self._mask = np.zeros((h, w), dtype=np.uint8)
+        self._colsum = np.zeros(w, dtype=np.int32)
+        n_runs = h * (w // 2 + 1)
+        self._runs = np.zeros((n_runs, 3), dtype=np.int32)
+        self._parent = np.zeros(n_runs, dtype=np.int32)
+        self._stats = np.zeros(K.N_STATS, dtype=np.float64)
+        self._params = np.zeros(K.N_PARAMS, dtype=np.float64)
+        self._dummy = np.zeros((1, 1), dtype=np.uint8)
+        self._zone_bits, self._ignore, self._zones = rasterise_zones(zones, (h, w))
+        self._zone_area = np.array(
+            [max(1, int(np.count_nonzero(self._zone_bits & (1 << z)))) for z in range(len(self._zones))],
+            dtype=np.float64,
+        )
+        self._zone_counts = np.zeros(len(self._zones), dtype=np.int64)
+        self._settings = settings
+        self._boxes = np.zeros((settings.max_boxes * 4, K.BOX_FIELDS), dtype=np.int64)
+        self._chroma_seen = False
+        self.reset()
+
+    @property
+    def settings(self) -> MotionSettings:
+        """The settings in force."""
+        return self._settings
+
+    @property
+    def analysis_shape(self) -> tuple[int, int]:
+        """(h, w) of the analysis frame."""
+        return self._hw
+
+    @property
+    def scale(self) -> int:
+        """Integer factor from analysis pixels to source pixels."""
+        return self._f
+
+    @property
+    def foreground_mask(self) -> np.ndarray:
+        """Read-only view of the last cleaned 0/1 mask at analysis size (valid until next frame)."""
+        view = self._mask.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def background(self) -> np.ndarray:
+        """A copy of the learned background luma at analysis size (float32)."""
+        return self._bg.copy()
+
+    def set_settings(self, settings: MotionSettings) -> None:
+        """Switch profile (day/night) without losing the learned background.
+
+        The analysis size is fixed at construction; a profile with another ``analysis_width``
+        needs a new detector.
+        """
+        if max(1, self._shape[1] // settings.analysis_width) != self._f:
+            msg = "analysis_width differs from the detector's; build a new MotionDetector"
+            raise ValueError(msg)
+        if settings.max_boxes * 4 > self._boxes.shape[0]:
+            self._boxes = np.zeros((settings.max_boxes * 4, K.BOX_FIELDS), dtype=np.int64)
+        self._settings = settings
+
+    def reset(self) -> None:
+        """Forget the background; the next frame is learned as the new one."""
+        self._frames = 0
+        self._t_last: float | None = None
+        self._dt = 1.0 / 25.0
+        self._relearn_until = -math.inf
+        self._idle_level = 0.0
+        self._noise[:] = _NOISE_INIT
+        self._fg_count[:] = 0
+        self._mask[:] = 0
+        self._padded[:] = -1.0
+
+    def process(
+        self, luma: np.ndarray, t: float, chroma: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> MotionResult:
+        """Analyse one frame.
+
+        Args:
+            luma: (H, W) uint8 C-contiguous luma plane, H and W as given at construction.
+            t: the frame's timestamp in seconds (monotonic per stream).
+            chroma: optional (U, V) uint8 planes of the same frame at any subsampling (4:2:0
+                decoders give (H/2, W/2)); they catch objects that differ from the background in
+                colour but not in brightness.
+        """
+        check_plane("luma", luma, self._shape)
+        s = self._settings
+        if chroma is not None and s.chroma_threshold > 0:
+            u = check_plane("chroma[0]", chroma[0])
+            v = check_plane("chroma[1]", chroma[1], u.shape)
+        else:
+            u = v = self._dummy
+        use_chroma = u is not self._dummy
+        if self._t_last is not None and t > self._t_last:
+            self._dt += 0.1 * (min(t - self._t_last, 5.0) - self._dt)
+        self._t_last = t
+
+        p = self._params
+        first = self._frames == 0 or (use_chroma and not self._chroma_seen)
+        relearning = t < self._relearn_until
+        p[K.P_THR_SIGMA] = s.threshold_sigma
+        p[K.P_FLOOR] = max(s.min_threshold, s.noise_floor_gain * self._idle_level)
+        p[K.P_CHROMA_THR] = s.chroma_threshold if use_chroma else 0.0
+        p[K.P_NOISE_ALPHA] = s.noise_alpha
+        p[K.P_ABSORB_FRAMES] = min(65000.0, s.absorb_after_s / self._dt)
+        p[K.P_ABSORB_ALPHA] = _ABSORB_ALPHA
+        p[K.P_BLUR] = 1.0 if s.blur else 0.0
+        p[K.P_WEAK] = s.weak_fraction if s.weak_fraction > 0 else 1e9
+        p[K.P_SHADOW_LO] = s.shadow_min_ratio
+        p[K.P_SHADOW_HI] = s.shadow_max_ratio
+        p[K.P_SHADOW_CHROMA] = s.shadow_chroma
+        if first:
+            p[K.P_ALPHA] = 1.0
+            p[K.P_RELEARN] = 1.0
+        elif relearning:
+            p[K.P_ALPHA] = max(s.background_alpha, 0.25)
+            p[K.P_RELEARN] = 1.0
+        else:
+            # learn fast while the model is young, then at the configured rate
+            p[K.P_ALPHA] = max(s.background_alpha, 1.0 / (self._frames + 1))
+            p[K.P_RELEARN] = 0.0
+        K.motion_step(
+            luma, self._f, u, v, p, self._padded, self._bg, self._noise, self._bg_uv,
+            self._fg_count, self._raw, self._stats,
+        )  # fmt: skip
+        self._frames += 1
+        self._chroma_seen = self._chroma_seen or use_chroma
+        h, w = self._hw
+        n = float(h * w)
+        st = self._stats
+        raw_fraction = st[K.S_FG] / n
+        global_change = raw_fraction > s.global_change_fraction and not first
+        if global_change:
+            self._relearn_until = t + s.relearn_s
+            self._fg_count[:] = 0
+        if st[K.S_IDLE_COUNT] > 0 and raw_fraction < _IDLE_FRACTION and not relearning:
+            level = st[K.S_IDLE_ABSDIFF] / st[K.S_IDLE_COUNT]
+            self._idle_level += _IDLE_ALPHA * (level - self._idle_level)
+        if global_change or relearning or first:
+            self._mask[:] = 0
+            return MotionResult(
+                t=t,
+                boxes=(),
+                foreground=0.0,
+                zone_fractions=dict.fromkeys((z.name for z in self._zones), 0.0),
+                zone_boxes={},
+                global_change=global_change,
+            )
+        K.majority_filter(self._raw, s.cleanup_radius, self._ignore, self._mask, self._colsum)
+        return self._collect(t)
+
+    def _collect(self, t: float) -> MotionResult:
+        s = self._settings
+        n_comp = K.label_components(self._mask, self._runs, self._parent, self._boxes)
+        rows = self._boxes[: min(n_comp, self._boxes.shape[0])]
+        f = self._f
+        boxes: list[Box] = []
+        total = 0
+        for x0, y0, x1, y1, area, sx, sy in rows.tolist():
+            total += area
+            if area < s.min_box_area:
+                continue
+            boxes.append(
+                Box(
+                    x=x0 * f,
+                    y=y0 * f,
+                    w=(x1 - x0) * f,
+                    h=(y1 - y0) * f,
+                    area=area * f * f,
+                    cx=(sx / area + 0.5) * f,
+                    cy=(sy / area + 0.5) * f,
+                )
+            )
+        boxes.sort(key=lambda b: b.area, reverse=True)
+        boxes_t = tuple(boxes[: s.max_boxes])
+        h, w = self._hw
+        fractions: dict[str, float] = {}
+        zone_boxes: dict[str, tuple[Box, ...]] = {}
+        if self._zones:
+            K.zone_counts(self._mask, self._zone_bits, self._zone_counts)
+            for z, zone in enumerate(self._zones):
+                fractions[zone.name] = float(self._zone_counts[z] / self._zone_area[z])
+                bit = np.uint32(1 << z)
+                inside = tuple(b for b in boxes_t if self._box_in(b, bit))
+                if inside:
+                    zone_boxes[zone.name] = inside
+        return MotionResult(
+            t=t,
+            boxes=boxes_t,
+            foreground=total / float(h * w),
+            zone_fractions=fractions,
+            zone_boxes=zone_boxes,
+            global_change=False,
+        )
+
+    def _box_in(self, box: Box, bit: np.uint32) -> bool:
+        h, w = self._hw
+        f = self._f
+        for px, py in ((box.cx, box.cy), (box.x + box.w / 2.0, box.y + box.h - 1)):
+            i = min(h - 1, max(0, int(py // f)))
+            j = min(w - 1, max(0, int(px // f)))
+            if self._zone_bits[i, j] & bit:
+                return True
+        return False
