@@ -347,5 +347,5 @@ def incident_data(inc: Incident, site: dict[str, Any]) -> dict[str, Any]:
         },
         "gbt28181": {"alarm_method": method, "alarm_type": alarm_type},
         "revision": inc.revision,
-        "details": inc.details,
+        "details": dict(inc.details),  # a snapshot: the live incident keeps changing
     }
