@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +25,83 @@ PASSWORD = "S3cret-pass!"
 async def onvif_sim() -> AsyncIterator[OnvifCameraSim]:
     async with OnvifCameraSim(username=USER, password=PASSWORD, discovery_port=0) as sim:
         yield sim
+
+
+GI_CHECK = "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def gstreamer_missing() -> str | None:
+    """Why the GStreamer RTSP server cannot run here, or None if it can."""
+    import subprocess
+
+    try:
+        r = subprocess.run([SYSTEM_PYTHON, "-c", GI_CHECK], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{SYSTEM_PYTHON} unusable: {exc}"
+    if r.returncode != 0:
+        return (
+            "GStreamer RTSP server not available to /usr/bin/python3 (install Debian packages "
+            "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base "
+            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)"
+        )
+    return None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RtspServer:
+    """The GStreamer RTSP server script as a child process that can be stopped and restarted."""
+
+    def __init__(self, clip: Path, port: int) -> None:
+        self.clip = clip
+        self.port = port
+        self.proc: Any = None
+
+    def url(self, mount: str = "clip") -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{mount}"
+
+    def start(self) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(  # noqa: S603
+            [SYSTEM_PYTHON, str(_ROOT / "simulators" / "rtsp_server.py"), "--port", str(self.port),
+             "--clip", str(self.clip), "--no-live"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("READY"):
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def scene_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from simulators.scene import SceneTimeline, encode_scene
+
+    return encode_scene(tmp_path_factory.mktemp("clip") / "scene.mp4", SceneTimeline(1.0, 3.0, 4.0, 5.0))
+
+
+@pytest.fixture
+def rtsp_server(scene_clip: Path) -> Iterator[RtspServer]:
+    reason = gstreamer_missing()
+    if reason:
+        pytest.skip(reason)
+    server = RtspServer(scene_clip, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,470 @@
+"""One camera, end to end: ONVIF session, stream ingest, offline detection, events and watchdog.
+
+:class:`Camera` is what the gateway supervises. ``run(signal_sink, on_connected)`` connects over
+ONVIF (clock, device information, profiles), then runs until cancelled:
+
+- the ingest (RTSP all frames, RTSP key frames only, or ONVIF snapshot polling), handing frames to
+  the ``frame_sink`` given at construction, gated by the camera's own motion events when
+  configured;
+- the offline monitor: no frame for ``offline_after_s`` raises a camera-offline signal, the first
+  frame after it resolves it. The state lives on the object, so it survives ``run`` being
+  restarted by the supervisor;
+- the events watchdog: a PullPoint subscription renewed at half its lease, recreated after a SOAP
+  fault, a camera reboot, or silence past ``event_quiet_s`` while the camera still answers.
+  Camera events become signals (tamper, scene change, too blurry/dark/bright, signal loss; motion
+  when ``gating = "both"``), each opened signal followed by an update carrying an evidence JPEG
+  from the evidence (main) profile.
+
+``run`` raises :class:`gateway.errors.DriverError` when the ONVIF session cannot be set up or
+authentication fails later; stream trouble never raises (it is retried and reported as signals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from drivers.onvif import CameraEvent, EventKind, MediaProfile, OnvifSession, redact_url, with_credentials
+from drivers.rtsp import FrameSink, IngestStats, LumaFrame, RtspIngest
+from edge_config.camera import CameraDevice, EventGating, StreamMode
+from gateway.errors import DriverError, DriverProtocolError
+from gateway.signals import Category, Evidence, Severity, Signal
+
+if TYPE_CHECKING:
+    from gateway.evidence import EvidenceStore
+
+__all__ = ["Camera", "CameraState", "CameraStats", "SignalSink"]
+
+logger = logging.getLogger(__name__)
+
+SignalSink = Callable[[Signal], None]
+
+_MOTION_HOLD_S = 2.0
+_MONITOR_TICK_S = 0.25
+
+_EVENT_RULES: dict[EventKind, tuple[str, Category, Severity, str]] = {
+    EventKind.MOTION: ("camera-motion", Category.MOTION_IN_ZONE, Severity.MINOR, "camera reports motion"),
+    EventKind.TAMPER: ("camera-tamper", Category.CAMERA_TAMPER, Severity.MAJOR, "camera reports tampering"),
+    EventKind.SCENE_CHANGE: (
+        "camera-scene-change", Category.CAMERA_TAMPER, Severity.MAJOR, "camera reports its view changed",
+    ),
+    EventKind.TOO_BLURRY: ("camera-too-blurry", Category.CAMERA_TAMPER, Severity.MINOR, "camera image too blurry"),
+    EventKind.TOO_DARK: ("camera-too-dark", Category.CAMERA_TAMPER, Severity.MINOR, "camera image too dark"),
+    EventKind.TOO_BRIGHT: ("camera-too-bright", Category.CAMERA_TAMPER, Severity.MINOR, "camera image too bright"),
+    EventKind.SIGNAL_LOSS: (
+        "camera-signal-loss", Category.CAMERA_OFFLINE, Severity.MAJOR, "camera reports video signal loss",
+    ),
+}
+
+
+class CameraState(enum.StrEnum):
+    """What the status page shows for a camera."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    OFFLINE = "offline"
+    STOPPED = "stopped"
+
+
+@dataclasses.dataclass
+class CameraStats:
+    """Counters of the events side, for the status page and tests."""
+
+    subscriptions: int = 0
+    resubscriptions: int = 0
+    events: int = 0
+    quiet_resubscriptions: int = 0
+    snapshot_failures: int = 0
+    last_event_error: str = ""
+
+
+class Camera:
+    """A supervised ONVIF camera (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: CameraDevice,
+        *,
+        password: str | None,
+        frame_sink: FrameSink | None = None,
+        evidence: EvidenceStore | None = None,
+        lease_s: float = 60.0,
+        pull_timeout_s: float = 5.0,
+        onvif_timeout_s: float = 10.0,
+    ) -> None:
+        self.config = config
+        self._password = password
+        self._frame_sink = frame_sink
+        self._evidence = evidence
+        self.lease_s = lease_s
+        self.pull_timeout_s = pull_timeout_s
+        self.onvif_timeout_s = onvif_timeout_s
+        self.state = CameraState.CONNECTING
+        self.stats = CameraStats()
+        self.session: OnvifSession | None = None
+        self.analysis_profile: MediaProfile | None = None
+        self.evidence_profile: MediaProfile | None = None
+        self.ingest: RtspIngest | None = None
+        self.snapshot_stats = IngestStats()
+        self._started = time.monotonic()
+        self._last_frame: float | None = None
+        self._offline = False
+        self._event_state: dict[tuple[EventKind, str], bool] = {}
+        self._active_rules: set[str] = set()
+        self._motion_until = 0.0
+        self._latest: LumaFrame | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_config(cls, config: CameraDevice, base_dir: Path, **kwargs: object) -> Camera:
+        """Build from config, reading the password secret now (OSError names the path, not the value)."""
+        password = config.password.read(base_dir).get_secret_value() if config.password else None
+        return cls(config, password=password, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.config.id
+
+    @property
+    def offline(self) -> bool:
+        return self._offline
+
+    @property
+    def camera_motion(self) -> bool:
+        """True while the camera's own motion event holds (plus a short hold after it ends)."""
+        return time.monotonic() < self._motion_until or any(
+            v for (k, _), v in self._event_state.items() if k is EventKind.MOTION
+        )
+
+    @property
+    def analysis_enabled(self) -> bool:
+        """Whether frames are handed to analysis now, given the gating setting."""
+        if self.config.gating is EventGating.CAMERA_MOTION:
+            return self.camera_motion
+        return True
+
+    # --- run ------------------------------------------------------------------------------
+
+    async def run(self, signal_sink: SignalSink, on_connected: Callable[[], None]) -> None:
+        """Connect and watch the camera until cancelled; raise DriverError when ONVIF fails."""
+        cfg = self.config
+        self.state = CameraState.CONNECTING
+        self._check_offline(signal_sink)
+        session = OnvifSession(
+            cfg.id, cfg.host, cfg.port, cfg.username, self._password,
+            allow_set_time=cfg.allow_set_time, timeout_s=self.onvif_timeout_s,
+        )
+        try:
+            await session.connect()
+        except DriverError:
+            self._check_offline(signal_sink)
+            raise
+        self.session = session
+        try:
+            self.analysis_profile, self.evidence_profile = session.choose(cfg.profiles.analysis, cfg.profiles.evidence)
+            on_connected()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._ingest(session), name=f"gw[{cfg.id}].ingest")
+                    tg.create_task(self._monitor(signal_sink), name=f"gw[{cfg.id}].offline")
+                    if cfg.events:
+                        tg.create_task(self._events(session, signal_sink), name=f"gw[{cfg.id}].events")
+            except* DriverError as group:
+                raise group.exceptions[0] from None
+        finally:
+            self.session = None
+            for task in list(self._tasks):
+                task.cancel()
+            await session.close()
+
+    # --- ingest ---------------------------------------------------------------------------
+
+    def _on_frame(self, frame: LumaFrame) -> None:
+        # Worker thread: keep the latest frame for evidence and hand it to analysis if gated open.
+        self._latest = frame
+        if self._frame_sink is not None and self.analysis_enabled:
+            self._frame_sink(frame)
+
+    async def _ingest(self, session: OnvifSession) -> None:
+        cfg, st = self.config, self.config.stream
+        assert self.analysis_profile is not None
+        if st.mode is StreamMode.SNAPSHOT:
+            await self._poll_snapshots(session, self.analysis_profile.token)
+            return
+        uri = st.url_override or self.analysis_profile.stream_uri
+        if not uri:
+            raise DriverProtocolError(
+                f"profile {self.analysis_profile.token!r} has no stream URI", device_id=cfg.id, code="no-stream"
+            )
+        self.ingest = RtspIngest(
+            cfg.id,
+            with_credentials(uri, cfg.username, self._password),
+            display_url=redact_url(uri),
+            keyframes_only=st.mode is StreamMode.KEYFRAMES,
+            analysis_fps=st.analysis_fps,
+            open_timeout_s=st.open_timeout_s,
+            stall_timeout_s=st.stall_timeout_s,
+            reconnect_max_s=st.reconnect_max_s,
+        )
+        await self.ingest.run(self._on_frame)
+
+    async def _poll_snapshots(self, session: OnvifSession, token: str) -> None:
+        import cv2  # noqa: PLC0415
+
+        st = self.config.stream
+        stats = self.snapshot_stats
+        while True:
+            started = time.monotonic()
+            try:
+                jpeg = await session.snapshot(token, timeout_s=min(st.open_timeout_s, st.snapshot_interval_s * 4))
+            except DriverProtocolError as exc:
+                if exc.code == "auth":
+                    raise
+                stats.failures += 1
+                stats.last_error = str(exc)
+            except DriverError as exc:
+                stats.failures += 1
+                stats.last_error = str(exc)
+            else:
+                luma = await asyncio.to_thread(cv2.imdecode, np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+                if luma is None:
+                    stats.corrupt_packets += 1
+                else:
+                    now = time.monotonic()
+                    stats.frames_decoded += 1
+                    stats.frames_delivered += 1
+                    stats.last_frame_monotonic = now
+                    stats.height, stats.width = luma.shape
+                    frame = LumaFrame(self.config.id, time.time(), luma, True)
+                    await asyncio.to_thread(self._on_frame, frame)
+            await asyncio.sleep(max(0.0, st.snapshot_interval_s - (time.monotonic() - started)))
+
+    # --- offline --------------------------------------------------------------------------
+
+    def _frame_time(self) -> float | None:
+        stats = self.ingest.stats if self.ingest is not None else self.snapshot_stats
+        t = stats.last_frame_monotonic
+        if t is not None and (self._last_frame is None or t > self._last_frame):
+            self._last_frame = t
+        return self._last_frame
+
+    def _check_offline(self, sink: SignalSink) -> None:
+        cfg = self.config
+        last = self._frame_time()
+        now = time.monotonic()
+        age = now - (last if last is not None else self._started)
+        if not self._offline and age >= cfg.stream.offline_after_s:
+            self._offline = True
+            self.state = CameraState.OFFLINE
+            last_error = self.ingest.stats.last_error if self.ingest is not None else self.snapshot_stats.last_error
+            sink(self._signal(
+                "camera-offline", True, Category.CAMERA_OFFLINE, Severity.MAJOR,
+                f"no video from the camera for {age:.0f} s", detector="stream-watch",
+                value=round(age, 1), threshold=cfg.stream.offline_after_s,
+                details={"last_error": last_error[:200]} if last_error else {},
+            ))
+            logger.warning("camera %s: offline (no frame for %.0f s)", cfg.id, age)
+        elif self._offline and age < cfg.stream.offline_after_s and last is not None:
+            self._offline = False
+            self.state = CameraState.STREAMING
+            sink(self._signal(
+                "camera-offline", False, Category.CAMERA_OFFLINE, Severity.MAJOR,
+                "video is back", detector="stream-watch",
+            ))
+            logger.warning("camera %s: video is back", cfg.id)
+        elif not self._offline and last is not None and age < cfg.stream.stall_timeout_s:
+            self.state = CameraState.STREAMING
+
+    async def _monitor(self, sink: SignalSink) -> None:
+        while True:
+            self._check_offline(sink)
+            await asyncio.sleep(_MONITOR_TICK_S)
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def _events(self, session: OnvifSession, sink: SignalSink) -> None:
+        cfg = self.config
+        failures = 0
+        while True:
+            try:
+                sub = await session.subscribe(self.lease_s)
+            except DriverProtocolError as exc:
+                if exc.code == "auth":
+                    raise
+                failures += 1
+                self.stats.last_event_error = str(exc)
+                logger.warning("camera %s: cannot subscribe to events (%s); retrying", cfg.id, exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            except DriverError as exc:
+                failures += 1
+                self.stats.last_event_error = str(exc)
+                logger.warning("camera %s: cannot subscribe to events (%s); retrying", cfg.id, exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            failures = 0
+            self.stats.subscriptions += 1
+            try:
+                reason = await self._pull_until_broken(session, sub, sink)
+            finally:
+                with contextlib.suppress(DriverError):
+                    await sub.close()
+            self.stats.resubscriptions += 1
+            logger.warning("camera %s: event subscription lost (%s); resubscribing", cfg.id, reason)
+            await asyncio.sleep(0.2)
+
+    async def _pull_until_broken(self, session: OnvifSession, sub: object, sink: SignalSink) -> str:
+        from drivers.onvif import PullPointSubscription  # noqa: PLC0415
+
+        assert isinstance(sub, PullPointSubscription)
+        quiet_s = self.config.event_quiet_s
+        last_msg = time.monotonic()
+        while True:
+            try:
+                events = await sub.pull(min(self.pull_timeout_s, quiet_s))
+            except DriverProtocolError as exc:
+                if exc.code == "auth":
+                    raise
+                self.stats.last_event_error = str(exc)
+                return f"fault: {exc}"
+            except DriverError as exc:
+                self.stats.last_event_error = str(exc)
+                return f"camera unreachable: {exc}"
+            if events:
+                last_msg = time.monotonic()
+                self._handle_events(events, sink)
+                continue
+            if time.monotonic() - last_msg < quiet_s:
+                continue
+            # Silent past the limit: ask for the current state; a live subscription answers.
+            try:
+                await sub.sync_point()
+                events = await sub.pull(min(self.pull_timeout_s, 2.0))
+            except DriverError as exc:
+                return f"fault after silence: {exc}"
+            if events:
+                last_msg = time.monotonic()
+                self._handle_events(events, sink)
+                continue
+            try:
+                await session.camera_time_skew()
+            except DriverError as exc:
+                return f"silent, and the camera does not answer: {exc}"
+            self.stats.quiet_resubscriptions += 1
+            return f"silent for {quiet_s:g} s while the camera answers"
+
+    def _handle_events(self, events: list[CameraEvent], sink: SignalSink) -> None:
+        cfg = self.config
+        for ev in events:
+            self.stats.events += 1
+            key = (ev.kind, ev.topic)
+            was_active = self._event_state.get(key, False)
+            self._event_state[key] = ev.active
+            if ev.kind is EventKind.MOTION:
+                if was_active and not ev.active:
+                    self._motion_until = max(self._motion_until, time.monotonic() + _MOTION_HOLD_S)
+                if cfg.gating is not EventGating.BOTH:
+                    continue
+            rule, category, severity, summary = _EVENT_RULES[ev.kind]
+            active = any(v for (k, _), v in self._event_state.items() if k is ev.kind)
+            if active == (rule in self._active_rules):
+                continue
+            if active:
+                self._active_rules.add(rule)
+            else:
+                self._active_rules.discard(rule)
+            signal = self._signal(
+                rule, active, category, severity, summary if active else summary + ": ended",
+                detector="camera-onvif", details={"topic": ev.topic, "source": ev.source[:200]},
+                when=ev.time,
+            )
+            sink(signal)
+            if active and self._evidence is not None:
+                self._spawn(self._attach_evidence(signal, sink), f"gw[{cfg.id}].evidence")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _attach_evidence(self, signal: Signal, sink: SignalSink) -> None:
+        """Fetch the evidence profile's snapshot (else the latest frame) and update the signal."""
+        store = self._evidence
+        assert store is not None
+        jpeg: bytes | None = None
+        session, profile = self.session, self.evidence_profile
+        if session is not None and profile is not None:
+            try:
+                jpeg = await session.snapshot(profile.token, timeout_s=5.0)
+            except DriverError as exc:
+                self.stats.snapshot_failures += 1
+                logger.info("camera %s: evidence snapshot failed (%s); using the latest frame", self.name, exc)
+        latest = self._latest
+        if jpeg is None and latest is not None:
+            jpeg = await asyncio.to_thread(_encode_jpeg, np.ascontiguousarray(latest.luma))
+        if jpeg is None:
+            return
+        zones = [z.points for z in self.config.vision.zones]
+        data = await asyncio.to_thread(_annotate, jpeg, zones, f"{self.name} {signal.rule}")
+        evidence: Evidence = await asyncio.to_thread(store.put, data, "image/jpeg", signal.summary)
+        if signal.rule in self._active_rules:
+            sink(dataclasses.replace(signal, time=time.time(), evidence=evidence))
+
+    def _signal(
+        self,
+        rule: str,
+        active: bool,
+        category: Category,
+        severity: Severity,
+        summary: str,
+        *,
+        detector: str,
+        value: float | None = None,
+        threshold: float | None = None,
+        details: dict[str, str | float | int | bool] | None = None,
+        when: float | None = None,
+    ) -> Signal:
+        cfg = self.config
+        extra: dict[str, str | float | int | bool] = dict(details or {})
+        if cfg.national_id:
+            extra["national_id"] = cfg.national_id
+        if cfg.civil_code:
+            extra["civil_code"] = cfg.civil_code
+        return Signal(
+            device=cfg.id, rule=rule, active=active, time=when if when is not None else time.time(),
+            category=category, severity=severity, summary=summary, detector=detector, value=value,
+            threshold=threshold, department=cfg.department, details=extra,
+        )
+
+
+def _encode_jpeg(luma: np.ndarray) -> bytes | None:
+    import cv2  # noqa: PLC0415
+
+    ok, buf = cv2.imencode(".jpg", luma, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return bytes(buf) if ok else None
+
+
+def _annotate(jpeg: bytes, zones: list[tuple[tuple[float, float], ...]], label: str) -> bytes:
+    """Draw the camera's zones and a label on the evidence picture (unchanged if undecodable)."""
+    import cv2  # noqa: PLC0415
+
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return jpeg
+    h, w = img.shape[:2]
+    for points in zones:
+        poly = np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in points], np.int32)
+        cv2.polylines(img, [poly], isClosed=True, color=(0, 200, 255), thickness=max(1, w // 400))
+    cv2.putText(img, label, (8, 8 + max(12, h // 30)), cv2.FONT_HERSHEY_SIMPLEX, max(0.4, w / 1600), (0, 0, 255), max(1, w // 640))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return bytes(buf) if ok else jpeg
