@@ -128,9 +128,7 @@ class MqttDriver:
         self._client_id = client_id
         self._password = password
         self._on_malformed = on_malformed
-        self._routes: list[tuple[str, str, MqttPoint]] = [
-            (p.topic, d.id, p) for d in devices for p in d.points
-        ]
+        self._routes: list[tuple[str, str, MqttPoint]] = [(p.topic, d.id, p) for d in devices for p in d.points]
         self._exact: dict[str, list[tuple[str, MqttPoint]]] = {}
         self._wild: list[tuple[str, str, MqttPoint]] = []
         for topic, dev, p in self._routes:
@@ -213,7 +211,9 @@ class MqttDriver:
                         await subscribed.wait()
             except (OSError, TimeoutError) as exc:
                 raise DriverConnectError(
-                    f"cannot reach broker {b.host}:{b.port}: {exc or type(exc).__name__}", device_id=self.name, code="connect"
+                    f"cannot reach broker {b.host}:{b.port}: {exc or type(exc).__name__}",
+                    device_id=self.name,
+                    code="connect",
                 ) from None
             except Exception as exc:  # gmqtt raises its own refusal types and bare Exceptions
                 raise DriverConnectError(

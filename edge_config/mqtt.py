@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edge_config._base import Identifier, Section, SecretRef
+from edge_config._base import Identifier, SecretRef, Section
 from edge_config.site import Location
 
 __all__ = ["MqttBroker", "MqttDevice", "MqttPoint"]
@@ -36,7 +36,10 @@ class MqttBroker(Section):
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive interval.")
     qos: Literal[0, 1] = Field(default=1, description="QoS of the subscriptions.")
     max_payload_bytes: int = Field(
-        default=65536, ge=16, le=16_777_216, description="Payloads above this size are counted as malformed and dropped."
+        default=65536,
+        ge=16,
+        le=16_777_216,
+        description="Payloads above this size are counted as malformed and dropped.",
     )
 
 
@@ -48,7 +51,8 @@ class MqttPoint(Section):
     value_path: str | None = Field(
         default=None,
         max_length=256,
-        description="Dotted path to the value in a JSON payload ('data.level', 'values.0'); none: the payload is a plain number.",
+        description="Dotted path to the value in a JSON payload ('data.level', 'values.0'); "
+        "none: the payload is a plain number.",
     )
     time_path: str | None = Field(
         default=None,
@@ -56,7 +60,9 @@ class MqttPoint(Section):
         description="Dotted path to the source timestamp (epoch seconds or milliseconds, or ISO 8601).",
     )
     unit: str | None = Field(default=None, max_length=32, description="Unit of the value, such as 'm' or 'ppm'.")
-    unit_path: str | None = Field(default=None, max_length=256, description="Dotted path to a unit sent in the payload.")
+    unit_path: str | None = Field(
+        default=None, max_length=256, description="Dotted path to a unit sent in the payload."
+    )
     scale: float = Field(default=1.0, ge=-1e12, le=1e12, description="Value multiplier applied after parsing.")
     offset: float = Field(default=0.0, ge=-1e12, le=1e12, description="Added after scaling.")
 

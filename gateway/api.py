@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -86,7 +86,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     gw = _gw(request)
     links = {s.name: s.health.state.value for s in gw.supervisors}
-    ready = gw.ready
+    ready = gw.ready.is_set()
     return web.json_response({"ready": ready, "links": links}, status=200 if ready else 503)
 
 
@@ -232,5 +232,3 @@ class ApiServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-
-

@@ -87,7 +87,8 @@ class Gateway:
         self._reading_counters: dict[str, Any] = {}
         self._overflowing = False
         self._started = time.time()
-        self.ready = False
+        # Set once the API listens and every link is supervised; cleared when stopping.
+        self.ready = asyncio.Event()
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -208,7 +209,9 @@ class Gateway:
 
     def _status_line(self) -> str:
         up = sum(1 for s in self.supervisors if s.health.state.value == "connected")
-        open_n = sum(1 for i in self.incidents.incidents if i.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED))
+        open_n = sum(
+            1 for i in self.incidents.incidents if i.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+        )
         lag = self.outbox.committed_seq - self.outbox.delivered_seq
         return f"{up}/{len(self.supervisors)} links up, {open_n} open incidents, {lag} events undelivered"
 
@@ -223,13 +226,12 @@ class Gateway:
             if not devs:
                 continue
             password = b.password.read(self.loaded.base_dir).get_secret_value() if b.password else None
-            malformed = self.metrics.malformed
             drv = MqttDriver(
                 b,
                 devs,
                 client_id=b.client_id or f"edge-{cfg.site.box_id}-{b.id}"[:64],
                 password=password,
-                on_malformed=lambda reason, n=f"mqtt:{b.id}": malformed.labels(n, reason).inc(),
+                on_malformed=self._malformed_counter(f"mqtt:{b.id}"),
             )
             self.add_supervised(drv.name, lambda on_conn, drv=drv: drv.run(self.on_reading, on_conn))
         wh = cfg.upstream.webhook
@@ -237,6 +239,12 @@ class Gateway:
             secret = wh.secret.read(self.loaded.base_dir).get_secret_value().encode() if wh.secret else None
             pusher = WebhookPusher(self.outbox, str(wh.url), secret, wh.timeout_s, self.metrics)
             self.add_supervised(pusher.name, pusher.run, backoff=Backoff(0.5, wh.max_backoff_s))
+
+    def _malformed_counter(self, driver: str) -> Callable[[str], None]:
+        def count(reason: str) -> None:
+            self.metrics.malformed.labels(driver, reason).inc()
+
+        return count
 
     def add_supervised(
         self, name: str, target: Callable[[Callable[[], None]], Any], backoff: Backoff | None = None
@@ -266,8 +274,13 @@ class Gateway:
                 self._overflowing = False
                 self.signal(
                     Signal(
-                        device=self.config.site.box_id, rule="outbox-overflow", active=False, time=now,
-                        category=Category.GATEWAY_FAULT, severity=Severity.MAJOR, summary="outbox drained",
+                        device=self.config.site.box_id,
+                        rule="outbox-overflow",
+                        active=False,
+                        time=now,
+                        category=Category.GATEWAY_FAULT,
+                        severity=Severity.MAJOR,
+                        summary="outbox drained",
                         detector="outbox",
                     )
                 )
@@ -293,12 +306,12 @@ class Gateway:
                 await api.start()
                 tick = tg.create_task(self._tick(), name="gw[core].tick")
                 sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
-                self.ready = True
+                self.ready.set()
                 self.notifier.ready(self._status_line())
                 log.info("gateway %s running: API on http://%s:%d", self.config.site.box_id, *api.address)
                 await self._wait(stop, reload)
                 log.info("stopping: intake off, flushing the outbox")
-                self.ready = False
+                self.ready.clear()
                 self.notifier.stopping()
                 for t in sup_tasks:
                     t.cancel()
@@ -319,7 +332,7 @@ class Gateway:
             waiters = [asyncio.ensure_future(stop.wait())]
             if reload is not None:
                 waiters.append(asyncio.ensure_future(reload.wait()))
-            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            _done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for p in pending:
                 p.cancel()
             if reload is not None and reload.is_set():

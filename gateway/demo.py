@@ -181,8 +181,8 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
     try:
         async with asyncio.TaskGroup() as tg:
             gw_task = tg.create_task(gw.run(stop), name="gw[demo].gateway")
-            while not gw.ready and not gw_task.done():
-                await asyncio.sleep(0.05)
+            ready = asyncio.create_task(gw.ready.wait())
+            await asyncio.wait([ready, gw_task], return_when=asyncio.FIRST_COMPLETED)
             tg.create_task(_publish_terminals(mqtt_port, stop), name="gw[demo].terminals")
             base = f"http://127.0.0.1:{api_port}"
             print(

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.signals import GBT28181_ALARM, Category, Evidence, Severity, Signal

@@ -14,22 +14,36 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.readings = Counter("gateway_readings_total", "Readings received from devices.", ["device"], registry=r)
         self.malformed = Counter(
-            "gateway_malformed_payloads_total", "Payloads dropped as malformed or oversized.", ["driver", "reason"], registry=r
+            "gateway_malformed_payloads_total",
+            "Payloads dropped as malformed or oversized.",
+            ["driver", "reason"],
+            registry=r,
         )
         self.incident_events = Counter(
-            "gateway_incident_events_total", "Incident events published, by category and life step.", ["category", "kind"], registry=r
+            "gateway_incident_events_total",
+            "Incident events published, by category and life step.",
+            ["category", "kind"],
+            registry=r,
         )
-        self.open_incidents = Gauge("gateway_open_incidents", "Incidents not yet resolved or closed.", ["category"], registry=r)
-        self.outbox_depth = Gauge("gateway_outbox_undelivered_events", "Events not yet delivered to every consumer.", registry=r)
+        self.open_incidents = Gauge(
+            "gateway_open_incidents", "Incidents not yet resolved or closed.", ["category"], registry=r
+        )
+        self.outbox_depth = Gauge(
+            "gateway_outbox_undelivered_events", "Events not yet delivered to every consumer.", registry=r
+        )
         self.outbox_bytes = Gauge("gateway_outbox_undelivered_bytes", "Bytes of undelivered events.", registry=r)
         self.outbox_oldest_age = Gauge(
             "gateway_outbox_oldest_undelivered_age_seconds", "Age of the oldest undelivered event.", registry=r
         )
         self.outbox_dropped = Counter(
-            "gateway_outbox_dropped_events_total", "Undelivered events dropped because the byte budget was full.", registry=r
+            "gateway_outbox_dropped_events_total",
+            "Undelivered events dropped because the byte budget was full.",
+            registry=r,
         )
         self.outbox_commits = Counter("gateway_outbox_commits_total", "Durable group commits.", registry=r)
-        self.outbox_committed = Counter("gateway_outbox_committed_events_total", "Events committed durably.", registry=r)
+        self.outbox_committed = Counter(
+            "gateway_outbox_committed_events_total", "Events committed durably.", registry=r
+        )
         self.commit_batch = Histogram(
             "gateway_outbox_commit_batch_events",
             "Events per group commit.",
@@ -37,7 +51,10 @@ class Metrics:
             registry=r,
         )
         self.delivery_lag = Gauge(
-            "gateway_delivery_lag_events", "Committed events a consumer has not yet delivered.", ["consumer"], registry=r
+            "gateway_delivery_lag_events",
+            "Committed events a consumer has not yet delivered.",
+            ["consumer"],
+            registry=r,
         )
         self.delivery_failures = Counter(
             "gateway_delivery_failures_total", "Failed delivery attempts.", ["consumer"], registry=r
@@ -46,4 +63,6 @@ class Metrics:
         self.task_state = Gauge(
             "gateway_task_state", "1 for the current state of each supervised task.", ["task", "state"], registry=r
         )
-        self.task_restarts = Counter("gateway_task_restarts_total", "Restarts of supervised tasks.", ["task"], registry=r)
+        self.task_restarts = Counter(
+            "gateway_task_restarts_total", "Restarts of supervised tasks.", ["task"], registry=r
+        )

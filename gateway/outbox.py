@@ -347,9 +347,7 @@ class Outbox:
     def oldest_undelivered_age(self) -> float:
         assert self._rconn is not None
         with self._read_lock:
-            row = self._rconn.execute(
-                "SELECT MIN(created) FROM events WHERE seq > ?", (self.delivered_seq,)
-            ).fetchone()
+            row = self._rconn.execute("SELECT MIN(created) FROM events WHERE seq > ?", (self.delivered_seq,)).fetchone()
         return 0.0 if row[0] is None else max(0.0, time.time() - row[0])
 
     # -- reading ---------------------------------------------------------------------------

@@ -110,8 +110,15 @@ class _Rate(_Eval):
         over = abs(rate) > self.rule.max_per_s
         if over or self.active:
             summary = f"{self.point} changing {rate:+.3g}/s (limit {self.rule.max_per_s:g}/s)"
-            return self.signal(over, r.time, Category.RATE_OF_CHANGE, summary, value=r.value, score=abs(rate),
-                               threshold=self.rule.max_per_s)
+            return self.signal(
+                over,
+                r.time,
+                Category.RATE_OF_CHANGE,
+                summary,
+                value=r.value,
+                score=abs(rate),
+                threshold=self.rule.max_per_s,
+            )
         return None
 
 
@@ -152,7 +159,9 @@ class _Silence(_Eval):
 
     def check(self, now: float) -> Signal | None:
         if not self.active and now - self.last_seen >= self.rule.for_s:
-            return self.signal(True, now, Category.DEVICE_OFFLINE, f"{self.device} silent for {now - self.last_seen:.0f} s")
+            return self.signal(
+                True, now, Category.DEVICE_OFFLINE, f"{self.device} silent for {now - self.last_seen:.0f} s"
+            )
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -27,11 +28,9 @@ class Notifier:
     def send(self, *fields: str) -> None:
         if self._sock is None or self._addr is None:
             return
-        try:
+        # systemd gone or restarting: notifications are best effort by design.
+        with contextlib.suppress(OSError):
             self._sock.sendto("\n".join(fields).encode(), self._addr)
-        except OSError:
-            # systemd gone or restarting: notifications are best effort by design.
-            pass
 
     def ready(self, status: str) -> None:
         self.send("READY=1", f"STATUS={status}")
