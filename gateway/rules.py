@@ -187,7 +187,9 @@ class RuleEngine:
         """Swap in a new rule set. State of rules whose definition is unchanged is kept, and a rule
         that was active stays active under a changed definition until a reading clears it, so open
         incidents are neither dropped nor duplicated."""
-        old = {(e.rule.id, e.device, e.point): e for evals in self._point_evals.values() for e in evals}
+        # Point state not read since the previous reload still waits in _old_point_state: keep it.
+        old = dict(getattr(self, "_old_point_state", {}))
+        old.update({(e.rule.id, e.device, e.point): e for evals in self._point_evals.values() for e in evals})
         old.update({(e.rule.id, e.device, None): e for evals in self._silence.values() for e in evals})
         self._rules = list(rules)
         self._point_evals = {}
