@@ -17,7 +17,7 @@ F64 = npt.NDArray[np.float64]
 
 _MAGIC = b"TEGA"
 _VERSION = 1
-_HEADER = struct.Struct("<4sHB32sII")
+_HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
 
 
@@ -43,20 +43,18 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
         1.0 / cfg.context_span,
         cfg.levels,
         cfg.z_scale,
+        1.0 / cfg.day_span,
+        cfg.day_min,
+        cfg.day_clip,
     )
     return params
 
 
 def _check_values(name: str, arr: object) -> F64:
     if not isinstance(arr, np.ndarray):
-        raise TypeError(
-            f"{name} must be a numpy array, got {type(arr).__name__}; use np.asarray(...)"
-        )
+        raise TypeError(f"{name} must be a numpy array, got {type(arr).__name__}; use np.asarray(...)")
     if arr.dtype != np.float64:
-        raise TypeError(
-            f"{name} has dtype {arr.dtype}; the detectors take float64: "
-            f"use {name}.astype(np.float64)"
-        )
+        raise TypeError(f"{name} has dtype {arr.dtype}; the detectors take float64: use {name}.astype(np.float64)")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}; use {name}.ravel()")
     return np.ascontiguousarray(arr)
@@ -68,11 +66,21 @@ class PointDetector:
     ``update`` scores one reading in O(1) time; ``score_batch`` scores an array with the same
     kernel (results identical to calling ``update`` value by value). Memory is fixed at creation.
     Scores are in [0, 1]. A missing reading (NaN, +-inf, |x| > 1e150) scores 0.0 and leaves the
-    state untouched. Timestamps are accepted and checked but not used by the current detectors,
-    which are sample-indexed.
+    state untouched. Times are seconds since the epoch: the ensemble's daily channel bins them by
+    time of day (a non-finite time only skips that channel); the windowed Gaussian ignores them.
     """
 
-    __slots__ = ("_aux", "_fingerprint", "_kind", "_one_in", "_one_out", "_params", "_state")
+    __slots__ = (
+        "_aux",
+        "_day",
+        "_fingerprint",
+        "_kind",
+        "_one_in",
+        "_one_out",
+        "_one_t",
+        "_params",
+        "_state",
+    )
 
     def __init__(self, settings: AnomalySettings) -> None:
         self._kind = settings.detector
@@ -81,13 +89,16 @@ class PointDetector:
             cfg = settings.ensemble
             self._params = _ensemble_params(cfg)
             self._state = np.zeros(_kernels.ENS_NSTATE)
-            self._state[8] = 1.0  # context-count growth factor starts at 1
+            self._state[_kernels.ENS_GROWTH_INDEX] = 1.0
             self._aux = np.zeros(1 << cfg.context_bits)
+            self._day = np.zeros(_kernels.ENS_DAY_FIELDS * cfg.day_bins)
         else:
             self._params = np.zeros(0)
             self._state = np.zeros(_kernels.GAUSS_NSTATE)
             self._aux = np.zeros(settings.windowed_gaussian.window)
+            self._day = np.zeros(0)
         self._one_in = np.zeros(1)
+        self._one_t = np.zeros(1)
         self._one_out = np.zeros(1)
 
     @property
@@ -95,16 +106,17 @@ class PointDetector:
         """The detector's name: 'ensemble' or 'windowed_gaussian'."""
         return self._kind
 
-    def _run(self, values: F64, out: F64) -> None:
+    def _run(self, values: F64, times: F64, out: F64) -> None:
         if self._kind == "ensemble":
-            _kernels.ensemble_run(self._state, self._aux, self._params, values, out)
+            _kernels.ensemble_run(self._state, self._aux, self._day, self._params, values, times, out)
         else:
             _kernels.gauss_run(self._state, self._aux, values, out)
 
     def update(self, value: float, t: float) -> float:
         """Score one reading taken at time ``t`` (seconds); returns an anomaly score in [0, 1]."""
         self._one_in[0] = value
-        self._run(self._one_in, self._one_out)
+        self._one_t[0] = t
+        self._run(self._one_in, self._one_t, self._one_out)
         return float(self._one_out[0])
 
     def score_batch(self, values: F64, times: F64) -> F64:
@@ -112,12 +124,9 @@ class PointDetector:
         values = _check_values("values", values)
         times = _check_values("times", times)
         if times.shape != values.shape:
-            raise ValueError(
-                f"times has shape {times.shape} but values has {values.shape}; "
-                "pass one time per value"
-            )
+            raise ValueError(f"times has shape {times.shape} but values has {values.shape}; pass one time per value")
         out = np.empty_like(values)
-        self._run(values, out)
+        self._run(values, times, out)
         return out
 
     def state(self) -> bytes:
@@ -129,8 +138,10 @@ class PointDetector:
             self._fingerprint,
             self._state.size,
             self._aux.size,
+            self._day.size,
         )
-        return header + self._state.astype("<f8").tobytes() + self._aux.astype("<f8").tobytes()
+        body = np.concatenate([self._state, self._aux, self._day]).astype("<f8")
+        return header + body.tobytes()
 
     @classmethod
     def restore(cls, settings: AnomalySettings, blob: bytes) -> PointDetector:
@@ -142,7 +153,7 @@ class PointDetector:
         det = cls(settings)
         if len(blob) < _HEADER.size:
             raise ValueError("not a detector state: too short")
-        magic, version, kind, fingerprint, n_state, n_aux = _HEADER.unpack_from(blob)
+        magic, version, kind, fingerprint, n_state, n_aux, n_day = _HEADER.unpack_from(blob)
         if magic != _MAGIC or version != _VERSION:
             raise ValueError(f"not a detector state (magic {magic!r}, version {version})")
         if kind != _KINDS[det._kind] or fingerprint != det._fingerprint:
@@ -150,12 +161,14 @@ class PointDetector:
                 "detector state was saved with other anomaly settings; "
                 "discard it and start afresh with make_detector(settings)"
             )
-        expected = _HEADER.size + 8 * (n_state + n_aux)
-        if n_state != det._state.size or n_aux != det._aux.size or len(blob) != expected:
+        expected = _HEADER.size + 8 * (n_state + n_aux + n_day)
+        sizes = (det._state.size, det._aux.size, det._day.size)
+        if (n_state, n_aux, n_day) != sizes or len(blob) != expected:
             raise ValueError(f"detector state is truncated or corrupt ({len(blob)} bytes)")
         body = np.frombuffer(blob, dtype="<f8", offset=_HEADER.size)
         det._state[:] = body[:n_state]
-        det._aux[:] = body[n_state:]
+        det._aux[:] = body[n_state : n_state + n_aux]
+        det._day[:] = body[n_state + n_aux :]
         return det
 
 

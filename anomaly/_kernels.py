@@ -17,6 +17,8 @@ import numpy.typing as npt
 from numba import njit
 
 __all__ = [
+    "ENS_DAY_FIELDS",
+    "ENS_GROWTH_INDEX",
     "ENS_NCH",
     "ENS_NPARAM",
     "ENS_NSTATE",
@@ -107,12 +109,13 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #   1 change:   |d - md| / sd        (d = x - previous x; md, sd as above, over the differences)
 #   2 shift:    |ms - m| / s         (ms: fast EW mean: a level shift builds up over a few values)
 #   3 context:  1 / (1 + c)          (c: decayed count of the current 3-value quantised pattern)
-#   4 spread:   vs / s               (vs: fast EW absolute deviation around ms)
+#   4 daily:    |x - mb| / (sb + 0.1 s)  (mb, sb: clipped EW location and spread of the values
+#                                    seen in the same time-of-day bin; 0 until the bin has
+#                                    ``day_min`` values, or when the time is not finite)
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values (one event, one
-# alarm).
-# Output score: z / (z + Z_SCALE) for z > 0, else 0.
+# alarm). Output score: z / (z + z_scale) for z > 0, else 0.
 ENS_NCH = 5
 # state layout
 _N = 0  # values seen
@@ -122,15 +125,15 @@ _MS = 3  # fast mean
 _MD = 4  # change location
 _SD = 5  # change spread
 _PREV = 6  # previous value
-_VS = 7  # fast spread
-_GS = 8  # context-count growth factor (lazy decay)
-_Q1 = 9  # previous quantised value
-_Q2 = 10  # the one before
-_SUP = 11  # values still suppressed
-_SH = 12  # ENS_NCH short-term means of channel scores
+_GS = 7  # context-count growth factor (lazy decay); starts at 1
+_Q1 = 8  # previous quantised value
+_Q2 = 9  # the one before
+_SUP = 10  # values still suppressed
+_SH = 11  # ENS_NCH short-term means of channel scores
 _LM = _SH + ENS_NCH  # ENS_NCH long-term means
 _LV = _LM + ENS_NCH  # ENS_NCH long-term variances
 ENS_NSTATE = _LV + ENS_NCH
+ENS_GROWTH_INDEX = _GS
 # params layout
 _P_A_LEVEL = 0
 _P_A_FAST = 1
@@ -144,28 +147,64 @@ _P_QUANTUM = 8
 _P_A_CONTEXT = 9
 _P_LEVELS = 10
 _P_ZSCALE = 11
-ENS_NPARAM = 12
+_P_A_DAY = 12
+_P_DAY_MIN = 13
+_P_DAY_CLIP = 14
+ENS_NPARAM = 15
+# The daily state holds, per time-of-day bin: location, spread, count (3 * bins values).
+ENS_DAY_FIELDS = 3
 
 Z_CAP = 50.0
+DAY_SECONDS = 86400.0
+DAY_SPREAD_FLOOR = 0.1
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _ew_rate(rate: float, count: int) -> float:
+def _ew_rate(rate: float, count: float) -> float:
     """EW rate with a running-mean start, so early estimates are not biased to the first value."""
     return rate if count * rate > 1.0 else 1.0 / (count + 1.0)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def ensemble_run(state: F64, table: F64, params: F64, values: F64, out: F64) -> None:
-    """Score each value with the ensemble detector (see the channel table above)."""
+def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float) -> float:
+    """Raw score of the daily channel for value x at time t, and update of its bin."""
+    bins = day.shape[0] // ENS_DAY_FIELDS
+    if bins == 0 or not math.isfinite(t):
+        return 0.0
+    b = math.floor((t % DAY_SECONDS) / DAY_SECONDS * bins) % bins
+    loc = day[b]
+    spr = day[bins + b]
+    cnt = day[2 * bins + b]
+    clip = params[_P_DAY_CLIP]
+    raw = 0.0
+    if cnt >= params[_P_DAY_MIN]:
+        raw = min(abs(x - loc) / (spr + DAY_SPREAD_FLOOR * spread + eps), Z_CAP)
+        xc = min(max(x, loc - clip * spr), loc + clip * spr)
+        ec = min(abs(x - loc), clip * spr)
+    else:
+        xc = x
+        ec = abs(x - loc)
+    if cnt == 0.0:
+        day[b] = x
+    else:
+        a = _ew_rate(params[_P_A_DAY], cnt)
+        day[b] = loc + a * (xc - loc)
+        day[bins + b] = spr + a * (ec - spr)
+    day[2 * bins + b] = cnt + 1.0
+    return raw
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, times: F64, out: F64) -> None:
+    """Score each value (taken at ``times``, in seconds) with the ensemble detector."""
     a_level = params[_P_A_LEVEL]
     a_fast = params[_P_A_FAST]
     clip = params[_P_CLIP]
     a_short = params[_P_A_SHORT]
     a_long = params[_P_A_LONG]
-    suppress = int(params[_P_SUPPRESS])
+    suppress = params[_P_SUPPRESS]
     alarm = params[_P_ALARM]
-    warmup = int(params[_P_WARMUP])
+    warmup = params[_P_WARMUP]
     quantum = params[_P_QUANTUM]
     growth = 1.0 + params[_P_A_CONTEXT]
     levels = params[_P_LEVELS]
@@ -177,14 +216,13 @@ def ensemble_run(state: F64, table: F64, params: F64, values: F64, out: F64) -> 
         out[i] = 0.0
         if not abs(x) <= MAX_ABS:
             continue
-        count = int(state[_N])
-        if count == 0:
+        count = state[_N]
+        if count == 0.0:
             state[_M] = x
             state[_MS] = x
             state[_PREV] = x
             state[_S] = 0.0
             state[_SD] = 0.0
-            state[_VS] = 0.0
         m = state[_M]
         s = state[_S]
         d = x - state[_PREV]
@@ -192,7 +230,6 @@ def ensemble_run(state: F64, table: F64, params: F64, values: F64, out: F64) -> 
         raw[0] = min(abs(x - m) / (s + eps), Z_CAP)
         raw[1] = min(abs(d - state[_MD]) / (state[_SD] + eps), Z_CAP)
         raw[2] = min(abs(state[_MS] - m) / (s + eps), Z_CAP)
-        raw[4] = min(state[_VS] / (s + eps), Z_CAP)
         # context channel: decayed count of (q, q1, q2), decay done lazily through _GS
         qf = math.floor((x - m) / (quantum * s + eps))
         q = int(min(max(qf, -levels), levels))
@@ -209,6 +246,7 @@ def ensemble_run(state: F64, table: F64, params: F64, values: F64, out: F64) -> 
         state[_GS] = gs
         state[_Q2] = state[_Q1]
         state[_Q1] = q
+        raw[4] = _daily(day, params, x, times[i], s, eps)
         # robust updates: after warm-up a value moves the estimates at most clip spreads
         a = _ew_rate(a_level, count)
         e = abs(x - m)
@@ -226,7 +264,6 @@ def ensemble_run(state: F64, table: F64, params: F64, values: F64, out: F64) -> 
         state[_M] = m + a * (xc - m)
         state[_S] = s + a * (ec - s)
         state[_MS] += a_fast * (x - state[_MS])
-        state[_VS] += a_fast * (abs(x - state[_MS]) - state[_VS])
         state[_MD] += a * (dc - state[_MD])
         state[_SD] += a * (edc - state[_SD])
         state[_PREV] = x
@@ -242,7 +279,7 @@ def ensemble_run(state: F64, table: F64, params: F64, values: F64, out: F64) -> 
             old = state[_LM + ch]
             state[_LM + ch] = old + al * (r - old)
             state[_LV + ch] += al * ((r - old) * (r - state[_LM + ch]) - state[_LV + ch])
-        state[_N] = count + 1
+        state[_N] = count + 1.0
         score = z / (z + zscale)
         if state[_SUP] > 0.0:
             state[_SUP] -= 1.0

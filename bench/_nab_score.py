@@ -169,9 +169,7 @@ def sweep_series(
     return SeriesSweep(window=window, unweighted=unweighted, n_windows=len(limits) - skipped)
 
 
-def _threshold_curve(
-    sweeps: list[SeriesSweep], scores: list[F64], cost: CostMatrix
-) -> tuple[F64, F64, I64, I64, I64]:
+def _threshold_curve(sweeps: list[SeriesSweep], scores: list[F64], cost: CostMatrix) -> tuple[F64, F64, I64, I64, I64]:
     """Raw corpus score for every candidate threshold (each distinct score, plus 'never').
 
     Returns ``(thresholds, raw, tp, fp, fn)``; ``thresholds[0]`` is +inf (no detection at all).

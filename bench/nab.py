@@ -47,9 +47,7 @@ def _seconds(stamps: npt.NDArray[np.datetime64]) -> F64:
     return stamps.astype("datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
 
 
-def run_detector(
-    settings: AnomalySettings, corpus: list[LabelledSeries]
-) -> tuple[list[F64], float]:
+def run_detector(settings: AnomalySettings, corpus: list[LabelledSeries]) -> tuple[list[F64], float]:
     """Score every series with a fresh detector; returns the scores and points per second."""
     warm = make_detector(settings)  # compile (or load the cached kernels) outside the timing
     warm.score_batch(np.zeros(4), np.zeros(4))
@@ -127,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_line(name, results, pps), flush=True)
         if args.verbose:
             for r in results.values():
-                print(
-                    f"#   {r.profile}: threshold {r.threshold:.6f} raw {r.raw:.3f} "
-                    f"tp {r.tp} fn {r.fn} fp {r.fp}"
-                )
+                print(f"#   {r.profile}: threshold {r.threshold:.6f} raw {r.raw:.3f} tp {r.tp} fn {r.fn} fp {r.fp}")
     return 0
 
 

@@ -40,7 +40,7 @@ class EnsembleSettings(Section):
         description="Span (1/rate) of the slow location/spread estimates of values and changes.",
     )
     fast_span: float = Field(
-        default=3.0,
+        default=2.0,
         ge=1.0,
         le=10_000.0,
         description="Span of the fast mean and spread that reveal level and variance shifts.",
@@ -58,7 +58,7 @@ class EnsembleSettings(Section):
         description="Span of the short-term average of each channel's raw score.",
     )
     long_span: int = Field(
-        default=600,
+        default=1000,
         ge=2,
         le=10_000_000,
         description="Span of the long-term mean and variance of each channel's raw score.",
@@ -76,13 +76,13 @@ class EnsembleSettings(Section):
         description="Likelihood z at which the detector considers it has raised an alarm.",
     )
     suppress: int = Field(
-        default=20,
+        default=10,
         ge=0,
         le=1_000_000,
         description="Readings scored 0 after an alarm, so one event gives one alarm.",
     )
     quantum: float = Field(
-        default=0.5,
+        default=0.25,
         ge=0.01,
         le=100.0,
         description="Width, in spreads, of the bins of the quantised-pattern (context) channel.",
@@ -104,6 +104,30 @@ class EnsembleSettings(Section):
         ge=4,
         le=20,
         description="log2 of the pattern-table size (memory: 8 * 2**bits bytes per point).",
+    )
+    day_bins: int = Field(
+        default=24,
+        ge=0,
+        le=1440,
+        description="Time-of-day bins of the daily channel (0 disables it; memory 24 B per bin).",
+    )
+    day_span: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=100_000.0,
+        description="Span, in readings of the same bin, of each bin's location and spread.",
+    )
+    day_min: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Readings a time-of-day bin needs before the daily channel scores it.",
+    )
+    day_clip: float = Field(
+        default=2.0,
+        ge=0.5,
+        le=1000.0,
+        description="After day_min readings, one moves its bin by at most this many spreads.",
     )
     z_scale: float = Field(
         default=10.0,

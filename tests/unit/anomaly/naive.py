@@ -43,14 +43,18 @@ def windowed_gaussian(values: F64, window: int) -> F64:
     return out
 
 
-def ensemble(values: F64, cfg: EnsembleSettings) -> F64:
+def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
     """The ensemble detector, one value at a time, with every estimate a named variable."""
     n_ch = 5
+    bins = cfg.day_bins
+    day_loc = [0.0] * bins
+    day_spread = [0.0] * bins
+    day_count = [0] * bins
     out = np.zeros(len(values))
     table = np.zeros(1 << cfg.context_bits)
     growth = 1.0
     count = 0
-    level = spread = fast_mean = fast_spread = change_mean = change_spread = previous = 0.0
+    level = spread = fast_mean = change_mean = change_spread = previous = 0.0
     q1 = q2 = 0
     suppressed = 0
     short = [0.0] * n_ch
@@ -63,7 +67,7 @@ def ensemble(values: F64, cfg: EnsembleSettings) -> F64:
             continue
         if count == 0:
             level = fast_mean = previous = x
-            spread = change_spread = fast_spread = 0.0
+            spread = change_spread = 0.0
         change = x - previous
         eps = 1e-12 + 1e-9 * abs(level)
         raw = [
@@ -71,11 +75,9 @@ def ensemble(values: F64, cfg: EnsembleSettings) -> F64:
             min(abs(change - change_mean) / (change_spread + eps), 50.0),
             min(abs(fast_mean - level) / (spread + eps), 50.0),
             0.0,
-            min(fast_spread / (spread + eps), 50.0),
+            0.0,
         ]
-        q = int(
-            np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -cfg.levels, cfg.levels)
-        )
+        q = int(np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -cfg.levels, cfg.levels))
         key = ((q + 64) * 131 + (q1 + 64)) * 131 + (q2 + 64)
         slot = (key * 2654435761) % len(table)
         raw[3] = 1.0 / (1.0 + table[slot] / growth)
@@ -85,6 +87,24 @@ def ensemble(values: F64, cfg: EnsembleSettings) -> F64:
             table /= growth
             growth = 1.0
         q1, q2 = q, q1
+        t = float(times[i])
+        if bins and math.isfinite(t):
+            b = math.floor((t % 86400.0) / 86400.0 * bins) % bins
+            loc, spr, cnt = day_loc[b], day_spread[b], day_count[b]
+            if cnt >= cfg.day_min:
+                raw[4] = min(abs(x - loc) / (spr + 0.1 * spread + eps), 50.0)
+                x_day = min(max(x, loc - cfg.day_clip * spr), loc + cfg.day_clip * spr)
+                dev_day = min(abs(x - loc), cfg.day_clip * spr)
+            else:
+                x_day, dev_day = x, abs(x - loc)
+            if cnt == 0:
+                day_loc[b] = x
+            else:
+                a_day = 1.0 / cfg.day_span
+                rate_day = a_day if cnt * a_day > 1.0 else 1.0 / (cnt + 1.0)
+                day_loc[b] = loc + rate_day * (x_day - loc)
+                day_spread[b] = spr + rate_day * (dev_day - spr)
+            day_count[b] = cnt + 1
         rate = a_level if count * a_level > 1.0 else 1.0 / (count + 1.0)
         if count >= cfg.warmup:
             x_used = min(max(x, level - cfg.clip * spread), level + cfg.clip * spread)
@@ -98,7 +118,6 @@ def ensemble(values: F64, cfg: EnsembleSettings) -> F64:
         level += rate * (x_used - level)
         spread += rate * (dev_used - spread)
         fast_mean += a_fast * (x - fast_mean)
-        fast_spread += a_fast * (abs(x - fast_mean) - fast_spread)
         change_mean += rate * (change_used - change_mean)
         change_spread += rate * (change_dev_used - change_spread)
         previous = x

@@ -49,6 +49,10 @@ SMALL_ENS = EnsembleSettings(
     levels=6,
     context_span=2,  # growth 1.5 per value: renormalises every ~1100 values
     context_bits=6,
+    day_bins=8,
+    day_span=4.0,
+    day_min=3,
+    day_clip=2.0,
     z_scale=10.0,
 )
 SMALL_GAUSS = WindowedGaussianSettings(window=16)
@@ -88,15 +92,17 @@ KINDS: list[Kind] = ["ensemble", "windowed_gaussian"]
 
 
 def _times(n: int) -> np.ndarray:
-    return np.arange(n, dtype=np.float64) * 60.0
+    # 17 minutes apart: bins of an 8-bin day fill at different rates; a NaN time now and then
+    # (it only skips the daily channel).
+    t = 1.7e9 + np.arange(n, dtype=np.float64) * 1020.0
+    t[5::211] = np.nan
+    return t
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_windowed_gaussian_matches_reference(case: str) -> None:
     values = CASES[case]
-    det = make_detector(
-        AnomalySettings(detector="windowed_gaussian", windowed_gaussian=SMALL_GAUSS)
-    )
+    det = make_detector(AnomalySettings(detector="windowed_gaussian", windowed_gaussian=SMALL_GAUSS))
     got = det.score_batch(values, _times(len(values)))
     want = naive.windowed_gaussian(values, SMALL_GAUSS.window)
     npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
@@ -107,7 +113,7 @@ def test_ensemble_matches_reference(case: str) -> None:
     values = CASES[case]
     det = make_detector(AnomalySettings(detector="ensemble", ensemble=SMALL_ENS))
     got = det.score_batch(values, _times(len(values)))
-    want = naive.ensemble(values, SMALL_ENS)
+    want = naive.ensemble(values, _times(len(values)), SMALL_ENS)
     npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
@@ -116,24 +122,24 @@ def test_ensemble_default_settings_match_reference(case: str) -> None:
     values = CASES[case]
     cfg = EnsembleSettings()
     got = make_detector().score_batch(values, _times(len(values)))
-    npt.assert_allclose(got, naive.ensemble(values, cfg), rtol=1e-7, atol=1e-9)
+    want = naive.ensemble(values, _times(len(values)), cfg)
+    npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
 def test_ensemble_fires_on_an_obvious_spike() -> None:
     values = np.sin(np.arange(2000) / 10.0) + 0.01 * RNG.normal(size=2000)
     values[1500] += 5.0
     scores = make_detector().score_batch(values, _times(2000))
-    assert int(np.argmax(scores)) in range(1500, 1503)
-    assert scores[1500:1503].max() > 2 * scores[200:1490].max()
+    # After the daily channel has settled (its bins need day_min values: ~3 simulated days here)
+    assert 1000 + int(np.argmax(scores[1000:])) in range(1500, 1503)
+    assert scores[1500:1503].max() > 2 * scores[1000:1490].max()
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_scores_are_finite_and_in_unit_interval(kind: Kind, case: str) -> None:
     values = CASES[case]
-    det = make_detector(
-        AnomalySettings(detector=kind, ensemble=SMALL_ENS, windowed_gaussian=SMALL_GAUSS)
-    )
+    det = make_detector(AnomalySettings(detector=kind, ensemble=SMALL_ENS, windowed_gaussian=SMALL_GAUSS))
     scores = det.score_batch(values, _times(len(values)))
     assert np.isfinite(scores).all()
     assert ((scores >= 0.0) & (scores <= 1.0)).all()

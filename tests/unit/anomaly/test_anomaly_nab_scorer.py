@@ -186,9 +186,7 @@ def test_window_limits_must_be_row_timestamps() -> None:
         sweep_series(STAMPS, bad)
 
 
-def test_bench_runs_on_a_tiny_nab_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bench_runs_on_a_tiny_nab_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "nab"
     (root / "data" / "demo").mkdir(parents=True)
     (root / "labels").mkdir()
@@ -196,9 +194,7 @@ def test_bench_runs_on_a_tiny_nab_folder(
     values = rng.normal(size=300)
     values[250] = 40.0
     stamps = T0 + np.arange(300) * np.timedelta64(300, "s")
-    text = ["timestamp,value"] + [
-        f"{str(ts).replace('T', ' ')[:19]},{v}" for ts, v in zip(stamps, values, strict=True)
-    ]
+    text = ["timestamp,value"] + [f"{str(ts).replace('T', ' ')[:19]},{v}" for ts, v in zip(stamps, values, strict=True)]
     (root / "data" / "demo" / "spike.csv").write_text("\n".join(text) + "\n")
     window = [[str(stamps[240]).replace("T", " "), str(stamps[260]).replace("T", " ")]]
     (root / "labels" / "combined_windows.json").write_text(json.dumps({"demo/spike.csv": window}))
