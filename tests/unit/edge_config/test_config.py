@@ -1,0 +1,175 @@
+"""Site files: every example loads; every mistake is reported with file, line and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_config import GatewayConfig, load
+from gateway.cli import main
+from gateway.errors import ConfigError
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "edge_config" / "examples").glob("*.toml"))
+
+GOOD = """\
+[site]
+box_id = "box-1"
+township = "Panlian"
+village = "Xinhe"
+
+[api]
+token = { file = "token" }
+
+[[brokers]]
+id = "village"
+host = "127.0.0.1"
+
+[[devices]]
+kind = "mqtt"
+id = "river-1"
+broker = "village"
+
+  [[devices.points]]
+  name = "level"
+  topic = "river/1/level"
+
+[[devices]]
+kind = "mqtt"
+id = "river-2"
+broker = "village"
+
+  [[devices.points]]
+  name = "level"
+  topic = "river/2/level"
+
+  [[devices.points]]
+  name = "temp"
+  topic = "river/2/temp"
+
+[[rules]]
+kind = "threshold"
+id = "high"
+point = "level"
+above = 3.5
+"""
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_is_valid(example: Path) -> None:
+    cfg = load(example).config
+    assert cfg.devices, "an example without devices shows nothing"
+
+
+def test_examples_exist() -> None:
+    assert len(EXAMPLES) >= 1
+
+
+def test_good_file_loads(tmp_path: Path) -> None:
+    (tmp_path / "site.toml").write_text(GOOD)
+    cfg = load(tmp_path / "site.toml").config
+    assert [d.id for d in cfg.devices] == ["river-1", "river-2"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "field", "words"),
+    [
+        # A wrong type deep inside an array of tables: the second device's second point.
+        ('name = "temp"', "name = 5", 32, "devices[1].points[1].name", "string"),
+        # An unknown key is an error, not silently ignored (typos in the field are common).
+        ('host = "127.0.0.1"', 'host = "127.0.0.1"\nprot = 1884', 12, "brokers[0].prot", "Extra inputs"),
+        # A missing required field points at its table.
+        ('village = "Xinhe"\n', "", 1, "site.village", "Field required"),
+        # A value out of bounds.
+        ("above = 3.5", "above = 3.5\nfor_s = -1", 40, "rules[0].for_s", "greater than or equal"),
+        # A cross-reference to nothing.
+        (
+            'broker = "village"\n\n  [[devices.points]]\n  name = "level"\n  topic = "river/2/level"',
+            'broker = "town"\n\n  [[devices.points]]\n  name = "level"\n  topic = "river/2/level"',
+            25,
+            "devices[1].broker",
+            "not defined",
+        ),
+        # An invalid topic filter.
+        ('topic = "river/1/level"', 'topic = "river/#/level"', 20, "devices[0].points[0].topic", "'#'"),
+    ],
+)
+def test_error_names_file_line_and_field(tmp_path: Path, old: str, new: str, line: int, field: str, words: str) -> None:
+    assert old in GOOD
+    found = problems(tmp_path, GOOD.replace(old, new, 1))
+    assert len(found) == 1, found
+    path, lineno, rest = found[0].split(":", 2)
+    assert path == str(tmp_path / "site.toml")
+    assert int(lineno) == line, found[0]
+    assert rest.strip().startswith(field + ":"), found[0]
+    assert words in rest
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    bad = GOOD.replace("above = 3.5", 'above = "high"').replace('host = "127.0.0.1"', "host = 1")
+    found = problems(tmp_path, bad)
+    assert {f.split(": ", 2)[1] for f in found} == {"brokers[0].host", "rules[0].above"}
+
+
+def test_toml_syntax_error_names_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD.replace('id = "high"', 'id = "high'))
+    assert len(found) == 1 and found[0].startswith(f"{tmp_path / 'site.toml'}:37: TOML syntax")
+
+
+def test_secrets_come_from_files_or_credentials_and_are_never_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(GOOD)
+    assert main(["config", "check", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert "api.token" in err and "secret file missing" in err and f"{site}:7:" in err
+
+    (tmp_path / "token").write_text("s3cret-value\n")
+    assert main(["config", "check", str(site)]) == 0
+    out = capsys.readouterr()
+    assert "OK" in out.out and "s3cret-value" not in out.out + out.err
+    assert load(site).config.api.token.read(tmp_path).get_secret_value() == "s3cret-value"
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "api_token").write_text("from-systemd")
+    site.write_text(GOOD.replace('token = { file = "token" }', 'token = { credential = "api_token" }'))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert load(site).config.api.token.read(tmp_path).get_secret_value() == "from-systemd"
+    # A secret's repr never shows its value.
+    assert "from-systemd" not in repr(load(site).config.api.token.read(tmp_path))
+
+
+def test_check_command_exits_2_with_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(GOOD.replace("above = 3.5", "below = 1\nabove = 3.5"))
+    assert main(["config", "check", str(site)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{site}:35: rules[0]: Value error, give exactly one of 'above' or 'below'"]
+
+
+def test_schema_command_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema == json.loads(json.dumps(GatewayConfig.model_json_schema()))
+    assert {"site", "api", "devices", "rules"} <= set(schema["properties"])
+
+
+def test_every_field_has_a_description() -> None:
+    schema = GatewayConfig.model_json_schema()
+    missing = []
+    for name, model in schema["$defs"].items():
+        for field, spec in model.get("properties", {}).items():
+            if "description" not in spec:
+                missing.append(f"{name}.{field}")
+    assert not missing, missing
