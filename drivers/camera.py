@@ -55,13 +55,19 @@ _EVENT_RULES: dict[EventKind, tuple[str, Category, Severity, str]] = {
     EventKind.MOTION: ("camera-motion", Category.MOTION_IN_ZONE, Severity.MINOR, "camera reports motion"),
     EventKind.TAMPER: ("camera-tamper", Category.CAMERA_TAMPER, Severity.MAJOR, "camera reports tampering"),
     EventKind.SCENE_CHANGE: (
-        "camera-scene-change", Category.CAMERA_TAMPER, Severity.MAJOR, "camera reports its view changed",
+        "camera-scene-change",
+        Category.CAMERA_TAMPER,
+        Severity.MAJOR,
+        "camera reports its view changed",
     ),
     EventKind.TOO_BLURRY: ("camera-too-blurry", Category.CAMERA_TAMPER, Severity.MINOR, "camera image too blurry"),
     EventKind.TOO_DARK: ("camera-too-dark", Category.CAMERA_TAMPER, Severity.MINOR, "camera image too dark"),
     EventKind.TOO_BRIGHT: ("camera-too-bright", Category.CAMERA_TAMPER, Severity.MINOR, "camera image too bright"),
     EventKind.SIGNAL_LOSS: (
-        "camera-signal-loss", Category.CAMERA_OFFLINE, Severity.MAJOR, "camera reports video signal loss",
+        "camera-signal-loss",
+        Category.CAMERA_OFFLINE,
+        Severity.MAJOR,
+        "camera reports video signal loss",
     ),
 }
 
@@ -160,8 +166,13 @@ class Camera:
         self.state = CameraState.CONNECTING
         self._check_offline(signal_sink)
         session = OnvifSession(
-            cfg.id, cfg.host, cfg.port, cfg.username, self._password,
-            allow_set_time=cfg.allow_set_time, timeout_s=self.onvif_timeout_s,
+            cfg.id,
+            cfg.host,
+            cfg.port,
+            cfg.username,
+            self._password,
+            allow_set_time=cfg.allow_set_time,
+            timeout_s=self.onvif_timeout_s,
         )
         try:
             await session.connect()
@@ -218,7 +229,7 @@ class Camera:
         await self.ingest.run(self._on_frame)
 
     async def _poll_snapshots(self, session: OnvifSession, token: str) -> None:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         st = self.config.stream
         stats = self.snapshot_stats
@@ -244,7 +255,7 @@ class Camera:
                     stats.frames_delivered += 1
                     stats.last_frame_monotonic = now
                     stats.height, stats.width = luma.shape
-                    frame = LumaFrame(self.config.id, time.time(), luma, True)
+                    frame = LumaFrame(self.config.id, time.time(), np.asarray(luma, dtype=np.uint8), True)
                     await asyncio.to_thread(self._on_frame, frame)
             await asyncio.sleep(max(0.0, st.snapshot_interval_s - (time.monotonic() - started)))
 
@@ -266,20 +277,33 @@ class Camera:
             self._offline = True
             self.state = CameraState.OFFLINE
             last_error = self.ingest.stats.last_error if self.ingest is not None else self.snapshot_stats.last_error
-            sink(self._signal(
-                "camera-offline", True, Category.CAMERA_OFFLINE, Severity.MAJOR,
-                f"no video from the camera for {age:.0f} s", detector="stream-watch",
-                value=round(age, 1), threshold=cfg.stream.offline_after_s,
-                details={"last_error": last_error[:200]} if last_error else {},
-            ))
+            sink(
+                self._signal(
+                    "camera-offline",
+                    True,
+                    Category.CAMERA_OFFLINE,
+                    Severity.MAJOR,
+                    f"no video from the camera for {age:.0f} s",
+                    detector="stream-watch",
+                    value=round(age, 1),
+                    threshold=cfg.stream.offline_after_s,
+                    details={"last_error": last_error[:200]} if last_error else {},
+                )
+            )
             logger.warning("camera %s: offline (no frame for %.0f s)", cfg.id, age)
         elif self._offline and age < cfg.stream.offline_after_s and last is not None:
             self._offline = False
             self.state = CameraState.STREAMING
-            sink(self._signal(
-                "camera-offline", False, Category.CAMERA_OFFLINE, Severity.MAJOR,
-                "video is back", detector="stream-watch",
-            ))
+            sink(
+                self._signal(
+                    "camera-offline",
+                    False,
+                    Category.CAMERA_OFFLINE,
+                    Severity.MAJOR,
+                    "video is back",
+                    detector="stream-watch",
+                )
+            )
             logger.warning("camera %s: video is back", cfg.id)
         elif not self._offline and last is not None and age < cfg.stream.stall_timeout_s:
             self.state = CameraState.STREAMING
@@ -323,7 +347,7 @@ class Camera:
             await asyncio.sleep(0.2)
 
     async def _pull_until_broken(self, session: OnvifSession, sub: object, sink: SignalSink) -> str:
-        from drivers.onvif import PullPointSubscription  # noqa: PLC0415
+        from drivers.onvif import PullPointSubscription
 
         assert isinstance(sub, PullPointSubscription)
         quiet_s = self.config.event_quiet_s
@@ -383,8 +407,13 @@ class Camera:
             else:
                 self._active_rules.discard(rule)
             signal = self._signal(
-                rule, active, category, severity, summary if active else summary + ": ended",
-                detector="camera-onvif", details={"topic": ev.topic, "source": ev.source[:200]},
+                rule,
+                active,
+                category,
+                severity,
+                summary if active else summary + ": ended",
+                detector="camera-onvif",
+                details={"topic": ev.topic, "source": ev.source[:200]},
                 when=ev.time,
             )
             sink(signal)
@@ -441,14 +470,23 @@ class Camera:
         if cfg.civil_code:
             extra["civil_code"] = cfg.civil_code
         return Signal(
-            device=cfg.id, rule=rule, active=active, time=when if when is not None else time.time(),
-            category=category, severity=severity, summary=summary, detector=detector, value=value,
-            threshold=threshold, department=cfg.department, details=extra,
+            device=cfg.id,
+            rule=rule,
+            active=active,
+            time=when if when is not None else time.time(),
+            category=category,
+            severity=severity,
+            summary=summary,
+            detector=detector,
+            value=value,
+            threshold=threshold,
+            department=cfg.department,
+            details=extra,
         )
 
 
 def _encode_jpeg(luma: np.ndarray) -> bytes | None:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     ok, buf = cv2.imencode(".jpg", luma, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return bytes(buf) if ok else None
@@ -456,7 +494,7 @@ def _encode_jpeg(luma: np.ndarray) -> bytes | None:
 
 def _annotate(jpeg: bytes, zones: list[tuple[tuple[float, float], ...]], label: str) -> bytes:
     """Draw the camera's zones and a label on the evidence picture (unchanged if undecodable)."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
@@ -465,6 +503,14 @@ def _annotate(jpeg: bytes, zones: list[tuple[tuple[float, float], ...]], label: 
     for points in zones:
         poly = np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in points], np.int32)
         cv2.polylines(img, [poly], isClosed=True, color=(0, 200, 255), thickness=max(1, w // 400))
-    cv2.putText(img, label, (8, 8 + max(12, h // 30)), cv2.FONT_HERSHEY_SIMPLEX, max(0.4, w / 1600), (0, 0, 255), max(1, w // 640))
+    cv2.putText(
+        img,
+        label,
+        (8, 8 + max(12, h // 30)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        max(0.4, w / 1600),
+        (0, 0, 255),
+        max(1, w // 640),
+    )
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return bytes(buf) if ok else jpeg

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -221,11 +222,7 @@ class OnvifSession:
 
         dev = self.device_id
         root: BaseException = exc
-        while (
-            isinstance(root, ONVIFError)
-            and root.__cause__ is not None
-            and root.__cause__ is not root
-        ):
+        while isinstance(root, ONVIFError) and root.__cause__ is not None and root.__cause__ is not root:
             root = root.__cause__
         if isinstance(root, zeep.exceptions.Fault):
             text = self._scrub(_fault_text(root))
@@ -288,9 +285,7 @@ class OnvifSession:
                 text = text.replace(secret, "***")
         return text[:300]
 
-    async def _call(
-        self, what: str, coro_fn: Callable[[], Awaitable[_T]], timeout: float | None = None
-    ) -> _T:
+    async def _call(self, what: str, coro_fn: Callable[[], Awaitable[_T]], timeout: float | None = None) -> _T:
         try:
             async with asyncio.timeout(timeout or self.timeout_s):
                 return await coro_fn()
@@ -307,9 +302,7 @@ class OnvifSession:
         from onvif import ONVIFCamera
 
         await self.close()
-        self._camera = ONVIFCamera(
-            self.host, self.port, self._username, self._password, adjust_time=True
-        )
+        self._camera = ONVIFCamera(self.host, self.port, self._username, self._password, adjust_time=True)
         try:
             await self._call("GetSystemDateAndTime/GetServices", self._camera.update_xaddrs)
             self.clock_skew_s = self._dt_diff()
@@ -387,11 +380,11 @@ class OnvifSession:
                 "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
                 "ProfileToken": token,
             }
-            stream = await self._call("GetStreamUri", lambda req=req: media.GetStreamUri(req))
+            stream = await self._call("GetStreamUri", functools.partial(media.GetStreamUri, req))
             snapshot_uri: str | None
             try:
                 snapshot_uri = await self._call(
-                    "GetSnapshotUri", lambda token=token: self._camera.get_snapshot_uri(token)
+                    "GetSnapshotUri", functools.partial(self._camera.get_snapshot_uri, token)
                 )
             except DriverProtocolError:
                 snapshot_uri = None
@@ -402,13 +395,9 @@ class OnvifSession:
                     encoding=str(enc.Encoding or ""),
                     width=int(res.Width) if res is not None else 0,
                     height=int(res.Height) if res is not None else 0,
-                    fps=float(rate.FrameRateLimit)
-                    if rate is not None and rate.FrameRateLimit
-                    else None,
+                    fps=float(rate.FrameRateLimit) if rate is not None and rate.FrameRateLimit else None,
                     gov_length=int(h264.GovLength) if h264 is not None and h264.GovLength else None,
-                    stream_uri=redact_url(str(stream.Uri))
-                    if stream is not None and stream.Uri
-                    else None,
+                    stream_uri=redact_url(str(stream.Uri)) if stream is not None and stream.Uri else None,
                     snapshot_uri=redact_url(snapshot_uri) if snapshot_uri else None,
                 )
             )
@@ -418,9 +407,7 @@ class OnvifSession:
             )
         return out
 
-    def choose(
-        self, analysis: str | None, evidence: str | None
-    ) -> tuple[MediaProfile, MediaProfile]:
+    def choose(self, analysis: str | None, evidence: str | None) -> tuple[MediaProfile, MediaProfile]:
         """(analysis, evidence) profiles: the named ones, else the smallest and the largest H.264."""
         by_token = {p.token: p for p in self.profiles}
         for name in (analysis, evidence):
@@ -431,9 +418,7 @@ class OnvifSession:
                     device_id=self.device_id,
                     code="no-profile",
                 )
-        video = [
-            p for p in self.profiles if p.encoding.upper() in {"H264", "H265", "HEVC"}
-        ] or self.profiles
+        video = [p for p in self.profiles if p.encoding.upper() in {"H264", "H265", "HEVC"}] or self.profiles
         ranked = sorted(video, key=lambda p: p.pixels)
         a = by_token[analysis] if analysis else ranked[0]
         e = by_token[evidence] if evidence else ranked[-1]
@@ -525,9 +510,7 @@ class PullPointSubscription:
         events = await s._call("events service", cam.create_events_service)
         interval = dt.timedelta(seconds=self.lease_s)
         req = {"InitialTerminationTime": cam.get_next_termination_time(interval)}
-        result = await s._call(
-            "CreatePullPointSubscription", lambda: events.CreatePullPointSubscription(req)
-        )
+        result = await s._call("CreatePullPointSubscription", lambda: events.CreatePullPointSubscription(req))
         try:
             address = result.SubscriptionReference.Address._value_1
         except AttributeError:
@@ -545,9 +528,7 @@ class PullPointSubscription:
         )
         self._pull = await s._call("pullpoint service", cam.create_pullpoint_service)
         if cam.has_broken_relative_time(interval, result.CurrentTime, result.TerminationTime):
-            result = await s._call(
-                "Renew", lambda: self._manager.Renew(cam.get_next_termination_time(interval))
-            )
+            result = await s._call("Renew", lambda: self._manager.Renew(cam.get_next_termination_time(interval)))
         self._schedule(result.CurrentTime, result.TerminationTime)
 
     def _schedule(self, current: dt.datetime | None, termination: dt.datetime | None) -> None:
@@ -565,9 +546,7 @@ class PullPointSubscription:
         term = cam.get_next_termination_time(dt.timedelta(seconds=self.lease_s))
         result = await s._call("Renew", lambda: self._manager.Renew(term))
         self.renewals += 1
-        self._schedule(
-            getattr(result, "CurrentTime", None), getattr(result, "TerminationTime", None)
-        )
+        self._schedule(getattr(result, "CurrentTime", None), getattr(result, "TerminationTime", None))
 
     async def pull(self, timeout_s: float = 5.0, limit: int = 100) -> list[CameraEvent]:
         """Wait up to ``timeout_s`` for events; renews first when due."""
@@ -626,9 +605,7 @@ def _parse_message(msg: Any) -> CameraEvent | None:
         t = time.time()
     op = str(_attr(body, "PropertyOperation") or "")
     src = ",".join(f"{k}={v}" for k, v in source.items())
-    return CameraEvent(
-        kind=kind, topic=topic, active=state, time=t, source=src, initial=op == "Initialized"
-    )
+    return CameraEvent(kind=kind, topic=topic, active=state, time=t, source=src, initial=op == "Initialized")
 
 
 def _attr(body: Any, name: str) -> Any:

@@ -131,10 +131,13 @@ class RtspIngest:
             attempt = 1 if got_frames else attempt + 1
             self.stats.failures += 1
             self.stats.last_error = error
-            delay = min(self.reconnect_max_s, 0.25 * 2 ** min(attempt, 16)) * random.uniform(0.5, 1.0)  # noqa: S311
+            delay = min(self.reconnect_max_s, 0.25 * 2 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
             logger.warning(
                 "camera %s: stream %s ended (%s); reconnecting in %.1f s",
-                self.camera_id, self.display_url, error, delay,
+                self.camera_id,
+                self.display_url,
+                error,
+                delay,
             )
             await asyncio.sleep(delay)
 
@@ -146,10 +149,15 @@ class RtspIngest:
         def target() -> None:
             try:
                 result = self._session(sink, stop)
-            except BaseException as exc:  # noqa: BLE001  (anything in the thread ends this session)
+            except BaseException as exc:
                 result = f"{type(exc).__name__}: {exc}"
+
+            def finish() -> None:
+                if not done.done():
+                    done.set_result(result)
+
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(result))
+                loop.call_soon_threadsafe(finish)
 
         thread = threading.Thread(target=target, name=f"gw[{self.camera_id}].ingest", daemon=True)
         thread.start()
@@ -163,8 +171,8 @@ class RtspIngest:
 
     def _session(self, sink: FrameSink, stop: threading.Event) -> str:
         """One open-decode-close cycle, in the worker thread. Returns why it ended."""
-        import av  # noqa: PLC0415
-        import av.error  # noqa: PLC0415
+        import av
+        import av.error
 
         try:
             container = av.open(

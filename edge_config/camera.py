@@ -54,9 +54,7 @@ class ProfileChoice(Section):
 class StreamSettings(Section):
     """Ingest of the analysis stream."""
 
-    mode: StreamMode = Field(
-        default=StreamMode.RTSP, description="rtsp, keyframes or snapshot polling."
-    )
+    mode: StreamMode = Field(default=StreamMode.RTSP, description="rtsp, keyframes or snapshot polling.")
     analysis_fps: float = Field(
         default=5.0,
         gt=0,
@@ -81,9 +79,7 @@ class StreamSettings(Section):
         le=86_400,
         description="No frame for this long raises a camera-offline incident (resolved when frames return).",
     )
-    reconnect_max_s: float = Field(
-        default=30.0, ge=0.1, le=3600, description="Cap of the reconnect backoff."
-    )
+    reconnect_max_s: float = Field(default=30.0, ge=0.1, le=3600, description="Cap of the reconnect backoff.")
     url_override: str | None = Field(
         default=None,
         max_length=2048,
@@ -96,17 +92,11 @@ class CameraDevice(Section):
 
     kind: Literal["onvif"] = Field(description="Device kind.")
     id: Identifier = Field(description="Device id; appears in incidents, logs and metrics.")
-    name: str | None = Field(
-        default=None, max_length=128, description="Human name shown on the status page."
-    )
+    name: str | None = Field(default=None, max_length=128, description="Human name shown on the status page.")
     host: str = Field(min_length=1, max_length=253, description="Camera host name or address.")
     port: int = Field(default=80, ge=1, le=65535, description="ONVIF (HTTP) port of the camera.")
-    username: str | None = Field(
-        default=None, max_length=128, description="ONVIF user (WS-UsernameToken)."
-    )
-    password: SecretRef | None = Field(
-        default=None, description="ONVIF password, from a credential or file."
-    )
+    username: str | None = Field(default=None, max_length=128, description="ONVIF user (WS-UsernameToken).")
+    password: SecretRef | None = Field(default=None, description="ONVIF password, from a credential or file.")
     national_id: str | None = Field(
         default=None, pattern=r"^[0-9]{20}$", description="GB/T 28181 20-digit national device id."
     )
@@ -115,17 +105,13 @@ class CameraDevice(Section):
         pattern=r"^[0-9]{6,12}$",
         description="Administrative division code of the camera's place.",
     )
-    profiles: ProfileChoice = Field(
-        default_factory=ProfileChoice, description="Analysis and evidence profiles."
-    )
+    profiles: ProfileChoice = Field(default_factory=ProfileChoice, description="Analysis and evidence profiles.")
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Stream ingest.")
     allow_set_time: bool = Field(
         default=False,
         description="Set the camera's clock to ours when it is more than 5 s off (auth depends on it).",
     )
-    events: bool = Field(
-        default=True, description="Subscribe to the camera's own ONVIF events (PullPoint)."
-    )
+    events: bool = Field(default=True, description="Subscribe to the camera's own ONVIF events (PullPoint).")
     event_quiet_s: float = Field(
         default=600.0,
         ge=5,
@@ -133,12 +119,8 @@ class CameraDevice(Section):
         description="A subscription silent this long while the camera still answers is recreated.",
     )
     gating: EventGating = Field(default=EventGating.ALWAYS, description="When local analysis runs.")
-    vision: VisionSettings = Field(
-        default_factory=VisionSettings, description="Motion, tamper and zones."
-    )
-    department: str | None = Field(
-        default=None, max_length=64, description="Department its incidents route to."
-    )
+    vision: VisionSettings = Field(default_factory=VisionSettings, description="Motion, tamper and zones.")
+    department: str | None = Field(default=None, max_length=64, description="Department its incidents route to.")
     location: Location = Field(default_factory=Location, description="Where the camera is.")
 
     @model_validator(mode="after")

@@ -34,6 +34,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -132,9 +133,7 @@ class _Subscription:
 
 
 class _Fault(Exception):
-    def __init__(
-        self, subcode: str, reason: str, status: int = 400, code: str = "s:Sender"
-    ) -> None:
+    def __init__(self, subcode: str, reason: str, status: int = 400, code: str = "s:Sender") -> None:
         super().__init__(reason)
         self.subcode = subcode
         self.reason = reason
@@ -212,9 +211,7 @@ class OnvifCameraSim:
         self.serial = serial
         self.firmware = firmware
         self.profiles = [
-            SimProfile(
-                "main", "mainStream", 1920, 1080, rtsp_main, bitrate_kbps=4096, gov_length=50
-            ),
+            SimProfile("main", "mainStream", 1920, 1080, rtsp_main, bitrate_kbps=4096, gov_length=50),
             SimProfile("sub", "subStream", 640, 360, rtsp_sub, bitrate_kbps=512),
         ]
         self._snapshot = snapshot or _default_snapshot
@@ -353,9 +350,7 @@ class OnvifCameraSim:
             return web.Response(status=503, text="rebooting")
         raw = await request.read()
         try:
-            root = etree.fromstring(
-                raw, parser=etree.XMLParser(resolve_entities=False, no_network=True)
-            )
+            root = etree.fromstring(raw, parser=etree.XMLParser(resolve_entities=False, no_network=True))
         except etree.XMLSyntaxError:
             return self._fault(_Fault("ter:WellFormed", "Malformed XML"))
         body = root.find("s:Body", NS)
@@ -368,9 +363,7 @@ class OnvifCameraSim:
             self._check_auth(root, op)
             handler = getattr(self, f"_op_{op}", None)
             if handler is None:
-                raise _Fault(
-                    "ter:ActionNotSupported", f"Operation {op} is not supported", code="s:Receiver"
-                )
+                raise _Fault("ter:ActionNotSupported", f"Operation {op} is not supported", code="s:Receiver")
             if op in {"PullMessages", "Renew", "Unsubscribe", "SetSynchronizationPoint"}:
                 sub = self._subscription(request)
                 result = handler(op_el, sub)
@@ -415,9 +408,7 @@ class OnvifCameraSim:
         ok = user == self.username
         if ok and pw_type.endswith("#PasswordDigest"):
             expected = base64.b64encode(
-                hashlib.sha1(
-                    base64.b64decode(nonce) + created.encode() + self.password.encode()
-                ).digest()
+                hashlib.sha1(base64.b64decode(nonce) + created.encode() + self.password.encode()).digest()
             ).decode()
             ok = secrets.compare_digest(expected, password)
         elif ok:
@@ -572,9 +563,7 @@ class OnvifCameraSim:
 
     def _op_GetSnapshotUri(self, el: Any) -> str:
         p = self._find_profile(el)
-        return self._media_uri(
-            "trt:GetSnapshotUriResponse", f"{self._base()}/snapshot?profile={p.token}"
-        )
+        return self._media_uri("trt:GetSnapshotUriResponse", f"{self._base()}/snapshot?profile={p.token}")
 
     # Events service ------------------------------------------------------------------------
 
@@ -586,9 +575,7 @@ class OnvifCameraSim:
         sub = self._subs.get(sid)
         if sub is None or sub.expires < self.now():
             self._subs.pop(sid, None)
-            raise _Fault(
-                "ter:InvalidArgVal", "Subscription does not exist or has expired", status=400
-            )
+            raise _Fault("ter:InvalidArgVal", "Subscription does not exist or has expired", status=400)
         return sub
 
     def _termination(self, text: str | None, default_s: float = 60.0) -> dt.datetime:
@@ -649,12 +636,8 @@ class OnvifCameraSim:
 
     @staticmethod
     def _message_xml(t: dt.datetime, e: SimEvent) -> str:
-        src = "".join(
-            f"<tt:SimpleItem Name={quoteattr(k)} Value={quoteattr(v)}/>" for k, v in e.source
-        )
-        data = "".join(
-            f"<tt:SimpleItem Name={quoteattr(k)} Value={quoteattr(v)}/>" for k, v in e.data
-        )
+        src = "".join(f"<tt:SimpleItem Name={quoteattr(k)} Value={quoteattr(v)}/>" for k, v in e.source)
+        data = "".join(f"<tt:SimpleItem Name={quoteattr(k)} Value={quoteattr(v)}/>" for k, v in e.data)
         return (
             "<wsnt:NotificationMessage>"
             '<wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">'
@@ -694,9 +677,7 @@ class OnvifCameraSim:
             self._digest_nonces.add(nonce)
             return web.Response(
                 status=401,
-                headers={
-                    "WWW-Authenticate": f'Digest realm="onvif-sim", qop="auth", nonce="{nonce}", algorithm=MD5'
-                },
+                headers={"WWW-Authenticate": f'Digest realm="onvif-sim", qop="auth", nonce="{nonce}", algorithm=MD5'},
             )
         data = await asyncio.to_thread(self._snapshot)
         return web.Response(body=data, content_type="image/jpeg")
@@ -706,10 +687,7 @@ class OnvifCameraSim:
         if not header.startswith("Digest "):
             return False
         fields = {k: a or b for k, a, b in re.findall(r'(\w+)=(?:"([^"]*)"|([^,\s]*))', header[7:])}
-        if (
-            fields.get("username") != self.username
-            or fields.get("nonce") not in self._digest_nonces
-        ):
+        if fields.get("username") != self.username or fields.get("nonce") not in self._digest_nonces:
             return False
 
         def md5(s: str) -> str:
@@ -717,9 +695,7 @@ class OnvifCameraSim:
 
         ha1 = md5(f"{self.username}:{fields.get('realm', '')}:{self.password}")
         ha2 = md5(f"{request.method}:{fields.get('uri', '')}")
-        expected = md5(
-            f"{ha1}:{fields['nonce']}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:auth:{ha2}"
-        )
+        expected = md5(f"{ha1}:{fields['nonce']}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:auth:{ha2}")
         return secrets.compare_digest(expected, fields.get("response", ""))
 
     # WS-Discovery --------------------------------------------------------------------------
@@ -730,16 +706,12 @@ class OnvifCameraSim:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.join_multicast:
             sock.bind(("", self.discovery_port or WS_DISCOVERY_PORT))
-            mreq = struct.pack(
-                "4s4s", socket.inet_aton(WS_DISCOVERY_GROUP), socket.inet_aton(self.discovery_host)
-            )
+            mreq = struct.pack("4s4s", socket.inet_aton(WS_DISCOVERY_GROUP), socket.inet_aton(self.discovery_host))
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         else:
             sock.bind((self.discovery_host, self.discovery_port or 0))
         self.discovery_port = sock.getsockname()[1]
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _DiscoveryProtocol(self), sock=sock
-        )
+        transport, _ = await loop.create_datagram_endpoint(lambda: _DiscoveryProtocol(self), sock=sock)
         self._udp = transport
 
     def probe_match(self, relates_to: str) -> bytes:
@@ -778,9 +750,7 @@ class _DiscoveryProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            root = etree.fromstring(
-                data, parser=etree.XMLParser(resolve_entities=False, no_network=True)
-            )
+            root = etree.fromstring(data, parser=etree.XMLParser(resolve_entities=False, no_network=True))
         except etree.XMLSyntaxError:
             return
         if root.find(".//d:Probe", NS) is None:
@@ -806,8 +776,7 @@ async def _main() -> None:
     args = parser.parse_args()
     password = "admin123"
     if args.password_file:
-        with open(args.password_file, encoding="utf-8") as f:
-            password = f.read().strip()
+        password = (await asyncio.to_thread(Path(args.password_file).read_text, encoding="utf-8")).strip()
     sim = OnvifCameraSim(
         host=args.host,
         port=args.port,

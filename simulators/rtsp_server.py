@@ -146,6 +146,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
     print(f"READY {server.get_bound_port()}", flush=True)
+
     # Exit when the parent closes our stdin (a test process that died must not leave us behind).
     def watch_stdin() -> None:
         sys.stdin.read()

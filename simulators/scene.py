@@ -50,7 +50,8 @@ def _background(rng: np.random.Generator) -> np.ndarray:
 
 
 def scene_frames(
-    timeline: SceneTimeline = SceneTimeline(), seed: int = 7  # noqa: B008 (frozen, immutable default)
+    timeline: SceneTimeline = SceneTimeline(),
+    seed: int = 7,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(t, RGB uint8 frame) for every frame of the scene."""
     rng = np.random.default_rng(seed)
@@ -74,7 +75,7 @@ def scene_frames(
         yield t, np.clip(img, 0, 255).astype(np.uint8)
 
 
-def encode_scene(out: Path, timeline: SceneTimeline = SceneTimeline(), crf: int = 26) -> Path:  # noqa: B008
+def encode_scene(out: Path, timeline: SceneTimeline = SceneTimeline(), crf: int = 26) -> Path:
     """Encode the scene to ``out`` (.mp4 or .mkv) as H.264; returns ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".part")
@@ -85,7 +86,13 @@ def encode_scene(out: Path, timeline: SceneTimeline = SceneTimeline(), crf: int 
         stream.codec_context.gop_size = GOP
         stream.codec_context.max_b_frames = 0
         stream.codec_context.time_base = Fraction(1, FPS)
-        stream.options = {"crf": str(crf), "preset": "veryfast", "keyint_min": str(GOP), "sc_threshold": "0", "profile": "main"}
+        stream.options = {
+            "crf": str(crf),
+            "preset": "veryfast",
+            "keyint_min": str(GOP),
+            "sc_threshold": "0",
+            "profile": "main",
+        }
         for _, rgb in scene_frames(timeline):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             for packet in stream.encode(frame):
@@ -102,7 +109,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     args = parser.parse_args()
     encode_scene(args.out, SceneTimeline(seconds=args.seconds))
-    print(args.out)  # noqa: T201
+    print(args.out)
 
 
 if __name__ == "__main__":

@@ -2,89 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-# `simulators/` is a top-level package of the repository but not an installed one: make it
-# importable however pytest is started.
-_ROOT = Path(__file__).resolve().parents[3]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from simulators.onvif_camera import OnvifCameraSim  # noqa: E402
-
-USER = "admin"
-PASSWORD = "S3cret-pass!"
+from simulators.onvif_camera import OnvifCameraSim
+from tests.integration.cameras._peers import PASSWORD, USER, RtspServer, free_port, gstreamer_missing
 
 
 @pytest.fixture
 async def onvif_sim() -> AsyncIterator[OnvifCameraSim]:
     async with OnvifCameraSim(username=USER, password=PASSWORD, discovery_port=0) as sim:
         yield sim
-
-
-GI_CHECK = "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def gstreamer_missing() -> str | None:
-    """Why the GStreamer RTSP server cannot run here, or None if it can."""
-    import subprocess
-
-    try:
-        r = subprocess.run([SYSTEM_PYTHON, "-c", GI_CHECK], capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{SYSTEM_PYTHON} unusable: {exc}"
-    if r.returncode != 0:
-        return (
-            "GStreamer RTSP server not available to /usr/bin/python3 (install Debian packages "
-            "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base "
-            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)"
-        )
-    return None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RtspServer:
-    """The GStreamer RTSP server script as a child process that can be stopped and restarted."""
-
-    def __init__(self, clip: Path, port: int) -> None:
-        self.clip = clip
-        self.port = port
-        self.proc: Any = None
-
-    def url(self, mount: str = "clip") -> str:
-        return f"rtsp://127.0.0.1:{self.port}/{mount}"
-
-    def start(self) -> None:
-        import subprocess
-
-        self.proc = subprocess.Popen(  # noqa: S603
-            [SYSTEM_PYTHON, str(_ROOT / "simulators" / "rtsp_server.py"), "--port", str(self.port),
-             "--clip", str(self.clip), "--no-live"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
-        line = self.proc.stdout.readline().decode()
-        if not line.startswith("READY"):
-            self.stop()
-            raise RuntimeError(f"RTSP server did not start: {line!r}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,11 @@ import logging
 import re
 
 import pytest
-from conftest import PASSWORD, USER
 
 from drivers.onvif import EventKind, OnvifSession, redact_url, with_credentials
 from gateway.errors import DriverConnectError, DriverProtocolError
 from simulators.onvif_camera import OnvifCameraSim
+from tests.integration.cameras._peers import PASSWORD, USER
 
 
 def _session(sim: OnvifCameraSim, password: str = PASSWORD, **kw: object) -> OnvifSession:
@@ -91,7 +91,7 @@ async def test_unreachable_camera_is_a_connect_error() -> None:
     await sim.start()
     port = sim.port
     await sim.stop()
-    with pytest.raises(DriverConnectError, match="gate-cam: .*cannot reach 127.0.0.1"):
+    with pytest.raises(DriverConnectError, match=r"gate-cam: .*cannot reach 127\.0\.0\.1"):
         async with OnvifSession("gate-cam", "127.0.0.1", port, USER, PASSWORD, timeout_s=3):
             pass
 
@@ -115,7 +115,7 @@ async def test_pullpoint_events_renewal_and_fault(onvif_sim: OnvifCameraSim) -> 
         assert sub.renewals >= 1
         assert onvif_sim.renewals == sub.renewals
         onvif_sim.kill_subscriptions()
-        with pytest.raises(DriverProtocolError, match="PullMessages|Renew"):
+        with pytest.raises(DriverProtocolError, match=r"PullMessages|Renew"):
             await sub.pull(1)
 
 
@@ -123,6 +123,4 @@ def test_credentials_are_added_for_the_client_and_removed_for_display() -> None:
     url = with_credentials("rtsp://10.0.0.5:554/Streaming/102", "admin", "p@ss:w/rd")
     assert url == "rtsp://admin:p%40ss%3Aw%2Frd@10.0.0.5:554/Streaming/102"
     assert redact_url(url) == "rtsp://10.0.0.5:554/Streaming/102"
-    assert (
-        redact_url("http://cam/snap.jpg?user=admin&password=x&ch=1") == "http://cam/snap.jpg?ch=1"
-    )
+    assert redact_url("http://cam/snap.jpg?user=admin&password=x&ch=1") == "http://cam/snap.jpg?ch=1"

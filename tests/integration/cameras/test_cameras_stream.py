@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, USER, RtspServer
 
 from drivers.camera import Camera
 from drivers.rtsp import LumaFrame, RtspIngest
@@ -18,14 +17,21 @@ from edge_config.camera import CameraDevice
 from gateway.evidence import EvidenceStore
 from gateway.signals import Category, Signal
 from simulators.onvif_camera import OnvifCameraSim
+from tests.integration.cameras._peers import PASSWORD, USER, RtspServer
 
 
 def _config(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:
     stream = {"offline_after_s": 2.0, "stall_timeout_s": 1.0, "reconnect_max_s": 0.5, "open_timeout_s": 3.0}
     stream.update(overrides.pop("stream", {}))
     data: dict[str, Any] = {
-        "kind": "onvif", "id": "gate-cam", "host": "127.0.0.1", "port": sim.port, "username": USER,
-        "password": {"file": "unused"}, "department": "public-security", "stream": stream,
+        "kind": "onvif",
+        "id": "gate-cam",
+        "host": "127.0.0.1",
+        "port": sim.port,
+        "username": USER,
+        "password": {"file": "unused"},
+        "department": "public-security",
+        "stream": stream,
         "national_id": "51042100001320000001",
     }
     data.update(overrides)
@@ -81,7 +87,11 @@ async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
         rtsp_server.stop()
         await _until(lambda: any(s.active for s in signals), 15, "camera-offline signal")
         offline = signals[0]
-        assert (offline.category, offline.rule, offline.device) == (Category.CAMERA_OFFLINE, "camera-offline", "gate-cam")
+        assert (offline.category, offline.rule, offline.device) == (
+            Category.CAMERA_OFFLINE,
+            "camera-offline",
+            "gate-cam",
+        )
         assert offline.department == "public-security"
         assert offline.details["national_id"] == "51042100001320000001"
         assert PASSWORD not in str(offline)

@@ -1,0 +1,76 @@
+"""Helpers for camera integration tests: credentials, the GStreamer RTSP server as a child process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parents[3]
+
+USER = "admin"
+PASSWORD = "S3cret-pass!"
+
+
+GI_CHECK = "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def gstreamer_missing() -> str | None:
+    """Why the GStreamer RTSP server cannot run here, or None if it can."""
+    try:
+        r = subprocess.run([SYSTEM_PYTHON, "-c", GI_CHECK], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{SYSTEM_PYTHON} unusable: {exc}"
+    if r.returncode != 0:
+        return (
+            "GStreamer RTSP server not available to /usr/bin/python3 (install Debian packages "
+            "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base "
+            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)"
+        )
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RtspServer:
+    """The GStreamer RTSP server script as a child process that can be stopped and restarted."""
+
+    def __init__(self, clip: Path, port: int) -> None:
+        self.clip = clip
+        self.port = port
+        self.proc: Any = None
+
+    def url(self, mount: str = "clip") -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{mount}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                SYSTEM_PYTHON,
+                str(_ROOT / "simulators" / "rtsp_server.py"),
+                "--port",
+                str(self.port),
+                "--clip",
+                str(self.clip),
+                "--no-live",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("READY"):
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
