@@ -99,6 +99,10 @@ class Outbox:
         # on the shared read connection (feed requests run in worker threads).
         self._commit_lock = asyncio.Lock()
         self._read_lock = threading.Lock()
+        # The writer connection is used from worker threads (commits, prune) and from the loop
+        # (run()'s shutdown commit, close). A cancelled to_thread commit keeps running in its
+        # thread, so the asyncio lock alone cannot keep two transactions apart on one connection.
+        self._write_lock = threading.Lock()
 
     # -- life ------------------------------------------------------------------------------
 
@@ -128,10 +132,11 @@ class Outbox:
         self._update_gauges()
 
     def close(self) -> None:
-        for conn in (self._rconn, self._wconn):
-            if conn is not None:
-                conn.close()
-        self._wconn = self._rconn = None
+        with self._write_lock:  # never under an in-flight commit
+            for conn in (self._rconn, self._wconn):
+                if conn is not None:
+                    conn.close()
+            self._wconn = self._rconn = None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -251,6 +256,16 @@ class Outbox:
         kv: dict[str, bytes],
     ) -> int:
         """Commit one group; returns how many undelivered events the budget forced out."""
+        with self._write_lock:
+            return self._commit_batch_locked(events, rows, cursors, kv)
+
+    def _commit_batch_locked(
+        self,
+        events: list[_Pending],
+        rows: dict[str, tuple[int, str]],
+        cursors: dict[str, int],
+        kv: dict[str, bytes],
+    ) -> int:
         conn = self._wconn
         assert conn is not None
         if events:
@@ -281,7 +296,7 @@ class Outbox:
             conn.execute("ROLLBACK") if conn.in_transaction else None
             raise OutboxError(f"commit to {self.path} failed: {exc}") from exc
         if events:
-            self.committed_seq = events[-1].seq
+            self.committed_seq = max(self.committed_seq, events[-1].seq)
             self._undelivered_bytes += sum(len(e.body) for e in events)
             self._metrics.outbox_commits.inc()
             self._metrics.outbox_committed.inc(len(events))
@@ -333,7 +348,7 @@ class Outbox:
         conn = self._wconn
         assert conn is not None
         cutoff = (time.time() if now is None else now) - self._keep_delivered_s
-        with conn:
+        with self._write_lock, conn:
             cur = conn.execute("DELETE FROM events WHERE seq <= ? AND created < ?", (self.delivered_seq, cutoff))
             conn.execute("DELETE FROM incidents WHERE live = 0")
         return cur.rowcount

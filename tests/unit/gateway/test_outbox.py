@@ -1,0 +1,410 @@
+"""The durable outbox: group commit, order, cursors, byte budget, pruning, recovery, and kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import OutboxError
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def make(path: Path, *, consumers: tuple[str, ...] = ("feed",), budget: int = 1 << 30, keep_s: float = 86400.0,
+         interval: float = 0.0, metrics: Metrics | None = None, overflow: list[int] | None = None) -> Outbox:
+    ob = Outbox(
+        path,
+        budget_bytes=budget,
+        keep_delivered_s=keep_s,
+        commit_interval_s=interval,
+        consumers=consumers,
+        metrics=metrics or Metrics(),
+        on_overflow=(overflow.append if overflow is not None else lambda _n: None),
+    )
+    ob.open()
+    return ob
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "outbox.sqlite3"
+
+
+@pytest.fixture
+def outbox(db: Path) -> Iterator[Outbox]:
+    ob = make(db)
+    yield ob
+    ob.close()
+
+
+def body(seq: int, size: int = 0) -> bytes:
+    b = json.dumps({"seq": seq}).encode()
+    return b + b" " * max(0, size - len(b))
+
+
+def add(ob: Outbox, n: int, *, severity: int = 2, size: int = 0, source: str = "src") -> list[int]:
+    return [ob.append(source=source, severity=severity, build=lambda s: body(s, size)) for _ in range(n)]
+
+
+def sample(m: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    v = m.registry.get_sample_value(name, labels or {})
+    return 0.0 if v is None else v
+
+
+# -- writing and reading ------------------------------------------------------------------------
+
+
+def test_opens_in_wal_mode_with_full_sync(outbox: Outbox, db: Path) -> None:
+    assert db.exists()
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # synchronous is per connection: the writer's is what makes a returned commit durable.
+    assert outbox._wconn is not None and outbox._wconn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+async def test_events_are_invisible_until_committed_then_read_in_order(outbox: Outbox) -> None:
+    seqs = add(outbox, 5)
+    assert seqs == [1, 2, 3, 4, 5]
+    assert outbox.read_after(0, 100) == []
+    assert outbox.committed_seq == 0
+    await outbox.flush()
+    assert outbox.committed_seq == 5
+    got = outbox.read_after(0, 100)
+    assert [e.seq for e in got] == seqs
+    assert [json.loads(e.body)["seq"] for e in got] == seqs  # build() got the event's own sequence
+    assert [e.seq for e in outbox.read_after(2, 2)] == [3, 4]
+    assert outbox.read_after(5, 10) == []
+
+
+async def test_flush_with_nothing_pending_returns(outbox: Outbox) -> None:
+    await asyncio.wait_for(outbox.flush(), 2)
+
+
+async def test_writer_task_group_commits_a_burst(db: Path) -> None:
+    m = Metrics()
+    ob = make(db, metrics=m, interval=0.02)
+    writer = asyncio.create_task(ob.run())
+    try:
+        add(ob, 500)
+        assert await ob.wait_committed(499, timeout=5)
+        commits = sample(m, "gateway_outbox_commits_total")
+        assert 1 <= commits <= 3, commits  # 500 events, a handful of fsyncs
+        assert sample(m, "gateway_outbox_committed_events_total") == 500
+        add(ob, 3)
+        assert await ob.wait_committed(502, timeout=5)
+        assert [e.seq for e in ob.read_after(500, 10)] == [501, 502, 503]
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        ob.close()
+
+
+async def test_wait_committed_times_out_then_wakes(outbox: Outbox) -> None:
+    t = time.monotonic()
+    assert await outbox.wait_committed(0, timeout=0.05) is False
+    assert time.monotonic() - t < 1
+    waiter = asyncio.create_task(outbox.wait_committed(0, timeout=5))
+    await asyncio.sleep(0.01)
+    add(outbox, 1)
+    await outbox.flush()
+    assert await waiter is True
+
+
+async def test_writer_cancelled_commits_what_was_accepted(db: Path) -> None:
+    ob = make(db, interval=10)  # would wait 10 s to group: cancellation must not lose the group
+    writer = asyncio.create_task(ob.run())
+    add(ob, 7)
+    await asyncio.sleep(0.01)
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    ob.close()
+    ob2 = make(db)
+    assert [e.seq for e in ob2.read_after(0, 100)] == list(range(1, 8))
+    ob2.close()
+
+
+def test_stop_intake_refuses_new_events(outbox: Outbox) -> None:
+    outbox.stop_intake()
+    with pytest.raises(OutboxError):
+        add(outbox, 1)
+
+
+# -- cursors and delivery -------------------------------------------------------------------------
+
+
+async def test_delivered_is_the_minimum_cursor_and_cursors_are_durable(db: Path) -> None:
+    m = Metrics()
+    ob = make(db, consumers=("webhook", "mqtt"), metrics=m)
+    add(ob, 10)
+    await ob.flush()
+    assert ob.delivered_seq == 0
+    ob.set_cursor("webhook", 8)
+    ob.set_cursor("mqtt", 3)
+    ob.set_cursor("mqtt", 2)  # never backwards
+    assert (ob.cursor("webhook"), ob.cursor("mqtt"), ob.delivered_seq) == (8, 3, 3)
+    await ob.flush()
+    assert sample(m, "gateway_outbox_undelivered_events") == 7
+    assert sample(m, "gateway_delivery_lag_events", {"consumer": "webhook"}) == 2
+    ob.close()
+    ob2 = make(db, consumers=("webhook", "mqtt", "new"))
+    assert (ob2.cursor("webhook"), ob2.cursor("mqtt"), ob2.cursor("new")) == (8, 3, 0)
+    assert ob2.delivered_seq == 0  # a new consumer has nothing yet
+    assert ob2.committed_seq == 10
+    ob2.close()
+
+
+# -- byte budget --------------------------------------------------------------------------------
+
+
+async def test_budget_drops_lowest_severity_oldest_first_and_reports_it(db: Path) -> None:
+    m = Metrics()
+    overflow: list[int] = []
+    ob = make(db, budget=10_000, metrics=m, overflow=overflow)
+    crit = add(ob, 8, severity=3, size=1000)
+    info = add(ob, 8, severity=0, size=1000)
+    await ob.flush()
+    # 16,000 bytes against 10,000: freed down to 95 % (9,500) by dropping 7 info events, oldest first.
+    kept = [e.seq for e in ob.read_after(0, 100)]
+    assert kept == crit + info[-1:]
+    assert overflow == [7] and ob.dropped_total == 7
+    assert sample(m, "gateway_outbox_dropped_events_total") == 7
+    assert sample(m, "gateway_outbox_undelivered_bytes") == 9000
+    # Sequences stay; the gap is what was dropped.
+    minor = add(ob, 2, severity=1, size=1000)
+    await ob.flush()
+    kept2 = [e.seq for e in ob.read_after(0, 100)]
+    assert set(crit) <= set(kept2) and info[-1] not in kept2 and minor[-1] in kept2
+    assert overflow == [7, 2]
+    ob.close()
+
+
+async def test_budget_never_drops_delivered_events(db: Path) -> None:
+    ob = make(db, budget=5_000)
+    first = add(ob, 5, severity=0, size=900)
+    await ob.flush()
+    ob.set_cursor("feed", first[-1])
+    later = add(ob, 6, severity=2, size=900)  # 5,400 undelivered bytes
+    await ob.flush()
+    kept = [e.seq for e in ob.read_after(0, 100)]
+    assert kept[:5] == first  # delivered, so not the budget's to drop
+    assert kept[5:] == later[1:]
+    ob.close()
+
+
+def test_budget_is_recomputed_on_reopen(db: Path) -> None:
+    async def fill() -> None:
+        ob = make(db)
+        add(ob, 10, size=1000)
+        await ob.flush()
+        ob.set_cursor("feed", 4)
+        await ob.flush()
+        ob.close()
+
+    asyncio.run(fill())
+    m = Metrics()
+    ob = make(db, metrics=m)
+    assert sample(m, "gateway_outbox_undelivered_bytes") == 6000
+    assert sample(m, "gateway_outbox_undelivered_events") == 6
+    ob.close()
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+async def test_prune_deletes_only_old_delivered_events_and_dead_incident_rows(db: Path) -> None:
+    ob = make(db, keep_s=3600)
+    add(ob, 6)
+    ob.append(source="s", severity=2, build=body, incident=("live-1", True, '{"id": "live-1"}'))
+    ob.save_incident("dead-1", False, '{"id": "dead-1"}')
+    await ob.flush()
+    ob.set_cursor("feed", 4)
+    await ob.flush()
+    assert ob.prune_delivered(now=time.time() + 1800) == 0  # delivered but still young
+    assert ob.prune_delivered(now=time.time() + 7200) == 4
+    assert [e.seq for e in ob.read_after(0, 100)] == [5, 6, 7]
+    assert ob.live_incident_rows() == ['{"id": "live-1"}']
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        assert [r[0] for r in c.execute("SELECT id FROM incidents")] == ["live-1"]
+    ob.close()
+
+
+async def test_sequences_are_never_reused_after_everything_was_pruned(db: Path) -> None:
+    ob = make(db, keep_s=0)
+    add(ob, 3)
+    await ob.flush()
+    ob.set_cursor("feed", 3)
+    await ob.flush()
+    assert ob.prune_delivered(now=time.time() + 1) == 3
+    ob.close()
+    ob2 = make(db)
+    assert ob2.committed_seq == 3
+    assert add(ob2, 1) == [4]
+    ob2.close()
+
+
+# -- recovery -----------------------------------------------------------------------------------
+
+
+async def test_incident_rows_commit_with_their_events_and_survive_reopen(db: Path) -> None:
+    ob = make(db)
+    ob.append(source="s", severity=2, build=body, incident=("a", True, '{"rev": 1}'))
+    ob.append(source="s", severity=2, build=body, incident=("a", True, '{"rev": 2}'))
+    ob.append(source="s", severity=2, build=body, incident=("b", True, '{"rev": 1}'))
+    ob.save_incident("b", False, '{"rev": 2}')  # b became history
+    ob.set_kv("webhook.etag", b"xyz")
+    await ob.flush()
+    ob.close()
+    ob2 = make(db)
+    assert ob2.live_incident_rows() == ['{"rev": 2}']
+    assert ob2.get_kv("webhook.etag") == b"xyz"
+    assert ob2.committed_seq == 3 and add(ob2, 1) == [4]
+    ob2.close()
+
+
+class SlowCommitConnection:
+    """Wraps the writer's connection: COMMIT in a worker thread takes a while (a slow SD card)."""
+
+    def __init__(self, conn: sqlite3.Connection, delay: float) -> None:
+        self._conn, self._delay = conn, delay
+        self.in_commit = threading.Event()
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT" and threading.current_thread() is not threading.main_thread():
+            self.in_commit.set()
+            time.sleep(self._delay)
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def __enter__(self) -> Any:
+        return self._conn.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._conn.__exit__(*exc)
+
+
+async def wait_for_event(ev: threading.Event, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not ev.is_set():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.005)
+
+
+async def test_writer_cancelled_while_a_commit_is_in_flight_loses_nothing(db: Path) -> None:
+    ob = make(db)
+    real = ob._wconn
+    assert real is not None
+    slow = SlowCommitConnection(real, 0.3)
+    ob._wconn = slow  # type: ignore[assignment]
+    writer = asyncio.create_task(ob.run())
+    add(ob, 10)
+    await wait_for_event(slow.in_commit)  # the first group is being committed in a worker thread
+    add(ob, 10)  # accepted while that commit is in flight
+    writer.cancel()  # shutdown (or a sibling task failing) cancels the writer now
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    ob._wconn = real
+    ob.close()
+    ob2 = make(db)
+    assert [e.seq for e in ob2.read_after(0, 100)] == list(range(1, 21))
+    ob2.close()
+
+
+async def test_prune_while_a_commit_is_in_flight(db: Path) -> None:
+    ob = make(db, keep_s=0)
+    add(ob, 5)
+    await ob.flush()
+    ob.set_cursor("feed", 5)
+    await ob.flush()
+    real = ob._wconn
+    assert real is not None
+    slow = SlowCommitConnection(real, 0.3)
+    ob._wconn = slow  # type: ignore[assignment]
+    add(ob, 5)
+    ob.append(source="s", severity=2, build=body, incident=("x", True, "{}"))
+    commit = asyncio.create_task(ob.flush())
+    await wait_for_event(slow.in_commit)
+    # The gateway's tick prunes in a worker thread while the writer commits in another.
+    pruned = await asyncio.to_thread(ob.prune_delivered, time.time() + 1)
+    await commit  # the in-flight group must still commit cleanly
+    ob._wconn = real
+    assert pruned == 5
+    assert [e.seq for e in ob.read_after(0, 100)] == list(range(6, 12))
+    assert ob.live_incident_rows() == ["{}"]
+    ob.close()
+
+
+def test_committed_events_survive_sigkill(db: Path) -> None:
+    """A child process commits N events (and keeps appending), then kills itself with SIGKILL."""
+    n = 1200
+    script = textwrap.dedent(
+        """
+        import asyncio, os, signal, sys
+        from pathlib import Path
+        from gateway.metrics import Metrics
+        from gateway.outbox import Outbox
+
+        async def main():
+            ob = Outbox(Path(sys.argv[1]), budget_bytes=1 << 30, keep_delivered_s=86400,
+                        commit_interval_s=0.001, consumers=["feed"], metrics=Metrics())
+            ob.open()
+            writer = asyncio.create_task(ob.run())
+            n = int(sys.argv[2])
+            for i in range(n):
+                ob.append(source="src", severity=i % 4, build=lambda seq: b'{"seq": %d}' % seq,
+                          incident=("inc-%d" % (i % 7), True, '{"i": %d}' % i))
+                if i % 100 == 0:
+                    await asyncio.sleep(0)  # let the writer commit groups meanwhile
+            await ob.flush()
+            print(ob.committed_seq, flush=True)
+            for i in range(500):  # a burst still in flight when the power goes
+                ob.append(source="src", severity=0, build=lambda seq: b'{"seq": %d}' % seq)
+            await asyncio.sleep(0.002)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(db), str(n)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    committed = int(proc.stdout.strip().splitlines()[-1])
+    assert committed == n
+    ob = make(db)
+    try:
+        events = ob.read_after(0, 10_000)
+        seqs = [e.seq for e in events]
+        assert seqs[:n] == list(range(1, n + 1))  # every committed event, in order
+        assert seqs == list(range(1, len(seqs) + 1))  # and nothing half-written after them
+        assert all(json.loads(e.body)["seq"] == e.seq for e in events)
+        assert ob.committed_seq == len(seqs) >= n
+        rows = sorted(json.loads(r)["i"] for r in ob.live_incident_rows())
+        assert rows == list(range(n - 7, n))  # each incident's last committed row
+        assert add(ob, 1) == [len(seqs) + 1]
+    finally:
+        ob.close()
