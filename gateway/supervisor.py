@@ -41,7 +41,8 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        cap = min(self.max_s, self.base_s * 2.0**self.attempt)
+        # The exponent stops growing once far past any cap: 2.0**1024 raises OverflowError.
+        cap = min(self.max_s, self.base_s * 2.0 ** min(self.attempt, 64))
         self.attempt += 1
         return random.uniform(cap / 2, cap)
 
