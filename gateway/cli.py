@@ -64,6 +64,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 0
 
 
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from drivers.discovery import discover_command
+
+    return discover_command(args.timeout, args.config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-gateway", description=__doc__)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -82,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8780, help="API port (0 picks a free one)")
     demo.add_argument("--state-dir", default=None, help="keep demo state here (default: a temporary folder)")
     demo.set_defaults(func=_cmd_demo)
+    disc = sub.add_parser("discover", help="find ONVIF cameras on the LAN (WS-Discovery probe)")
+    disc.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers")
+    disc.add_argument("--config", action="store_true", help="print a ready [[devices]] stanza per camera")
+    disc.set_defaults(func=_cmd_discover)
     return p
 
 
