@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import gmqtt
@@ -66,21 +66,33 @@ def _walk(doc: Any, path: str) -> Any:
     return node
 
 
+_MIN_TIME = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_MAX_TIME = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+
 def _as_time(raw: Any) -> float:
     if isinstance(raw, bool):
         raise PayloadError("bad-time", f"timestamp {raw!r} is not a time")
     if isinstance(raw, int | float):
         # Devices send seconds or milliseconds; 1e11 s is in the year 5138, so anything above is ms.
-        return float(raw) / 1000.0 if raw > 1e11 else float(raw)
-    if isinstance(raw, str):
+        try:
+            t = float(raw) / 1000.0 if raw > 1e11 else float(raw)
+        except OverflowError:  # an integer too large for a float
+            t = math.inf
+    elif isinstance(raw, str):
         try:
             dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
             raise PayloadError("bad-time", f"timestamp {raw!r} is not ISO 8601") from None
         if dt.tzinfo is None:
             raise PayloadError("bad-time", f"timestamp {raw!r} has no time zone")
-        return dt.timestamp()
-    raise PayloadError("bad-time", f"timestamp {raw!r} is not a time")
+        t = dt.timestamp()
+    else:
+        raise PayloadError("bad-time", f"timestamp {raw!r} is not a time")
+    # NaN, infinities and years outside 1..9999 would break incident ids and RFC 3339 times later.
+    if not _MIN_TIME <= t < _MAX_TIME:
+        raise PayloadError("bad-time", f"timestamp {raw!r} is out of range")
+    return t
 
 
 def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[float, float, str | None]:
@@ -94,7 +106,7 @@ def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[fl
     else:
         try:
             doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: '[[[[...' nested too deep
             raise PayloadError("bad-json", f"payload {payload[:40]!r} is not JSON") from None
         raw = _walk(doc, point.value_path) if point.value_path else doc
         t = _as_time(_walk(doc, point.time_path)) if point.time_path else received
@@ -106,7 +118,10 @@ def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[fl
             raw = float(raw)
         except (TypeError, ValueError):
             raise PayloadError("not-a-number", f"value {str(raw)[:40]!r} is not a number") from None
-    value = float(raw) * point.scale + point.offset
+    try:
+        value = float(raw) * point.scale + point.offset
+    except OverflowError:  # a JSON integer too large for a float
+        value = math.inf
     if not math.isfinite(value):
         raise PayloadError("not-finite", f"value {raw!r} is not finite")
     return value, t, unit
