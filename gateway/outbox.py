@@ -335,6 +335,7 @@ class Outbox:
                 victims.append((seq,))
                 self._undelivered_bytes -= size
             with conn:
+                conn.execute("BEGIN IMMEDIATE")  # one transaction (one fsync), not one per event
                 conn.executemany("DELETE FROM events WHERE seq = ?", victims)
             dropped += len(victims)
         if dropped:

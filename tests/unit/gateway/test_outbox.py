@@ -408,3 +408,22 @@ def test_committed_events_survive_sigkill(db: Path) -> None:
         assert add(ob, 1) == [len(seqs) + 1]
     finally:
         ob.close()
+
+
+async def test_budget_drops_in_one_transaction_not_one_fsync_per_event(db: Path) -> None:
+    ob = make(db, budget=50_000)
+    add(ob, 500, severity=0, size=100)
+    await ob.flush()
+    assert ob._wconn is not None
+    autocommitted: list[str] = []
+    conn = ob._wconn
+    conn.set_trace_callback(lambda sql: autocommitted.append(sql) if not conn.in_transaction else None)
+    try:
+        add(ob, 100, severity=0, size=100)  # 60,000 bytes: about 125 events must go
+        await ob.flush()
+    finally:
+        conn.set_trace_callback(None)
+    assert ob.dropped_total > 100
+    # With synchronous=FULL every autocommitted statement is its own fsync: on an SD card, a
+    # thousand dropped events one by one would stall the writer for many seconds.
+    assert [s for s in autocommitted if s.startswith("DELETE")] == []
