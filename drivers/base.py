@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["Driver", "DriverState", "Quality", "Reading", "ReadingSink"]
 
@@ -18,12 +17,12 @@ class Quality(enum.StrEnum):
     BAD = "bad"
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One value of one point of one device.
 
     ``time`` is the source timestamp in seconds since the epoch (the device's own when it sends one,
-    else the time the gateway received it).
+    else the time the gateway received it). A NamedTuple rather than a frozen dataclass: it is
+    just as immutable and typed, and several times cheaper to create on the per-reading hot path.
     """
 
     device: str

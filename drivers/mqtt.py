@@ -9,6 +9,7 @@ every new connection, so a broker restart loses no subscription.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -52,9 +53,17 @@ def topic_matches(pattern: str, topic: str) -> bool:
     return len(p) == len(t)
 
 
+_decode_json = json.JSONDecoder().decode
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_path(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
 def _walk(doc: Any, path: str) -> Any:
     node = doc
-    for key in path.split("."):
+    for key in _split_path(path):
         if isinstance(node, dict):
             if key not in node:
                 raise PayloadError("missing-field", f"no '{key}' in payload (path {path!r})")
@@ -105,7 +114,8 @@ def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[fl
         t, unit = received, point.unit
     else:
         try:
-            doc = json.loads(payload)
+            # Decoding to str first skips json.loads' encoding sniffing on the hot path.
+            doc = _decode_json(payload.decode("utf-8"))
         except (ValueError, RecursionError):  # RecursionError: '[[[[...' nested too deep
             raise PayloadError("bad-json", f"payload {payload[:40]!r} is not JSON") from None
         raw = _walk(doc, point.value_path) if point.value_path else doc

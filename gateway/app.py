@@ -84,7 +84,6 @@ class Gateway:
         self._places = {d.id: self._place(d.id) for d in cfg.devices}
         self.rules = RuleEngine(cfg.rules, [d.id for d in cfg.devices], self.signal, time.time())
         self.supervisors: list[Supervisor] = []
-        self._reading_counters: dict[str, Any] = {}
         self._overflowing = False
         self._started = time.time()
         # Set once the API listens and every link is supervised; cleared when stopping.
@@ -141,10 +140,8 @@ class Gateway:
     # -- the incident path -----------------------------------------------------------------
 
     def on_reading(self, r: Reading) -> None:
-        counter = self._reading_counters.get(r.device)
-        if counter is None:
-            counter = self._reading_counters[r.device] = self.metrics.readings.labels(r.device)
-        counter.inc()
+        counts = self.metrics.readings.values
+        counts[r.device] = counts.get(r.device, 0) + 1
         self.rules.ingest(r, time.time())
 
     def signal(self, sig: Signal) -> None:

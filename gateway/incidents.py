@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,10 +110,15 @@ class Incident:
 
     def to_row(self) -> dict[str, Any]:
         """Everything needed to rebuild the incident after a restart (JSON-able)."""
-        row = asdict(self)
+        # Built by hand: dataclasses.asdict deep-copies recursively and showed up in profiles.
+        row = {name: getattr(self, name) for name in self.__dataclass_fields__}
         row["category"] = self.category.value
         row["severity"] = int(self.severity)
         row["status"] = self.status.value
+        for name in ("evidence", "acknowledged", "closed"):
+            value = getattr(self, name)
+            if value is not None:
+                row[name] = {f: getattr(value, f) for f in value.__dataclass_fields__}
         return row
 
     @classmethod

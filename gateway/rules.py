@@ -25,11 +25,16 @@ _SEVERITY = {"info": Severity.INFO, "minor": Severity.MINOR, "major": Severity.M
 # far faster than their window needs (the window then shortens to the newest samples).
 _RATE_MAX_SAMPLES = 1024
 
+# While a condition holds, a rule repeats its signal at most this often (device time): enough to
+# keep the incident's latest value fresh for its rate-limited updates, without building a signal
+# for every one of thousands of readings a second.
+_REPEAT_S = 1.0
+
 
 class _Eval:
     """State of one rule on one (device, point)."""
 
-    __slots__ = ("active", "device", "point", "rule", "severity")
+    __slots__ = ("active", "device", "last_signal", "point", "rule", "severity")
 
     def __init__(self, rule: Rule, device: str, point: str | None) -> None:
         self.rule = rule
@@ -37,9 +42,15 @@ class _Eval:
         self.point = point
         self.severity = _SEVERITY[rule.severity]
         self.active = False
+        self.last_signal = -1e18
+
+    def repeats_too_soon(self, active: bool, t: float) -> bool:
+        """True for a 'still active' signal that follows the previous one within _REPEAT_S."""
+        return active and self.active and t - self.last_signal < _REPEAT_S
 
     def signal(self, active: bool, t: float, category: Category, summary: str, **kw: float | None) -> Signal:
         self.active = active
+        self.last_signal = t
         return Signal(
             device=self.device,
             rule=self.rule.id,
@@ -72,20 +83,23 @@ class _Threshold(_Eval):
         else:
             assert rule.below is not None
             limit, breach, clear, word = rule.below, v < rule.below, v >= rule.below + rule.hysteresis, "below"
-        summary = f"{self.point} {v:g}{' ' + r.unit if r.unit else ''} {word} {limit:g}"
         if self.active:
-            if clear:
-                self.since = None
-                return self.signal(False, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
-            return self.signal(True, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
-        if not breach:
+            active = not clear
+        elif not breach:
             self.since = None
             return None
-        if self.since is None:
-            self.since = r.time
-        if r.time - self.since >= rule.for_s:
-            return self.signal(True, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
-        return None
+        else:
+            if self.since is None:
+                self.since = r.time
+            if r.time - self.since < rule.for_s:
+                return None
+            active = True
+        if not active:
+            self.since = None
+        elif self.repeats_too_soon(active, r.time):
+            return None
+        summary = f"{self.point} {v:g}{' ' + r.unit if r.unit else ''} {word} {limit:g}"
+        return self.signal(active, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
 
 
 class _Rate(_Eval):
@@ -108,7 +122,7 @@ class _Rate(_Eval):
             return None
         rate = (r.value - v0) / dt
         over = abs(rate) > self.rule.max_per_s
-        if over or self.active:
+        if (over or self.active) and not self.repeats_too_soon(over, r.time):
             summary = f"{self.point} changing {rate:+.3g}/s (limit {self.rule.max_per_s:g}/s)"
             return self.signal(
                 over,

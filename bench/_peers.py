@@ -1,0 +1,48 @@
+"""Real peers for benchmarks: a mosquitto on a free loopback port."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["free_port", "mosquitto"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class mosquitto:
+    """Runs Debian's mosquitto on 127.0.0.1 for the duration of a ``with`` block."""
+
+    def __enter__(self) -> int:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise SystemExit("mosquitto is not installed: apt install mosquitto (scripts/test does)")
+        self._dir = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        conf = Path(self._dir.name) / "m.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest none\n"
+        )
+        self._proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return self.port
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("mosquitto did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.terminate()
+        self._proc.wait(5)
+        self._dir.cleanup()
