@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from edge_config._base import Section
 
 __all__ = [
     "EventSettings",
@@ -24,10 +26,8 @@ __all__ = [
 ]
 
 
-class VisionBase(BaseModel):
-    """Base of every vision settings model: unknown keys are errors, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class VisionBase(Section):
+    """Base of every vision settings model: ``extra="forbid"``, ``frozen=True`` (from Section)."""
 
 
 class MotionSettings(VisionBase):

@@ -24,7 +24,10 @@ __all__ = [
     "P_CHROMA_THR",
     "P_FLOOR",
     "P_NOISE_ALPHA",
+    "P_GLOBAL",
+    "P_RADIUS",
     "P_RELEARN",
+    "P_REPORT",
     "P_SHADOW_CHROMA",
     "P_SHADOW_HI",
     "P_SHADOW_LO",
@@ -35,6 +38,7 @@ __all__ = [
     "S_FG",
     "S_IDLE_ABSDIFF",
     "S_IDLE_COUNT",
+    "S_MASK",
     "S_BRIGHTER",
     "T_CORR",
     "T_DETAIL",
@@ -48,6 +52,7 @@ __all__ = [
     "downscale_area",
     "label_components",
     "majority_filter",
+    "motion_frame",
     "motion_step",
     "tamper_stats",
     "zone_counts",
@@ -72,7 +77,10 @@ P_SHADOW_HI = 9  # (lo = 0 turns shadow suppression off)
 P_SHADOW_CHROMA = 10  # largest chroma deviation, after scaling by the ratio, of a shadow
 P_BLUR = 11  # 1.0: 3x3 binomial blur of the analysis frame, 0.0: none
 P_WEAK = 12  # pixels with |diff| above this fraction of the threshold count half in the clean-up
-N_PARAMS = 13
+P_REPORT = 13  # motion_frame: 1.0 clean up and label the mask, 0.0 only learn (first/relearn)
+P_GLOBAL = 14  # motion_frame: raw foreground fraction above which the frame is a global change
+P_RADIUS = 15  # motion_frame: majority filter radius
+N_PARAMS = 16
 
 # motion_step statistics vector
 S_FG = 0  # foreground pixels (raw)
@@ -81,7 +89,8 @@ S_DARKER = 2  # foreground pixels darker than background
 S_IDLE_ABSDIFF = 3  # sum of |diff| over background pixels
 S_IDLE_COUNT = 4  # number of background pixels
 S_CHANGED_BLOCKS = 5  # analysis pixels whose block sum changed since the previous frame
-N_STATS = 6
+S_MASK = 6  # pixels set in the cleaned mask (motion_frame only)
+N_STATS = 7
 
 # label_components output: one row per component
 BOX_FIELDS = 7  # x0, y0, x1 (exclusive), y1 (exclusive), area, sum_x, sum_y
@@ -98,23 +107,84 @@ N_TAMPER_STATS = 7
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> None:  # pragma: no cover
-    """Mean of each f x f block of ``luma`` (uint8) into ``out`` (float32, shape (H//f, W//f))."""
-    h, w = out.shape
-    inv = np.float32(1.0 / (f * f))
-    acc = np.zeros(w, dtype=np.int32)
-    for i in range(h):
-        acc[:] = 0
-        for r in range(i * f, i * f + f):
-            row = luma[r]
-            for j in range(w):
-                s = np.int32(0)
-                base = j * f
-                for k in range(f):
-                    s += np.int32(row[base + k])
-                acc[j] += s
+def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: np.ndarray) -> int:  # pragma: no cover
+    """Analysis row ``i``: mean of f x f blocks into ``out_row``; returns how many values changed.
+
+    ``acc`` is a uint16 scratch row of the full input width. Full-width loops are plain adds
+    (vectorised); the per-block horizontal sums touch each input byte once more, from cache.
+    """
+    w = out_row.shape[0]
+    changed = 0
+    if f == 1:
+        row = luma[i]
         for j in range(w):
-            out[i, j] = np.float32(acc[j]) * inv
+            v = np.float32(row[j])
+            changed += v != out_row[j]
+            out_row[j] = v
+        return changed
+    width = w * f
+    row = luma[i * f]
+    for x in range(width):
+        acc[x] = row[x]
+    for r in range(i * f + 1, i * f + f):
+        row = luma[r]
+        for x in range(width):
+            acc[x] += row[x]
+    inv = np.float32(1.0 / (f * f))
+    # constant strides for the usual factors let LLVM vectorise the interleaved loads
+    if f == 2:  # noqa: PLR2004
+        for j in range(w):
+            v = np.float32(np.uint32(acc[2 * j]) + acc[2 * j + 1]) * inv
+            changed += v != out_row[j]
+            out_row[j] = v
+    elif f == 3:  # noqa: PLR2004
+        for j in range(w):
+            v = np.float32(np.uint32(acc[3 * j]) + acc[3 * j + 1] + acc[3 * j + 2]) * inv
+            changed += v != out_row[j]
+            out_row[j] = v
+    elif f == 4:  # noqa: PLR2004
+        for j in range(w):
+            s4 = np.uint32(acc[4 * j]) + acc[4 * j + 1] + acc[4 * j + 2] + acc[4 * j + 3]
+            v = np.float32(s4) * inv
+            changed += v != out_row[j]
+            out_row[j] = v
+    elif f == 6:  # noqa: PLR2004
+        for j in range(w):
+            s6 = (
+                np.uint32(acc[6 * j])
+                + acc[6 * j + 1]
+                + acc[6 * j + 2]
+                + acc[6 * j + 3]
+                + acc[6 * j + 4]
+                + acc[6 * j + 5]
+            )
+            v = np.float32(s6) * inv
+            changed += v != out_row[j]
+            out_row[j] = v
+    else:
+        for j in range(w):
+            s = np.uint32(0)
+            base = j * f
+            for k in range(f):
+                s += acc[base + k]
+            v = np.float32(s) * inv
+            changed += v != out_row[j]
+            out_row[j] = v
+    return changed
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> int:  # pragma: no cover
+    """Mean of each f x f block of ``luma`` (uint8) into ``out`` (float32, shape (H//f, W//f)).
+
+    Returns the number of values of ``out`` that changed (0 means a bit-identical frame).
+    """
+    h, w = out.shape
+    acc = np.empty(w * f, dtype=np.uint16)
+    changed = 0
+    for i in range(h):
+        changed += _downscale_row(luma, f, i, acc, out[i])
+    return changed
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -124,7 +194,7 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
     chroma_u: np.ndarray,
     chroma_v: np.ndarray,
     params: np.ndarray,
-    padded: np.ndarray,
+    cur: np.ndarray,
     bg: np.ndarray,
     noise: np.ndarray,
     bg_uv: np.ndarray,
@@ -132,7 +202,7 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
     raw_mask: np.ndarray,
     stats: np.ndarray,
 ) -> None:
-    """One frame of motion detection, fused: downscale, blur, test, update.
+    """One frame of motion detection, fused: downscale, (blur), test, update.
 
     Args:
         luma: (H, W) uint8 luma plane of the decoded frame.
@@ -140,8 +210,8 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
         chroma_u: (Hc, Wc) uint8 U plane (any subsampling), or a (1, 1) dummy when chroma is off.
         chroma_v: same shape as ``chroma_u``.
         params: float64 vector indexed by ``P_*``.
-        padded: (h + 2, w + 2) float32 scratch; holds the block sums of the previous frame's
-            analysis pixels in its interior on entry (frozen-stream test) and this frame's on exit.
+        cur: (h, w) float32; holds the previous analysis frame on entry (frozen-stream count)
+            and this one on exit.
         bg: (h, w) float32 background luma.
         noise: (h, w) float32 per-pixel noise (running mean absolute deviation).
         bg_uv: (2, h, w) float32 background chroma.
@@ -150,128 +220,131 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
         stats: float64 vector indexed by ``S_*`` (overwritten).
     """
     h, w = bg.shape
-    inv = np.float32(1.0 / (f * f))
-    # 1. area downscale into the padded interior, counting changed blocks (frozen test)
+    # 1. area downscale, one read of the input (row-sized scratch only)
+    acc = np.empty(w * f, dtype=np.uint16)
     changed = 0
-    acc = np.zeros(w, dtype=np.int32)
     for i in range(h):
-        acc[:] = 0
-        for r in range(i * f, i * f + f):
-            row = luma[r]
-            for j in range(w):
-                s = np.int32(0)
-                base = j * f
-                for k in range(f):
-                    s += np.int32(row[base + k])
-                acc[j] += s
-        prow = padded[i + 1]
-        for j in range(w):
-            v = np.float32(acc[j]) * inv
-            if v != prow[j + 1]:
-                changed += 1
-            prow[j + 1] = v
-    # replicate borders so the blur needs no branches
-    for i in range(1, h + 1):
-        padded[i, 0] = padded[i, 1]
-        padded[i, w + 1] = padded[i, w]
-    for j in range(w + 2):
-        padded[0, j] = padded[1, j]
-        padded[h + 1, j] = padded[h, j]
+        changed += _downscale_row(luma, f, i, acc, cur[i])
 
     k_sigma = np.float32(params[P_THR_SIGMA])
     floor = np.float32(params[P_FLOOR])
     cthr = np.float32(params[P_CHROMA_THR])
     alpha = np.float32(params[P_ALPHA])
     nalpha = np.float32(params[P_NOISE_ALPHA])
-    absorb_frames = np.int32(params[P_ABSORB_FRAMES])
+    absorb_frames = np.float32(min(params[P_ABSORB_FRAMES], 65000.0))
     absorb_alpha = np.float32(params[P_ABSORB_ALPHA])
     relearn = params[P_RELEARN] > 0.5
     sh_lo = np.float32(params[P_SHADOW_LO])
-    sh_hi = np.float32(params[P_SHADOW_HI])
+    sh_hi = np.float32(params[P_SHADOW_HI]) if sh_lo > 0.0 else np.float32(-1.0)
+    if not cthr > 0.0:
+        sh_hi = np.float32(-1.0)  # shadows are told apart by chroma only
     sh_c = np.float32(params[P_SHADOW_CHROMA])
     blur = params[P_BLUR] > 0.5
     weak = np.float32(params[P_WEAK])
+    if relearn:
+        k_sigma = np.float32(1e30)  # nothing is foreground; everything learns at alpha
+        cthr_test = np.float32(1e30)
+        weak = np.float32(1e30)
+    else:
+        cthr_test = cthr if cthr > 0.0 else np.float32(1e30)
     use_chroma = cthr > 0.0
     hc, wc = chroma_u.shape
-    n_fg = 0
-    n_bright = 0
-    n_dark = 0
-    idle_sum = 0.0
-    idle_n = 0
-    # chroma sampling: analysis pixel centre -> chroma plane, nearest
-    sy = hc / (h * f) if use_chroma else 0.0
-    sx = wc / (w * f) if use_chroma else 0.0
+    cidx = np.zeros(w, dtype=np.uint32)  # unsigned: no negative-index wraparound in the gather
+    if use_chroma:
+        for j in range(w):
+            cidx[j] = min(wc - 1, int((j * f + 0.5 * f) * wc / (w * f)))
+    half_res = f == 1 and wc == (w + 1) // 2  # 4:2:0 at native size: each chroma sample twice
+    xrow = np.empty(w, dtype=np.float32)
+    tmp = np.empty(w, dtype=np.float32)
+    urow = np.full(w, np.float32(128.0))
+    vrow = np.full(w, np.float32(128.0))
+    n_fg = np.float32(0.0)
+    n_bright = np.float32(0.0)
+    idle_sum = np.float32(0.0)
+    idle_n = np.float32(0.0)
     u_bg = bg_uv[0]
     v_bg = bg_uv[1]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    c128 = np.float32(128.0)
     for i in range(h):
-        p0 = padded[i]
-        p1 = padded[i + 1]
-        p2 = padded[i + 2]
-        ci = min(hc - 1, int((i * f + 0.5 * f) * sy)) if use_chroma else 0
+        # 2. optional light blur (3x3 binomial, edges replicated)
+        if blur:
+            a = cur[max(i - 1, 0)]
+            b = cur[i]
+            c = cur[min(i + 1, h - 1)]
+            for j in range(w):
+                tmp[j] = a[j] + np.float32(2.0) * b[j] + c[j]
+            if w == 1:
+                xrow[0] = tmp[0] * np.float32(0.25)
+            else:
+                xrow[0] = (np.float32(3.0) * tmp[0] + tmp[1]) * np.float32(0.0625)
+                for j in range(1, w - 1):
+                    xrow[j] = (tmp[j - 1] + np.float32(2.0) * tmp[j] + tmp[j + 1]) * np.float32(0.0625)
+                xrow[w - 1] = (tmp[w - 2] + np.float32(3.0) * tmp[w - 1]) * np.float32(0.0625)
+        else:
+            xrow[:] = cur[i]
+        if use_chroma:
+            ci = min(hc - 1, int((i * f + 0.5 * f) * hc / (h * f)))
+            cu_row = chroma_u[ci]
+            cv_row = chroma_v[ci]
+            if half_res:
+                for k in range(w // 2):
+                    a = np.float32(cu_row[k])
+                    urow[2 * k] = a
+                    urow[2 * k + 1] = a
+                    c = np.float32(cv_row[k])
+                    vrow[2 * k] = c
+                    vrow[2 * k + 1] = c
+                if w % 2:
+                    urow[w - 1] = cu_row[cidx[w - 1]]
+                    vrow[w - 1] = cv_row[cidx[w - 1]]
+            else:
+                for j in range(w):
+                    urow[j] = cu_row[cidx[j]]
+                    vrow[j] = cv_row[cidx[j]]
+        bgr = bg[i]
+        nzr = noise[i]
+        ubr = u_bg[i]
+        vbr = v_bg[i]
+        cnr = fg_count[i]
+        rmr = raw_mask[i]
+        # 3 + 4. test and update; arithmetic instead of branches so that the loop vectorises
         for j in range(w):
-            # 2. light blur: 3x3 binomial
-            x = p1[j + 1]
-            if blur:
-                x = (
-                p0[j]
-                + p0[j + 2]
-                + p2[j]
-                + p2[j + 2]
-                + np.float32(2.0) * (p0[j + 1] + p1[j] + p1[j + 2] + p2[j + 1])
-                + np.float32(4.0) * p1[j + 1]
-                ) * np.float32(0.0625)
-            # 3. test against the background and its noise level
-            b = bg[i, j]
+            x = xrow[j]
+            b = bgr[j]
             d = x - b
             ad = abs(d)
-            thr = max(floor, k_sigma * noise[i, j])
-            fg = ad > thr
-            du = np.float32(0.0)
-            dv = np.float32(0.0)
-            shadow = False
-            if use_chroma:
-                cj = min(wc - 1, int((j * f + 0.5 * f) * sx))
-                cu = np.float32(chroma_u[ci, cj])
-                cv = np.float32(chroma_v[ci, cj])
-                du = cu - u_bg[i, j]
-                dv = cv - v_bg[i, j]
-                if abs(du) > cthr or abs(dv) > cthr:
-                    fg = True
-                # a shadow darkens and desaturates by the same ratio and keeps the hue
-                if fg and d < 0 and b > np.float32(1.0):
-                    ratio = x / b
-                    if sh_lo > 0.0 and sh_lo <= ratio <= sh_hi:
-                        su = (cu - np.float32(128.0)) - ratio * (u_bg[i, j] - np.float32(128.0))
-                        sv = (cv - np.float32(128.0)) - ratio * (v_bg[i, j] - np.float32(128.0))
-                        if abs(su) <= sh_c and abs(sv) <= sh_c:
-                            shadow = True
-            # 4. update: keep foreground out, absorb what stays still too long
-            if fg and not relearn:
-                c = fg_count[i, j]
-                if c < 65535:
-                    fg_count[i, j] = c + 1
-                if c >= absorb_frames:
-                    bg[i, j] = b + absorb_alpha * d
-                    u_bg[i, j] += absorb_alpha * du
-                    v_bg[i, j] += absorb_alpha * dv
-                raw_mask[i, j] = 1 if shadow else 2
-                n_fg += 1
-                if d > 0:
-                    n_bright += 1
-                else:
-                    n_dark += 1
-            else:
-                # leaky count: a ghost that the traffic sometimes matches is still absorbed
-                c = fg_count[i, j]
-                fg_count[i, j] = c - 1 if (c > 0 and not relearn) else 0
-                bg[i, j] = b + alpha * d
-                u_bg[i, j] += alpha * du
-                v_bg[i, j] += alpha * dv
-                noise[i, j] += nalpha * (min(ad, np.float32(4.0) * thr) - noise[i, j])
-                raw_mask[i, j] = 1 if (ad > weak * thr and not relearn) else 0
-                if not fg:
-                    idle_sum += ad
-                    idle_n += 1
+            thr = max(floor, k_sigma * nzr[j])
+            du = urow[j] - ubr[j]
+            dv = vrow[j] - vbr[j]
+            fgf = np.float32((ad > thr) | (abs(du) > cthr_test) | (abs(dv) > cthr_test))
+            # a shadow darkens and desaturates by one ratio x / b and keeps the hue
+            # (tested multiplied through by b: no division)
+            bb = max(b, one)
+            su = (urow[j] - c128) * bb - x * (ubr[j] - c128)
+            sv = (vrow[j] - c128) * bb - x * (vbr[j] - c128)
+            lim = sh_c * bb
+            shf = np.float32(
+                (d < zero) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim)
+            )
+            cnt = np.float32(cnr[j])
+            absorbed = np.float32(cnt >= absorb_frames)
+            rate = fgf * absorbed * absorb_alpha + (one - fgf) * alpha
+            bgr[j] = b + rate * d
+            ubr[j] += rate * du
+            vbr[j] += rate * dv
+            nzr[j] += (one - fgf) * nalpha * (min(ad, np.float32(4.0) * thr) - nzr[j])
+            cnr[j] = np.uint16(max(zero, min(cnt + fgf + fgf - one, np.float32(65535.0))))
+            weakf = np.float32(ad > weak * thr)
+            rmr[j] = np.uint8(fgf * (np.float32(2.0) - shf) + (one - fgf) * weakf)
+            n_fg += fgf
+            n_bright += fgf * np.float32(d > zero)
+            idle_sum += (one - fgf) * ad
+            idle_n += one - fgf
+        if relearn:
+            cnr[:] = 0
+    n_dark = n_fg - n_bright
     stats[S_FG] = n_fg
     stats[S_BRIGHTER] = n_bright
     stats[S_DARKER] = n_dark
@@ -283,47 +356,60 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def majority_filter(  # pragma: no cover
     mask: np.ndarray, radius: int, ignore: np.ndarray, out: np.ndarray, colsum: np.ndarray
-) -> None:
+) -> int:
     """Weighted majority over a (2r+1)^2 window, then the ignore mask.
 
-    A pixel is set when twice the foreground count plus the shadow count in its window reaches
-    twice the majority (pixels outside the frame count as background). Without shadow pixels this
-    is the binary median; a cast shadow survives only within r pixels of its object.
+    A pixel is set when twice the foreground count plus the shadow/weak count in its window
+    reaches twice the majority (pixels outside the frame count as background). Without
+    shadow/weak pixels this is the binary median; a shadow or a weak difference survives only
+    next to an object.
 
     Args:
-        mask: (h, w) uint8 input: 2 foreground, 1 shadow, 0 background.
+        mask: (h, w) uint8 input: 2 foreground, 1 shadow or weak, 0 background.
         radius: window radius r >= 0.
         ignore: (h, w) uint8, 1 where motion is never reported (cleared after filtering).
         out: (h, w) uint8 0/1 output.
-        colsum: (w,) int32 scratch.
+        colsum: (w + 2 * radius,) uint8 scratch.
+
+    Returns:
+        The number of pixels set in ``out``.
     """
     h, w = mask.shape
     win = 2 * radius + 1
-    need = 2 * ((win * win) // 2 + 1)
+    need = np.uint8(2 * ((win * win) // 2 + 1))
+    # column sums over the window's rows, padded by r zeros on both sides; counts fit in uint8
+    # (at most 2 * 9 * 9), so every loop below runs on 64 bytes per AVX-512 instruction
     colsum[:] = 0
+    col = colsum[radius : radius + w]  # slices, not offset indices: no wraparound checks
+    hs = np.empty(w, dtype=np.uint8)
+    total = 0
     for i in range(min(radius, h)):
+        row = mask[i]
         for j in range(w):
-            colsum[j] += mask[i, j]
+            col[j] += row[j]
     for i in range(h):
         add = i + radius
         if add < h:
+            row = mask[add]
             for j in range(w):
-                colsum[j] += mask[add, j]
+                col[j] += row[j]
         sub = i - radius - 1
         if sub >= 0:
+            row = mask[sub]
             for j in range(w):
-                colsum[j] -= mask[sub, j]
-        s = 0
-        for j in range(min(radius, w)):
-            s += colsum[j]
+                col[j] -= row[j]
+        hs[:] = 0
+        for k in range(win):
+            colk = colsum[k : k + w]
+            for j in range(w):
+                hs[j] += colk[j]
+        orow = out[i]
+        irow = ignore[i]
         for j in range(w):
-            a = j + radius
-            if a < w:
-                s += colsum[a]
-            r = j - radius - 1
-            if r >= 0:
-                s -= colsum[r]
-            out[i, j] = 1 if (s >= need and ignore[i, j] == 0) else 0
+            o = np.uint8(hs[j] >= need) & (np.uint8(1) ^ irow[j])
+            orow[j] = o
+            total += o
+    return total
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -361,7 +447,10 @@ def label_components(  # pragma: no cover
     for i in range(h):
         row = mask[i]
         cur_lo = n
-        j = 0
+        anyset = np.uint8(0)
+        for j in range(w):
+            anyset |= row[j]
+        j = 0 if anyset else w
         while j < w:
             if row[j] == 0:
                 j += 1
@@ -514,3 +603,39 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:  # 
         out[6] = 0.0
     else:
         out[6] = cov / np.sqrt(va * vb)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def motion_frame(  # noqa: PLR0913  # pragma: no cover
+    luma: np.ndarray,
+    f: int,
+    chroma_u: np.ndarray,
+    chroma_v: np.ndarray,
+    params: np.ndarray,
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ignore: np.ndarray,
+    mask: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
+    boxes: np.ndarray,
+    stats: np.ndarray,
+) -> int:
+    """The whole motion stage in one call: :func:`motion_step`, clean-up, labelling.
+
+    ``state`` is ``(cur, bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is
+    ``(colsum, runs, parent)`` as for the kernels called. Returns the number of components, or
+    -1 when the mask was not produced (``P_REPORT`` off, or a global change: more than
+    ``P_GLOBAL`` of the frame in raw foreground); ``mask`` is then all zero.
+    """
+    cur, bg, noise, bg_uv, fg_count, raw = state
+    colsum, runs, parent = scratch
+    motion_step(luma, f, chroma_u, chroma_v, params, cur, bg, noise, bg_uv, fg_count, raw, stats)
+    h, w = bg.shape
+    stats[S_MASK] = 0
+    if params[P_REPORT] < 0.5 or stats[S_FG] > params[P_GLOBAL] * h * w:  # noqa: PLR2004
+        mask[:] = 0
+        return -1
+    n_set = majority_filter(raw, int(params[P_RADIUS]), ignore, mask, colsum)
+    stats[S_MASK] = n_set
+    if n_set == 0:
+        return 0
+    return label_components(mask, runs, parent, boxes)

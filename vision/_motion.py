@@ -108,14 +108,14 @@ class MotionDetector:
             msg = f"frame {frame_shape} is smaller than one analysis block"
             raise ValueError(msg)
         self._hw = (h, w)
-        self._padded = np.zeros((h + 2, w + 2), dtype=np.float32)
+        self._cur = np.zeros((h, w), dtype=np.float32)
         self._bg = np.zeros((h, w), dtype=np.float32)
         self._noise = np.full((h, w), _NOISE_INIT, dtype=np.float32)
         self._bg_uv = np.zeros((2, h, w), dtype=np.float32)
         self._fg_count = np.zeros((h, w), dtype=np.uint16)
         self._raw = np.zeros((h, w), dtype=np.uint8)
         self._mask = np.zeros((h, w), dtype=np.uint8)
-        self._colsum = np.zeros(w, dtype=np.int32)
+        self._colsum = np.zeros(w + 8, dtype=np.uint8)
         n_runs = h * (w // 2 + 1)
         self._runs = np.zeros((n_runs, 3), dtype=np.int32)
         self._parent = np.zeros(n_runs, dtype=np.int32)
@@ -128,9 +128,13 @@ class MotionDetector:
             dtype=np.float64,
         )
         self._zone_counts = np.zeros(len(self._zones), dtype=np.int64)
+        self._state = (self._cur, self._bg, self._noise, self._bg_uv, self._fg_count, self._raw)
+        self._scratch = (self._colsum, self._runs, self._parent)
+        self._n_px = float(h * w)
         self._settings = settings
         self._boxes = np.zeros((settings.max_boxes * 4, K.BOX_FIELDS), dtype=np.int64)
         self._chroma_seen = False
+        self._apply_settings(settings)
         self.reset()
 
     @property
@@ -172,6 +176,20 @@ class MotionDetector:
         if settings.max_boxes * 4 > self._boxes.shape[0]:
             self._boxes = np.zeros((settings.max_boxes * 4, K.BOX_FIELDS), dtype=np.int64)
         self._settings = settings
+        self._apply_settings(settings)
+
+    def _apply_settings(self, s: MotionSettings) -> None:
+        p = self._params
+        p[K.P_THR_SIGMA] = s.threshold_sigma
+        p[K.P_NOISE_ALPHA] = s.noise_alpha
+        p[K.P_ABSORB_ALPHA] = _ABSORB_ALPHA
+        p[K.P_BLUR] = 1.0 if s.blur else 0.0
+        p[K.P_WEAK] = s.weak_fraction if s.weak_fraction > 0 else 1e9
+        p[K.P_SHADOW_LO] = s.shadow_min_ratio
+        p[K.P_SHADOW_HI] = s.shadow_max_ratio
+        p[K.P_SHADOW_CHROMA] = s.shadow_chroma
+        p[K.P_GLOBAL] = s.global_change_fraction
+        p[K.P_RADIUS] = s.cleanup_radius
 
     def reset(self) -> None:
         """Forget the background; the next frame is learned as the new one."""
@@ -183,7 +201,7 @@ class MotionDetector:
         self._noise[:] = _NOISE_INIT
         self._fg_count[:] = 0
         self._mask[:] = 0
-        self._padded[:] = -1.0
+        self._cur[:] = -1.0
 
     def process(
         self, luma: np.ndarray, t: float, chroma: tuple[np.ndarray, np.ndarray] | None = None
@@ -212,17 +230,9 @@ class MotionDetector:
         p = self._params
         first = self._frames == 0 or (use_chroma and not self._chroma_seen)
         relearning = t < self._relearn_until
-        p[K.P_THR_SIGMA] = s.threshold_sigma
         p[K.P_FLOOR] = max(s.min_threshold, s.noise_floor_gain * self._idle_level)
         p[K.P_CHROMA_THR] = s.chroma_threshold if use_chroma else 0.0
-        p[K.P_NOISE_ALPHA] = s.noise_alpha
         p[K.P_ABSORB_FRAMES] = min(65000.0, s.absorb_after_s / self._dt)
-        p[K.P_ABSORB_ALPHA] = _ABSORB_ALPHA
-        p[K.P_BLUR] = 1.0 if s.blur else 0.0
-        p[K.P_WEAK] = s.weak_fraction if s.weak_fraction > 0 else 1e9
-        p[K.P_SHADOW_LO] = s.shadow_min_ratio
-        p[K.P_SHADOW_HI] = s.shadow_max_ratio
-        p[K.P_SHADOW_CHROMA] = s.shadow_chroma
         if first:
             p[K.P_ALPHA] = 1.0
             p[K.P_RELEARN] = 1.0
@@ -233,25 +243,23 @@ class MotionDetector:
             # learn fast while the model is young, then at the configured rate
             p[K.P_ALPHA] = max(s.background_alpha, 1.0 / (self._frames + 1))
             p[K.P_RELEARN] = 0.0
-        K.motion_step(
-            luma, self._f, u, v, p, self._padded, self._bg, self._noise, self._bg_uv,
-            self._fg_count, self._raw, self._stats,
+        p[K.P_REPORT] = 0.0 if (first or relearning) else 1.0
+        n_comp = K.motion_frame(
+            luma, self._f, u, v, p, self._state, self._ignore, self._mask, self._scratch,
+            self._boxes, self._stats,
         )  # fmt: skip
         self._frames += 1
         self._chroma_seen = self._chroma_seen or use_chroma
-        h, w = self._hw
-        n = float(h * w)
         st = self._stats
-        raw_fraction = st[K.S_FG] / n
-        global_change = raw_fraction > s.global_change_fraction and not first
-        if global_change:
-            self._relearn_until = t + s.relearn_s
-            self._fg_count[:] = 0
+        raw_fraction = st[K.S_FG] / self._n_px
         if st[K.S_IDLE_COUNT] > 0 and raw_fraction < _IDLE_FRACTION and not relearning:
             level = st[K.S_IDLE_ABSDIFF] / st[K.S_IDLE_COUNT]
             self._idle_level += _IDLE_ALPHA * (level - self._idle_level)
-        if global_change or relearning or first:
-            self._mask[:] = 0
+        if n_comp < 0:
+            global_change = not first and not relearning
+            if global_change:
+                self._relearn_until = t + s.relearn_s
+                self._fg_count[:] = 0
             return MotionResult(
                 t=t,
                 boxes=(),
@@ -260,18 +268,15 @@ class MotionDetector:
                 zone_boxes={},
                 global_change=global_change,
             )
-        K.majority_filter(self._raw, s.cleanup_radius, self._ignore, self._mask, self._colsum)
-        return self._collect(t)
+        return self._collect(t, n_comp)
 
-    def _collect(self, t: float) -> MotionResult:
+    def _collect(self, t: float, n_comp: int) -> MotionResult:
         s = self._settings
-        n_comp = K.label_components(self._mask, self._runs, self._parent, self._boxes)
         rows = self._boxes[: min(n_comp, self._boxes.shape[0])]
         f = self._f
         boxes: list[Box] = []
-        total = 0
+        total = float(self._stats[K.S_MASK])
         for x0, y0, x1, y1, area, sx, sy in rows.tolist():
-            total += area
             if area < s.min_box_area:
                 continue
             boxes.append(

@@ -1,0 +1,160 @@
+"""Time the motion stage side by side with OpenCV pipelines, on the same frames, in one run.
+
+Usage: ``python -m bench.motion_speed [--data DIR] [--frames N]``.
+
+For each input size (320x180, 640x360, 1280x720, 1920x1080) the same decoded I420 frames go to:
+
+- ``read``: the floor, one pass reading every byte of the luma plane (numba sum);
+- ``gateway``: our motion stage, luma and chroma planes in, boxes out, default settings (the ones
+  scored by ``python -m bench.cdnet``), analysis size 320x180;
+- ``frigate``: the Frigate-style OpenCV pipeline of ../shared/BRIEF.md with an area resize to
+  320x180 (see :class:`bench._cdnet_eval.FrigateStyle`), luma in, boxes out;
+- ``mog2``: area resize to 320x180, then OpenCV MOG2 with its defaults (mask only, no boxes).
+
+Frames come from CDnet highway (changedetection.net; Goyette et al. 2012, Wang et al. 2014) when
+the data folder is found, resized to each size, else from a synthetic scene. Each method runs
+single-threaded (``cv2.setNumThreads(1)``; one thread per stream). The last line is
+``min_ratio_vs_opencv: R  ratio_vs_mog2: Q`` (Q is the smallest ratio over the sizes). Times are
+printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numba import njit
+
+from bench._cdnet_eval import FrigateStyle, iter_frames, split_yuv420
+from edge_config.vision import MotionSettings
+from vision import MotionDetector, warm_up
+
+SIZES = ((320, 180), (640, 360), (1280, 720), (1920, 1080))
+ANALYSIS = (320, 180)
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@njit(cache=True, nogil=True)
+def _read_all(plane: np.ndarray) -> int:  # pragma: no cover
+    total = 0
+    for row in plane:
+        s = 0
+        for v in row:
+            s += v
+        total += s
+    return total
+
+
+def _data_dir(arg: Path | None) -> Path | None:
+    if arg is not None:
+        return arg
+    env = os.environ.get("GATEWAY_SHARED_DATA")
+    base = Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    folder = base / "cdnet" / "highway"
+    return folder if (folder / "input").is_dir() else None
+
+
+def _source_frames(data: Path | None, n: int) -> list[np.ndarray]:
+    if data is not None:
+        frames = []
+        for num, bgr in iter_frames(data):
+            if num < 470:  # noqa: PLR2004 - the busy part of highway
+                continue
+            frames.append(bgr)
+            if len(frames) >= n:
+                break
+        return frames
+    rng = np.random.default_rng(7)
+    base = rng.integers(60, 200, (240, 320, 3), dtype=np.uint8)
+    base = cv2.GaussianBlur(base, (9, 9), 3)
+    out = []
+    for i in range(n):
+        img = base.copy()
+        x = (i * 4) % 300
+        cv2.rectangle(img, (x, 100), (x + 30, 130), (30, 40, 220), -1)
+        noise = rng.integers(-3, 4, img.shape)
+        out.append(np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+    return out
+
+
+def _time(run: Callable[[int], object], n: int, passes: int) -> float:
+    """Best-of-``passes`` mean milliseconds per frame (state carries over between passes)."""
+    for i in range(min(n, 20)):
+        run(i)
+    best = float("inf")
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for i in range(n):
+            run(i)
+        best = min(best, (time.perf_counter() - t0) * 1000.0 / n)
+    return best
+
+
+def _bench_size(frames: list[Planes], size: tuple[int, int], passes: int) -> dict[str, float]:
+    w, h = size
+    n = len(frames)
+    lumas = [f[0] for f in frames]
+    det = MotionDetector(MotionSettings(), (h, w))
+    frigate = FrigateStyle((h, w), rows=ANALYSIS[1])
+    mog2 = cv2.createBackgroundSubtractorMOG2()
+    resize = (w, h) != ANALYSIS
+
+    def gateway(i: int) -> object:
+        y, u, v = frames[i]
+        return det.process(y, i / 25.0, (u, v)).boxes
+
+    def run_mog2(i: int) -> object:
+        y = lumas[i]
+        small = cv2.resize(y, ANALYSIS, interpolation=cv2.INTER_AREA) if resize else y
+        return mog2.apply(small)
+
+    return {
+        "read": _time(lambda i: _read_all(lumas[i]), n, passes),
+        "gateway": _time(gateway, n, passes),
+        "frigate": _time(lambda i: frigate.process(lumas[i]), n, passes),
+        "mog2": _time(run_mog2, n, passes),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the speed table and the summary line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.motion_speed")
+    parser.add_argument("--data", type=Path, default=None, help="CDnet-layout folder for frames")
+    parser.add_argument("--frames", type=int, default=120, help="frames per size (default 120)")
+    parser.add_argument("--passes", type=int, default=5, help="timed passes, best kept (default 5)")
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    warm_up()
+    data = _data_dir(args.data)
+    src = _source_frames(data, args.frames)
+    print(f"# frames: {len(src)} from {data if data else 'synthetic scene'}; analysis 320x180; "
+          f"ms/frame, best of {args.passes} passes; cv2 threads 1", flush=True)
+    print(f"{'input':>10} {'read':>8} {'gateway':>8} {'frigate':>8} {'mog2':>8} "
+          f"{'x frigate':>10} {'x mog2':>8} {'read/gw':>8}")
+    ratios_f: list[float] = []
+    ratios_m: list[float] = []
+    for w, h in SIZES:
+        frames = [split_yuv420(cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA)) for b in src]
+        _read_all(frames[0][0])
+        r = _bench_size(frames, (w, h), args.passes)
+        rf = r["frigate"] / r["gateway"]
+        rm = r["mog2"] / r["gateway"]
+        ratios_f.append(rf)
+        ratios_m.append(rm)
+        print(
+            f"{w}x{h:<5} {r['read']:8.3f} {r['gateway']:8.3f} {r['frigate']:8.3f} {r['mog2']:8.3f} "
+            f"{rf:10.2f} {rm:8.2f} {100 * r['read'] / r['gateway']:7.0f}%",
+            flush=True,
+        )
+        del frames
+    print(f"min_ratio_vs_opencv: {min(ratios_f):.2f}  ratio_vs_mog2: {min(ratios_m):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
