@@ -48,8 +48,9 @@ class ServerCert:
         return self.cert.read_bytes()
 
 
-def make_server_cert(directory: Path, name: str = "plc") -> ServerCert:
-    """A self-signed server application certificate, as a PLC vendor would ship."""
+def make_server_cert(directory: Path, name: str = "plc", *, user: bool = False) -> ServerCert:
+    """A self-signed server application certificate, as a PLC vendor would ship (or, with
+    ``user``, a user's X.509 identity certificate in PEM)."""
     directory.mkdir(parents=True, exist_ok=True)
     key = cert_gen.generate_private_key()
     uri = f"urn:township-edge:test:{name}"
@@ -58,21 +59,25 @@ def make_server_cert(directory: Path, name: str = "plc") -> ServerCert:
         uri,
         {"organizationName": "Test PLC"},
         [x509.UniformResourceIdentifier(uri), x509.DNSName("127.0.0.1")],
-        [ExtendedKeyUsageOID.SERVER_AUTH],
+        [ExtendedKeyUsageOID.CLIENT_AUTH if user else ExtendedKeyUsageOID.SERVER_AUTH],
         days=30,
     )
-    paths = ServerCert(directory / f"{name}-cert.der", directory / f"{name}-key.pem")
-    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    paths = ServerCert(directory / f"{name}-cert.{'pem' if user else 'der'}", directory / f"{name}-key.pem")
+    encoding = serialization.Encoding.PEM if user else serialization.Encoding.DER
+    paths.cert.write_bytes(cert.public_bytes(encoding))
     paths.key.write_bytes(cert_gen.dump_private_key_as_pem(key))
     return paths
 
 
 class OnlyUser(UserManager):
-    """Accepts anonymous users and one user name with its password; refuses other users."""
+    """Accepts anonymous and certificate users and one user name with its password; refuses other
+    users. Remembers the certificate each accepted session presented (the user certificate for an
+    X.509 identity, else the client's application certificate)."""
 
     def __init__(self, username: str, password: str) -> None:
         self._username = username
         self._password = password
+        self.certificates: list[bytes] = []  # the certificate each accepted session presented
 
     def get_user(
         self,
@@ -84,6 +89,8 @@ class OnlyUser(UserManager):
         from asyncua.crypto.permission_rules import User, UserRole
 
         if username is None or (username == self._username and password == self._password):
+            if certificate is not None:
+                self.certificates.append(bytes(certificate))
             return User(role=UserRole.User)
         return None
 
@@ -138,7 +145,7 @@ async def start_pumphouse(
     if policies is not None:
         server.set_security_policy(policies)
     if user_manager is not None:
-        server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
+        server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken])
     ns = await server.register_namespace(NAMESPACE)
     house = await server.nodes.objects.add_object(
         ua.NodeId.from_string(f"ns={ns};s=PumpHouse"), ua.QualifiedName("PumpHouse", ns)
@@ -189,13 +196,14 @@ async def pumphouse() -> AsyncIterator[PumpHouse]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def secure_pumphouse(
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[tuple[PumpHouse, ServerCert]]:
+) -> AsyncIterator[tuple[PumpHouse, ServerCert, OnlyUser]]:
     """A server offering only Basic256Sha256 (Sign, SignAndEncrypt), with a generated certificate;
-    it accepts anonymous users and the user ``operator`` with password ``s3cret``."""
+    it accepts anonymous and certificate users and the user ``operator`` with password ``s3cret``."""
     cert = make_server_cert(tmp_path_factory.mktemp("pki"))
-    plc = await start_pumphouse(free_port(), cert=cert, policies=SECURE_ONLY, user_manager=OnlyUser(USERNAME, PASSWORD))
+    users = OnlyUser(USERNAME, PASSWORD)
+    plc = await start_pumphouse(free_port(), cert=cert, policies=SECURE_ONLY, user_manager=users)
     try:
-        yield plc, cert
+        yield plc, cert, users
     finally:
         await plc.stop()
 

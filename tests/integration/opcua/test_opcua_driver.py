@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 from asyncua.ua.status_codes import StatusCodes
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from opcua_fixtures import (
     PASSWORD,
     SECURE_ONLY,
     USERNAME,
+    OnlyUser,
     PumpHouse,
     ServerCert,
     StartRun,
@@ -31,7 +34,17 @@ from gateway.errors import DriverConnectError, DriverProtocolError
 # tests share the module's event loop; each test resets the values it relies on.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-Secure = tuple[PumpHouse, ServerCert]
+Secure = tuple[PumpHouse, ServerCert, OnlyUser]
+
+
+def _client_tasks() -> list[str]:
+    """asyncua client background tasks still alive (supervisor, watchdogs, publish loop)."""
+    names = []
+    for task in asyncio.all_tasks():
+        qualname = getattr(task.get_coro(), "__qualname__", "")
+        if qualname.startswith(("Client.", "UaClient.", "UaSession.", "UASocketProtocol.")):
+            names.append(qualname)
+    return names
 
 
 def _is(point: str, value: float | None = None) -> Callable[[Reading], bool]:
@@ -147,6 +160,7 @@ async def test_server_restart_raises_then_a_fresh_run_restores_subscriptions(
         first = await start_run(driver)
         await first.wait_connected()
         await first.sink.wait_for(_is("level", 1.5))
+        assert "UaSession._publish_loop" in _client_tasks()  # the check below can see them
     finally:
         await plc.stop()
 
@@ -154,6 +168,8 @@ async def test_server_restart_raises_then_a_fresh_run_restores_subscriptions(
         await asyncio.wait_for(first.task, 5)
     assert err.value.device_id == "pumphouse-01"
     assert err.value.code == "connection_lost"
+    await asyncio.sleep(0)
+    assert _client_tasks() == []  # a failed run leaves no asyncua task behind to pile up over restarts
 
     # While the server is down, a run fails fast with a connect error (the supervisor backs off).
     down = await start_run(driver)
@@ -161,6 +177,7 @@ async def test_server_restart_raises_then_a_fresh_run_restores_subscriptions(
         await asyncio.wait_for(down.task, 5)
     assert err.value.code == "unreachable"
     assert not down.connected.is_set()
+    assert _client_tasks() == []
 
     plc = await start_pumphouse(port)
     try:
@@ -227,7 +244,7 @@ async def test_unreachable_endpoint_is_a_connect_error(start_run: StartRun, stat
 async def test_basic256sha256_with_generated_certificates(
     secure_pumphouse: Secure, start_run: StartRun, state_dir: Path, mode: str
 ) -> None:
-    plc, cert = secure_pumphouse
+    plc, cert, _ = secure_pumphouse
     driver = OpcUaDriver(
         device(plc.url, security_policy="Basic256Sha256", security_mode=mode),
         state_dir,
@@ -248,7 +265,7 @@ async def test_basic256sha256_with_generated_certificates(
 async def test_client_certificate_is_created_once_and_reused(
     secure_pumphouse: Secure, start_run: StartRun, state_dir: Path
 ) -> None:
-    plc, _ = secure_pumphouse
+    plc, _, _ = secure_pumphouse
     dev = device(plc.url, security_policy="Basic256Sha256")
     first = OpcUaDriver(dev, state_dir, state_dir)
     run = await start_run(first)
@@ -309,7 +326,7 @@ async def test_tofu_stores_server_certificate_and_refuses_a_different_one(
 async def test_pinned_fingerprint_accepts_the_pinned_server_only(
     secure_pumphouse: Secure, start_run: StartRun, state_dir: Path
 ) -> None:
-    plc, cert = secure_pumphouse
+    plc, cert, _ = secure_pumphouse
     fp = certificate_fingerprint(cert.der)
     pinned = device(
         plc.url,
@@ -347,7 +364,7 @@ async def test_security_mode_the_server_does_not_offer_is_named(
 async def test_username_and_password_identity(
     secure_pumphouse: Secure, start_run: StartRun, state_dir: Path, tmp_path: Path
 ) -> None:
-    plc, _ = secure_pumphouse
+    plc, _, _ = secure_pumphouse
     (tmp_path / "pw").write_text(PASSWORD + "\n")
     (tmp_path / "wrong").write_text("guess\n")
     ident = {"kind": "username", "username": USERNAME, "password": {"file": "pw"}}
@@ -369,3 +386,21 @@ async def test_username_and_password_identity(
     with pytest.raises(DriverProtocolError, match="cannot read the password") as err:
         await asyncio.wait_for(run3.task, 10)
     assert err.value.code == "secret"
+
+
+async def test_certificate_identity_presents_the_user_certificate(
+    secure_pumphouse: Secure, start_run: StartRun, state_dir: Path, tmp_path: Path
+) -> None:
+    plc, _, users = secure_pumphouse
+    user = make_server_cert(tmp_path / "user", "technician", user=True)
+    ident = {"kind": "certificate", "certificate": user.cert.name, "private_key": {"file": user.key.name}}
+    dev = device(plc.url, security_policy="Basic256Sha256", identity=ident)
+    driver = OpcUaDriver(dev, state_dir, user.cert.parent)
+    run = await start_run(driver)
+    await run.wait_connected()
+    await run.sink.wait_for(_is("level"))
+    # The server verified the X.509 identity token: the certificate it saw is the user's (DER),
+    # not the client's application certificate.
+    user_der = x509.load_pem_x509_certificate(user.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+    assert users.certificates[-1] == user_der
+    assert users.certificates[-1] != driver.client_certificate_path.read_bytes()
