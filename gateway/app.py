@@ -16,6 +16,7 @@ from typing import Any
 from drivers.base import Reading
 from drivers.mqtt import MqttDriver
 from edge_config import LoadedConfig, load
+from edge_config._base import SecretRef
 from edge_config.model import GatewayConfig
 from edge_config.mqtt import MqttDevice
 from edge_config.rules import Rule
@@ -27,7 +28,7 @@ from gateway.outbox import Outbox
 from gateway.rules import RuleEngine
 from gateway.signals import Category, Severity, Signal
 from gateway.supervisor import Backoff, Supervisor
-from gateway.upstream import WebhookPusher
+from gateway.upstream import MqttPusher, WebhookPusher
 from systemd.notify import Notifier
 
 __all__ = ["Gateway", "default_state_dir", "run_daemon"]
@@ -61,6 +62,8 @@ class Gateway:
         consumers = []
         if cfg.upstream.webhook is not None:
             consumers.append(WebhookPusher.consumer)
+        if cfg.upstream.mqtt is not None:
+            consumers.append(MqttPusher.consumer)
         if not consumers:
             # Pull-only: the platform's feed cursor is what counts as delivered.
             consumers.append("feed")
@@ -222,7 +225,7 @@ class Gateway:
             devs = by_broker.get(b.id)
             if not devs:
                 continue
-            password = b.password.read(self.loaded.base_dir).get_secret_value() if b.password else None
+            password = self._secret(b.password)
             drv = MqttDriver(
                 b,
                 devs,
@@ -233,9 +236,28 @@ class Gateway:
             self.add_supervised(drv.name, lambda on_conn, drv=drv: drv.run(self.on_reading, on_conn))
         wh = cfg.upstream.webhook
         if wh is not None:
-            secret = wh.secret.read(self.loaded.base_dir).get_secret_value().encode() if wh.secret else None
+            key = self._secret(wh.secret)
+            secret = key.encode() if key is not None else None
             pusher = WebhookPusher(self.outbox, str(wh.url), secret, wh.timeout_s, self.metrics)
             self.add_supervised(pusher.name, pusher.run, backoff=Backoff(0.5, wh.max_backoff_s))
+        up = cfg.upstream.mqtt
+        if up is not None:
+            broker = next(b for b in cfg.brokers if b.id == up.broker)
+            mqtt_pusher = MqttPusher(
+                self.outbox,
+                self.metrics,
+                host=broker.host,
+                port=broker.port,
+                topic_prefix=up.topic_prefix,
+                box_id=cfg.site.box_id,
+                client_id=f"edge-{cfg.site.box_id}-uplink"[:64],
+                username=broker.username,
+                password=self._secret(broker.password),
+            )
+            self.add_supervised(mqtt_pusher.name, mqtt_pusher.run)
+
+    def _secret(self, ref: SecretRef | None) -> str | None:
+        return None if ref is None else ref.read(self.loaded.base_dir).get_secret_value()
 
     def _malformed_counter(self, driver: str) -> Callable[[str], None]:
         def count(reason: str) -> None:

@@ -1,4 +1,4 @@
-"""Push delivery: the platform's webhook, fed from the outbox in sequence order.
+"""Push delivery: the platform's webhook and MQTT broker, fed from the outbox in sequence order.
 
 One request per event in the CloudEvents HTTP binding, structured mode, signed with HMAC-SHA256.
 Sending in sequence order from one task keeps order per source. The cursor is advanced (durably,
@@ -9,18 +9,23 @@ platform may see an event again, with the same CloudEvents id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import json
 import logging
 from collections.abc import Callable
+from urllib.parse import quote
 
 import aiohttp
+from amqtt.client import MQTTClient
+from amqtt.errors import ClientError as AmqttClientError
 
 from gateway.errors import DriverConnectError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 
-__all__ = ["SIGNATURE_HEADER", "WebhookPusher", "sign"]
+__all__ = ["SIGNATURE_HEADER", "MqttPusher", "WebhookPusher", "sign"]
 
 log = logging.getLogger(__name__)
 
@@ -35,43 +40,62 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-class WebhookPusher:
+class _CursorPusher:
+    """Delivers committed events after this channel's durable cursor, one at a time, in order.
+
+    A delivery failure raises DriverError; the supervisor backs off and restarts the loop, which
+    resumes from the cursor, so nothing is skipped and nothing is lost.
+    """
+
+    name: str
+    consumer: str
+
+    def __init__(self, outbox: Outbox, metrics: Metrics) -> None:
+        self._outbox = outbox
+        self._metrics = metrics
+
+    async def _deliver(self, seq: int, body: bytes) -> None:
+        raise NotImplementedError
+
+    async def _pump(self, on_connected: Callable[[], None]) -> None:
+        on_connected()
+        while True:
+            cursor = self._outbox.cursor(self.consumer)
+            events = await asyncio.to_thread(self._outbox.read_after, cursor, _BATCH)
+            if not events:
+                await self._outbox.wait_committed(self._outbox.committed_seq, 30.0)
+                continue
+            for ev in events:
+                await self._deliver(ev.seq, ev.body)
+                self._outbox.set_cursor(self.consumer, ev.seq)
+                self._metrics.delivered.labels(self.consumer).inc()
+
+
+class WebhookPusher(_CursorPusher):
+    """CloudEvents HTTP binding, structured mode, one POST per event, HMAC-signed."""
+
     name = "upstream:webhook"
     consumer = "webhook"
 
     def __init__(self, outbox: Outbox, url: str, secret: bytes | None, timeout_s: float, metrics: Metrics) -> None:
-        self._outbox = outbox
+        super().__init__(outbox, metrics)
         self._url = url
         self._secret = secret
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
 
     async def run(self, on_connected: Callable[[], None]) -> None:
         async with aiohttp.ClientSession(timeout=self._timeout) as session:
-            announced = False
-            while True:
-                cursor = self._outbox.cursor(self.consumer)
-                events = await asyncio.to_thread(self._outbox.read_after, cursor, _BATCH)
-                if not events:
-                    if not announced:
-                        on_connected()
-                        announced = True
-                    await self._outbox.wait_committed(self._outbox.committed_seq, 30.0)
-                    continue
-                for ev in events:
-                    await self._post(session, ev.seq, ev.body)
-                    self._outbox.set_cursor(self.consumer, ev.seq)
-                    self._metrics.delivered.labels(self.consumer).inc()
-                    if not announced:
-                        on_connected()
-                        announced = True
+            self._session = session
+            await self._pump(on_connected)
 
-    async def _post(self, session: aiohttp.ClientSession, seq: int, body: bytes) -> None:
+    async def _deliver(self, seq: int, body: bytes) -> None:
+        assert self._session is not None
         headers = {"Content-Type": "application/cloudevents+json; charset=utf-8"}
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
         try:
-            async with session.post(self._url, data=body, headers=headers) as resp:
+            async with self._session.post(self._url, data=body, headers=headers) as resp:
                 await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -86,3 +110,63 @@ class WebhookPusher:
             log.error("%s: receiver refused event seq %d with HTTP %d; skipping it", self.name, seq, status)
             return
         raise DriverConnectError(f"webhook answered HTTP {status}", device_id=self.name, code=f"http-{status}")
+
+
+class MqttPusher(_CursorPusher):
+    """Publishes each event (the same JSON as the feed) with QoS 1 to '<prefix>/<box_id>/<category>'.
+
+    amqtt's client is used here because its publish() returns only after the broker's PUBACK,
+    which is what lets the cursor advance safely.
+    """
+
+    name = "upstream:mqtt"
+    consumer = "mqtt"
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        metrics: Metrics,
+        *,
+        host: str,
+        port: int,
+        topic_prefix: str,
+        box_id: str,
+        client_id: str,
+        username: str | None,
+        password: str | None,
+    ) -> None:
+        super().__init__(outbox, metrics)
+        auth = f"{quote(username, safe='')}:{quote(password or '', safe='')}@" if username else ""
+        self._uri = f"mqtt://{auth}{host}:{port}/"
+        self._where = f"{host}:{port}"
+        self._prefix = f"{topic_prefix.rstrip('/')}/{box_id}"
+        self._client_id = client_id
+        self._client: MQTTClient | None = None
+
+    async def run(self, on_connected: Callable[[], None]) -> None:
+        client = MQTTClient(client_id=self._client_id, config={"auto_reconnect": False})
+        try:
+            await client.connect(self._uri)
+        except (AmqttClientError, OSError) as exc:
+            self._metrics.delivery_failures.labels(self.consumer).inc()
+            raise DriverConnectError(
+                f"uplink broker {self._where} unreachable: {type(exc).__name__}", device_id=self.name, code="connect"
+            ) from None
+        self._client = client
+        try:
+            await self._pump(on_connected)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    async def _deliver(self, seq: int, body: bytes) -> None:
+        assert self._client is not None
+        category = json.loads(body).get("category", "incident")
+        try:
+            async with asyncio.timeout(30):
+                await self._client.publish(f"{self._prefix}/{category}", body, qos=1)
+        except (AmqttClientError, OSError, TimeoutError) as exc:
+            self._metrics.delivery_failures.labels(self.consumer).inc()
+            raise DriverConnectError(
+                f"uplink publish of seq {seq} failed: {type(exc).__name__}", device_id=self.name, code="publish"
+            ) from None

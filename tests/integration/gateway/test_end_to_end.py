@@ -137,3 +137,21 @@ async def test_long_poll_returns_when_an_event_is_committed(mosquitto: Mosquitto
         # An empty poll with wait=0 answers at once with an empty batch.
         nxt, none = await feed(port, after=1)
         assert none == [] and nxt == 1
+
+
+async def test_mqtt_uplink_publishes_each_event_after_puback(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    site, port = write_site(tmp_path, mosquitto.port)
+    site.write_text(site.read_text() + '\n[upstream.mqtt]\nbroker = "village"\ntopic_prefix = "county/incidents"\n')
+    got: list[tuple[str, dict[str, object]]] = []
+    async with publisher(mosquitto.port) as platform:
+        platform.on_message = lambda _c, topic, payload, _q, _p: got.append((topic, json.loads(payload)))
+        platform.subscribe("county/incidents/#", qos=1)
+        await asyncio.sleep(0.2)
+        async with running(site) as gw, publisher(mosquitto.port) as pub:
+            await connected(gw)
+            pub.publish("t/river/000/level", reading(4.0), qos=1)
+            _, events = await feed(port, wait=5)
+            await until(lambda: len(got) >= 1, 10, "the uplink publish")
+            await until(lambda: gw.outbox.cursor("mqtt") == 1, 5, "the uplink cursor to advance")
+    assert [t for t, _ in got] == ["county/incidents/box-1/threshold-breach"]
+    assert got[0][1]["id"] == events[0]["id"]
