@@ -158,17 +158,32 @@ class Harness:
 
 def devices() -> list[MqttDevice]:
     return [
-        MqttDevice(kind="mqtt", id="pump-1", broker="village", points=[
-            MqttPoint(name="level", topic="v/pump-1/level", unit="m"),
-            MqttPoint(name="temp", topic="v/pump-1/state", value_path="temp", unit="C"),
-            MqttPoint(name="flow", topic="v/pump-1/state", value_path="flow"),
-        ]),
-        MqttDevice(kind="mqtt", id="gas-1", broker="village", points=[
-            MqttPoint(name="co", topic="v/gas/+/co", value_path="ppm", time_path="ts", unit="ppm"),
-        ]),
-        MqttDevice(kind="mqtt", id="all-levels", broker="village", points=[
-            MqttPoint(name="any_level", topic="v/+/level"),
-        ]),
+        MqttDevice(
+            kind="mqtt",
+            id="pump-1",
+            broker="village",
+            points=[
+                MqttPoint(name="level", topic="v/pump-1/level", unit="m"),
+                MqttPoint(name="temp", topic="v/pump-1/state", value_path="temp", unit="C"),
+                MqttPoint(name="flow", topic="v/pump-1/state", value_path="flow"),
+            ],
+        ),
+        MqttDevice(
+            kind="mqtt",
+            id="gas-1",
+            broker="village",
+            points=[
+                MqttPoint(name="co", topic="v/gas/+/co", value_path="ppm", time_path="ts", unit="ppm"),
+            ],
+        ),
+        MqttDevice(
+            kind="mqtt",
+            id="all-levels",
+            broker="village",
+            points=[
+                MqttPoint(name="any_level", topic="v/+/level"),
+            ],
+        ),
     ]
 
 

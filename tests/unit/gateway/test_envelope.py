@@ -18,15 +18,32 @@ from gateway.signals import Category, Evidence, Severity, Signal
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "gateway" / "schemas" / "incident.schema.json").read_text())
 T0 = 1_800_000_000.0
 PLACE: dict[str, Any] = {
-    "box_id": "box-7", "township": "攀莲镇", "village": "新山村", "civil_code": "510422",
-    "latitude": None, "longitude": None, "device_name": "Pump house", "zone_name": None,
+    "box_id": "box-7",
+    "township": "攀莲镇",
+    "village": "新山村",
+    "civil_code": "510422",
+    "latitude": None,
+    "longitude": None,
+    "device_name": "Pump house",
+    "zone_name": None,
 }
 SOURCE = "urn:township-edge:box-7/pump-1"
 
 
 def s(active: bool, t: float, severity: Severity = Severity.MAJOR, **kw: Any) -> Signal:
-    return Signal("pump-1", "level-high", active, t, Category.THRESHOLD_BREACH, severity, point="level",
-                  summary="level", value=kw.pop("value", 5.0), threshold=4.0, **kw)
+    return Signal(
+        "pump-1",
+        "level-high",
+        active,
+        t,
+        Category.THRESHOLD_BREACH,
+        severity,
+        point="level",
+        summary="level",
+        value=kw.pop("value", 5.0),
+        threshold=4.0,
+        **kw,
+    )
 
 
 class Step:
@@ -62,8 +79,13 @@ def test_every_life_step_round_trips_through_the_sdk() -> None:
     validator = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     steps = life(first_seq=41)
     assert [st.kind for st in steps] == [
-        EventKind.OPENED, EventKind.UPDATED, EventKind.UPDATED, EventKind.ACKNOWLEDGED,
-        EventKind.RESOLVED, EventKind.UPDATED, EventKind.CLOSED,
+        EventKind.OPENED,
+        EventKind.UPDATED,
+        EventKind.UPDATED,
+        EventKind.ACKNOWLEDGED,
+        EventKind.RESOLVED,
+        EventKind.UPDATED,
+        EventKind.CLOSED,
     ]
     ids = set()
     for st in steps:
@@ -107,18 +129,23 @@ def test_sequence_text_orders_like_the_number() -> None:
     assert c is not None
     seqs = [1, 9, 10, 99, 100, 12345678901]
     texts = [
-        JSONFormat().read(None, incident_event(seq=n, kind=EventKind.UPDATED, incident=c.incident, source=SOURCE,
-                                               place=PLACE, time=c.time)).get_extension("sequence")
+        JSONFormat()
+        .read(
+            None,
+            incident_event(seq=n, kind=EventKind.UPDATED, incident=c.incident, source=SOURCE, place=PLACE, time=c.time),
+        )
+        .get_extension("sequence")
         for n in seqs
     ]
     assert texts == sorted(texts)
-    assert [int(t) for t in texts] == seqs  # type: ignore[arg-type]
-    assert all(len(t) == 20 for t in texts)  # type: ignore[arg-type]
+    assert [int(t) for t in texts] == seqs
+    assert all(len(t) == 20 for t in texts)
 
 
 def test_event_type_names() -> None:
-    assert {event_type(k) for k in EventKind} == {EVENT_TYPE_PREFIX + k for k in
-                                                 ("opened", "updated", "acknowledged", "resolved", "closed")}
+    assert {event_type(k) for k in EventKind} == {
+        EVENT_TYPE_PREFIX + k for k in ("opened", "updated", "acknowledged", "resolved", "closed")
+    }
 
 
 def test_encode_batch_is_a_json_array_of_the_events_in_order() -> None:
@@ -134,6 +161,7 @@ def test_type_per_life_step(kind: EventKind) -> None:
     m = IncidentManager(default_department="office", policy_for=lambda _r: RoutingPolicy())
     c = m.apply(s(True, T0))
     assert c is not None
-    ev = JSONFormat().read(None, incident_event(seq=3, kind=kind, incident=c.incident, source=SOURCE, place=PLACE,
-                                                time=c.time))
+    ev = JSONFormat().read(
+        None, incident_event(seq=3, kind=kind, incident=c.incident, source=SOURCE, place=PLACE, time=c.time)
+    )
     assert ev.get_type() == "township.edge.incident." + kind.value

@@ -105,7 +105,7 @@ def test_one_physical_event_is_one_incident_with_rate_limited_updates() -> None:
 
     res = must(m.apply(sig(False, T0 + 130, value=3.0)))
     assert res.kind is EventKind.RESOLVED and res.incident is inc
-    assert inc.status is IncidentStatus.RESOLVED and inc.ended_at == T0 + 130 and inc.value == 3.0
+    assert inc.status is IncidentStatus.RESOLVED and inc.ended_at == T0 + 130 and inc.value == 3.0  # type: ignore[comparison-overlap]
     assert inc.revision == 4
     # The end is said once.
     assert m.apply(sig(False, T0 + 131)) is None
@@ -198,7 +198,7 @@ def test_acknowledge_then_reopen_keeps_acknowledged() -> None:
     assert inc.status is IncidentStatus.ACKNOWLEDGED
     assert must(m.apply(sig(False, T0 + 110))).kind is EventKind.RESOLVED
     m.acknowledge(inc.id, Feedback("operator-3", T0 + 111))
-    assert inc.status is IncidentStatus.RESOLVED  # acknowledging does not reopen
+    assert inc.status is IncidentStatus.RESOLVED  # type: ignore[comparison-overlap]  # acknowledging does not reopen
     m.apply(sig(True, T0 + 120))
     assert inc.status is IncidentStatus.ACKNOWLEDGED
 
@@ -255,7 +255,9 @@ def test_department_precedence() -> None:
 def test_row_round_trip_through_json_and_restore_continues_the_life() -> None:
     m = manager(update_interval_s=60)
     ev = Evidence("ev-123", "application/json", "readings 08:00-08:05")
-    inc = must(m.apply(sig(True, T0, score=2.5, value=7.0, threshold=4.0, evidence=ev, details={"window_s": 60}))).incident
+    inc = must(
+        m.apply(sig(True, T0, score=2.5, value=7.0, threshold=4.0, evidence=ev, details={"window_s": 60}))
+    ).incident
     m.acknowledge(inc.id, Feedback("op", T0 + 1, "seen"))
     row = json.loads(json.dumps(inc.to_row()))
     assert row["category"] == "threshold-breach" and row["severity"] == 2 and row["status"] == "acknowledged"
@@ -293,15 +295,22 @@ def test_restored_closed_incident_still_blocks_its_condition() -> None:
 def life_of_one_incident() -> list[tuple[Change, dict[str, Any]]]:
     """Every life step once (and a second incident closed while active), with the data each publishes."""
     m = manager(cooldown_s=300, update_interval_s=10, department_for_device={"cam-1": "public-security"}.get)
-    place = {**SITE, "device_name": "North gate camera", "zone_name": "north gate",
-             "national_id": "51042200001320000001", "civil_code": "510422102"}
+    place = {
+        **SITE,
+        "device_name": "North gate camera",
+        "zone_name": "north gate",
+        "national_id": "51042200001320000001",
+        "civil_code": "510422102",
+    }
     out: list[tuple[Change, dict[str, Any]]] = []
 
     def keep(c: Change | None) -> None:
         if c is not None and c.kind is not None:
             out.append((c, incident_data(c.incident, place)))
 
-    cam = dict(device="cam-1", point=None, zone="gate", rule="intrusion", category=Category.INTRUSION, detector="motion")
+    cam: dict[str, Any] = dict(
+        device="cam-1", point=None, zone="gate", rule="intrusion", category=Category.INTRUSION, detector="motion"
+    )
     ev = Evidence("snap-1", "image/jpeg", "person at the gate")
     keep(m.apply(sig(True, T0, score=0.8, evidence=ev, details={"boxes": 1, "night": True}, **cam)))
     keep(m.apply(sig(True, T0 + 11, score=0.95, **cam)))
@@ -322,15 +331,33 @@ def test_every_life_step_validates_against_the_schema(validator: jsonschema.prot
     steps = life_of_one_incident()
     kinds = [c.kind for c, _ in steps]
     assert kinds == [
-        EventKind.OPENED, EventKind.UPDATED, EventKind.UPDATED, EventKind.ACKNOWLEDGED, EventKind.RESOLVED,
-        EventKind.UPDATED, EventKind.RESOLVED, EventKind.CLOSED, EventKind.OPENED, EventKind.CLOSED,
+        EventKind.OPENED,
+        EventKind.UPDATED,
+        EventKind.UPDATED,
+        EventKind.ACKNOWLEDGED,
+        EventKind.RESOLVED,
+        EventKind.UPDATED,
+        EventKind.RESOLVED,
+        EventKind.CLOSED,
+        EventKind.OPENED,
+        EventKind.CLOSED,
     ]
     for _c, data in steps:
         errors = sorted(validator.iter_errors(data), key=str)
         assert errors == [], [e.message for e in errors]
     statuses = [d["status"] for _c, d in steps]
-    assert statuses == ["open", "open", "open", "acknowledged", "resolved", "acknowledged", "resolved",
-                        "closed", "open", "closed"]
+    assert statuses == [
+        "open",
+        "open",
+        "open",
+        "acknowledged",
+        "resolved",
+        "acknowledged",
+        "resolved",
+        "closed",
+        "open",
+        "closed",
+    ]
     # Revisions grow by one per event of the same incident.
     assert [d["revision"] for _c, d in steps[:8]] == list(range(1, 9))
 
@@ -342,7 +369,9 @@ def test_incident_data_content() -> None:
     assert first["department"] == "public-security"
     assert first["gbt28181"] == {"alarm_method": 5, "alarm_type": 6}
     assert first["evidence"] == {
-        "ref": "snap-1", "media_type": "image/jpeg", "url": "/api/v1/evidence/snap-1",
+        "ref": "snap-1",
+        "media_type": "image/jpeg",
+        "url": "/api/v1/evidence/snap-1",
         "description": "person at the gate",
     }
     assert first["place"]["device"] == "cam-1" and first["place"]["zone"] == "gate" and first["place"]["point"] is None
@@ -353,8 +382,11 @@ def test_incident_data_content() -> None:
     escalated = steps[2][1]
     assert escalated["severity"] == "critical" and escalated["detector"]["peak_score"] == 0.95
     ack = steps[3][1]
-    assert ack["feedback"]["acknowledged"] == {"by": "platform:operator-3", "at": "2027-01-15T08:00:13.000Z",
-                                               "note": "dispatched"}
+    assert ack["feedback"]["acknowledged"] == {
+        "by": "platform:operator-3",
+        "at": "2027-01-15T08:00:13.000Z",
+        "note": "dispatched",
+    }
     closed = steps[7][1]
     assert closed["feedback"]["closed"]["by"] == "platform:chief"
     assert closed["ended_at"] == "2027-01-15T08:00:30.000Z"

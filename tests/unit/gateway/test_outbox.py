@@ -26,8 +26,16 @@ from gateway.outbox import Outbox
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def make(path: Path, *, consumers: tuple[str, ...] = ("feed",), budget: int = 1 << 30, keep_s: float = 86400.0,
-         interval: float = 0.0, metrics: Metrics | None = None, overflow: list[int] | None = None) -> Outbox:
+def make(
+    path: Path,
+    *,
+    consumers: tuple[str, ...] = ("feed",),
+    budget: int = 1 << 30,
+    keep_s: float = 86400.0,
+    interval: float = 0.0,
+    metrics: Metrics | None = None,
+    overflow: list[int] | None = None,
+) -> Outbox:
     ob = Outbox(
         path,
         budget_bytes=budget,

@@ -21,8 +21,16 @@ class Engine:
         self.signals: list[Signal] = []
         self.engine = RuleEngine(rules, devices, self.signals.append, now)
 
-    def feed(self, value: float, t: float, *, device: str = "pump-1", point: str = "level", unit: str | None = "m",
-             now: float | None = None) -> list[Signal]:
+    def feed(
+        self,
+        value: float,
+        t: float,
+        *,
+        device: str = "pump-1",
+        point: str = "level",
+        unit: str | None = "m",
+        now: float | None = None,
+    ) -> list[Signal]:
         n = len(self.signals)
         self.engine.ingest(Reading(device, point, value, t, unit), T0 + t if now is None else now)
         return self.signals[n:]
@@ -35,7 +43,9 @@ class Engine:
 
 
 def above(**kw: Any) -> ThresholdRule:
-    return ThresholdRule(kind="threshold", id=kw.pop("id", "level-high"), point="level", above=kw.pop("above", 5.0), **kw)
+    return ThresholdRule(
+        kind="threshold", id=kw.pop("id", "level-high"), point="level", above=kw.pop("above", 5.0), **kw
+    )
 
 
 # -- threshold ---------------------------------------------------------------------------------

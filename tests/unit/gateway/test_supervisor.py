@@ -90,7 +90,7 @@ async def test_states_connect_backoff_and_stop() -> None:
     assert s.health.state is DriverState.STARTING
     task = asyncio.create_task(s.run())
     await until(script.connected.is_set)
-    assert s.health.state is DriverState.CONNECTED and s.health.last_error is None
+    assert s.health.state is DriverState.CONNECTED and s.health.last_error is None  # type: ignore[comparison-overlap]
     assert m.registry.get_sample_value("gateway_task_state", {"task": "mqtt:village", "state": "connected"}) == 1
     assert m.registry.get_sample_value("gateway_task_state", {"task": "mqtt:village", "state": "starting"}) == 0
     script.connected.clear()
@@ -100,7 +100,11 @@ async def test_states_connect_backoff_and_stop() -> None:
     assert s.health.state is DriverState.STOPPED
     seq = [h.state for h in states]
     assert seq[:5] == [
-        DriverState.STARTING, DriverState.CONNECTED, DriverState.BACKOFF, DriverState.STARTING, DriverState.CONNECTED,
+        DriverState.STARTING,
+        DriverState.CONNECTED,
+        DriverState.BACKOFF,
+        DriverState.STARTING,
+        DriverState.CONNECTED,
     ]
     assert seq[-1] is DriverState.STOPPED
     assert s.health.restarts == 1
@@ -136,7 +140,7 @@ async def test_failures_spread_beyond_the_window_are_not_failed() -> None:
 
 async def test_connect_resets_the_backoff() -> None:
     backoff = Backoff(0.001, 10.0)
-    s = Supervisor("x", Script(["fail", "fail", "fail", "connect"]), Metrics(), backoff=backoff)  # type: ignore[arg-type]
+    s = Supervisor("x", Script(["fail", "fail", "fail", "connect"]), Metrics(), backoff=backoff)
     task = asyncio.create_task(s.run())
     try:
         await until(lambda: s.health.state is DriverState.CONNECTED)

@@ -23,6 +23,23 @@ def receiver(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
     sock.close()
 
 
+@pytest.fixture(autouse=True)
+def close_notifiers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Notifier keeps its socket for the life of the daemon (it has no close); tests close theirs."""
+    made: list[Notifier] = []
+    real_init = Notifier.__init__
+
+    def init(self: Notifier, socket_path: str | None = None) -> None:
+        real_init(self, socket_path)
+        made.append(self)
+
+    monkeypatch.setattr(Notifier, "__init__", init)
+    yield
+    for n in made:
+        if n._sock is not None:
+            n._sock.close()
+
+
 def recv(sock: socket.socket) -> list[str]:
     return sock.recv(4096).decode().split("\n")
 
@@ -97,8 +114,9 @@ def test_best_effort_when_systemd_is_gone(tmp_path: Path) -> None:
         ("", None, None),
     ],
 )
-def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None,
-                           expected: float | None) -> None:
+def test_watchdog_interval(
+    monkeypatch: pytest.MonkeyPatch, usec: str | None, pid: str | None, expected: float | None
+) -> None:
     for name, value in (("WATCHDOG_USEC", usec), ("WATCHDOG_PID", str(os.getpid()) if pid == "self" else pid)):
         if value is None:
             monkeypatch.delenv(name, raising=False)
