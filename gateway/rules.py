@@ -235,6 +235,12 @@ class RuleEngine:
                 if prev.rule == rule:
                     ev = prev
                 else:
+                    if type(prev) is cls:
+                        # Same kind, new settings: carry the measurements over (breach start,
+                        # rate window, stuck reference) so the new definition judges them
+                        # instead of starting blind and 'clearing' on its first reading.
+                        for name in cls.__slots__:
+                            setattr(ev, name, getattr(prev, name))
                     ev.active = prev.active
             evals.append(ev)
         self._point_evals[(device, point)] = evals

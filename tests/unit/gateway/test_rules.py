@@ -235,3 +235,22 @@ def test_rate_window_memory_is_bounded(n: int) -> None:
         e.feed(float(i), i * 0.001)
     ev = e.engine._point_evals[("pump-1", "level")][0]
     assert len(ev.window) <= 1024  # type: ignore[attr-defined]
+
+
+def test_reload_changing_a_stuck_rule_does_not_end_a_still_frozen_sensor() -> None:
+    e = Engine([StuckRule(kind="stuck", id="frozen", point="level", for_s=60)])
+    e.series([(0, 3.0), (60, 3.0)])
+    assert [s.active for s in e.signals] == [True]
+    # The technician lengthens for_s while the sensor is still frozen: no 'moving again'.
+    e.engine.reload([StuckRule(kind="stuck", id="frozen", point="level", for_s=90)], T0 + 61)
+    assert e.series([(70, 3.0), (80, 3.0), (200, 3.0)]) == []
+    assert [s.active for s in e.feed(4.0, 210)] == [False]
+
+
+def test_reload_changing_a_rate_rule_keeps_its_window() -> None:
+    e = Engine([RateRule(kind="rate", id="r", point="level", max_per_s=1.0, window_s=10)])
+    e.series([(0, 0.0), (1, 5.0)])
+    assert [s.active for s in e.signals] == [True]
+    e.engine.reload([RateRule(kind="rate", id="r", point="level", max_per_s=2.0, window_s=10)], T0 + 2)
+    # Still rising 5/s against the new limit 2/s: still active, not cleared by an empty window.
+    assert [s.active for s in e.feed(10.0, 2)] == [True]
