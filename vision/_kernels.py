@@ -253,7 +253,7 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
     if use_chroma:
         for j in range(w):
             cidx[j] = min(wc - 1, int((j * f + 0.5 * f) * wc / (w * f)))
-    half_res = f == 1 and wc == (w + 1) // 2  # 4:2:0 at native size: each chroma sample twice
+    half_res = f == 1 and 2 * wc == w  # 4:2:0 at native size: each chroma sample twice
     xrow = np.empty(w, dtype=np.float32)
     tmp = np.empty(w, dtype=np.float32)
     urow = np.full(w, np.float32(128.0))
@@ -296,9 +296,6 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
                     c = np.float32(cv_row[k])
                     vrow[2 * k] = c
                     vrow[2 * k + 1] = c
-                if w % 2:
-                    urow[w - 1] = cu_row[cidx[w - 1]]
-                    vrow[w - 1] = cv_row[cidx[w - 1]]
             else:
                 for j in range(w):
                     urow[j] = cu_row[cidx[j]]

@@ -1,0 +1,193 @@
+"""Plain NumPy (and plain Python) references of every vision kernel, written for clarity.
+
+Each function returns fresh arrays instead of updating preallocated ones; the tests compare them
+with the numba kernels on random frames and edge cases.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from vision import _kernels as K
+
+F32 = np.float32
+
+
+def downscale_area(luma: np.ndarray, f: int) -> np.ndarray:
+    """Mean of each f x f block; the remainder rows/columns are dropped."""
+    h, w = luma.shape[0] // f, luma.shape[1] // f
+    blocks = luma[: h * f, : w * f].astype(np.float64).reshape(h, f, w, f)
+    return blocks.mean(axis=(1, 3)).astype(F32)
+
+
+def _blur121(x: np.ndarray) -> np.ndarray:
+    p = np.pad(x, 1, mode="edge").astype(F32)
+    v = p[:-2] + F32(2) * p[1:-1] + p[2:]
+    return ((v[:, :-2] + F32(2) * v[:, 1:-1] + v[:, 2:]) * F32(0.0625)).astype(F32)
+
+
+def _sample_chroma(plane: np.ndarray, h: int, w: int, f: int) -> np.ndarray:
+    hc, wc = plane.shape
+    rows = [min(hc - 1, int((i * f + 0.5 * f) * hc / (h * f))) for i in range(h)]
+    cols = [min(wc - 1, int((j * f + 0.5 * f) * wc / (w * f))) for j in range(w)]
+    return plane[np.ix_(rows, cols)].astype(F32)
+
+
+def motion_step(
+    luma: np.ndarray,
+    f: int,
+    chroma_u: np.ndarray,
+    chroma_v: np.ndarray,
+    params: np.ndarray,
+    cur: np.ndarray,
+    bg: np.ndarray,
+    noise: np.ndarray,
+    bg_uv: np.ndarray,
+    fg_count: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Reference of :func:`vision._kernels.motion_step`; returns the new state and outputs."""
+    h, w = bg.shape
+    x = downscale_area(luma, f)
+    changed = int(np.count_nonzero(x != cur))
+    new_cur = x.copy()
+    if params[K.P_BLUR] > 0.5:  # noqa: PLR2004
+        x = _blur121(x)
+    cthr = F32(params[K.P_CHROMA_THR])
+    use_chroma = cthr > 0
+    relearn = params[K.P_RELEARN] > 0.5  # noqa: PLR2004
+    k_sigma = F32(1e30) if relearn else F32(params[K.P_THR_SIGMA])
+    cthr_test = F32(1e30) if (relearn or not use_chroma) else cthr
+    weak = F32(1e30) if relearn else F32(params[K.P_WEAK])
+    sh_lo = F32(params[K.P_SHADOW_LO])
+    sh_hi = F32(params[K.P_SHADOW_HI]) if (sh_lo > 0 and use_chroma) else F32(-1)
+    sh_c = F32(params[K.P_SHADOW_CHROMA])
+    if use_chroma:
+        u = _sample_chroma(chroma_u, h, w, f)
+        v = _sample_chroma(chroma_v, h, w, f)
+    else:
+        u = np.full((h, w), 128, F32)
+        v = np.full((h, w), 128, F32)
+    b = bg.astype(F32)
+    d = x - b
+    ad = np.abs(d)
+    thr = np.maximum(F32(params[K.P_FLOOR]), k_sigma * noise)
+    du = u - bg_uv[0]
+    dv = v - bg_uv[1]
+    fg = (ad > thr) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
+    ratio_ok_b = np.maximum(b, F32(1))
+    su = (u - 128) * ratio_ok_b - x * (bg_uv[0] - 128)
+    sv = (v - 128) * ratio_ok_b - x * (bg_uv[1] - 128)
+    lim = sh_c * ratio_ok_b
+    shadow = (
+        (d < 0) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)
+        & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
+    )  # fmt: skip
+    cnt = fg_count.astype(np.int64)
+    absorbed = cnt >= int(min(params[K.P_ABSORB_FRAMES], 65000.0))
+    rate = np.where(fg, np.where(absorbed, F32(params[K.P_ABSORB_ALPHA]), F32(0)), F32(params[K.P_ALPHA]))
+    rate = rate.astype(F32)
+    new_bg = (b + rate * d).astype(F32)
+    new_uv = np.stack([bg_uv[0] + rate * du, bg_uv[1] + rate * dv]).astype(F32)
+    nalpha = F32(params[K.P_NOISE_ALPHA])
+    new_noise = np.where(fg, noise, noise + nalpha * (np.minimum(ad, F32(4) * thr) - noise)).astype(F32)
+    new_cnt = np.clip(cnt + np.where(fg, 1, -1), 0, 65535).astype(np.uint16)
+    if relearn:
+        new_cnt[:] = 0
+    with np.errstate(over="ignore"):  # weak = 1e30 while relearning: inf, as in the kernel
+        weak_px = ad > weak * thr
+    raw = np.where(fg, np.where(shadow, 1, 2), np.where(weak_px, 1, 0)).astype(np.uint8)
+    stats = np.zeros(K.N_STATS)
+    stats[K.S_FG] = np.count_nonzero(fg)
+    stats[K.S_BRIGHTER] = np.count_nonzero(fg & (d > 0))
+    stats[K.S_DARKER] = stats[K.S_FG] - stats[K.S_BRIGHTER]
+    stats[K.S_IDLE_ABSDIFF] = float(ad[~fg].astype(np.float64).sum())
+    stats[K.S_IDLE_COUNT] = np.count_nonzero(~fg)
+    stats[K.S_CHANGED_BLOCKS] = changed
+    return {
+        "cur": new_cur,
+        "bg": new_bg,
+        "noise": new_noise,
+        "bg_uv": new_uv,
+        "fg_count": new_cnt,
+        "raw": raw,
+        "stats": stats,
+    }
+
+
+def majority_filter(mask: np.ndarray, radius: int, ignore: np.ndarray) -> np.ndarray:
+    """Weighted (2r+1)^2 majority with zero padding, then the ignore mask."""
+    win = 2 * radius + 1
+    need = 2 * ((win * win) // 2 + 1)
+    padded = np.pad(mask.astype(np.int64), radius)
+    sums = np.lib.stride_tricks.sliding_window_view(padded, (win, win)).sum(axis=(2, 3))
+    return ((sums >= need) & (ignore == 0)).astype(np.uint8)
+
+
+def label_components(mask: np.ndarray) -> np.ndarray:
+    """8-connected components by breadth-first flood fill, in raster order of first pixel.
+
+    Returns an (n, 7) int64 array: x0, y0, x1, y1 (exclusive), area, sum_x, sum_y.
+    """
+    h, w = mask.shape
+    seen = np.zeros((h, w), dtype=bool)
+    rows: list[list[int]] = []
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x] == 0 or seen[y, x]:
+                continue
+            x0, y0, x1, y1, area, sx, sy = x, y, x + 1, y + 1, 0, 0, 0
+            queue = deque([(y, x)])
+            seen[y, x] = True
+            while queue:
+                cy, cx = queue.popleft()
+                area += 1
+                sx += cx
+                sy += cy
+                x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + 1), max(y1, cy + 1)
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        ny, nx = cy + dy, cx + dx
+                        if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            queue.append((ny, nx))
+            rows.append([x0, y0, x1, y1, area, sx, sy])
+    return np.array(rows, dtype=np.int64).reshape(-1, K.BOX_FIELDS)
+
+
+def zone_counts(mask: np.ndarray, zone_bits: np.ndarray, n_zones: int) -> np.ndarray:
+    """Set pixels per zone bit."""
+    return np.array(
+        [np.count_nonzero((mask != 0) & (((zone_bits >> z) & 1) != 0)) for z in range(n_zones)],
+        dtype=np.int64,
+    )
+
+
+def tamper_stats(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Mean, std, edge and detail energy of both frames, and their edge-map correlation."""
+    c = cur.astype(np.float64)
+    r = ref.astype(np.float64)
+    out = np.zeros(K.N_TAMPER_STATS)
+    out[K.T_MEAN] = c.mean()
+    out[K.T_STD] = c.std()
+    h, w = c.shape
+    if h < 3 or w < 3:  # noqa: PLR2004
+        return out
+
+    def grad(a: np.ndarray) -> np.ndarray:
+        return np.abs(a[1:-1, 2:] - a[1:-1, 1:-1]) + np.abs(a[2:, 1:-1] - a[1:-1, 1:-1])
+
+    def lap(a: np.ndarray) -> np.ndarray:
+        return np.abs(4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:])
+
+    gc, gr = grad(c), grad(r)
+    out[K.T_EDGE] = gc.mean()
+    out[K.T_DETAIL] = lap(c).mean()
+    out[K.T_REF_EDGE] = gr.mean()
+    out[K.T_REF_DETAIL] = lap(r).mean()
+    if gc.var() <= 1e-9 or gr.var() <= 1e-9:  # noqa: PLR2004
+        out[K.T_CORR] = 0.0
+    else:
+        out[K.T_CORR] = float(np.corrcoef(gc.ravel(), gr.ravel())[0, 1])
+    return out

@@ -1,0 +1,287 @@
+"""Every vision kernel against its plain NumPy reference in naive.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+
+from tests.unit.vision import naive
+from vision import _kernels as K
+
+RNG_SEEDS = (0, 1, 2)
+# (height, width) of analysis frames: tiny, odd, ordinary
+SHAPES = ((1, 1), (2, 3), (7, 5), (17, 31), (48, 64))
+
+
+def _frame(kind: str, shape: tuple[int, int], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if kind == "constant":
+        return np.full(shape, 77, dtype=np.uint8)
+    if kind == "saturated":
+        return np.where(rng.random(shape) < 0.5, 0, 255).astype(np.uint8)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("f", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("kind", ["random", "constant", "saturated"])
+def test_downscale_area_matches_reference(shape: tuple[int, int], f: int, kind: str) -> None:
+    # odd leftovers: the input is a little larger than f * shape
+    luma = _frame(kind, (shape[0] * f + f // 2, shape[1] * f + (f - 1)), 3)
+    out = np.full(shape, -1.0, dtype=np.float32)
+    changed = K.downscale_area(luma, f, out)
+    npt.assert_allclose(out, naive.downscale_area(luma, f), rtol=0, atol=1e-4)
+    assert changed == out.size  # every value differs from the -1 it replaced
+    assert K.downscale_area(luma, f, out) == 0  # the same frame again: nothing changed
+
+
+def _params(**over: float) -> np.ndarray:
+    p = np.zeros(K.N_PARAMS)
+    p[K.P_THR_SIGMA] = 3.5
+    p[K.P_FLOOR] = 14.0
+    p[K.P_CHROMA_THR] = 7.0
+    p[K.P_ALPHA] = 0.04
+    p[K.P_NOISE_ALPHA] = 0.01
+    p[K.P_ABSORB_FRAMES] = 2
+    p[K.P_ABSORB_ALPHA] = 0.05
+    p[K.P_SHADOW_LO] = 0.12
+    p[K.P_SHADOW_HI] = 0.35
+    p[K.P_SHADOW_CHROMA] = 3.0
+    p[K.P_WEAK] = 0.6
+    p[K.P_BLUR] = 0.0
+    p[K.P_REPORT] = 1.0
+    p[K.P_GLOBAL] = 1.0
+    p[K.P_RADIUS] = 1
+    for name, value in over.items():
+        p[getattr(K, name)] = value
+    return p
+
+
+def _state(h: int, w: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed + 100)
+    return {
+        "cur": rng.integers(0, 256, (h, w)).astype(np.float32),
+        "bg": (rng.random((h, w)) * 255).astype(np.float32),
+        "noise": (rng.random((h, w)) * 6).astype(np.float32),
+        "bg_uv": (rng.random((2, h, w)) * 255).astype(np.float32),
+        "fg_count": rng.integers(0, 4, (h, w)).astype(np.uint16),
+    }
+
+
+def _run_step(
+    luma: np.ndarray, f: int, u: np.ndarray, v: np.ndarray, params: np.ndarray, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    h, w = luma.shape[0] // f, luma.shape[1] // f
+    st = _state(h, w, seed)
+    ref = naive.motion_step(luma, f, u, v, params, **{k: a.copy() for k, a in st.items()})
+    raw = np.full((h, w), 9, dtype=np.uint8)
+    stats = np.zeros(K.N_STATS)
+    K.motion_step(
+        luma, f, u, v, params, st["cur"], st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats
+    )
+    got = dict(st, raw=raw, stats=stats)
+    return got, ref
+
+
+def _assert_step_equal(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
+    npt.assert_allclose(got["cur"], ref["cur"], atol=1e-4)
+    npt.assert_allclose(got["bg"], ref["bg"], rtol=1e-5, atol=1e-3)
+    npt.assert_allclose(got["noise"], ref["noise"], rtol=1e-5, atol=1e-3)
+    npt.assert_allclose(got["bg_uv"], ref["bg_uv"], rtol=1e-5, atol=1e-3)
+    npt.assert_allclose(got["fg_count"], ref["fg_count"], atol=0)
+    npt.assert_allclose(got["raw"], ref["raw"], atol=0)
+    npt.assert_allclose(got["stats"], ref["stats"], rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("f", [1, 2, 3])
+@pytest.mark.parametrize("chroma", [True, False])
+def test_motion_step_matches_reference_on_random_frames(
+    seed: int, shape: tuple[int, int], f: int, chroma: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    luma = rng.integers(0, 256, (shape[0] * f, shape[1] * f), dtype=np.uint8)
+    hc, wc = max(1, shape[0] * f // 2), max(1, shape[1] * f // 2)
+    u = rng.integers(0, 256, (hc, wc), dtype=np.uint8)
+    v = rng.integers(0, 256, (hc, wc), dtype=np.uint8)
+    params = _params(P_CHROMA_THR=7.0 if chroma else 0.0)
+    got, ref = _run_step(luma, f, u, v, params, seed)
+    _assert_step_equal(got, ref)
+
+
+@pytest.mark.parametrize(
+    ("kind", "over"),
+    [
+        ("constant", {}),
+        ("saturated", {}),
+        ("random", {"P_BLUR": 1.0}),
+        ("random", {"P_RELEARN": 1.0, "P_ALPHA": 1.0}),
+        ("random", {"P_SHADOW_LO": 0.0}),
+        ("random", {"P_WEAK": 1e9, "P_ABSORB_FRAMES": 0}),
+        ("saturated", {"P_BLUR": 1.0, "P_FLOOR": 1.0}),
+    ],
+)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (9, 14)])
+def test_motion_step_matches_reference_on_edge_cases(
+    kind: str, over: dict[str, float], shape: tuple[int, int]
+) -> None:
+    luma = _frame(kind, shape, 5)
+    u = _frame(kind, (max(1, shape[0] // 2), max(1, shape[1] // 2)), 6)
+    v = _frame(kind, u.shape, 7)
+    got, ref = _run_step(luma, 1, u, v, _params(**over), 5)
+    _assert_step_equal(got, ref)
+
+
+def test_motion_step_finds_shadow_and_object() -> None:
+    # hand-made: grey road (bg 120, chroma neutral); a shadow pixel at 30 (ratio 0.25, neutral
+    # chroma) and an object pixel at 30 with a colour shift
+    h, w = 2, 2
+    luma = np.array([[120, 30], [30, 120]], dtype=np.uint8)
+    u = np.array([[128]], dtype=np.uint8)
+    v = np.array([[128]], dtype=np.uint8)
+    st = {
+        "cur": np.zeros((h, w), np.float32),
+        "bg": np.full((h, w), 120, np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "bg_uv": np.full((2, h, w), 128, np.float32),
+        "fg_count": np.zeros((h, w), np.uint16),
+    }
+    st["bg_uv"][0, 1, 0] = 100  # the background there was bluish: the dark pixel changed hue
+    raw = np.zeros((h, w), np.uint8)
+    stats = np.zeros(K.N_STATS)
+    K.motion_step(luma, 1, u, v, _params(), st["cur"], st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats)
+    assert raw.tolist() == [[0, 1], [2, 0]]
+    assert stats[K.S_FG] == 2  # noqa: PLR2004
+    assert stats[K.S_DARKER] == 2  # noqa: PLR2004
+    assert st["bg"][0, 1] == 120  # foreground kept out of the background  # noqa: PLR2004
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("radius", [0, 1, 2, 3, 4])
+def test_majority_filter_matches_reference(seed: int, shape: tuple[int, int], radius: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = rng.choice(np.array([0, 1, 2], np.uint8), size=shape, p=[0.5, 0.2, 0.3])
+    ignore = (rng.random(shape) < 0.1).astype(np.uint8)
+    out = np.full(shape, 7, np.uint8)
+    colsum = np.zeros(shape[1] + 2 * radius, np.uint8)
+    n = K.majority_filter(mask, radius, ignore, out, colsum)
+    ref = naive.majority_filter(mask, radius, ignore)
+    npt.assert_allclose(out, ref, atol=0)
+    assert n == int(ref.sum())
+
+
+@pytest.mark.parametrize("value", [0, 1, 2])
+def test_majority_filter_constant_masks(value: int) -> None:
+    mask = np.full((6, 9), value, np.uint8)
+    ignore = np.zeros_like(mask)
+    out = np.zeros_like(mask)
+    K.majority_filter(mask, 2, ignore, out, np.zeros(9 + 4, np.uint8))
+    npt.assert_allclose(out, naive.majority_filter(mask, 2, ignore), atol=0)
+
+
+def _label(mask: np.ndarray, n_max: int = 4096) -> tuple[int, np.ndarray]:
+    h, w = mask.shape
+    runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
+    parent = np.zeros(h * (w // 2 + 1), np.int32)
+    boxes = np.zeros((n_max, K.BOX_FIELDS), np.int64)
+    n = K.label_components(mask, runs, parent, boxes)
+    return n, boxes[: min(n, n_max)]
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("density", [0.1, 0.45, 0.8])
+def test_label_components_matches_reference(seed: int, shape: tuple[int, int], density: float) -> None:
+    rng = np.random.default_rng(seed)
+    mask = (rng.random(shape) < density).astype(np.uint8)
+    n, boxes = _label(mask)
+    ref = naive.label_components(mask)
+    assert n == len(ref)
+    npt.assert_allclose(boxes, ref, atol=0)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.zeros((1, 1), np.uint8),
+        np.ones((1, 1), np.uint8),
+        np.ones((5, 7), np.uint8),
+        np.eye(6, dtype=np.uint8),  # diagonal: one component under 8-connectivity
+        np.fliplr(np.eye(6, dtype=np.uint8)).copy(),
+        np.array([[1, 0, 1, 0, 1], [0, 1, 0, 1, 0], [1, 1, 1, 1, 1]], np.uint8),  # U-shapes merge late
+    ],
+)
+def test_label_components_edge_cases(mask: np.ndarray) -> None:
+    n, boxes = _label(mask)
+    ref = naive.label_components(mask)
+    assert n == len(ref)
+    npt.assert_allclose(boxes, ref, atol=0)
+
+
+def test_label_components_caps_output_but_counts_all() -> None:
+    mask = np.zeros((5, 20), np.uint8)
+    mask[::2, ::2] = 1  # 30 isolated pixels
+    n, boxes = _label(mask, n_max=4)
+    assert n == 30  # noqa: PLR2004
+    npt.assert_allclose(boxes, naive.label_components(mask)[:4], atol=0)
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_zone_counts_matches_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((23, 37)) < 0.3).astype(np.uint8)
+    bits = rng.integers(0, 2**5, (23, 37)).astype(np.uint32)
+    counts = np.full(5, 99, np.int64)
+    K.zone_counts(mask, bits, counts)
+    npt.assert_allclose(counts, naive.zone_counts(mask, bits, 5), atol=0)
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 3), (9, 16), (45, 80)])
+@pytest.mark.parametrize("kind", ["random", "constant", "saturated"])
+def test_tamper_stats_matches_reference(seed: int, shape: tuple[int, int], kind: str) -> None:
+    cur = _frame(kind, shape, seed).astype(np.float32)
+    ref = np.random.default_rng(seed + 9).integers(0, 256, shape).astype(np.float32)
+    out = np.zeros(K.N_TAMPER_STATS)
+    K.tamper_stats(cur, ref, out)
+    npt.assert_allclose(out, naive.tamper_stats(cur, ref), rtol=1e-6, atol=1e-6)
+
+
+def test_motion_frame_is_step_then_cleanup_then_labels() -> None:
+    rng = np.random.default_rng(11)
+    h, w = 30, 40
+    luma = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    u = rng.integers(0, 256, (h // 2, w // 2), dtype=np.uint8)
+    v = rng.integers(0, 256, (h // 2, w // 2), dtype=np.uint8)
+    params = _params(P_RADIUS=1)
+    st = _state(h, w, 11)
+    ref = naive.motion_step(luma, 1, u, v, params, **{k: a.copy() for k, a in st.items()})
+    ref_mask = naive.majority_filter(ref["raw"], 1, np.zeros((h, w), np.uint8))
+    raw = np.zeros((h, w), np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
+    parent = np.zeros(h * (w // 2 + 1), np.int32)
+    boxes = np.zeros((512, K.BOX_FIELDS), np.int64)
+    stats = np.zeros(K.N_STATS)
+    state = (st["cur"], st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw)
+    n = K.motion_frame(
+        luma, 1, u, v, params, state, np.zeros((h, w), np.uint8), mask,
+        (np.zeros(w + 2, np.uint8), runs, parent), boxes, stats,
+    )  # fmt: skip
+    npt.assert_allclose(mask, ref_mask, atol=0)
+    ref_boxes = naive.label_components(ref_mask)
+    assert n == len(ref_boxes)
+    npt.assert_allclose(boxes[:n], ref_boxes, atol=0)
+    assert stats[K.S_MASK] == ref_mask.sum()
+    # a global change (raw foreground above P_GLOBAL) yields no mask
+    params[K.P_GLOBAL] = 0.0
+    assert K.motion_frame(
+        luma, 1, u, v, params, state, np.zeros((h, w), np.uint8), mask,
+        (np.zeros(w + 2, np.uint8), runs, parent), boxes, stats,
+    ) == -1  # fmt: skip
+    assert not mask.any()
