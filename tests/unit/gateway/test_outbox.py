@@ -435,3 +435,17 @@ async def test_budget_drops_in_one_transaction_not_one_fsync_per_event(db: Path)
     # With synchronous=FULL every autocommitted statement is its own fsync: on an SD card, a
     # thousand dropped events one by one would stall the writer for many seconds.
     assert [s for s in autocommitted if s.startswith("DELETE")] == []
+
+
+async def test_oldest_undelivered_age(outbox: Outbox) -> None:
+    assert outbox.oldest_undelivered_age() == 0.0
+    add(outbox, 2)
+    await outbox.flush()
+    assert 0.0 <= outbox.oldest_undelivered_age() < 5
+    with contextlib.closing(sqlite3.connect(outbox.path)) as c, c:
+        c.execute("UPDATE events SET created = created - 3600 WHERE seq = 1")
+    assert 3599 < outbox.oldest_undelivered_age() < 3700
+    outbox.set_cursor("feed", 1)
+    assert outbox.oldest_undelivered_age() < 5  # only seq 2 is still owed
+    outbox.set_cursor("feed", 2)
+    assert outbox.oldest_undelivered_age() == 0.0
