@@ -46,6 +46,7 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
         1.0 / cfg.day_span,
         cfg.day_min,
         cfg.day_clip,
+        cfg.rearm_z,
     )
     return params
 

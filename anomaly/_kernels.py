@@ -114,8 +114,8 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #                                    ``day_min`` values, or when the time is not finite)
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
-# after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values (one event, one
-# alarm). Output score: z / (z + z_scale) for z > 0, else 0.
+# after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
+# after that as z stays at or above ``rearm_z`` (one event, one alarm). Output score: z / (z + z_scale) for z > 0, else 0.
 ENS_NCH = 5
 # state layout
 _N = 0  # values seen
@@ -150,7 +150,8 @@ _P_ZSCALE = 11
 _P_A_DAY = 12
 _P_DAY_MIN = 13
 _P_DAY_CLIP = 14
-ENS_NPARAM = 15
+_P_REARM = 15
+ENS_NPARAM = 16
 # The daily state holds, per time-of-day bin: location, spread, count (3 * bins values).
 ENS_DAY_FIELDS = 3
 
@@ -209,6 +210,7 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
     growth = 1.0 + params[_P_A_CONTEXT]
     levels = params[_P_LEVELS]
     zscale = params[_P_ZSCALE]
+    rearm = params[_P_REARM]
     tsize = table.shape[0]
     raw = np.empty(ENS_NCH)
     for i in range(values.shape[0]):
@@ -284,6 +286,8 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
         if state[_SUP] > 0.0:
             state[_SUP] -= 1.0
             score = 0.0
+            if state[_SUP] == 0.0 and z >= rearm:
+                state[_SUP] = 1.0  # still in the same event: stay quiet until z falls
         elif z >= alarm:
             state[_SUP] = suppress
         out[i] = score

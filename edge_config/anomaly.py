@@ -46,7 +46,7 @@ class EnsembleSettings(Section):
         description="Span of the fast mean and spread that reveal level and variance shifts.",
     )
     clip: float = Field(
-        default=6.0,
+        default=8.0,
         ge=0.5,
         le=1000.0,
         description="After warm-up a reading moves the slow estimates at most this many spreads.",
@@ -64,7 +64,7 @@ class EnsembleSettings(Section):
         description="Span of the long-term mean and variance of each channel's raw score.",
     )
     warmup: int = Field(
-        default=100,
+        default=150,
         ge=0,
         le=1_000_000,
         description="Readings before any score other than 0 is produced.",
@@ -76,10 +76,16 @@ class EnsembleSettings(Section):
         description="Likelihood z at which the detector considers it has raised an alarm.",
     )
     suppress: int = Field(
-        default=10,
+        default=12,
         ge=0,
         le=1_000_000,
         description="Readings scored 0 after an alarm, so one event gives one alarm.",
+    )
+    rearm_z: float = Field(
+        default=3.5,
+        ge=0.0,
+        le=1000.0,
+        description="After the suppression, stay quiet while the likelihood z is still this high.",
     )
     quantum: float = Field(
         default=0.25,
@@ -88,13 +94,13 @@ class EnsembleSettings(Section):
         description="Width, in spreads, of the bins of the quantised-pattern (context) channel.",
     )
     levels: int = Field(
-        default=10,
+        default=6,
         ge=1,
         le=60,
         description="Bins each side of the location in the context channel (values beyond clip).",
     )
     context_span: int = Field(
-        default=3000,
+        default=5000,
         ge=1,
         le=100_000_000,
         description="Span over which remembered patterns are forgotten in the context channel.",

@@ -136,6 +136,8 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
         if suppressed > 0:
             suppressed -= 1
             score = 0.0
+            if suppressed == 0 and z >= cfg.rearm_z:
+                suppressed = 1
         elif z >= cfg.alarm_z:
             suppressed = cfg.suppress
         out[i] = score

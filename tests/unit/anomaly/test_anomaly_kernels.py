@@ -45,6 +45,7 @@ SMALL_ENS = EnsembleSettings(
     warmup=20,
     alarm_z=2.0,
     suppress=5,
+    rearm_z=2.5,
     quantum=0.5,
     levels=6,
     context_span=2,  # growth 1.5 per value: renormalises every ~1100 values
