@@ -115,7 +115,8 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
-# after that as z stays at or above ``rearm_z`` (one event, one alarm). Output score: z / (z + z_scale) for z > 0, else 0.
+# after that as z stays at or above ``rearm_z`` (one event, one alarm).
+# Output score: z / (z + z_scale) for z > 0, else 0.
 ENS_NCH = 5
 # state layout
 _N = 0  # values seen
