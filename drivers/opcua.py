@@ -9,6 +9,10 @@ data change to the sink until the session is lost. A lost session raises a
 session creates every subscription afresh. asyncua's own reconnect loop stays off, so there is one
 place that retries.
 
+With ``alarms = true`` and an ``on_alarm`` callback, the server's Alarms & Conditions events
+(AlarmConditionType and subtypes, at the Server object) also arrive, as :class:`OpcUaAlarm`; after
+each (re)subscription the driver asks for a ConditionRefresh so alarms already active are sent again.
+
 Files kept in the state directory (``<state_dir>/opcua``):
 
 - ``client/cert.der`` and ``client/key.pem``: the gateway's application instance certificate and its
@@ -29,6 +33,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +61,7 @@ from gateway.errors import (
     DriverTimeoutError,
 )
 
-__all__ = ["OpcUaDriver", "certificate_fingerprint"]
+__all__ = ["AlarmSink", "OpcUaAlarm", "OpcUaDriver", "certificate_fingerprint"]
 
 _logger = logging.getLogger(__name__)
 
@@ -253,6 +258,93 @@ class _Handler:
         self._lose(f"subscription ended: {code.name}")
 
 
+@dataclass(frozen=True, slots=True)
+class OpcUaAlarm:
+    """One Alarms & Conditions event from a device's OPC-UA server.
+
+    A condition's events share ``condition_id``; ``active`` turning False (or ``retain`` False)
+    means it cleared. ``severity`` is OPC UA's 1 (lowest) to 1000 (highest).
+    """
+
+    device: str
+    condition_id: str
+    source: str
+    condition: str
+    message: str
+    severity: int
+    active: bool | None
+    acknowledged: bool | None
+    retain: bool | None
+    time: float
+    event_id: str
+
+
+AlarmSink = Callable[[OpcUaAlarm], None]
+"""Called for every alarm event, on the event loop. It must not block."""
+
+# The event fields read from each alarm (names as asyncua joins a field's browse path).
+_ALARM_TYPES = [ObjectIds.AlarmConditionType]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, ua.LocalizedText):
+        return value.Text or ""
+    return "" if value is None else str(value)
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+class _AlarmHandler:
+    """Subscription handler for Alarms & Conditions events."""
+
+    def __init__(self, device: OpcUaDevice, sink: AlarmSink, lose: Callable[[str], None]) -> None:
+        self._device = device
+        self._sink = sink
+        self._lose = lose
+
+    def event_notification(self, event: Any) -> None:
+        def field(name: str) -> Any:
+            return getattr(event, name, None)
+
+        severity = field("Severity")
+        severity = int(severity) if isinstance(severity, int) else 0
+        if severity < self._device.alarm_min_severity:
+            return
+        source = _text(field("SourceName"))
+        condition = _text(field("ConditionName"))
+        node = field("NodeId")
+        if isinstance(node, ua.NodeId) and not node.is_null():
+            condition_id = node.to_string()
+        else:
+            source_node = field("SourceNode")
+            where = source_node.to_string() if isinstance(source_node, ua.NodeId) else source
+            condition_id = f"{where}/{condition or _text(field('EventType'))}"
+        event_id = field("EventId")
+        stamp = field("Time")
+        self._sink(
+            OpcUaAlarm(
+                device=self._device.id,
+                condition_id=condition_id,
+                source=source,
+                condition=condition,
+                message=_text(field("Message")),
+                severity=severity,
+                active=_flag(field("ActiveState/Id")),
+                acknowledged=_flag(field("AckedState/Id")),
+                retain=_flag(field("Retain")),
+                time=_utc_seconds(stamp if isinstance(stamp, dt.datetime) else None) or time.time(),
+                event_id=event_id.hex() if isinstance(event_id, bytes) else _text(event_id),
+            )
+        )
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        code = status.Status
+        if code is not None and not code.is_good():
+            self._lose(f"alarm subscription ended: {code.name}")
+
+
 class OpcUaDriver:
     """Driver for one OPC-UA device (see the module docstring for what a ``run`` does)."""
 
@@ -263,6 +355,7 @@ class OpcUaDriver:
         secrets_base_dir: Path,
         *,
         application_uri: str | None = None,
+        on_alarm: AlarmSink | None = None,
     ) -> None:
         """Prepare a driver; nothing is read or connected until ``run``.
 
@@ -273,11 +366,15 @@ class OpcUaDriver:
                 (the config file's directory).
             application_uri: The client's OPC-UA application URI, also written into its certificate.
                 Default: ``urn:township-edge-gateway:<host name>``.
+            on_alarm: Where Alarms & Conditions events go when the device has ``alarms = true``.
         """
         self._device = device
         self._dir = Path(state_dir) / "opcua"
         self._secrets_base_dir = Path(secrets_base_dir)
         self._application_uri = application_uri or f"{PRODUCT_URI}:{socket.gethostname()}"
+        self._on_alarm = on_alarm
+        if device.alarms and on_alarm is None:
+            _logger.warning("%s: alarms = true, but nothing receives alarms here; they are not subscribed", device.id)
 
     @property
     def name(self) -> str:
@@ -582,8 +679,35 @@ class OpcUaDriver:
                         problems.append(f"point {w.point.name!r} ({w.point.address}): {result.name}")
             if problems:
                 raise self._error(DriverProtocolError, "cannot watch " + "; ".join(problems), "bad_node")
+            if self._device.alarms and self._on_alarm is not None:
+                await self._subscribe_alarms(client, self._on_alarm, lose)
         except (TimeoutError, OSError, UaError) as exc:
             raise self._translate(exc, "subscribing at") from exc
+
+    async def _subscribe_alarms(self, client: Client, sink: AlarmSink, lose: Callable[[str], None]) -> None:
+        subscription = await client.create_subscription(500, _AlarmHandler(self._device, sink, lose))
+        try:
+            await subscription.subscribe_alarms_and_conditions(ObjectIds.Server, _ALARM_TYPES)
+        except UaStatusCodeError as exc:
+            name = ua.StatusCode(exc.code).name
+            raise self._error(
+                DriverProtocolError,
+                f"the server does not offer Alarms & Conditions events ({name}); set alarms = false",
+                "alarms_unsupported",
+            ) from exc
+        # Ask for the conditions already active (Part 9, ConditionRefresh), so a reconnect does
+        # not miss an alarm raised while the session was down. Not every server implements it.
+        try:
+            await client.get_node(ua.NodeId(ua.Int32(ObjectIds.ConditionType))).call_method(
+                ua.NodeId(ua.Int32(ObjectIds.ConditionType_ConditionRefresh)),
+                ua.Variant(subscription.subscription_id, ua.VariantType.UInt32),
+            )
+        except UaStatusCodeError as exc:
+            _logger.info(
+                "%s: ConditionRefresh not done (%s); active alarms show with their next event",
+                self._device.id,
+                ua.StatusCode(exc.code).name,
+            )
 
 
 def _item_request(handle: int, watched: _Watched) -> ua.MonitoredItemCreateRequest:

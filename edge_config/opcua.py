@@ -208,6 +208,14 @@ class OpcUaDevice(Section):
         "device reconnects with backoff.",
     )
     points: list[OpcUaPoint] = Field(min_length=1, max_length=1000, description="Variables to watch.")
+    alarms: bool = Field(
+        default=False,
+        description="Also subscribe to the server's Alarms & Conditions events (AlarmConditionType and "
+        "subtypes, at the Server object); each becomes an alarm for the gateway to raise as an incident.",
+    )
+    alarm_min_severity: int = Field(
+        default=1, ge=1, le=1000, description="Alarms below this OPC UA severity (1 to 1000) are ignored."
+    )
 
     @field_validator("endpoint")
     @classmethod

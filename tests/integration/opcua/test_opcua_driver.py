@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,7 +28,7 @@ from opcua_fixtures import (
 )
 
 from drivers.base import Quality, Reading
-from drivers.opcua import OpcUaDriver, certificate_fingerprint
+from drivers.opcua import OpcUaAlarm, OpcUaDriver, certificate_fingerprint
 from gateway.errors import DriverConnectError, DriverProtocolError
 
 # The servers are module-scoped (an asyncua server takes ~1.5 s to start and 1 s to stop), so the
@@ -404,3 +405,57 @@ async def test_certificate_identity_presents_the_user_certificate(
     user_der = x509.load_pem_x509_certificate(user.cert.read_bytes()).public_bytes(serialization.Encoding.DER)
     assert users.certificates[-1] == user_der
     assert users.certificates[-1] != driver.client_certificate_path.read_bytes()
+
+
+async def test_alarms_and_conditions_events_become_alarms(
+    pumphouse: PumpHouse, start_run: StartRun, state_dir: Path
+) -> None:
+    server = pumphouse.server
+    pump = await server.nodes.objects.add_object(pumphouse.ns, "Pump1")
+    gen = await server.get_event_generator(ObjectIds.AlarmConditionType)
+    gen.event.SourceNode = pump.nodeid
+    gen.event.SourceName = "Pump1"
+    gen.event.ConditionName = "MotorOvercurrent"
+
+    alarms: list[OpcUaAlarm] = []
+    arrived = asyncio.Event()
+
+    def on_alarm(alarm: OpcUaAlarm) -> None:
+        alarms.append(alarm)
+        arrived.set()
+
+    dev = device(pumphouse.url, alarms=True, alarm_min_severity=500)
+    run = await start_run(OpcUaDriver(dev, state_dir, state_dir, on_alarm=on_alarm))
+    await run.wait_connected()
+
+    async def fire(severity: int, active: bool, message: str) -> None:
+        gen.event.Severity = severity
+        setattr(gen.event, "ActiveState/Id", active)
+        setattr(gen.event, "AckedState/Id", False)
+        gen.event.Retain = active
+        await gen.trigger(message=message)
+
+    await fire(100, True, "minor vibration")  # below alarm_min_severity: ignored
+    await fire(800, True, "Pump 1 motor overcurrent")
+    await asyncio.wait_for(arrived.wait(), 5)
+    raised = alarms[-1]
+    assert (raised.device, raised.source, raised.condition) == ("pumphouse-01", "Pump1", "MotorOvercurrent")
+    assert (raised.message, raised.severity, raised.active, raised.acknowledged, raised.retain) == (
+        "Pump 1 motor overcurrent",
+        800,
+        True,
+        False,
+        True,
+    )
+    assert abs(raised.time - time.time()) < 5
+    assert len(raised.event_id) > 0
+
+    arrived.clear()
+    await fire(800, False, "Pump 1 motor current normal")
+    await asyncio.wait_for(arrived.wait(), 5)
+    cleared = alarms[-1]
+    assert cleared.active is False
+    assert cleared.condition_id == raised.condition_id  # the same condition: one incident, updated
+    assert [a.severity for a in alarms] == [800, 800]
+    # Readings still flow beside the alarms.
+    await run.sink.wait_for(_is("counter"))

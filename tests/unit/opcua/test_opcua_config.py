@@ -43,6 +43,7 @@ def test_defaults_are_anonymous_no_security_tofu() -> None:
     p = d.points[0]
     assert (p.sampling_interval_ms, p.publishing_interval_ms, p.deadband, p.queue_size) == (500.0, 1000.0, 0.0, 1)
     assert p.address == "ns=2;s=Tank.Level"
+    assert (d.alarms, d.alarm_min_severity) == (False, 1)
 
 
 def test_basic256sha256_defaults_to_sign_and_encrypt() -> None:
@@ -93,6 +94,8 @@ def test_pinned_fingerprint_is_normalised() -> None:
         ({"points": [{"name": "a", "node_id": "i=1", "publishing_interval_ms": 1}]}, "publishing_interval_ms"),
         ({"points": [{"name": "a", "node_id": "i=1", "deadband": -0.5}]}, "deadband"),
         ({"points": [{"name": "a", "node_id": "i=1", "queue_size": 0}]}, "queue_size"),
+        ({"alarm_min_severity": 0}, "alarm_min_severity"),
+        ({"alarm_min_severity": 1001}, "alarm_min_severity"),
         ({"unknown_key": 1}, "unknown_key"),
     ],
 )
@@ -126,6 +129,7 @@ def test_example_site_loads() -> None:
     assert [d.id for d in devices] == ["pump-plc-01", "chlorine-dosing-01"]
     plc, dosing = devices
     assert plc.effective_security_mode == "SignAndEncrypt"
+    assert (plc.alarms, plc.alarm_min_severity) == (True, 300)
     assert isinstance(plc.identity, OpcUaUsername)
     assert {p.name for p in plc.points if p.browse_path} == {"outlet_pressure", "pump1_current"}
     assert dosing.server_trust == "pinned"
