@@ -117,11 +117,18 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
 
 
 def _ensure_client_certificate(directory: Path, application_uri: str) -> tuple[bytes, bytes]:
@@ -195,7 +202,7 @@ class _Watched:
 
 
 class _Handler:
-    """data changes become readings; a failed subscription ends the session."""
+    """Subscription handler: data changes become readings; a failed subscription ends the session."""
 
     def __init__(
         self,
