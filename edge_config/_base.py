@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["Identifier", "Section", "SecretRef"]
+__all__ = ["Identifier", "SecretRef", "Section"]
 
 
 class Section(BaseModel):

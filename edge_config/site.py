@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from edge_config._base import Identifier, Section, SecretRef
+from edge_config._base import Identifier, SecretRef, Section
 
 __all__ = ["ApiSettings", "Location", "OutboxSettings", "SiteSettings"]
 
@@ -45,7 +45,9 @@ class SiteSettings(Section):
 class ApiSettings(Section):
     """The local HTTP API and status page."""
 
-    listen: str = Field(default="127.0.0.1", max_length=64, description="Address to bind; 0.0.0.0 exposes it on the LAN.")
+    listen: str = Field(
+        default="127.0.0.1", max_length=64, description="Address to bind; 0.0.0.0 exposes it on the LAN."
+    )
     port: int = Field(default=8780, ge=1, le=65535, description="TCP port of the API.")
     token: SecretRef = Field(description="Bearer token required on every route except /healthz.")
     max_wait_s: float = Field(default=30.0, ge=0, le=300, description="Longest long-poll wait a client may ask for.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, HttpUrl
 
-from edge_config._base import Identifier, Section, SecretRef
+from edge_config._base import Identifier, SecretRef, Section
 
 __all__ = ["MqttUplink", "UpstreamSettings", "WebhookSettings"]
 
