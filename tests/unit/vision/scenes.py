@@ -1,0 +1,86 @@
+"""Synthetic scenes and the tamper scenarios the tests build from them (or from real frames)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FPS = 25.0
+Modifier = Callable[[np.ndarray, int], np.ndarray]
+
+
+def highway_dir() -> Path:
+    """../shared/data/cdnet/highway beside the checkout, or under $GATEWAY_SHARED_DATA."""
+    env = os.environ.get("GATEWAY_SHARED_DATA")
+    base = Path(env) if env else Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+    return base / "cdnet" / "highway"
+
+
+def textured_background(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A static street-like view: smooth texture plus hard-edged blocks (uint8)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    tex = cv2.GaussianBlur(rng.normal(120, 40, (h, w)).astype(np.float32), (0, 0), 2.0)
+    img = np.clip(tex, 20, 230)
+    for _ in range(12):
+        x, y = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
+        bw, bh = int(rng.integers(5, w // 4)), int(rng.integers(5, h // 4))
+        img[y : y + bh, x : x + bw] = float(rng.integers(30, 220))
+    return img.astype(np.uint8)
+
+
+def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
+    """Sensor noise, so that consecutive frames are never bit-identical."""
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def moving_square(
+    bg: np.ndarray, n: int, *, size: int = 12, y: int | None = None, value: int = 250, seed: int = 1
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Frames with a square crossing left to right at 4 px per frame; yields (luma, x)."""
+    rng = np.random.default_rng(seed)
+    h, w = bg.shape
+    yy = h // 2 if y is None else y
+    for i in range(n):
+        x = (i * 4) % (w + size) - size
+        frame = bg.astype(np.float32)
+        x0, x1 = max(0, x), min(w, x + size)
+        if x1 > x0:
+            frame[yy : yy + size, x0:x1] = value
+        yield noisy(frame, rng), x
+
+
+# Tamper scenarios: frame -> tampered frame. Each takes the clean frame and its index.
+def darken(rng: np.random.Generator) -> Modifier:
+    """Sudden darkening to near black (lens blacked out, spray paint)."""
+    return lambda y, _i: np.clip(y * 0.1 + rng.normal(0, 2, y.shape), 0, 255).astype(np.uint8)
+
+
+def blur() -> Modifier:
+    """Defocus (lens turned, fogged)."""
+    return lambda y, _i: cv2.GaussianBlur(y, (0, 0), 3.0)
+
+
+def shift() -> Modifier:
+    """The camera turned: the view moves by a fifth of the frame."""
+
+    def run(y: np.ndarray, _i: int) -> np.ndarray:
+        h, w = y.shape
+        m = np.float32([[1, 0, w / 5], [0, 1, h / 6]])
+        return cv2.warpAffine(y, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+    return run
+
+
+def cover(rng: np.random.Generator) -> Modifier:
+    """Something over the lens: a nearly uniform dull image."""
+    return lambda y, _i: np.clip(40 + rng.normal(0, 1.5, y.shape), 0, 255).astype(np.uint8)
+
+
+def lights_on() -> Modifier:
+    """Lights switched on: brighter, same structure."""
+    return lambda y, _i: np.clip(y.astype(np.float32) * 1.5 + 30, 0, 255).astype(np.uint8)

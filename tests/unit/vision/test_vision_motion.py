@@ -1,0 +1,279 @@
+"""MotionDetector, MotionEvents, draw_evidence, profiles and warm-up through the public API."""
+
+from __future__ import annotations
+
+from datetime import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_config.vision import (
+    EventSettings,
+    MotionSettings,
+    ProfileSchedule,
+    VisionProfiles,
+    Zone,
+)
+from tests.unit.vision import scenes
+from vision import (
+    Box,
+    MotionDetector,
+    MotionEvents,
+    MotionResult,
+    VisionEvent,
+    active_profile,
+    draw_evidence,
+    rasterise_zones,
+    warm_up,
+)
+
+RIGHT_HALF = Zone(name="yard", kind="restricted", points=((0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)))
+LEFT_HALF = Zone(name="lane", kind="motion", points=((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)))
+
+
+def test_moving_square_is_boxed_in_source_pixels_after_downscale() -> None:
+    # 640x360 input, analysis 320x180: boxes come back in source pixels
+    bg = scenes.textured_background((360, 640))
+    det = MotionDetector(MotionSettings(), (360, 640))
+    assert det.analysis_shape == (180, 320)
+    assert det.scale == 2  # noqa: PLR2004
+    last: MotionResult | None = None
+    xs: list[int] = []
+    for i, (y, x) in enumerate(scenes.moving_square(bg, 120, size=24, y=150)):
+        last = det.process(y, i / scenes.FPS)
+        xs.append(x)
+    assert last is not None
+    assert len(last.boxes) == 1
+    b = last.boxes[0]
+    x = xs[-1]
+    assert abs(b.x - x) <= 4 and abs(b.w - 24) <= 6  # noqa: PLR2004
+    assert abs(b.y - 150) <= 4 and abs(b.h - 24) <= 6  # noqa: PLR2004
+    assert abs(b.cx - (x + 12)) <= 3 and abs(b.cy - 162) <= 3  # noqa: PLR2004
+    assert abs(b.area - 24 * 24) <= 24 * 24 * 0.3
+    assert 0 < last.foreground < 0.02  # noqa: PLR2004
+    assert not last.global_change
+
+
+def test_static_noisy_scene_gives_no_boxes() -> None:
+    bg = scenes.textured_background((180, 320))
+    rng = np.random.default_rng(5)
+    det = MotionDetector(MotionSettings(), (180, 320))
+    results = [det.process(scenes.noisy(bg, rng, sigma=3.0), i / scenes.FPS) for i in range(100)]
+    assert all(r.boxes == () for r in results[10:])
+
+
+def test_chroma_only_object_is_found_with_chroma_planes() -> None:
+    # an object with the background's brightness but another colour
+    h, w = 120, 160
+    bg = scenes.textured_background((h, w))
+    rng = np.random.default_rng(1)
+    u_bg = np.full((h // 2, w // 2), 128, np.uint8)
+    det = MotionDetector(MotionSettings(), (h, w))
+    found = []
+    for i in range(60):
+        y = scenes.noisy(bg, rng)
+        u = u_bg.copy()
+        if i >= 40:  # noqa: PLR2004
+            u[20:40, 30:50] = 200
+        found.append(det.process(y, i / scenes.FPS, (u, u_bg.copy())).boxes)
+    assert all(f == () for f in found[5:40])
+    assert all(len(f) == 1 for f in found[41:])
+    b = found[-1][0]
+    assert (b.x, b.y, b.w, b.h) == (60, 40, 40, 40)
+
+
+def test_still_object_is_absorbed_after_absorb_time() -> None:
+    bg = scenes.textured_background((90, 160))
+    rng = np.random.default_rng(2)
+    det = MotionDetector(MotionSettings(absorb_after_s=1.0), (90, 160))
+    parked = bg.copy()
+    parked[30:50, 60:90] = 250
+    boxes_per_frame = []
+    for i in range(200):
+        y = scenes.noisy(parked if i >= 50 else bg, rng)  # noqa: PLR2004
+        boxes_per_frame.append(len(det.process(y, i / scenes.FPS).boxes))
+    assert boxes_per_frame[55] == 1
+    assert boxes_per_frame[-1] == 0  # parked for 6 s: part of the background now
+
+
+def test_lights_switch_is_a_global_change_with_no_boxes() -> None:
+    bg = scenes.textured_background((90, 160))
+    rng = np.random.default_rng(3)
+    det = MotionDetector(MotionSettings(), (90, 160))
+    out = []
+    for i in range(120):
+        y = scenes.noisy(bg, rng)
+        if i >= 60:  # noqa: PLR2004
+            y = np.clip(y.astype(np.int16) + 60, 0, 255).astype(np.uint8)
+        out.append(det.process(y, i / scenes.FPS))
+    assert out[60].global_change
+    assert all(r.boxes == () for r in out[60:])
+    assert not any(r.global_change for r in out[61:])
+
+
+def test_zones_fractions_boxes_and_ignore() -> None:
+    bg = scenes.textured_background((180, 320))
+    ignore = Zone(name="tree", kind="ignore", points=((0.0, 0.0), (1.0, 0.0), (1.0, 0.2), (0.0, 0.2)))
+    det = MotionDetector(MotionSettings(), (180, 320), (RIGHT_HALF, LEFT_HALF, ignore))
+    rng = np.random.default_rng(4)
+    for i in range(30):
+        det.process(scenes.noisy(bg, rng), i / scenes.FPS)
+    frame = bg.copy()
+    frame[80:100, 240:260] = 250  # in the restricted right half
+    frame[5:25, 20:40] = 250  # in the ignore band: never reported
+    r = det.process(scenes.noisy(frame, rng), 2.0)
+    assert len(r.boxes) == 1
+    assert r.zone_fractions["yard"] > 0
+    assert r.zone_fractions["lane"] == 0
+    assert "tree" not in r.zone_fractions
+    assert r.zone_boxes["yard"] == r.boxes
+    assert "lane" not in r.zone_boxes
+
+
+def test_rasterise_zones_bits_and_ignore() -> None:
+    ignore = Zone(name="sky", kind="ignore", points=((0, 0), (1, 0), (1, 0.5), (0, 0.5)))
+    bits, ign, named = rasterise_zones((RIGHT_HALF, LEFT_HALF, ignore), (10, 20))
+    assert named == (RIGHT_HALF, LEFT_HALF)
+    assert bits[5, 15] & 1 and not bits[5, 2] & 1
+    assert bits[5, 2] & 2
+    assert ign[2, 5] == 1 and ign[8, 5] == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "exc", "hint"),
+    [
+        (np.zeros((90, 160), np.float32), TypeError, "astype"),
+        ([[0] * 160] * 90, TypeError, "np.asarray"),
+        (np.zeros((90, 160, 3), np.uint8), ValueError, "luma plane"),
+        (np.zeros((91, 160), np.uint8), ValueError, "new detector"),
+        (np.zeros((90, 320), np.uint8)[:, ::2], ValueError, "ascontiguousarray"),
+    ],
+)
+def test_wrapper_rejects_bad_frames_with_a_fix_hint(bad: object, exc: type[Exception], hint: str) -> None:
+    det = MotionDetector(MotionSettings(), (90, 160))
+    with pytest.raises(exc, match=hint):
+        det.process(bad, 0.0)  # type: ignore[arg-type]
+
+
+def test_wrapper_checks_chroma_and_frame_shape() -> None:
+    det = MotionDetector(MotionSettings(), (90, 160))
+    y = np.zeros((90, 160), np.uint8)
+    with pytest.raises(ValueError, match="shape"):
+        det.process(y, 0.0, (np.zeros((45, 80), np.uint8), np.zeros((45, 81), np.uint8)))
+    with pytest.raises(ValueError, match="height, width"):
+        MotionDetector(MotionSettings(), (90,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive"):
+        MotionDetector(MotionSettings(), (0, 10))
+    with pytest.raises(ValueError, match="new MotionDetector"):
+        det.set_settings(MotionSettings(analysis_width=40))
+    det.set_settings(MotionSettings(min_threshold=20.0, max_boxes=500))
+    assert det.settings.min_threshold == 20.0  # noqa: PLR2004
+
+
+def test_tiny_and_odd_frames_work() -> None:
+    for shape in ((1, 1), (3, 5), (37, 61)):
+        det = MotionDetector(MotionSettings(), shape)
+        rng = np.random.default_rng(0)
+        for i in range(5):
+            r = det.process(rng.integers(0, 256, shape, dtype=np.uint8), i * 0.04)
+            assert 0.0 <= r.foreground <= 1.0
+
+
+def _crossings(n_cross: int) -> tuple[list[VisionEvent], MotionEvents]:
+    bg = scenes.textured_background((180, 320))
+    det = MotionDetector(MotionSettings(), (180, 320), (RIGHT_HALF,))
+    events = MotionEvents(EventSettings(on_frames=3, off_frames=10), (180, 320), (RIGHT_HALF,))
+    out: list[VisionEvent] = []
+    n = n_cross * (320 + 12) // 4 + 40
+    for i, (y, _x) in enumerate(scenes.moving_square(bg, n, size=14)):
+        out += events.update(det.process(y, i / scenes.FPS), y)
+    return out, events
+
+
+def test_one_intrusion_incident_per_crossing_with_best_frame() -> None:
+    out, events = _crossings(2)
+    assert [(e.kind, e.zone, e.active) for e in out] == [
+        ("intrusion", "yard", True),
+        ("intrusion", "yard", False),
+        ("intrusion", "yard", True),
+        ("intrusion", "yard", False),
+    ]
+    closing = out[1]
+    assert closing.best is not None
+    assert closing.best.luma.shape == (180, 320)
+    assert closing.best.boxes and closing.best.score == closing.score > 0
+    assert events.best_frame("yard") is out[3].best
+    assert events.best_frame("nowhere") is None
+    jpeg = draw_evidence(closing.best.luma, closing.best.boxes, (RIGHT_HALF,))
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (180, 320, 3)
+    b = closing.best.boxes[0]
+    px = img[b.y, b.x + b.w // 2].astype(int)  # on the top edge of the box: drawn green
+    assert px[1] - max(px[0], px[2]) > 50  # noqa: PLR2004  # (JPEG blurs a 1-px line)
+
+
+def test_motion_in_zone_and_whole_frame_kinds() -> None:
+    t = 0.0
+    box = Box(x=10, y=10, w=20, h=20, area=400, cx=20.0, cy=20.0)
+    r = MotionResult(t=t, boxes=(box,), foreground=0.01, zone_fractions={"lane": 0.1}, zone_boxes={"lane": (box,)})
+    zoned = MotionEvents(EventSettings(on_frames=1), (100, 100), (LEFT_HALF,))
+    assert [(e.kind, e.zone) for e in zoned.update(r)] == [("motion-in-zone", "lane")]
+    whole = MotionEvents(EventSettings(on_frames=1), (100, 100))
+    ev = whole.update(r)
+    assert [(e.kind, e.zone, e.active) for e in ev] == [("motion", None, True)]
+    assert ev[0].best is None  # no luma given
+    assert whole.update(r, suppressed=True)[0].active is False
+    # a global change neither opens nor closes
+    g = MotionResult(t=1.0, boxes=(), foreground=0.0, global_change=True)
+    assert whole.update(g) == []
+
+
+def test_small_boxes_do_not_count() -> None:
+    tiny = Box(x=1, y=1, w=2, h=2, area=4, cx=2.0, cy=2.0)
+    events = MotionEvents(EventSettings(on_frames=1, min_area_fraction=0.01), (100, 100))
+    assert events.update(MotionResult(t=0.0, boxes=(tiny,), foreground=0.0004)) == []
+
+
+def test_draw_evidence_accepts_bgr_and_rejects_bad_input() -> None:
+    bgr = np.zeros((40, 60, 3), np.uint8)
+    jpeg = draw_evidence(bgr, [Box(5, 5, 10, 10, 100, 10.0, 10.0)], quality=90)
+    assert jpeg[:2] == b"\xff\xd8"
+    with pytest.raises(TypeError, match="uint8"):
+        draw_evidence(np.zeros((4, 4), np.float32), [])
+    with pytest.raises(ValueError, match="BGR"):
+        draw_evidence(np.zeros((4, 4, 4), np.uint8), [])
+    with pytest.raises(ValueError, match="quality"):
+        draw_evidence(np.zeros((4, 4), np.uint8), [], quality=0)
+
+
+@pytest.mark.parametrize(
+    ("now", "ir", "expected"),
+    [
+        (time(12, 0), None, "day"),
+        (time(20, 0), None, "night"),
+        (time(3, 0), None, "night"),
+        (time(6, 30), None, "day"),
+        (time(12, 0), True, "night"),
+        (time(23, 0), False, "day"),
+    ],
+)
+def test_active_profile_schedule_wraps_midnight_and_follows_ir(now: time, ir: bool | None, expected: str) -> None:
+    profiles = VisionProfiles()
+    name, settings = active_profile(profiles, now, ir)
+    assert name == expected
+    assert settings == (profiles.night if expected == "night" else profiles.day)
+
+
+def test_active_profile_daytime_window_and_ir_ignored() -> None:
+    profiles = VisionProfiles(schedule=ProfileSchedule(night_start=time(1, 0), night_end=time(5, 0), follow_ir=False))
+    assert active_profile(profiles, time(2, 0), ir_on=False)[0] == "night"
+    assert active_profile(profiles, time(6, 0), ir_on=True)[0] == "day"
+
+
+def test_warm_up_reports_progress() -> None:
+    lines: list[str] = []
+    spent = warm_up(lines.append)
+    assert spent > 0
+    assert lines[0].startswith("vision: compiling")
+    assert lines[-1].startswith("vision: kernels ready")
