@@ -9,8 +9,8 @@ NAB's results layout) and prints, per detector::
     DETECTOR standard: S  reward_low_FP: F  reward_low_FN: N  points/s: P
 
 Every detector runs with ONE configuration (its defaults) over every series: no per-file tuning.
-points/s is the batch throughput of the detector on one core (one thread), scoring only,
-after JIT compilation, summed over the corpus.
+points/s is the batch throughput of the detector on one core (one thread): scoring only, after
+JIT compilation, the whole corpus, fastest of three passes.
 """
 
 from __future__ import annotations
@@ -47,22 +47,29 @@ def _seconds(stamps: npt.NDArray[np.datetime64]) -> F64:
     return stamps.astype("datetime64[us]").astype(np.int64).astype(np.float64) / 1e6
 
 
-def run_detector(settings: AnomalySettings, corpus: list[LabelledSeries]) -> tuple[list[F64], float]:
-    """Score every series with a fresh detector; returns the scores and points per second."""
+def run_detector(settings: AnomalySettings, corpus: list[LabelledSeries], repeats: int = 3) -> tuple[list[F64], float]:
+    """Score every series with a fresh detector; returns the scores and points per second.
+
+    The corpus is scored ``repeats`` times (identical results) and the fastest pass is timed, so
+    a busy shared machine disturbs the throughput figure less.
+    """
     warm = make_detector(settings)  # compile (or load the cached kernels) outside the timing
     warm.score_batch(np.zeros(4), np.zeros(4))
+    times = [_seconds(series.timestamps) for series in corpus]
+    points = sum(len(series.values) for series in corpus)
     scores: list[F64] = []
-    elapsed = 0.0
-    points = 0
-    for series in corpus:
-        det = make_detector(settings)
-        times = _seconds(series.timestamps)
-        start = time.perf_counter()
-        out = det.score_batch(series.values, times)
-        elapsed += time.perf_counter() - start
-        points += len(out)
-        scores.append(out)
-    return scores, points / elapsed if elapsed > 0 else float("inf")
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        elapsed = 0.0
+        scores = []
+        for series, stamps in zip(corpus, times, strict=True):
+            det = make_detector(settings)
+            start = time.perf_counter()
+            out = det.score_batch(series.values, stamps)
+            elapsed += time.perf_counter() - start
+            scores.append(out)
+        best = min(best, elapsed)
+    return scores, points / best if best > 0 else float("inf")
 
 
 def write_results(out_dir: Path, detector: str, series: LabelledSeries, scores: F64) -> None:
