@@ -52,7 +52,7 @@ def _read_all(plane: np.ndarray) -> int:  # pragma: no cover
 
 def _data_dir(arg: Path | None) -> Path | None:
     if arg is not None:
-        return arg
+        return arg if (arg / "input").is_dir() else None
     env = os.environ.get("GATEWAY_SHARED_DATA")
     base = Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     folder = base / "cdnet" / "highway"
