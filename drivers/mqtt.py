@@ -44,6 +44,9 @@ class PayloadError(ValueError):
 
 def topic_matches(pattern: str, topic: str) -> bool:
     """MQTT topic-filter matching ('+' one level, '#' the rest)."""
+    if topic.startswith("$") and pattern[:1] in ("+", "#"):
+        # MQTT 4.7.2: wildcards at the first level never match '$SYS'-style topics.
+        return False
     p, t = pattern.split("/"), topic.split("/")
     for i, part in enumerate(p):
         if part == "#":
@@ -200,7 +203,8 @@ class MqttDriver:
 
     def _bad(self, topic: str, reason: str, detail: str) -> None:
         self._on_malformed(reason)
-        self._badlog.warning(f"{topic}:{reason}", "%s: dropped payload on %s: %s", self.name, topic, detail)
+        # Keyed by reason, not topic: a device inventing topics under a wildcard must not grow it.
+        self._badlog.warning(reason, "%s: dropped payload on %s: %s", self.name, topic, detail)
 
     async def run(self, sink: ReadingSink, on_connected: Callable[[], None]) -> None:
         self._sink = sink

@@ -317,6 +317,9 @@ class Gateway:
 
         await asyncio.to_thread(self.outbox.open)
         self.incidents.restore(json.loads(r) for r in self.outbox.live_incident_rows())
+        for inc in self.incidents.incidents:
+            if inc.condition_active:
+                self.rules.assume_active(inc.rule, inc.device, inc.point)
         self._build_supervisors()
         api = ApiServer(self)
         try:

@@ -301,7 +301,10 @@ class IncidentManager:
     @staticmethod
     def _emit(inc: Incident, kind: EventKind, t: float) -> Change:
         inc.revision += 1
-        inc.last_emit = t
+        if kind not in (EventKind.ACKNOWLEDGED, EventKind.CLOSED):
+            # Updates are rate-limited on the detector's clock; platform feedback carries the
+            # platform's clock, so it must not move the mark the next update is measured from.
+            inc.last_emit = t
         return Change(inc, kind, t)
 
 

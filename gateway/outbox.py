@@ -219,8 +219,11 @@ class Outbox:
     async def flush(self) -> None:
         """Wait until everything appended so far is durable."""
         target = self._next_seq - 1
-        while self._has_pending() or self.committed_seq < target:
+        while self._has_pending():
             await self._commit_pending()
+        if self.committed_seq < target:
+            # Only a failed commit leaves events behind with nothing pending; say so, don't spin.
+            raise OutboxError(f"events up to {target} were accepted but only {self.committed_seq} committed")
 
     def stop_intake(self) -> None:
         self._closing = True

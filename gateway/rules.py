@@ -195,7 +195,23 @@ class RuleEngine:
         self._rules: list[Rule] = []
         self._point_evals: dict[tuple[str, str], list[_Eval]] = {}
         self._silence: dict[str, list[_Silence]] = {}
+        self._assumed: set[tuple[str, str, str | None]] = set()
         self.reload(rules, now)
+
+    def assume_active(self, rule_id: str, device: str, point: str | None) -> None:
+        """Start a rule in its active state, for an incident restored after a restart.
+
+        Without this, the first reading after a restart would find every rule inactive: a
+        condition that ended while the box was down would never resolve its incident, and one
+        still going on would be judged as new.
+        """
+        self._assumed.add((rule_id, device, point))
+        for s in self._silence.get(device, ()):
+            if s.rule.id == rule_id:
+                s.active = True
+        for ev in self._point_evals.get((device, point or ""), ()):
+            if ev.rule.id == rule_id:
+                ev.active = True
 
     def reload(self, rules: Sequence[Rule], now: float) -> None:
         """Swap in a new rule set. State of rules whose definition is unchanged is kept, and a rule
@@ -242,6 +258,8 @@ class RuleEngine:
                         for name in cls.__slots__:
                             setattr(ev, name, getattr(prev, name))
                     ev.active = prev.active
+            elif (rule.id, device, point) in self._assumed:
+                ev.active = True
             evals.append(ev)
         self._point_evals[(device, point)] = evals
         return evals

@@ -94,7 +94,9 @@ class Supervisor:
             self._on_state(self.health)
 
     def _connected(self) -> None:
+        # A link that came up is healthy again: both the delay and the failure budget start over.
         self._backoff.reset()
+        self._failures.clear()
         self._last_error = None
         self._set(DriverState.CONNECTED)
 
@@ -108,7 +110,7 @@ class Supervisor:
                 except DriverError as exc:
                     # Expected field trouble (device down, broker restarting): one line, no traceback.
                     self._last_error = str(exc)
-                    log.warning("%s: %s", self.name, exc)
+                    log.warning("%s", exc)
                 except Exception as exc:
                     self._last_error = f"{type(exc).__name__}: {exc}"
                     log.exception("%s: crashed", self.name)

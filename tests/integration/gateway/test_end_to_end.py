@@ -155,3 +155,23 @@ async def test_mqtt_uplink_publishes_each_event_after_puback(mosquitto: Mosquitt
             await until(lambda: gw.outbox.cursor("mqtt") == 1, 5, "the uplink cursor to advance")
     assert [t for t, _ in got] == ["county/incidents/box-1/threshold-breach"]
     assert got[0][1]["id"] == events[0]["id"]
+
+
+async def test_restart_resumes_open_incidents_instead_of_reraising(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    site, port = write_site(tmp_path, mosquitto.port)
+    async with running(site) as gw, publisher(mosquitto.port) as pub:
+        await connected(gw)
+        pub.publish("t/river/000/level", reading(4.0), qos=1)
+        after, events = await feed(port, wait=5)
+    incident_id = events[0]["data"]["incident_id"]
+    # Same state directory, new process life: the high river is the same incident, and when the
+    # water goes down it resolves (rather than staying open forever or opening a second one).
+    async with running(site) as gw, publisher(mosquitto.port) as pub:
+        await connected(gw)
+        assert [i.id for i in gw.incidents.incidents] == [incident_id]
+        pub.publish("t/river/000/level", reading(4.4), qos=1)
+        await asyncio.sleep(0.3)
+        pub.publish("t/river/000/level", reading(2.0), qos=1)
+        _, later = await feed(port, after=after, wait=5)
+    assert [(e["type"].rsplit(".", 1)[1], e["subject"]) for e in later] == [("resolved", incident_id)]
+    assert int(later[0]["sequence"]) == after + 1
