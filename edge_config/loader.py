@@ -205,11 +205,11 @@ def _locate_keys(text: str) -> dict[Loc, int]:
             if table and isinstance(table[-1], int):
                 lines.setdefault(table[:-1], n)
             continue
-        k = _KEY.match(line)
-        if k:
-            keypath = (*table, *_split_key(k.group(1)))
+        km = _KEY.match(line)
+        if km:
+            keypath = (*table, *_split_key(km.group(1)))
             lines.setdefault(keypath, n)
-            rest = line[k.end() :]
+            rest = line[km.end() :]
             for inner in _INLINE_KEY.finditer(rest):
                 lines.setdefault((*keypath, inner.group(1)), n)
             depth = rest.count("[") - rest.count("]")

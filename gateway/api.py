@@ -224,9 +224,8 @@ class ApiServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._gw.config.api.listen, self._gw.config.api.port)
         await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # type: ignore[union-attr]
-            self.address = server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        if self._runner.addresses:
+            self.address = tuple(self._runner.addresses[0][:2])
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -233,7 +234,7 @@ class Gateway:
                 password=password,
                 on_malformed=self._malformed_counter(f"mqtt:{b.id}"),
             )
-            self.add_supervised(drv.name, lambda on_conn, drv=drv: drv.run(self.on_reading, on_conn))
+            self.add_supervised(drv.name, functools.partial(drv.run, self.on_reading))
         wh = cfg.upstream.webhook
         if wh is not None:
             key = self._secret(wh.secret)

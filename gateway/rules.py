@@ -245,7 +245,7 @@ class RuleEngine:
                 continue
             if not any(fnmatch.fnmatchcase(device, p) for p in rule.devices):
                 continue
-            ev = cls(rule, device, point)  # type: ignore[arg-type]
+            ev = cls(rule, device, point)
             prev = self._old_point_state.get((rule.id, device, point))
             if prev is not None:
                 if prev.rule == rule:
