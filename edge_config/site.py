@@ -34,6 +34,12 @@ class SiteSettings(Section):
         max_length=64,
         description="Department an incident routes to when neither its rule nor its device names one.",
     )
+    link_offline_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=86400,
+        description="A broker, PLC or camera link down this long raises device-offline incidents for its devices.",
+    )
     source_prefix: str = Field(
         default="urn:township-edge",
         min_length=1,

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivers.base import Reading
+from drivers.base import DriverState, Reading
 from drivers.mqtt import MqttDriver
+from drivers.opcua import OpcUaAlarm, OpcUaDriver
 from edge_config import LoadedConfig, load
 from edge_config._base import SecretRef
 from edge_config.model import GatewayConfig
 from edge_config.mqtt import MqttDevice
+from edge_config.opcua import OpcUaDevice
 from edge_config.rules import Rule
 from gateway.envelope import incident_event
 from gateway.errors import ConfigError
@@ -28,7 +30,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.rules import RuleEngine
 from gateway.signals import Category, Severity, Signal
-from gateway.supervisor import Backoff, Supervisor
+from gateway.supervisor import Backoff, Supervisor, SupervisorHealth
 from gateway.upstream import MqttPusher, WebhookPusher
 from systemd.notify import Notifier
 
@@ -88,6 +90,10 @@ class Gateway:
         self._places = {d.id: self._place(d.id) for d in cfg.devices}
         self.rules = RuleEngine(cfg.rules, [d.id for d in cfg.devices], self.signal, time.time())
         self.supervisors: list[Supervisor] = []
+        # Which devices each link carries, and since when each down link has been down.
+        self._link_devices: dict[str, list[str]] = {}
+        self._link_down_since: dict[str, float] = {}
+        self._links_offline: set[str] = set()
         self._overflowing = False
         self._started = time.time()
         # Set once the API listens and every link is supervised; cleared when stopping.
@@ -234,7 +240,11 @@ class Gateway:
                 password=password,
                 on_malformed=self._malformed_counter(f"mqtt:{b.id}"),
             )
-            self.add_supervised(drv.name, functools.partial(drv.run, self.on_reading))
+            self.add_supervised(drv.name, functools.partial(drv.run, self.on_reading), devices=[d.id for d in devs])
+        for d in cfg.devices:
+            if isinstance(d, OpcUaDevice):
+                plc = OpcUaDriver(d, self.state_dir, self.loaded.base_dir, on_alarm=self._on_opcua_alarm)
+                self.add_supervised(f"opcua:{d.id}", functools.partial(plc.run, self.on_reading), devices=[d.id])
         wh = cfg.upstream.webhook
         if wh is not None:
             key = self._secret(wh.secret)
@@ -267,11 +277,79 @@ class Gateway:
         return count
 
     def add_supervised(
-        self, name: str, target: Callable[[Callable[[], None]], Any], backoff: Backoff | None = None
+        self,
+        name: str,
+        target: Callable[[Callable[[], None]], Any],
+        backoff: Backoff | None = None,
+        devices: list[str] | None = None,
     ) -> Supervisor:
-        sup = Supervisor(name, target, self.metrics, backoff=backoff)
+        """Supervise a long-lived task; ``devices`` are the devices that go offline with it."""
+        if devices:
+            self._link_devices[name] = devices
+        sup = Supervisor(name, target, self.metrics, backoff=backoff, on_state=self._on_link_state)
         self.supervisors.append(sup)
         return sup
+
+    def _on_link_state(self, h: SupervisorHealth) -> None:
+        if h.name not in self._link_devices:
+            return
+        if h.state in (DriverState.BACKOFF, DriverState.FAILED):
+            self._link_down_since.setdefault(h.name, time.time())
+        elif h.state is DriverState.CONNECTED:
+            self._link_down_since.pop(h.name, None)
+            if h.name in self._links_offline:
+                self._links_offline.discard(h.name)
+                self._link_signals(h.name, False, time.time(), f"{h.name} connected again")
+
+    def _check_links(self, now: float) -> None:
+        for name, since in self._link_down_since.items():
+            if name not in self._links_offline and now - since >= self.config.site.link_offline_s:
+                self._links_offline.add(name)
+                err = next((s.health.last_error for s in self.supervisors if s.name == name), None)
+                self._link_signals(name, True, now, f"{name} down for {now - since:.0f} s: {err or 'unknown'}")
+
+    def _link_signals(self, link: str, active: bool, t: float, summary: str) -> None:
+        for dev in self._link_devices[link]:
+            self.signal(
+                Signal(
+                    device=dev,
+                    rule="link-down",
+                    active=active,
+                    time=t,
+                    category=Category.DEVICE_OFFLINE,
+                    severity=Severity.MINOR,
+                    summary=summary,
+                    detector="supervisor",
+                )
+            )
+
+    def _on_opcua_alarm(self, alarm: OpcUaAlarm) -> None:
+        # The server's own alarm: one incident per condition, cleared when the server clears it.
+        active = bool(alarm.active) and alarm.retain is not False
+        sev = alarm.severity
+        severity = (
+            Severity.CRITICAL
+            if sev >= 800
+            else Severity.MAJOR
+            if sev >= 500
+            else Severity.MINOR
+            if sev >= 200
+            else Severity.INFO
+        )
+        self.signal(
+            Signal(
+                device=alarm.device,
+                rule=f"opcua-alarm:{alarm.condition_id}",
+                active=active,
+                time=alarm.time,
+                category=Category.DEVICE_ALARM,
+                severity=severity,
+                zone=alarm.source or None,
+                summary=f"{alarm.condition}: {alarm.message}",
+                detector="opcua-alarms",
+                score=float(sev),
+            )
+        )
 
     async def _tick(self) -> None:
         last_prune = time.monotonic()
@@ -280,6 +358,7 @@ class Gateway:
             await asyncio.sleep(interval)
             now = time.time()
             self.rules.tick(now)
+            self._check_links(now)
             for inc in self.incidents.expire(now):
                 self.outbox.save_incident(inc.id, False, json.dumps(inc.to_row()))
             self.metrics.outbox_oldest_age.set(await asyncio.to_thread(self.outbox.oldest_undelivered_age))

@@ -70,6 +70,12 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     return discover_command(args.timeout, args.config)
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from gateway.doctor import run_doctor
+
+    return asyncio.run(run_doctor(Path(args.config)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-gateway", description=__doc__)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -84,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_config_check)
     schema = cfg_sub.add_parser("schema", help="print the JSON Schema of site files")
     schema.set_defaults(func=_cmd_config_schema)
+    doctor = sub.add_parser("doctor", help="check the site file, secrets, state directory and every peer")
+    doctor.add_argument("--config", default="/etc/edge-gateway/site.toml", help="site TOML file")
+    doctor.set_defaults(func=_cmd_doctor)
     demo = sub.add_parser("demo", help="run the embedded demo site on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8780, help="API port (0 picks a free one)")
     demo.add_argument("--state-dir", default=None, help="keep demo state here (default: a temporary folder)")

@@ -25,6 +25,7 @@ class Category(enum.StrEnum):
     RATE_OF_CHANGE = "rate-of-change"
     STUCK_VALUE = "stuck-value"
     DEVICE_OFFLINE = "device-offline"
+    DEVICE_ALARM = "device-alarm"
     GATEWAY_FAULT = "gateway-fault"
 
 
@@ -42,6 +43,7 @@ GBT28181_ALARM: dict[Category, tuple[int, int | None]] = {
     Category.RATE_OF_CHANGE: (7, None),
     Category.STUCK_VALUE: (6, None),
     Category.DEVICE_OFFLINE: (6, None),
+    Category.DEVICE_ALARM: (2, None),
     Category.GATEWAY_FAULT: (6, None),
 }
 

@@ -175,3 +175,25 @@ async def test_restart_resumes_open_incidents_instead_of_reraising(mosquitto: Mo
         _, later = await feed(port, after=after, wait=5)
     assert [(e["type"].rsplit(".", 1)[1], e["subject"]) for e in later] == [("resolved", incident_id)]
     assert int(later[0]["sequence"]) == after + 1
+
+
+async def test_a_link_down_past_its_limit_makes_its_devices_offline(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    site, port = write_site(tmp_path, mosquitto.port, devices=2)
+    site.write_text(site.read_text().replace('village = "Xinhe"', 'village = "Xinhe"\nlink_offline_s = 1'))
+    async with running(site) as gw:
+        await connected(gw)
+        mosquitto.stop()
+        after, events = await feed(port, wait=10)
+        mosquitto.start()
+        await connected(gw, timeout=20)
+        _, later = await feed(port, after=after, wait=10)
+    assert sorted((e["type"].rsplit(".", 1)[1], e["data"]["place"]["device"]) for e in events) == [
+        ("opened", "river-000"),
+        ("opened", "river-001"),
+    ]
+    assert {e["data"]["category"] for e in events} == {"device-offline"}
+    assert "mqtt:village down" in events[0]["data"]["summary"]
+    assert sorted((e["type"].rsplit(".", 1)[1], e["data"]["place"]["device"]) for e in later) == [
+        ("resolved", "river-000"),
+        ("resolved", "river-001"),
+    ]

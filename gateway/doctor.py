@@ -1,0 +1,192 @@
+"""`edge-gateway doctor`: what a field technician runs when something is wrong.
+
+Each check prints one line, OK / WARN / FAIL, and for anything not OK what to do about it. It
+only reads: it opens TCP connections to the configured peers (no protocol traffic, no logins) and
+looks at the state directory; it changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from edge_config import LoadedConfig, check_secrets, load
+from edge_config.camera import CameraDevice
+from edge_config.opcua import OpcUaDevice
+from gateway.app import default_state_dir
+from gateway.errors import ConfigError
+
+__all__ = ["Check", "run_doctor"]
+
+_CONNECT_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str  # "OK", "WARN" or "FAIL"
+    what: str
+    hint: str = ""
+
+    def line(self) -> str:
+        return f"{self.status:<4}  {self.what}" + (f"\n      -> {self.hint}" if self.hint else "")
+
+
+async def _reach(host: str, port: int) -> str | None:
+    """None when a TCP connection opens within the timeout, else why not."""
+    try:
+        async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        return f"no answer within {_CONNECT_TIMEOUT_S:.0f} s"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    writer.close()
+    return None
+
+
+def _peers(loaded: LoadedConfig) -> list[tuple[str, str, int, str]]:
+    cfg = loaded.config
+    peers = [
+        (f"MQTT broker {b.id}", b.host, b.port, "is the broker running, and the address and port right?")
+        for b in cfg.brokers
+    ]
+    for d in cfg.devices:
+        if isinstance(d, OpcUaDevice):
+            u = urlsplit(d.endpoint)
+            peers.append((f"OPC-UA server of {d.id}", u.hostname or "", u.port or 4840, "is the PLC on and cabled?"))
+        elif isinstance(d, CameraDevice):
+            peers.append((f"camera {d.id} (ONVIF)", d.host, d.port, "is the camera powered and on this LAN?"))
+    if cfg.upstream.webhook is not None:
+        u = urlsplit(str(cfg.upstream.webhook.url))
+        port = u.port or (443 if u.scheme == "https" else 80)
+        peers.append(
+            (
+                "platform webhook",
+                u.hostname or "",
+                port,
+                "no uplink: events wait in the outbox; check the route to the county network",
+            )
+        )
+    return peers
+
+
+def _state_checks(loaded: LoadedConfig) -> list[Check]:
+    cfg = loaded.config
+    state = default_state_dir(cfg)
+    out: list[Check] = []
+    if not state.exists():
+        return [
+            Check(
+                "WARN",
+                f"state directory {state} does not exist yet",
+                "it is created on first start (systemd: StateDirectory=edge-gateway)",
+            )
+        ]
+    try:
+        with tempfile.NamedTemporaryFile(dir=state):
+            pass
+        out.append(Check("OK", f"state directory {state} is writable"))
+    except OSError as exc:
+        out.append(
+            Check(
+                "FAIL",
+                f"state directory {state} is not writable: {exc.strerror}",
+                "fix its owner or permissions (systemd: StateDirectory= sets them)",
+            )
+        )
+    free_mb = shutil.disk_usage(state).free / 2**20
+    need = cfg.outbox.budget_mb
+    if free_mb < need:
+        out.append(
+            Check(
+                "WARN",
+                f"{free_mb:.0f} MiB free on the state disk, outbox budget is {need:.0f} MiB",
+                "lower [outbox] budget_mb or free space, or a long outage will fill the disk",
+            )
+        )
+    else:
+        out.append(Check("OK", f"{free_mb:.0f} MiB free on the state disk (outbox budget {need:.0f} MiB)"))
+    db = state / "outbox.sqlite3"
+    if db.exists():
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+                n = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            out.append(
+                Check(
+                    "OK" if ok == "ok" else "FAIL",
+                    f"outbox {db}: integrity {ok}, {n} events kept",
+                    "" if ok == "ok" else "stop the service and move the file aside; report it",
+                )
+            )
+        except sqlite3.Error as exc:
+            out.append(Check("FAIL", f"outbox {db} cannot be read: {exc}", "stop the service and move the file aside"))
+    cache = Path(os.environ.get("NUMBA_CACHE_DIR", state / "numba-cache"))
+    out.append(
+        Check(
+            "OK" if os.access(cache if cache.exists() else cache.parent, os.W_OK) else "WARN",
+            f"numba cache {cache}",
+            ""
+            if os.access(cache if cache.exists() else cache.parent, os.W_OK)
+            else "not writable: kernels will be compiled at every start",
+        )
+    )
+    return out
+
+
+async def _api_check(loaded: LoadedConfig) -> Check:
+    api = loaded.config.api
+    host = "127.0.0.1" if api.listen in ("0.0.0.0", "::") else api.listen
+    url = f"http://{host}:{api.port}/healthz"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT_S)) as s, s.get(url) as r:
+            body = await r.json()
+        return Check("OK", f"a gateway answers at {url}: {body.get('status')}")
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return Check(
+            "WARN", f"no gateway answers at {url}", "systemctl status edge-gateway; journalctl -u edge-gateway -n 50"
+        )
+
+
+async def run_doctor(path: Path) -> int:
+    checks: list[Check] = []
+    try:
+        loaded = load(path)
+    except ConfigError as exc:
+        print(Check("FAIL", f"site file {path} is invalid", "fix these, then run doctor again").line())
+        for line in exc.problems:
+            print(f"      {line}")
+        return 1
+    checks.append(
+        Check(
+            "OK",
+            f"site file {path}: box {loaded.config.site.box_id}, "
+            f"{len(loaded.config.devices)} devices, {len(loaded.config.rules)} rules",
+        )
+    )
+    problems, notes = check_secrets(loaded)
+    checks += [Check("FAIL", p, "create the file, readable by the service only (chmod 600)") for p in problems]
+    checks += [Check("WARN", n) for n in notes]
+    checks += _state_checks(loaded)
+    peers = _peers(loaded)
+    results = await asyncio.gather(*(_reach(host, port) for _n, host, port, _h in peers))
+    for (name, host, port, hint), why in zip(peers, results, strict=True):
+        checks.append(
+            Check("OK", f"{name} reachable at {host}:{port}")
+            if why is None
+            else Check("FAIL", f"{name} not reachable at {host}:{port}: {why}", hint)
+        )
+    checks.append(await _api_check(loaded))
+    for c in checks:
+        print(c.line())
+    failed = sum(c.status == "FAIL" for c in checks)
+    print(f"\n{failed} problem(s), {sum(c.status == 'WARN' for c in checks)} warning(s)")
+    return 1 if failed else 0

@@ -1,0 +1,80 @@
+"""`edge-gateway doctor` names what is wrong and how to fix it, and passes a healthy site."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+SITE = """\
+state_dir = "{state}"
+[site]
+box_id = "box-1"
+township = "t"
+village = "v"
+[api]
+port = {api_port}
+token = {{ file = "token" }}
+[[brokers]]
+id = "village"
+host = "127.0.0.1"
+port = {mqtt_port}
+[[devices]]
+kind = "mqtt"
+id = "river-1"
+broker = "village"
+  [[devices.points]]
+  name = "level"
+  topic = "r/1"
+"""
+
+
+def _port() -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def test_doctor_reports_an_unreachable_broker_and_missing_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = _port()  # bound but not listening: connections are refused
+    site = tmp_path / "site.toml"
+    site.write_text(
+        SITE.format(state=tmp_path / "state", api_port=closed.getsockname()[1], mqtt_port=closed.getsockname()[1])
+    )
+    assert main(["doctor", "--config", str(site)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  MQTT broker village not reachable at 127.0.0.1" in out
+    assert "is the broker running" in out
+    assert "FAIL  " in out and "api.token: secret file missing" in out
+    assert "2 problem(s)" in out
+    closed.close()
+
+
+def test_doctor_passes_a_healthy_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    listening = _port()
+    listening.listen()
+    (tmp_path / "token").write_text("t")
+    (tmp_path / "state").mkdir()
+    site = tmp_path / "site.toml"
+    site.write_text(
+        SITE.format(state=tmp_path / "state", api_port=_port().getsockname()[1], mqtt_port=listening.getsockname()[1])
+    )
+    assert main(["doctor", "--config", str(site)]) == 0
+    out = capsys.readouterr().out
+    assert "OK    MQTT broker village reachable" in out
+    assert "state directory" in out and "is writable" in out
+    assert "0 problem(s)" in out
+    listening.close()
+
+
+def test_doctor_lists_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text("[site]\nbox_id = 'x'\n")
+    assert main(["doctor", "--config", str(site)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  site file" in out and f"{site}:1: site.township: Field required" in out
