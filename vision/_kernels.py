@@ -254,6 +254,15 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
         for j in range(w):
             cidx[j] = min(wc - 1, int((j * f + 0.5 * f) * wc / (w * f)))
     half_res = f == 1 and 2 * wc == w  # 4:2:0 at native size: each chroma sample twice
+    # the usual layouts sample chroma columns at a constant stride: c0 + stride * j
+    c0 = int(cidx[0])
+    stride = int(cidx[1]) - c0 if w > 1 else 1
+    if stride < 1 or stride > 3:  # noqa: PLR2004
+        stride = 0
+    for j in range(w):
+        if int(cidx[j]) != c0 + stride * j:
+            stride = 0
+            break
     xrow = np.empty(w, dtype=np.float32)
     tmp = np.empty(w, dtype=np.float32)
     urow = np.full(w, np.float32(128.0))
@@ -296,6 +305,24 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
                     c = np.float32(cv_row[k])
                     vrow[2 * k] = c
                     vrow[2 * k + 1] = c
+            elif stride == 1:
+                su_row = cu_row[c0 : c0 + w]
+                sv_row = cv_row[c0 : c0 + w]
+                for j in range(w):
+                    urow[j] = su_row[j]
+                    vrow[j] = sv_row[j]
+            elif stride == 2:  # noqa: PLR2004
+                su_row = cu_row[c0:]
+                sv_row = cv_row[c0:]
+                for j in range(w):
+                    urow[j] = su_row[2 * j]
+                    vrow[j] = sv_row[2 * j]
+            elif stride == 3:  # noqa: PLR2004
+                su_row = cu_row[c0:]
+                sv_row = cv_row[c0:]
+                for j in range(w):
+                    urow[j] = su_row[3 * j]
+                    vrow[j] = sv_row[3 * j]
             else:
                 for j in range(w):
                     urow[j] = cu_row[cidx[j]]
