@@ -110,9 +110,9 @@ def gateway_method(shape: tuple[int, int], settings: MotionSettings | None = Non
 
 
 def _subtractor(sub: cv2.BackgroundSubtractor) -> Method:
-    def run(bgr: np.ndarray, t: float) -> np.ndarray:  # noqa: ARG001
+    def run(bgr: np.ndarray, t: float) -> np.ndarray:
         fg = sub.apply(bgr)
-        fg = cv2.medianBlur(np.where(fg == 255, 255, 0).astype(np.uint8), 5)  # noqa: PLR2004
+        fg = cv2.medianBlur(np.where(fg == 255, 255, 0).astype(np.uint8), 5)
         return fg > 0
 
     return run
@@ -144,8 +144,10 @@ class FrigateStyle:
 
     def process(self, luma: np.ndarray) -> list[tuple[int, int, int, int]]:
         """One frame; returns boxes (x, y, w, h) at the pipeline's size; ``mask`` holds the mask."""
-        small = luma if self.size == (luma.shape[1], luma.shape[0]) else cv2.resize(
-            luma, self.size, interpolation=cv2.INTER_AREA
+        small = (
+            luma
+            if self.size == (luma.shape[1], luma.shape[0])
+            else cv2.resize(luma, self.size, interpolation=cv2.INTER_AREA)
         )
         hist = cv2.calcHist([small], [0], None, [256], [0, 256]).ravel().cumsum()
         lo = int(np.searchsorted(hist, self._lo_rank))
@@ -165,17 +167,18 @@ class FrigateStyle:
         for c in contours:
             area = cv2.contourArea(c)
             total += area
-            if area > 10:  # noqa: PLR2004
-                boxes.append(cv2.boundingRect(c))
+            if area > 10:
+                x, y, w, h = cv2.boundingRect(c)
+                boxes.append((x, y, w, h))
         pct = total / (self.size[0] * self.size[1])
-        if self.calibrating and pct < 0.05 and len(boxes) <= 4:  # noqa: PLR2004
+        if self.calibrating and pct < 0.05 and len(boxes) <= 4:
             self.calibrating = False
-        if pct > 0.8:  # noqa: PLR2004
+        if pct > 0.8:
             self.calibrating = True
         alpha = 0.2 if self.calibrating else 0.01
         if boxes:
             self.motion_frames += 1
-            if self.motion_frames >= 10:  # noqa: PLR2004
+            if self.motion_frames >= 10:
                 cv2.accumulateWeighted(small, self.avg, alpha)
         else:
             self.motion_frames = 0
@@ -187,7 +190,7 @@ class FrigateStyle:
 def _frigate(shape: tuple[int, int]) -> Method:
     pipe = FrigateStyle(shape)
 
-    def run(bgr: np.ndarray, t: float) -> np.ndarray:  # noqa: ARG001
+    def run(bgr: np.ndarray, t: float) -> np.ndarray:
         pipe.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
         return cv2.resize(pipe.mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
 

@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"{folder}: not a CDnet-layout folder (missing {', '.join(missing)})", file=sys.stderr)
         return 2
-    print(f"# {folder.resolve().name}: CDnet scoring (changedetection.net; Goyette et al. 2012, "
-          "Wang et al. 2014)", flush=True)
+    print(
+        f"# {folder.resolve().name}: CDnet scoring (changedetection.net; Goyette et al. 2012, Wang et al. 2014)",
+        flush=True,
+    )
     counts = evaluate(folder)
     for name, c in counts.items():
         ms = 1000.0 * c.seconds / max(1, c.frames)

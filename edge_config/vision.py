@@ -44,9 +44,7 @@ class MotionSettings(VisionBase):
         description="Target width in pixels of the analysis frame; the input is area-downscaled by "
         "the integer factor max(1, width // analysis_width) in the same pass as the rest.",
     )
-    blur: bool = Field(
-        default=False, description="Light 3x3 blur of the analysis frame before the test."
-    )
+    blur: bool = Field(default=False, description="Light 3x3 blur of the analysis frame before the test.")
     threshold_sigma: float = Field(
         default=3.5,
         ge=1.0,
@@ -205,9 +203,7 @@ class TamperSettings(VisionBase):
     resolve_after_s: float = Field(
         default=3.0, ge=0.0, le=600.0, description="A raised condition must be gone this long to resolve."
     )
-    learn_s: float = Field(
-        default=3.0, ge=0.5, le=600.0, description="Time to learn the reference view after start."
-    )
+    learn_s: float = Field(default=3.0, ge=0.5, le=600.0, description="Time to learn the reference view after start.")
     reference_alpha: float = Field(
         default=0.01, ge=0.0001, le=0.5, description="Learning rate of the reference view while normal."
     )
@@ -259,22 +255,16 @@ class VisionProfiles(VisionBase):
         default_factory=lambda: MotionSettings(threshold_sigma=4.5, min_threshold=18.0),
         description="Night settings (grainier image: a little less sensitive).",
     )
-    schedule: ProfileSchedule = Field(
-        default_factory=ProfileSchedule, description="When the night profile applies."
-    )
+    schedule: ProfileSchedule = Field(default_factory=ProfileSchedule, description="When the night profile applies.")
 
 
 class VisionSettings(VisionBase):
     """All vision settings of one camera."""
 
-    profiles: VisionProfiles = Field(
-        default_factory=VisionProfiles, description="Day/night motion profiles."
-    )
+    profiles: VisionProfiles = Field(default_factory=VisionProfiles, description="Day/night motion profiles.")
     events: EventSettings = Field(default_factory=EventSettings, description="Motion event hysteresis.")
     tamper: TamperSettings = Field(default_factory=TamperSettings, description="Tamper detection.")
-    zones: tuple[Zone, ...] = Field(
-        default=(), max_length=32, description="Restricted, motion and ignore zones."
-    )
+    zones: tuple[Zone, ...] = Field(default=(), max_length=32, description="Restricted, motion and ignore zones.")
 
     @model_validator(mode="after")
     def _zone_names_unique(self) -> VisionSettings:

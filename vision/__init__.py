@@ -14,8 +14,8 @@ Typical use for one camera::
         out += events.update(det.process(luma, t), luma, suppressed=tamper.analysis_suppressed)
 """
 
-from vision._evidence import draw_evidence
 from vision._events import BestFrame, MotionEvents, VisionEvent
+from vision._evidence import draw_evidence
 from vision._motion import Box, MotionDetector, MotionResult, rasterise_zones
 from vision._profiles import active_profile
 from vision._tamper import TAMPER_KINDS, TamperDetector

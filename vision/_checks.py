@@ -11,7 +11,7 @@ __all__ = ["check_frame_shape", "check_plane"]
 
 def check_frame_shape(frame_shape: tuple[int, int]) -> tuple[int, int]:
     """Validate a (height, width) pair and return it as plain ints."""
-    if len(frame_shape) != 2:  # noqa: PLR2004
+    if len(frame_shape) != 2:
         msg = f"frame_shape must be (height, width), got {frame_shape!r}; pass luma.shape"
         raise ValueError(msg)
     h, w = int(frame_shape[0]), int(frame_shape[1])
@@ -32,13 +32,10 @@ def check_plane(name: str, arr: Any, shape: tuple[int, int] | None = None) -> np
         msg = f"{name} must be a numpy.ndarray, got {type(arr).__name__}; wrap it with np.asarray()"
         raise TypeError(msg)
     if arr.dtype != np.uint8:
-        msg = (
-            f"{name} must have dtype uint8, got {arr.dtype}; convert it with "
-            f"np.clip({name}, 0, 255).astype(np.uint8)"
-        )
+        msg = f"{name} must have dtype uint8, got {arr.dtype}; convert it with np.clip({name}, 0, 255).astype(np.uint8)"
         raise TypeError(msg)
-    if arr.ndim != 2:  # noqa: PLR2004
-        hint = " (take the luma plane, e.g. cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))" if arr.ndim == 3 else ""  # noqa: PLR2004
+    if arr.ndim != 2:
+        hint = " (take the luma plane, e.g. cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))" if arr.ndim == 3 else ""
         msg = f"{name} must be 2-D (height, width), got shape {arr.shape}{hint}"
         raise ValueError(msg)
     if shape is not None and arr.shape != shape:

@@ -76,18 +76,14 @@ class MotionEvents:
     motion incidents.
     """
 
-    def __init__(
-        self, settings: EventSettings, frame_shape: tuple[int, int], zones: Sequence[Zone] = ()
-    ) -> None:
+    def __init__(self, settings: EventSettings, frame_shape: tuple[int, int], zones: Sequence[Zone] = ()) -> None:
         h, w = check_frame_shape(frame_shape)
         self._settings = settings
         self._min_area = settings.min_area_fraction * h * w
         self._frame_area = float(h * w)
         named = [z for z in zones if z.kind != "ignore"]
         if named:
-            self._tracks = [
-                _Track("intrusion" if z.kind == "restricted" else "motion-in-zone", z) for z in named
-            ]
+            self._tracks = [_Track("intrusion" if z.kind == "restricted" else "motion-in-zone", z) for z in named]
         else:
             self._tracks = [_Track("motion", None)]
 
@@ -151,9 +147,7 @@ class MotionEvents:
         return events
 
     @staticmethod
-    def _keep_best(
-        tr: _Track, t: float, score: float, luma: np.ndarray | None, boxes: tuple[Box, ...]
-    ) -> None:
+    def _keep_best(tr: _Track, t: float, score: float, luma: np.ndarray | None, boxes: tuple[Box, ...]) -> None:
         if luma is None or (tr.best is not None and tr.best.score >= score):
             return
         tr.best = BestFrame(t=t, score=score, luma=np.array(luma, copy=True), boxes=boxes)

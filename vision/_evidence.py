@@ -16,9 +16,7 @@ _ZONE_COLOURS = {"restricted": (0, 0, 255), "motion": (0, 215, 255), "ignore": (
 _BOX_COLOUR = (0, 255, 0)
 
 
-def draw_evidence(
-    image: np.ndarray, boxes: Sequence[Box], zones: Sequence[Zone] = (), *, quality: int = 85
-) -> bytes:
+def draw_evidence(image: np.ndarray, boxes: Sequence[Box], zones: Sequence[Zone] = (), *, quality: int = 85) -> bytes:
     """Draw zones (outlines) and boxes on a copy of ``image`` and encode it as JPEG.
 
     Args:
@@ -34,14 +32,14 @@ def draw_evidence(
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         msg = "image must be a uint8 numpy array (luma or BGR); use np.asarray(img, dtype=np.uint8)"
         raise TypeError(msg)
-    if image.ndim == 2:  # noqa: PLR2004
+    if image.ndim == 2:
         canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    elif image.ndim == 3 and image.shape[2] == 3:  # noqa: PLR2004
+    elif image.ndim == 3 and image.shape[2] == 3:
         canvas = np.ascontiguousarray(image).copy()
     else:
         msg = f"image must be (H, W) luma or (H, W, 3) BGR, got shape {image.shape}"
         raise ValueError(msg)
-    if not 1 <= quality <= 100:  # noqa: PLR2004
+    if not 1 <= quality <= 100:
         msg = f"quality must be 1..100, got {quality}"
         raise ValueError(msg)
     h, w = canvas.shape[:2]

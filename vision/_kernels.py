@@ -15,16 +15,18 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "BOX_FIELDS",
     "FASTMATH",
     "N_STATS",
+    "N_TAMPER_STATS",
     "P_ABSORB_ALPHA",
     "P_ABSORB_FRAMES",
     "P_ALPHA",
     "P_BLUR",
     "P_CHROMA_THR",
     "P_FLOOR",
-    "P_NOISE_ALPHA",
     "P_GLOBAL",
+    "P_NOISE_ALPHA",
     "P_RADIUS",
     "P_RELEARN",
     "P_REPORT",
@@ -33,13 +35,13 @@ __all__ = [
     "P_SHADOW_LO",
     "P_THR_SIGMA",
     "P_WEAK",
+    "S_BRIGHTER",
     "S_CHANGED_BLOCKS",
     "S_DARKER",
     "S_FG",
     "S_IDLE_ABSDIFF",
     "S_IDLE_COUNT",
     "S_MASK",
-    "S_BRIGHTER",
     "T_CORR",
     "T_DETAIL",
     "T_EDGE",
@@ -47,8 +49,6 @@ __all__ = [
     "T_REF_DETAIL",
     "T_REF_EDGE",
     "T_STD",
-    "N_TAMPER_STATS",
-    "BOX_FIELDS",
     "downscale_area",
     "label_components",
     "majority_filter",
@@ -132,23 +132,23 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
             acc[x] += row[x]
     inv = np.float32(1.0 / (f * f))
     # constant strides for the usual factors let LLVM vectorise the interleaved loads
-    if f == 2:  # noqa: PLR2004
+    if f == 2:
         for j in range(w):
             v = np.float32(np.uint32(acc[2 * j]) + acc[2 * j + 1]) * inv
             changed += v != out_row[j]
             out_row[j] = v
-    elif f == 3:  # noqa: PLR2004
+    elif f == 3:
         for j in range(w):
             v = np.float32(np.uint32(acc[3 * j]) + acc[3 * j + 1] + acc[3 * j + 2]) * inv
             changed += v != out_row[j]
             out_row[j] = v
-    elif f == 4:  # noqa: PLR2004
+    elif f == 4:
         for j in range(w):
             s4 = np.uint32(acc[4 * j]) + acc[4 * j + 1] + acc[4 * j + 2] + acc[4 * j + 3]
             v = np.float32(s4) * inv
             changed += v != out_row[j]
             out_row[j] = v
-    elif f == 6:  # noqa: PLR2004
+    elif f == 6:
         for j in range(w):
             s6 = (
                 np.uint32(acc[6 * j])
@@ -188,7 +188,7 @@ def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> int:  # pragma:
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def motion_step(  # noqa: PLR0913  # pragma: no cover
+def motion_step(  # pragma: no cover
     luma: np.ndarray,
     f: int,
     chroma_u: np.ndarray,
@@ -257,7 +257,7 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
     # the usual layouts sample chroma columns at a constant stride: c0 + stride * j
     c0 = int(cidx[0])
     stride = int(cidx[1]) - c0 if w > 1 else 1
-    if stride < 1 or stride > 3:  # noqa: PLR2004
+    if stride < 1 or stride > 3:
         stride = 0
     for j in range(w):
         if int(cidx[j]) != c0 + stride * j:
@@ -311,13 +311,13 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
                 for j in range(w):
                     urow[j] = su_row[j]
                     vrow[j] = sv_row[j]
-            elif stride == 2:  # noqa: PLR2004
+            elif stride == 2:
                 su_row = cu_row[c0:]
                 sv_row = cv_row[c0:]
                 for j in range(w):
                     urow[j] = su_row[2 * j]
                     vrow[j] = sv_row[2 * j]
-            elif stride == 3:  # noqa: PLR2004
+            elif stride == 3:
                 su_row = cu_row[c0:]
                 sv_row = cv_row[c0:]
                 for j in range(w):
@@ -349,9 +349,7 @@ def motion_step(  # noqa: PLR0913  # pragma: no cover
             su = (urow[j] - c128) * bb - x * (ubr[j] - c128)
             sv = (vrow[j] - c128) * bb - x * (vbr[j] - c128)
             lim = sh_c * bb
-            shf = np.float32(
-                (d < zero) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim)
-            )
+            shf = np.float32((d < zero) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim))
             cnt = np.float32(cnr[j])
             absorbed = np.float32(cnt >= absorb_frames)
             rate = fgf * absorbed * absorb_alpha + (one - fgf) * alpha
@@ -583,20 +581,8 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:  # 
         for j in range(1, w - 1):
             gc = abs(np.float64(cur[i, j + 1]) - cur[i, j]) + abs(np.float64(cur[i + 1, j]) - cur[i, j])
             gr = abs(np.float64(ref[i, j + 1]) - ref[i, j]) + abs(np.float64(ref[i + 1, j]) - ref[i, j])
-            lc = abs(
-                4.0 * cur[i, j]
-                - np.float64(cur[i - 1, j])
-                - cur[i + 1, j]
-                - cur[i, j - 1]
-                - cur[i, j + 1]
-            )
-            lr = abs(
-                4.0 * ref[i, j]
-                - np.float64(ref[i - 1, j])
-                - ref[i + 1, j]
-                - ref[i, j - 1]
-                - ref[i, j + 1]
-            )
+            lc = abs(4.0 * cur[i, j] - np.float64(cur[i - 1, j]) - cur[i + 1, j] - cur[i, j - 1] - cur[i, j + 1])
+            lr = abs(4.0 * ref[i, j] - np.float64(ref[i - 1, j]) - ref[i + 1, j] - ref[i, j - 1] - ref[i, j + 1])
             e_c += gc
             e_r += gr
             l_c += lc
@@ -630,7 +616,7 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:  # 
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def motion_frame(  # noqa: PLR0913  # pragma: no cover
+def motion_frame(  # pragma: no cover
     luma: np.ndarray,
     f: int,
     chroma_u: np.ndarray,
@@ -655,7 +641,7 @@ def motion_frame(  # noqa: PLR0913  # pragma: no cover
     motion_step(luma, f, chroma_u, chroma_v, params, cur, bg, noise, bg_uv, fg_count, raw, stats)
     h, w = bg.shape
     stats[S_MASK] = 0
-    if params[P_REPORT] < 0.5 or stats[S_FG] > params[P_GLOBAL] * h * w:  # noqa: PLR2004
+    if params[P_REPORT] < 0.5 or stats[S_FG] > params[P_GLOBAL] * h * w:
         mask[:] = 0
         return -1
     n_set = majority_filter(raw, int(params[P_RADIUS]), ignore, mask, colsum)

@@ -56,9 +56,7 @@ class MotionResult:
     global_change: bool = False
 
 
-def rasterise_zones(
-    zones: Sequence[Zone], shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, tuple[Zone, ...]]:
+def rasterise_zones(zones: Sequence[Zone], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[Zone, ...]]:
     """Rasterise normalised polygons once, at analysis size.
 
     Returns:
@@ -68,7 +66,7 @@ def rasterise_zones(
     """
     h, w = shape
     named = tuple(z for z in zones if z.kind != "ignore")
-    if len(named) > 32:  # noqa: PLR2004
+    if len(named) > 32:
         msg = f"at most 32 restricted/motion zones per camera, got {len(named)}"
         raise ValueError(msg)
     bits = np.zeros((h, w), dtype=np.uint32)
@@ -97,9 +95,7 @@ class MotionDetector:
         zones: restricted, motion and ignore polygons in normalised coordinates.
     """
 
-    def __init__(
-        self, settings: MotionSettings, frame_shape: tuple[int, int], zones: Sequence[Zone] = ()
-    ) -> None:
+    def __init__(self, settings: MotionSettings, frame_shape: tuple[int, int], zones: Sequence[Zone] = ()) -> None:
         self._shape = check_frame_shape(frame_shape)
         height, width = self._shape
         self._f = max(1, width // settings.analysis_width)
@@ -203,9 +199,7 @@ class MotionDetector:
         self._mask[:] = 0
         self._cur[:] = -1.0
 
-    def process(
-        self, luma: np.ndarray, t: float, chroma: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> MotionResult:
+    def process(self, luma: np.ndarray, t: float, chroma: tuple[np.ndarray, np.ndarray] | None = None) -> MotionResult:
         """Analyse one frame.
 
         Args:

@@ -9,9 +9,7 @@ from edge_config.vision import MotionSettings, VisionProfiles
 __all__ = ["active_profile"]
 
 
-def active_profile(
-    profiles: VisionProfiles, now: time, ir_on: bool | None = None
-) -> tuple[str, MotionSettings]:
+def active_profile(profiles: VisionProfiles, now: time, ir_on: bool | None = None) -> tuple[str, MotionSettings]:
     """Return ``("day"|"night", settings)`` for local time ``now``.
 
     When the camera reports its IR state (``ir_on`` not None) and the schedule follows IR, IR on

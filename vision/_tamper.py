@@ -109,7 +109,7 @@ class TamperDetector:
             self._t0 = t
             self._n = 0
         self._learning_now = t - self._t0 < s.learn_s
-        if self._learning_now or self._n < 2:  # noqa: PLR2004
+        if self._learning_now or self._n < 2:
             self._n += 1
             a = 1.0 / self._n
             self._ref += np.float32(a) * (self._small - self._ref)

@@ -19,13 +19,15 @@ def downscale_area(luma: np.ndarray, f: int) -> np.ndarray:
     """Mean of each f x f block; the remainder rows/columns are dropped."""
     h, w = luma.shape[0] // f, luma.shape[1] // f
     blocks = luma[: h * f, : w * f].astype(np.float64).reshape(h, f, w, f)
-    return blocks.mean(axis=(1, 3)).astype(F32)
+    out: np.ndarray = blocks.mean(axis=(1, 3)).astype(F32)
+    return out
 
 
 def _blur121(x: np.ndarray) -> np.ndarray:
     p = np.pad(x, 1, mode="edge").astype(F32)
     v = p[:-2] + F32(2) * p[1:-1] + p[2:]
-    return ((v[:, :-2] + F32(2) * v[:, 1:-1] + v[:, 2:]) * F32(0.0625)).astype(F32)
+    out: np.ndarray = ((v[:, :-2] + F32(2) * v[:, 1:-1] + v[:, 2:]) * F32(0.0625)).astype(F32)
+    return out
 
 
 def _sample_chroma(plane: np.ndarray, h: int, w: int, f: int) -> np.ndarray:
@@ -52,11 +54,11 @@ def motion_step(
     x = downscale_area(luma, f)
     changed = int(np.count_nonzero(x != cur))
     new_cur = x.copy()
-    if params[K.P_BLUR] > 0.5:  # noqa: PLR2004
+    if params[K.P_BLUR] > 0.5:
         x = _blur121(x)
     cthr = F32(params[K.P_CHROMA_THR])
     use_chroma = cthr > 0
-    relearn = params[K.P_RELEARN] > 0.5  # noqa: PLR2004
+    relearn = params[K.P_RELEARN] > 0.5
     k_sigma = F32(1e30) if relearn else F32(params[K.P_THR_SIGMA])
     cthr_test = F32(1e30) if (relearn or not use_chroma) else cthr
     weak = F32(1e30) if relearn else F32(params[K.P_WEAK])
@@ -122,7 +124,8 @@ def majority_filter(mask: np.ndarray, radius: int, ignore: np.ndarray) -> np.nda
     need = 2 * ((win * win) // 2 + 1)
     padded = np.pad(mask.astype(np.int64), radius)
     sums = np.lib.stride_tricks.sliding_window_view(padded, (win, win)).sum(axis=(2, 3))
-    return ((sums >= need) & (ignore == 0)).astype(np.uint8)
+    out: np.ndarray = ((sums >= need) & (ignore == 0)).astype(np.uint8)
+    return out
 
 
 def label_components(mask: np.ndarray) -> np.ndarray:
@@ -172,21 +175,23 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
     out[K.T_MEAN] = c.mean()
     out[K.T_STD] = c.std()
     h, w = c.shape
-    if h < 3 or w < 3:  # noqa: PLR2004
+    if h < 3 or w < 3:
         return out
 
     def grad(a: np.ndarray) -> np.ndarray:
-        return np.abs(a[1:-1, 2:] - a[1:-1, 1:-1]) + np.abs(a[2:, 1:-1] - a[1:-1, 1:-1])
+        g: np.ndarray = np.abs(a[1:-1, 2:] - a[1:-1, 1:-1]) + np.abs(a[2:, 1:-1] - a[1:-1, 1:-1])
+        return g
 
     def lap(a: np.ndarray) -> np.ndarray:
-        return np.abs(4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:])
+        lp: np.ndarray = np.abs(4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:])
+        return lp
 
     gc, gr = grad(c), grad(r)
     out[K.T_EDGE] = gc.mean()
     out[K.T_DETAIL] = lap(c).mean()
     out[K.T_REF_EDGE] = gr.mean()
     out[K.T_REF_DETAIL] = lap(r).mean()
-    if gc.var() <= 1e-9 or gr.var() <= 1e-9:  # noqa: PLR2004
+    if gc.var() <= 1e-9 or gr.var() <= 1e-9:
         out[K.T_CORR] = 0.0
     else:
         out[K.T_CORR] = float(np.corrcoef(gc.ravel(), gr.ravel())[0, 1])

@@ -70,8 +70,9 @@ def shift() -> Modifier:
 
     def run(y: np.ndarray, _i: int) -> np.ndarray:
         h, w = y.shape
-        m = np.float32([[1, 0, w / 5], [0, 1, h / 6]])
-        return cv2.warpAffine(y, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        m = np.array([[1, 0, w / 5], [0, 1, h / 6]], dtype=np.float32)
+        out: np.ndarray = cv2.warpAffine(y, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        return out
 
     return run
 

@@ -43,7 +43,7 @@ def test_counts_follow_cdnet_rules(tmp_path: Path) -> None:
     c = counts["fixed"]
     rows = 23  # row 0 is outside ROI
     frames = 4  # frames 3..6
-    assert c.frames == 6  # noqa: PLR2004  # every frame is run, only the temporal ROI scored
+    assert c.frames == 6  # every frame is run, only the temporal ROI scored
     assert c.tp == 4 * rows * frames
     assert c.fn == 4 * rows * frames
     assert c.fp == (2 + 2) * rows * frames  # shadow columns 12-13 and background 14-15
@@ -67,5 +67,5 @@ def test_bench_prints_one_line_per_method_in_order(tmp_path: Path, capsys: pytes
 
 
 def test_bench_rejects_a_folder_of_another_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cdnet.main([str(tmp_path)]) == 2  # noqa: PLR2004
+    assert cdnet.main([str(tmp_path)]) == 2
     assert "not a CDnet-layout folder" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def test_unknown_keys_are_errors() -> None:
 def test_settings_are_frozen() -> None:
     s = MotionSettings()
     with pytest.raises(pydantic.ValidationError, match="frozen"):
-        s.min_threshold = 3.0  # type: ignore[misc]
+        s.min_threshold = 3.0
 
 
 @pytest.mark.parametrize(

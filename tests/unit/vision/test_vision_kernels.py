@@ -79,9 +79,7 @@ def _run_step(
     ref = naive.motion_step(luma, f, u, v, params, **{k: a.copy() for k, a in st.items()})
     raw = np.full((h, w), 9, dtype=np.uint8)
     stats = np.zeros(K.N_STATS)
-    K.motion_step(
-        luma, f, u, v, params, st["cur"], st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats
-    )
+    K.motion_step(luma, f, u, v, params, st["cur"], st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats)
     got = dict(st, raw=raw, stats=stats)
     return got, ref
 
@@ -126,9 +124,7 @@ def test_motion_step_matches_reference_on_random_frames(
     ],
 )
 @pytest.mark.parametrize("shape", [(1, 1), (3, 2), (9, 14)])
-def test_motion_step_matches_reference_on_edge_cases(
-    kind: str, over: dict[str, float], shape: tuple[int, int]
-) -> None:
+def test_motion_step_matches_reference_on_edge_cases(kind: str, over: dict[str, float], shape: tuple[int, int]) -> None:
     luma = _frame(kind, shape, 5)
     u = _frame(kind, (max(1, shape[0] // 2), max(1, shape[1] // 2)), 6)
     v = _frame(kind, u.shape, 7)
@@ -143,7 +139,7 @@ def test_motion_step_finds_shadow_and_object() -> None:
     luma = np.array([[120, 30], [30, 120]], dtype=np.uint8)
     u = np.array([[128]], dtype=np.uint8)
     v = np.array([[128]], dtype=np.uint8)
-    st = {
+    st: dict[str, np.ndarray] = {
         "cur": np.zeros((h, w), np.float32),
         "bg": np.full((h, w), 120, np.float32),
         "noise": np.ones((h, w), np.float32),
@@ -155,9 +151,9 @@ def test_motion_step_finds_shadow_and_object() -> None:
     stats = np.zeros(K.N_STATS)
     K.motion_step(luma, 1, u, v, _params(), st["cur"], st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats)
     assert raw.tolist() == [[0, 1], [2, 0]]
-    assert stats[K.S_FG] == 2  # noqa: PLR2004
-    assert stats[K.S_DARKER] == 2  # noqa: PLR2004
-    assert st["bg"][0, 1] == 120  # foreground kept out of the background  # noqa: PLR2004
+    assert stats[K.S_FG] == 2
+    assert stats[K.S_DARKER] == 2
+    assert st["bg"][0, 1] == 120  # foreground kept out of the background
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
@@ -227,7 +223,7 @@ def test_label_components_caps_output_but_counts_all() -> None:
     mask = np.zeros((5, 20), np.uint8)
     mask[::2, ::2] = 1  # 30 isolated pixels
     n, boxes = _label(mask, n_max=4)
-    assert n == 30  # noqa: PLR2004
+    assert n == 30
     npt.assert_allclose(boxes, naive.label_components(mask)[:4], atol=0)
 
 

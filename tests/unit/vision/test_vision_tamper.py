@@ -21,8 +21,11 @@ LIMIT_S = 3.0
 
 
 def _run(
-    frames: Sequence[np.ndarray], modifier: Callable[[np.ndarray, int], np.ndarray] | None,
-    *, onset: int, end: int | None = None,
+    frames: Sequence[np.ndarray],
+    modifier: Callable[[np.ndarray, int], np.ndarray] | None,
+    *,
+    onset: int,
+    end: int | None = None,
 ) -> list[tuple[float, VisionEvent]]:
     """Feed frames; frames in [onset, end) are tampered. Returns (t, event) pairs."""
     shape = frames[0].shape
@@ -41,9 +44,7 @@ def _static_frames(n: int, base: np.ndarray, seed: int = 3) -> list[np.ndarray]:
     return [scenes.noisy(base, rng) for _ in range(n)]
 
 
-def _check_raised_and_resolved(
-    events: list[tuple[float, VisionEvent]], kind: str, onset: int, end: int
-) -> None:
+def _check_raised_and_resolved(events: list[tuple[float, VisionEvent]], kind: str, onset: int, end: int) -> None:
     t_on = onset / scenes.FPS
     t_off = end / scenes.FPS
     raised = [(t, e) for t, e in events if e.active]
@@ -153,7 +154,7 @@ def test_reset_reference_relearns_a_new_view() -> None:
         events += det.process(np.ascontiguousarray(moved(y, i)) if i >= 100 else y, i / scenes.FPS)
     assert det.active_kinds == ("moved",)
     det.reset_reference()
-    assert det.active_kinds == ()
+    assert len(det.active_kinds) == 0
     assert det.learning
     for i, y in enumerate(frames):
         assert det.process(np.ascontiguousarray(moved(y, i)), 100 + i / scenes.FPS) == []
@@ -200,5 +201,5 @@ def test_highway_lights_on_raise_no_tamper(highway_luma: list[np.ndarray]) -> No
 
 @pytest.mark.data
 def test_whole_highway_video_raises_no_tamper(highway_luma: list[np.ndarray]) -> None:
-    assert len(highway_luma) == 1700  # noqa: PLR2004
+    assert len(highway_luma) == 1700
     assert _run(highway_luma, None, onset=0) == []
