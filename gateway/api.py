@@ -23,12 +23,15 @@ from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-__all__ = ["ROUTES", "ApiServer", "build_app"]
+__all__ = ["PAGE_ROUTES", "ROUTES", "ApiServer", "build_app"]
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", object)  # type: ignore[arg-type]
 BATCH_TYPE = "application/cloudevents-batch+json"
 _MAX_LIMIT = 1000
-_PUBLIC = frozenset({"/healthz"})
+# The status page's HTML, script and style hold no data (the data comes from the token-protected
+# API), so they are public: a technician opens the page first and types the token there.
+_PUBLIC = frozenset({"/healthz", "/", "/static/app.js", "/static/style.css"})
+_STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -185,6 +188,52 @@ async def devices(request: web.Request) -> web.Response:
     )
 
 
+async def site(request: web.Request) -> web.Response:
+    s = _gw(request).config.site
+    return web.json_response(
+        {
+            "box_id": s.box_id,
+            "township": s.township,
+            "village": s.village,
+            "civil_code": s.civil_code,
+            "latitude": s.latitude,
+            "longitude": s.longitude,
+        }
+    )
+
+
+async def cameras(request: web.Request) -> web.Response:
+    return web.json_response({"cameras": _gw(request).camera_list()})
+
+
+async def camera_snapshot(request: web.Request) -> web.Response:
+    jpeg = await _gw(request).camera_snapshot(request.match_info["id"])
+    if jpeg is None:
+        return _problem(404, "Not Found", f"no frame from camera {request.match_info['id']!r}")
+    return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+async def evidence(request: web.Request) -> web.Response:
+    found = await _gw(request).evidence(request.match_info["id"])
+    if found is None:
+        return _problem(404, "Not Found", f"no evidence {request.match_info['id']!r}")
+    body, media_type = found
+    return web.Response(body=body, content_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+
+
+async def page(_request: web.Request) -> web.Response:
+    html = resources.files("gateway").joinpath("static/index.html").read_text(encoding="utf-8")
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _STATIC_TYPES:
+        raise web.HTTPNotFound()
+    text = resources.files("gateway").joinpath(f"static/{name}").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type=_STATIC_TYPES[name], headers={"Cache-Control": "no-cache"})
+
+
 async def openapi(_request: web.Request) -> web.Response:
     text = resources.files("gateway").joinpath("openapi.json").read_text(encoding="utf-8")
     return web.Response(text=text, content_type="application/json")
@@ -201,13 +250,20 @@ ROUTES: list[web.RouteDef] = [
     web.post("/api/v1/incidents/{id}/ack", ack_incident),
     web.post("/api/v1/incidents/{id}/close", close_incident),
     web.get("/api/v1/devices", devices),
+    web.get("/api/v1/site", site),
+    web.get("/api/v1/cameras", cameras),
+    web.get("/api/v1/cameras/{id}/snapshot.jpg", camera_snapshot),
+    web.get("/api/v1/evidence/{id}", evidence),
 ]
+
+# The status page is not part of the API contract (and not in openapi.json).
+PAGE_ROUTES: list[web.RouteDef] = [web.get("/", page), web.get("/static/{name}", static)]
 
 
 def build_app(gw: Gateway, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
     app = web.Application(middlewares=[_auth], client_max_size=64 * 1024)
     app[GATEWAY] = gw
-    app.router.add_routes(ROUTES + (extra_routes or []))
+    app.router.add_routes(ROUTES + PAGE_ROUTES + (extra_routes or []))
     return app
 
 

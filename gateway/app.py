@@ -301,6 +301,17 @@ class Gateway:
                 self._links_offline.discard(h.name)
                 self._link_signals(h.name, False, time.time(), f"{h.name} connected again")
 
+    # -- what the status page and the platform fetch -----------------------------------------
+
+    def camera_list(self) -> list[dict[str, Any]]:
+        return []
+
+    async def camera_snapshot(self, camera_id: str) -> bytes | None:
+        return None
+
+    async def evidence(self, ref: str) -> tuple[bytes, str] | None:
+        return None
+
     def _check_links(self, now: float) -> None:
         for name, since in self._link_down_since.items():
             if name not in self._links_offline and now - since >= self.config.site.link_offline_s:

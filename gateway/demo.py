@@ -187,6 +187,7 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
             base = f"http://127.0.0.1:{api_port}"
             print(
                 f"\nDemo site running (config {site}).\n"
+                f"  page:   {base}/#token={token}\n"
                 f"  feed:   {base}/api/v1/events?after=0&wait=30\n"
                 f"  token:  {token}\n"
                 f"  try:    curl -H 'Authorization: Bearer {token}' '{base}/api/v1/events?after=0&wait=30'\n"

@@ -1,0 +1,190 @@
+"use strict";
+// The technician's page: links, live incidents (with ack/close), the event feed, and a live view
+// of each camera. Everything comes from the same token-protected API the platform uses.
+
+const $ = (sel) => document.querySelector(sel);
+let token = sessionStorage.getItem("edge-token");
+const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromHash) {
+  token = fromHash;
+  sessionStorage.setItem("edge-token", token);
+  history.replaceState(null, "", location.pathname);
+}
+
+// A token pasted into the address bar of an open page arrives as a hash change, not a load.
+window.addEventListener("hashchange", () => {
+  if (new URLSearchParams(location.hash.slice(1)).get("token")) location.reload();
+});
+
+async function api(path, options = {}) {
+  const res = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}` } });
+  if (res.status === 401) { showLogin(); throw new Error("unauthorized"); }
+  return res;
+}
+
+function showLogin() {
+  $("#login").hidden = false;
+  $("#main").hidden = true;
+  $("#ready").textContent = "token needed";
+}
+
+$("#login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  token = $("#token").value.trim();
+  sessionStorage.setItem("edge-token", token);
+  start();
+});
+
+const age = (t) => {
+  const s = Math.max(0, Date.now() / 1000 - t);
+  return s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(0)} min` : `${(s / 3600).toFixed(1)} h`;
+};
+
+function cell(row, text, cls) {
+  const td = row.insertCell();
+  td.textContent = text ?? "";
+  if (cls) td.className = cls;
+  return td;
+}
+
+async function refreshLinks() {
+  const ready = await api("/readyz");
+  const body = await ready.json();
+  $("#ready").textContent = body.ready ? "ready" : "not ready";
+  $("#ready").className = `pill ${body.ready ? "ready" : "down"}`;
+  const { links } = await (await api("/api/v1/devices")).json();
+  const tbody = $("#links tbody");
+  tbody.replaceChildren();
+  for (const l of links) {
+    const row = tbody.insertRow();
+    row.dataset.link = l.name;
+    cell(row, l.name);
+    const st = cell(row, "");
+    const pill = document.createElement("span");
+    pill.className = `pill ${l.state}`;
+    pill.textContent = l.state;
+    st.append(pill);
+    cell(row, age(l.since));
+    cell(row, String(l.restarts));
+    cell(row, l.last_error || "");
+  }
+}
+
+async function act(id, verb) {
+  const by = prompt(verb === "ack" ? "Acknowledged by (name or department):" : "Closed by (name or department):");
+  if (!by) return;
+  await api(`/api/v1/incidents/${id}/${verb}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ by }) });
+  refreshIncidents();
+}
+
+async function refreshIncidents() {
+  const { incidents } = await (await api("/api/v1/incidents")).json();
+  const tbody = $("#incidents tbody");
+  tbody.replaceChildren();
+  $("#no-incidents").hidden = incidents.length > 0;
+  for (const i of incidents.slice().reverse()) {
+    const row = tbody.insertRow();
+    row.dataset.incident = i.incident_id;
+    cell(row, i.severity, i.severity);
+    cell(row, i.category);
+    cell(row, [i.place.device, i.place.zone].filter(Boolean).join(" / "));
+    const what = cell(row, i.summary);
+    if (i.evidence) {
+      const a = document.createElement("a");
+      a.textContent = " evidence";
+      a.href = "#";
+      a.onclick = async (ev) => {
+        ev.preventDefault();
+        const blob = await (await api(i.evidence.url)).blob();
+        window.open(URL.createObjectURL(blob));
+      };
+      what.append(a);
+    }
+    cell(row, new Date(i.started_at).toLocaleString());
+    cell(row, i.status);
+    const actions = cell(row, "");
+    for (const verb of ["ack", "close"]) {
+      if (verb === "ack" && i.status !== "open") continue;
+      if (i.status === "closed") continue;
+      const b = document.createElement("button");
+      b.textContent = verb;
+      b.onclick = () => act(i.incident_id, verb);
+      actions.append(b);
+    }
+  }
+}
+
+async function followFeed() {
+  let after = 0;
+  const head = await api("/api/v1/events?after=0&limit=1");
+  const committed = Number(head.headers.get("X-Committed-Seq") || 0);
+  after = Math.max(0, committed - 50);
+  for (;;) {
+    try {
+      const res = await api(`/api/v1/events?after=${after}&limit=100&wait=25`);
+      const batch = await res.json();
+      after = Number(res.headers.get("X-Next-After"));
+      for (const e of batch) {
+        const li = document.createElement("li");
+        li.textContent = `#${Number(e.sequence)} ${e.time} ${e.type.split(".").pop()} ${e.data.category} ${e.data.place.device}: ${e.data.summary}`;
+        $("#feed").prepend(li);
+      }
+      while ($("#feed").children.length > 100) $("#feed").lastChild.remove();
+      if (batch.length) refreshIncidents();
+    } catch (err) {
+      if (err.message === "unauthorized") return;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+async function liveView() {
+  const res = await api("/api/v1/cameras");
+  if (!res.ok) return;
+  const { cameras } = await res.json();
+  if (!cameras.length) return;
+  $("#cameras-section").hidden = false;
+  const box = $("#cameras");
+  for (const cam of cameras) {
+    const fig = document.createElement("figure");
+    fig.className = "cam";
+    const img = document.createElement("img");
+    img.alt = cam.id;
+    const cap = document.createElement("figcaption");
+    cap.textContent = `${cam.name || cam.id} (${cam.state})`;
+    fig.append(img, cap);
+    box.append(fig);
+    // Snapshots of the decoded stream, one a second: cheap on the box and the LAN.
+    (async function loop() {
+      for (;;) {
+        try {
+          const r = await api(`/api/v1/cameras/${cam.id}/snapshot.jpg`);
+          if (r.ok) {
+            const url = URL.createObjectURL(await r.blob());
+            img.onload = () => URL.revokeObjectURL(url);
+            img.src = url;
+          }
+        } catch (err) { if (err.message === "unauthorized") return; }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+  }
+}
+
+async function start() {
+  if (!token) { showLogin(); return; }
+  try {
+    const info = await (await api("/api/v1/site")).json();
+    $("#box").textContent = `${info.box_id} · ${info.township} / ${info.village}`;
+    document.title = `${info.box_id} · edge gateway`;
+  } catch (err) { return; }
+  $("#login").hidden = true;
+  $("#main").hidden = false;
+  await refreshLinks();
+  await refreshIncidents();
+  setInterval(refreshLinks, 3000);
+  followFeed();
+  liveView();
+}
+
+start();

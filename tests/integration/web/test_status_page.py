@@ -1,0 +1,49 @@
+"""The technician's status page in a real browser (Debian's Chromium, headless)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.conftest import Mosquitto
+from tests.integration.gateway.conftest import TOKEN, api, connected, feed, publisher, running, write_site
+from tests.integration.web.browser import browser
+
+
+async def test_page_shows_links_incidents_and_feed_and_acknowledges(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    site, port = write_site(tmp_path, mosquitto.port)
+    async with running(site) as gw, publisher(mosquitto.port) as pub, browser(tmp_path / "profile") as page:
+        await connected(gw)
+        pub.publish("t/river/000/level", json.dumps({"v": 4.2, "ts": time.time()}), qos=1)
+        _, events = await feed(port, wait=5)
+        incident_id = events[0]["data"]["incident_id"]
+
+        # Without a token the page asks for one and shows nothing.
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.wait_for("!document.querySelector('#login').hidden")
+        assert await page.js("document.querySelector('#main').hidden")
+
+        await page.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
+        await page.wait_for("document.querySelectorAll('#incidents tbody tr').length === 1")
+        await page.wait_for("document.querySelectorAll('#feed li').length >= 1")
+        assert await page.js("document.querySelector('#box').textContent") == "box-1 · Panlian / Xinhe"
+        link_state = await page.js("document.querySelector('[data-link=\"mqtt:village\"] .pill').textContent")
+        assert link_state == "connected"
+        row = await page.js(f"document.querySelector('[data-incident=\"{incident_id}\"]').innerText")
+        assert "threshold-breach" in row and "level 4.2 m above 3.5" in row and "open" in row
+        assert "opened threshold-breach river-000" in await page.js("document.querySelector('#feed li').textContent")
+        # The token never stays in the address bar.
+        assert "token" not in await page.js("location.href")
+        await page.screenshot(tmp_path / "page.png")
+
+        # Acknowledge from the page (the prompt answered as a technician would).
+        await page.js("window.prompt = () => 'tech-wang'")
+        await page.js(f"document.querySelector('[data-incident=\"{incident_id}\"] button').click()")
+        await page.wait_for(
+            f"document.querySelector('[data-incident=\"{incident_id}\"]').innerText.includes('acknowledged')"
+        )
+        _, body = await api(port, "GET", f"/api/v1/incidents/{incident_id}")
+    assert body["status"] == "acknowledged"
+    assert body["feedback"]["acknowledged"]["by"] == "tech-wang"
+    assert (tmp_path / "page.png").stat().st_size > 10_000
