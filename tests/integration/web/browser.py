@@ -58,7 +58,7 @@ class Page:
 
     async def screenshot(self, path: Path) -> None:
         res = await self.call("Page.captureScreenshot", format="png")
-        path.write_bytes(base64.b64decode(res["data"]))
+        await asyncio.to_thread(path.write_bytes, base64.b64decode(res["data"]))
 
 
 @asynccontextmanager
