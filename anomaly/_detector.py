@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from anomaly import _kernels
-from edge_config.anomaly import AnomalySettings, EnsembleSettings, WindowedGaussianSettings
+from edge_config.anomaly import AnomalySettings, EnsembleSettings
 
 __all__ = ["PointDetector", "make_detector"]
 
@@ -22,9 +22,16 @@ _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
 
 
 def _fingerprint(settings: AnomalySettings) -> bytes:
-    """Hash of the settings that shape the state; a blob only restores under equal settings."""
-    chosen = settings.ensemble if settings.detector == "ensemble" else settings.windowed_gaussian
-    text = f"{settings.detector}:{chosen.model_dump_json()}"
+    """Hash of the settings that shape the state arrays.
+
+    Only these must match for a saved state to be restored: rates, levels and suppression may be
+    retuned in the config without losing what the detector has learned.
+    """
+    if settings.detector == "ensemble":
+        cfg = settings.ensemble
+        text = f"ensemble:context_bits={cfg.context_bits}:day_bins={cfg.day_bins}"
+    else:
+        text = f"windowed_gaussian:window={settings.windowed_gaussian.window}"
     return hashlib.sha256(text.encode()).digest()
 
 
@@ -148,8 +155,11 @@ class PointDetector:
     def restore(cls, settings: AnomalySettings, blob: bytes) -> PointDetector:
         """Rebuild a detector saved by ``state()``; the settings must be the ones it was made with.
 
-        Raises ValueError when the blob is not a detector state or was made with other settings
-        (then start afresh with ``make_detector(settings)``: it relearns during its warm-up).
+        Settings that do not shape the state (rates, alarm levels, suppression) may differ from the
+        ones the state was saved with; the new ones apply from the next reading. Raises
+        ValueError when the blob is not a detector state, or was made by another detector kind or
+        with another table size, day binning or window (then start afresh with
+        ``make_detector(settings)``: it relearns during its warm-up).
         """
         det = cls(settings)
         if len(blob) < _HEADER.size:
@@ -159,8 +169,9 @@ class PointDetector:
             raise ValueError(f"not a detector state (magic {magic!r}, version {version})")
         if kind != _KINDS[det._kind] or fingerprint != det._fingerprint:
             raise ValueError(
-                "detector state was saved with other anomaly settings; "
-                "discard it and start afresh with make_detector(settings)"
+                "detector state was saved with another detector or state layout (detector, "
+                "context_bits, day_bins or window changed); discard it and start afresh with "
+                "make_detector(settings)"
             )
         expected = _HEADER.size + 8 * (n_state + n_aux + n_day)
         sizes = (det._state.size, det._aux.size, det._day.size)
@@ -176,7 +187,3 @@ class PointDetector:
 def make_detector(settings: AnomalySettings | None = None) -> PointDetector:
     """Make a fresh detector for one point (default settings: the benchmarked ensemble)."""
     return PointDetector(settings if settings is not None else AnomalySettings())
-
-
-# Re-exported here for callers that build settings next to the detector.
-_ = (EnsembleSettings, WindowedGaussianSettings)

@@ -180,12 +180,30 @@ def test_state_round_trip_continues_identically(kind: Kind) -> None:
     npt.assert_array_equal(np.concatenate([head, tail]), whole)
 
 
-def test_restore_refuses_other_settings_and_garbage() -> None:
+def test_restore_accepts_retuned_levels_and_continues_with_them() -> None:
+    values = CASES["random_walk_spikes"]
+    times = _times(len(values))
+    first = make_detector()
+    first.score_batch(values[:2000], times[:2000])
+    retuned = AnomalySettings(ensemble=EnsembleSettings(alarm_z=2.0, suppress=3))
+    restored = PointDetector.restore(retuned, first.state())
+    reference = PointDetector.restore(AnomalySettings(), first.state())
+    tail_retuned = restored.score_batch(values[2000:], times[2000:])
+    tail_default = reference.score_batch(values[2000:], times[2000:])
+    # Same learned state, different suppression: the outputs differ only where suppression acts.
+    assert not np.array_equal(tail_retuned, tail_default)
+    both = (tail_retuned > 0) & (tail_default > 0)
+    npt.assert_allclose(tail_retuned[both], tail_default[both])
+
+
+def test_restore_refuses_other_layouts_and_garbage() -> None:
     blob = make_detector().state()
-    other = AnomalySettings(ensemble=EnsembleSettings(suppress=21))
-    with pytest.raises(ValueError, match="other anomaly settings"):
+    other = AnomalySettings(ensemble=EnsembleSettings(context_bits=10))
+    with pytest.raises(ValueError, match="another detector or state layout"):
         PointDetector.restore(other, blob)
-    with pytest.raises(ValueError, match="other anomaly settings"):
+    with pytest.raises(ValueError, match="another detector or state layout"):
+        PointDetector.restore(AnomalySettings(ensemble=EnsembleSettings(day_bins=48)), blob)
+    with pytest.raises(ValueError, match="another detector or state layout"):
         PointDetector.restore(AnomalySettings(detector="windowed_gaussian"), blob)
     with pytest.raises(ValueError, match="not a detector state"):
         PointDetector.restore(AnomalySettings(), b"nope")
