@@ -281,3 +281,23 @@ def test_motion_frame_is_step_then_cleanup_then_labels() -> None:
         (np.zeros(w + 2, np.uint8), runs, parent), boxes, stats,
     ) == -1  # fmt: skip
     assert not mask.any()
+
+
+def test_every_kernel_is_cached_nogil_with_the_one_fastmath_setting() -> None:
+    import inspect
+    import re
+    from pathlib import Path
+
+    from numba.core.registry import CPUDispatcher
+
+    kernels = [obj for obj in vars(K).values() if isinstance(obj, CPUDispatcher)]
+    assert len(kernels) >= 8
+    for kernel in kernels:
+        name = kernel.py_func.__name__
+        opts = kernel.targetoptions
+        assert opts["nogil"] is True, name
+        assert opts["fastmath"] == K.FASTMATH, name
+        assert type(getattr(kernel, "_cache", None)).__name__ == "FunctionCache", name  # cache=True
+    source = Path(inspect.getfile(K)).read_text()
+    assert set(re.findall(r"fastmath=(\w+)", source)) == {"FASTMATH"}
+    assert source.count("FASTMATH = ") == 1
