@@ -216,15 +216,18 @@ class Camera:
             raise DriverProtocolError(
                 f"profile {self.analysis_profile.token!r} has no stream URI", device_id=cfg.id, code="no-stream"
             )
+        # A local file (the demo without an RTSP server) is replayed in real time, looped.
+        replay = "://" not in uri or uri.startswith("file:")
         self.ingest = RtspIngest(
             cfg.id,
-            with_credentials(uri, cfg.username, self._password),
+            uri if replay else with_credentials(uri, cfg.username, self._password),
             display_url=redact_url(uri),
             keyframes_only=st.mode is StreamMode.KEYFRAMES,
             analysis_fps=st.analysis_fps,
             open_timeout_s=st.open_timeout_s,
             stall_timeout_s=st.stall_timeout_s,
             reconnect_max_s=st.reconnect_max_s,
+            replay=replay,
         )
         await self.ingest.run(self._on_frame)
 

@@ -13,7 +13,9 @@ right there (numba kernels release the GIL); it must not touch asyncio objects e
 
 No frame for ``stall_timeout_s`` is a stall: the stream is closed and reopened with capped,
 jittered exponential backoff, for ever, until cancelled. Corrupt packets and undecodable data are
-counted, never fatal. Credentials may be in ``url``; only ``display_url`` ever appears in logs.
+counted, never fatal. With ``replay=True`` the URL may be a local file: it is read at its own frame
+rate and looped, through the same decode path (for the demo without an RTSP server, and the
+benchmark). Credentials may be in ``url``; only ``display_url`` ever appears in logs.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class RtspIngest:
         stall_timeout_s: float = 5.0,
         reconnect_max_s: float = 30.0,
         decoder_threads: int = 1,
+        replay: bool = False,
     ) -> None:
         self.camera_id = camera_id
         self._url = url
@@ -114,6 +117,7 @@ class RtspIngest:
         self.stall_timeout_s = stall_timeout_s
         self.reconnect_max_s = reconnect_max_s
         self.decoder_threads = decoder_threads
+        self.replay = replay
         self.stats = IngestStats()
         self.connected = False
 
@@ -197,43 +201,60 @@ class RtspIngest:
             period = 1.0 / self.analysis_fps if self.analysis_fps > 0 else 0.0
             next_due = 0.0
             last_frame = time.monotonic()
-            for packet in container.demux(stream):
-                if stop.is_set():
-                    return "stopped"
-                now = time.monotonic()
-                if now - last_frame > self.stall_timeout_s:
-                    self.stats.stalls += 1
-                    return f"stall: no frame for {self.stall_timeout_s:g} s"
-                if packet.size == 0:
-                    continue
-                self.stats.packets += 1
-                if packet.is_corrupt:
-                    self.stats.corrupt_packets += 1
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    self.stats.corrupt_packets += 1
-                    continue
-                except av.error.FFmpegError as exc:
-                    if getattr(exc, "errno", None) in (11,):  # EAGAIN
-                        continue
-                    self.stats.corrupt_packets += 1
-                    continue
-                for frame in frames:
+            tb = float(stream.time_base) if stream.time_base is not None else 0.0
+            clock_base: float | None = None  # replay: monotonic time of pts 0
+            offset = 0.0  # replay: seconds added per loop so pts keep increasing
+            last_ts = 0.0
+            while True:
+                for packet in container.demux(stream):
+                    if stop.is_set():
+                        return "stopped"
                     now = time.monotonic()
-                    last_frame = now
-                    self.stats.frames_decoded += 1
-                    self.stats.last_frame_monotonic = now
-                    if frame.key_frame:
-                        self.stats.keyframes += 1
-                    if not self.keyframes_only and now < next_due:
+                    if now - last_frame > self.stall_timeout_s:
+                        self.stats.stalls += 1
+                        return f"stall: no frame for {self.stall_timeout_s:g} s"
+                    if packet.size == 0:
                         continue
-                    next_due = max(next_due + period, now - period) if period else 0.0
-                    luma = luma_view(frame)
-                    self.stats.height, self.stats.width = luma.shape
-                    self.stats.frames_delivered += 1
-                    sink(LumaFrame(self.camera_id, time.time(), luma, bool(frame.key_frame)))
-            return "end of stream"
+                    if self.replay and packet.pts is not None and tb:
+                        last_ts = packet.pts * tb + offset
+                        if clock_base is None:
+                            clock_base = now - last_ts
+                        if stop.wait(max(0.0, clock_base + last_ts - now)):
+                            return "stopped"
+                    self.stats.packets += 1
+                    if packet.is_corrupt:
+                        self.stats.corrupt_packets += 1
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError:
+                        self.stats.corrupt_packets += 1
+                        continue
+                    except av.error.FFmpegError as exc:
+                        if getattr(exc, "errno", None) in (11,):  # EAGAIN
+                            continue
+                        self.stats.corrupt_packets += 1
+                        continue
+                    for frame in frames:
+                        now = time.monotonic()
+                        last_frame = now
+                        self.stats.frames_decoded += 1
+                        self.stats.last_frame_monotonic = now
+                        if frame.key_frame:
+                            self.stats.keyframes += 1
+                        if not self.keyframes_only and now < next_due:
+                            continue
+                        next_due = max(next_due + period, now - period) if period else 0.0
+                        luma = luma_view(frame)
+                        self.stats.height, self.stats.width = luma.shape
+                        self.stats.frames_delivered += 1
+                        sink(LumaFrame(self.camera_id, time.time(), luma, bool(frame.key_frame)))
+                if not self.replay:
+                    return "end of stream"
+                # Replay: start the file again, timestamps continuing one frame after the last.
+                frame_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
+                offset = last_ts + frame_s
+                container.seek(0, stream=stream)
+                ctx.flush_buffers()
         except av.error.FFmpegError as exc:
             if stop.is_set():
                 return "stopped"

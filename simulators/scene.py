@@ -45,7 +45,9 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     img[150:190, 70:110] = (40, 45, 60)  # its window
     img[140:330, 440:460] = (80, 70, 60)  # a gate post
     img[140:330, 600:620] = (80, 70, 60)
-    img += rng.normal(0, 2.0, img.shape).astype(np.float32)
+    # Foliage-like fixed texture: the detail a real scene has and an encoder must spend bits on.
+    texture = rng.normal(0, 14.0, (HEIGHT // 2, WIDTH // 2, 1)).astype(np.float32)
+    img += np.repeat(np.repeat(texture, 2, axis=0), 2, axis=1)
     return img
 
 
@@ -71,12 +73,15 @@ def scene_frames(
             img[top + 95 : top + 150, max(cx + 3 - stride, 0) : max(cx + 14 - stride, 0)] = (35, 35, 35)
         if t >= timeline.lights_on:
             img = img * 1.7 + 35
-        img += rng.normal(0, 1.5, img.shape).astype(np.float32)  # sensor grain
+        img += rng.normal(0, 3.0, img.shape).astype(np.float32)  # sensor grain
         yield t, np.clip(img, 0, 255).astype(np.uint8)
 
 
-def encode_scene(out: Path, timeline: SceneTimeline = SceneTimeline(), crf: int = 26) -> Path:
-    """Encode the scene to ``out`` (.mp4 or .mkv) as H.264; returns ``out``."""
+def encode_scene(out: Path, timeline: SceneTimeline = SceneTimeline(), bitrate_kbps: int = 768) -> Path:
+    """Encode the scene to ``out`` (.mp4 or .mkv) as H.264 at about ``bitrate_kbps``.
+
+    768 kbit/s is typical of a camera's 640x360 sub stream; returns ``out``.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".part")
     fmt = "mp4" if out.suffix == ".mp4" else "matroska"
@@ -86,8 +91,10 @@ def encode_scene(out: Path, timeline: SceneTimeline = SceneTimeline(), crf: int 
         stream.codec_context.gop_size = GOP
         stream.codec_context.max_b_frames = 0
         stream.codec_context.time_base = Fraction(1, FPS)
+        stream.bit_rate = bitrate_kbps * 1000
         stream.options = {
-            "crf": str(crf),
+            "maxrate": f"{bitrate_kbps}k",
+            "bufsize": f"{2 * bitrate_kbps}k",
             "preset": "veryfast",
             "keyint_min": str(GOP),
             "sc_threshold": "0",

@@ -1,0 +1,43 @@
+"""The demo site's simulated camera, without GStreamer: the clip replayed through the same PyAV path."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+from drivers.camera import Camera
+from drivers.discovery import discover
+from drivers.rtsp import LumaFrame
+from edge_config.camera import CameraDevice
+from gateway.signals import Signal
+from simulators.demo_camera import demo_camera
+
+
+async def test_demo_camera_replays_the_scene_and_is_discoverable(tmp_path: Path, scene_clip: Path) -> None:
+    shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")  # skip encoding the full demo scene
+    frames: list[LumaFrame] = []
+    signals: list[Signal] = []
+    async with demo_camera(tmp_path, use_gstreamer=False) as demo:
+        assert demo.rtsp_port is None
+        found = await discover(1.0, target=("127.0.0.1", demo.sim.discovery_port or 0))
+        assert [(c.host, c.port) for c in found] == [("127.0.0.1", demo.sim.port)]
+
+        config = CameraDevice.model_validate(demo.device)
+        camera = Camera.from_config(config, tmp_path, frame_sink=frames.append)
+        connected = asyncio.Event()
+        task = asyncio.create_task(camera.run(signals.append, connected.set))
+        try:
+            await asyncio.wait_for(connected.wait(), 15)
+            deadline = time.monotonic() + 10
+            while len(frames) < 8 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert len(frames) >= 8
+    assert frames[0].luma.shape == (360, 640)
+    assert camera.ingest is not None
+    assert camera.ingest.replay
+    assert not [s for s in signals if s.active]
