@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -255,3 +257,26 @@ def test_settings_are_strict_bounded_and_frozen() -> None:
     for model in (EnsembleSettings, WindowedGaussianSettings, AnomalySettings):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="kernels are plain Python with the JIT off")
+def test_kernels_are_njit_cached_nogil_with_the_single_fastmath_constant() -> None:
+    from numba.core.registry import CPUDispatcher
+
+    from anomaly import _kernels
+
+    functions = {
+        name: obj
+        for name, obj in vars(_kernels).items()
+        if callable(obj) and getattr(obj, "__module__", None) == _kernels.__name__
+    }
+    assert len(functions) >= 5
+    for name, fn in functions.items():
+        assert isinstance(fn, CPUDispatcher), f"{name} is not an njit kernel"
+        assert fn.targetoptions["nogil"] is True, name
+        assert fn.targetoptions["fastmath"] == _kernels.FASTMATH, name
+        cache = getattr(fn, "_cache", None)
+        assert type(cache).__name__ == "FunctionCache", f"{name} lacks cache=True"
+    source = Path(_kernels.__file__).read_text(encoding="utf-8")
+    assert set(re.findall(r"fastmath=(\w+)", source)) == {"FASTMATH"}
+    assert len(re.findall(r"^FASTMATH\b.*=", source, re.M)) == 1
