@@ -90,7 +90,7 @@ def format_line(detector: str, results: dict[str, ProfileResult], points_per_s: 
         f"{detector} standard: {results['standard'].normalised:.2f}  "
         f"reward_low_FP: {results['reward_low_FP_rate'].normalised:.2f}  "
         f"reward_low_FN: {results['reward_low_FN_rate'].normalised:.2f}  "
-        f"points/s: {points_per_s:,.0f}"
+        f"points/s: {points_per_s:.0f}"
     )
 
 
