@@ -12,7 +12,7 @@ from edge_config.camera import CameraDevice
 from edge_config.mqtt import MqttBroker, MqttDevice
 from edge_config.opcua import OpcUaDevice
 from edge_config.rules import Rule
-from edge_config.site import ApiSettings, OutboxSettings, SiteSettings
+from edge_config.site import ApiSettings, EvidenceSettings, OutboxSettings, SiteSettings
 from edge_config.upstream import UpstreamSettings
 
 __all__ = ["Device", "GatewayConfig"]
@@ -32,6 +32,7 @@ class GatewayConfig(Section):
     )
     api: ApiSettings = Field(description="Local HTTP API.")
     outbox: OutboxSettings = Field(default_factory=OutboxSettings, description="Durable outbox.")
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings, description="Evidence files.")
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings, description="Push channels.")
     brokers: list[MqttBroker] = Field(default_factory=list, max_length=64, description="MQTT brokers.")
     devices: list[Device] = Field(default_factory=list, max_length=10_000, description="Devices.")

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from edge_config._base import Identifier, SecretRef, Section
 
-__all__ = ["ApiSettings", "Location", "OutboxSettings", "SiteSettings"]
+__all__ = ["ApiSettings", "EvidenceSettings", "Location", "OutboxSettings", "SiteSettings"]
 
 
 class Location(Section):
@@ -73,4 +73,12 @@ class OutboxSettings(Section):
         ge=0,
         le=1000,
         description="Longest time an event waits to be grouped with others into one durable commit.",
+    )
+
+
+class EvidenceSettings(Section):
+    """Evidence files (camera snapshots, sensor windows) in the state directory."""
+
+    budget_mb: float = Field(
+        default=512.0, ge=1, le=1_000_000, description="Byte budget for evidence files in MiB; the oldest go first."
     )

@@ -25,11 +25,13 @@ from edge_config.opcua import OpcUaDevice
 from edge_config.rules import Rule
 from gateway.envelope import incident_event
 from gateway.errors import ConfigError
+from gateway.evidence import EvidenceStore
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
-from gateway.rules import RuleEngine
-from gateway.signals import Category, Severity, Signal
+from gateway.rules import AnomalyWindow, RuleEngine
+from gateway.sensor_evidence import window_json, window_png
+from gateway.signals import Category, Evidence, Severity, Signal
 from gateway.supervisor import Backoff, Supervisor, SupervisorHealth
 from gateway.upstream import MqttPusher, WebhookPusher
 from systemd.notify import Notifier
@@ -88,7 +90,16 @@ class Gateway:
             department_for_device=departments.get,
         )
         self._places = {d.id: self._place(d.id) for d in cfg.devices}
-        self.rules = RuleEngine(cfg.rules, [d.id for d in cfg.devices], self.signal, time.time())
+        self.evidence_store = EvidenceStore(self.state_dir / "evidence", int(cfg.evidence.budget_mb * 1024 * 1024))
+        self.rules = RuleEngine(
+            cfg.rules,
+            [d.id for d in cfg.devices],
+            self.signal,
+            time.time(),
+            on_evidence=self._anomaly_evidence,
+            saved_state=self.outbox.get_kv,
+        )
+        self._background: set[asyncio.Task[None]] = set()
         self.supervisors: list[Supervisor] = []
         # Which devices each link carries, and since when each down link has been down.
         self._link_devices: dict[str, list[str]] = {}
@@ -310,7 +321,41 @@ class Gateway:
         return None
 
     async def evidence(self, ref: str) -> tuple[bytes, str] | None:
-        return None
+        return await asyncio.to_thread(self.evidence_store.get, ref)
+
+    def attach_evidence(self, key: tuple[str, str, str], evidence: Evidence) -> None:
+        """Link evidence made after an incident opened; published as an update at once."""
+        change = self.incidents.attach_evidence(key, evidence)
+        if change is not None:
+            self._commit(change)
+
+    def spawn(self, coro: Any, name: str) -> None:
+        """A short background job with a strong reference, logged if it fails."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed: %s", t.get_name(), t.exception())
+
+        task.add_done_callback(done)
+
+    def _anomaly_evidence(self, window: AnomalyWindow) -> None:
+        async def store() -> None:
+            def write() -> Evidence:
+                plot = self.evidence_store.put(window_png(window), "image/png", "plot of the readings around the onset")
+                data = self.evidence_store.put(window_json(window), "application/json", f"plot: {plot.ref}")
+                return data
+
+            evidence = await asyncio.to_thread(write)
+            self.attach_evidence((window.device, window.point, window.rule), evidence)
+
+        self.spawn(store(), f"gw[{window.device}].anomaly-evidence")
+
+    def _save_detector_state(self) -> None:
+        for key, blob in self.rules.anomaly_states().items():
+            self.outbox.set_kv(key, blob)
 
     def _check_links(self, now: float) -> None:
         for name, since in self._link_down_since.items():
@@ -396,6 +441,7 @@ class Gateway:
                 )
             if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                 last_prune = time.monotonic()
+                self._save_detector_state()
                 await asyncio.to_thread(self.outbox.prune_delivered)
             # The watchdog ping comes from this loop on purpose: if the event loop or this tick
             # wedges, systemd stops hearing from us and restarts the service.
@@ -430,6 +476,7 @@ class Gateway:
                     t.cancel()
                 await asyncio.gather(*sup_tasks, return_exceptions=True)
                 await api.stop()
+                self._save_detector_state()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(_STOP_FLUSH_S):
                         await self.outbox.flush()

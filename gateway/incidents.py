@@ -262,6 +262,18 @@ class IncidentManager:
             inc.evidence = sig.evidence
         inc.details.update(sig.details)
 
+    def attach_evidence(self, key: tuple[str, str, str], evidence: Evidence) -> Change | None:
+        """Link evidence that was produced after the incident opened (a snapshot, a sensor window).
+
+        Published at once as an update: evidence is news the platform is waiting for. It never
+        reopens anything; an incident that is gone or closed by then just does not get it.
+        """
+        inc = self._by_key.get(key)
+        if inc is None or inc.status is IncidentStatus.CLOSED:
+            return None
+        inc.evidence = evidence
+        return self._emit(inc, EventKind.UPDATED, inc.updated_at)
+
     def acknowledge(self, incident_id: str, fb: Feedback) -> Change:
         inc = self.get(incident_id)
         inc.acknowledged = fb

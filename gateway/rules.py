@@ -1,7 +1,8 @@
 """Rules over readings: threshold (with hysteresis and minimum duration), rate of change, stuck
-value, and silence. Each rule instance keeps a few numbers of state per (device, point) and emits a
-:class:`Signal` on every reading while its condition holds and once when it ends; the incident
-manager turns those into one incident with rate-limited updates.
+value, silence, and streaming anomaly scores. Each rule instance keeps a little state per
+(device, point) and emits a :class:`Signal` when its condition starts, at most once a second
+while it holds, and once when it ends; the incident manager turns those into one incident with
+rate-limited updates.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import fnmatch
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
+from anomaly import PointDetector, make_detector
 from drivers.base import Reading
-from edge_config.rules import RateRule, Rule, SilenceRule, StuckRule, ThresholdRule
+from edge_config.rules import AnomalyRule, RateRule, Rule, SilenceRule, StuckRule, ThresholdRule
 from gateway.signals import Category, Severity, Signal
 
-__all__ = ["RuleEngine"]
+__all__ = ["AnomalyWindow", "RuleEngine"]
 
 SignalSink = Callable[[Signal], None]
 
@@ -66,6 +69,14 @@ class _Eval:
 
     def reading(self, r: Reading) -> Signal | None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def carry_from(self, prev: _Eval) -> None:
+        """Take over a previous instance's measurements when a reload changed the rule's settings,
+        so the new definition judges them instead of starting blind."""
+        if type(prev) is type(self):
+            for name in type(self).__slots__:
+                setattr(self, name, getattr(prev, name))
+        self.active = prev.active
 
 
 class _Threshold(_Eval):
@@ -179,7 +190,100 @@ class _Silence(_Eval):
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class AnomalyWindow:
+    """The readings around an anomaly's onset, handed out once enough came after it."""
+
+    device: str
+    point: str
+    rule: str
+    detector: str
+    threshold: float
+    onset: float
+    readings: tuple[tuple[float, float, float], ...]  # (time, value, score)
+
+
+class _Anomaly(_Eval):
+    __slots__ = ("detector", "onset", "post_left", "quiet_since", "window")
+    rule: AnomalyRule
+
+    def __init__(self, rule: AnomalyRule, device: str, point: str | None, state: bytes | None = None) -> None:
+        super().__init__(rule, device, point)
+        self.detector = _detector(rule, state)
+        self.window: deque[tuple[float, float, float]] = deque(maxlen=rule.evidence_readings)
+        self.quiet_since: float | None = None
+        self.onset = 0.0
+        self.post_left = 0
+
+    def reading(self, r: Reading) -> Signal | None:
+        rule = self.rule
+        score = self.detector.update(r.value, r.time)
+        self.window.append((r.time, r.value, score))
+        if self.post_left > 0:
+            self.post_left -= 1
+        if score >= rule.threshold:
+            self.quiet_since = None
+            if not self.active:
+                self.onset = r.time
+                self.post_left = max(1, rule.evidence_readings // 4)
+            elif self.repeats_too_soon(True, r.time):
+                return None
+            summary = f"{self.point} {r.value:g}{' ' + r.unit if r.unit else ''} anomalous (score {score:.2f})"
+            return self.signal(
+                True, r.time, Category.SENSOR_ANOMALY, summary, value=r.value, score=score, threshold=rule.threshold
+            )
+        if self.active:
+            if self.quiet_since is None:
+                self.quiet_since = r.time
+            if r.time - self.quiet_since >= rule.resolve_after_s:
+                return self.signal(
+                    False,
+                    r.time,
+                    Category.SENSOR_ANOMALY,
+                    f"{self.point} back to normal",
+                    value=r.value,
+                    score=score,
+                    threshold=rule.threshold,
+                )
+        return None
+
+    def evidence_due(self) -> AnomalyWindow | None:
+        """The onset's window once a quarter of it lies after the onset (then never again)."""
+        if self.post_left != 1:
+            return None
+        self.post_left = 0
+        return AnomalyWindow(
+            self.device,
+            self.point or "",
+            self.rule.id,
+            self.rule.detector.detector,
+            self.rule.threshold,
+            self.onset,
+            tuple(self.window),
+        )
+
+    def carry_from(self, prev: _Eval) -> None:
+        super().carry_from(prev)
+        if isinstance(prev, _Anomaly) and prev.rule.detector != self.rule.detector:
+            # Other detector settings shape other state: start that detector afresh.
+            self.detector = _detector(self.rule, None)
+            self.window = deque(prev.window, maxlen=self.rule.evidence_readings)
+
+
+def _detector(rule: AnomalyRule, state: bytes | None) -> PointDetector:
+    if state is not None:
+        try:
+            return PointDetector.restore(rule.detector, state)
+        except ValueError:
+            pass  # saved with other settings: relearn rather than refuse to start
+    return make_detector(rule.detector)
+
+
 _POINT_RULES: dict[type, type[_Eval]] = {ThresholdRule: _Threshold, RateRule: _Rate, StuckRule: _Stuck}
+
+
+def anomaly_key(rule_id: str, device: str, point: str) -> str:
+    return f"anomaly/{rule_id}/{device}/{point}"
 
 
 class RuleEngine:
@@ -189,8 +293,19 @@ class RuleEngine:
     back-filled burst is judged on the device's timeline.
     """
 
-    def __init__(self, rules: Sequence[Rule], devices: Iterable[str], emit: SignalSink, now: float) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        devices: Iterable[str],
+        emit: SignalSink,
+        now: float,
+        *,
+        on_evidence: Callable[[AnomalyWindow], None] | None = None,
+        saved_state: Callable[[str], bytes | None] = lambda _key: None,
+    ) -> None:
         self._emit = emit
+        self._on_evidence = on_evidence
+        self._saved_state = saved_state
         self._devices = list(devices)
         self._rules: list[Rule] = []
         self._point_evals: dict[tuple[str, str], list[_Eval]] = {}
@@ -240,24 +355,23 @@ class RuleEngine:
     def _evals_for(self, device: str, point: str) -> list[_Eval]:
         evals: list[_Eval] = []
         for rule in self._rules:
-            cls = _POINT_RULES.get(type(rule))
-            if cls is None or getattr(rule, "point", None) != point:
+            if getattr(rule, "point", None) != point or isinstance(rule, SilenceRule):
                 continue
             if not any(fnmatch.fnmatchcase(device, p) for p in rule.devices):
                 continue
-            ev = cls(rule, device, point)
             prev = self._old_point_state.get((rule.id, device, point))
+            if prev is not None and prev.rule == rule:
+                evals.append(prev)
+                continue
+            ev: _Eval
+            if isinstance(rule, AnomalyRule):
+                ev = _Anomaly(
+                    rule, device, point, None if prev else self._saved_state(anomaly_key(rule.id, device, point))
+                )
+            else:
+                ev = _POINT_RULES[type(rule)](rule, device, point)
             if prev is not None:
-                if prev.rule == rule:
-                    ev = prev
-                else:
-                    if type(prev) is cls:
-                        # Same kind, new settings: carry the measurements over (breach start,
-                        # rate window, stuck reference) so the new definition judges them
-                        # instead of starting blind and 'clearing' on its first reading.
-                        for name in cls.__slots__:
-                            setattr(ev, name, getattr(prev, name))
-                    ev.active = prev.active
+                ev.carry_from(prev)
             elif (rule.id, device, point) in self._assumed:
                 ev.active = True
             evals.append(ev)
@@ -284,6 +398,19 @@ class RuleEngine:
             sig = ev.reading(r)
             if sig is not None:
                 self._emit(sig)
+            if isinstance(ev, _Anomaly) and self._on_evidence is not None:
+                window = ev.evidence_due()
+                if window is not None:
+                    self._on_evidence(window)
+
+    def anomaly_states(self) -> dict[str, bytes]:
+        """Every anomaly detector's state, keyed for :func:`anomaly_key` (to save across restarts)."""
+        return {
+            anomaly_key(ev.rule.id, ev.device, ev.point or ""): ev.detector.state()
+            for evals in self._point_evals.values()
+            for ev in evals
+            if isinstance(ev, _Anomaly)
+        }
 
     def tick(self, now: float) -> None:
         """Periodic checks that no reading triggers (silence)."""
