@@ -33,8 +33,9 @@ class TamperDetector:
     view is normal. A condition must hold for ``raise_after_s`` (frozen: ``frozen_after_s``) to be
     raised and be gone for ``resolve_after_s`` to be resolved. Checks, in precedence order:
 
-    - covered: the frame is nearly uniform (luma spread < ``covered_std``) or its edge energy fell
-      below ``covered_edge_ratio`` of the learned baseline (blacked out, sprayed, hand on lens);
+    - covered: the frame became nearly uniform (luma spread < ``covered_std`` and under half its
+      learned spread, so a scene that darkens slowly at dusk is not "covered") or its edge energy
+      fell below ``covered_edge_ratio`` of the learned baseline (blacked out, sprayed, hand on lens);
     - defocused: fine-detail (Laplacian) energy fell below ``defocus_ratio`` of the baseline;
     - moved: the edge structure no longer correlates with the reference view (turned, shifted);
     - frozen: every frame has been bit-identical (at analysis size) for ``frozen_after_s``.
@@ -58,6 +59,7 @@ class TamperDetector:
         self._t0: float | None = None
         self._n = 0
         self._base_edge = 0.0
+        self._base_std = 0.0
         self._base_detail = 0.0
         self._learning_now = True
 
@@ -87,6 +89,7 @@ class TamperDetector:
             "detail": float(st[K.T_DETAIL]),
             "corr": float(st[K.T_CORR]),
             "base_edge": self._base_edge,
+            "base_std": self._base_std,
             "base_detail": self._base_detail,
         }
 
@@ -115,6 +118,7 @@ class TamperDetector:
             self._ref += np.float32(a) * (self._small - self._ref)
             K.tamper_stats(self._small, self._ref, self._stats)
             self._base_edge += a * (self._stats[K.T_EDGE] - self._base_edge)
+            self._base_std += a * (self._stats[K.T_STD] - self._base_std)
             self._base_detail += a * (self._stats[K.T_DETAIL] - self._base_detail)
             return []
         K.tamper_stats(self._small, self._ref, self._stats)
@@ -125,6 +129,7 @@ class TamperDetector:
             # the view is normal: follow slow changes of light and season
             self._ref += np.float32(s.reference_alpha) * (self._small - self._ref)
             self._base_edge += _BASE_ALPHA * (st[K.T_EDGE] - self._base_edge)
+            self._base_std += _BASE_ALPHA * (st[K.T_STD] - self._base_std)
             self._base_detail += _BASE_ALPHA * (st[K.T_DETAIL] - self._base_detail)
         return events
 
@@ -134,7 +139,8 @@ class TamperDetector:
         edge_ratio = st[K.T_EDGE] / self._base_edge if self._base_edge > 0 else 1.0
         detail_ratio = st[K.T_DETAIL] / self._base_detail if self._base_detail > 0 else 1.0
         out = dict.fromkeys(TAMPER_KINDS, 0.0)
-        if st[K.T_STD] < s.covered_std or edge_ratio < s.covered_edge_ratio:
+        flat = st[K.T_STD] < s.covered_std and st[K.T_STD] < 0.5 * self._base_std
+        if flat or edge_ratio < s.covered_edge_ratio:
             out["covered"] = max(0.01, min(1.0, 1.0 - edge_ratio))
         elif detail_ratio < s.defocus_ratio:
             out["defocused"] = max(0.01, min(1.0, 1.0 - detail_ratio))

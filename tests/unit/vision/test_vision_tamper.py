@@ -203,3 +203,21 @@ def test_highway_lights_on_raise_no_tamper(highway_luma: list[np.ndarray]) -> No
 def test_whole_highway_video_raises_no_tamper(highway_luma: list[np.ndarray]) -> None:
     assert len(highway_luma) == 1700
     assert _run(highway_luma, None, onset=0) == []
+
+
+def test_slow_dusk_is_not_covered_but_a_sudden_blackout_is() -> None:
+    base = scenes.textured_background((90, 160)).astype(np.float32)
+    rng = np.random.default_rng(6)
+    det = TamperDetector(TamperSettings(), (90, 160))
+    n_dusk = int(60 * scenes.FPS)  # a minute from full light to a dim, low-contrast scene
+    events: list[VisionEvent] = []
+    for i in range(n_dusk):
+        gain = 1.0 - 0.93 * i / n_dusk
+        events += det.process(scenes.noisy(base * gain, rng, sigma=0.7), i / scenes.FPS)
+    assert det.last_stats["std"] < TamperSettings().covered_std  # as flat as a cover, but slowly
+    assert events == []
+    t0 = n_dusk / scenes.FPS
+    for i in range(int(3 * scenes.FPS)):
+        black = scenes.noisy(np.full((90, 160), 3.0), rng, sigma=0.7)  # sensor noise: not frozen
+        events += det.process(black, t0 + i / scenes.FPS)
+    assert [(e.kind, e.active) for e in events] == [("covered", True)]
