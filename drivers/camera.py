@@ -28,8 +28,9 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from gateway.signals import Category, Evidence, Severity, Signal
 if TYPE_CHECKING:
     from gateway.evidence import EvidenceStore
 
-__all__ = ["Camera", "CameraState", "CameraStats", "SignalSink"]
+__all__ = ["Camera", "CameraState", "CameraStats", "CameraVision", "SignalSink"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +104,14 @@ class Camera:
         password: str | None,
         frame_sink: FrameSink | None = None,
         evidence: EvidenceStore | None = None,
+        analyse: bool = False,
         lease_s: float = 60.0,
         pull_timeout_s: float = 5.0,
         onvif_timeout_s: float = 10.0,
     ) -> None:
         self.config = config
+        self.analyse = analyse
+        self.vision: CameraVision | None = None
         self._password = password
         self._frame_sink = frame_sink
         self._evidence = evidence
@@ -180,6 +184,15 @@ class Camera:
             self._check_offline(signal_sink)
             raise
         self.session = session
+        if self.analyse:
+            loop = asyncio.get_running_loop()
+
+            def emit(signal: Signal) -> None:  # called in the ingest thread
+                with contextlib.suppress(RuntimeError):  # loop closed at shutdown
+                    loop.call_soon_threadsafe(signal_sink, signal)
+
+            self.vision = CameraVision(cfg, emit, self._evidence)
+            await _warm_vision()
         try:
             self.analysis_profile, self.evidence_profile = session.choose(cfg.profiles.analysis, cfg.profiles.evidence)
             on_connected()
@@ -202,7 +215,11 @@ class Camera:
     def _on_frame(self, frame: LumaFrame) -> None:
         # Worker thread: keep the latest frame for evidence and hand it to analysis if gated open.
         self._latest = frame
-        if self._frame_sink is not None and self.analysis_enabled:
+        if not self.analysis_enabled:
+            return
+        if self.vision is not None:
+            self.vision.process(frame)
+        if self._frame_sink is not None:
             self._frame_sink(frame)
 
     async def _ingest(self, session: OnvifSession) -> None:
@@ -485,6 +502,141 @@ class Camera:
             threshold=threshold,
             department=cfg.department,
             details=extra,
+        )
+
+
+_VISION_RULES: dict[str, tuple[Category, Severity]] = {
+    "intrusion": (Category.INTRUSION, Severity.MAJOR),
+    "motion-in-zone": (Category.MOTION_IN_ZONE, Severity.MINOR),
+    "motion": (Category.MOTION_IN_ZONE, Severity.MINOR),
+}
+_PROFILE_CHECK_S = 60.0
+_vision_warm: asyncio.Lock | None = None
+_vision_is_warm = False
+
+
+async def _warm_vision() -> None:
+    """Compile (or load from numba's cache) the vision kernels once per process, off the loop.
+
+    Cold, this takes seconds; done inside the first frame it would stall the stream.
+    """
+    global _vision_warm, _vision_is_warm
+    if _vision_is_warm:
+        return
+    if _vision_warm is None:
+        _vision_warm = asyncio.Lock()
+    async with _vision_warm:
+        if not _vision_is_warm:
+            import vision
+
+            await asyncio.to_thread(vision.warm_up)
+            _vision_is_warm = True
+
+
+class CameraVision:
+    """The on-box vision stage of one camera, run in its ingest thread.
+
+    Each frame goes through :class:`vision.TamperDetector`, :class:`vision.MotionDetector` and
+    :class:`vision.MotionEvents` (built on the first frame, rebuilt if the frame size changes; the
+    day/night profile is re-checked every minute). Every transition becomes a :class:`Signal`
+    handed to ``emit`` (which must be thread-safe); an opening motion event carries its best frame
+    as an evidence JPEG with boxes and zones drawn (:func:`vision.draw_evidence`).
+    """
+
+    def __init__(
+        self, config: CameraDevice, emit: Callable[[Signal], None], evidence: EvidenceStore | None = None
+    ) -> None:
+        self.config = config
+        self._emit = emit
+        self._evidence = evidence
+        self._shape: tuple[int, int] | None = None
+        self._det: Any = None
+        self._events: Any = None
+        self._tamper: Any = None
+        self._profile = ""
+        self._profile_checked = 0.0
+        self.frames = 0
+        self.errors = 0
+
+    def _build(self, shape: tuple[int, int]) -> None:
+        import vision
+
+        vs = self.config.vision
+        self._profile, settings = vision.active_profile(vs.profiles, datetime.now().time())
+        self._profile_checked = time.monotonic()
+        self._det = vision.MotionDetector(settings, shape, vs.zones)
+        self._events = vision.MotionEvents(vs.events, shape, vs.zones)
+        self._tamper = vision.TamperDetector(vs.tamper, shape)
+        self._shape = shape
+
+    def process(self, frame: LumaFrame) -> None:
+        """Analyse one frame (in the ingest thread); never raises."""
+        try:
+            self._process(frame)
+        except (ValueError, TypeError):
+            self.errors += 1
+            logger.exception("camera %s: vision stage rejected a frame", self.config.id)
+
+    def _process(self, frame: LumaFrame) -> None:
+        import vision
+
+        luma = np.ascontiguousarray(frame.luma)  # a copy only when the decoder's stride is wider
+        shape = (int(luma.shape[0]), int(luma.shape[1]))
+        if shape != self._shape:
+            self._build(shape)
+        now = time.monotonic()
+        if now - self._profile_checked > _PROFILE_CHECK_S:
+            self._profile_checked = now
+            name, settings = vision.active_profile(self.config.vision.profiles, datetime.now().time())
+            if name != self._profile:
+                self._profile = name
+                self._det.set_settings(settings)
+        self.frames += 1
+        out = self._tamper.process(luma, frame.t)
+        out += self._events.update(self._det.process(luma, frame.t), luma, suppressed=self._tamper.analysis_suppressed)
+        for ev in out:
+            self._emit(self._signal(ev))
+
+    def _signal(self, ev: Any) -> Signal:
+        cfg = self.config
+        if ev.kind in _VISION_RULES:
+            category, severity = _VISION_RULES[ev.kind]
+            rule, detector = ev.kind, "vision-motion"
+            where = f" in zone {ev.zone!r}" if ev.zone else ""
+            summary = f"{ev.kind.replace('-', ' ')}{where}" + ("" if ev.active else ": ended")
+        else:
+            category, severity = Category.CAMERA_TAMPER, Severity.MAJOR
+            rule, detector = f"tamper-{ev.kind}", "vision-tamper"
+            summary = f"camera {ev.kind}" + ("" if ev.active else ": ended")
+        evidence: Evidence | None = None
+        best = getattr(ev, "best", None)
+        if ev.active and best is not None and self._evidence is not None:
+            try:
+                import vision
+
+                jpeg = vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones)
+                evidence = self._evidence.put(jpeg, "image/jpeg", summary)
+            except (OSError, ValueError, TypeError) as exc:
+                logger.warning("camera %s: evidence not stored: %s", cfg.id, exc)
+        details: dict[str, str | float | int | bool] = {"boxes": len(ev.boxes), "profile": self._profile}
+        if cfg.national_id:
+            details["national_id"] = cfg.national_id
+        if cfg.civil_code:
+            details["civil_code"] = cfg.civil_code
+        return Signal(
+            device=cfg.id,
+            rule=rule,
+            active=ev.active,
+            time=ev.t,
+            category=category,
+            severity=severity,
+            zone=ev.zone,
+            summary=summary,
+            detector=detector,
+            score=round(float(ev.score), 4),
+            department=cfg.department,
+            evidence=evidence,
+            details=details,
         )
 
 

@@ -41,3 +41,37 @@ async def test_demo_camera_replays_the_scene_and_is_discoverable(tmp_path: Path,
     assert camera.ingest is not None
     assert camera.ingest.replay
     assert not [s for s in signals if s.active]
+
+
+async def test_vision_stage_raises_intrusion_in_the_zone_with_evidence(tmp_path: Path, scene_clip: Path) -> None:
+    from gateway.evidence import EvidenceStore
+    from gateway.signals import Category
+
+    shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")
+    store = EvidenceStore(tmp_path / "evidence", budget_bytes=20_000_000)
+    signals: list[Signal] = []
+    async with demo_camera(tmp_path, use_gstreamer=False, discovery_port=None) as demo:
+        # The test clip is short: the walker crosses the zone in 0.4 s, so analyse every frame.
+        stream = demo.device["stream"] | {"analysis_fps": 25.0}
+        config = CameraDevice.model_validate(demo.device | {"events": False, "stream": stream})
+        camera = Camera.from_config(config, tmp_path, evidence=store, analyse=True)
+        connected = asyncio.Event()
+        task = asyncio.create_task(camera.run(signals.append, connected.set))
+        try:
+            await asyncio.wait_for(connected.wait(), 15)
+            deadline = time.monotonic() + 12
+            while time.monotonic() < deadline and not any(s.rule == "intrusion" and s.active for s in signals):
+                await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert camera.vision is not None
+    assert camera.vision.frames > 10
+    intrusions = [s for s in signals if s.rule == "intrusion" and s.active]
+    assert intrusions, [(s.rule, s.zone, s.active) for s in signals]
+    first = intrusions[0]
+    assert (first.category, first.zone, first.device) == (Category.INTRUSION, "gate", "cam-demo-gate")
+    assert first.evidence is not None
+    got = store.get(first.evidence.ref)
+    assert got is not None
+    assert got[0][:2] == b"\xff\xd8"
