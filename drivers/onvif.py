@@ -138,14 +138,19 @@ def classify_topic(topic: str) -> EventKind | None:
     return None
 
 
+def _netloc(hostname: str | None, port: int | None) -> str:
+    host = hostname or ""
+    if ":" in host:  # an IPv6 literal goes back in brackets
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
 def redact_url(url: str | None) -> str:
     """``url`` without user information or credential query parameters, for logs and errors."""
     if not url:
         return ""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = _netloc(parts.hostname, parts.port)
     query = "&".join(
         q
         for q in parts.query.split("&")
@@ -159,9 +164,7 @@ def with_credentials(url: str, username: str | None, password: str | None) -> st
     if not username:
         return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    host = _netloc(parts.hostname, parts.port)
     auth = quote(username, safe="")
     if password is not None:
         auth += ":" + quote(password, safe="")

@@ -188,3 +188,24 @@ async def test_camera_motion_gates_analysis(onvif_sim: OnvifCameraSim) -> None:
         await _until(lambda: len(frames) >= 2, 10, "frames while the camera reports motion")
         assert frames[0].luma.shape == (360, 640)
     assert not [s for s in signals if s.rule == "camera-motion"]  # gating only, no incident
+
+
+async def test_rtsp_credentials_never_reach_logs_or_errors(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from drivers.onvif import redact_url, with_credentials
+    from tests.integration.cameras._peers import free_port
+
+    url = with_credentials(f"rtsp://127.0.0.1:{free_port()}/main", USER, PASSWORD)
+    ingest = RtspIngest("gate-cam", url, display_url=redact_url(url), open_timeout_s=1.0, reconnect_max_s=0.2)
+    task = asyncio.create_task(ingest.run(lambda _: None))
+    await _until(lambda: ingest.stats.failures >= 2, 10, "two failed opens")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    out, err = capfd.readouterr()
+    assert ingest.stats.last_error
+    for text in (caplog.text, out, err, ingest.stats.last_error, repr(ingest)):
+        assert PASSWORD not in text
+        assert "S3cret" not in text
+    assert "rtsp://127.0.0.1:" in caplog.text

@@ -1,0 +1,102 @@
+"""Small pure pieces of the camera drivers: topics, URLs, luma views, durations, config."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from drivers.onvif import EventKind, classify_topic, redact_url, with_credentials
+from drivers.rtsp import luma_view
+from edge_config.camera import CameraDevice, EventGating, StreamMode
+from simulators.onvif_camera import parse_duration
+
+
+@pytest.mark.parametrize(
+    ("topic", "kind"),
+    [
+        ("tns1:VideoSource/MotionAlarm", EventKind.MOTION),
+        ("tns1:RuleEngine/CellMotionDetector/Motion", EventKind.MOTION),
+        ("tns1:RuleEngine/TamperDetector/Tamper", EventKind.TAMPER),
+        ("tns1:VideoSource/GlobalSceneChange/ImagingService", EventKind.SCENE_CHANGE),
+        ("tns1:VideoSource/GlobalSceneChange/AnalyticsService", EventKind.SCENE_CHANGE),
+        ("tns1:VideoSource/ImageTooBlurry/ImagingService", EventKind.TOO_BLURRY),
+        ("tns1:VideoSource/ImageTooDark/AnalyticsService", EventKind.TOO_DARK),
+        ("tns1:VideoSource/ImageTooBright/ImagingService", EventKind.TOO_BRIGHT),
+        ("tns1:VideoSource/SignalLoss", EventKind.SIGNAL_LOSS),
+        ("ns2:VideoSource/MotionAlarm", EventKind.MOTION),  # vendors pick their own prefix
+        ("VideoSource/MotionAlarm", EventKind.MOTION),
+        ("tns1:Device/Trigger/DigitalInput", None),
+        ("tns1:Monitoring/ProcessorUsage", None),
+    ],
+)
+def test_topics_map_to_kinds(topic: str, kind: EventKind | None) -> None:
+    assert classify_topic(topic) is kind
+
+
+def test_urls_with_and_without_credentials() -> None:
+    assert with_credentials("rtsp://cam:554/s", None, "x") == "rtsp://cam:554/s"
+    assert with_credentials("rtsp://old:pw@cam/s", "u", "p w") == "rtsp://u:p%20w@cam/s"
+    assert redact_url("rtsp://u:secret@[fe80::1]:554/s") == "rtsp://[fe80::1]:554/s"
+    assert with_credentials("rtsp://[fe80::1]/s", "u", "p") == "rtsp://u:p@[fe80::1]/s"
+    assert "secret" not in redact_url("http://cam/snap?pwd=secret&x=1")
+    assert redact_url(None) == ""
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 360), (350, 200), (33, 17)])
+def test_luma_view_is_the_y_plane_without_copy(width: int, height: int) -> None:
+    rng = np.random.default_rng(width)
+    y = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    frame = av.VideoFrame(width, height, "yuv420p")
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)  # writable view
+    rows[:height, :width] = y
+    view = luma_view(frame)
+    assert view.shape == (height, width)
+    np.testing.assert_array_equal(view, y)
+    assert np.shares_memory(view, rows)
+    assert not view.flags.writeable
+    if plane.line_size != width:
+        assert not view.flags.c_contiguous  # stride kept, nothing copied
+
+
+def test_luma_view_converts_other_formats() -> None:
+    rgb = np.full((4, 6, 3), 200, np.uint8)
+    view = luma_view(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+    assert view.shape == (4, 6)
+    assert view.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("PT60S", 60), ("PT1M30S", 90), ("PT0.5S", 0.5), ("P1DT2H", 93600), ("PT10M", 600)]
+)
+def test_xs_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["", "P", "PT", "60", "PTS"])
+def test_bad_xs_durations(bad: str) -> None:
+    with pytest.raises(ValueError, match="xs:duration"):
+        parse_duration(bad)
+
+
+def _camera(**kw: object) -> CameraDevice:
+    return CameraDevice.model_validate({"kind": "onvif", "id": "c1", "host": "10.0.0.5"} | kw)
+
+
+def test_camera_config_defaults_and_checks() -> None:
+    cam = _camera()
+    assert cam.port == 80
+    assert cam.stream.mode is StreamMode.RTSP
+    assert cam.gating is EventGating.ALWAYS
+    assert cam.stream.offline_after_s > cam.stream.stall_timeout_s
+    assert _camera(national_id="51042100001320000001").national_id == "51042100001320000001"
+    with pytest.raises(ValidationError, match="national_id"):
+        _camera(national_id="5104210000132000000")  # 19 digits
+    with pytest.raises(ValidationError, match="a password needs a username"):
+        _camera(password={"credential": "cam_pw"})
+    with pytest.raises(ValidationError, match="extra"):
+        _camera(rtsp_url="rtsp://x")
+    with pytest.raises(ValidationError, match="mode"):
+        _camera(stream={"mode": "mjpeg"})
