@@ -1,0 +1,46 @@
+"""The demo camera's scene through the whole vision stage: one intrusion per crossing, lights quiet."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge_config.vision import VisionSettings
+from simulators.scene import SCENE_ZONE, SceneTimeline, scene_frames
+from vision import MotionDetector, MotionEvents, TamperDetector, draw_evidence
+
+
+def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
+    settings = VisionSettings.model_validate(
+        {"zones": [{"name": "gate", "kind": "restricted", "points": [list(p) for p in SCENE_ZONE]}]}
+    )
+    timeline = SceneTimeline()
+    det = tam = events = None
+    log: list[tuple[float, str, bool]] = []
+    global_changes: list[float] = []
+    best = None
+    for t, rgb in scene_frames(timeline):
+        h, w = rgb.shape[:2]
+        yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+        y = np.ascontiguousarray(yuv[:h])
+        u = np.ascontiguousarray(yuv[h : h + h // 4].reshape(h // 2, w // 2))
+        v = np.ascontiguousarray(yuv[h + h // 4 :].reshape(h // 2, w // 2))
+        if det is None or tam is None or events is None:
+            det = MotionDetector(settings.profiles.day, (h, w), settings.zones)
+            events = MotionEvents(settings.events, (h, w), settings.zones)
+            tam = TamperDetector(settings.tamper, (h, w))
+        log += [(t, e.kind, e.active) for e in tam.process(y, t)]
+        result = det.process(y, t, (u, v))
+        if result.global_change:
+            global_changes.append(t)
+        for e in events.update(result, y, suppressed=tam.analysis_suppressed):
+            log.append((t, e.kind, e.active))
+            best = e.best
+    assert [(kind, active) for _, kind, active in log] == [("intrusion", True), ("intrusion", False)]
+    t_open, t_close = log[0][0], log[1][0]
+    assert timeline.walk_start < t_open < t_close < timeline.walk_end + 1.0
+    assert global_changes and all(abs(t - timeline.lights_on) < 0.1 for t in global_changes)
+    assert best is not None and best.boxes
+    box = best.boxes[0]
+    assert 120 < box.h < 170 and 20 < box.w < 50  # the walker, head to feet
+    assert draw_evidence(best.luma, best.boxes, settings.zones)[:2] == b"\xff\xd8"
