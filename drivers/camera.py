@@ -162,6 +162,51 @@ class Camera:
             return self.camera_motion
         return True
 
+    # --- what the status page and the live view ask -----------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready summary for the status page and ``/api/v1/cameras`` (no credentials)."""
+        cfg = self.config
+        ingest = self.ingest.stats if self.ingest is not None else self.snapshot_stats
+        info = self.session.info if self.session is not None else None
+        last = self._frame_time()
+        return {
+            "id": cfg.id,
+            "name": cfg.name or cfg.id,
+            "state": self.state.value,
+            "offline": self._offline,
+            "host": f"{cfg.host}:{cfg.port}",
+            "national_id": cfg.national_id,
+            "mode": cfg.stream.mode.value,
+            "gating": cfg.gating.value,
+            "stream": self.ingest.display_url if self.ingest is not None else None,
+            "analysis_profile": self.analysis_profile.token if self.analysis_profile else None,
+            "evidence_profile": self.evidence_profile.token if self.evidence_profile else None,
+            "device": dataclasses.asdict(info) if info is not None else None,
+            "clock_skew_s": round(self.session.clock_skew_s, 1) if self.session is not None else None,
+            "last_frame_age_s": round(time.monotonic() - last, 1) if last is not None else None,
+            "frames": ingest.frames_decoded,
+            "analysed": ingest.frames_delivered,
+            "corrupt_packets": ingest.corrupt_packets,
+            "reconnects": ingest.failures,
+            "width": ingest.width,
+            "height": ingest.height,
+            "camera_motion": self.camera_motion,
+            "event_subscriptions": self.stats.subscriptions,
+            "events": self.stats.events,
+        }
+
+    async def live_jpeg(self) -> bytes | None:
+        """The latest analysed frame as a JPEG (luma only), else the camera's own snapshot, else None."""
+        latest = self._latest
+        if latest is not None and time.time() - latest.t < max(10.0, 2 * self.config.stream.snapshot_interval_s):
+            return await asyncio.to_thread(_encode_jpeg, np.ascontiguousarray(latest.luma))
+        session, profile = self.session, self.evidence_profile
+        if session is not None and profile is not None:
+            with contextlib.suppress(DriverError):
+                return await session.snapshot(profile.token, timeout_s=5.0)
+        return None
+
     # --- run ------------------------------------------------------------------------------
 
     async def run(self, signal_sink: SignalSink, on_connected: Callable[[], None]) -> None:

@@ -83,6 +83,13 @@ async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
         assert camera.ingest is not None
         assert PASSWORD not in camera.ingest.display_url
         assert not signals
+        status = camera.status()
+        assert (status["id"], status["state"], status["analysis_profile"]) == ("gate-cam", "streaming", "sub")
+        assert status["device"]["serial"] == "SIM0001"
+        assert PASSWORD not in str(status)
+        live = await camera.live_jpeg()
+        assert live is not None
+        assert live[:2] == b"\xff\xd8"
 
         rtsp_server.stop()
         await _until(lambda: any(s.active for s in signals), 15, "camera-offline signal")
