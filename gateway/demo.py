@@ -2,7 +2,9 @@
 
 An in-process MQTT broker (amqtt), terminals that publish a river level and a kitchen gas reading
 on a script (the river rises past its limit about 20 s in, the gas detector spikes about 40 s in,
-both come back later, and it repeats), and the gateway itself with its feed and API.
+both come back later, and it repeats), a pump house PLC (a real OPC-UA server) whose outlet
+pressure drifts away from normal 90 s in, which no fixed threshold is set for but the anomaly
+detector catches, and the gateway itself with its feed, API and status page.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 
 from edge_config import load
+from simulators.pumphouse import pumphouse
 
 __all__ = ["DEMO_SITE", "run_demo"]
 
@@ -78,6 +81,29 @@ department = "emergency-management"
   topic = "xinhe/gas/school/ch4"
   unit = "%LEL"
 
+[[devices]]
+kind = "opcua"
+id = "pump-plc-01"
+name = "Tianba pump house PLC"
+department = "water-affairs"
+location = {{ zone = "Tianba pump house" }}
+endpoint = "{opcua_url}"
+
+  [[devices.points]]
+  name = "outlet_pressure"
+  browse_path = "/2:PumpHouse/2:OutletPressure"
+  unit = "bar"
+  sampling_interval_ms = 250
+  publishing_interval_ms = 250
+
+[[rules]]
+kind = "anomaly"
+id = "pressure-anomaly"
+devices = ["pump-*"]
+point = "outlet_pressure"
+severity = "major"
+resolve_after_s = 30
+
 [[rules]]
 kind = "threshold"
 id = "river-high"
@@ -118,9 +144,9 @@ def _free_port() -> int:
 
 
 def river_level(t: float) -> float:
-    """Metres at the gauge, t seconds into the cycle: calm, a flood wave from 15 s to 75 s."""
+    """Metres at the gauge, t seconds into the cycle: a flood wave in the first minute, then calm."""
     phase = t % _CYCLE_S
-    wave = 2.0 * math.sin(math.pi * (phase - 15) / 60) if 15 <= phase <= 75 else 0.0
+    wave = 2.0 * math.sin(math.pi * phase / 60) if phase <= 60 else 0.0
     return round(2.1 + wave + 0.02 * math.sin(phase), 3)
 
 
@@ -173,8 +199,11 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
     mqtt_port = _free_port()
     api_port = port or _free_port()
     site = state_dir / "site.toml"
-    site.write_text(DEMO_SITE.format(state_dir=state_dir, api_port=api_port, mqtt_port=mqtt_port))
+    opcua_port = _free_port()
     broker = await _start_broker(mqtt_port)
+    plc_cm = pumphouse(opcua_port)
+    plc = await plc_cm.__aenter__()
+    site.write_text(DEMO_SITE.format(state_dir=state_dir, api_port=api_port, mqtt_port=mqtt_port, opcua_url=plc.url))
     stop = stop or asyncio.Event()
     gw = Gateway(load(site))
     token = token_file.read_text().strip()
@@ -191,10 +220,12 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
                 f"  feed:   {base}/api/v1/events?after=0&wait=30\n"
                 f"  token:  {token}\n"
                 f"  try:    curl -H 'Authorization: Bearer {token}' '{base}/api/v1/events?after=0&wait=30'\n"
-                "The river crosses its limit about 20 s in, the gas detector about 40 s in. Ctrl-C stops.\n",
+                "The river crosses its limit about 20 s in, the gas detector about 40 s in, the pump house\n"
+                "pressure drifts into an anomaly about 90 s in. Ctrl-C stops.\n",
                 flush=True,
             )
     finally:
+        await plc_cm.__aexit__(None, None, None)
         await broker.shutdown()  # type: ignore[attr-defined]
         if tmp is not None:
             tmp.cleanup()

@@ -194,6 +194,7 @@ class IncidentManager:
         inc.condition_active = False
         inc.updated_at = sig.time
         inc.value = sig.value if sig.value is not None else inc.value
+        inc.summary = sig.summary or inc.summary
         if inc.status is IncidentStatus.CLOSED:
             # The platform closed it while the condition lasted; now the condition is over too,
             # so the next occurrence is a new incident. Nothing to publish.

@@ -109,6 +109,8 @@ class _Threshold(_Eval):
             self.since = None
         elif self.repeats_too_soon(active, r.time):
             return None
+        if not active:
+            word = "back below" if rule.above is not None else "back above"
         summary = f"{self.point} {v:g}{' ' + r.unit if r.unit else ''} {word} {limit:g}"
         return self.signal(active, r.time, Category.THRESHOLD_BREACH, summary, value=v, threshold=limit)
 

@@ -180,8 +180,10 @@ async def publisher(port: int) -> AsyncIterator[gmqtt.Client]:
         await client.disconnect()
 
 
-async def feed(api_port: int, after: int = 0, wait: int = 0, limit: int = 1000) -> tuple[int, list[dict[str, Any]]]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as s:
+async def feed(
+    api_port: int, after: int = 0, wait: int = 0, limit: int = 1000, token: str = TOKEN
+) -> tuple[int, list[dict[str, Any]]]:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
         url = f"http://127.0.0.1:{api_port}/api/v1/events?after={after}&wait={wait}&limit={limit}"
         async with s.get(url) as r:
             assert r.status == 200, await r.text()
