@@ -291,8 +291,7 @@ def motion_step(  # pragma: no cover
                 for j in range(1, w - 1):
                     xrow[j] = (tmp[j - 1] + np.float32(2.0) * tmp[j] + tmp[j + 1]) * np.float32(0.0625)
                 xrow[w - 1] = (tmp[w - 2] + np.float32(3.0) * tmp[w - 1]) * np.float32(0.0625)
-        else:
-            xrow[:] = cur[i]
+        xs = xrow if blur else cur[i]  # no copy when there is no blur
         if use_chroma:
             ci = min(hc - 1, int((i * f + 0.5 * f) * hc / (h * f)))
             cu_row = chroma_u[ci]
@@ -335,7 +334,7 @@ def motion_step(  # pragma: no cover
         rmr = raw_mask[i]
         # 3 + 4. test and update; arithmetic instead of branches so that the loop vectorises
         for j in range(w):
-            x = xrow[j]
+            x = xs[j]
             b = bgr[j]
             d = x - b
             ad = abs(d)
