@@ -6,7 +6,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_frame_shape", "check_plane"]
+__all__ = ["check_frame_shape", "check_plane", "plane_ok"]
+
+_U8 = np.dtype(np.uint8)
+
+
+def plane_ok(arr: object, shape: tuple[int, ...] | None = None) -> bool:
+    """Cheap test of what :func:`check_plane` checks; call that for the error when it fails."""
+    return (
+        type(arr) is np.ndarray
+        and arr.dtype == _U8
+        and arr.ndim == 2
+        and (shape is None or arr.shape == shape)
+        and arr.flags.c_contiguous
+    )
 
 
 def check_frame_shape(frame_shape: tuple[int, int]) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_config.vision import MotionSettings, Zone
 from vision import _kernels as K
-from vision._checks import check_frame_shape, check_plane
+from vision._checks import check_frame_shape, check_plane, plane_ok
 
 __all__ = ["Box", "MotionDetector", "MotionResult", "rasterise_zones"]
 
@@ -209,11 +209,14 @@ class MotionDetector:
                 decoders give (H/2, W/2)); they catch objects that differ from the background in
                 colour but not in brightness.
         """
-        check_plane("luma", luma, self._shape)
+        if not plane_ok(luma, self._shape):
+            check_plane("luma", luma, self._shape)
         s = self._settings
         if chroma is not None and s.chroma_threshold > 0:
-            u = check_plane("chroma[0]", chroma[0])
-            v = check_plane("chroma[1]", chroma[1], u.shape)
+            u, v = chroma
+            if not (plane_ok(u) and plane_ok(v, u.shape)):
+                u = check_plane("chroma[0]", u)
+                v = check_plane("chroma[1]", v, u.shape)
         else:
             u = v = self._dummy
         use_chroma = u is not self._dummy
