@@ -403,28 +403,44 @@ def majority_filter(  # pragma: no cover
     colsum[:] = 0
     col = colsum[radius : radius + w]  # slices, not offset indices: no wraparound checks
     hs = np.empty(w, dtype=np.uint8)
+    # rows with nothing set are skipped; a window of empty rows writes zeros (idle cameras: all)
+    row_set = np.zeros(h, dtype=np.uint8)
+    for i in range(h):
+        row = mask[i]
+        anyset = np.uint8(0)
+        for j in range(w):
+            anyset |= row[j]
+        row_set[i] = anyset != 0
+    in_window = 0  # rows with something set among rows i - r .. i + r
     total = 0
     for i in range(min(radius, h)):
-        row = mask[i]
-        for j in range(w):
-            col[j] += row[j]
+        if row_set[i]:
+            in_window += 1
+            row = mask[i]
+            for j in range(w):
+                col[j] += row[j]
     for i in range(h):
         add = i + radius
-        if add < h:
+        if add < h and row_set[add]:
+            in_window += 1
             row = mask[add]
             for j in range(w):
                 col[j] += row[j]
         sub = i - radius - 1
-        if sub >= 0:
+        if sub >= 0 and row_set[sub]:
+            in_window -= 1
             row = mask[sub]
             for j in range(w):
                 col[j] -= row[j]
+        orow = out[i]
+        if in_window == 0:
+            orow[:] = 0
+            continue
         hs[:] = 0
         for k in range(win):
             colk = colsum[k : k + w]
             for j in range(w):
                 hs[j] += colk[j]
-        orow = out[i]
         irow = ignore[i]
         for j in range(w):
             o = np.uint8(hs[j] >= need) & (np.uint8(1) ^ irow[j])

@@ -301,3 +301,19 @@ def test_every_kernel_is_cached_nogil_with_the_one_fastmath_setting() -> None:
     source = Path(inspect.getfile(K)).read_text()
     assert set(re.findall(r"fastmath=(\w+)", source)) == {"FASTMATH"}
     assert source.count("FASTMATH = ") == 1
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("radius", [0, 1, 3])
+def test_majority_filter_sparse_masks_with_empty_rows(seed: int, radius: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((40, 50), np.uint8)
+    for _ in range(4):  # a few blobs, most rows empty
+        y, x = int(rng.integers(0, 36)), int(rng.integers(0, 44))
+        mask[y : y + int(rng.integers(1, 5)), x : x + int(rng.integers(1, 7))] = rng.choice([1, 2])
+    ignore = np.zeros_like(mask)
+    out = np.full_like(mask, 7)
+    n = K.majority_filter(mask, radius, ignore, out, np.zeros(50 + 2 * radius, np.uint8))
+    ref = naive.majority_filter(mask, radius, ignore)
+    npt.assert_allclose(out, ref, atol=0)
+    assert n == int(ref.sum())
