@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.conftest import Mosquitto
+from tests.conftest import Mosquitto, free_port
 from tests.integration.gateway.conftest import api, connected, feed, publisher, receiver, running, until, write_site
 
 
@@ -197,3 +197,31 @@ async def test_a_link_down_past_its_limit_makes_its_devices_offline(mosquitto: M
         ("resolved", "river-000"),
         ("resolved", "river-001"),
     ]
+
+
+async def test_full_outbox_drops_lowest_severity_first_and_says_so(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # The webhook is down (nothing listens), so nothing is delivered and the tiny budget fills.
+    site, port = write_site(tmp_path, mosquitto.port, webhook_port=free_port(), devices=10)
+    text = site.read_text().replace("commit_interval_ms = 2", "commit_interval_ms = 2\nbudget_mb = 0.01")
+    site.write_text(text.replace('severity = "major"', 'severity = "minor"'))
+    async with running(site) as gw, publisher(mosquitto.port) as pub:
+        # Only the broker link: the webhook link never comes up.
+        await until(lambda: gw.supervisors[0].health.state.value == "connected", 10, "the broker link")
+        for n in range(12):
+            for i in range(10):
+                pub.publish(f"t/river/{i:03d}/level", reading(4.0 if n % 2 == 0 else 2.0), qos=1)
+            await asyncio.sleep(0.05)
+        await until(lambda: gw.outbox.dropped_total > 0, 10, "the budget to overflow")
+        await until(lambda: any(i.rule == "outbox-overflow" for i in gw.incidents.incidents), 5, "the fault incident")
+        await gw.outbox.flush()
+        _, events = await feed(port)
+        status, metrics = await api(port, "GET", "/metrics")
+    fault = [e for e in events if e["data"]["category"] == "gateway-fault"]
+    assert fault and fault[0]["data"]["severity"] == "major"
+    assert "undelivered events dropped" in fault[0]["data"]["summary"]
+    # What survived: the budget is respected, and the major fault outlived the minor breaches,
+    # of which the newest are kept (the oldest went first).
+    assert sum(len(json.dumps(e)) for e in events) < 0.01 * 1024 * 1024 * 1.5
+    minor = [int(e["sequence"]) for e in events if e["data"]["severity"] == "minor"]
+    assert minor == sorted(minor) and min(minor) > gw.outbox.dropped_total
+    assert f"gateway_outbox_dropped_events_total {float(gw.outbox.dropped_total)}" in metrics
