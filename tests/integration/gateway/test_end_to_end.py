@@ -215,7 +215,7 @@ async def test_full_outbox_drops_lowest_severity_first_and_says_so(mosquitto: Mo
         await until(lambda: any(i.rule == "outbox-overflow" for i in gw.incidents.incidents), 5, "the fault incident")
         await gw.outbox.flush()
         _, events = await feed(port)
-        status, metrics = await api(port, "GET", "/metrics")
+        _, metrics = await api(port, "GET", "/metrics")
     fault = [e for e in events if e["data"]["category"] == "gateway-fault"]
     assert fault and fault[0]["data"]["severity"] == "major"
     assert "undelivered events dropped" in fault[0]["data"]["summary"]
