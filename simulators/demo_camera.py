@@ -27,7 +27,12 @@ from simulators.scene import SCENE_ZONE, SceneTimeline, encode_scene
 __all__ = ["DemoCamera", "demo_camera", "gstreamer_available"]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-_GI_CHECK = "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"
+_GI_CHECK = (
+    "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+    "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+    "missing = [e for e in ('appsrc', 'qtdemux', 'h264parse', 'rtph264pay') if not Gst.ElementFactory.find(e)]; "
+    "raise SystemExit(' '.join(missing) or None)"
+)
 _SERVER = Path(__file__).with_name("rtsp_server.py")
 
 

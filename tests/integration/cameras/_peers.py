@@ -13,7 +13,12 @@ USER = "admin"
 PASSWORD = "S3cret-pass!"
 
 
-GI_CHECK = "import gi; gi.require_version('GstRtspServer','1.0'); from gi.repository import GstRtspServer"
+GI_CHECK = (
+    "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+    "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+    "missing = [e for e in ('appsrc', 'qtdemux', 'h264parse', 'rtph264pay') if not Gst.ElementFactory.find(e)]; "
+    "raise SystemExit(' '.join(missing) or None)"
+)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -24,10 +29,11 @@ def gstreamer_missing() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{SYSTEM_PYTHON} unusable: {exc}"
     if r.returncode != 0:
+        detail = r.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         return (
-            "GStreamer RTSP server not available to /usr/bin/python3 (install Debian packages "
+            f"GStreamer RTSP server not available to /usr/bin/python3 ({detail[0][:120]}); install Debian packages "
             "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base "
-            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)"
+            "gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
         )
     return None
 
