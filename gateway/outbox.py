@@ -219,6 +219,9 @@ class Outbox:
     async def flush(self) -> None:
         """Wait until everything appended so far is durable."""
         target = self._next_seq - 1
+        # _commit_pending takes the commit lock, so this also waits out a commit the writer task
+        # has in flight (its batch is no longer 'pending' but not yet committed either).
+        await self._commit_pending()
         while self._has_pending():
             await self._commit_pending()
         if self.committed_seq < target:

@@ -449,3 +449,37 @@ async def test_oldest_undelivered_age(outbox: Outbox) -> None:
     assert outbox.oldest_undelivered_age() < 5  # only seq 2 is still owed
     outbox.set_cursor("feed", 2)
     assert outbox.oldest_undelivered_age() == 0.0
+
+
+async def test_flush_waits_for_the_commit_the_writer_has_in_flight(tmp_path: Path) -> None:
+    from gateway.metrics import Metrics
+    from gateway.outbox import Outbox
+
+    ob = Outbox(
+        tmp_path / "o.sqlite3",
+        budget_bytes=1 << 30,
+        keep_delivered_s=1,
+        commit_interval_s=0,
+        consumers=["feed"],
+        metrics=Metrics(),
+    )
+    ob.open()
+    original = ob._commit_batch
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(*args):  # type: ignore[no-untyped-def]
+        loop.call_soon_threadsafe(started.set)
+        time.sleep(0.3)
+        return original(*args)
+
+    ob._commit_batch = slow  # type: ignore[method-assign]
+    writer = asyncio.create_task(ob.run())
+    ob.append(source="s", severity=1, build=lambda seq: b"{}")
+    await started.wait()  # the writer holds the batch; nothing is 'pending' any more
+    await ob.flush()
+    assert ob.committed_seq == 1
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    ob.close()
