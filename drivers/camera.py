@@ -512,7 +512,7 @@ class Camera:
         data = await asyncio.to_thread(_annotate, jpeg, zones, f"{self.name} {signal.rule}")
         evidence: Evidence = await asyncio.to_thread(store.put, data, "image/jpeg", signal.summary)
         if signal.rule in self._active_rules:
-            sink(dataclasses.replace(signal, time=time.time(), evidence=evidence))
+            sink(dataclasses.replace(signal, time=time.time(), evidence=evidence, evidence_only=True))
 
     def _signal(
         self,

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import DriverState, Reading
+from drivers.camera import Camera
 from drivers.mqtt import MqttDriver
 from drivers.opcua import OpcUaAlarm, OpcUaDriver
 from edge_config import LoadedConfig, load
 from edge_config._base import SecretRef
+from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
 from edge_config.mqtt import MqttDevice
 from edge_config.opcua import OpcUaDevice
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 _TICK_S = 1.0
 _PRUNE_EVERY_S = 60.0
 _STOP_FLUSH_S = 3.0
+# Signals that come from detectors rather than [[rules]] (vision, camera events, links, alarms)
+# are debounced by their detectors already; the short cooldown only absorbs flapping, so that two
+# people crossing a gate a minute apart are two incidents, not one.
+_DETECTOR_POLICY = RoutingPolicy(cooldown_s=5.0, update_interval_s=60.0)
 
 
 def default_state_dir(cfg: GatewayConfig) -> Path:
@@ -93,7 +99,8 @@ class Gateway:
         self.evidence_store = EvidenceStore(self.state_dir / "evidence", int(cfg.evidence.budget_mb * 1024 * 1024))
         self.rules = RuleEngine(
             cfg.rules,
-            [d.id for d in cfg.devices],
+            # Rules judge readings; cameras send none (they report their own offline state).
+            [d.id for d in cfg.devices if not isinstance(d, CameraDevice)],
             self.signal,
             time.time(),
             on_evidence=self._anomaly_evidence,
@@ -101,6 +108,7 @@ class Gateway:
         )
         self._background: set[asyncio.Task[None]] = set()
         self.supervisors: list[Supervisor] = []
+        self.cameras: dict[str, Camera] = {}
         # Which devices each link carries, and since when each down link has been down.
         self._link_devices: dict[str, list[str]] = {}
         self._link_down_since: dict[str, float] = {}
@@ -117,7 +125,7 @@ class Gateway:
 
     def _policy(self, rule_id: str) -> RoutingPolicy:
         r = self._rules.get(rule_id)
-        return RoutingPolicy() if r is None else RoutingPolicy(r.cooldown_s, r.update_interval_s)
+        return _DETECTOR_POLICY if r is None else RoutingPolicy(r.cooldown_s, r.update_interval_s)
 
     def _place(self, device_id: str) -> dict[str, Any]:
         site = self.config.site
@@ -253,6 +261,12 @@ class Gateway:
             )
             self.add_supervised(drv.name, functools.partial(drv.run, self.on_reading), devices=[d.id for d in devs])
         for d in cfg.devices:
+            if isinstance(d, CameraDevice):
+                # Cameras report their own offline state (no frames for offline_after_s), so
+                # they are not also given to the link-down check.
+                cam = Camera.from_config(d, self.loaded.base_dir, evidence=self.evidence_store, analyse=True)
+                self.cameras[d.id] = cam
+                self.add_supervised(f"camera:{d.id}", functools.partial(cam.run, self.signal))
             if isinstance(d, OpcUaDevice):
                 plc = OpcUaDriver(d, self.state_dir, self.loaded.base_dir, on_alarm=self._on_opcua_alarm)
                 self.add_supervised(f"opcua:{d.id}", functools.partial(plc.run, self.on_reading), devices=[d.id])
@@ -315,10 +329,11 @@ class Gateway:
     # -- what the status page and the platform fetch -----------------------------------------
 
     def camera_list(self) -> list[dict[str, Any]]:
-        return []
+        return [cam.status() for cam in self.cameras.values()]
 
     async def camera_snapshot(self, camera_id: str) -> bytes | None:
-        return None
+        cam = self.cameras.get(camera_id)
+        return None if cam is None else await cam.live_jpeg()
 
     async def evidence(self, ref: str) -> tuple[bytes, str] | None:
         return await asyncio.to_thread(self.evidence_store.get, ref)

@@ -4,7 +4,9 @@ An in-process MQTT broker (amqtt), terminals that publish a river level and a ki
 on a script (the river rises past its limit about 20 s in, the gas detector spikes about 40 s in,
 both come back later, and it repeats), a pump house PLC (a real OPC-UA server) whose outlet
 pressure drifts away from normal 90 s in, which no fixed threshold is set for but the anomaly
-detector catches, and the gateway itself with its feed, API and status page.
+detector catches, a camera (the ONVIF simulator, streaming a generated scene in which someone walks
+through the gate's restricted zone and then the lights come on) whose walker raises an intrusion
+with a JPEG of the box, and the gateway itself with its feed, API and status page.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 
 from edge_config import load
+from simulators.demo_camera import demo_camera
 from simulators.pumphouse import pumphouse
 
 __all__ = ["DEMO_SITE", "run_demo"]
@@ -136,6 +140,25 @@ severity = "minor"
 _CYCLE_S = 120.0
 
 
+def toml_value(v: Any) -> str:
+    """A value as TOML (inline tables and arrays): enough for the stanzas the demo writes."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML form for {type(v).__name__}")
+
+
+def device_stanza(device: dict[str, Any]) -> str:
+    return "\n[[devices]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in device.items())
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -203,7 +226,11 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
     broker = await _start_broker(mqtt_port)
     plc_cm = pumphouse(opcua_port)
     plc = await plc_cm.__aenter__()
-    site.write_text(DEMO_SITE.format(state_dir=state_dir, api_port=api_port, mqtt_port=mqtt_port, opcua_url=plc.url))
+    cam_cm = demo_camera(state_dir / "demo-camera")
+    print("Preparing the demo camera (the scene is encoded once, then cached)...", flush=True)
+    cam = await cam_cm.__aenter__()
+    text = DEMO_SITE.format(state_dir=state_dir, api_port=api_port, mqtt_port=mqtt_port, opcua_url=plc.url)
+    site.write_text(text + device_stanza(cam.device))
     stop = stop or asyncio.Event()
     gw = Gateway(load(site))
     token = token_file.read_text().strip()
@@ -225,6 +252,7 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
                 flush=True,
             )
     finally:
+        await cam_cm.__aexit__(None, None, None)
         await plc_cm.__aexit__(None, None, None)
         await broker.shutdown()  # type: ignore[attr-defined]
         if tmp is not None:

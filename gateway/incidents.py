@@ -205,6 +205,10 @@ class IncidentManager:
         return self._emit(inc, EventKind.RESOLVED, sig.time)
 
     def _activate(self, inc: Incident | None, sig: Signal) -> Change | None:
+        if sig.evidence_only:
+            # Evidence fetched after the fact (a snapshot taken once the event opened): link it to
+            # whatever incident the key has now, and never open or reopen one for it.
+            return None if sig.evidence is None else self.attach_evidence(sig.key, sig.evidence)
         if inc is not None and not inc.condition_active and inc.status is IncidentStatus.RESOLVED:
             cooldown = self._policy_for(sig.rule).cooldown_s
             if inc.ended_at is not None and sig.time - inc.ended_at <= cooldown:
@@ -243,9 +247,11 @@ class IncidentManager:
         if inc.status is IncidentStatus.CLOSED:
             return None
         escalated = sig.severity > inc.severity
+        new_evidence = sig.evidence is not None and (inc.evidence is None or inc.evidence.ref != sig.evidence.ref)
         self._merge(inc, sig)
         interval = self._policy_for(sig.rule).update_interval_s
-        if escalated or sig.time - inc.last_emit >= interval:
+        # Escalation and new evidence are news the platform is waiting for: publish them at once.
+        if escalated or new_evidence or sig.time - inc.last_emit >= interval:
             return self._emit(inc, EventKind.UPDATED, sig.time)
         return None
 

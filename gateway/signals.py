@@ -98,6 +98,9 @@ class Signal:
     department: str | None = None
     evidence: Evidence | None = None
     details: dict[str, str | float | int | bool] = field(default_factory=dict)
+    evidence_only: bool = False
+    """True for a follow-up that only brings evidence for the key's incident (it says nothing
+    about whether the condition still holds)."""
 
     @property
     def key(self) -> tuple[str, str, str]:
