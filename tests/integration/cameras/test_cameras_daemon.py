@@ -1,0 +1,77 @@
+"""A technician's path through the daemon: discover the camera, paste the printed stanza into the
+site file, run the gateway, and watch the camera go offline and come back in the feed when the
+RTSP server's plug is pulled."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from drivers.discovery import discover_command
+from gateway.demo import toml_value
+from simulators.demo_camera import demo_camera
+from tests.conftest import free_port
+from tests.integration.cameras._peers import gstreamer_missing
+from tests.integration.gateway.conftest import TOKEN, feed, running, until
+
+
+async def test_discovered_stanza_runs_and_offline_then_online_reaches_the_feed(
+    tmp_path: Path, scene_clip: Path
+) -> None:
+    reason = gstreamer_missing()
+    if reason:
+        pytest.skip(reason)
+    shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")
+    async with demo_camera(tmp_path, use_gstreamer=True) as cam:
+        out = io.StringIO()
+        # discover_command runs its own event loop: give it a thread.
+        rc = await asyncio.to_thread(discover_command, 2.0, True, target=f"127.0.0.1:{cam.sim.discovery_port}", out=out)
+        assert rc == 0
+        stanza = out.getvalue()
+        parsed = tomllib.loads(stanza)["devices"][0]
+        assert (parsed["host"], parsed["port"]) == ("127.0.0.1", cam.sim.port)
+
+        # What the technician edits by hand: where the password is, and how fast to call it offline.
+        stanza = stanza.replace(
+            f'password = {{ credential = "{parsed["id"]}_password" }}',
+            f"password = {toml_value({'file': str(cam.password_file)})}",
+        )
+        stanza += "offline_after_s = 3.0\nstall_timeout_s = 1.5\nreconnect_max_s = 1.0\n"
+        api_port = free_port()
+        (tmp_path / "api_token").write_text(TOKEN)
+        site = tmp_path / "site.toml"
+        site.write_text(
+            f'state_dir = "{tmp_path / "state"}"\n[site]\nbox_id = "box-1"\ntownship = "t"\nvillage = "v"\n'
+            f'[api]\nport = {api_port}\ntoken = {{ file = "api_token" }}\n' + stanza
+        )
+        async with running(site) as gw:
+            link = f"camera:{parsed['id']}"
+            await until(
+                lambda: any(s.name == link and s.health.state.value == "connected" for s in gw.supervisors),
+                20,
+                "the camera link",
+            )
+            await until(lambda: gw.camera_list()[0]["frames"] > 0, 10, "frames from the camera")
+            cam.pull_the_plug()
+            after = gw.outbox.committed_seq
+            offline: list[dict[str, object]] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while not offline and loop.time() < deadline:
+                after, events = await feed(api_port, after=after, wait=5)
+                offline = [e for e in events if e["data"]["category"] == "camera-offline"]  # type: ignore[index]
+            assert offline, "no camera-offline incident after the plug was pulled"
+            assert offline[0]["type"] == "township.edge.incident.opened"
+            await cam.plug_back()
+            back: list[dict[str, object]] = []
+            deadline = loop.time() + 30
+            while not back and loop.time() < deadline:
+                after, events = await feed(api_port, after=after, wait=5)
+                back = [e for e in events if e["data"]["category"] == "camera-offline"]  # type: ignore[index]
+    assert back[0]["type"] == "township.edge.incident.resolved"
+    assert back[0]["subject"] == offline[0]["subject"]
