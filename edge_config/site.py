@@ -69,10 +69,11 @@ class OutboxSettings(Section):
         default=7.0, ge=0, le=3650, description="How long delivered events stay readable in the feed."
     )
     commit_interval_ms: float = Field(
-        default=5.0,
+        default=0.0,
         ge=0,
         le=1000,
-        description="Longest time an event waits to be grouped with others into one durable commit.",
+        description="Extra wait before a commit to gather more events into it. 0: commit as soon as the "
+        "previous commit is done; what arrives meanwhile forms the next group (lowest latency).",
     )
 
 
