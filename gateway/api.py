@@ -154,20 +154,19 @@ async def _feedback(request: web.Request) -> Feedback:
     return Feedback(by=body["by"].strip()[:128], at=float(at), note=note[:2000])
 
 
-async def ack_incident(request: web.Request) -> web.Response:
-    fb = await _feedback(request)
-    try:
-        return web.json_response(_gw(request).acknowledge(request.match_info["id"], fb))
-    except IncidentNotFound:
-        return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
+def _feedback_route(action: str) -> Handler:
+    """POST /api/v1/incidents/{id}/<action>: the platform acknowledges or closes an incident."""
 
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fb = await _feedback(request)
+        gw = _gw(request)
+        apply = gw.acknowledge if action == "ack" else gw.close
+        try:
+            return web.json_response(apply(request.match_info["id"], fb))
+        except IncidentNotFound:
+            return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
 
-async def close_incident(request: web.Request) -> web.Response:
-    fb = await _feedback(request)
-    try:
-        return web.json_response(_gw(request).close(request.match_info["id"], fb))
-    except IncidentNotFound:
-        return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
+    return handler
 
 
 async def devices(request: web.Request) -> web.Response:
@@ -247,8 +246,8 @@ ROUTES: list[web.RouteDef] = [
     web.get("/api/v1/events", events),
     web.get("/api/v1/incidents", list_incidents),
     web.get("/api/v1/incidents/{id}", get_incident),
-    web.post("/api/v1/incidents/{id}/ack", ack_incident),
-    web.post("/api/v1/incidents/{id}/close", close_incident),
+    web.post("/api/v1/incidents/{id}/ack", _feedback_route("ack")),
+    web.post("/api/v1/incidents/{id}/close", _feedback_route("close")),
     web.get("/api/v1/devices", devices),
     web.get("/api/v1/site", site),
     web.get("/api/v1/cameras", cameras),

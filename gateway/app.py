@@ -28,7 +28,7 @@ from edge_config.rules import Rule
 from gateway.envelope import incident_event
 from gateway.errors import ConfigError
 from gateway.evidence import EvidenceStore
-from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy
+from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.rules import AnomalyWindow, RuleEngine
@@ -190,8 +190,6 @@ class Gateway:
         return self.incident_json(change.incident.id, change.incident)
 
     def incident_json(self, incident_id: str, inc: Any = None) -> dict[str, Any]:
-        from gateway.incidents import incident_data
-
         inc = inc or self.incidents.get(incident_id)
         return incident_data(inc, self._places.get(inc.device) or self._place(inc.device))
 
@@ -214,19 +212,23 @@ class Gateway:
         )
         self.metrics.incident_events.labels(inc.category.value, kind.value).inc()
 
-    def _on_overflow(self, dropped: int) -> None:
+    def _on_overflow(self, _dropped: int) -> None:
         self._overflowing = True
+        total = self.outbox.dropped_total
+        self._overflow_signal(True, f"outbox full: {total} undelivered events dropped so far", float(total))
+
+    def _overflow_signal(self, active: bool, summary: str, value: float | None = None) -> None:
         self.signal(
             Signal(
                 device=self.config.site.box_id,
                 rule="outbox-overflow",
-                active=True,
+                active=active,
                 time=time.time(),
                 category=Category.GATEWAY_FAULT,
                 severity=Severity.MAJOR,
-                summary=f"outbox full: {self.outbox.dropped_total} undelivered events dropped so far",
+                summary=summary,
                 detector="outbox",
-                value=float(self.outbox.dropped_total),
+                value=value,
                 details={"dropped": self.outbox.dropped_total},
             )
         )
@@ -442,18 +444,7 @@ class Gateway:
                 self.metrics.open_incidents.labels(cat.value).set(n)
             if self._overflowing and self.outbox.committed_seq - self.outbox.delivered_seq == 0:
                 self._overflowing = False
-                self.signal(
-                    Signal(
-                        device=self.config.site.box_id,
-                        rule="outbox-overflow",
-                        active=False,
-                        time=now,
-                        category=Category.GATEWAY_FAULT,
-                        severity=Severity.MAJOR,
-                        summary="outbox drained",
-                        detector="outbox",
-                    )
-                )
+                self._overflow_signal(False, "outbox drained")
             if time.monotonic() - last_prune > _PRUNE_EVERY_S:
                 last_prune = time.monotonic()
                 self._save_detector_state()
