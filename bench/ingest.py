@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -27,7 +29,9 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench._peers import free_port, mosquitto
 
@@ -73,7 +77,7 @@ def _publisher(
     devices: int,
     seconds: float,
     rate: float,
-    sent: mp.Value,  # type: ignore[type-arg]
+    sent: Any,  # a multiprocessing.Value("q"): the count it published
 ) -> None:
     import gmqtt
     from gmqtt.mqtt.constants import MQTTv311
@@ -175,13 +179,13 @@ def _total(counter: object) -> float:
 async def _outbox_rate(n: int) -> tuple[float, float, float]:
     """(group-commit events/s with envelopes built, group-commit events/s of ready bodies, naive events/s)."""
     from gateway.envelope import incident_event
-    from gateway.incidents import IncidentManager, RoutingPolicy
+    from gateway.incidents import EventKind, Incident, IncidentManager, RoutingPolicy
     from gateway.metrics import Metrics
     from gateway.outbox import Outbox
     from gateway.signals import Category, Severity, Signal
 
     mgr = IncidentManager(default_department="x", policy_for=lambda _r: RoutingPolicy(0, 3600))
-    changes = []
+    changes: list[tuple[EventKind, Incident, float]] = []
     for i in range(n):
         sig = Signal(
             device=f"d{i % 100}",
@@ -195,8 +199,13 @@ async def _outbox_rate(n: int) -> tuple[float, float, float]:
         )
         c = mgr.apply(sig)
         if c is not None and c.kind is not None:
-            changes.append(c)
+            # A snapshot of the incident as it was at this step, as the daemon would serialise it.
+            changes.append((c.kind, copy.copy(c.incident), c.time))
     place = {"box_id": "bench", "township": "t", "village": "v"}
+
+    def envelope(change: tuple[EventKind, Incident, float], seq: int) -> bytes:
+        kind, inc, t = change
+        return incident_event(seq=seq, kind=kind, incident=inc, source="s", place=place, time=t)
 
     async def group(build_envelopes: bool) -> float:
         with tempfile.TemporaryDirectory() as tmp:
@@ -204,28 +213,17 @@ async def _outbox_rate(n: int) -> tuple[float, float, float]:
                 Path(tmp) / "o.sqlite3",
                 budget_bytes=1 << 34,
                 keep_delivered_s=1,
-                commit_interval_s=0.002,
+                commit_interval_s=0.0,
                 consumers=["feed"],
                 metrics=Metrics(),
             )
             ob.open()
             writer = asyncio.create_task(ob.run())
-            ready = [
-                incident_event(seq=i, kind=c.kind, incident=c.incident, source="s", place=place, time=c.time)
-                for i, c in enumerate(changes)
-            ]
+            ready = [envelope(c, i) for i, c in enumerate(changes)]
             t0 = time.perf_counter()
             for i, c in enumerate(changes):
-                if build_envelopes:
-                    ob.append(
-                        source="s",
-                        severity=2,
-                        build=lambda seq, c=c: incident_event(
-                            seq=seq, kind=c.kind, incident=c.incident, source="s", place=place, time=c.time
-                        ),
-                    )
-                else:
-                    ob.append(source="s", severity=2, build=lambda _seq, b=ready[i]: b)
+                build = functools.partial(envelope, c) if build_envelopes else _constant(ready[i])
+                ob.append(source="s", severity=2, build=build)
                 if i % 500 == 0:
                     await asyncio.sleep(0)  # let commits run while events keep arriving
             await ob.flush()
@@ -236,10 +234,7 @@ async def _outbox_rate(n: int) -> tuple[float, float, float]:
 
     with_env = await group(True)
     bodies_only = await group(False)
-    bodies = [
-        incident_event(seq=i, kind=c.kind, incident=c.incident, source="s", place=place, time=c.time)
-        for i, c in enumerate(changes)
-    ]
+    bodies = [envelope(c, i) for i, c in enumerate(changes)]
     with tempfile.TemporaryDirectory() as tmp:
         conn = sqlite3.connect(Path(tmp) / "naive.sqlite3", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -256,6 +251,10 @@ async def _outbox_rate(n: int) -> tuple[float, float, float]:
         naive = m / (time.perf_counter() - t0)
         conn.close()
     return with_env, bodies_only, naive
+
+
+def _constant(body: bytes) -> Callable[[int], bytes]:
+    return lambda _seq: body
 
 
 def _machine() -> str:
