@@ -36,6 +36,7 @@ from gateway.sensor_evidence import window_json, window_png
 from gateway.signals import Category, Evidence, Severity, Signal
 from gateway.supervisor import Backoff, Supervisor, SupervisorHealth
 from gateway.upstream import MqttPusher, WebhookPusher
+from gateway.warm import warm_kernels
 from systemd.notify import Notifier
 
 __all__ = ["Gateway", "default_state_dir", "run_daemon"]
@@ -469,6 +470,9 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self.outbox.run(), name="gw[outbox].writer")
                 await api.start()
+                # The API answers (healthz) while the kernels compile in a thread; drivers start after.
+                self.notifier.status("compiling kernels")
+                await asyncio.to_thread(warm_kernels, log.info)
                 tick = tg.create_task(self._tick(), name="gw[core].tick")
                 sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
                 self.ready.set()

@@ -76,6 +76,13 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return asyncio.run(run_doctor(Path(args.config)))
 
 
+def _cmd_warm(_args: argparse.Namespace) -> int:
+    from gateway.warm import warm_kernels
+
+    warm_kernels(lambda line: print(line, flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-gateway", description=__doc__)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -93,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check the site file, secrets, state directory and every peer")
     doctor.add_argument("--config", default="/etc/edge-gateway/site.toml", help="site TOML file")
     doctor.set_defaults(func=_cmd_doctor)
+    warm = sub.add_parser("warm", help="compile the numba kernels into $NUMBA_CACHE_DIR (done at install)")
+    warm.set_defaults(func=_cmd_warm)
     demo = sub.add_parser("demo", help="run the embedded demo site on 127.0.0.1")
     demo.add_argument("--port", type=int, default=8780, help="API port (0 picks a free one)")
     demo.add_argument("--state-dir", default=None, help="keep demo state here (default: a temporary folder)")
