@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,9 @@ def free_port() -> int:
 class mosquitto:
     """Runs Debian's mosquitto on 127.0.0.1 for the duration of a ``with`` block."""
 
+    def __init__(self, cpus: set[int] | None = None) -> None:
+        self._cpus = cpus
+
     def __enter__(self) -> int:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
@@ -33,7 +37,13 @@ class mosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "max_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest none\n"
         )
-        self._proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpus = self._cpus
+        self._proc = subprocess.Popen(
+            [binary, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()

@@ -78,8 +78,12 @@ def _publisher(
     seconds: float,
     rate: float,
     sent: Any,  # a multiprocessing.Value("q"): the count it published
+    cpus: set[int] | None,
 ) -> None:
     import gmqtt
+
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     from gmqtt.mqtt.constants import MQTTv311
 
     async def go() -> None:
@@ -107,7 +111,9 @@ def _publisher(
     asyncio.run(go())
 
 
-async def _ingest(devices: int, seconds: float, publishers: int, rate: float) -> tuple[float, float, float, int, int]:
+async def _ingest(
+    devices: int, seconds: float, publishers: int, rate: float, pin: bool = False
+) -> tuple[float, float, float, int, int]:
     from edge_config import load
     from gateway.app import Gateway
     from gateway.outbox import Outbox
@@ -122,7 +128,13 @@ async def _ingest(devices: int, seconds: float, publishers: int, rate: float) ->
         return dropped
 
     Outbox._commit_batch = timed_commit  # type: ignore[method-assign]
-    with mosquitto() as port, tempfile.TemporaryDirectory() as tmp:
+    # --pin: the gateway gets the last core to itself; broker and publishers share the others, as
+    # on a box whose terminals publish from elsewhere on the LAN.
+    all_cpus = sorted(os.sched_getaffinity(0))
+    peer_cpus = set(all_cpus[:-1]) if pin and len(all_cpus) > 1 else None
+    if peer_cpus:
+        os.sched_setaffinity(0, {all_cpus[-1]})
+    with mosquitto(peer_cpus) as port, tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         (d / "token").write_text("x")
         (d / "site.toml").write_text(_site(d / "state", port, devices))
@@ -135,7 +147,9 @@ async def _ingest(devices: int, seconds: float, publishers: int, rate: float) ->
         ctx = mp.get_context("spawn")
         sent = [ctx.Value("q", 0) for _ in range(publishers)]
         procs = [
-            ctx.Process(target=_publisher, args=(port, i, publishers, devices, seconds, rate / publishers, sent[i]))
+            ctx.Process(
+                target=_publisher, args=(port, i, publishers, devices, seconds, rate / publishers, sent[i], peer_cpus)
+            )
             for i in range(publishers)
         ]
         for p in procs:
@@ -156,6 +170,7 @@ async def _ingest(devices: int, seconds: float, publishers: int, rate: float) ->
             seq: json.loads(body)["data"]["updated_at"] for seq, body in db.execute("SELECT seq, body FROM events")
         }
     Outbox._commit_batch = original  # type: ignore[method-assign]
+    os.sched_setaffinity(0, all_cpus)
     from datetime import datetime
 
     lat = []
@@ -276,11 +291,16 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=2)
     ap.add_argument("--rate", type=float, default=0.0, help="paced total readings/s (default: 80%% of capacity)")
     ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument(
+        "--pin", action="store_true", help="give the gateway a core of its own; broker and publishers share the rest"
+    )
     args = ap.parse_args()
     print(f"machine: {_machine()}")
-    capacity, _, _, sent_max, recv_max = asyncio.run(_ingest(args.devices, args.seconds, args.publishers, 0.0))
+    capacity, _, _, sent_max, recv_max = asyncio.run(
+        _ingest(args.devices, args.seconds, args.publishers, 0.0, args.pin)
+    )
     rate = args.rate or 0.8 * capacity
-    paced, p50, p99, sent, received = asyncio.run(_ingest(args.devices, args.seconds, args.publishers, rate))
+    paced, p50, p99, sent, received = asyncio.run(_ingest(args.devices, args.seconds, args.publishers, rate, args.pin))
     print(f"{'stage':<48}{'value':>14}")
     print(f"{'flat out: readings published':<48}{sent_max:>14,}")
     print(f"{'flat out: readings evaluated':<48}{recv_max:>14,}")
