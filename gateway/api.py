@@ -83,7 +83,7 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 async def healthz(request: web.Request) -> web.Response:
     gw = _gw(request)
-    return web.json_response({"status": "ok", "uptime_s": round(time.time() - gw._started, 3)})
+    return web.json_response({"status": "ok", "uptime_s": round(time.time() - gw.started, 3)})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -106,7 +106,7 @@ async def events(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
     wait = _int_param(request, "wait", 0, 0, int(gw.config.api.max_wait_s))
-    if "feed" in gw.outbox._cursors:
+    if "feed" in gw.outbox.consumers:
         # Pull-only box: asking for events after N says the platform holds everything up to N.
         gw.outbox.set_cursor("feed", min(after, gw.outbox.committed_seq))
     if wait and gw.outbox.committed_seq <= after:

@@ -115,7 +115,7 @@ class Gateway:
         self._link_down_since: dict[str, float] = {}
         self._links_offline: set[str] = set()
         self._overflowing = False
-        self._started = time.time()
+        self.started = time.time()
         # Set once the API listens and every link is supervised; cleared when stopping.
         self.ready = asyncio.Event()
 

@@ -186,6 +186,11 @@ class Outbox:
         row = self._wconn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """The consumers whose cursors decide what counts as delivered."""
+        return self._consumers
+
     def cursor(self, name: str) -> int:
         return self._cursors.get(name, 0)
 
