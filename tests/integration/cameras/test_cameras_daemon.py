@@ -72,9 +72,7 @@ async def test_discovered_stanza_runs_and_offline_then_online_reaches_the_feed(
             while not offline and loop.time() < deadline:
                 after, events = await feed(api_port, after=after, wait=5)
                 offline = [
-                    e
-                    for e in events
-                    if e["data"]["category"] == "camera-offline" and e["data"]["status"] == "open"  # type: ignore[index]
+                    e for e in events if e["data"]["category"] == "camera-offline" and e["data"]["status"] == "open"
                 ]
             assert offline, "no camera-offline incident after the plug was pulled"
             await cam.plug_back()
@@ -83,9 +81,7 @@ async def test_discovered_stanza_runs_and_offline_then_online_reaches_the_feed(
             while not back and loop.time() < deadline:
                 after, events = await feed(api_port, after=after, wait=5)
                 back = [
-                    e
-                    for e in events
-                    if e["data"]["category"] == "camera-offline" and e["data"]["status"] == "resolved"  # type: ignore[index]
+                    e for e in events if e["data"]["category"] == "camera-offline" and e["data"]["status"] == "resolved"
                 ]
     assert back, "the camera-offline incident did not resolve after the plug went back in"
     assert back[0]["type"] == "township.edge.incident.resolved"
