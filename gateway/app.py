@@ -18,7 +18,7 @@ from drivers.base import DriverState, Reading
 from drivers.camera import Camera
 from drivers.mqtt import MqttDriver
 from drivers.opcua import OpcUaAlarm, OpcUaDriver
-from edge_config import LoadedConfig, load
+from edge_config import LoadedConfig, check_secrets, load
 from edge_config._base import SecretRef
 from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
@@ -513,6 +513,10 @@ class Gateway:
 async def run_daemon(config_path: Path) -> int:
     """`edge-gateway run`: load, run until SIGTERM/SIGINT, reload on SIGHUP."""
     loaded = load(config_path)
+    problems, unchecked = check_secrets(loaded)
+    if problems or unchecked:
+        # The daemon needs every secret now; a credential that cannot be checked is missing here.
+        raise ConfigError(f"{config_path}: secrets missing", problems + unchecked)
     gw = Gateway(loaded)
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -78,3 +78,12 @@ def test_doctor_lists_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["doctor", "--config", str(site)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  site file" in out and f"{site}:1: site.township: Field required" in out
+
+
+def test_run_refuses_to_start_without_its_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(SITE.format(state=tmp_path / "state", api_port=_port().getsockname()[1], mqtt_port=1))
+    assert main(["run", "--config", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert f"{site}:7: api.token: secret file missing" in err
+    assert not (tmp_path / "state" / "outbox.sqlite3").exists()
