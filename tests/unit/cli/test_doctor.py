@@ -85,5 +85,5 @@ def test_run_refuses_to_start_without_its_secrets(tmp_path: Path, capsys: pytest
     site.write_text(SITE.format(state=tmp_path / "state", api_port=_port().getsockname()[1], mqtt_port=1))
     assert main(["run", "--config", str(site)]) == 2
     err = capsys.readouterr().err
-    assert f"{site}:7: api.token: secret file missing" in err
+    assert f"{site}:8: api.token: secret file missing" in err
     assert not (tmp_path / "state" / "outbox.sqlite3").exists()
