@@ -10,6 +10,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from drivers.discovery import discover_command
@@ -57,6 +58,13 @@ async def test_discovered_stanza_runs_and_offline_then_online_reaches_the_feed(
                 "the camera link",
             )
             await until(lambda: gw.camera_list()[0]["frames"] > 0, 10, "frames from the camera")
+            # The live view the status page shows: the latest analysed frame, behind the token.
+            async with (
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as s,
+                s.get(f"http://127.0.0.1:{api_port}/api/v1/cameras/{parsed['id']}/snapshot.jpg") as r,
+            ):
+                assert r.status == 200 and r.content_type == "image/jpeg"
+                assert (await r.read())[:2] == b"\xff\xd8"
             # A slow first start may have flagged the camera offline before its first frame: let
             # that settle, so what follows is about the pulled plug only.
             await until(
