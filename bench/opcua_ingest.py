@@ -33,6 +33,7 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -56,12 +57,40 @@ def _free_port() -> int:
 # --- the server process ---------------------------------------------------------------------
 
 
-def _serve(port: int, points: int, cert_dir: str | None, commands: Queue[Any], results: Queue[Any]) -> None:
+def count_up(_point: int, n: int) -> float:
+    """The default value of a variable's ``n``-th write (1-based): ``n`` itself."""
+    return float(n)
+
+
+def serve(
+    port: int,
+    points: int,
+    cert_dir: str | None,
+    commands: Queue[Any],
+    results: Queue[Any],
+    value: Callable[[int, int], float] = count_up,
+) -> None:
+    """The server process's entry point (also used by ``bench.opcua_gateway``).
+
+    Serves ``points`` Double variables ``nsu=NAMESPACE;s=P<i>`` on ``opc.tcp://127.0.0.1:<port>/bench``
+    and puts ``("ready", port)`` on ``results``. Each ``("run", rate, seconds)`` on ``commands`` writes
+    the variables round-robin at ``rate`` writes/s (0: as fast as it can) for ``seconds``, the
+    ``n``-th write of variable ``i`` being ``value(i, n)`` stamped with the wall clock, then puts
+    ``("done", written, elapsed)``; ``("stop",)`` ends it. ``value`` must be a module-level
+    function (it is pickled into the spawned process).
+    """
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(_serve_async(port, points, cert_dir, commands, results))
+    asyncio.run(_serve_async(port, points, cert_dir, commands, results, value))
 
 
-async def _serve_async(port: int, points: int, cert_dir: str | None, commands: Queue[Any], results: Queue[Any]) -> None:
+async def _serve_async(
+    port: int,
+    points: int,
+    cert_dir: str | None,
+    commands: Queue[Any],
+    results: Queue[Any],
+    value: Callable[[int, int], float],
+) -> None:
     from asyncua import ua
     from asyncua.server.server import Server
 
@@ -100,7 +129,7 @@ async def _serve_async(port: int, points: int, cert_dir: str | None, commands: Q
                 for _ in range(min(points, target - written)):
                     counters[i] += 1
                     dv = ua.DataValue(
-                        ua.Variant(float(counters[i]), ua.VariantType.Double),
+                        ua.Variant(value(i, counters[i]), ua.VariantType.Double),
                         SourceTimestamp=ua.DateTime.now(dt.UTC),
                     )
                     await server.write_attribute_value(nodes[i], dv)
@@ -215,7 +244,7 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
             (tmpdir / "server").mkdir()
             _make_server_cert(tmpdir / "server")
             cert_dir = str(tmpdir / "server")
-        proc = ctx.Process(target=_serve, args=(port, args.points, cert_dir, commands, results), daemon=True)
+        proc = ctx.Process(target=serve, args=(port, args.points, cert_dir, commands, results), daemon=True)
         proc.start()
         try:
             ready = await asyncio.to_thread(results.get, True, 60)
