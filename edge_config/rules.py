@@ -13,6 +13,11 @@ __all__ = ["AnomalyRule", "RateRule", "Rule", "RuleBase", "SilenceRule", "StuckR
 
 SeverityName = Literal["info", "minor", "major", "critical"]
 
+PointPattern = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.*?\[\]-]+$"),
+]
+
 
 class RuleBase(Section):
     """What every rule has: where it applies and how its incidents are labelled and routed."""
@@ -42,7 +47,9 @@ class ThresholdRule(RuleBase):
     """Value above (or below) a limit for at least ``for_s`` seconds, with hysteresis on clearing."""
 
     kind: Literal["threshold"] = Field(description="Rule kind.")
-    point: Identifier = Field(description="Point name the rule watches.")
+    point: PointPattern = Field(
+        description="Point the rule watches; a pattern ('*', 'level_*') watches each matching point."
+    )
     above: float | None = Field(default=None, description="Breach when the value is above this.")
     below: float | None = Field(default=None, description="Breach when the value is below this.")
     hysteresis: float = Field(
@@ -61,7 +68,9 @@ class RateRule(RuleBase):
     """Value changes faster than ``max_per_s`` (in units per second) over ``window_s``."""
 
     kind: Literal["rate"] = Field(description="Rule kind.")
-    point: Identifier = Field(description="Point name the rule watches.")
+    point: PointPattern = Field(
+        description="Point the rule watches; a pattern ('*', 'level_*') watches each matching point."
+    )
     max_per_s: float = Field(gt=0, description="Largest allowed absolute change per second.")
     window_s: float = Field(default=60.0, gt=0, le=86400, description="Time span the change is measured over.")
 
@@ -70,7 +79,9 @@ class StuckRule(RuleBase):
     """Value does not change by more than ``tolerance`` for ``for_s`` seconds (a frozen sensor)."""
 
     kind: Literal["stuck"] = Field(description="Rule kind.")
-    point: Identifier = Field(description="Point name the rule watches.")
+    point: PointPattern = Field(
+        description="Point the rule watches; a pattern ('*', 'level_*') watches each matching point."
+    )
     for_s: float = Field(gt=0, le=30 * 86400, description="How long a flat value must last.")
     tolerance: float = Field(default=0.0, ge=0, description="Changes up to this size count as flat.")
 
@@ -87,7 +98,9 @@ class AnomalyRule(RuleBase):
     sensor-anomaly incident, which resolves after ``resolve_after_s`` of scores below it."""
 
     kind: Literal["anomaly"] = Field(description="Rule kind.")
-    point: Identifier = Field(description="Point name the rule watches.")
+    point: PointPattern = Field(
+        description="Point the rule watches; a pattern ('*', 'level_*') watches each matching point."
+    )
     detector: AnomalySettings = Field(
         default_factory=AnomalySettings, description="Detector and its settings (defaults: the benchmarked ensemble)."
     )

@@ -357,7 +357,7 @@ class RuleEngine:
     def _evals_for(self, device: str, point: str) -> list[_Eval]:
         evals: list[_Eval] = []
         for rule in self._rules:
-            if getattr(rule, "point", None) != point or isinstance(rule, SilenceRule):
+            if isinstance(rule, SilenceRule) or not fnmatch.fnmatchcase(point, rule.point):
                 continue
             if not any(fnmatch.fnmatchcase(device, p) for p in rule.devices):
                 continue

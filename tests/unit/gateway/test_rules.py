@@ -254,3 +254,17 @@ def test_reload_changing_a_rate_rule_keeps_its_window() -> None:
     e.engine.reload([RateRule(kind="rate", id="r", point="level", max_per_s=2.0, window_s=10)], T0 + 2)
     # Still rising 5/s against the new limit 2/s: still active, not cleared by an empty window.
     assert [s.active for s in e.feed(10.0, 2)] == [True]
+
+
+def test_a_point_pattern_watches_each_matching_point_separately() -> None:
+    rule = ThresholdRule(kind="threshold", id="any-level", point="level_*", above=5.0)
+    e = Engine([rule])
+    (a,) = e.feed(6.0, 0, point="level_a")
+    (b,) = e.feed(7.0, 1, point="level_b")
+    assert e.feed(9.0, 2, point="flow") == []  # not matched by the pattern
+    # One state per point: each breach is its own signal key, and each clears on its own.
+    assert (a.point, b.point) == ("level_a", "level_b") and a.key != b.key
+    assert e.feed(7.5, 1.5, point="level_b") == []  # still active; repeats are rate-limited
+    (cleared,) = e.feed(1.0, 3, point="level_a")
+    assert not cleared.active and cleared.point == "level_a"
+    assert e.feed(7.5, 4, point="level_b")[0].active  # level_b's breach goes on
