@@ -5,6 +5,11 @@ commit that returned survives kill -9 and power loss (NORMAL would only sync at 
 can roll back the last commits after a power cut). The cost of that fsync is paid once per group:
 events appended while a commit is in flight are written together in the next transaction.
 
+Commits run in a writer thread of their own, woken by ``append``: the event loop can spend
+milliseconds in one callback (a socket read of hundreds of MQTT messages), and a commit that
+waited for the loop's next turn would wait that long before it even started. What a commit means
+to the loop (waking long-poll waiters, reporting an overflow, a failure) is handed back to it.
+
 Readers (the pull feed, the pushers) read committed rows through their own connection; WAL lets
 them read while the writer writes. Each push channel keeps a durable cursor; an event is
 *delivered* once every consumer's cursor has passed it. Undelivered events are kept up to a byte
@@ -15,6 +20,7 @@ reported through ``on_overflow``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -85,8 +91,18 @@ class Outbox:
         self._pending_rows: dict[str, tuple[int, str]] = {}
         self._pending_cursors: dict[str, int] = {}
         self._pending_kv: dict[str, bytes] = {}
-        self._wake = asyncio.Event()
-        self._committed_cond = asyncio.Condition()
+        # Guards the pending group against the writer thread taking it; the writer waits on it for
+        # work. Counts of groups taken and committed let flush() know which commit it waits for.
+        self._work = threading.Condition()
+        self._taken = 0
+        self._done = 0
+        self._urgent = False
+        self._stopping = False
+        self._writer: threading.Thread | None = None
+        self._failure: Exception | None = None
+        self._failed = asyncio.Event()
+        # Set, then replaced, on the loop after each commit: whoever waits for a commit awaits it.
+        self._commit_seen = asyncio.Event()
         self._next_seq = 1
         self.committed_seq = 0
         self._cursors: dict[str, int] = {}
@@ -95,13 +111,10 @@ class Outbox:
         self._closing = False
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        # One commit at a time (the writer task and flush() both commit); one reader at a time
-        # on the shared read connection (feed requests run in worker threads).
-        self._commit_lock = asyncio.Lock()
+        # One reader at a time on the shared read connection (feed requests run in worker threads).
         self._read_lock = threading.Lock()
-        # The writer connection is used from worker threads (commits, prune) and from the loop
-        # (run()'s shutdown commit, close). A cancelled to_thread commit keeps running in its
-        # thread, so the asyncio lock alone cannot keep two transactions apart on one connection.
+        # The writer connection is used by the writer thread (commits), by worker threads (prune)
+        # and by close(): one transaction at a time on one connection.
         self._write_lock = threading.Lock()
 
     # -- life ------------------------------------------------------------------------------
@@ -132,7 +145,8 @@ class Outbox:
         self._update_gauges()
 
     def close(self) -> None:
-        with self._write_lock:  # never under an in-flight commit
+        self._stop_writer()
+        with self._write_lock:  # a prune in a worker thread may still be running
             for conn in (self._rconn, self._wconn):
                 if conn is not None:
                     conn.close()
@@ -158,28 +172,33 @@ class Outbox:
             raise OutboxError("outbox is closing; no new events are taken")
         seq = self._next_seq
         self._next_seq += 1
-        self._pending.append(_Pending(seq, source, severity, time.time(), build(seq)))
-        if incident is not None:
-            self._pending_rows[incident[0]] = (1 if incident[1] else 0, incident[2])
-        self._wake.set()
+        event = _Pending(seq, source, severity, time.time(), build(seq))
+        with self._work:
+            self._wake_writer()
+            self._pending.append(event)
+            if incident is not None:
+                self._pending_rows[incident[0]] = (1 if incident[1] else 0, incident[2])
         return seq
 
     def save_incident(self, incident_id: str, live: bool, row: str) -> None:
         """Persist an incident's state without an event (a change nobody needs to hear of yet)."""
-        self._pending_rows[incident_id] = (1 if live else 0, row)
-        self._wake.set()
+        with self._work:
+            self._wake_writer()
+            self._pending_rows[incident_id] = (1 if live else 0, row)
 
     def set_cursor(self, name: str, seq: int) -> None:
         """Record that consumer ``name`` has everything up to ``seq`` (durable at the next commit)."""
         if seq <= self._cursors.get(name, 0):
             return
         self._cursors[name] = seq
-        self._pending_cursors[name] = seq
-        self._wake.set()
+        with self._work:
+            self._wake_writer()
+            self._pending_cursors[name] = seq
 
     def set_kv(self, key: str, value: bytes) -> None:
-        self._pending_kv[key] = value
-        self._wake.set()
+        with self._work:
+            self._wake_writer()
+            self._pending_kv[key] = value
 
     def get_kv(self, key: str) -> bytes | None:
         assert self._wconn is not None
@@ -208,30 +227,38 @@ class Outbox:
         return [r[0] for r in self._wconn.execute("SELECT row FROM incidents WHERE live = 1")]
 
     async def run(self) -> None:
-        """The writer: commit whatever is pending, in groups, until cancelled (then flush)."""
+        """Keep the writer thread committing until cancelled; then commit what is left and stop it.
+
+        Raises the error of a failed commit (the writer stops at the first one).
+        """
+        self._start_writer()
         try:
-            while True:
-                await self._wake.wait()
-                if self._interval > 0:
-                    # Let a burst gather so it shares one fsync.
-                    await asyncio.sleep(self._interval)
-                await self._commit_pending()
+            await self._failed.wait()
+            assert self._failure is not None
+            raise self._failure
         finally:
-            if self._has_pending() and not self._commit_lock.locked():
-                # Shutdown: commit what was accepted before the task ends.
-                self._commit_batch(*self._take_pending())
+            # Blocking on purpose: a cancelled task must not end with accepted events uncommitted
+            # or a thread still writing. At most the commit in flight and one more.
+            self._stop_writer()
 
     async def flush(self) -> None:
         """Wait until everything appended so far is durable."""
-        target = self._next_seq - 1
-        # _commit_pending takes the commit lock, so this also waits out a commit the writer task
-        # has in flight (its batch is no longer 'pending' but not yet committed either).
-        await self._commit_pending()
-        while self._has_pending():
-            await self._commit_pending()
-        if self.committed_seq < target:
-            # Only a failed commit leaves events behind with nothing pending; say so, don't spin.
-            raise OutboxError(f"events up to {target} were accepted but only {self.committed_seq} committed")
+        self._start_writer()
+        with self._work:
+            # What is pending goes into the next group the writer takes; with nothing pending, a
+            # group in flight is the last one that holds anything appended so far.
+            if self._has_pending():
+                ticket = self._taken + 1
+                self._urgent = True
+                self._work.notify()
+            else:
+                ticket = self._taken
+        while self._done < ticket and self._failure is None:
+            await self._commit_seen.wait()
+        if self._done < ticket:
+            raise OutboxError(
+                f"events up to {self._next_seq - 1} were accepted but only {self.committed_seq} committed"
+            ) from self._failure
 
     def stop_intake(self) -> None:
         self._closing = True
@@ -239,25 +266,65 @@ class Outbox:
     def _has_pending(self) -> bool:
         return bool(self._pending or self._pending_rows or self._pending_cursors or self._pending_kv)
 
-    def _take_pending(
-        self,
-    ) -> tuple[list[_Pending], dict[str, tuple[int, str]], dict[str, int], dict[str, bytes]]:
-        batch = (self._pending, self._pending_rows, self._pending_cursors, self._pending_kv)
-        self._pending, self._pending_rows, self._pending_cursors, self._pending_kv = [], {}, {}, {}
-        self._wake.clear()
-        return batch
+    def _wake_writer(self) -> None:
+        # Called under self._work before adding to the group: only the first addition to an empty
+        # group can find the writer waiting; later ones find it committing or gathering, and it
+        # takes them with the group anyway.
+        if not self._has_pending():
+            self._work.notify()
 
-    async def _commit_pending(self) -> None:
-        async with self._commit_lock:
-            if not self._has_pending():
-                self._wake.clear()
+    def _start_writer(self) -> None:
+        if self._writer is None and self._failure is None:
+            loop = asyncio.get_running_loop()
+            # A daemon: an outbox nobody closed must not keep the process from exiting.
+            self._writer = threading.Thread(target=self._write, args=(loop,), name="outbox-writer", daemon=True)
+            self._writer.start()
+
+    def _stop_writer(self) -> None:
+        if self._writer is None:
+            return
+        with self._work:
+            self._stopping = True
+            self._work.notify()
+        self._writer.join()
+        self._writer = None
+        self._stopping = False
+
+    def _write(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The writer thread: take the pending group, commit it, tell the loop; until stopped."""
+        while True:
+            with self._work:
+                self._work.wait_for(lambda: self._stopping or self._has_pending())
+                if self._interval > 0:
+                    # Let a burst gather so it shares one fsync; flush() and shutdown don't wait.
+                    self._work.wait_for(lambda: self._stopping or self._urgent, timeout=self._interval)
+                if not self._has_pending():
+                    return  # stopping, and everything accepted is committed
+                batch = (self._pending, self._pending_rows, self._pending_cursors, self._pending_kv)
+                self._pending, self._pending_rows, self._pending_cursors, self._pending_kv = [], {}, {}, {}
+                self._taken += 1
+                self._urgent = False
+            try:
+                dropped = self._commit_batch(*batch)
+            except Exception as exc:
+                _call_soon(loop, self._commit_failed, exc)
                 return
-            batch = self._take_pending()
-            dropped = await asyncio.to_thread(self._commit_batch, *batch)
-        async with self._committed_cond:
-            self._committed_cond.notify_all()
+            _call_soon(loop, self._committed, dropped)
+
+    def _committed(self, dropped: int) -> None:
+        self._done += 1
+        self._announce_commit()
         if dropped:
             self._on_overflow(dropped)
+
+    def _commit_failed(self, exc: Exception) -> None:
+        self._failure = exc
+        self._failed.set()
+        self._announce_commit()
+
+    def _announce_commit(self) -> None:
+        self._commit_seen.set()
+        self._commit_seen = asyncio.Event()
 
     def _commit_batch(
         self,
@@ -395,8 +462,14 @@ class Outbox:
             return True
         try:
             async with asyncio.timeout(timeout):
-                async with self._committed_cond:
-                    await self._committed_cond.wait_for(lambda: self.committed_seq > after)
+                while self.committed_seq <= after:
+                    await self._commit_seen.wait()
         except TimeoutError:
             return False
         return True
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object) -> None:
+    # A closed loop (close() from synchronous code drained a last group) has nobody left to tell.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)

@@ -435,6 +435,7 @@ async def test_budget_drops_in_one_transaction_not_one_fsync_per_event(db: Path)
     # With synchronous=FULL every autocommitted statement is its own fsync: on an SD card, a
     # thousand dropped events one by one would stall the writer for many seconds.
     assert [s for s in autocommitted if s.startswith("DELETE")] == []
+    ob.close()
 
 
 async def test_oldest_undelivered_age(outbox: Outbox) -> None:
@@ -483,3 +484,111 @@ async def test_flush_waits_for_the_commit_the_writer_has_in_flight(tmp_path: Pat
     with contextlib.suppress(asyncio.CancelledError):
         await writer
     ob.close()
+
+
+# -- the writer thread --------------------------------------------------------------------------
+
+
+def writer_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "outbox-writer"}
+
+
+async def stop(writer: asyncio.Task[None]) -> None:
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+
+
+async def test_a_commit_starts_while_the_loop_is_busy_in_one_long_callback(db: Path) -> None:
+    ob = make(db)
+    writer = asyncio.create_task(ob.run())
+    waiter = asyncio.create_task(ob.wait_committed(0, timeout=5))
+    await asyncio.sleep(0)  # run() starts the writer thread; the waiter waits
+    committed = threading.Event()
+    original = ob._commit_batch
+
+    def spy(*args: Any) -> int:
+        dropped = original(*args)
+        if ob.committed_seq == 3:  # in one group or more, however the writer took them
+            committed.set()
+        return dropped
+
+    ob._commit_batch = spy  # type: ignore[method-assign]
+    # As gmqtt handling a whole socket read: events are appended and the callback goes on working.
+    # Blocking here blocks the loop, so only a writer that does not need the loop can commit.
+    add(ob, 3)
+    assert committed.wait(timeout=5)
+    assert ob.committed_seq == 3
+    assert [e.seq for e in ob.read_after(0, 10)] == [1, 2, 3]
+    assert await waiter is True  # a long-poll waiter hears of it once the loop is free
+    await stop(writer)
+    ob.close()
+
+
+async def test_events_appended_during_a_commit_form_the_next_group(db: Path) -> None:
+    ob = make(db)
+    original = ob._commit_batch
+    groups: list[list[int]] = []
+    in_commit, release = threading.Event(), threading.Event()
+
+    def gated(events: Any, *rest: Any) -> int:
+        groups.append([e.seq for e in events])
+        in_commit.set()
+        assert release.wait(timeout=5)
+        return original(events, *rest)
+
+    ob._commit_batch = gated  # type: ignore[method-assign]
+    writer = asyncio.create_task(ob.run())
+    add(ob, 1)
+    assert await asyncio.to_thread(in_commit.wait, 5)
+    add(ob, 50)  # the first group's commit is in flight
+    release.set()
+    await ob.flush()
+    assert groups == [[1], list(range(2, 52))]
+    assert [e.seq for e in ob.read_after(0, 100)] == list(range(1, 52))
+    await stop(writer)
+    ob.close()
+
+
+async def test_a_failed_commit_raises_from_run_and_flush(db: Path) -> None:
+    others = writer_threads()
+    ob = make(db)
+    writer = asyncio.create_task(ob.run())
+    add(ob, 2)
+    await ob.flush()
+    with contextlib.closing(sqlite3.connect(db)) as c, c:
+        c.execute("DROP TABLE events")  # the next commit's INSERT fails
+    add(ob, 1)
+    with pytest.raises(OutboxError, match="accepted but only 2 committed"):
+        await asyncio.wait_for(ob.flush(), 5)
+    with pytest.raises(OutboxError, match="no such table"):
+        await asyncio.wait_for(writer, 5)
+    with pytest.raises(OutboxError):
+        await ob.flush()  # nothing new pending, but the failed group is still owed
+    assert writer_threads() == others
+    ob.close()
+
+
+async def test_shutdown_leaves_no_writer_thread_and_nothing_uncommitted(db: Path) -> None:
+    others = writer_threads()
+    ob = make(db)
+    writer = asyncio.create_task(ob.run())
+    add(ob, 5)
+    await ob.flush()
+    ob.stop_intake()
+    ob.save_incident("x", False, '{"late": true}')  # accepted after the flush: still owed
+    ob.set_cursor("feed", 5)
+    assert len(writer_threads() - others) == 1
+    await stop(writer)
+    assert writer_threads() == others
+    ob.close()
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        assert c.execute("SELECT row FROM incidents").fetchall() == [('{"late": true}',)]
+        assert c.execute("SELECT seq FROM cursors WHERE name = 'feed'").fetchone() == (5,)
+    # flush() alone (no run()) starts the writer too; close() stops it.
+    ob2 = make(db)
+    add(ob2, 1)
+    await ob2.flush()
+    assert len(writer_threads() - others) == 1
+    ob2.close()
+    assert writer_threads() == others
