@@ -146,7 +146,9 @@ class Outbox:
 
     def close(self) -> None:
         self._stop_writer()
-        with self._write_lock:  # a prune in a worker thread may still be running
+        # A worker thread may still be in a prune or a read whose task was cancelled (the tick's,
+        # a feed request's): closing the connection under it crashes the process (SIGSEGV).
+        with self._write_lock, self._read_lock:
             for conn in (self._rconn, self._wconn):
                 if conn is not None:
                     conn.close()

@@ -592,3 +592,26 @@ async def test_shutdown_leaves_no_writer_thread_and_nothing_uncommitted(db: Path
     assert len(writer_threads() - others) == 1
     ob2.close()
     assert writer_threads() == others
+
+
+async def test_close_waits_for_a_read_in_flight(outbox: Outbox) -> None:
+    add(outbox, 3)
+    await outbox.flush()
+    assert outbox._rconn is not None
+    in_read = threading.Event()
+
+    def stall() -> int:  # SQLite calls this during the query, from the reading thread
+        if not in_read.is_set():
+            in_read.set()
+            time.sleep(0.1)
+        return 0
+
+    outbox._rconn.set_progress_handler(stall, 1)
+    got: list[int] = []
+    # As the tick's oldest_undelivered_age or a feed request, left running when its task is cancelled.
+    reader = threading.Thread(target=lambda: got.extend(e.seq for e in outbox.read_after(0, 10)))
+    reader.start()
+    assert in_read.wait(timeout=5)
+    outbox.close()  # without waiting for the read, this crashed the process
+    reader.join()
+    assert got == [1, 2, 3]
