@@ -203,8 +203,10 @@ class Outbox:
             self._pending_kv[key] = value
 
     def get_kv(self, key: str) -> bytes | None:
-        assert self._wconn is not None
-        row = self._wconn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        # The read connection: the writer thread may be committing on the other one right now.
+        assert self._rconn is not None
+        with self._read_lock:
+            row = self._rconn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     @property
@@ -225,8 +227,9 @@ class Outbox:
         return self._dropped_total
 
     def live_incident_rows(self) -> list[str]:
-        assert self._wconn is not None
-        return [r[0] for r in self._wconn.execute("SELECT row FROM incidents WHERE live = 1")]
+        assert self._rconn is not None
+        with self._read_lock:
+            return [r[0] for r in self._rconn.execute("SELECT row FROM incidents WHERE live = 1")]
 
     async def run(self) -> None:
         """Keep the writer thread committing until cancelled; then commit what is left and stop it.

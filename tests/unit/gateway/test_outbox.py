@@ -513,7 +513,7 @@ async def test_a_commit_starts_while_the_loop_is_busy_in_one_long_callback(db: P
             committed.set()
         return dropped
 
-    ob._commit_batch = spy  # type: ignore[method-assign]
+    ob._commit_batch = spy  # type: ignore[method-assign,assignment]
     # As gmqtt handling a whole socket read: events are appended and the callback goes on working.
     # Blocking here blocks the loop, so only a writer that does not need the loop can commit.
     add(ob, 3)
@@ -537,7 +537,7 @@ async def test_events_appended_during_a_commit_form_the_next_group(db: Path) -> 
         assert release.wait(timeout=5)
         return original(events, *rest)
 
-    ob._commit_batch = gated  # type: ignore[method-assign]
+    ob._commit_batch = gated  # type: ignore[method-assign,assignment]
     writer = asyncio.create_task(ob.run())
     add(ob, 1)
     assert await asyncio.to_thread(in_commit.wait, 5)
