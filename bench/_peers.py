@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["free_port", "mosquitto"]
+__all__ = ["free_port", "mosquitto", "site_header"]
 
 
 def free_port() -> int:
@@ -56,3 +56,16 @@ class mosquitto:
         self._proc.terminate()
         self._proc.wait(5)
         self._dir.cleanup()
+
+
+def site_header(state: Path) -> str:
+    """The identity, state and API part of a bench site file (token from the file 'token')."""
+    return f"""state_dir = "{state}"
+[site]
+box_id = "bench"
+township = "t"
+village = "v"
+[api]
+port = {free_port()}
+token = {{ file = "token" }}
+"""

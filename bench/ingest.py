@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._peers import free_port, mosquitto
+from bench._peers import mosquitto, site_header
 
 BREACH_EVERY = 50
 
@@ -44,15 +44,9 @@ def _site(state: Path, mqtt_port: int, devices: int) -> str:
         f'  [[devices.points]]\n  name = "v"\n  topic = "bench/d{i}/v"\n  value_path = "v"\n  time_path = "ts"\n'
         for i in range(devices)
     )
-    return f"""
-state_dir = "{state}"
-[site]
-box_id = "bench"
-township = "t"
-village = "v"
-[api]
-port = {free_port()}
-token = {{ file = "token" }}
+    return (
+        site_header(state)
+        + f"""
 [[brokers]]
 id = "b"
 host = "127.0.0.1"
@@ -68,6 +62,7 @@ above = 100
 cooldown_s = 0
 update_interval_s = 3600
 """
+    )
 
 
 def _publisher(

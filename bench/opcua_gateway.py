@@ -49,7 +49,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-from bench._peers import free_port
+from bench._peers import free_port, site_header
 from bench.ingest import _machine
 from bench.opcua_ingest import NAMESPACE, serve
 
@@ -79,15 +79,9 @@ def site_toml(state: Path, port: int, points: int, publish_ms: float) -> str:
         f"cooldown_s = 0\nupdate_interval_s = 3600\n\n"
         for i in range(points)
     )
-    return f"""state_dir = "{state}"
-[site]
-box_id = "bench"
-township = "t"
-village = "v"
-[api]
-port = {free_port()}
-token = {{ file = "token" }}
-
+    return (
+        site_header(state)
+        + f"""
 [[devices]]
 kind = "opcua"
 id = "{DEVICE}"
@@ -96,6 +90,7 @@ timeout_s = 10
 watchdog_s = 5
 {pts}
 {rules}"""
+    )
 
 
 @dataclass(frozen=True)
