@@ -33,7 +33,6 @@ Figures are printed, never asserted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -51,7 +50,7 @@ from typing import Any
 
 from bench._peers import free_port, site_header
 from bench.ingest import _machine
-from bench.opcua_ingest import NAMESPACE, serve
+from bench.opcua_ingest import NAMESPACE, phase_arguments, serve
 
 BREACH_EVERY = 20
 LIMIT = 100.0
@@ -263,23 +262,8 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.opcua_gateway", description=__doc__.split("\n\n")[0])
-    p.add_argument("--points", type=int, default=100, help="variables on the server (default 100)")
-    p.add_argument("--seconds", type=float, default=10.0, help="length of each phase (default 10)")
-    p.add_argument(
-        "--rates",
-        type=lambda s: [float(x) for x in s.split(",") if x],
-        default=[1000.0, 2000.0, 5000.0, 10000.0],
-        help="paced write rates, comma-separated (default 1000,2000,5000,10000); a 'max' phase follows",
-    )
+    p = phase_arguments("python -m bench.opcua_gateway", __doc__ or "", 10.0, [1000.0, 2000.0, 5000.0, 10000.0])
     p.add_argument("--warmup", type=float, default=8.0, help="unreported warm-up phase at max rate (default 8 s)")
-    p.add_argument("--publish-ms", type=float, default=50.0, help="publishing interval (default 50)")
-    p.add_argument(
-        "--settle",
-        type=float,
-        default=1.0,
-        help="after a phase, stop waiting for in-flight readings after this long without one (default 1 s)",
-    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     print(f"machine: {_machine()}")

@@ -321,23 +321,30 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.opcua_ingest", description=__doc__.split("\n\n")[0])
+def phase_arguments(prog: str, doc: str, seconds: float, rates: list[float]) -> argparse.ArgumentParser:
+    """The options both OPC-UA benches share: points, phase length, paced rates, publishing, settling."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     p.add_argument("--points", type=int, default=100, help="variables on the server (default 100)")
-    p.add_argument("--seconds", type=float, default=5.0, help="length of each phase (default 5)")
+    p.add_argument("--seconds", type=float, default=seconds, help=f"length of each phase (default {seconds:g})")
+    default_rates = ",".join(f"{r:g}" for r in rates)
     p.add_argument(
         "--rates",
         type=lambda s: [float(x) for x in s.split(",") if x],
-        default=[100.0, 1000.0, 2000.0, 5000.0],
-        help="paced write rates, comma-separated (default 100,1000,2000,5000); a 'max' phase follows",
+        default=rates,
+        help=f"paced write rates, comma-separated (default {default_rates}); a 'max' phase follows",
     )
     p.add_argument("--publish-ms", type=float, default=50.0, help="publishing interval (default 50)")
     p.add_argument(
         "--settle",
         type=float,
         default=1.0,
-        help="after a phase, stop waiting for in-flight notifications after this long without one (default 1 s)",
+        help="after a phase, stop waiting for in-flight readings after this long without one (default 1 s)",
     )
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = phase_arguments("python -m bench.opcua_ingest", __doc__ or "", 5.0, [100.0, 1000.0, 2000.0, 5000.0])
     p.add_argument("--security", choices=["none", "sign", "encrypt"], default="none", help="Basic256Sha256 mode")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)

@@ -8,7 +8,9 @@ import asyncio
 import io
 import shutil
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,7 +20,11 @@ from gateway.demo import toml_value
 from simulators.demo_camera import demo_camera
 from tests.conftest import free_port
 from tests.integration.cameras._peers import gstreamer_missing
-from tests.integration.gateway.conftest import TOKEN, feed, running, until
+from tests.integration.gateway.conftest import TOKEN, feed_until, running, until
+
+
+def offline_in(status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["data"]["category"] == "camera-offline" and e["data"]["status"] == status
 
 
 async def test_discovered_stanza_runs_and_offline_then_online_reaches_the_feed(
@@ -73,24 +79,10 @@ async def test_discovered_stanza_runs_and_offline_then_online_reaches_the_feed(
                 "the camera to be online",
             )
             cam.pull_the_plug()
-            after = gw.outbox.committed_seq
-            offline: list[dict[str, object]] = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
-            while not offline and loop.time() < deadline:
-                after, events = await feed(api_port, after=after, wait=5)
-                offline = [
-                    e for e in events if e["data"]["category"] == "camera-offline" and e["data"]["status"] == "open"
-                ]
+            after, offline = await feed_until(api_port, gw.outbox.committed_seq, offline_in("open"), 30)
             assert offline, "no camera-offline incident after the plug was pulled"
             await cam.plug_back()
-            back: list[dict[str, object]] = []
-            deadline = loop.time() + 30
-            while not back and loop.time() < deadline:
-                after, events = await feed(api_port, after=after, wait=5)
-                back = [
-                    e for e in events if e["data"]["category"] == "camera-offline" and e["data"]["status"] == "resolved"
-                ]
+            _, back = await feed_until(api_port, after, offline_in("resolved"), 30)
     assert back, "the camera-offline incident did not resolve after the plug went back in"
     assert back[0]["type"] == "township.edge.incident.resolved"
     assert back[0]["subject"] == offline[0]["subject"]

@@ -202,3 +202,20 @@ async def api(api_port: int, method: str, path: str, body: Any = None, token: st
             return r.status, json.loads(text)
         except ValueError:
             return r.status, text
+
+
+async def feed_until(
+    api_port: int, after: int, want: Callable[[dict[str, Any]], bool], timeout: float, token: str = TOKEN
+) -> tuple[int, list[dict[str, Any]]]:
+    """Follow the feed from ``after`` until events matching ``want`` arrive (or ``timeout`` passes).
+
+    Returns the new cursor and the matching events (empty on timeout).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        after, events = await feed(api_port, after=after, wait=5, token=token)
+        found = [e for e in events if want(e)]
+        if found:
+            return after, found
+    return after, []
