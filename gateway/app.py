@@ -433,7 +433,7 @@ class Gateway:
             now = time.time()
             self.rules.tick(now)
             self._check_links(now)
-            for inc in self.incidents.expire(now):
+            for inc in self.incidents.expire():
                 self.outbox.save_incident(inc.id, False, json.dumps(inc.to_row()))
             self.metrics.outbox_oldest_age.set(await asyncio.to_thread(self.outbox.oldest_undelivered_age))
             for cat in Category:

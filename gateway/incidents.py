@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,6 +93,9 @@ class Incident:
     updated_at: float
     status: IncidentStatus = IncidentStatus.OPEN
     ended_at: float | None = None
+    # Wall-clock time of the resolution on this box. ``ended_at`` is on the device's clock, which
+    # may be hours off; forgetting by it would drop an incident the next signal should reopen.
+    ended_seen: float | None = None
     condition_active: bool = True
     score: float | None = None
     peak_score: float | None = None
@@ -156,8 +160,10 @@ class IncidentManager:
         default_department: str,
         policy_for: Callable[[str], RoutingPolicy],
         department_for_device: Callable[[str], str | None] = lambda _d: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._default_department = default_department
+        self._clock = clock
         self._policy_for = policy_for
         self._department_for_device = department_for_device
         self._by_key: dict[tuple[str, str, str], Incident] = {}
@@ -167,6 +173,8 @@ class IncidentManager:
         """Load the incidents that were live at the last commit."""
         for row in rows:
             inc = Incident.from_row(row)
+            if inc.status is IncidentStatus.RESOLVED and inc.ended_seen is None:
+                inc.ended_seen = self._clock()  # a row saved before ended_seen existed
             self._by_id[inc.id] = inc
             self._by_key[inc.key] = inc
 
@@ -202,6 +210,7 @@ class IncidentManager:
             return Change(inc, None, sig.time)
         inc.status = IncidentStatus.RESOLVED
         inc.ended_at = sig.time
+        inc.ended_seen = self._clock()
         return self._emit(inc, EventKind.RESOLVED, sig.time)
 
     def _activate(self, inc: Incident | None, sig: Signal) -> Change | None:
@@ -214,6 +223,7 @@ class IncidentManager:
             if inc.ended_at is not None and sig.time - inc.ended_at <= cooldown:
                 inc.condition_active = True
                 inc.ended_at = None
+                inc.ended_seen = None
                 inc.status = IncidentStatus.ACKNOWLEDGED if inc.acknowledged else IncidentStatus.OPEN
                 self._merge(inc, sig)
                 inc.details["reopened"] = int(inc.details.get("reopened", 0)) + 1
@@ -299,14 +309,19 @@ class IncidentManager:
             self._forget(inc)
         return change
 
-    def expire(self, now: float) -> list[Incident]:
-        """Forget resolved incidents whose cooldown is over (they no longer absorb new signals)."""
+    def expire(self) -> list[Incident]:
+        """Forget resolved incidents whose cooldown is over (they no longer absorb new signals).
+
+        Judged on this box's clock, from when the resolution arrived: the cooldown as the device
+        counts it is checked again when the next signal comes (``apply``).
+        """
+        now = self._clock()
         gone = [
             inc
             for inc in self._by_id.values()
             if inc.status is IncidentStatus.RESOLVED
-            and inc.ended_at is not None
-            and now - inc.ended_at > self._policy_for(inc.rule).cooldown_s
+            and inc.ended_seen is not None
+            and now - inc.ended_seen > self._policy_for(inc.rule).cooldown_s
         ]
         for inc in gone:
             self._forget(inc)

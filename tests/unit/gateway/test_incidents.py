@@ -174,17 +174,68 @@ def test_reopen_within_cooldown_then_new_incident_after_it() -> None:
     assert not m.is_live(inc.id) and m.is_live(late.incident.id)
 
 
+class FakeClock:
+    """The box's wall clock, moved by hand (signals carry the device's own clock)."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def test_expire_forgets_resolved_incidents_after_cooldown() -> None:
-    m = manager(cooldown_s=60)
+    clock = FakeClock(T0)
+    m = manager(cooldown_s=60, clock=clock)
     inc = must(m.apply(sig(True, T0))).incident
-    assert m.expire(T0 + 1000) == []  # open incidents never expire
+    clock.t = T0 + 1000
+    assert m.expire() == []  # open incidents never expire
     m.apply(sig(False, T0 + 10))
-    assert m.expire(T0 + 70) == []
-    assert m.expire(T0 + 70.1) == [inc]
+    clock.t = T0 + 1060
+    assert m.expire() == []
+    clock.t = T0 + 1060.1
+    assert m.expire() == [inc]
     assert not m.is_live(inc.id)
     with pytest.raises(IncidentNotFound):
         m.get(inc.id)
     assert must(m.apply(sig(True, T0 + 71))).kind is EventKind.OPENED
+
+
+@pytest.mark.parametrize("skew_s", [-7200.0, 7200.0])
+def test_device_clock_skew_neither_drops_nor_keeps_a_resolved_incident(skew_s: float) -> None:
+    # A device whose clock is two hours off: the cooldown still runs on the box's clock, so the
+    # condition returning 30 s later reopens the same incident, and 61 s of quiet forget it.
+    clock = FakeClock(T0)
+    m = manager(cooldown_s=60, clock=clock)
+    dev = T0 + skew_s
+    inc = must(m.apply(sig(True, dev))).incident
+    m.apply(sig(False, dev + 10))
+    clock.t = T0 + 40
+    assert m.expire() == []
+    again = must(m.apply(sig(True, dev + 40)))
+    assert again.kind is EventKind.UPDATED and again.incident is inc
+    clock.t = T0 + 50
+    m.apply(sig(False, dev + 50))
+    clock.t = T0 + 50 + 60
+    assert m.expire() == []
+    clock.t = T0 + 50 + 60.1
+    assert m.expire() == [inc]
+
+
+def test_restored_resolved_incident_without_resolution_time_gets_a_full_cooldown() -> None:
+    clock = FakeClock(T0)
+    m = manager(cooldown_s=60, clock=clock)
+    inc = must(m.apply(sig(True, T0 - 5000))).incident
+    m.apply(sig(False, T0 - 4990))
+    row = inc.to_row()
+    del row["ended_seen"]  # as saved by a gateway before the field existed
+    clock.t = T0 + 100
+    restored = manager(cooldown_s=60, clock=clock)
+    restored.restore([row])
+    clock.t = T0 + 159
+    assert restored.expire() == []
+    clock.t = T0 + 160.1
+    assert [i.id for i in restored.expire()] == [inc.id]
 
 
 def test_acknowledge_then_reopen_keeps_acknowledged() -> None:
