@@ -201,6 +201,22 @@ async def site(request: web.Request) -> web.Response:
     )
 
 
+async def outbox(request: web.Request) -> web.Response:
+    cap = await asyncio.to_thread(_gw(request).outbox.capacity)
+    return web.json_response(
+        {
+            "budget_bytes": cap.budget_bytes,
+            "undelivered_bytes": cap.undelivered_bytes,
+            "undelivered_events": cap.undelivered_events,
+            "oldest_undelivered_age_s": round(cap.oldest_undelivered_age_s, 3),
+            "dropped_total": cap.dropped_total,
+            "window_s": cap.window_s,
+            "intake_bytes_per_hour": round(cap.intake_bytes_per_hour, 1),
+            "covers_hours": None if cap.covers_hours is None else round(cap.covers_hours, 2),
+        }
+    )
+
+
 async def cameras(request: web.Request) -> web.Response:
     return web.json_response({"cameras": _gw(request).camera_list()})
 
@@ -250,6 +266,7 @@ ROUTES: list[web.RouteDef] = [
     web.post("/api/v1/incidents/{id}/close", _feedback_route("close")),
     web.get("/api/v1/devices", devices),
     web.get("/api/v1/site", site),
+    web.get("/api/v1/outbox", outbox),
     web.get("/api/v1/cameras", cameras),
     web.get("/api/v1/cameras/{id}/snapshot.jpg", camera_snapshot),
     web.get("/api/v1/evidence/{id}", evidence),

@@ -30,7 +30,7 @@ from gateway.errors import ConfigError
 from gateway.evidence import EvidenceStore
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, OutboxCapacity
 from gateway.rules import AnomalyWindow, RuleEngine
 from gateway.sensor_evidence import window_json, window_png
 from gateway.signals import Category, Evidence, Severity, Signal
@@ -88,6 +88,8 @@ class Gateway:
             metrics=self.metrics,
             on_overflow=self._on_overflow,
         )
+        # Refreshed once a minute by the tick (a bisect and a sum over a day of events).
+        self.capacity: OutboxCapacity | None = None
         self._rules: dict[str, Rule] = {}
         self._set_rules(cfg.rules)
         departments = {d.id: d.department for d in cfg.devices}
@@ -242,7 +244,9 @@ class Gateway:
             1 for i in self.incidents.incidents if i.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
         )
         lag = self.outbox.committed_seq - self.outbox.delivered_seq
-        return f"{up}/{len(self.supervisors)} links up, {open_n} open incidents, {lag} events undelivered"
+        line = f"{up}/{len(self.supervisors)} links up, {open_n} open incidents, {lag} events undelivered"
+        hours = None if self.capacity is None else self.capacity.covers_hours
+        return line if hours is None else f"{line}, outbox holds {hours:,.0f} h of outage"
 
     def _build_supervisors(self) -> None:
         cfg = self.config
@@ -450,6 +454,7 @@ class Gateway:
                 last_prune = time.monotonic()
                 self._save_detector_state()
                 await asyncio.to_thread(self.outbox.prune_delivered)
+                self.capacity = await asyncio.to_thread(self.outbox.capacity)
             # The watchdog ping comes from this loop on purpose: if the event loop or this tick
             # wedges, systemd stops hearing from us and restarts the service.
             self.notifier.watchdog()
@@ -460,6 +465,7 @@ class Gateway:
         from gateway.api import ApiServer
 
         await asyncio.to_thread(self.outbox.open)
+        self.capacity = await asyncio.to_thread(self.outbox.capacity)
         self.incidents.restore(json.loads(r) for r in self.outbox.live_incident_rows())
         for inc in self.incidents.incidents:
             if inc.condition_active:

@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from edge_config.camera import CameraDevice
 from edge_config.opcua import OpcUaDevice
 from gateway.app import default_state_dir
 from gateway.errors import ConfigError
+from gateway.outbox import CAPACITY_WINDOW_S, covers_hours, intake_since
 
 __all__ = ["Check", "run_doctor"]
 
@@ -78,6 +80,22 @@ def _peers(loaded: LoadedConfig) -> list[tuple[str, str, int, str]]:
     return peers
 
 
+def _outage_check(conn: sqlite3.Connection, budget: int) -> Check:
+    """How long an uplink outage the budget holds, at the rate events came in over the last day."""
+    now = time.time()
+    delivered = conn.execute("SELECT COALESCE(MIN(seq), 0) FROM cursors").fetchone()[0]
+    owed = conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM events WHERE seq > ?", (delivered,)).fetchone()[0]
+    intake, history_start = intake_since(conn, now - CAPACITY_WINDOW_S)
+    per_hour, hours = covers_hours(budget - owed, intake, history_start, now, CAPACITY_WINDOW_S)
+    if hours is None:
+        return Check("OK", "outbox: no events in the last day, so the budget holds any outage")
+    rate = f"{per_hour / 1024:,.1f} KiB/h"
+    text = f"outbox: at the last day's rate ({rate}) the budget holds {hours:,.1f} h of uplink outage"
+    if hours < 24:
+        return Check("WARN", text, "raise [outbox] budget_mb, or a day without uplink drops the least severe events")
+    return Check("OK", text)
+
+
 def _state_checks(loaded: LoadedConfig) -> list[Check]:
     cfg = loaded.config
     state = default_state_dir(cfg)
@@ -120,6 +138,7 @@ def _state_checks(loaded: LoadedConfig) -> list[Check]:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
                 ok = conn.execute("PRAGMA quick_check").fetchone()[0]
                 n = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                held = _outage_check(conn, int(need * 2**20)) if ok == "ok" else None
             out.append(
                 Check(
                     "OK" if ok == "ok" else "FAIL",
@@ -127,6 +146,8 @@ def _state_checks(loaded: LoadedConfig) -> list[Check]:
                     "" if ok == "ok" else "stop the service and move the file aside; report it",
                 )
             )
+            if held is not None:
+                out.append(held)
         except sqlite3.Error as exc:
             out.append(Check("FAIL", f"outbox {db} cannot be read: {exc}", "stop the service and move the file aside"))
     cache = Path(os.environ.get("NUMBA_CACHE_DIR", state / "numba-cache"))

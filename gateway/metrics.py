@@ -59,6 +59,11 @@ class Metrics:
         self.outbox_oldest_age = Gauge(
             "gateway_outbox_oldest_undelivered_age_seconds", "Age of the oldest undelivered event.", registry=r
         )
+        self.outbox_capacity_hours = Gauge(
+            "gateway_outbox_capacity_hours",
+            "Hours of uplink outage the free outbox budget holds at the last day's intake rate (+Inf when idle).",
+            registry=r,
+        )
         self.outbox_dropped = Counter(
             "gateway_outbox_dropped_events_total",
             "Undelivered events dropped because the byte budget was full.",

@@ -32,7 +32,7 @@ from pathlib import Path
 from gateway.errors import OutboxError
 from gateway.metrics import Metrics
 
-__all__ = ["Outbox", "StoredEvent"]
+__all__ = ["CAPACITY_WINDOW_S", "Outbox", "OutboxCapacity", "StoredEvent", "covers_hours", "intake_since"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,63 @@ class _Pending:
     severity: int
     created: float
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCapacity:
+    """How long an uplink outage the outbox can hold, at the rate events have been coming in.
+
+    ``covers_hours`` is the free budget divided by the byte rate of the last ``window_s`` (or of the
+    history kept, if shorter, but never less than ten minutes); None when nothing came in over
+    that time (any outage fits).
+    """
+
+    budget_bytes: int
+    undelivered_bytes: int
+    undelivered_events: int
+    oldest_undelivered_age_s: float
+    dropped_total: int
+    window_s: float
+    intake_bytes_per_hour: float
+    covers_hours: float | None
+
+
+# The rate is taken over a day so that a quiet night and a busy afternoon average out; a history
+# shorter than this floor would make one burst look like the daily rate.
+CAPACITY_WINDOW_S = 86400.0
+_MIN_SPAN_S = 600.0
+
+
+def intake_since(conn: sqlite3.Connection, start: float) -> tuple[int, float | None]:
+    """Bytes of the events created at or after ``start``, and when the kept history begins.
+
+    ``created`` follows ``seq`` (both taken at append), so the first event of the window is found
+    by bisecting the primary key: no scan of the older rows and no index on ``created`` to pay for
+    at every insert. The history's start (the oldest event kept, None if there is none) tells a
+    box that has run for an hour from one that has run for weeks.
+    """
+    lo, hi = conn.execute("SELECT COALESCE(MIN(seq), 1), COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
+    oldest = conn.execute("SELECT created FROM events WHERE seq = ?", (lo,)).fetchone()
+    while lo < hi:
+        mid = (lo + hi) // 2
+        row = conn.execute("SELECT seq, created FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (mid,)).fetchone()
+        if row[1] >= start:
+            hi = mid
+        else:
+            lo = row[0] + 1
+    total = conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM events WHERE seq >= ?", (lo,)).fetchone()[0]
+    return int(total), None if oldest is None else float(oldest[0])
+
+
+def covers_hours(
+    free_bytes: int, intake_bytes: int, history_start: float | None, now: float, window_s: float
+) -> tuple[float, float | None]:
+    """(intake bytes per hour, hours of outage the free budget holds at that rate; None if idle)."""
+    if history_start is None or intake_bytes == 0:
+        return 0.0, None
+    span = max(_MIN_SPAN_S, min(window_s, now - history_start))
+    per_hour = intake_bytes / span * 3600.0
+    return per_hour, max(0, free_bytes) / per_hour
 
 
 # Rows per INSERT statement: 5 columns x 400 stays far below SQLite's 32,766 parameters.
@@ -463,6 +520,25 @@ class Outbox:
         with self._read_lock:
             row = self._rconn.execute("SELECT MIN(created) FROM events WHERE seq > ?", (self.delivered_seq,)).fetchone()
         return 0.0 if row[0] is None else max(0.0, time.time() - row[0])
+
+    def capacity(self, window_s: float = CAPACITY_WINDOW_S) -> OutboxCapacity:
+        """How long an outage the free budget covers at the recent intake rate. Blocking."""
+        assert self._rconn is not None
+        now = time.time()
+        with self._read_lock:
+            intake, history_start = intake_since(self._rconn, now - window_s)
+        per_hour, hours = covers_hours(self._budget - self._undelivered_bytes, intake, history_start, now, window_s)
+        self._metrics.outbox_capacity_hours.set(float("inf") if hours is None else hours)
+        return OutboxCapacity(
+            budget_bytes=self._budget,
+            undelivered_bytes=self._undelivered_bytes,
+            undelivered_events=self.committed_seq - self.delivered_seq,
+            oldest_undelivered_age_s=self.oldest_undelivered_age(),
+            dropped_total=self._dropped_total,
+            window_s=window_s,
+            intake_bytes_per_hour=per_hour,
+            covers_hours=hours,
+        )
 
     # -- reading ---------------------------------------------------------------------------
 

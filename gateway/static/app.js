@@ -70,6 +70,21 @@ async function refreshLinks() {
   }
 }
 
+const size = (b) => b < 2 ** 20 ? `${(b / 1024).toFixed(0)} KiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+async function refreshOutbox() {
+  const o = await (await api("/api/v1/outbox")).json();
+  const holds = o.covers_hours === null
+    ? "no events in the last day, so any outage fits"
+    : `at the last day's rate (${size(o.intake_bytes_per_hour)}/h) it holds ${o.covers_hours < 48 ? `${o.covers_hours.toFixed(1)} h` : `${(o.covers_hours / 24).toFixed(0)} days`} of uplink outage`;
+  const owed = o.undelivered_events
+    ? `${o.undelivered_events} event${o.undelivered_events === 1 ? "" : "s"} owed upstream (${size(o.undelivered_bytes)}, oldest ${age(Date.now() / 1000 - o.oldest_undelivered_age_s)} old)`
+    : "everything delivered";
+  const lost = o.dropped_total ? `; ${o.dropped_total} dropped when the budget was full` : "";
+  $("#outbox").textContent = `Outbox ${size(o.budget_bytes)}: ${owed}; ${holds}${lost}.`;
+  $("#outbox").className = o.dropped_total || (o.covers_hours !== null && o.covers_hours < 24) ? "warn" : "hint";
+}
+
 async function act(id, verb) {
   const by = prompt(verb === "ack" ? "Acknowledged by (name or department):" : "Closed by (name or department):");
   if (!by) return;
@@ -181,8 +196,10 @@ async function start() {
   $("#login").hidden = true;
   $("#main").hidden = false;
   await refreshLinks();
+  await refreshOutbox();
   await refreshIncidents();
   setInterval(refreshLinks, 3000);
+  setInterval(refreshOutbox, 10000);
   followFeed();
   liveView();
 }

@@ -216,6 +216,12 @@ async def test_full_outbox_drops_lowest_severity_first_and_says_so(mosquitto: Mo
         await gw.outbox.flush()
         _, events = await feed(port)
         _, metrics = await api(port, "GET", "/metrics")
+        status, held = await api(port, "GET", "/api/v1/outbox")
+    # The technician's question "how long an outage does this box hold?": with the budget full
+    # at this rate, almost none, and the page says why.
+    assert status == 200 and held["dropped_total"] == gw.outbox.dropped_total
+    assert held["budget_bytes"] == int(0.01 * 1024 * 1024) and held["undelivered_events"] > 0
+    assert held["intake_bytes_per_hour"] > 0 and held["covers_hours"] is not None and held["covers_hours"] < 0.1
     fault = [e for e in events if e["data"]["category"] == "gateway-fault"]
     assert fault and fault[0]["data"]["severity"] == "major"
     assert "undelivered events dropped" in fault[0]["data"]["summary"]

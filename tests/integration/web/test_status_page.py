@@ -33,6 +33,12 @@ async def test_page_shows_links_incidents_and_feed_and_acknowledges(mosquitto: M
         row = await page.js(f"document.querySelector('[data-incident=\"{incident_id}\"]').innerText")
         assert "threshold-breach" in row and "level 4.2 m above 3.5" in row and "open" in row
         assert "opened threshold-breach river-000" in await page.js("document.querySelector('#feed li').textContent")
+        # How long an uplink outage the box holds, in words a technician reads. Pull-only site:
+        # the feed's cursor moves when the platform asks for what comes after, so one is owed.
+        await page.wait_for("document.querySelector('#outbox').textContent.includes('holds')")
+        outbox_line = await page.js("document.querySelector('#outbox').textContent")
+        assert outbox_line.startswith("Outbox ") and "of uplink outage" in outbox_line, outbox_line
+        assert "1 event owed upstream" in outbox_line and "days of uplink outage" in outbox_line, outbox_line
         # The token never stays in the address bar.
         assert "token" not in await page.js("location.href")
         await page.screenshot(tmp_path / "page.png")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
 
 SITE = """\
 state_dir = "{state}"
@@ -69,6 +74,61 @@ def test_doctor_passes_a_healthy_site(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "OK    MQTT broker village reachable" in out
     assert "state directory" in out and "is writable" in out
     assert "0 problem(s)" in out
+    listening.close()
+
+
+def _outbox_with(state: Path, rows: list[tuple[float, int]], cursor: int) -> None:
+    """An outbox file as the gateway leaves it: (age in s, body size) per event, one cursor."""
+    ob = Outbox(
+        state / "outbox.sqlite3",
+        budget_bytes=1,
+        keep_delivered_s=1,
+        commit_interval_s=0,
+        consumers=("feed",),
+        metrics=Metrics(),
+    )
+    ob.open()
+    ob.close()
+    now = time.time()
+    with contextlib.closing(sqlite3.connect(state / "outbox.sqlite3")) as c, c:
+        c.executemany(
+            "INSERT INTO events VALUES (?, 's', 2, ?, ?)",
+            [(i + 1, now - age, b"x" * size) for i, (age, size) in enumerate(rows)],
+        )
+        c.execute("INSERT INTO cursors VALUES ('feed', ?)", (cursor,))
+
+
+# (age s, bytes): one event older than the day, delivered, then 1 MiB over the day.
+DAY = [(90000.0, 100), (80000.0, 2**19), (3600.0, 2**19)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "budget_mb", "expect"),
+    [
+        ([], 1, "OK    outbox: no events in the last day, so the budget holds any outage"),
+        # 1 MiB over the last day, 0.5 MiB of it owed: the other half of a 1 MiB budget lasts 12 h.
+        (DAY, 1, "WARN  outbox: at the last day's rate (42.7 KiB/h) the budget holds 12.0 h"),
+        (DAY, 64, "OK    outbox: at the last day's rate (42.7 KiB/h) the budget holds 1,524.0 h"),
+    ],
+)
+def test_doctor_says_how_long_an_outage_the_outbox_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: list[tuple[float, int]], budget_mb: int, expect: str
+) -> None:
+    listening = _port()
+    listening.listen()
+    (tmp_path / "token").write_text("t")
+    (tmp_path / "state").mkdir()
+    _outbox_with(tmp_path / "state", rows, cursor=2)
+    site = tmp_path / "site.toml"
+    text = SITE.format(
+        state=tmp_path / "state", api_port=_port().getsockname()[1], mqtt_port=listening.getsockname()[1]
+    )
+    site.write_text(text.replace("[api]", f"[outbox]\nbudget_mb = {budget_mb}\n[api]"))
+    main(["doctor", "--config", str(site)])
+    out = capsys.readouterr().out
+    assert expect in out, out
+    if expect.startswith("WARN"):
+        assert "raise [outbox] budget_mb" in out
     listening.close()
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from gateway.errors import OutboxError
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, intake_since
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -369,7 +369,7 @@ def test_committed_events_survive_sigkill(db: Path) -> None:
         import asyncio, os, signal, sys
         from pathlib import Path
         from gateway.metrics import Metrics
-        from gateway.outbox import Outbox
+        from gateway.outbox import Outbox, intake_since
 
         async def main():
             ob = Outbox(Path(sys.argv[1]), budget_bytes=1 << 30, keep_delivered_s=86400,
@@ -450,6 +450,55 @@ async def test_oldest_undelivered_age(outbox: Outbox) -> None:
     assert outbox.oldest_undelivered_age() < 5  # only seq 2 is still owed
     outbox.set_cursor("feed", 2)
     assert outbox.oldest_undelivered_age() == 0.0
+
+
+def backdate(ob: Outbox, ages: dict[int, float]) -> None:
+    with contextlib.closing(sqlite3.connect(ob.path)) as c, c:
+        now = time.time()
+        for seq, age in ages.items():
+            c.execute("UPDATE events SET created = ? WHERE seq = ?", (now - age, seq))
+
+
+async def test_capacity_is_free_budget_over_the_last_days_intake(db: Path) -> None:
+    metrics = Metrics()
+    ob = make(db, budget=1_000_000, metrics=metrics)
+    try:
+        idle = ob.capacity()
+        assert idle.covers_hours is None and idle.intake_bytes_per_hour == 0.0
+        assert sample(metrics, "gateway_outbox_capacity_hours") == float("inf")
+        add(ob, 6, size=1000)
+        await ob.flush()
+        # Two events are older than the day and do not count; four came in over the day.
+        backdate(ob, {1: 30 * 3600, 2: 25 * 3600, 3: 10 * 3600, 4: 5 * 3600, 5: 3600, 6: 60})
+        ob.set_cursor("feed", 2)
+        await ob.flush()
+        cap = ob.capacity()
+        assert cap.undelivered_events == 4 and cap.undelivered_bytes == 4000
+        assert cap.intake_bytes_per_hour == pytest.approx(4000 / 24, rel=1e-3)
+        assert cap.covers_hours == pytest.approx((1_000_000 - 4000) / (4000 / 24), rel=1e-3)
+        assert sample(metrics, "gateway_outbox_capacity_hours") == pytest.approx(cap.covers_hours)
+        # A box with two hours of history: the rate is over those two hours, not over a day.
+        backdate(ob, dict.fromkeys(range(1, 7), 60.0) | {1: 7200.0})
+        assert ob.capacity().intake_bytes_per_hour == pytest.approx(6000 / 2, rel=1e-3)
+        # A history shorter than ten minutes is spread over ten minutes, not taken as the rate.
+        backdate(ob, dict.fromkeys(range(1, 7), 60.0))
+        assert ob.capacity().intake_bytes_per_hour == pytest.approx(6000 * 6, rel=1e-3)
+    finally:
+        ob.close()
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_intake_since_bisects_to_the_first_event_of_the_window(tmp_path: Path, n: int) -> None:
+    with contextlib.closing(sqlite3.connect(tmp_path / "o.sqlite3")) as c:
+        c.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, created REAL, body BLOB)")
+        # Gaps in seq, as pruning and budget drops leave them.
+        c.executemany("INSERT INTO events VALUES (?, ?, ?)", [(3 * i + 5, 100.0 + i, b"x" * (i + 1)) for i in range(n)])
+        for start in (0.0, 100.0, 100.5, 100.0 + n / 2, 100.0 + n - 1, 1000.0):
+            want = sum(i + 1 for i in range(n) if 100.0 + i >= start)
+            assert intake_since(c, start) == (want, 100.0)
+        assert intake_since(c, -1.0)[0] == n * (n + 1) // 2
+        c.execute("DELETE FROM events")
+        assert intake_since(c, 0.0) == (0, None)
 
 
 async def test_flush_waits_for_the_commit_the_writer_has_in_flight(tmp_path: Path) -> None:
