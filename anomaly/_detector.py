@@ -16,7 +16,8 @@ __all__ = ["PointDetector", "make_detector"]
 F64 = npt.NDArray[np.float64]
 
 _MAGIC = b"TEGA"
-_VERSION = 1
+# 2: the ensemble's daily state gained each bin's last alarm time and recurrence count.
+_VERSION = 2
 _HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
 
@@ -54,6 +55,8 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
         cfg.day_min,
         cfg.day_clip,
         cfg.rearm_z,
+        cfg.recur_decay,
+        cfg.recur_days,
     )
     return params
 
@@ -100,6 +103,8 @@ class PointDetector:
             self._state[_kernels.ENS_GROWTH_INDEX] = 1.0
             self._aux = np.zeros(1 << cfg.context_bits)
             self._day = np.zeros(_kernels.ENS_DAY_FIELDS * cfg.day_bins)
+            alarms = _kernels.ENS_DAY_ALARM_FIELD * cfg.day_bins
+            self._day[alarms : alarms + cfg.day_bins] = -np.inf  # no alarm seen in any bin yet
         else:
             self._params = np.zeros(0)
             self._state = np.zeros(_kernels.GAUSS_NSTATE)
@@ -157,16 +162,21 @@ class PointDetector:
 
         Settings that do not shape the state (rates, alarm levels, suppression) may differ from the
         ones the state was saved with; the new ones apply from the next reading. Raises
-        ValueError when the blob is not a detector state, or was made by another detector kind or
-        with another table size, day binning or window (then start afresh with
-        ``make_detector(settings)``: it relearns during its warm-up).
+        ValueError when the blob is not a detector state, was saved in another state format, or
+        was made by another detector kind or with another table size, day binning or window
+        (then start afresh with ``make_detector(settings)``: it relearns during its warm-up).
         """
         det = cls(settings)
         if len(blob) < _HEADER.size:
             raise ValueError("not a detector state: too short")
         magic, version, kind, fingerprint, n_state, n_aux, n_day = _HEADER.unpack_from(blob)
-        if magic != _MAGIC or version != _VERSION:
-            raise ValueError(f"not a detector state (magic {magic!r}, version {version})")
+        if magic != _MAGIC:
+            raise ValueError(f"not a detector state (magic {magic!r})")
+        if version != _VERSION:
+            raise ValueError(
+                f"detector state was saved by state format {version}, this is format {_VERSION}; "
+                "discard it and start afresh with make_detector(settings)"
+            )
         if kind != _KINDS[det._kind] or fingerprint != det._fingerprint:
             raise ValueError(
                 "detector state was saved with another detector or state layout (detector, "

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from numba import njit
 
 __all__ = [
+    "ENS_DAY_ALARM_FIELD",
     "ENS_DAY_FIELDS",
     "ENS_GROWTH_INDEX",
     "ENS_NCH",
@@ -116,7 +117,8 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
 # after that as z stays at or above ``rearm_z`` (one event, one alarm).
-# Output score: z / (z + z_scale) for z > 0, else 0.
+# Output score: z / (z + z_scale) for z > 0, else 0; an alarm that recurs at the same time of day
+# (see _recurrence) has its score multiplied by ``recur_decay`` once per consecutive recurrence.
 ENS_NCH = 5
 # state layout
 _N = 0  # values seen
@@ -152,13 +154,20 @@ _P_A_DAY = 12
 _P_DAY_MIN = 13
 _P_DAY_CLIP = 14
 _P_REARM = 15
-ENS_NPARAM = 16
-# The daily state holds, per time-of-day bin: location, spread, count (3 * bins values).
-ENS_DAY_FIELDS = 3
+_P_RECUR_DECAY = 16
+_P_RECUR_DAYS = 17
+ENS_NPARAM = 18
+# The daily state holds, per time-of-day bin: location, spread, count, time of the last alarm in
+# the bin (-inf: none yet) and that alarm's recurrence count (5 * bins values).
+ENS_DAY_FIELDS = 5
+ENS_DAY_ALARM_FIELD = 3
 
 Z_CAP = 50.0
 DAY_SECONDS = 86400.0
 DAY_SPREAD_FLOOR = 0.1
+# An alarm repeats an earlier one only if that one is at least half a day older: a long event
+# must never count as a recurrence of itself.
+RECUR_MIN_SECONDS = 0.5 * DAY_SECONDS
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -194,6 +203,33 @@ def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float)
         day[bins + b] = spr + a * (ec - spr)
     day[2 * bins + b] = cnt + 1.0
     return raw
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _recurrence(day: F64, params: F64, t: float) -> float:
+    """Score factor of an alarm raised at time t, and record of that alarm in its time-of-day bin.
+
+    A recurrence is an alarm in the same or an adjacent bin between half a day and ``recur_days``
+    days earlier: a daily pattern (a nightly job, a rush hour) the channels have not learned. Its
+    count is one more than the count of the alarm it repeats, and the factor is
+    ``recur_decay ** count``: a one-off alarm keeps its full score (count 0), a pattern fades.
+    """
+    bins = day.shape[0] // ENS_DAY_FIELDS
+    if bins == 0 or not math.isfinite(t):
+        return 1.0
+    b = math.floor((t % DAY_SECONDS) / DAY_SECONDS * bins) % bins
+    last = ENS_DAY_ALARM_FIELD * bins
+    horizon = params[_P_RECUR_DAYS] * DAY_SECONDS
+    count = 0.0
+    for db in range(-1, 2):
+        nb = (b + db) % bins
+        age = t - day[last + nb]
+        if RECUR_MIN_SECONDS <= age <= horizon:
+            count = max(count, day[last + bins + nb] + 1.0)
+    day[last + b] = t
+    day[last + bins + b] = count
+    factor: float = params[_P_RECUR_DECAY] ** count
+    return factor
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -291,4 +327,5 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
                 state[_SUP] = 1.0  # still in the same event: stay quiet until z falls
         elif z >= alarm:
             state[_SUP] = suppress
+            score *= _recurrence(day, params, times[i])
         out[i] = score

@@ -135,6 +135,19 @@ class EnsembleSettings(Section):
         le=1000.0,
         description="After day_min readings, one moves its bin by at most this many spreads.",
     )
+    recur_decay: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Score factor per consecutive daily recurrence of an alarm (same or adjacent "
+        "time-of-day bin, half a day to recur_days earlier): daily patterns fade. 1 disables.",
+    )
+    recur_days: float = Field(
+        default=2.5,
+        ge=0.5,
+        le=365.0,
+        description="Oldest earlier alarm, in days, that an alarm at the same time of day repeats.",
+    )
     z_scale: float = Field(
         default=10.0,
         ge=0.1,

@@ -50,6 +50,8 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
     day_loc = [0.0] * bins
     day_spread = [0.0] * bins
     day_count = [0] * bins
+    day_last_alarm = [-math.inf] * bins
+    day_alarm_repeats = [0] * bins
     out = np.zeros(len(values))
     table = np.zeros(1 << cfg.context_bits)
     growth = 1.0
@@ -140,5 +142,14 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
                 suppressed = 1
         elif z >= cfg.alarm_z:
             suppressed = cfg.suppress
+            if bins and math.isfinite(t):
+                b = math.floor((t % 86400.0) / 86400.0 * bins) % bins
+                repeats = 0
+                for near in ((b - 1) % bins, b, (b + 1) % bins):
+                    if 43200.0 <= t - day_last_alarm[near] <= cfg.recur_days * 86400.0:
+                        repeats = max(repeats, day_alarm_repeats[near] + 1)
+                day_last_alarm[b] = t
+                day_alarm_repeats[b] = repeats
+                score *= cfg.recur_decay**repeats
         out[i] = score
     return out

@@ -56,6 +56,8 @@ SMALL_ENS = EnsembleSettings(
     day_span=4.0,
     day_min=3,
     day_clip=2.0,
+    recur_decay=0.5,  # large steps, so a wrong recurrence count shows in the comparison
+    recur_days=2.0,
     z_scale=10.0,
 )
 SMALL_GAUSS = WindowedGaussianSettings(window=16)
@@ -72,8 +74,20 @@ def _with_gaps(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _daily_spikes(n: int) -> np.ndarray:
+    # A spike at the same time each day (values come every 1020 s, see _times): alarms that
+    # recur day after day, the case the recurrence count and its score factor are for.
+    out = RNG.normal(size=n)
+    day_index = np.arange(n) * 1020 // 86400
+    first_of_day = np.flatnonzero(np.diff(day_index, prepend=-1))
+    spikes = first_of_day[2:] + 40
+    out[spikes[spikes < n]] += 8.0
+    return out
+
+
 CASES = {
     "normal": RNG.normal(size=3000),
+    "daily_spikes": _daily_spikes(3000),
     "random_walk_spikes": _random_walk(3000),
     "with_nan_and_inf": _with_gaps(RNG.normal(size=2000)),
     "constant": np.full(500, 3.25),
@@ -136,6 +150,31 @@ def test_ensemble_fires_on_an_obvious_spike() -> None:
     # After the daily channel has settled (its bins need day_min values: ~3 simulated days here)
     assert 1000 + int(np.argmax(scores[1000:])) in range(1500, 1503)
     assert scores[1500:1503].max() > 2 * scores[1000:1490].max()
+
+
+def test_an_alarm_recurring_daily_fades_and_a_one_off_keeps_its_score() -> None:
+    # Five-minute readings for 14 days from midnight. From day 3 a step of +10 over four
+    # readings at 03:00 every day, and once, on day 9, the same step at 12:30.
+    n = 288 * 14
+    times = 1_700_006_400.0 + 300.0 * np.arange(n, dtype=np.float64)  # from a midnight (UTC)
+    values = np.random.default_rng(7).normal(size=n)  # own generator: same data in any test order
+    daily = np.arange(3, 14) * 288 + 36
+    one_off = 288 * 9 + 150
+    for k in range(4):
+        values[daily + k] += 10.0
+        values[one_off + k] += 10.0
+    faded = make_detector().score_batch(values, times)
+    plain = make_detector(AnomalySettings(ensemble=EnsembleSettings(recur_decay=1.0))).score_batch(values, times)
+    # Only the alarms of days 4 to 13 are scaled, by 0.95 per consecutive day (the likelihood z
+    # itself does not depend on the recurrences); the first day's and the one-off alarm are not.
+    scaled = np.flatnonzero(faded != plain)
+    assert len(scaled) == 10
+    assert all(daily[d] <= i < daily[d] + 4 for d, i in zip(range(1, 11), scaled, strict=True))
+    npt.assert_allclose(faded[scaled] / plain[scaled], 0.95 ** np.arange(1, 11))
+    # Both unscaled steps did raise an alarm (a score, then the suppression's zeros).
+    for start in (daily[0], one_off):
+        assert faded[start : start + 4].max() > 0.2
+        assert faded[start + 4 : start + 12].max() == 0.0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -213,6 +252,14 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
         PointDetector.restore(AnomalySettings(), b"XXXX" + blob[4:])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         PointDetector.restore(AnomalySettings(), blob[:-8])
+
+
+def test_restore_refuses_state_saved_in_an_older_format() -> None:
+    # Format 1 had no alarm memory in the daily state: such a blob must start afresh, cleanly.
+    blob = make_detector().state()
+    old = blob[:4] + (1).to_bytes(2, "little") + blob[6:]
+    with pytest.raises(ValueError, match=r"state format 1, this is format 2.*start afresh"):
+        PointDetector.restore(AnomalySettings(), old)
 
 
 @pytest.mark.parametrize("kind", KINDS)
