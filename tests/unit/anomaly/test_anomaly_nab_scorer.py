@@ -180,6 +180,32 @@ def test_threshold_is_shared_across_the_corpus() -> None:
     assert res["standard"].normalised == pytest.approx(90.371435)
 
 
+def test_each_profile_chooses_its_own_threshold() -> None:
+    # As NAB's optimizer does, the threshold is swept once per profile (its own cost matrix).
+    # Series A (20 rows): row 14 (TP worth 0.4683868) and FPs at rows 3..5 score 0.9; row 12
+    # (TP worth 0.9174287) and FPs at rows 6..9 score 0.5. Series B (100 rows, window 80..84):
+    # row 80 (TP worth 1.0) and 20 FPs before the window (rows 20..39) score 0.2. Raw scores:
+    #   threshold     standard (fp .11)        low FP (fp .22)          low FN (fn 2)
+    #   never         -2                       -2                       -4
+    #   0.9   0.4683868 - 3fp - fn: -0.8616132  -1.1916132               -1.8616132
+    #   0.5   0.9174287 - 7fp - fn: -0.8525713  -1.6225713               -1.8525713
+    #   0.2   1.9174287 - 27fp:     -1.0525713  -4.0225713               -1.0525713
+    # standard takes 0.5: 100 * (2 - 0.8525713) / 4 = 28.685718; low FP takes 0.9:
+    # 100 * (2 - 1.1916132) / 4 = 20.20967; low FN takes 0.2: 100 * (4 - 1.0525713) / 6 = 49.123812.
+    series_a = _scores(r3=0.9, r4=0.9, r5=0.9, r14=0.9, r6=0.5, r7=0.5, r8=0.5, r9=0.5, r12=0.5)
+    series_b = np.zeros(100)
+    series_b[20:40] = 0.2
+    series_b[80] = 0.2
+    res = score_corpus([SWEEP, SWEEP_100], [series_a, series_b])
+    assert res["standard"].threshold == 0.5
+    assert res["standard"].normalised == pytest.approx(28.685718)
+    assert res["reward_low_FP_rate"].threshold == 0.9
+    assert res["reward_low_FP_rate"].normalised == pytest.approx(20.20967)
+    assert res["reward_low_FN_rate"].threshold == 0.2
+    assert res["reward_low_FN_rate"].normalised == pytest.approx(49.123812)
+    assert (res["reward_low_FN_rate"].tp, res["reward_low_FN_rate"].fp) == (2, 27)
+
+
 def test_window_limits_must_be_row_timestamps() -> None:
     bad = ((STAMPS[10] + np.timedelta64(1, "s"), STAMPS[14]),)
     with pytest.raises(ValueError, match="not a row timestamp"):
