@@ -11,12 +11,19 @@ short, stable signature.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = [
     "BOX_FIELDS",
     "FASTMATH",
+    "MAX_RADIUS",
     "N_STATS",
     "N_TAMPER_STATS",
     "P_ABSORB_ALPHA",
@@ -35,9 +42,6 @@ __all__ = [
     "P_SHADOW_LO",
     "P_THR_SIGMA",
     "P_WEAK",
-    "S_BRIGHTER",
-    "S_CHANGED_BLOCKS",
-    "S_DARKER",
     "S_FG",
     "S_IDLE_ABSDIFF",
     "S_IDLE_COUNT",
@@ -63,6 +67,12 @@ __all__ = [
 # are safe too.
 FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn", "reassoc"}
 
+# majority_filter: largest window radius (9 x 9)
+MAX_RADIUS = 4
+
+# motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
+_AHEAD = 2
+
 # motion_step parameter vector
 P_THR_SIGMA = 0  # threshold in units of per-pixel noise (mean absolute deviation)
 P_FLOOR = 1  # frame-wide floor of the luma threshold
@@ -84,13 +94,10 @@ N_PARAMS = 16
 
 # motion_step statistics vector
 S_FG = 0  # foreground pixels (raw)
-S_BRIGHTER = 1  # foreground pixels brighter than background
-S_DARKER = 2  # foreground pixels darker than background
-S_IDLE_ABSDIFF = 3  # sum of |diff| over background pixels
-S_IDLE_COUNT = 4  # number of background pixels
-S_CHANGED_BLOCKS = 5  # analysis pixels whose block sum changed since the previous frame
-S_MASK = 6  # pixels set in the cleaned mask (motion_frame only)
-N_STATS = 7
+S_IDLE_ABSDIFF = 1  # sum of |diff| over background pixels
+S_IDLE_COUNT = 2  # number of background pixels
+S_MASK = 3  # pixels set in the cleaned mask (motion_frame only)
+N_STATS = 4
 
 # label_components output: one row per component
 BOX_FIELDS = 7  # x0, y0, x1 (exclusive), y1 (exclusive), area, sum_x, sum_y
@@ -106,27 +113,67 @@ T_CORR = 6  # Pearson correlation of gradient magnitudes, frame vs reference
 N_TAMPER_STATS = 7
 
 
+def _prefetch_intrinsic(typingctx: Any, arr: Any, i: Any, j: Any) -> tuple[Any, Callable[..., Any]]:  # pragma: no cover
+    """``_prefetch(arr, i, j)`` hints that the cache line of 2-D ``arr[i, j]`` is needed soon.
+
+    LLVM's ``llvm.prefetch`` (read, locality 2, data): ``prefetcht1`` on x86, into L2; L1 is too
+    small to hold rows fetched ahead next to the working rows. numba has no prefetch of its own;
+    the fused loop below uses it to fetch later input rows while it computes on the current one.
+    """
+    sig = types.void(arr, i, j)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:], strict=True)]
+        ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, idx)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_cgutils: Any = cgutils  # numba's code-generation helpers carry no type hints
+_prefetch: Any = intrinsic(_prefetch_intrinsic)
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: np.ndarray) -> int:  # pragma: no cover
-    """Analysis row ``i``: mean of f x f blocks into ``out_row``; returns how many values changed.
+def _prefetch_rows(plane: np.ndarray, r0: int, r1: int) -> None:  # pragma: no cover
+    """Prefetch rows ``r0`` to ``r1 - 1`` of ``plane`` (clipped to its height), one hint per 64 bytes."""
+    r1 = min(r1, plane.shape[0])
+    width = plane.shape[1]
+    for r in range(r0, r1):
+        for x in range(0, width, 64):
+            _prefetch(plane, r, x)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: np.ndarray) -> None:  # pragma: no cover
+    """Analysis row ``i``: mean of the f x f blocks of ``luma`` into ``out_row`` (float32).
 
     ``acc`` is a uint16 scratch row of the full input width. Full-width loops are plain adds
     (vectorised); the per-block horizontal sums touch each input byte once more, from cache.
     """
     w = out_row.shape[0]
-    changed = 0
+    # each input row read hints the one _AHEAD analysis rows below: the prefetches spread over
+    # the frame instead of coming in bursts that the memory system drops
     if f == 1:
+        _prefetch_rows(luma, i + _AHEAD, i + _AHEAD + 1)
         row = luma[i]
         for j in range(w):
-            v = np.float32(row[j])
-            changed += v != out_row[j]
-            out_row[j] = v
-        return changed
+            out_row[j] = row[j]
+        return
     width = w * f
-    row = luma[i * f]
+    r0 = i * f
+    _prefetch_rows(luma, r0 + _AHEAD * f, r0 + _AHEAD * f + 1)
+    row = luma[r0]
     for x in range(width):
         acc[x] = row[x]
-    for r in range(i * f + 1, i * f + f):
+    for r in range(r0 + 1, r0 + f):
+        _prefetch_rows(luma, r + _AHEAD * f, r + _AHEAD * f + 1)
         row = luma[r]
         for x in range(width):
             acc[x] += row[x]
@@ -134,20 +181,14 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
     # constant strides for the usual factors let LLVM vectorise the interleaved loads
     if f == 2:
         for j in range(w):
-            v = np.float32(np.uint32(acc[2 * j]) + acc[2 * j + 1]) * inv
-            changed += v != out_row[j]
-            out_row[j] = v
+            out_row[j] = np.float32(np.uint32(acc[2 * j]) + acc[2 * j + 1]) * inv
     elif f == 3:
         for j in range(w):
-            v = np.float32(np.uint32(acc[3 * j]) + acc[3 * j + 1] + acc[3 * j + 2]) * inv
-            changed += v != out_row[j]
-            out_row[j] = v
+            out_row[j] = np.float32(np.uint32(acc[3 * j]) + acc[3 * j + 1] + acc[3 * j + 2]) * inv
     elif f == 4:
         for j in range(w):
             s4 = np.uint32(acc[4 * j]) + acc[4 * j + 1] + acc[4 * j + 2] + acc[4 * j + 3]
-            v = np.float32(s4) * inv
-            changed += v != out_row[j]
-            out_row[j] = v
+            out_row[j] = np.float32(s4) * inv
     elif f == 6:
         for j in range(w):
             s6 = (
@@ -158,33 +199,59 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
                 + acc[6 * j + 4]
                 + acc[6 * j + 5]
             )
-            v = np.float32(s6) * inv
-            changed += v != out_row[j]
-            out_row[j] = v
+            out_row[j] = np.float32(s6) * inv
     else:
         for j in range(w):
             s = np.uint32(0)
             base = j * f
             for k in range(f):
                 s += acc[base + k]
-            v = np.float32(s) * inv
-            changed += v != out_row[j]
-            out_row[j] = v
-    return changed
+            out_row[j] = np.float32(s) * inv
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> int:  # pragma: no cover
-    """Mean of each f x f block of ``luma`` (uint8) into ``out`` (float32, shape (H//f, W//f)).
-
-    Returns the number of values of ``out`` that changed (0 means a bit-identical frame).
-    """
+def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> None:  # pragma: no cover
+    """Mean of each f x f block of ``luma`` (uint8) into ``out`` (float32, shape (H//f, W//f))."""
     h, w = out.shape
     acc = np.empty(w * f, dtype=np.uint16)
-    changed = 0
     for i in range(h):
-        changed += _downscale_row(luma, f, i, acc, out[i])
-    return changed
+        _downscale_row(luma, f, i, acc, out[i])
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _chroma_row(plane: np.ndarray, ci: int, cidx: np.ndarray, stride: int, out: np.ndarray) -> None:  # pragma: no cover
+    """Row ``ci`` of a chroma plane, sampled at columns ``cidx``, each sample twice, into ``out``.
+
+    Chroma is sampled at half the analysis resolution, like 4:2:0 at native size: column pair
+    (2k, 2k + 1) takes sample ``cidx[k]``. ``stride`` > 0 says that ``cidx[k] == cidx[0] +
+    stride * k`` (4:2:0 input at any integer factor): constant strides let LLVM vectorise the
+    loads, where the general gather runs at about a third of the speed.
+    """
+    w = out.shape[0]
+    n = cidx.shape[0]
+    src = plane[ci][int(cidx[0]) :]
+    m = w // 2
+    if stride == 1:
+        for k in range(m):
+            out[2 * k] = out[2 * k + 1] = src[k]
+    elif stride == 2:
+        for k in range(m):
+            out[2 * k] = out[2 * k + 1] = src[2 * k]
+    elif stride == 3:
+        for k in range(m):
+            out[2 * k] = out[2 * k + 1] = src[3 * k]
+    elif stride == 4:
+        for k in range(m):
+            out[2 * k] = out[2 * k + 1] = src[4 * k]
+    elif stride == 6:
+        for k in range(m):
+            out[2 * k] = out[2 * k + 1] = src[6 * k]
+    else:
+        row = plane[ci]
+        for k in range(m):
+            out[2 * k] = out[2 * k + 1] = row[cidx[k]]
+    if w % 2:
+        out[w - 1] = plane[ci, cidx[n - 1]]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -194,7 +261,6 @@ def motion_step(  # pragma: no cover
     chroma_u: np.ndarray,
     chroma_v: np.ndarray,
     params: np.ndarray,
-    cur: np.ndarray,
     bg: np.ndarray,
     noise: np.ndarray,
     bg_uv: np.ndarray,
@@ -202,7 +268,10 @@ def motion_step(  # pragma: no cover
     raw_mask: np.ndarray,
     stats: np.ndarray,
 ) -> None:
-    """One frame of motion detection, fused: downscale, (blur), test, update.
+    """One frame of motion detection, fused row by row: downscale, (blur), test, update.
+
+    Each analysis row is downscaled, tested and learned while its input rows are still in cache;
+    the analysis frame itself is never stored.
 
     Args:
         luma: (H, W) uint8 luma plane of the decoded frame.
@@ -210,22 +279,15 @@ def motion_step(  # pragma: no cover
         chroma_u: (Hc, Wc) uint8 U plane (any subsampling), or a (1, 1) dummy when chroma is off.
         chroma_v: same shape as ``chroma_u``.
         params: float64 vector indexed by ``P_*``.
-        cur: (h, w) float32; holds the previous analysis frame on entry (frozen-stream count)
-            and this one on exit.
         bg: (h, w) float32 background luma.
         noise: (h, w) float32 per-pixel noise (running mean absolute deviation).
         bg_uv: (2, h, w) float32 background chroma.
-        fg_count: (h, w) uint16 per-pixel foreground count: +1 on foreground, -1 on background.
+        fg_count: (h, w) float32 per-pixel foreground count: +1 on foreground, -1 on background,
+            within [0, 65535] (float: no integer conversions in the vectorised loop).
         raw_mask: (h, w) uint8 output: 2 foreground, 1 shadow or weak difference, 0 background.
         stats: float64 vector indexed by ``S_*`` (overwritten).
     """
     h, w = bg.shape
-    # 1. area downscale, one read of the input (row-sized scratch only)
-    acc = np.empty(w * f, dtype=np.uint16)
-    changed = 0
-    for i in range(h):
-        changed += _downscale_row(luma, f, i, acc, cur[i])
-
     k_sigma = np.float32(params[P_THR_SIGMA])
     floor = np.float32(params[P_FLOOR])
     cthr = np.float32(params[P_CHROMA_THR])
@@ -234,56 +296,62 @@ def motion_step(  # pragma: no cover
     absorb_frames = np.float32(min(params[P_ABSORB_FRAMES], 65000.0))
     absorb_alpha = np.float32(params[P_ABSORB_ALPHA])
     relearn = params[P_RELEARN] > 0.5
+    use_chroma = cthr > 0.0
     sh_lo = np.float32(params[P_SHADOW_LO])
-    sh_hi = np.float32(params[P_SHADOW_HI]) if sh_lo > 0.0 else np.float32(-1.0)
-    if not cthr > 0.0:
-        sh_hi = np.float32(-1.0)  # shadows are told apart by chroma only
+    # shadows are told apart by chroma only; hi < 0 matches no pixel
+    sh_hi = np.float32(params[P_SHADOW_HI]) if (sh_lo > 0.0 and use_chroma) else np.float32(-1.0)
     sh_c = np.float32(params[P_SHADOW_CHROMA])
     blur = params[P_BLUR] > 0.5
     weak = np.float32(params[P_WEAK])
+    cthr_test = cthr if use_chroma else np.float32(1e30)
     if relearn:
-        k_sigma = np.float32(1e30)  # nothing is foreground; everything learns at alpha
+        # nothing is foreground and everything learns at alpha; finite (no inf under fastmath)
+        floor = np.float32(1e30)
         cthr_test = np.float32(1e30)
-        weak = np.float32(1e30)
-    else:
-        cthr_test = cthr if cthr > 0.0 else np.float32(1e30)
-    use_chroma = cthr > 0.0
+        weak = np.float32(1.0)
     hc, wc = chroma_u.shape
-    cidx = np.zeros(w, dtype=np.uint32)  # unsigned: no negative-index wraparound in the gather
-    if use_chroma:
-        for j in range(w):
-            cidx[j] = min(wc - 1, int((j * f + 0.5 * f) * wc / (w * f)))
-    half_res = f == 1 and 2 * wc == w  # 4:2:0 at native size: each chroma sample twice
-    # the usual layouts sample chroma columns at a constant stride: c0 + stride * j
-    c0 = int(cidx[0])
-    stride = int(cidx[1]) - c0 if w > 1 else 1
-    if stride < 1 or stride > 3:
-        stride = 0
-    for j in range(w):
-        if int(cidx[j]) != c0 + stride * j:
-            stride = 0
-            break
-    xrow = np.empty(w, dtype=np.float32)
+    # chroma sample of analysis pixel pair k: the one at the pair's centre, ((2k + 1) / w) * wc
+    cidx = np.zeros((w + 1) // 2, dtype=np.uint32)  # unsigned: no negative-index wraparound
+    for k in range(cidx.shape[0]):
+        cidx[k] = min(wc - 1, (2 * k + 1) * wc // w)
+    stride = int(cidx[1]) - int(cidx[0]) if cidx.shape[0] > 1 else 1
+    for k in range(cidx.shape[0]):
+        if int(cidx[k]) != int(cidx[0]) + stride * k:
+            stride = 0  # not a constant stride: the general gather
+    acc = np.empty(w * f, dtype=np.uint16)
+    # ring of three downscaled rows: the blur needs the rows above and below
+    ring = np.empty((3, w), dtype=np.float32)
     tmp = np.empty(w, dtype=np.float32)
+    xrow = np.empty(w, dtype=np.float32)
     urow = np.full(w, np.float32(128.0))
     vrow = np.full(w, np.float32(128.0))
-    n_fg = np.float32(0.0)
-    n_bright = np.float32(0.0)
-    idle_sum = np.float32(0.0)
-    idle_n = np.float32(0.0)
     u_bg = bg_uv[0]
     v_bg = bg_uv[1]
     one = np.float32(1.0)
+    two = np.float32(2.0)
     zero = np.float32(0.0)
     c128 = np.float32(128.0)
+    cnt_max = np.float32(65535.0)
+    n_fg = np.float32(0.0)
+    idle_sum = np.float32(0.0)
+    if blur:
+        _downscale_row(luma, f, 0, acc, ring[0])
     for i in range(h):
-        # 2. optional light blur (3x3 binomial, edges replicated)
+        # the input rows of a later analysis row stream in from memory while this one computes
+        # (a frame just decoded is rarely still in cache at 720p and above)
+        ahead = i + _AHEAD
+        if use_chroma and ahead % 2 == 0 and ahead < h:
+            ci = min(hc - 1, (ahead + 1) * hc // h)
+            _prefetch_rows(chroma_u, ci, ci + 1)
+            _prefetch_rows(chroma_v, ci, ci + 1)
         if blur:
-            a = cur[max(i - 1, 0)]
-            b = cur[i]
-            c = cur[min(i + 1, h - 1)]
+            if i + 1 < h:
+                _downscale_row(luma, f, i + 1, acc, ring[(i + 1) % 3])
+            above = ring[max(i - 1, 0) % 3]
+            here = ring[i % 3]
+            below = ring[min(i + 1, h - 1) % 3]
             for j in range(w):
-                tmp[j] = a[j] + np.float32(2.0) * b[j] + c[j]
+                tmp[j] = above[j] + np.float32(2.0) * here[j] + below[j]
             if w == 1:
                 xrow[0] = tmp[0] * np.float32(0.25)
             else:
@@ -291,87 +359,54 @@ def motion_step(  # pragma: no cover
                 for j in range(1, w - 1):
                     xrow[j] = (tmp[j - 1] + np.float32(2.0) * tmp[j] + tmp[j + 1]) * np.float32(0.0625)
                 xrow[w - 1] = (tmp[w - 2] + np.float32(3.0) * tmp[w - 1]) * np.float32(0.0625)
-        xs = xrow if blur else cur[i]  # no copy when there is no blur
-        if use_chroma:
-            ci = min(hc - 1, int((i * f + 0.5 * f) * hc / (h * f)))
-            cu_row = chroma_u[ci]
-            cv_row = chroma_v[ci]
-            if half_res:
-                for k in range(w // 2):
-                    a = np.float32(cu_row[k])
-                    urow[2 * k] = a
-                    urow[2 * k + 1] = a
-                    c = np.float32(cv_row[k])
-                    vrow[2 * k] = c
-                    vrow[2 * k + 1] = c
-            elif stride == 1:
-                su_row = cu_row[c0 : c0 + w]
-                sv_row = cv_row[c0 : c0 + w]
-                for j in range(w):
-                    urow[j] = su_row[j]
-                    vrow[j] = sv_row[j]
-            elif stride == 2:
-                su_row = cu_row[c0:]
-                sv_row = cv_row[c0:]
-                for j in range(w):
-                    urow[j] = su_row[2 * j]
-                    vrow[j] = sv_row[2 * j]
-            elif stride == 3:
-                su_row = cu_row[c0:]
-                sv_row = cv_row[c0:]
-                for j in range(w):
-                    urow[j] = su_row[3 * j]
-                    vrow[j] = sv_row[3 * j]
-            else:
-                for j in range(w):
-                    urow[j] = cu_row[cidx[j]]
-                    vrow[j] = cv_row[cidx[j]]
+        else:
+            _downscale_row(luma, f, i, acc, xrow)
+        if use_chroma and i % 2 == 0:  # one chroma row per pair of analysis rows
+            ci = min(hc - 1, (i + 1) * hc // h)
+            _chroma_row(chroma_u, ci, cidx, stride, urow)
+            _chroma_row(chroma_v, ci, cidx, stride, vrow)
         bgr = bg[i]
         nzr = noise[i]
         ubr = u_bg[i]
         vbr = v_bg[i]
         cnr = fg_count[i]
         rmr = raw_mask[i]
-        # 3 + 4. test and update; arithmetic instead of branches so that the loop vectorises
+        # test and update; selects, not branches, so that the loop vectorises
         for j in range(w):
-            x = xs[j]
+            x = xrow[j]
             b = bgr[j]
+            nz = nzr[j]
+            ub = ubr[j]
+            vb = vbr[j]
+            cnt = cnr[j]
             d = x - b
             ad = abs(d)
-            thr = max(floor, k_sigma * nzr[j])
-            du = urow[j] - ubr[j]
-            dv = vrow[j] - vbr[j]
-            fgf = np.float32((ad > thr) | (abs(du) > cthr_test) | (abs(dv) > cthr_test))
+            thr = max(floor, k_sigma * nz)
+            du = urow[j] - ub
+            dv = vrow[j] - vb
+            fg = (ad > thr) | (abs(du) > cthr_test) | (abs(dv) > cthr_test)
             # a shadow darkens and desaturates by one ratio x / b and keeps the hue
             # (tested multiplied through by b: no division)
             bb = max(b, one)
-            su = (urow[j] - c128) * bb - x * (ubr[j] - c128)
-            sv = (vrow[j] - c128) * bb - x * (vbr[j] - c128)
+            su = (urow[j] - c128) * bb - x * (ub - c128)
+            sv = (vrow[j] - c128) * bb - x * (vb - c128)
             lim = sh_c * bb
-            shf = np.float32((d < zero) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim))
-            cnt = np.float32(cnr[j])
-            absorbed = np.float32(cnt >= absorb_frames)
-            rate = fgf * absorbed * absorb_alpha + (one - fgf) * alpha
+            sh = (d < zero) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim)
+            rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else alpha
             bgr[j] = b + rate * d
-            ubr[j] += rate * du
-            vbr[j] += rate * dv
-            nzr[j] += (one - fgf) * nalpha * (min(ad, np.float32(4.0) * thr) - nzr[j])
-            cnr[j] = np.uint16(max(zero, min(cnt + fgf + fgf - one, np.float32(65535.0))))
-            weakf = np.float32(ad > weak * thr)
-            rmr[j] = np.uint8(fgf * (np.float32(2.0) - shf) + (one - fgf) * weakf)
-            n_fg += fgf
-            n_bright += fgf * np.float32(d > zero)
-            idle_sum += (one - fgf) * ad
-            idle_n += one - fgf
+            ubr[j] = ub + rate * du
+            vbr[j] = vb + rate * dv
+            # not foreground means ad <= thr: the noise learns from every idle difference
+            nzr[j] = nz if fg else nz + nalpha * (ad - nz)
+            cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
+            rmr[j] = np.uint8((one if sh else two) if fg else (one if ad > weak * thr else zero))
+            n_fg += one if fg else zero
+            idle_sum += zero if fg else ad
         if relearn:
             cnr[:] = 0
-    n_dark = n_fg - n_bright
     stats[S_FG] = n_fg
-    stats[S_BRIGHTER] = n_bright
-    stats[S_DARKER] = n_dark
     stats[S_IDLE_ABSDIFF] = idle_sum
-    stats[S_IDLE_COUNT] = idle_n
-    stats[S_CHANGED_BLOCKS] = changed
+    stats[S_IDLE_COUNT] = h * w - n_fg
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -387,10 +422,10 @@ def majority_filter(  # pragma: no cover
 
     Args:
         mask: (h, w) uint8 input: 2 foreground, 1 shadow or weak, 0 background.
-        radius: window radius r >= 0.
+        radius: window radius, 0 <= r <= MAX_RADIUS.
         ignore: (h, w) uint8, 1 where motion is never reported (cleared after filtering).
         out: (h, w) uint8 0/1 output.
-        colsum: (w + 2 * radius,) uint8 scratch.
+        colsum: (w + 2 * MAX_RADIUS,) uint8 scratch.
 
     Returns:
         The number of pixels set in ``out``.
@@ -398,11 +433,16 @@ def majority_filter(  # pragma: no cover
     h, w = mask.shape
     win = 2 * radius + 1
     need = np.uint8(2 * ((win * win) // 2 + 1))
-    # column sums over the window's rows, padded by r zeros on both sides; counts fit in uint8
-    # (at most 2 * 9 * 9), so every loop below runs on 64 bytes per AVX-512 instruction
+    # column sums over the window's rows, padded by MAX_RADIUS zeros on both sides; counts fit in
+    # uint8 (at most 2 * 9 * 9), so every loop below runs on 64 bytes per AVX-512 instruction
     colsum[:] = 0
-    col = colsum[radius : radius + w]  # slices, not offset indices: no wraparound checks
-    hs = np.empty(w, dtype=np.uint8)
+    col = colsum[MAX_RADIUS : MAX_RADIUS + w]  # slices, not offset indices: no wraparound checks
+    # the window sum is one loop over all 2 * MAX_RADIUS + 1 offsets, the ones outside this
+    # radius masked to zero: one pass per row instead of one per offset (short rows make every
+    # extra loop's set-up and remainder cost more than its arithmetic)
+    keep = np.zeros(2 * MAX_RADIUS + 1, dtype=np.uint8)
+    keep[MAX_RADIUS - radius : MAX_RADIUS + radius + 1] = 255
+    k0, k1, k2, k3, k4, k5, k6, k7, k8 = keep[0], keep[1], keep[2], keep[3], keep[4], keep[5], keep[6], keep[7], keep[8]
     # rows with nothing set are skipped; a window of empty rows writes zeros (idle cameras: all)
     row_set = np.zeros(h, dtype=np.uint8)
     for i in range(h):
@@ -412,40 +452,49 @@ def majority_filter(  # pragma: no cover
             anyset |= row[j]
         row_set[i] = anyset != 0
     in_window = 0  # rows with something set among rows i - r .. i + r
-    total = 0
     for i in range(min(radius, h)):
         if row_set[i]:
             in_window += 1
             row = mask[i]
             for j in range(w):
                 col[j] += row[j]
+    per_col = np.zeros(w, dtype=np.uint16)  # set pixels per column: a uint16 sum vectorises
     for i in range(h):
         add = i + radius
-        if add < h and row_set[add]:
-            in_window += 1
-            row = mask[add]
-            for j in range(w):
-                col[j] += row[j]
         sub = i - radius - 1
-        if sub >= 0 and row_set[sub]:
-            in_window -= 1
-            row = mask[sub]
+        do_add = add < h and row_set[add] != 0
+        do_sub = sub >= 0 and row_set[sub] != 0
+        if do_add and do_sub:
+            ra = mask[add]
+            rs = mask[sub]
             for j in range(w):
-                col[j] -= row[j]
+                col[j] += ra[j] - rs[j]  # wraps in uint8; the result is in range
+        elif do_add:
+            ra = mask[add]
+            for j in range(w):
+                col[j] += ra[j]
+        elif do_sub:
+            rs = mask[sub]
+            for j in range(w):
+                col[j] -= rs[j]
+        in_window += int(do_add) - int(do_sub)
         orow = out[i]
         if in_window == 0:
             orow[:] = 0
             continue
-        hs[:] = 0
-        for k in range(win):
-            colk = colsum[k : k + w]
-            for j in range(w):
-                hs[j] += colk[j]
         irow = ignore[i]
+        c = colsum
         for j in range(w):
-            o = np.uint8(hs[j] >= need) & (np.uint8(1) ^ irow[j])
+            s = (
+                (c[j] & k0) + (c[j + 1] & k1) + (c[j + 2] & k2) + (c[j + 3] & k3) + (c[j + 4] & k4)
+                + (c[j + 5] & k5) + (c[j + 6] & k6) + (c[j + 7] & k7) + (c[j + 8] & k8)
+            )  # fmt: skip
+            o = np.uint8(np.uint8(s) >= need) & (np.uint8(1) ^ irow[j])
             orow[j] = o
-            total += o
+            per_col[j] += o
+    total = 0
+    for j in range(w):
+        total += per_col[j]
     return total
 
 
@@ -637,7 +686,7 @@ def motion_frame(  # pragma: no cover
     chroma_u: np.ndarray,
     chroma_v: np.ndarray,
     params: np.ndarray,
-    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ignore: np.ndarray,
     mask: np.ndarray,
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -646,14 +695,14 @@ def motion_frame(  # pragma: no cover
 ) -> int:
     """The whole motion stage in one call: :func:`motion_step`, clean-up, labelling.
 
-    ``state`` is ``(cur, bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is
+    ``state`` is ``(bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is
     ``(colsum, runs, parent)`` as for the kernels called. Returns the number of components, or
     -1 when the mask was not produced (``P_REPORT`` off, or a global change: more than
     ``P_GLOBAL`` of the frame in raw foreground); ``mask`` is then all zero.
     """
-    cur, bg, noise, bg_uv, fg_count, raw = state
+    bg, noise, bg_uv, fg_count, raw = state
     colsum, runs, parent = scratch
-    motion_step(luma, f, chroma_u, chroma_v, params, cur, bg, noise, bg_uv, fg_count, raw, stats)
+    motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, raw, stats)
     h, w = bg.shape
     stats[S_MASK] = 0
     if params[P_REPORT] < 0.5 or stats[S_FG] > params[P_GLOBAL] * h * w:

@@ -104,14 +104,13 @@ class MotionDetector:
             msg = f"frame {frame_shape} is smaller than one analysis block"
             raise ValueError(msg)
         self._hw = (h, w)
-        self._cur = np.zeros((h, w), dtype=np.float32)
         self._bg = np.zeros((h, w), dtype=np.float32)
         self._noise = np.full((h, w), _NOISE_INIT, dtype=np.float32)
         self._bg_uv = np.zeros((2, h, w), dtype=np.float32)
-        self._fg_count = np.zeros((h, w), dtype=np.uint16)
+        self._fg_count = np.zeros((h, w), dtype=np.float32)
         self._raw = np.zeros((h, w), dtype=np.uint8)
         self._mask = np.zeros((h, w), dtype=np.uint8)
-        self._colsum = np.zeros(w + 8, dtype=np.uint8)
+        self._colsum = np.zeros(w + 2 * K.MAX_RADIUS, dtype=np.uint8)
         n_runs = h * (w // 2 + 1)
         self._runs = np.zeros((n_runs, 3), dtype=np.int32)
         self._parent = np.zeros(n_runs, dtype=np.int32)
@@ -124,7 +123,7 @@ class MotionDetector:
             dtype=np.float64,
         )
         self._zone_counts = np.zeros(len(self._zones), dtype=np.int64)
-        self._state = (self._cur, self._bg, self._noise, self._bg_uv, self._fg_count, self._raw)
+        self._state = (self._bg, self._noise, self._bg_uv, self._fg_count, self._raw)
         self._scratch = (self._colsum, self._runs, self._parent)
         self._n_px = float(h * w)
         self._settings = settings
@@ -197,7 +196,6 @@ class MotionDetector:
         self._noise[:] = _NOISE_INIT
         self._fg_count[:] = 0
         self._mask[:] = 0
-        self._cur[:] = -1.0
 
     def process(self, luma: np.ndarray, t: float, chroma: tuple[np.ndarray, np.ndarray] | None = None) -> MotionResult:
         """Analyse one frame.

@@ -30,10 +30,12 @@ def _blur121(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sample_chroma(plane: np.ndarray, h: int, w: int, f: int) -> np.ndarray:
+def _sample_chroma(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Chroma at half the analysis resolution: pixel (i, j) takes the sample at the centre of
+    its 2x2 pair block, ((2 (i // 2) + 1) / h, (2 (j // 2) + 1) / w) of the plane."""
     hc, wc = plane.shape
-    rows = [min(hc - 1, int((i * f + 0.5 * f) * hc / (h * f))) for i in range(h)]
-    cols = [min(wc - 1, int((j * f + 0.5 * f) * wc / (w * f))) for j in range(w)]
+    rows = [min(hc - 1, (2 * (i // 2) + 1) * hc // h) for i in range(h)]
+    cols = [min(wc - 1, (2 * (j // 2) + 1) * wc // w) for j in range(w)]
     return plane[np.ix_(rows, cols)].astype(F32)
 
 
@@ -43,7 +45,6 @@ def motion_step(
     chroma_u: np.ndarray,
     chroma_v: np.ndarray,
     params: np.ndarray,
-    cur: np.ndarray,
     bg: np.ndarray,
     noise: np.ndarray,
     bg_uv: np.ndarray,
@@ -52,29 +53,29 @@ def motion_step(
     """Reference of :func:`vision._kernels.motion_step`; returns the new state and outputs."""
     h, w = bg.shape
     x = downscale_area(luma, f)
-    changed = int(np.count_nonzero(x != cur))
-    new_cur = x.copy()
     if params[K.P_BLUR] > 0.5:
         x = _blur121(x)
     cthr = F32(params[K.P_CHROMA_THR])
     use_chroma = cthr > 0
     relearn = params[K.P_RELEARN] > 0.5
-    k_sigma = F32(1e30) if relearn else F32(params[K.P_THR_SIGMA])
+    # relearning: a threshold nothing reaches, so every pixel learns at alpha
+    floor = F32(1e30) if relearn else F32(params[K.P_FLOOR])
+    k_sigma = F32(params[K.P_THR_SIGMA])
     cthr_test = F32(1e30) if (relearn or not use_chroma) else cthr
-    weak = F32(1e30) if relearn else F32(params[K.P_WEAK])
+    weak = F32(1) if relearn else F32(params[K.P_WEAK])
     sh_lo = F32(params[K.P_SHADOW_LO])
     sh_hi = F32(params[K.P_SHADOW_HI]) if (sh_lo > 0 and use_chroma) else F32(-1)
     sh_c = F32(params[K.P_SHADOW_CHROMA])
     if use_chroma:
-        u = _sample_chroma(chroma_u, h, w, f)
-        v = _sample_chroma(chroma_v, h, w, f)
+        u = _sample_chroma(chroma_u, h, w)
+        v = _sample_chroma(chroma_v, h, w)
     else:
         u = np.full((h, w), 128, F32)
         v = np.full((h, w), 128, F32)
     b = bg.astype(F32)
     d = x - b
     ad = np.abs(d)
-    thr = np.maximum(F32(params[K.P_FLOOR]), k_sigma * noise)
+    thr = np.maximum(floor, k_sigma * noise)
     du = u - bg_uv[0]
     dv = v - bg_uv[1]
     fg = (ad > thr) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
@@ -86,29 +87,23 @@ def motion_step(
         (d < 0) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)
         & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
     )  # fmt: skip
-    cnt = fg_count.astype(np.int64)
-    absorbed = cnt >= int(min(params[K.P_ABSORB_FRAMES], 65000.0))
+    cnt = fg_count.astype(np.float64)
+    absorbed = cnt >= min(params[K.P_ABSORB_FRAMES], 65000.0)
     rate = np.where(fg, np.where(absorbed, F32(params[K.P_ABSORB_ALPHA]), F32(0)), F32(params[K.P_ALPHA]))
     rate = rate.astype(F32)
     new_bg = (b + rate * d).astype(F32)
     new_uv = np.stack([bg_uv[0] + rate * du, bg_uv[1] + rate * dv]).astype(F32)
     nalpha = F32(params[K.P_NOISE_ALPHA])
-    new_noise = np.where(fg, noise, noise + nalpha * (np.minimum(ad, F32(4) * thr) - noise)).astype(F32)
-    new_cnt = np.clip(cnt + np.where(fg, 1, -1), 0, 65535).astype(np.uint16)
+    new_noise = np.where(fg, noise, noise + nalpha * (ad - noise)).astype(F32)
+    new_cnt = np.clip(cnt + np.where(fg, 1, -1), 0, 65535).astype(F32)
     if relearn:
         new_cnt[:] = 0
-    with np.errstate(over="ignore"):  # weak = 1e30 while relearning: inf, as in the kernel
-        weak_px = ad > weak * thr
-    raw = np.where(fg, np.where(shadow, 1, 2), np.where(weak_px, 1, 0)).astype(np.uint8)
+    raw = np.where(fg, np.where(shadow, 1, 2), np.where(ad > weak * thr, 1, 0)).astype(np.uint8)
     stats = np.zeros(K.N_STATS)
     stats[K.S_FG] = np.count_nonzero(fg)
-    stats[K.S_BRIGHTER] = np.count_nonzero(fg & (d > 0))
-    stats[K.S_DARKER] = stats[K.S_FG] - stats[K.S_BRIGHTER]
     stats[K.S_IDLE_ABSDIFF] = float(ad[~fg].astype(np.float64).sum())
     stats[K.S_IDLE_COUNT] = np.count_nonzero(~fg)
-    stats[K.S_CHANGED_BLOCKS] = changed
     return {
-        "cur": new_cur,
         "bg": new_bg,
         "noise": new_noise,
         "bg_uv": new_uv,
