@@ -9,13 +9,16 @@ every new connection, so a broker restart loses no subscription.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import math
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import gmqtt
@@ -23,6 +26,7 @@ from gmqtt.mqtt.constants import MQTTv311
 
 from drivers._ratelimit import RateLimitedLogger
 from drivers.base import Quality, Reading, ReadingSink
+from drivers.tls import client_context, tls_failure
 from edge_config.mqtt import MqttBroker, MqttDevice, MqttPoint
 from gateway.errors import DriverConnectError
 
@@ -140,6 +144,31 @@ def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[fl
     return value, t, unit
 
 
+class _ClosedBeforeConnack(Exception):
+    """The broker dropped the connection before accepting it."""
+
+
+async def _unless_lost(aw: Awaitable[None], lost: asyncio.Event) -> None:
+    """Await a connect, unless the connection drops first.
+
+    gmqtt goes on waiting for a CONNACK on a connection the broker has closed (a TLS broker that
+    wants a client certificate does that right after the handshake), until the timeout.
+    """
+    connecting = asyncio.ensure_future(aw)
+    dropped = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({connecting, dropped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        dropped.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+    if connecting.cancelled():
+        raise _ClosedBeforeConnack
+    connecting.result()
+
+
 class MqttDriver:
     """All MQTT terminals behind one broker."""
 
@@ -151,8 +180,10 @@ class MqttDriver:
         client_id: str,
         password: str | None,
         on_malformed: Callable[[str], None],
+        base_dir: Path = Path(),
     ) -> None:
         self._broker = broker
+        self._base_dir = base_dir
         self._client_id = client_id
         self._password = password
         self._on_malformed = on_malformed
@@ -209,6 +240,8 @@ class MqttDriver:
     async def run(self, sink: ReadingSink, on_connected: Callable[[], None]) -> None:
         self._sink = sink
         b = self._broker
+        # Built on every connection, so a CA file fixed on disk is picked up by the next retry.
+        tls = None if b.tls is None else client_context(b.tls, self._base_dir, link=self.name)
         client = gmqtt.Client(self._client_id, clean_session=True)
         client.set_config({"reconnect_retries": 0})
         if b.username:
@@ -232,15 +265,31 @@ class MqttDriver:
         try:
             try:
                 async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                    await client.connect(b.host, b.port, keepalive=b.keepalive_s, version=MQTTv311)
+                    await _unless_lost(
+                        client.connect(b.host, b.port, ssl=tls or False, keepalive=b.keepalive_s, version=MQTTv311),
+                        lost,
+                    )
                     client.stop_reconnect()
                     for topic in self.filters:
                         pending.add(client.subscribe(topic, qos=b.qos))
                     if pending:
                         await subscribed.wait()
+            except _ClosedBeforeConnack:
+                hint = ""
+                if b.tls is not None and b.tls.client_cert is None:
+                    hint = "; a TLS broker does this when it wants a client certificate (tls.client_cert)"
+                raise DriverConnectError(
+                    f"broker {b.host}:{b.port} closed the connection before accepting it{hint}",
+                    device_id=self.name,
+                    code="closed",
+                ) from None
+            except ssl.SSLError as exc:
+                raise DriverConnectError(
+                    f"broker {b.host}:{b.port}: {tls_failure(exc)}", device_id=self.name, code="tls"
+                ) from None
             except (OSError, TimeoutError) as exc:
                 raise DriverConnectError(
-                    f"cannot reach broker {b.host}:{b.port}: {exc or type(exc).__name__}",
+                    f"cannot reach broker {b.host}:{b.port}: {type(exc).__name__} {exc}",
                     device_id=self.name,
                     code="connect",
                 ) from None

@@ -54,6 +54,10 @@ class SecretRef(Section):
 
     def read(self, base_dir: Path) -> SecretStr:
         """Read the secret now. Raises OSError (with the path, never the value) when it is missing."""
+        return SecretStr(self.path(base_dir).read_text(encoding="utf-8").rstrip("\r\n"))
+
+    def path(self, base_dir: Path) -> Path:
+        """Where the secret is, for libraries that take a file name (a TLS private key)."""
         if self.credential is not None:
             creds = os.environ.get("CREDENTIALS_DIRECTORY")
             if not creds:
@@ -67,4 +71,4 @@ class SecretRef(Section):
             path = Path(self.file)
             if not path.is_absolute():
                 path = base_dir / path
-        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+        return path

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from edge_config._base import Identifier, SecretRef, Section
 from edge_config.site import Location
+from edge_config.tls import TlsSettings
 
 __all__ = ["MqttBroker", "MqttDevice", "MqttPoint"]
 
@@ -27,7 +28,10 @@ class MqttBroker(Section):
 
     id: Identifier = Field(description="Broker id that devices refer to.")
     host: str = Field(min_length=1, max_length=253, description="Broker host name or address.")
-    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port (usually 8883 with TLS).")
+    tls: TlsSettings | None = Field(
+        default=None, description="Connect with TLS ('tls = {}' trusts the system's CAs); none: plain TCP."
+    )
     username: str | None = Field(default=None, max_length=128, description="User name, when the broker wants one.")
     password: SecretRef | None = Field(default=None, description="Password, from a credential or file.")
     client_id: str | None = Field(

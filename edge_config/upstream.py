@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, model_validator
 
 from edge_config._base import Identifier, SecretRef, Section
+from edge_config.tls import TlsSettings
 
 __all__ = ["MqttUplink", "UpstreamSettings", "WebhookSettings"]
 
@@ -18,6 +19,16 @@ class WebhookSettings(Section):
     )
     timeout_s: float = Field(default=10.0, gt=0, le=300, description="Per-request timeout.")
     max_backoff_s: float = Field(default=60.0, ge=1, le=3600, description="Longest wait between retries.")
+    tls: TlsSettings | None = Field(
+        default=None,
+        description="Trust and client certificate for an https:// url; none: the system's CAs, no client certificate.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> WebhookSettings:
+        if self.tls is not None and self.url.scheme != "https":
+            raise ValueError("'tls' is set but the url is not https://")
+        return self
 
 
 class MqttUplink(Section):

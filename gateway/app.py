@@ -265,6 +265,7 @@ class Gateway:
                 client_id=b.client_id or f"edge-{cfg.site.box_id}-{b.id}"[:64],
                 password=password,
                 on_malformed=self._malformed_counter(f"mqtt:{b.id}"),
+                base_dir=self.loaded.base_dir,
             )
             self.add_supervised(drv.name, functools.partial(drv.run, self.on_reading), devices=[d.id for d in devs])
         for d in cfg.devices:
@@ -281,7 +282,15 @@ class Gateway:
         if wh is not None:
             key = self._secret(wh.secret)
             secret = key.encode() if key is not None else None
-            pusher = WebhookPusher(self.outbox, str(wh.url), secret, wh.timeout_s, self.metrics)
+            pusher = WebhookPusher(
+                self.outbox,
+                str(wh.url),
+                secret,
+                wh.timeout_s,
+                self.metrics,
+                tls=wh.tls,
+                base_dir=self.loaded.base_dir,
+            )
             self.add_supervised(pusher.name, pusher.run, backoff=Backoff(0.5, wh.max_backoff_s))
         up = cfg.upstream.mqtt
         if up is not None:
@@ -296,6 +305,8 @@ class Gateway:
                 client_id=f"edge-{cfg.site.box_id}-uplink"[:64],
                 username=broker.username,
                 password=self._secret(broker.password),
+                tls=broker.tls,
+                base_dir=self.loaded.base_dir,
             )
             self.add_supervised(mqtt_pusher.name, mqtt_pusher.run)
 

@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import sqlite3
+import ssl
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from drivers.tls import client_context, tls_failure
 from edge_config import LoadedConfig, check_secrets, load
 from edge_config.camera import CameraDevice
 from edge_config.opcua import OpcUaDevice
+from edge_config.tls import TlsSettings
 from gateway.app import default_state_dir
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DriverProtocolError
 from gateway.outbox import CAPACITY_WINDOW_S, covers_hours, intake_since
 
 __all__ = ["Check", "run_doctor"]
@@ -41,40 +44,62 @@ class Check:
         return f"{self.status:<4}  {self.what}" + (f"\n      -> {self.hint}" if self.hint else "")
 
 
-async def _reach(host: str, port: int) -> str | None:
-    """None when a TCP connection opens within the timeout, else why not."""
+@dataclass(frozen=True)
+class _Peer:
+    name: str
+    host: str
+    port: int
+    hint: str
+    tls: TlsSettings | None = None
+
+
+async def _reach(peer: _Peer, base_dir: Path) -> tuple[str, str] | None:
+    """None when a connection (with its TLS handshake, if any) opens in time, else (why, hint)."""
+    ctx: ssl.SSLContext | None = None
+    if peer.tls is not None:
+        try:
+            ctx = client_context(peer.tls, base_dir, link=peer.name)
+        except DriverProtocolError as exc:
+            return str(exc).removeprefix(f"{peer.name}: "), "fix the path in the site file, or put the file there"
     try:
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-            _reader, writer = await asyncio.open_connection(host, port)
+            _reader, writer = await asyncio.open_connection(peer.host, peer.port, ssl=ctx)
     except TimeoutError:
-        return f"no answer within {_CONNECT_TIMEOUT_S:.0f} s"
+        return f"no answer within {_CONNECT_TIMEOUT_S:.0f} s", peer.hint
+    except ssl.SSLError as exc:
+        return tls_failure(exc), "the CA that signed the server's certificate belongs in tls.ca_file"
     except OSError as exc:
-        return exc.strerror or type(exc).__name__
+        return exc.strerror or type(exc).__name__, peer.hint
     writer.close()
     return None
 
 
-def _peers(loaded: LoadedConfig) -> list[tuple[str, str, int, str]]:
+def _peers(loaded: LoadedConfig) -> list[_Peer]:
     cfg = loaded.config
     peers = [
-        (f"MQTT broker {b.id}", b.host, b.port, "is the broker running, and the address and port right?")
+        _Peer(f"MQTT broker {b.id}", b.host, b.port, "is the broker running, and the address and port right?", b.tls)
         for b in cfg.brokers
     ]
     for d in cfg.devices:
         if isinstance(d, OpcUaDevice):
             u = urlsplit(d.endpoint)
-            peers.append((f"OPC-UA server of {d.id}", u.hostname or "", u.port or 4840, "is the PLC on and cabled?"))
+            peers.append(
+                _Peer(f"OPC-UA server of {d.id}", u.hostname or "", u.port or 4840, "is the PLC on and cabled?")
+            )
         elif isinstance(d, CameraDevice):
-            peers.append((f"camera {d.id} (ONVIF)", d.host, d.port, "is the camera powered and on this LAN?"))
-    if cfg.upstream.webhook is not None:
-        u = urlsplit(str(cfg.upstream.webhook.url))
-        port = u.port or (443 if u.scheme == "https" else 80)
+            peers.append(_Peer(f"camera {d.id} (ONVIF)", d.host, d.port, "is the camera powered and on this LAN?"))
+    wh = cfg.upstream.webhook
+    if wh is not None:
+        u = urlsplit(str(wh.url))
+        https = u.scheme == "https"
         peers.append(
-            (
+            _Peer(
                 "platform webhook",
                 u.hostname or "",
-                port,
+                u.port or (443 if https else 80),
                 "no uplink: events wait in the outbox; check the route to the county network",
+                # An https webhook without a tls table still verifies, against the system's CAs.
+                (wh.tls or TlsSettings()) if https else None,
             )
         )
     return peers
@@ -198,13 +223,13 @@ async def run_doctor(path: Path) -> int:
     checks += [Check("WARN", n) for n in notes]
     checks += _state_checks(loaded)
     peers = _peers(loaded)
-    results = await asyncio.gather(*(_reach(host, port) for _n, host, port, _h in peers))
-    for (name, host, port, hint), why in zip(peers, results, strict=True):
-        checks.append(
-            Check("OK", f"{name} reachable at {host}:{port}")
-            if why is None
-            else Check("FAIL", f"{name} not reachable at {host}:{port}: {why}", hint)
-        )
+    results = await asyncio.gather(*(_reach(p, loaded.base_dir) for p in peers))
+    for p, failure in zip(peers, results, strict=True):
+        where = f"{p.host}:{p.port}" + (" (TLS)" if p.tls is not None else "")
+        if failure is None:
+            checks.append(Check("OK", f"{p.name} reachable at {where}"))
+        else:
+            checks.append(Check("FAIL", f"{p.name} not reachable at {where}: {failure[0]}", failure[1]))
     checks.append(await _api_check(loaded))
     for c in checks:
         print(c.line())

@@ -14,13 +14,17 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
 from amqtt.client import MQTTClient
 from amqtt.errors import ClientError as AmqttClientError
 
+from drivers.tls import client_context, tls_failure, tls_files
+from edge_config.tls import TlsSettings
 from gateway.errors import DriverConnectError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
@@ -77,15 +81,30 @@ class WebhookPusher(_CursorPusher):
     name = "upstream:webhook"
     consumer = "webhook"
 
-    def __init__(self, outbox: Outbox, url: str, secret: bytes | None, timeout_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        url: str,
+        secret: bytes | None,
+        timeout_s: float,
+        metrics: Metrics,
+        *,
+        tls: TlsSettings | None = None,
+        base_dir: Path = Path(),
+    ) -> None:
         super().__init__(outbox, metrics)
         self._url = url
         self._secret = secret
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._tls = tls
+        self._base_dir = base_dir
         self._session: aiohttp.ClientSession | None = None
 
     async def run(self, on_connected: Callable[[], None]) -> None:
-        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+        # None keeps aiohttp's default: verify against the system's CAs.
+        ctx = None if self._tls is None else client_context(self._tls, self._base_dir, link=self.name)
+        connector = aiohttp.TCPConnector(ssl=ctx if ctx is not None else True)
+        async with aiohttp.ClientSession(timeout=self._timeout, connector=connector) as session:
             self._session = session
             await self._pump(on_connected)
 
@@ -98,6 +117,11 @@ class WebhookPusher(_CursorPusher):
             async with self._session.post(self._url, data=body, headers=headers) as resp:
                 await resp.read()
                 status = resp.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            self._metrics.delivery_failures.labels(self.consumer).inc()
+            raise DriverConnectError(
+                f"webhook: {tls_failure(exc.certificate_error)}", device_id=self.name, code="tls"
+            ) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._metrics.delivery_failures.labels(self.consumer).inc()
             raise DriverConnectError(
@@ -110,6 +134,16 @@ class WebhookPusher(_CursorPusher):
             log.error("%s: receiver refused event seq %d with HTTP %d; skipping it", self.name, seq, status)
             return
         raise DriverConnectError(f"webhook answered HTTP {status}", device_id=self.name, code=f"http-{status}")
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error under a library's own (amqtt wraps the handshake's error in ConnectError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class MqttPusher(_CursorPusher):
@@ -134,23 +168,42 @@ class MqttPusher(_CursorPusher):
         client_id: str,
         username: str | None,
         password: str | None,
+        tls: TlsSettings | None = None,
+        base_dir: Path = Path(),
     ) -> None:
         super().__init__(outbox, metrics)
         auth = f"{quote(username, safe='')}:{quote(password or '', safe='')}@" if username else ""
-        self._uri = f"mqtt://{auth}{host}:{port}/"
+        self._uri = f"{'mqtt' if tls is None else 'mqtts'}://{auth}{host}:{port}/"
         self._where = f"{host}:{port}"
+        self._tls = tls
+        self._base_dir = base_dir
         self._prefix = f"{topic_prefix.rstrip('/')}/{box_id}"
         self._client_id = client_id
         self._client: MQTTClient | None = None
 
     async def run(self, on_connected: Callable[[], None]) -> None:
-        client = MQTTClient(client_id=self._client_id, config={"auto_reconnect": False})
+        config: dict[str, object] = {"auto_reconnect": False}
+        cafile = None
+        if self._tls is not None:
+            # amqtt builds its own context from file names; building ours first checks the files
+            # and gives the same errors as the other links.
+            client_context(self._tls, self._base_dir, link=self.name)
+            files = tls_files(self._tls, self._base_dir)
+            cafile = None if files.ca_file is None else str(files.ca_file)
+            if files.client_cert is not None and files.client_key is not None:
+                config["connection"] = {"certfile": str(files.client_cert), "keyfile": str(files.client_key)}
+        client = MQTTClient(client_id=self._client_id, config=config)
         try:
-            await client.connect(self._uri)
+            # Passed to connect(), the CA file replaces the system's CAs instead of adding to them.
+            await client.connect(self._uri, cafile=cafile)
         except (AmqttClientError, OSError) as exc:
             self._metrics.delivery_failures.labels(self.consumer).inc()
+            tls_exc = _ssl_cause(exc)
+            why = type(exc).__name__ if tls_exc is None else tls_failure(tls_exc)
             raise DriverConnectError(
-                f"uplink broker {self._where} unreachable: {type(exc).__name__}", device_id=self.name, code="connect"
+                f"uplink broker {self._where} unreachable: {why}",
+                device_id=self.name,
+                code="connect" if tls_exc is None else "tls",
             ) from None
         self._client = client
         try:

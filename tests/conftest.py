@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pki import Pki, make_pki
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,16 +44,29 @@ def _mosquitto_bin() -> str | None:
 
 
 class Mosquitto:
-    """A real mosquitto on 127.0.0.1, restartable on the same port."""
+    """A real mosquitto on 127.0.0.1, restartable on the same port.
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    With ``tls``, a second listener on ``tls_port`` speaks TLS with the PKI's server certificate
+    and asks every client for a certificate from the same CA (mutual TLS).
+    """
+
+    def __init__(self, binary: str, workdir: Path, tls: Pki | None = None) -> None:
         self.binary = binary
         self.port = free_port()
+        self.tls_port = free_port() if tls is not None else None
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\nlog_dest none\n"
+        # Started as root, mosquitto switches to its own user, which cannot read the key files in
+        # pytest's private temporary folders: it stays whoever runs the tests (ignored if not root).
+        text = (
+            f"user {getpass.getuser()}\nper_listener_settings false\nallow_anonymous true\npersistence false\n"
+            f"max_queued_messages 100000\nlog_dest none\nlistener {self.port} 127.0.0.1\n"
         )
+        if tls is not None:
+            text += (
+                f"listener {self.tls_port} 127.0.0.1\ncafile {tls.ca_cert}\ncertfile {tls.server_cert}\n"
+                f"keyfile {tls.server_key}\nrequire_certificate true\n"
+            )
+        self.conf.write_text(text)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -58,9 +74,10 @@ class Mosquitto:
             [self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + 10
+        last = self.tls_port or self.port  # listeners open in order: the last one means all are up
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", last), timeout=0.2):
                     return
             except OSError:
                 if self.proc.poll() is not None:
@@ -76,14 +93,29 @@ class Mosquitto:
         self.proc = None
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+def _run_mosquitto(workdir: Path, tls: Pki | None = None) -> Iterator[Mosquitto]:
     binary = _mosquitto_bin()
     if binary is None:
         pytest.skip("mosquitto is not installed (scripts/test installs Debian's package)")
-    broker = Mosquitto(binary, tmp_path)
+    broker = Mosquitto(binary, workdir, tls)
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    yield from _run_mosquitto(tmp_path)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[Mosquitto]:
+    """mosquitto with a plain listener (``port``) and a mutual-TLS one (``tls_port``)."""
+    yield from _run_mosquitto(tmp_path, pki)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -130,13 +131,14 @@ class Receiver:
 
 
 @asynccontextmanager
-async def receiver() -> AsyncIterator[Receiver]:
+async def receiver(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    """The webhook receiver on 127.0.0.1; HTTPS when given a server context."""
     rec = Receiver(free_port())
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", rec.port).start()
+    await web.TCPSite(runner, "127.0.0.1", rec.port, ssl_context=ssl_context).start()
     try:
         yield rec
     finally:

@@ -101,6 +101,22 @@ def test_good_file_loads(tmp_path: Path) -> None:
         ),
         # An invalid topic filter.
         ('topic = "river/1/level"', 'topic = "river/#/level"', 20, "devices[0].points[0].topic", "'#'"),
+        # Mutual TLS needs the key with the certificate.
+        (
+            'host = "127.0.0.1"',
+            'host = "127.0.0.1"\ntls = { client_cert = "box.pem" }',
+            12,
+            "brokers[0].tls",
+            "give both 'client_cert' and 'client_key'",
+        ),
+        # TLS settings on a plain-HTTP webhook would be silently unused.
+        (
+            'token = { file = "token" }',
+            'token = { file = "token" }\n[upstream.webhook]\nurl = "http://10.1.1.1/in"\ntls = {}',
+            8,
+            "upstream.webhook",
+            "not https://",
+        ),
     ],
 )
 def test_error_names_file_line_and_field(tmp_path: Path, old: str, new: str, line: int, field: str, words: str) -> None:
