@@ -106,7 +106,10 @@ async def events(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
     wait = _int_param(request, "wait", 0, 0, int(gw.config.api.max_wait_s))
-    if "feed" in gw.outbox.consumers:
+    # The status page reads the feed to show it, not to take delivery: with peek=1 a pull-only
+    # box keeps the platform's position, so events it never pulled are still owed to it.
+    peek = _int_param(request, "peek", 0, 0, 1) == 1
+    if "feed" in gw.outbox.consumers and not peek:
         # Pull-only box: asking for events after N says the platform holds everything up to N.
         gw.outbox.set_cursor("feed", min(after, gw.outbox.committed_seq))
     if wait and gw.outbox.committed_seq <= after:

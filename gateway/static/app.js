@@ -131,12 +131,13 @@ async function refreshIncidents() {
 
 async function followFeed() {
   let after = 0;
-  const head = await api("/api/v1/events?after=0&limit=1");
+  // peek=1: showing the feed here must not mark anything delivered on a pull-only box.
+  const head = await api("/api/v1/events?after=0&limit=1&peek=1");
   const committed = Number(head.headers.get("X-Committed-Seq") || 0);
   after = Math.max(0, committed - 50);
   for (;;) {
     try {
-      const res = await api(`/api/v1/events?after=${after}&limit=100&wait=25`);
+      const res = await api(`/api/v1/events?after=${after}&limit=100&wait=25&peek=1`);
       const batch = await res.json();
       after = Number(res.headers.get("X-Next-After"));
       for (const e of batch) {

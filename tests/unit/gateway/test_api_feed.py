@@ -1,0 +1,83 @@
+"""The pull feed on a pull-only box: the platform's reads take delivery, the status page's do not."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from edge_config import load_text
+from gateway.api import build_app
+from gateway.app import Gateway
+
+ROOT = Path(__file__).resolve().parents[3]
+TOKEN = "t0ken"
+SITE = """\
+state_dir = "{state}"
+[site]
+box_id = "box-1"
+township = "t"
+village = "v"
+[api]
+token = {{ file = "token" }}
+[[brokers]]
+id = "village"
+host = "127.0.0.1"
+[[devices]]
+kind = "mqtt"
+id = "river-1"
+broker = "village"
+  [[devices.points]]
+  name = "level"
+  topic = "r/1"
+"""
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    (tmp_path / "token").write_text(TOKEN)
+    site = tmp_path / "site.toml"
+    gw = Gateway(load_text(SITE.format(state=tmp_path / "state"), site))
+    gw.outbox.open()
+    for _ in range(5):
+        gw.outbox.append(source="river-1", severity=2, build=lambda seq: b'{"sequence": "%d"}' % seq)
+    await gw.outbox.flush()
+    yield gw
+    gw.outbox.close()
+
+
+async def _get(client: TestClient[web.Request, web.Application], query: str) -> list[object]:
+    resp = await client.get(f"/api/v1/events?{query}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 200, await resp.text()
+    batch: list[object] = await resp.json(content_type=None)
+    return batch
+
+
+async def test_peek_reads_the_feed_without_taking_delivery(gateway: Gateway, aiohttp_client: ClientFactory) -> None:
+    assert gateway.outbox.consumers == ("feed",)
+    client = await aiohttp_client(build_app(gateway))
+    assert len(await _get(client, "after=3&peek=1")) == 2
+    # Nothing the platform never pulled counts as delivered, so none of it can be pruned as such.
+    assert gateway.outbox.cursor("feed") == 0
+    assert len(await _get(client, "after=3")) == 2
+    assert gateway.outbox.cursor("feed") == 3
+
+
+async def test_peek_takes_only_0_or_1(gateway: Gateway, aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(build_app(gateway))
+    resp = await client.get("/api/v1/events?after=3&peek=yes", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 400
+    assert gateway.outbox.cursor("feed") == 0
+
+
+def test_the_status_page_reads_the_feed_with_peek() -> None:
+    script = (ROOT / "gateway" / "static" / "app.js").read_text()
+    reads = re.findall(r"/api/v1/events\?[^\"`]*", script)
+    assert reads, "the status page no longer reads the feed?"
+    assert all("peek=1" in r for r in reads), reads
