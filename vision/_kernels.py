@@ -17,25 +17,49 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba import typeof as _typeof
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = [
     "BOX_FIELDS",
+    "C_CHROMA",
+    "C_CHROMA_SEEN",
+    "C_DT",
+    "C_FIRST",
+    "C_FRAMES",
+    "C_GLOBAL",
+    "C_IDLE_LEVEL",
+    "C_RELEARNING",
+    "C_RELEARN_UNTIL",
+    "C_T",
+    "C_T_LAST",
     "FASTMATH",
     "MAX_RADIUS",
+    "N_CTL",
+    "N_PARAMS",
     "N_STATS",
     "N_TAMPER_STATS",
     "P_ABSORB_ALPHA",
     "P_ABSORB_FRAMES",
+    "P_ABSORB_S",
     "P_ALPHA",
+    "P_BG_ALPHA",
     "P_BLUR",
+    "P_CHROMA_SETTING",
     "P_CHROMA_THR",
     "P_FLOOR",
+    "P_FLOOR_GAIN",
     "P_GLOBAL",
+    "P_IDLE_ALPHA",
+    "P_IDLE_FRACTION",
+    "P_MAX_BOXES",
+    "P_MIN_AREA",
+    "P_MIN_THRESHOLD",
     "P_NOISE_ALPHA",
     "P_RADIUS",
     "P_RELEARN",
+    "P_RELEARN_S",
     "P_REPORT",
     "P_SHADOW_CHROMA",
     "P_SHADOW_HI",
@@ -53,11 +77,15 @@ __all__ = [
     "T_REF_DETAIL",
     "T_REF_EDGE",
     "T_STD",
+    "compiled",
     "downscale_area",
+    "frame_control",
+    "frame_feedback",
     "label_components",
     "majority_filter",
     "motion_frame",
     "motion_step",
+    "select_boxes",
     "tamper_stats",
     "zone_counts",
 ]
@@ -90,7 +118,32 @@ P_WEAK = 12  # pixels with |diff| above this fraction of the threshold count hal
 P_REPORT = 13  # motion_frame: 1.0 clean up and label the mask, 0.0 only learn (first/relearn)
 P_GLOBAL = 14  # motion_frame: raw foreground fraction above which the frame is a global change
 P_RADIUS = 15  # motion_frame: majority filter radius
-N_PARAMS = 16
+P_MIN_AREA = 16  # motion_frame: smallest component area (analysis pixels) kept as a box
+P_MAX_BOXES = 17  # motion_frame: most boxes kept, largest first
+# frame_control: settings it derives the per-frame entries above from
+P_MIN_THRESHOLD = 18  # smallest luma threshold ever (the floor follows the idle level above it)
+P_FLOOR_GAIN = 19  # floor = max(P_MIN_THRESHOLD, gain * idle level)
+P_CHROMA_SETTING = 20  # chroma threshold when chroma planes come with the frame
+P_ABSORB_S = 21  # seconds of continuous foreground after which a pixel is absorbed
+P_BG_ALPHA = 22  # configured background learning rate
+P_RELEARN_S = 23  # how long the fast relearning lasts after a global change
+P_IDLE_FRACTION = 24  # frames with less raw foreground than this teach the idle level
+P_IDLE_ALPHA = 25  # learning rate of the idle level
+N_PARAMS = 26
+
+# motion_frame control vector: a stream's state between frames, float64, indexed by C_*
+C_T = 0  # in: this frame's timestamp (s)
+C_CHROMA = 1  # in: 1.0 when the chroma planes came with this frame
+C_FRAMES = 2  # frames analysed since the last reset
+C_T_LAST = 3  # the previous frame's timestamp (valid when C_FRAMES > 0)
+C_DT = 4  # smoothed frame interval (s)
+C_RELEARN_UNTIL = 5  # fast relearning goes on while t is below this
+C_IDLE_LEVEL = 6  # mean |diff| of background pixels, learned on idle frames
+C_CHROMA_SEEN = 7  # 1.0 once a frame came with chroma (the first one is learned, not tested)
+C_FIRST = 8  # out: this frame was learned as a new background
+C_RELEARNING = 9  # out: this frame was in a relearning window
+C_GLOBAL = 10  # out: this frame was a global change (a relearning window starts)
+N_CTL = 11
 
 # motion_step statistics vector
 S_FG = 0  # foreground pixels (raw)
@@ -111,6 +164,18 @@ T_REF_EDGE = 4
 T_REF_DETAIL = 5
 T_CORR = 6  # Pearson correlation of gradient magnitudes, frame vs reference
 N_TAMPER_STATS = 7
+
+
+def compiled(kernel: Any, *args: object) -> Callable[..., Any]:
+    """The compiled specialisation of ``kernel`` for the types of ``args``, loaded or built now.
+
+    Calling it skips numba's per-call type resolution: about 2 us per frame when the
+    interpreter's caches are cold, as they are after other work. It converts arguments by the
+    types fixed here and checks none of them, so the caller must pass the same types every time.
+    """
+    typeof: Any = _typeof  # untyped in numba
+    entry: Callable[..., Any] = kernel.compile(tuple(typeof(a) for a in args))
+    return entry
 
 
 def _prefetch_intrinsic(typingctx: Any, arr: Any, i: Any, j: Any) -> tuple[Any, Callable[..., Any]]:  # pragma: no cover
@@ -599,6 +664,41 @@ def label_components(  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def select_boxes(boxes: np.ndarray, n: int, min_area: int, keep: int) -> int:  # pragma: no cover
+    """Keep the components of ``boxes[:n]`` with area >= ``min_area``, largest first.
+
+    Rows move to the top of ``boxes`` in order of decreasing area (equal areas keep their order),
+    at most ``keep`` of them; returns how many. Done here rather than in Python because each
+    Python step of the per-frame wrapper costs microseconds when its code is cold in cache.
+    """
+    n = min(n, boxes.shape[0])
+    k = 0
+    for q in range(n):
+        area = boxes[q, 4]
+        if area < min_area:
+            continue
+        pos = k
+        while pos > 0 and boxes[pos - 1, 4] < area:
+            pos -= 1
+        if pos >= keep:
+            continue
+        x0, y0, x1, y1, sx, sy = boxes[q, 0], boxes[q, 1], boxes[q, 2], boxes[q, 3], boxes[q, 5], boxes[q, 6]
+        # rows pos .. k - 1 move down one; row k is q itself or a row already dealt with (k <= q)
+        for r in range(min(k, keep - 1), pos, -1):
+            for c in range(BOX_FIELDS):
+                boxes[r, c] = boxes[r - 1, c]
+        boxes[pos, 0] = x0
+        boxes[pos, 1] = y0
+        boxes[pos, 2] = x1
+        boxes[pos, 3] = y1
+        boxes[pos, 4] = area
+        boxes[pos, 5] = sx
+        boxes[pos, 6] = sy
+        k = min(k + 1, keep)
+    return k
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def zone_counts(mask: np.ndarray, zone_bits: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
     """Foreground pixels per zone: ``counts[z]`` += 1 for every set pixel whose bit z is set."""
     h, w = mask.shape
@@ -680,7 +780,99 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:  # 
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no cover
+    """Before a frame: the per-frame entries of ``params`` from the settings and the stream state.
+
+    Writes ``P_FLOOR``, ``P_CHROMA_THR``, ``P_ABSORB_FRAMES``, ``P_ALPHA``, ``P_RELEARN`` and
+    ``P_REPORT``; updates the frame interval and ``C_FIRST`` / ``C_RELEARNING`` in ``ctl``. In the
+    kernel rather than the Python wrapper because each Python step costs microseconds per frame
+    when its code and data are cold in cache, as they are between other streams' work.
+    """
+    t = ctl[C_T]
+    use_chroma = ctl[C_CHROMA] > 0.5
+    frames = ctl[C_FRAMES]
+    if frames > 0 and t > ctl[C_T_LAST]:
+        ctl[C_DT] += 0.1 * (min(t - ctl[C_T_LAST], 5.0) - ctl[C_DT])
+    ctl[C_T_LAST] = t
+    first = frames == 0 or (use_chroma and ctl[C_CHROMA_SEEN] < 0.5)
+    relearning = t < ctl[C_RELEARN_UNTIL]
+    params[P_FLOOR] = max(params[P_MIN_THRESHOLD], params[P_FLOOR_GAIN] * ctl[C_IDLE_LEVEL])
+    params[P_CHROMA_THR] = params[P_CHROMA_SETTING] if use_chroma else 0.0
+    params[P_ABSORB_FRAMES] = min(65000.0, params[P_ABSORB_S] / ctl[C_DT])
+    if first:
+        params[P_ALPHA] = 1.0
+        params[P_RELEARN] = 1.0
+    elif relearning:
+        params[P_ALPHA] = max(params[P_BG_ALPHA], 0.25)
+        params[P_RELEARN] = 1.0
+    else:
+        # learn fast while the model is young, then at the configured rate
+        params[P_ALPHA] = max(params[P_BG_ALPHA], 1.0 / (frames + 1))
+        params[P_RELEARN] = 0.0
+    params[P_REPORT] = 0.0 if (first or relearning) else 1.0
+    ctl[C_FIRST] = 1.0 if first else 0.0
+    ctl[C_RELEARNING] = 1.0 if relearning else 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def frame_feedback(  # pragma: no cover
+    params: np.ndarray, ctl: np.ndarray, stats: np.ndarray, fg_count: np.ndarray, n_boxes: int
+) -> None:
+    """After a frame: count it, learn the idle level, and open a relearning window on a global change.
+
+    ``n_boxes`` is what the frame returned (-1: no mask). A global change is a frame without a
+    mask that was neither learned as new nor relearning: ``C_GLOBAL`` is set, relearning lasts
+    ``P_RELEARN_S`` from now, and every pixel's foreground count restarts.
+    """
+    first = ctl[C_FIRST] > 0.5
+    relearning = ctl[C_RELEARNING] > 0.5
+    ctl[C_FRAMES] += 1.0
+    if ctl[C_CHROMA] > 0.5:
+        ctl[C_CHROMA_SEEN] = 1.0
+    idle_n = stats[S_IDLE_COUNT]
+    raw_fraction = stats[S_FG] / fg_count.size
+    if idle_n > 0 and raw_fraction < params[P_IDLE_FRACTION] and not relearning:
+        ctl[C_IDLE_LEVEL] += params[P_IDLE_ALPHA] * (stats[S_IDLE_ABSDIFF] / idle_n - ctl[C_IDLE_LEVEL])
+    ctl[C_GLOBAL] = 0.0
+    if n_boxes < 0 and not first and not relearning:
+        ctl[C_GLOBAL] = 1.0
+        ctl[C_RELEARN_UNTIL] = ctl[C_T] + params[P_RELEARN_S]
+        fg_count[:] = 0
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def motion_frame(  # pragma: no cover
+    luma: np.ndarray,
+    f: int,
+    chroma_u: np.ndarray,
+    chroma_v: np.ndarray,
+    params: np.ndarray,
+    ctl: np.ndarray,
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ignore: np.ndarray,
+    mask: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
+    boxes: np.ndarray,
+    stats: np.ndarray,
+) -> int:
+    """The whole motion stage in one call: :func:`frame_control`, :func:`motion_step`, clean-up,
+    labelling, selection, :func:`frame_feedback`.
+
+    ``ctl`` is the stream's control vector (``C_*``; set ``C_T`` and ``C_CHROMA`` before the call),
+    ``state`` is ``(bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is
+    ``(colsum, runs, parent)`` as for the kernels called. Returns the number of boxes kept by
+    :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), at the top of ``boxes``, or -1 when
+    the mask was not produced (``P_REPORT`` off, or a global change: more than ``P_GLOBAL`` of the
+    frame in raw foreground); ``mask`` is then all zero.
+    """
+    frame_control(params, ctl)
+    n = _detect(luma, f, chroma_u, chroma_v, params, state, ignore, mask, scratch, boxes, stats)
+    frame_feedback(params, ctl, stats, state[3], n)
+    return n
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _detect(  # pragma: no cover
     luma: np.ndarray,
     f: int,
     chroma_u: np.ndarray,
@@ -693,13 +885,7 @@ def motion_frame(  # pragma: no cover
     boxes: np.ndarray,
     stats: np.ndarray,
 ) -> int:
-    """The whole motion stage in one call: :func:`motion_step`, clean-up, labelling.
-
-    ``state`` is ``(bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is
-    ``(colsum, runs, parent)`` as for the kernels called. Returns the number of components, or
-    -1 when the mask was not produced (``P_REPORT`` off, or a global change: more than
-    ``P_GLOBAL`` of the frame in raw foreground); ``mask`` is then all zero.
-    """
+    """:func:`motion_frame` between control and feedback: step, clean-up, labelling, selection."""
     bg, noise, bg_uv, fg_count, raw = state
     colsum, runs, parent = scratch
     motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, raw, stats)
@@ -712,4 +898,5 @@ def motion_frame(  # pragma: no cover
     stats[S_MASK] = n_set
     if n_set == 0:
         return 0
-    return label_components(mask, runs, parent, boxes)
+    n_comp = label_components(mask, runs, parent, boxes)
+    return select_boxes(boxes, n_comp, int(params[P_MIN_AREA]), int(params[P_MAX_BOXES]))

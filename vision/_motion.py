@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,10 @@ _NOISE_INIT = 2.0  # per-pixel noise (mean absolute deviation) assumed before an
 _IDLE_FRACTION = 0.02  # frames with less foreground than this teach the frame-wide noise level
 _IDLE_ALPHA = 0.05
 _ABSORB_ALPHA = 0.05  # learning rate of pixels absorbed after absorb_after_s
+_DT_INIT = 1.0 / 25.0  # frame interval assumed until timestamps tell
+_NEVER = -1e300  # "no relearning window yet" (finite: the kernels assume no infinities)
+# module globals: a global lookup per frame instead of a global plus an attribute lookup
+_C_T, _C_CHROMA, _C_GLOBAL, _S_MASK = K.C_T, K.C_CHROMA, K.C_GLOBAL, K.S_MASK
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class MotionDetector:
         self._parent = np.zeros(n_runs, dtype=np.int32)
         self._stats = np.zeros(K.N_STATS, dtype=np.float64)
         self._params = np.zeros(K.N_PARAMS, dtype=np.float64)
+        self._ctl = np.zeros(K.N_CTL, dtype=np.float64)
         self._dummy = np.zeros((1, 1), dtype=np.uint8)
         self._zone_bits, self._ignore, self._zones = rasterise_zones(zones, (h, w))
         self._zone_area = np.array(
@@ -128,7 +132,11 @@ class MotionDetector:
         self._n_px = float(h * w)
         self._settings = settings
         self._boxes = np.zeros((settings.max_boxes * 4, K.BOX_FIELDS), dtype=np.int64)
-        self._chroma_seen = False
+        # process() checks every plane before the call: uint8, 2-D, C-contiguous, like _dummy
+        self._motion_frame = K.compiled(
+            K.motion_frame, self._dummy, self._f, self._dummy, self._dummy, self._params, self._ctl,
+            self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats,
+        )  # fmt: skip
         self._apply_settings(settings)
         self.reset()
 
@@ -185,14 +193,23 @@ class MotionDetector:
         p[K.P_SHADOW_CHROMA] = s.shadow_chroma
         p[K.P_GLOBAL] = s.global_change_fraction
         p[K.P_RADIUS] = s.cleanup_radius
+        p[K.P_MIN_AREA] = s.min_box_area
+        p[K.P_MAX_BOXES] = s.max_boxes
+        p[K.P_MIN_THRESHOLD] = s.min_threshold
+        p[K.P_FLOOR_GAIN] = s.noise_floor_gain
+        p[K.P_CHROMA_SETTING] = s.chroma_threshold
+        p[K.P_ABSORB_S] = s.absorb_after_s
+        p[K.P_BG_ALPHA] = s.background_alpha
+        p[K.P_RELEARN_S] = s.relearn_s
+        p[K.P_IDLE_FRACTION] = _IDLE_FRACTION
+        p[K.P_IDLE_ALPHA] = _IDLE_ALPHA
 
     def reset(self) -> None:
         """Forget the background; the next frame is learned as the new one."""
-        self._frames = 0
-        self._t_last: float | None = None
-        self._dt = 1.0 / 25.0
-        self._relearn_until = -math.inf
-        self._idle_level = 0.0
+        c = self._ctl
+        c[:] = 0.0
+        c[K.C_DT] = _DT_INIT
+        c[K.C_RELEARN_UNTIL] = _NEVER
         self._noise[:] = _NOISE_INIT
         self._fg_count[:] = 0
         self._mask[:] = 0
@@ -217,77 +234,28 @@ class MotionDetector:
                 v = check_plane("chroma[1]", v, u.shape)
         else:
             u = v = self._dummy
-        use_chroma = u is not self._dummy
-        if self._t_last is not None and t > self._t_last:
-            self._dt += 0.1 * (min(t - self._t_last, 5.0) - self._dt)
-        self._t_last = t
-
-        p = self._params
-        first = self._frames == 0 or (use_chroma and not self._chroma_seen)
-        relearning = t < self._relearn_until
-        p[K.P_FLOOR] = max(s.min_threshold, s.noise_floor_gain * self._idle_level)
-        p[K.P_CHROMA_THR] = s.chroma_threshold if use_chroma else 0.0
-        p[K.P_ABSORB_FRAMES] = min(65000.0, s.absorb_after_s / self._dt)
-        if first:
-            p[K.P_ALPHA] = 1.0
-            p[K.P_RELEARN] = 1.0
-        elif relearning:
-            p[K.P_ALPHA] = max(s.background_alpha, 0.25)
-            p[K.P_RELEARN] = 1.0
-        else:
-            # learn fast while the model is young, then at the configured rate
-            p[K.P_ALPHA] = max(s.background_alpha, 1.0 / (self._frames + 1))
-            p[K.P_RELEARN] = 0.0
-        p[K.P_REPORT] = 0.0 if (first or relearning) else 1.0
-        n_comp = K.motion_frame(
-            luma, self._f, u, v, p, self._state, self._ignore, self._mask, self._scratch,
+        # the rest of the per-frame logic runs in the kernel (frame_control, frame_feedback)
+        ctl = self._ctl
+        ctl[_C_T] = t
+        ctl[_C_CHROMA] = 0.0 if u is self._dummy else 1.0
+        n_boxes = self._motion_frame(
+            luma, self._f, u, v, self._params, ctl, self._state, self._ignore, self._mask, self._scratch,
             self._boxes, self._stats,
         )  # fmt: skip
-        self._frames += 1
-        self._chroma_seen = self._chroma_seen or use_chroma
-        st = self._stats
-        raw_fraction = st[K.S_FG] / self._n_px
-        if st[K.S_IDLE_COUNT] > 0 and raw_fraction < _IDLE_FRACTION and not relearning:
-            level = st[K.S_IDLE_ABSDIFF] / st[K.S_IDLE_COUNT]
-            self._idle_level += _IDLE_ALPHA * (level - self._idle_level)
-        if n_comp < 0:
-            global_change = not first and not relearning
-            if global_change:
-                self._relearn_until = t + s.relearn_s
-                self._fg_count[:] = 0
+        if n_boxes < 0:
             return MotionResult(
-                t=t,
-                boxes=(),
-                foreground=0.0,
-                zone_fractions=dict.fromkeys((z.name for z in self._zones), 0.0),
-                zone_boxes={},
-                global_change=global_change,
+                t, (), 0.0, dict.fromkeys((z.name for z in self._zones), 0.0), {}, bool(ctl[_C_GLOBAL] > 0.5)
             )
-        return self._collect(t, n_comp)
+        return self._collect(t, n_boxes, float(self._stats[_S_MASK]))
 
-    def _collect(self, t: float, n_comp: int) -> MotionResult:
-        s = self._settings
-        rows = self._boxes[: min(n_comp, self._boxes.shape[0])]
+    def _collect(self, t: float, n_boxes: int, n_mask: float) -> MotionResult:
         f = self._f
-        boxes: list[Box] = []
-        total = float(self._stats[K.S_MASK])
-        for x0, y0, x1, y1, area, sx, sy in rows.tolist():
-            if area < s.min_box_area:
-                continue
-            boxes.append(
-                Box(
-                    x=x0 * f,
-                    y=y0 * f,
-                    w=(x1 - x0) * f,
-                    h=(y1 - y0) * f,
-                    area=area * f * f,
-                    cx=(sx / area + 0.5) * f,
-                    cy=(sy / area + 0.5) * f,
-                )
-            )
-        boxes.sort(key=lambda b: b.area, reverse=True)
-        boxes_t = tuple(boxes[: s.max_boxes])
-        h, w = self._hw
+        # the kernel has already dropped small components and sorted the rest, largest first
+        # positional arguments: keywords cost twice as much per object here
+        boxes_t = () if n_boxes == 0 else tuple([
+            Box(x0 * f, y0 * f, (x1 - x0) * f, (y1 - y0) * f, a * f * f, (sx / a + 0.5) * f, (sy / a + 0.5) * f)
+            for x0, y0, x1, y1, a, sx, sy in self._boxes[:n_boxes].tolist()
+        ])  # fmt: skip
         fractions: dict[str, float] = {}
         zone_boxes: dict[str, tuple[Box, ...]] = {}
         if self._zones:
@@ -298,14 +266,7 @@ class MotionDetector:
                 inside = tuple(b for b in boxes_t if self._box_in(b, bit))
                 if inside:
                     zone_boxes[zone.name] = inside
-        return MotionResult(
-            t=t,
-            boxes=boxes_t,
-            foreground=total / float(h * w),
-            zone_fractions=fractions,
-            zone_boxes=zone_boxes,
-            global_change=False,
-        )
+        return MotionResult(t, boxes_t, n_mask / self._n_px, fractions, zone_boxes, False)
 
     def _box_in(self, box: Box, bit: np.uint32) -> bool:
         h, w = self._hw

@@ -113,6 +113,52 @@ def motion_step(
     }
 
 
+def frame_control(params: np.ndarray, ctl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference of :func:`vision._kernels.frame_control`: new (params, ctl), in plain Python."""
+    p, c = params.copy(), ctl.copy()
+    t = float(c[K.C_T])
+    use_chroma = c[K.C_CHROMA] > 0.5
+    frames = float(c[K.C_FRAMES])
+    if frames > 0 and t > c[K.C_T_LAST]:
+        c[K.C_DT] += 0.1 * (min(t - c[K.C_T_LAST], 5.0) - c[K.C_DT])
+    c[K.C_T_LAST] = t
+    first = frames == 0 or (use_chroma and not c[K.C_CHROMA_SEEN] > 0.5)
+    relearning = t < c[K.C_RELEARN_UNTIL]
+    p[K.P_FLOOR] = max(p[K.P_MIN_THRESHOLD], p[K.P_FLOOR_GAIN] * c[K.C_IDLE_LEVEL])
+    p[K.P_CHROMA_THR] = p[K.P_CHROMA_SETTING] if use_chroma else 0.0
+    p[K.P_ABSORB_FRAMES] = min(65000.0, p[K.P_ABSORB_S] / c[K.C_DT])
+    if first:
+        p[K.P_ALPHA], p[K.P_RELEARN] = 1.0, 1.0
+    elif relearning:
+        p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 0.25), 1.0
+    else:
+        p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 1.0 / (frames + 1)), 0.0
+    p[K.P_REPORT] = 0.0 if (first or relearning) else 1.0
+    c[K.C_FIRST] = float(first)
+    c[K.C_RELEARNING] = float(relearning)
+    return p, c
+
+
+def frame_feedback(
+    params: np.ndarray, ctl: np.ndarray, stats: np.ndarray, fg_count: np.ndarray, n_boxes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference of :func:`vision._kernels.frame_feedback`: new (ctl, fg_count)."""
+    c, cnt = ctl.copy(), fg_count.copy()
+    relearning = c[K.C_RELEARNING] > 0.5
+    c[K.C_FRAMES] += 1
+    if c[K.C_CHROMA] > 0.5:
+        c[K.C_CHROMA_SEEN] = 1.0
+    idle_n = stats[K.S_IDLE_COUNT]
+    if idle_n > 0 and stats[K.S_FG] / cnt.size < params[K.P_IDLE_FRACTION] and not relearning:
+        c[K.C_IDLE_LEVEL] += params[K.P_IDLE_ALPHA] * (stats[K.S_IDLE_ABSDIFF] / idle_n - c[K.C_IDLE_LEVEL])
+    global_change = n_boxes < 0 and not c[K.C_FIRST] > 0.5 and not relearning
+    c[K.C_GLOBAL] = float(global_change)
+    if global_change:
+        c[K.C_RELEARN_UNTIL] = c[K.C_T] + params[K.P_RELEARN_S]
+        cnt[:] = 0
+    return c, cnt
+
+
 def majority_filter(mask: np.ndarray, radius: int, ignore: np.ndarray) -> np.ndarray:
     """Weighted (2r+1)^2 majority with zero padding, then the ignore mask."""
     win = 2 * radius + 1
@@ -151,6 +197,12 @@ def label_components(mask: np.ndarray) -> np.ndarray:
                             seen[ny, nx] = True
                             queue.append((ny, nx))
             rows.append([x0, y0, x1, y1, area, sx, sy])
+    return np.array(rows, dtype=np.int64).reshape(-1, K.BOX_FIELDS)
+
+
+def select_boxes(boxes: np.ndarray, min_area: int, keep: int) -> np.ndarray:
+    """Rows with area >= min_area, largest first (a stable sort), at most ``keep``."""
+    rows = sorted((r for r in boxes.tolist() if r[4] >= min_area), key=lambda r: -r[4])[:keep]
     return np.array(rows, dtype=np.int64).reshape(-1, K.BOX_FIELDS)
 
 

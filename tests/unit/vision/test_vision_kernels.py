@@ -223,6 +223,26 @@ def test_label_components_caps_output_but_counts_all() -> None:
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize(("min_area", "keep"), [(1, 1000), (3, 4), (1, 1), (50, 10), (2, 0)])
+def test_select_boxes_matches_reference(seed: int, min_area: int, keep: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 40))
+    boxes = rng.integers(0, 9, (48, K.BOX_FIELDS)).astype(np.int64)  # many equal areas: ties
+    ref = naive.select_boxes(boxes[:n], min_area, keep)
+    got = boxes.copy()
+    k = K.select_boxes(got, n, min_area, keep)
+    assert k == len(ref)
+    npt.assert_allclose(got[:k], ref, atol=0)
+
+
+def test_select_boxes_reads_only_the_rows_it_holds() -> None:
+    boxes = np.zeros((3, K.BOX_FIELDS), np.int64)
+    boxes[:, 4] = [5, 9, 7]
+    assert K.select_boxes(boxes, 10, 1, 10) == 3  # n beyond the table: only its rows count
+    assert boxes[:, 4].tolist() == [9, 7, 5]
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
 def test_zone_counts_matches_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
     mask = (rng.random((23, 37)) < 0.3).astype(np.uint8)
@@ -243,16 +263,68 @@ def test_tamper_stats_matches_reference(seed: int, shape: tuple[int, int], kind:
     npt.assert_allclose(out, naive.tamper_stats(cur, ref), rtol=1e-6, atol=1e-6)
 
 
-def test_motion_frame_is_step_then_cleanup_then_labels() -> None:
+def _ctl_params(rng: np.random.Generator) -> np.ndarray:
+    p = _params()
+    p[K.P_MIN_THRESHOLD] = 14.0
+    p[K.P_FLOOR_GAIN] = 2.5
+    p[K.P_CHROMA_SETTING] = 7.0
+    p[K.P_ABSORB_S] = float(rng.choice([0.5, 10.0, 3600.0]))
+    p[K.P_BG_ALPHA] = float(rng.choice([0.0005, 0.04, 0.5]))
+    p[K.P_RELEARN_S] = 1.0
+    p[K.P_IDLE_FRACTION] = 0.02
+    p[K.P_IDLE_ALPHA] = 0.05
+    return p
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_frame_control_and_feedback_match_reference_over_a_stream(seed: int) -> None:
+    # a stream with jittered, repeated and backward timestamps, chroma coming and going, idle
+    # and busy frames, and frames without a mask (global changes unless learning/relearning)
+    rng = np.random.default_rng(seed)
+    params = _ctl_params(rng)
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_DT] = 0.04
+    ctl[K.C_RELEARN_UNTIL] = -1e300
+    cnt = np.full((4, 5), 3.0, np.float32)
+    t = 0.0
+    for _ in range(60):
+        t += float(rng.choice([0.04, 0.0, -0.1, 0.5, 9.0], p=[0.7, 0.1, 0.05, 0.1, 0.05]))
+        ctl[K.C_T] = t
+        ctl[K.C_CHROMA] = float(rng.random() < 0.8)
+        ref_p, ref_c = naive.frame_control(params, ctl)
+        K.frame_control(params, ctl)
+        npt.assert_allclose(params, ref_p, rtol=1e-12, atol=0)
+        npt.assert_allclose(ctl, ref_c, rtol=1e-12, atol=0)
+        stats = np.zeros(K.N_STATS)
+        stats[K.S_FG] = float(rng.choice([0, 1, 15]))
+        stats[K.S_IDLE_COUNT] = cnt.size - stats[K.S_FG]
+        stats[K.S_IDLE_ABSDIFF] = float(rng.random() * 40)
+        n = int(rng.choice([-1, 0, 2], p=[0.2, 0.4, 0.4]))
+        ref_c, ref_cnt = naive.frame_feedback(params, ctl, stats, cnt, n)
+        K.frame_feedback(params, ctl, stats, cnt, n)
+        npt.assert_allclose(ctl, ref_c, rtol=1e-12, atol=0)
+        npt.assert_allclose(cnt, ref_cnt, atol=0)
+        cnt += 1
+
+
+def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> None:
     rng = np.random.default_rng(11)
     h, w = 30, 40
     luma = rng.integers(0, 256, (h, w), dtype=np.uint8)
     u = rng.integers(0, 256, (h // 2, w // 2), dtype=np.uint8)
     v = rng.integers(0, 256, (h // 2, w // 2), dtype=np.uint8)
-    params = _params(P_RADIUS=1)
+    params = _ctl_params(rng)
+    params[K.P_RADIUS], params[K.P_MIN_AREA], params[K.P_MAX_BOXES] = 1, 3, 5
+    ctl = np.zeros(K.N_CTL)  # the sixth frame of a stream, chroma seen before: a reporting frame
+    ctl[K.C_T], ctl[K.C_T_LAST], ctl[K.C_DT], ctl[K.C_FRAMES] = 1.0, 0.96, 0.04, 5
+    ctl[K.C_CHROMA], ctl[K.C_CHROMA_SEEN], ctl[K.C_RELEARN_UNTIL] = 1.0, 1.0, -1e300
     st = _state(h, w, 11)
-    ref = naive.motion_step(luma, 1, u, v, params, **{k: a.copy() for k, a in st.items()})
+    ref_p, ref_c = naive.frame_control(params, ctl)
+    assert ref_p[K.P_REPORT] == 1.0
+    ref = naive.motion_step(luma, 1, u, v, ref_p, **{k: a.copy() for k, a in st.items()})
     ref_mask = naive.majority_filter(ref["raw"], 1, np.zeros((h, w), np.uint8))
+    ref_boxes = naive.select_boxes(naive.label_components(ref_mask), 3, 5)
+    ref_c, _ = naive.frame_feedback(ref_p, ref_c, ref["stats"], ref["fg_count"], len(ref_boxes))
     raw = np.zeros((h, w), np.uint8)
     mask = np.zeros((h, w), np.uint8)
     runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
@@ -260,22 +332,21 @@ def test_motion_frame_is_step_then_cleanup_then_labels() -> None:
     boxes = np.zeros((512, K.BOX_FIELDS), np.int64)
     stats = np.zeros(K.N_STATS)
     state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw)
-    n = K.motion_frame(
-        luma, 1, u, v, params, state, np.zeros((h, w), np.uint8), mask,
-        (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent), boxes, stats,
-    )  # fmt: skip
+    scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent)
+    ignore = np.zeros((h, w), np.uint8)
+    n = K.motion_frame(luma, 1, u, v, params, ctl, state, ignore, mask, scratch, boxes, stats)
     npt.assert_allclose(mask, ref_mask, atol=0)
-    ref_boxes = naive.label_components(ref_mask)
     assert n == len(ref_boxes)
     npt.assert_allclose(boxes[:n], ref_boxes, atol=0)
     assert stats[K.S_MASK] == ref_mask.sum()
-    # a global change (raw foreground above P_GLOBAL) yields no mask
+    npt.assert_allclose(ctl, ref_c, rtol=1e-6, atol=1e-9)  # idle level: float32 sums in the step
+    # a global change (raw foreground above P_GLOBAL) yields no mask and opens a relearning window
     params[K.P_GLOBAL] = 0.0
-    assert K.motion_frame(
-        luma, 1, u, v, params, state, np.zeros((h, w), np.uint8), mask,
-        (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent), boxes, stats,
-    ) == -1  # fmt: skip
+    ctl[K.C_T] = 1.04
+    assert K.motion_frame(luma, 1, u, v, params, ctl, state, ignore, mask, scratch, boxes, stats) == -1
     assert not mask.any()
+    assert ctl[K.C_GLOBAL] == 1.0 and ctl[K.C_RELEARN_UNTIL] == 1.04 + params[K.P_RELEARN_S]
+    assert not st["fg_count"].any()
 
 
 def test_every_kernel_is_cached_nogil_with_the_one_fastmath_setting() -> None:
