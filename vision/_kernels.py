@@ -132,8 +132,8 @@ P_IDLE_ALPHA = 25  # learning rate of the idle level
 N_PARAMS = 26
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
-C_T = 0  # in: this frame's timestamp (s)
-C_CHROMA = 1  # in: 1.0 when the chroma planes came with this frame
+C_T = 0  # this frame's timestamp (s)
+C_CHROMA = 1  # 1.0 when the chroma planes came with this frame
 C_FRAMES = 2  # frames analysed since the last reset
 C_T_LAST = 3  # the previous frame's timestamp (valid when C_FRAMES > 0)
 C_DT = 4  # smoothed frame interval (s)
@@ -233,6 +233,17 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
         return
     width = w * f
     r0 = i * f
+    if f == 2 and (luma[r0].ctypes.data | luma[r0 + 1].ctypes.data) % 2 == 0:
+        # 2x2 blocks, the common 640x360 case: each row read as uint16 pairs, whose two bytes
+        # add without the interleaved loads below (twice as fast, near read bandwidth)
+        _prefetch_rows(luma, r0 + 2 * _AHEAD, r0 + 2 * _AHEAD + 2)
+        top = luma[r0][:width].view(np.uint16)
+        bottom = luma[r0 + 1][:width].view(np.uint16)
+        for j in range(w):
+            a = top[j]
+            b = bottom[j]
+            out_row[j] = np.float32(np.uint16((a & 255) + (a >> 8) + (b & 255) + (b >> 8))) * np.float32(0.25)
+        return
     _prefetch_rows(luma, r0 + _AHEAD * f, r0 + _AHEAD * f + 1)
     row = luma[r0]
     for x in range(width):
@@ -843,9 +854,11 @@ def frame_feedback(  # pragma: no cover
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def motion_frame(  # pragma: no cover
     luma: np.ndarray,
-    f: int,
     chroma_u: np.ndarray,
     chroma_v: np.ndarray,
+    use_chroma: bool,
+    t: float,
+    f: int,
     params: np.ndarray,
     ctl: np.ndarray,
     state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -858,13 +871,16 @@ def motion_frame(  # pragma: no cover
     """The whole motion stage in one call: :func:`frame_control`, :func:`motion_step`, clean-up,
     labelling, selection, :func:`frame_feedback`.
 
-    ``ctl`` is the stream's control vector (``C_*``; set ``C_T`` and ``C_CHROMA`` before the call),
-    ``state`` is ``(bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is
-    ``(colsum, runs, parent)`` as for the kernels called. Returns the number of boxes kept by
+    ``use_chroma`` says whether the chroma planes are real (else (1, 1) dummies) and ``t`` is the
+    frame's timestamp; both go into ``ctl``, the stream's control vector (``C_*``). ``state`` is
+    ``(bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is ``(colsum, runs, parent)`` as
+    for the kernels called. Returns the number of boxes kept by
     :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), at the top of ``boxes``, or -1 when
     the mask was not produced (``P_REPORT`` off, or a global change: more than ``P_GLOBAL`` of the
     frame in raw foreground); ``mask`` is then all zero.
     """
+    ctl[C_T] = t
+    ctl[C_CHROMA] = 1.0 if use_chroma else 0.0
     frame_control(params, ctl)
     n = _detect(luma, f, chroma_u, chroma_v, params, state, ignore, mask, scratch, boxes, stats)
     frame_feedback(params, ctl, stats, state[3], n)

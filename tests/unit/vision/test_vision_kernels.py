@@ -36,6 +36,17 @@ def test_downscale_area_matches_reference(shape: tuple[int, int], f: int, kind: 
     npt.assert_allclose(out, naive.downscale_area(luma, f), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("offset", [0, 1])
+def test_downscale_area_reads_2x2_blocks_at_any_address(offset: int) -> None:
+    # f = 2 reads rows as uint16 pairs when they start at even addresses, bytes otherwise
+    buf = _frame("random", (1, 20 * 34 + 1), 8).ravel()
+    luma = buf[offset : offset + 20 * 34].reshape(20, 34)
+    assert luma.ctypes.data % 2 == (buf.ctypes.data + offset) % 2
+    out = np.zeros((10, 17), np.float32)
+    K.downscale_area(luma, 2, out)
+    npt.assert_allclose(out, naive.downscale_area(luma, 2), rtol=0, atol=1e-4)
+
+
 def _params(**over: float) -> np.ndarray:
     p = np.zeros(K.N_PARAMS)
     p[K.P_THR_SIGMA] = 3.5
@@ -318,6 +329,7 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     ctl = np.zeros(K.N_CTL)  # the sixth frame of a stream, chroma seen before: a reporting frame
     ctl[K.C_T], ctl[K.C_T_LAST], ctl[K.C_DT], ctl[K.C_FRAMES] = 1.0, 0.96, 0.04, 5
     ctl[K.C_CHROMA], ctl[K.C_CHROMA_SEEN], ctl[K.C_RELEARN_UNTIL] = 1.0, 1.0, -1e300
+    ctl_in = ctl.copy()
     st = _state(h, w, 11)
     ref_p, ref_c = naive.frame_control(params, ctl)
     assert ref_p[K.P_REPORT] == 1.0
@@ -334,18 +346,17 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw)
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent)
     ignore = np.zeros((h, w), np.uint8)
-    n = K.motion_frame(luma, 1, u, v, params, ctl, state, ignore, mask, scratch, boxes, stats)
+    n = K.motion_frame(luma, u, v, True, 1.0, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats)
     npt.assert_allclose(mask, ref_mask, atol=0)
     assert n == len(ref_boxes)
     npt.assert_allclose(boxes[:n], ref_boxes, atol=0)
     assert stats[K.S_MASK] == ref_mask.sum()
-    npt.assert_allclose(ctl, ref_c, rtol=1e-6, atol=1e-9)  # idle level: float32 sums in the step
+    npt.assert_allclose(ctl_in, ref_c, rtol=1e-6, atol=1e-9)  # idle level: float32 sums in the step
     # a global change (raw foreground above P_GLOBAL) yields no mask and opens a relearning window
     params[K.P_GLOBAL] = 0.0
-    ctl[K.C_T] = 1.04
-    assert K.motion_frame(luma, 1, u, v, params, ctl, state, ignore, mask, scratch, boxes, stats) == -1
+    assert K.motion_frame(luma, u, v, True, 1.04, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats) == -1
     assert not mask.any()
-    assert ctl[K.C_GLOBAL] == 1.0 and ctl[K.C_RELEARN_UNTIL] == 1.04 + params[K.P_RELEARN_S]
+    assert ctl_in[K.C_GLOBAL] == 1.0 and ctl_in[K.C_RELEARN_UNTIL] == 1.04 + params[K.P_RELEARN_S]
     assert not st["fg_count"].any()
 
 
