@@ -7,8 +7,10 @@ table (``ROUTES``); gateway/openapi.json documents the same set, and a test keep
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -18,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.envelope import encode_batch
+from gateway.errors import ConfigError
 from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
 
 if TYPE_CHECKING:
@@ -34,6 +37,16 @@ _PUBLIC = frozenset({"/healthz", "/", "/static/app.js", "/static/style.css"})
 _STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# errno of a failed listen -> (the [api] field to change, what to do).
+_BIND_HINTS = {
+    errno.EADDRINUSE: (
+        "port",
+        "another program has it (a second gateway, or the demo?): stop it or choose another port",
+    ),
+    errno.EADDRNOTAVAIL: ("listen", "this box has no such address: use 127.0.0.1, 0.0.0.0 or one of its own"),
+    errno.EACCES: ("port", "ports below 1024 need privileges the service does not have: choose 1024 or above"),
+}
 
 
 def _gw(request: web.Request) -> Gateway:
@@ -297,8 +310,20 @@ class ApiServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(build_app(self._gw), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._gw.config.api.listen, self._gw.config.api.port)
-        await site.start()
+        listen, port = self._gw.config.api.listen, self._gw.config.api.port
+        site = web.TCPSite(self._runner, listen, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            # The technician's usual mistakes (a second gateway or the demo on the port, an address
+            # this box does not have) get one line naming the site file's field, not a traceback.
+            field, hint = _BIND_HINTS.get(exc.errno or 0, ("port", "choose another [api] port"))
+            loaded = self._gw.loaded
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(
+                f"{loaded.path}:{loaded.line_of(('api', field))}: api.{field}: "
+                f"cannot listen on {listen}:{port}: {why}: {hint}"
+            ) from exc
         if self._runner.addresses:
             self.address = tuple(self._runner.addresses[0][:2])
 

@@ -21,10 +21,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     try:
         return asyncio.run(run_daemon(Path(args.config)))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 2
+    except (ConfigError, ExceptionGroup) as exc:
+        problems = _config_problems(exc)
+        if problems is None:
+            raise
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 2
+
+
+def _config_problems(exc: BaseException) -> list[str] | None:
+    """The problem lines of a ConfigError, also when a TaskGroup wrapped it (the API's port is
+    found taken inside the gateway's TaskGroup); None when anything else failed, which keeps its
+    traceback."""
+    if isinstance(exc, ConfigError):
+        return exc.problems
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    lines: list[str] = []
+    for sub in exc.exceptions:
+        found = _config_problems(sub)
+        if found is None:
+            return None
+        lines += found
+    return lines
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -62,6 +82,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return asyncio.run(run_demo(port=args.port, state_dir=Path(args.state_dir) if args.state_dir else None))
     except KeyboardInterrupt:
         return 0
+    except (ConfigError, ExceptionGroup) as exc:
+        problems = _config_problems(exc)
+        if problems is None:
+            raise
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 2
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:

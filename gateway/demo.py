@@ -27,6 +27,7 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 
 from edge_config import load
+from gateway.errors import ConfigError
 from simulators.demo_camera import demo_camera
 from simulators.pumphouse import pumphouse
 
@@ -166,6 +167,20 @@ def _free_port() -> int:
         return port
 
 
+def _check_free(port: int) -> None:
+    """Say at once that the API port is taken, before the simulators start and the scene encodes."""
+    with socket.socket() as s:
+        # As the API will bind: a port left in TIME_WAIT by a demo just stopped is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(
+                f"demo: cannot listen on 127.0.0.1:{port}: {exc.strerror}: "
+                "is a demo or a gateway already running? Stop it, or pass --port N (0 picks a free port)"
+            ) from None
+
+
 def river_level(t: float) -> float:
     """Metres at the gauge, t seconds into the cycle: a flood wave in the first minute, then calm."""
     phase = t % _CYCLE_S
@@ -210,6 +225,8 @@ async def _start_broker(port: int) -> object:
 async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asyncio.Event | None = None) -> int:
     from gateway.app import Gateway
 
+    if port:
+        _check_free(port)
     tmp = None
     if state_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="edge-gateway-demo-")
