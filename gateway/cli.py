@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -78,10 +79,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     setup_logging(args.log_level)
+    state_dir = Path(args.state_dir) if args.state_dir else None
+
+    async def until_stopped() -> int:
+        # Ctrl-C and SIGTERM both stop the demo the way they stop the daemon: the gateway
+        # flushes, the simulators stop and the temporary folder (with the token) is removed.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        return await run_demo(port=args.port, state_dir=state_dir, stop=stop)
+
     try:
-        return asyncio.run(run_demo(port=args.port, state_dir=Path(args.state_dir) if args.state_dir else None))
+        return asyncio.run(until_stopped())
     except KeyboardInterrupt:
-        return 0
+        return 0  # Ctrl-C before the event loop took over the signal
     except (ConfigError, ExceptionGroup) as exc:
         problems = _config_problems(exc)
         if problems is None:
