@@ -112,7 +112,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from gateway.doctor import run_doctor
 
-    return asyncio.run(run_doctor(Path(args.config)))
+    return asyncio.run(run_doctor(Path(args.config), Path(args.unit)))
 
 
 def _cmd_warm(_args: argparse.Namespace) -> int:
@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_cmd_config_schema)
     doctor = sub.add_parser("doctor", help="check the site file, secrets, state directory and every peer")
     doctor.add_argument("--config", default="/etc/edge-gateway/site.toml", help="site TOML file")
+    doctor.add_argument(
+        "--unit",
+        default="/etc/systemd/system/edge-gateway.service",
+        help="installed unit file, whose LoadCredential= lines are checked against the site file's credentials",
+    )
     doctor.set_defaults(func=_cmd_doctor)
     warm = sub.add_parser("warm", help="compile the numba kernels into $NUMBA_CACHE_DIR (done at install)")
     warm.set_defaults(func=_cmd_warm)

@@ -2,7 +2,7 @@
 
 Each check prints one line, OK / WARN / FAIL, and for anything not OK what to do about it. It
 only reads: it opens TCP connections to the configured peers (no protocol traffic, no logins) and
-looks at the state directory; it changes nothing.
+looks at the state directory and at the installed unit's credentials; it changes nothing.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import BaseModel
 
 from drivers.tls import client_context, tls_failure
 from edge_config import LoadedConfig, check_secrets, load
+from edge_config._base import SecretRef
 from edge_config.camera import CameraDevice
 from edge_config.opcua import OpcUaDevice
 from edge_config.tls import TlsSettings
@@ -29,9 +31,11 @@ from gateway.app import default_state_dir
 from gateway.errors import ConfigError, DriverProtocolError
 from gateway.outbox import CAPACITY_WINDOW_S, covers_hours, intake_since
 
-__all__ = ["Check", "run_doctor"]
+__all__ = ["UNIT", "Check", "run_doctor"]
 
 _CONNECT_TIMEOUT_S = 3.0
+UNIT = Path("/etc/systemd/system/edge-gateway.service")
+"""Where the README installs the unit; its LoadCredential= lines say which secrets the service gets."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,79 @@ def _state_checks(loaded: LoadedConfig) -> list[Check]:
     return out
 
 
+def _unit_credentials(unit: Path) -> dict[str, Path | None]:
+    """LoadCredential=NAME[:FILE] of the unit and its drop-ins, as systemd reads them: NAME -> FILE
+    (None when systemd looks the name up in its own credential store)."""
+    loads: dict[str, Path | None] = {}
+    for f in [unit, *sorted(unit.with_name(unit.name + ".d").glob("*.conf"))]:
+        for raw in f.read_text(encoding="utf-8").splitlines():
+            key, sep, value = raw.strip().partition("=")
+            if not sep or key.strip() != "LoadCredential":
+                continue
+            name, _, source = value.strip().partition(":")
+            if not name:
+                loads.clear()  # an empty LoadCredential= resets the list (how a drop-in removes lines)
+                continue
+            loads[name] = Path(source) if source else None
+    return loads
+
+
+def _credential_names(model: BaseModel) -> list[str]:
+    """Every { credential = "NAME" } the site file names, in file order."""
+    names: list[str] = []
+    for field in type(model).model_fields:
+        value = getattr(model, field)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, SecretRef):
+                names += [item.credential] if item.credential else []
+            elif isinstance(item, BaseModel):
+                names += _credential_names(item)
+    return names
+
+
+def _is_file(path: Path) -> bool | None:
+    try:
+        return path.is_file()
+    except PermissionError:
+        return None
+
+
+def _credential_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
+    """A technician's shell has no $CREDENTIALS_DIRECTORY: check the unit hands over every
+    credential the site file names, and that each file it loads from exists, since systemd
+    refuses to start a service whose LoadCredential= file is missing."""
+    loads = _unit_credentials(unit)
+    names = list(dict.fromkeys(_credential_names(loaded.config)))
+    out: list[Check] = []
+    for name in [*names, *(n for n in loads if n not in names)]:
+        source = loads.get(name)
+        if name not in loads:
+            out.append(
+                Check(
+                    "FAIL",
+                    f"credential {name!r}: the site file names it, but {unit} does not load it",
+                    f"add LoadCredential={name}:/etc/edge-gateway/credentials/{name} under [Service] "
+                    "(systemctl edit edge-gateway), then systemctl restart edge-gateway",
+                )
+            )
+        elif source is None:
+            out.append(Check("OK", f"credential {name!r}: from systemd's credential store"))
+        elif (found := _is_file(source)) is None:
+            out.append(Check("WARN", f"credential {name!r}: cannot look at {source}", "run doctor as root"))
+        elif not found:
+            used = "the site file names it" if name in names else "the site file does not use it, an empty file will do"
+            out.append(
+                Check(
+                    "FAIL",
+                    f"credential {name!r}: {source} does not exist, and systemd will not start the service without it",
+                    f"create it, readable by root only (chmod 600); {used}",
+                )
+            )
+        else:
+            out.append(Check("OK", f"credential {name!r}: {source}"))
+    return out
+
+
 async def _api_check(loaded: LoadedConfig) -> Check:
     api = loaded.config.api
     host = "127.0.0.1" if api.listen in ("0.0.0.0", "::") else api.listen
@@ -202,25 +279,42 @@ async def _api_check(loaded: LoadedConfig) -> Check:
         )
 
 
-async def run_doctor(path: Path) -> int:
-    checks: list[Check] = []
+def _load_site(path: Path) -> LoadedConfig | None:
+    """The site file, or None after printing why it cannot be used."""
+    if not path.exists():
+        hint = "pass --config FILE (default /etc/edge-gateway/site.toml); start from edge_config/examples/"
+        print(Check("FAIL", f"site file {path} does not exist", hint).line())
+        return None
     try:
-        loaded = load(path)
+        return load(path)
     except ConfigError as exc:
         print(Check("FAIL", f"site file {path} is invalid", "fix these, then run doctor again").line())
         for line in exc.problems:
             print(f"      {line}")
+        return None
+
+
+def _secret_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
+    problems, notes = check_secrets(loaded)
+    checks = [Check("FAIL", p, "create the file, readable by the service only (chmod 600)") for p in problems]
+    if "CREDENTIALS_DIRECTORY" not in os.environ and unit.is_file():
+        # The notes only say a credential was not checked here; the unit says where it comes from.
+        return checks + _credential_checks(loaded, unit)
+    return checks + [Check("WARN", n) for n in notes]
+
+
+async def run_doctor(path: Path, unit: Path = UNIT) -> int:
+    loaded = _load_site(path)
+    if loaded is None:
         return 1
-    checks.append(
+    checks = [
         Check(
             "OK",
             f"site file {path}: box {loaded.config.site.box_id}, "
             f"{len(loaded.config.devices)} devices, {len(loaded.config.rules)} rules",
         )
-    )
-    problems, notes = check_secrets(loaded)
-    checks += [Check("FAIL", p, "create the file, readable by the service only (chmod 600)") for p in problems]
-    checks += [Check("WARN", n) for n in notes]
+    ]
+    checks += _secret_checks(loaded, unit)
     checks += _state_checks(loaded)
     peers = _peers(loaded)
     results = await asyncio.gather(*(_reach(p, loaded.base_dir) for p in peers))
