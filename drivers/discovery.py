@@ -231,7 +231,9 @@ def config_stanza(cam: DiscoveredCamera, device_id: str) -> str:
         f"host = {_toml_str(cam.host)}",
         f"port = {cam.port}",
         'username = "admin"  # the camera\'s ONVIF user',
-        f"password = {{ credential = {_toml_str(cred)} }}  # LoadCredential={cred}:/etc/edge-gateway/{cred}",
+        # The same place the unit and the README keep every other credential.
+        f"password = {{ credential = {_toml_str(cred)} }}"
+        f"  # LoadCredential={cred}:/etc/edge-gateway/credentials/{cred}",
         '# national_id = ""  # 20-digit GB/T 28181 device id, if the platform assigned one',
     ]
     if cam.location:
