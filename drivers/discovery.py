@@ -136,6 +136,8 @@ def _parse_target(target: str | tuple[str, int] | None) -> tuple[str, int]:
     host, _, port = target.rpartition(":")
     if not host:
         return target, WS_DISCOVERY_PORT
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"probe target {target!r} ({TARGET_ENV}?) is not host:port, as in 239.255.255.250:3702")
     return host, int(port)
 
 
@@ -253,7 +255,7 @@ def discover_command(
     stream = out or sys.stdout
     try:
         cams = asyncio.run(discover(timeout, target=target))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"discovery failed: {exc}", file=sys.stderr)
         return 2
     if not cams:

@@ -122,6 +122,17 @@ def _cmd_warm(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A wait given on the command line: a number of seconds, more than 0 and at most a minute."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"{text} s: give more than 0 and at most 60 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-gateway", description=__doc__)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -151,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", default=None, help="keep demo state here (default: a temporary folder)")
     demo.set_defaults(func=_cmd_demo)
     disc = sub.add_parser("discover", help="find ONVIF cameras on the LAN (WS-Discovery probe)")
-    disc.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers")
+    disc.add_argument("--timeout", type=_seconds, default=3.0, help="seconds to wait for answers (up to 60)")
     disc.add_argument("--config", action="store_true", help="print a ready [[devices]] stanza per camera")
     disc.set_defaults(func=_cmd_discover)
     return p
