@@ -238,9 +238,13 @@ async def cameras(request: web.Request) -> web.Response:
 
 
 async def camera_snapshot(request: web.Request) -> web.Response:
-    jpeg = await _gw(request).camera_snapshot(request.match_info["id"])
+    gw, camera_id = _gw(request), request.match_info["id"]
+    # A mistyped id and a camera that sends nothing call for different fixes: say which it is.
+    if camera_id not in gw.cameras:
+        return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file (GET /api/v1/cameras lists them)")
+    jpeg = await gw.camera_snapshot(camera_id)
     if jpeg is None:
-        return _problem(404, "Not Found", f"no frame from camera {request.match_info['id']!r}")
+        return _problem(404, "Not Found", f"no frame from camera {camera_id!r} yet")
     return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 

@@ -1,4 +1,5 @@
-"""The pull feed on a pull-only box: the platform's reads take delivery, the status page's do not."""
+"""The API as a client sees it: the pull feed on a pull-only box (the platform's reads take delivery,
+the status page's do not), and errors that say what is wrong."""
 
 from __future__ import annotations
 
@@ -81,3 +82,13 @@ def test_the_status_page_reads_the_feed_with_peek() -> None:
     reads = re.findall(r"/api/v1/events\?[^\"`]*", script)
     assert reads, "the status page no longer reads the feed?"
     assert all("peek=1" in r for r in reads), reads
+
+
+async def test_a_snapshot_of_an_unknown_camera_says_the_id_is_wrong(
+    gateway: Gateway, aiohttp_client: ClientFactory
+) -> None:
+    client = await aiohttp_client(build_app(gateway))
+    resp = await client.get("/api/v1/cameras/cam-gaet/snapshot.jpg", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 404
+    body = await resp.json(content_type=None)
+    assert body["detail"] == "no camera 'cam-gaet' in the site file (GET /api/v1/cameras lists them)"
