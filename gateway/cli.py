@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from gateway.errors import ConfigError
 from gateway.logsetup import setup_logging
 
 __all__ = ["main"]
+
+_SERVICE_CACHE = "/var/lib/edge-gateway/numba-cache"  # Environment=NUMBA_CACHE_DIR= in the unit
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -119,6 +122,16 @@ def _cmd_warm(_args: argparse.Namespace) -> int:
     from gateway.warm import warm_kernels
 
     warm_kernels(lambda line: print(line, flush=True))
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    if cache:
+        print(f"cached in {cache}")
+    else:
+        # The unit points NUMBA_CACHE_DIR at the state directory, so a cache beside the package
+        # spares the service nothing: say so, or 'warm by hand' silently does not help.
+        print(
+            "cached beside the package (NUMBA_CACHE_DIR is not set), where the service does not look; "
+            f"for the service run: NUMBA_CACHE_DIR={_SERVICE_CACHE} edge-gateway warm"
+        )
     return 0
 
 
