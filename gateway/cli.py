@@ -67,10 +67,14 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         return 2
     cfg = loaded.config
     print(
-        f"{args.file}: OK ({len(cfg.devices)} devices, {len(cfg.rules)} rules, "
-        f"{len(cfg.brokers)} brokers, box {cfg.site.box_id})"
+        f"{args.file}: OK ({_count(len(cfg.devices), 'device')}, {_count(len(cfg.rules), 'rule')}, "
+        f"{_count(len(cfg.brokers), 'broker')}, box {cfg.site.box_id})"
     )
     return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _cmd_config_schema(_args: argparse.Namespace) -> int:

@@ -1,0 +1,36 @@
+"""`edge-gateway config check` on a valid file: one line a technician reads as it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+SITE = """\
+[site]
+box_id = "box-1"
+township = "t"
+village = "v"
+[api]
+token = { file = "token" }
+[[brokers]]
+id = "village"
+host = "127.0.0.1"
+[[devices]]
+kind = "mqtt"
+id = "river-1"
+broker = "village"
+  [[devices.points]]
+  name = "level"
+  topic = "r/1"
+"""
+
+
+def test_the_summary_counts_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "token").write_text("t")
+    site = tmp_path / "site.toml"
+    site.write_text(SITE)
+    assert main(["config", "check", str(site)]) == 0
+    assert capsys.readouterr().out == f"{site}: OK (1 device, 0 rules, 1 broker, box box-1)\n"
