@@ -219,8 +219,8 @@ def _prefetch_rows(plane: np.ndarray, r0: int, r1: int) -> None:  # pragma: no c
 def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: np.ndarray) -> None:  # pragma: no cover
     """Analysis row ``i``: mean of the f x f blocks of ``luma`` into ``out_row`` (float32).
 
-    ``acc`` is a uint16 scratch row of the full input width. Full-width loops are plain adds
-    (vectorised); the per-block horizontal sums touch each input byte once more, from cache.
+    ``acc`` is a uint16 scratch row of the full input width. The f input rows are summed down
+    the columns with plain vectorised adds, then across each block.
     """
     w = out_row.shape[0]
     # each input row read hints the one _AHEAD analysis rows below: the prefetches spread over
@@ -233,55 +233,66 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
         return
     width = w * f
     r0 = i * f
-    if f == 2 and (luma[r0].ctypes.data | luma[r0 + 1].ctypes.data) % 2 == 0:
-        # 2x2 blocks, the common 640x360 case: each row read as uint16 pairs, whose two bytes
-        # add without the interleaved loads below (twice as fast, near read bandwidth)
-        _prefetch_rows(luma, r0 + 2 * _AHEAD, r0 + 2 * _AHEAD + 2)
-        top = luma[r0][:width].view(np.uint16)
-        bottom = luma[r0 + 1][:width].view(np.uint16)
-        for j in range(w):
-            a = top[j]
-            b = bottom[j]
-            out_row[j] = np.float32(np.uint16((a & 255) + (a >> 8) + (b & 255) + (b >> 8))) * np.float32(0.25)
+    inv = np.float32(1.0 / (f * f))
+    if f % 2 == 0 and (luma.ctypes.data | luma.shape[1]) % 2 == 0:
+        # even factors, rows at even addresses (the usual 640x360, 720p, 1080p): each row is
+        # read as uint16 byte pairs and a pair's two bytes add in 16-bit lanes, so the column
+        # sums cover half as many values and the block sums need no byte interleaving (20 to
+        # 40% faster than the byte path below)
+        half = width // 2
+        if f == 2:  # no column sums to keep: both rows at once
+            _prefetch_rows(luma, r0 + 2 * _AHEAD, r0 + 2 * _AHEAD + 2)
+            top = luma[r0][:width].view(np.uint16)
+            bottom = luma[r0 + 1][:width].view(np.uint16)
+            for j in range(w):
+                a = top[j]
+                b = bottom[j]
+                out_row[j] = np.float32(np.uint16((a & 255) + (a >> 8) + (b & 255) + (b >> 8))) * inv
+            return
+        for r in range(r0, r0 + f):
+            _prefetch_rows(luma, r + _AHEAD * f, r + _AHEAD * f + 1)
+            pairs = luma[r][:width].view(np.uint16)
+            if r == r0:
+                for x in range(half):
+                    p = pairs[x]
+                    acc[x] = (p & 255) + (p >> 8)
+            else:
+                for x in range(half):
+                    p = pairs[x]
+                    acc[x] += (p & 255) + (p >> 8)
+        g = f // 2  # pairs per block
+        if g == 2:
+            quads = acc[:half].view(np.uint32)
+            for j in range(w):
+                q = quads[j]
+                out_row[j] = np.float32((q & 0xFFFF) + (q >> 16)) * inv
+        elif g == 3:
+            for j in range(w):
+                out_row[j] = np.float32(np.uint32(acc[3 * j]) + acc[3 * j + 1] + acc[3 * j + 2]) * inv
+        else:
+            for j in range(w):
+                s = np.uint32(0)
+                for k in range(j * g, j * g + g):
+                    s += acc[k]
+                out_row[j] = np.float32(s) * inv
         return
-    _prefetch_rows(luma, r0 + _AHEAD * f, r0 + _AHEAD * f + 1)
-    row = luma[r0]
-    for x in range(width):
-        acc[x] = row[x]
-    for r in range(r0 + 1, r0 + f):
+    for r in range(r0, r0 + f):
         _prefetch_rows(luma, r + _AHEAD * f, r + _AHEAD * f + 1)
         row = luma[r]
-        for x in range(width):
-            acc[x] += row[x]
-    inv = np.float32(1.0 / (f * f))
-    # constant strides for the usual factors let LLVM vectorise the interleaved loads
-    if f == 2:
-        for j in range(w):
-            out_row[j] = np.float32(np.uint32(acc[2 * j]) + acc[2 * j + 1]) * inv
-    elif f == 3:
+        if r == r0:
+            for x in range(width):
+                acc[x] = row[x]
+        else:
+            for x in range(width):
+                acc[x] += row[x]
+    if f == 3:  # a constant stride lets LLVM vectorise the interleaved loads (960x540 inputs)
         for j in range(w):
             out_row[j] = np.float32(np.uint32(acc[3 * j]) + acc[3 * j + 1] + acc[3 * j + 2]) * inv
-    elif f == 4:
-        for j in range(w):
-            s4 = np.uint32(acc[4 * j]) + acc[4 * j + 1] + acc[4 * j + 2] + acc[4 * j + 3]
-            out_row[j] = np.float32(s4) * inv
-    elif f == 6:
-        for j in range(w):
-            s6 = (
-                np.uint32(acc[6 * j])
-                + acc[6 * j + 1]
-                + acc[6 * j + 2]
-                + acc[6 * j + 3]
-                + acc[6 * j + 4]
-                + acc[6 * j + 5]
-            )
-            out_row[j] = np.float32(s6) * inv
     else:
         for j in range(w):
             s = np.uint32(0)
-            base = j * f
-            for k in range(f):
-                s += acc[base + k]
+            for k in range(j * f, j * f + f):
+                s += acc[k]
             out_row[j] = np.float32(s) * inv
 
 
