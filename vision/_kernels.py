@@ -216,11 +216,23 @@ def _prefetch_rows(plane: np.ndarray, r0: int, r1: int) -> None:  # pragma: no c
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: np.ndarray) -> None:  # pragma: no cover
+def _pair_view(luma: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """``luma`` viewed as uint16 byte pairs when its rows allow it (even width and address), else
+    a (0, 0) array. One view per frame: a view per row costs about 15 ns each."""
+    if (luma.ctypes.data | luma.shape[1]) % 2 == 0:
+        return luma.view(np.uint16)
+    return np.empty((0, 0), dtype=np.uint16)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _downscale_row(  # pragma: no cover
+    luma: np.ndarray, pairs: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: np.ndarray
+) -> None:
     """Analysis row ``i``: mean of the f x f blocks of ``luma`` into ``out_row`` (float32).
 
-    ``acc`` is a uint16 scratch row of the full input width. The f input rows are summed down
-    the columns with plain vectorised adds, then across each block.
+    ``pairs`` is :func:`_pair_view` of ``luma``. ``acc`` is a uint16 scratch row of the full
+    input width. The f input rows are summed down the columns with plain vectorised adds, then
+    across each block.
     """
     w = out_row.shape[0]
     # each input row read hints the one _AHEAD analysis rows below: the prefetches spread over
@@ -234,7 +246,7 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
     width = w * f
     r0 = i * f
     inv = np.float32(1.0 / (f * f))
-    if f % 2 == 0 and (luma.ctypes.data | luma.shape[1]) % 2 == 0:
+    if f % 2 == 0 and pairs.shape[0] > 0:
         # even factors, rows at even addresses (the usual 640x360, 720p, 1080p): each row is
         # read as uint16 byte pairs and a pair's two bytes add in 16-bit lanes, so the column
         # sums cover half as many values and the block sums need no byte interleaving (20 to
@@ -242,8 +254,8 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
         half = width // 2
         if f == 2:  # no column sums to keep: both rows at once
             _prefetch_rows(luma, r0 + 2 * _AHEAD, r0 + 2 * _AHEAD + 2)
-            top = luma[r0][:width].view(np.uint16)
-            bottom = luma[r0 + 1][:width].view(np.uint16)
+            top = pairs[r0]
+            bottom = pairs[r0 + 1]
             for j in range(w):
                 a = top[j]
                 b = bottom[j]
@@ -251,14 +263,14 @@ def _downscale_row(luma: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: n
             return
         for r in range(r0, r0 + f):
             _prefetch_rows(luma, r + _AHEAD * f, r + _AHEAD * f + 1)
-            pairs = luma[r][:width].view(np.uint16)
+            prow = pairs[r]
             if r == r0:
                 for x in range(half):
-                    p = pairs[x]
+                    p = prow[x]
                     acc[x] = (p & 255) + (p >> 8)
             else:
                 for x in range(half):
-                    p = pairs[x]
+                    p = prow[x]
                     acc[x] += (p & 255) + (p >> 8)
         g = f // 2  # pairs per block
         if g == 2:
@@ -301,8 +313,9 @@ def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> None:  # pragma
     """Mean of each f x f block of ``luma`` (uint8) into ``out`` (float32, shape (H//f, W//f))."""
     h, w = out.shape
     acc = np.empty(w * f, dtype=np.uint16)
+    pairs = _pair_view(luma)
     for i in range(h):
-        _downscale_row(luma, f, i, acc, out[i])
+        _downscale_row(luma, pairs, f, i, acc, out[i])
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -406,6 +419,7 @@ def motion_step(  # pragma: no cover
         if int(cidx[k]) != int(cidx[0]) + stride * k:
             stride = 0  # not a constant stride: the general gather
     acc = np.empty(w * f, dtype=np.uint16)
+    pairs = _pair_view(luma)
     # ring of three downscaled rows: the blur needs the rows above and below
     ring = np.empty((3, w), dtype=np.float32)
     tmp = np.empty(w, dtype=np.float32)
@@ -422,7 +436,7 @@ def motion_step(  # pragma: no cover
     n_fg = np.float32(0.0)
     idle_sum = np.float32(0.0)
     if blur:
-        _downscale_row(luma, f, 0, acc, ring[0])
+        _downscale_row(luma, pairs, f, 0, acc, ring[0])
     for i in range(h):
         # the input rows of a later analysis row stream in from memory while this one computes
         # (a frame just decoded is rarely still in cache at 720p and above)
@@ -433,7 +447,7 @@ def motion_step(  # pragma: no cover
             _prefetch_rows(chroma_v, ci, ci + 1)
         if blur:
             if i + 1 < h:
-                _downscale_row(luma, f, i + 1, acc, ring[(i + 1) % 3])
+                _downscale_row(luma, pairs, f, i + 1, acc, ring[(i + 1) % 3])
             above = ring[max(i - 1, 0) % 3]
             here = ring[i % 3]
             below = ring[min(i + 1, h - 1) % 3]
@@ -447,7 +461,7 @@ def motion_step(  # pragma: no cover
                     xrow[j] = (tmp[j - 1] + np.float32(2.0) * tmp[j] + tmp[j + 1]) * np.float32(0.0625)
                 xrow[w - 1] = (tmp[w - 2] + np.float32(3.0) * tmp[w - 1]) * np.float32(0.0625)
         else:
-            _downscale_row(luma, f, i, acc, xrow)
+            _downscale_row(luma, pairs, f, i, acc, xrow)
         if use_chroma and i % 2 == 0:  # one chroma row per pair of analysis rows
             ci = min(hc - 1, (i + 1) * hc // h)
             _chroma_row(chroma_u, ci, cidx, stride, urow)
