@@ -122,6 +122,16 @@ async def events(request: web.Request) -> web.Response:
     # The status page reads the feed to show it, not to take delivery: with peek=1 a pull-only
     # box keeps the platform's position, so events it never pulled are still owed to it.
     peek = _int_param(request, "peek", 0, 0, 1) == 1
+    committed = gw.outbox.committed_seq
+    if after > committed:
+        # Past everything this box ever committed: its outbox started again (a new disk, a wiped
+        # state directory). Waiting for after+1 would silently skip every event until then.
+        return _problem(
+            409,
+            "Conflict",
+            f"after={after} is past the last event this box committed ({committed}): its outbox was reset; "
+            "read again from after=0",
+        )
     if "feed" in gw.outbox.consumers and not peek:
         # Pull-only box: asking for events after N says the platform holds everything up to N.
         gw.outbox.set_cursor("feed", min(after, gw.outbox.committed_seq))

@@ -84,6 +84,20 @@ def test_the_status_page_reads_the_feed_with_peek() -> None:
     assert all("peek=1" in r for r in reads), reads
 
 
+async def test_a_cursor_past_the_last_event_says_the_outbox_was_reset(
+    gateway: Gateway, aiohttp_client: ClientFactory
+) -> None:
+    client = await aiohttp_client(build_app(gateway))
+    assert await _get(client, "after=5&wait=1") == []  # at the head: wait, then nothing new
+    # A platform holding cursor 9 from before the box's state was wiped would otherwise wait for
+    # event 10 and never see 1 to 9.
+    resp = await client.get("/api/v1/events?after=9", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status == 409
+    body = await resp.json(content_type=None)
+    assert "outbox was reset; read again from after=0" in body["detail"]
+    assert gateway.outbox.cursor("feed") == 5
+
+
 async def test_a_snapshot_of_an_unknown_camera_says_the_id_is_wrong(
     gateway: Gateway, aiohttp_client: ClientFactory
 ) -> None:
