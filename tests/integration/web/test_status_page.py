@@ -53,3 +53,24 @@ async def test_page_shows_links_incidents_and_feed_and_acknowledges(mosquitto: M
     assert body["status"] == "acknowledged"
     assert body["feedback"]["acknowledged"]["by"] == "tech-wang"
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+async def test_a_refused_acknowledgement_is_said_not_passed_over(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    site, port = write_site(tmp_path, mosquitto.port)
+    async with running(site) as gw, publisher(mosquitto.port) as pub, browser(tmp_path / "profile") as page:
+        await connected(gw)
+        pub.publish("t/river/000/level", json.dumps({"v": 4.2, "ts": time.time()}), qos=1)
+        _, events = await feed(port, wait=5)
+        incident_id = events[0]["data"]["incident_id"]
+        await page.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
+        await page.wait_for(f"document.querySelector('[data-incident=\"{incident_id}\"] button') !== null")
+        # The box answers the ack as it does for an incident it no longer holds.
+        await page.js(
+            "window.prompt = () => 'tech-wang'; window.alerts = []; window.alert = (m) => window.alerts.push(m);"
+            "const realFetch = window.fetch; window.fetch = (url, opts) => opts && opts.method === 'POST'"
+            " ? Promise.resolve(new Response(JSON.stringify({detail: \"no live incident 'x'\"}), {status: 404}))"
+            " : realFetch(url, opts);"
+        )
+        await page.js(f"document.querySelector('[data-incident=\"{incident_id}\"] button').click()")
+        await page.wait_for("window.alerts.length === 1")
+        assert await page.js("window.alerts[0]") == "Acknowledging failed: no live incident 'x'"
