@@ -98,6 +98,12 @@ FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn", "reassoc"}
 # majority_filter: largest window radius (9 x 9)
 MAX_RADIUS = 4
 
+# motion_step raw mask values: the clean-up counts foreground twice, shadow and weak once
+_RAW_BG = np.uint8(0)
+_RAW_WEAK = np.uint8(1)
+_RAW_SHADOW = np.uint8(1)
+_RAW_FG = np.uint8(2)
+
 # motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
 _AHEAD = 2
 
@@ -319,39 +325,57 @@ def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> None:  # pragma
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _chroma_row(plane: np.ndarray, ci: int, cidx: np.ndarray, stride: int, out: np.ndarray) -> None:  # pragma: no cover
-    """Row ``ci`` of a chroma plane, sampled at columns ``cidx``, each sample twice, into ``out``.
+def _chroma_rows(  # pragma: no cover
+    plane_u: np.ndarray,
+    plane_v: np.ndarray,
+    ci: int,
+    cidx: np.ndarray,
+    stride: int,
+    out_u: np.ndarray,
+    out_v: np.ndarray,
+) -> None:
+    """Row ``ci`` of both chroma planes, sampled at columns ``cidx``, each sample twice.
 
     Chroma is sampled at half the analysis resolution, like 4:2:0 at native size: column pair
     (2k, 2k + 1) takes sample ``cidx[k]``. ``stride`` > 0 says that ``cidx[k] == cidx[0] +
     stride * k`` (4:2:0 input at any integer factor): constant strides let LLVM vectorise the
-    loads, where the general gather runs at about a third of the speed.
+    loads, where the general gather runs at about a third of the speed. Both planes in one call:
+    the call and its branches cost as much as one plane's loop at 320x180.
     """
-    w = out.shape[0]
+    w = out_u.shape[0]
     n = cidx.shape[0]
-    src = plane[ci][int(cidx[0]) :]
+    su = plane_u[ci][int(cidx[0]) :]
+    sv = plane_v[ci][int(cidx[0]) :]
     m = w // 2
     if stride == 1:
         for k in range(m):
-            out[2 * k] = out[2 * k + 1] = src[k]
+            out_u[2 * k] = out_u[2 * k + 1] = su[k]
+            out_v[2 * k] = out_v[2 * k + 1] = sv[k]
     elif stride == 2:
         for k in range(m):
-            out[2 * k] = out[2 * k + 1] = src[2 * k]
+            out_u[2 * k] = out_u[2 * k + 1] = su[2 * k]
+            out_v[2 * k] = out_v[2 * k + 1] = sv[2 * k]
     elif stride == 3:
         for k in range(m):
-            out[2 * k] = out[2 * k + 1] = src[3 * k]
+            out_u[2 * k] = out_u[2 * k + 1] = su[3 * k]
+            out_v[2 * k] = out_v[2 * k + 1] = sv[3 * k]
     elif stride == 4:
         for k in range(m):
-            out[2 * k] = out[2 * k + 1] = src[4 * k]
+            out_u[2 * k] = out_u[2 * k + 1] = su[4 * k]
+            out_v[2 * k] = out_v[2 * k + 1] = sv[4 * k]
     elif stride == 6:
         for k in range(m):
-            out[2 * k] = out[2 * k + 1] = src[6 * k]
+            out_u[2 * k] = out_u[2 * k + 1] = su[6 * k]
+            out_v[2 * k] = out_v[2 * k + 1] = sv[6 * k]
     else:
-        row = plane[ci]
+        ru = plane_u[ci]
+        rv = plane_v[ci]
         for k in range(m):
-            out[2 * k] = out[2 * k + 1] = row[cidx[k]]
+            out_u[2 * k] = out_u[2 * k + 1] = ru[cidx[k]]
+            out_v[2 * k] = out_v[2 * k + 1] = rv[cidx[k]]
     if w % 2:
-        out[w - 1] = plane[ci, cidx[n - 1]]
+        out_u[w - 1] = plane_u[ci, cidx[n - 1]]
+        out_v[w - 1] = plane_v[ci, cidx[n - 1]]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -429,7 +453,6 @@ def motion_step(  # pragma: no cover
     u_bg = bg_uv[0]
     v_bg = bg_uv[1]
     one = np.float32(1.0)
-    two = np.float32(2.0)
     zero = np.float32(0.0)
     c128 = np.float32(128.0)
     cnt_max = np.float32(65535.0)
@@ -464,8 +487,7 @@ def motion_step(  # pragma: no cover
             _downscale_row(luma, pairs, f, i, acc, xrow)
         if use_chroma and i % 2 == 0:  # one chroma row per pair of analysis rows
             ci = min(hc - 1, (i + 1) * hc // h)
-            _chroma_row(chroma_u, ci, cidx, stride, urow)
-            _chroma_row(chroma_v, ci, cidx, stride, vrow)
+            _chroma_rows(chroma_u, chroma_v, ci, cidx, stride, urow, vrow)
         bgr = bg[i]
         nzr = noise[i]
         ubr = u_bg[i]
@@ -500,7 +522,8 @@ def motion_step(  # pragma: no cover
             # not foreground means ad <= thr: the noise learns from every idle difference
             nzr[j] = nz if fg else nz + nalpha * (ad - nz)
             cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
-            rmr[j] = np.uint8((one if sh else two) if fg else (one if ad > weak * thr else zero))
+            # byte constants: LLVM blends them under the compare masks, no float-to-byte conversion
+            rmr[j] = (_RAW_SHADOW if sh else _RAW_FG) if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
             n_fg += one if fg else zero
             idle_sum += zero if fg else ad
         if relearn:
