@@ -31,12 +31,12 @@ def _blur121(x: np.ndarray) -> np.ndarray:
 
 
 def _sample_chroma(plane: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Chroma at half the analysis resolution: pixel (i, j) takes the sample at the centre of
-    its 2x2 pair block, ((2 (i // 2) + 1) / h, (2 (j // 2) + 1) / w) of the plane."""
+    """Chroma minus 128 at half the analysis resolution: pixel (i, j) takes the sample at the
+    centre of its 2x2 pair block, ((2 (i // 2) + 1) / h, (2 (j // 2) + 1) / w) of the plane."""
     hc, wc = plane.shape
     rows = [min(hc - 1, (2 * (i // 2) + 1) * hc // h) for i in range(h)]
     cols = [min(wc - 1, (2 * (j // 2) + 1) * wc // w) for j in range(w)]
-    return plane[np.ix_(rows, cols)].astype(F32)
+    return plane[np.ix_(rows, cols)].astype(F32) - F32(128)
 
 
 def motion_step(
@@ -70,8 +70,8 @@ def motion_step(
         u = _sample_chroma(chroma_u, h, w)
         v = _sample_chroma(chroma_v, h, w)
     else:
-        u = np.full((h, w), 128, F32)
-        v = np.full((h, w), 128, F32)
+        u = np.zeros((h, w), F32)
+        v = np.zeros((h, w), F32)
     b = bg.astype(F32)
     d = x - b
     ad = np.abs(d)
@@ -80,8 +80,8 @@ def motion_step(
     dv = v - bg_uv[1]
     fg = (ad > thr) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
     ratio_ok_b = np.maximum(b, F32(1))
-    su = (u - 128) * ratio_ok_b - x * (bg_uv[0] - 128)
-    sv = (v - 128) * ratio_ok_b - x * (bg_uv[1] - 128)
+    su = u * ratio_ok_b - x * bg_uv[0]  # chroma is centred: U - 128, V - 128
+    sv = v * ratio_ok_b - x * bg_uv[1]
     lim = sh_c * ratio_ok_b
     shadow = (
         (d < 0) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)

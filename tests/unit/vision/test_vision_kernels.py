@@ -74,7 +74,7 @@ def _state(h: int, w: int, seed: int) -> dict[str, np.ndarray]:
     return {
         "bg": (rng.random((h, w)) * 255).astype(np.float32),
         "noise": (rng.random((h, w)) * 6).astype(np.float32),
-        "bg_uv": (rng.random((2, h, w)) * 255).astype(np.float32),
+        "bg_uv": (rng.random((2, h, w)) * 255 - 128).astype(np.float32),
         "fg_count": rng.integers(0, 4, (h, w)).astype(np.float32),
     }
 
@@ -149,10 +149,10 @@ def test_motion_step_finds_shadow_and_object() -> None:
     st: dict[str, np.ndarray] = {
         "bg": np.full((h, w), 120, np.float32),
         "noise": np.ones((h, w), np.float32),
-        "bg_uv": np.full((2, h, w), 128, np.float32),
+        "bg_uv": np.zeros((2, h, w), np.float32),  # centred: neutral chroma
         "fg_count": np.zeros((h, w), np.float32),
     }
-    st["bg_uv"][0, 1, 0] = 100  # the background there was bluish: the dark pixel changed hue
+    st["bg_uv"][0, 1, 0] = -28  # the background there was bluish: the dark pixel changed hue
     raw = np.zeros((h, w), np.uint8)
     stats = np.zeros(K.N_STATS)
     K.motion_step(luma, 1, u, v, _params(), st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats)
