@@ -10,6 +10,7 @@ import asyncio
 import errno
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,13 @@ _PUBLIC = frozenset({"/healthz", "/", "/static/app.js", "/static/style.css"})
 _STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger(__name__)
+
+_EMPTY_TOKEN = (
+    "the API token is empty, so the API lets no one in: write one into the secret [api] token names, "
+    "e.g. head -c 24 /dev/urandom | base64"
+)
 
 # errno of a failed listen -> (the [api] field to change, what to do).
 _BIND_HINTS = {
@@ -74,8 +82,10 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     expected = _gw(request).api_token
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        resp = _problem(401, "Unauthorized", "send 'Authorization: Bearer <token>'")
+    # An empty token file would otherwise let in anyone who sends "Authorization: Bearer".
+    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        detail = "send 'Authorization: Bearer <token>'" if expected else _EMPTY_TOKEN
+        resp = _problem(401, "Unauthorized", detail)
         resp.headers["WWW-Authenticate"] = 'Bearer realm="edge-gateway"'
         return resp
     return await handler(request)
@@ -322,6 +332,8 @@ class ApiServer:
         self.address: tuple[str, int] = (gw.config.api.listen, gw.config.api.port)
 
     async def start(self) -> None:
+        if not self._gw.api_token:
+            log.error("%s", _EMPTY_TOKEN)
         self._runner = web.AppRunner(build_app(self._gw), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         listen, port = self._gw.config.api.listen, self._gw.config.api.port

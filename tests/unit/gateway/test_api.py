@@ -106,3 +106,16 @@ async def test_a_snapshot_of_an_unknown_camera_says_the_id_is_wrong(
     assert resp.status == 404
     body = await resp.json(content_type=None)
     assert body["detail"] == "no camera 'cam-gaet' in the site file (GET /api/v1/cameras lists them)"
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "bearer  "])
+async def test_an_empty_token_file_locks_the_api_instead_of_opening_it(
+    tmp_path: Path, aiohttp_client: ClientFactory, header: str
+) -> None:
+    (tmp_path / "token").write_text("\n")  # e.g. a failed 'head ... | base64 > api_token'
+    gw = Gateway(load_text(SITE.format(state=tmp_path / "state"), tmp_path / "site.toml"))
+    client = await aiohttp_client(build_app(gw))
+    resp = await client.get("/api/v1/site", headers={"Authorization": header})
+    assert resp.status == 401
+    body = await resp.json(content_type=None)
+    assert body["detail"].startswith("the API token is empty, so the API lets no one in")
