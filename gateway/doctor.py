@@ -209,17 +209,29 @@ def _unit_credentials(unit: Path) -> dict[str, Path | None]:
     return loads
 
 
-def _credential_names(model: BaseModel) -> list[str]:
-    """Every { credential = "NAME" } the site file names, in file order."""
-    names: list[str] = []
+def _secret_refs(model: BaseModel) -> list[SecretRef]:
+    """Every secret the site file names, in file order."""
+    refs: list[SecretRef] = []
     for field in type(model).model_fields:
         value = getattr(model, field)
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, SecretRef):
-                names += [item.credential] if item.credential else []
+                refs.append(item)
             elif isinstance(item, BaseModel):
-                names += _credential_names(item)
-    return names
+                refs += _secret_refs(item)
+    return refs
+
+
+def _is_blank(path: Path) -> bool:
+    """Empty as SecretRef.read sees it (trailing newlines are not part of the secret); a file
+    doctor may not read is left to the checks that already say so."""
+    try:
+        return not path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+_BLANK_HINT = "write the secret into it (a new API token: head -c 24 /dev/urandom | base64)"
 
 
 def _is_file(path: Path) -> bool | None:
@@ -234,7 +246,7 @@ def _credential_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
     credential the site file names, and that each file it loads from exists, since systemd
     refuses to start a service whose LoadCredential= file is missing."""
     loads = _unit_credentials(unit)
-    names = list(dict.fromkeys(_credential_names(loaded.config)))
+    names = list(dict.fromkeys(r.credential for r in _secret_refs(loaded.config) if r.credential))
     out: list[Check] = []
     for name in [*names, *(n for n in loads if n not in names)]:
         source = loads.get(name)
@@ -260,6 +272,8 @@ def _credential_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
                     f"create it, readable by root only (chmod 600); {used}",
                 )
             )
+        elif name in names and _is_blank(source):
+            out.append(Check("FAIL", f"credential {name!r}: {source} is empty", _BLANK_HINT))
         else:
             out.append(Check("OK", f"credential {name!r}: {source}"))
     return out
@@ -297,6 +311,10 @@ def _load_site(path: Path) -> LoadedConfig | None:
 def _secret_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
     problems, notes = check_secrets(loaded)
     checks = [Check("FAIL", p, "create the file, readable by the service only (chmod 600)") for p in problems]
+    for ref in _secret_refs(loaded.config):
+        path = loaded.base_dir / ref.file if ref.file else None  # an absolute file stays absolute
+        if path is not None and path.is_file() and _is_blank(path):
+            checks.append(Check("FAIL", f"secret file {path} is empty", _BLANK_HINT))
     if "CREDENTIALS_DIRECTORY" not in os.environ and unit.is_file():
         # The notes only say a credential was not checked here; the unit says where it comes from.
         return checks + _credential_checks(loaded, unit)

@@ -83,6 +83,26 @@ def test_a_missing_credential_file_fails_even_when_the_site_does_not_use_it(
     assert "the site file does not use it, an empty file will do" in out
 
 
+def test_an_empty_secret_fails_whether_file_or_credential(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "creds" / "api_token").write_text("\n")
+    (tmp_path / "creds" / "broker_password").write_text("")
+    unit = tmp_path / "edge-gateway.service"
+    unit.write_text(f"[Service]\nLoadCredential=api_token:{tmp_path}/creds/api_token\n")
+    (tmp_path / "edge-gateway.service.d").mkdir()
+    (tmp_path / "edge-gateway.service.d" / "a.conf").write_text(
+        f"[Service]\nLoadCredential=broker_password:{tmp_path}/creds/broker_password\n"
+    )
+    out = _doctor(site, unit, capsys)
+    assert f"FAIL  credential 'api_token': {tmp_path}/creds/api_token is empty" in out, out
+    assert f"FAIL  credential 'broker_password': {tmp_path}/creds/broker_password is empty" in out
+    site.write_text(site.read_text().replace('{ credential = "api_token" }', '{ file = "creds/api_token" }'))
+    out = _doctor(site, unit, capsys)
+    assert f"FAIL  secret file {tmp_path}/creds/api_token is empty" in out, out
+    assert "head -c 24 /dev/urandom | base64" in out
+
+
 def test_without_the_unit_credentials_stay_unchecked_warnings(
     site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
