@@ -574,7 +574,7 @@ def majority_filter(  # pragma: no cover
         row = mask[i]
         anyset = np.uint8(0)
         for j in range(w):
-            anyset |= row[j]
+            anyset = np.uint8(anyset | row[j])  # uint8 lanes (|= widens to int64: 3x slower)
         row_set[i] = anyset != 0
     in_window = 0  # rows with something set among rows i - r .. i + r
     for i in range(min(radius, h)):
@@ -660,7 +660,7 @@ def label_components(  # pragma: no cover
         cur_lo = n
         anyset = np.uint8(0)
         for j in range(w):
-            anyset |= row[j]
+            anyset = np.uint8(anyset | row[j])  # uint8 lanes (|= widens to int64: 3x slower)
         j = 0 if anyset else w
         while j < w:
             if row[j] == 0:
