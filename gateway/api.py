@@ -32,6 +32,7 @@ __all__ = ["PAGE_ROUTES", "ROUTES", "ApiServer", "build_app"]
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", object)  # type: ignore[arg-type]
 BATCH_TYPE = "application/cloudevents-batch+json"
 _MAX_LIMIT = 1000
+_LAST_EPOCH_S = 253402300800  # 10000-01-01: past it a time cannot be written as ISO 8601
 # The status page's HTML, script and style hold no data (the data comes from the token-protected
 # API), so they are public: a technician opens the page first and types the token there.
 _PUBLIC = frozenset({"/healthz", "/", "/static/app.js", "/static/style.css"})
@@ -185,8 +186,11 @@ async def _feedback(request: web.Request) -> Feedback:
         raise _bad_request("body needs 'by': who acts")
     note = body.get("note", "")
     at = body.get("at", time.time())
-    if not isinstance(note, str) or not isinstance(at, int | float):
-        raise _bad_request("'note' is text, 'at' epoch seconds")
+    # Python's JSON takes NaN and Infinity, and true is an int: none of them is a time. Caught
+    # later, they failed the event's envelope after the incident had already changed.
+    is_time = isinstance(at, int | float) and not isinstance(at, bool) and 0 <= at < _LAST_EPOCH_S
+    if not isinstance(note, str) or not is_time:
+        raise _bad_request("'note' is text, 'at' epoch seconds (a number from 0 to year 9999)")
     return Feedback(by=body["by"].strip()[:128], at=float(at), note=note[:2000])
 
 

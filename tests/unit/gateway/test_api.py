@@ -119,3 +119,16 @@ async def test_an_empty_token_file_locks_the_api_instead_of_opening_it(
     assert resp.status == 401
     body = await resp.json(content_type=None)
     assert body["detail"].startswith("the API token is empty, so the API lets no one in")
+
+
+@pytest.mark.parametrize("at", ["NaN", "Infinity", "-1", "1e300", "true", '"2026-01-01"'])
+async def test_feedback_at_must_be_a_time(gateway: Gateway, aiohttp_client: ClientFactory, at: str) -> None:
+    client = await aiohttp_client(build_app(gateway))
+    resp = await client.post(
+        "/api/v1/incidents/any/ack",
+        data='{"by": "platform", "at": ' + at + "}",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    assert resp.status == 400, await resp.text()
+    body = await resp.json(content_type=None)
+    assert body["detail"] == "'note' is text, 'at' epoch seconds (a number from 0 to year 9999)"
