@@ -72,6 +72,10 @@ async def _reach(peer: _Peer, base_dir: Path) -> tuple[str, str] | None:
         return f"no answer within {_CONNECT_TIMEOUT_S:.0f} s", peer.hint
     except ssl.SSLError as exc:
         return tls_failure(exc), "the CA that signed the server's certificate belongs in tls.ca_file"
+    except ConnectionRefusedError:
+        # asyncio's own wording ("Connect call failed ('10.0.0.5', 1883)") repeats the address
+        # and hides the one fact that matters: the host answered, the port did not.
+        return "connection refused: the host is up but nothing listens on that port", peer.hint
     except OSError as exc:
         return exc.strerror or type(exc).__name__, peer.hint
     writer.close()

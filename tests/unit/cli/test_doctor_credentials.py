@@ -1,5 +1,5 @@
-"""`edge-gateway doctor` run by hand checks the credentials against the installed unit, and says
-what to do when the site file is not where it looks."""
+"""`edge-gateway doctor` run by hand checks the credentials against the installed unit, and says in
+words what a technician can act on: a site file that is not where it looks, a refused port."""
 
 from __future__ import annotations
 
@@ -108,6 +108,12 @@ def test_without_the_unit_credentials_stay_unchecked_warnings(
 ) -> None:
     out = _doctor(site, tmp_path / "absent.service", capsys)
     assert "WARN  " in out and "api.token: not checked here" in out, out
+
+
+def test_a_refused_connection_is_said_in_words(site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _doctor(site, tmp_path / "absent.service", capsys)
+    assert "connection refused: the host is up but nothing listens on that port" in out, out
+    assert "Connect call failed" not in out
 
 
 def test_a_missing_site_file_says_where_doctor_looked_and_what_to_pass(
