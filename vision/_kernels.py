@@ -6,7 +6,9 @@ allocation of frame-sized arrays. They release the GIL, so the daemon runs them 
 in :mod:`vision._checks` and the public classes, never here.
 
 Parameter vectors are float64 arrays indexed by the ``P_*`` constants below, so that kernels keep a
-short, stable signature.
+short, stable signature; a stream's state between frames is a float64 control vector indexed by
+``C_*``. Two helpers are not kernels: :func:`compiled`, which the wrappers use to call a kernel's
+compiled specialisation directly, and ``_prefetch``, a numba intrinsic for ``llvm.prefetch``.
 """
 
 from __future__ import annotations
