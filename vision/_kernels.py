@@ -654,11 +654,15 @@ def label_components(  # pragma: no cover
         in raster order of their first run).
     """
     h, w = mask.shape
+    # background is skipped 8 bytes at a time through one uint64 view of the mask (one view:
+    # a view per row costs about 15 ns); masks of other widths are scanned byte by byte
+    words = mask.view(np.uint64) if w % 8 == 0 else np.empty((h, 0), dtype=np.uint64)
     n = 0
     prev_lo = 0
     prev_hi = 0
     for i in range(h):
         row = mask[i]
+        wrow = words[i]
         cur_lo = n
         anyset = np.uint8(0)
         for j in range(w):
@@ -666,7 +670,10 @@ def label_components(  # pragma: no cover
         j = 0 if anyset else w
         while j < w:
             if row[j] == 0:
-                j += 1
+                if j % 8 == 0 and j // 8 < wrow.shape[0] and wrow[j // 8] == 0:
+                    j += 8
+                else:
+                    j += 1
                 continue
             s = j
             while j < w and row[j] != 0:
