@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from edge_config._base import SecretRef
 from edge_config.model import GatewayConfig
+from edge_config.tls import TlsSettings
 from gateway.errors import ConfigError
 
-__all__ = ["LoadedConfig", "check_secrets", "load", "load_text"]
+__all__ = ["LoadedConfig", "check_secrets", "load", "load_text", "models_of"]
 
 Loc = tuple[str | int, ...]
+_M = TypeVar("_M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,18 @@ def load(path: str | Path) -> LoadedConfig:
     """Read and validate a site file; raise :class:`ConfigError` listing every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from exc
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        # Windows Notepad starts UTF-8 files with a byte-order mark, which TOML does not allow.
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p}:{line}: not UTF-8 (saved as GBK or ANSI?): save the file as UTF-8",
+            [f"{p}:{line}: not UTF-8 (saved as GBK or ANSI?): save the file as UTF-8"],
+        ) from None
     return load_text(text, p)
 
 
@@ -71,33 +83,58 @@ def load_text(text: str, path: Path) -> LoadedConfig:
 
 
 def check_secrets(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
-    """Try to read every secret the config names. Returns (problems, notes); values are never shown."""
+    """Try to read every secret and TLS file the config names. Returns (problems, notes).
+
+    Secret values are never shown. A credential is only a note when there is no
+    ``$CREDENTIALS_DIRECTORY`` to look in (a check by hand, outside the service); under systemd
+    (the unit's ExecStartPre) a missing one is a problem, named with the line that loads it.
+    """
     problems: list[str] = []
     notes: list[str] = []
-    for loc, ref in _secret_refs(loaded.config, ()):
+    for loc, ref in models_of(loaded.config, (), SecretRef):
         where = f"{loaded.path}:{loaded.line_of(loc)}: {_dotted(loc)}"
         try:
-            ref.read(loaded.base_dir)
+            value = ref.read(loaded.base_dir).get_secret_value()
         except FileNotFoundError as exc:
-            if ref.credential is not None:
-                notes.append(f"{where}: not checked here: {exc}")
-            else:
+            if ref.credential is None:
                 problems.append(f"{where}: secret file missing: {exc.filename or ref.file}")
+            elif os.environ.get("CREDENTIALS_DIRECTORY"):
+                problems.append(
+                    f"{where}: credential {ref.credential!r} was not handed to the service: add "
+                    f"LoadCredential={ref.credential}:/etc/edge-gateway/credentials/{ref.credential} "
+                    "(systemctl edit edge-gateway) and create that file"
+                )
+            else:
+                notes.append(f"{where}: not checked here: {exc}")
+            continue
         except OSError as exc:
             problems.append(f"{where}: cannot read secret: {exc.strerror}")
+            continue
+        if not value.strip():
+            what = f"credential {ref.credential!r}" if ref.credential else f"secret file {ref.path(loaded.base_dir)}"
+            problems.append(f"{where}: {what} is empty")
+    for loc, tls in models_of(loaded.config, (), TlsSettings):
+        for name in ("ca_file", "client_cert"):
+            file = getattr(tls, name)
+            if file is not None and not (loaded.base_dir / file).is_file():
+                line = loaded.line_of((*loc, name))
+                problems.append(
+                    f"{loaded.path}:{line}: {_dotted((*loc, name))}: file {loaded.base_dir / file} not found"
+                )
     return problems, notes
 
 
-def _secret_refs(model: BaseModel, loc: Loc) -> Iterator[tuple[Loc, SecretRef]]:
+def models_of(model: BaseModel, loc: Loc, kind: type[_M]) -> Iterator[tuple[Loc, _M]]:
+    """Every sub-model of type ``kind`` with its location, depth first."""
     for name in type(model).model_fields:
         value = getattr(model, name)
         items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
         for idx, item in items:
             here = (*loc, name) if idx is None else (*loc, name, idx)
-            if isinstance(item, SecretRef):
+            if isinstance(item, kind):
                 yield here, item
             elif isinstance(item, BaseModel):
-                yield from _secret_refs(item, here)
+                yield from models_of(item, here, kind)
 
 
 def _references(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
@@ -122,10 +159,22 @@ def _references(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
         out.append(
             (("upstream", "mqtt", "broker"), f"broker {cfg.upstream.mqtt.broker!r} is not defined in [[brokers]]")
         )
-    device_ids = {d.id for d in cfg.devices}
     for i, rule in enumerate(cfg.rules):
-        if not any(fnmatch.filter(device_ids, pat) for pat in rule.devices):
+        covered = [d for d in cfg.devices if any(fnmatch.fnmatchcase(d.id, pat) for pat in rule.devices)]
+        if not covered:
             out.append((("rules", i, "devices"), f"matches no device (patterns {rule.devices})"))
+            continue
+        pattern = getattr(rule, "point", None)
+        # Only devices that declare their points can be checked (a camera's are its zones).
+        points = {p.name for d in covered for p in getattr(d, "points", ())}
+        if isinstance(pattern, str) and points and not fnmatch.filter(points, pattern):
+            # A misspelt point would leave the rule silent for ever: say so now.
+            out.append(
+                (
+                    ("rules", i, "point"),
+                    f"no point {pattern!r} on the devices this rule covers; their points: {', '.join(sorted(points))}",
+                )
+            )
     return out
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import BaseModel
 
 from drivers.tls import client_context, tls_failure
 from edge_config import LoadedConfig, check_secrets, load
 from edge_config._base import SecretRef
 from edge_config.camera import CameraDevice
+from edge_config.loader import models_of
 from edge_config.opcua import OpcUaDevice
 from edge_config.tls import TlsSettings
 from gateway.app import default_state_dir
@@ -196,34 +196,26 @@ def _state_checks(loaded: LoadedConfig) -> list[Check]:
     return out
 
 
-def _unit_credentials(unit: Path) -> dict[str, Path | None]:
+def _unit_credentials(unit: Path) -> tuple[dict[str, Path | None], set[str]]:
     """LoadCredential=NAME[:FILE] of the unit and its drop-ins, as systemd reads them: NAME -> FILE
-    (None when systemd looks the name up in its own credential store)."""
+    (None when systemd looks the name up in its own credential store); and the names that also
+    have a SetCredential= default, which systemd uses instead of failing when the file is missing."""
     loads: dict[str, Path | None] = {}
+    defaults: set[str] = set()
     for f in [unit, *sorted(unit.with_name(unit.name + ".d").glob("*.conf"))]:
         for raw in f.read_text(encoding="utf-8").splitlines():
             key, sep, value = raw.strip().partition("=")
-            if not sep or key.strip() != "LoadCredential":
+            if not sep or key.strip() not in ("LoadCredential", "SetCredential"):
                 continue
             name, _, source = value.strip().partition(":")
+            target: dict[str, Path | None] | set[str] = loads if key.strip() == "LoadCredential" else defaults
             if not name:
-                loads.clear()  # an empty LoadCredential= resets the list (how a drop-in removes lines)
-                continue
-            loads[name] = Path(source) if source else None
-    return loads
-
-
-def _secret_refs(model: BaseModel) -> list[SecretRef]:
-    """Every secret the site file names, in file order."""
-    refs: list[SecretRef] = []
-    for field in type(model).model_fields:
-        value = getattr(model, field)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, SecretRef):
-                refs.append(item)
-            elif isinstance(item, BaseModel):
-                refs += _secret_refs(item)
-    return refs
+                target.clear()  # an empty assignment resets the list (how a drop-in removes lines)
+            elif key.strip() == "SetCredential":
+                defaults.add(name)
+            else:
+                loads[name] = Path(source) if source else None
+    return loads, defaults
 
 
 def _is_blank(path: Path) -> bool:
@@ -249,8 +241,9 @@ def _credential_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
     """A technician's shell has no $CREDENTIALS_DIRECTORY: check the unit hands over every
     credential the site file names, and that each file it loads from exists, since systemd
     refuses to start a service whose LoadCredential= file is missing."""
-    loads = _unit_credentials(unit)
-    names = list(dict.fromkeys(r.credential for r in _secret_refs(loaded.config) if r.credential))
+    loads, defaults = _unit_credentials(unit)
+    refs = (ref for _loc, ref in models_of(loaded.config, (), SecretRef))
+    names = list(dict.fromkeys(r.credential for r in refs if r.credential))
     out: list[Check] = []
     for name in [*names, *(n for n in loads if n not in names)]:
         source = loads.get(name)
@@ -267,6 +260,17 @@ def _credential_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
             out.append(Check("OK", f"credential {name!r}: from systemd's credential store"))
         elif (found := _is_file(source)) is None:
             out.append(Check("WARN", f"credential {name!r}: cannot look at {source}", "run doctor as root"))
+        elif not found and name in defaults and name not in names:
+            out.append(Check("OK", f"credential {name!r}: not used by this site ({source} may stay absent)"))
+        elif not found and name in defaults:
+            out.append(
+                Check(
+                    "FAIL",
+                    f"credential {name!r}: {source} does not exist: the service gets the unit's empty default, "
+                    "and an empty secret is refused",
+                    f"create it, readable by root only (chmod 600): {_BLANK_HINT}",
+                )
+            )
         elif not found:
             used = "the site file names it" if name in names else "the site file does not use it, an empty file will do"
             out.append(
@@ -314,11 +318,18 @@ def _load_site(path: Path) -> LoadedConfig | None:
 
 def _secret_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
     problems, notes = check_secrets(loaded)
-    checks = [Check("FAIL", p, "create the file, readable by the service only (chmod 600)") for p in problems]
-    for ref in _secret_refs(loaded.config):
-        path = loaded.base_dir / ref.file if ref.file else None  # an absolute file stays absolute
-        if path is not None and path.is_file() and _is_blank(path):
-            checks.append(Check("FAIL", f"secret file {path} is empty", _BLANK_HINT))
+    checks = [
+        Check(
+            "FAIL",
+            p,
+            _BLANK_HINT
+            if p.endswith(" is empty")
+            else "fix the path in the site file, or put the file there"
+            if " not found" in p
+            else "create the file, readable by the service only (chmod 600)",
+        )
+        for p in problems
+    ]
     if "CREDENTIALS_DIRECTORY" not in os.environ and unit.is_file():
         # The notes only say a credential was not checked here; the unit says where it comes from.
         return checks + _credential_checks(loaded, unit)

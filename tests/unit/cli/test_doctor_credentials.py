@@ -99,7 +99,7 @@ def test_an_empty_secret_fails_whether_file_or_credential(
     assert f"FAIL  credential 'broker_password': {tmp_path}/creds/broker_password is empty" in out
     site.write_text(site.read_text().replace('{ credential = "api_token" }', '{ file = "creds/api_token" }'))
     out = _doctor(site, unit, capsys)
-    assert f"FAIL  secret file {tmp_path}/creds/api_token is empty" in out, out
+    assert f"FAIL  {site}:8: api.token: secret file {tmp_path}/creds/api_token is empty" in out, out
     assert "head -c 24 /dev/urandom | base64" in out
 
 
@@ -123,3 +123,30 @@ def test_a_missing_site_file_says_where_doctor_looked_and_what_to_pass(
     out = capsys.readouterr().out
     assert f"FAIL  site file {tmp_path / 'site.toml'} does not exist" in out
     assert "pass --config FILE" in out and "cannot read" not in out
+
+
+def test_a_credential_with_a_unit_default_may_be_absent_unless_the_site_uses_it(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "creds" / "broker_password").write_text("pw")
+    unit = tmp_path / "edge-gateway.service"
+    unit.write_text(
+        "[Service]\n"
+        f"LoadCredential=api_token:{tmp_path}/creds/api_token\n"
+        f"LoadCredential=broker_password:{tmp_path}/creds/broker_password\n"
+        f"LoadCredential=webhook_secret:{tmp_path}/creds/webhook_secret\n"
+        "SetCredential=webhook_secret:\\n\n"
+    )
+    out = _doctor(site, unit, capsys)
+    assert (
+        f"OK    credential 'webhook_secret': not used by this site ({tmp_path}/creds/webhook_secret may stay absent)"
+        in out
+    )
+    # The broker's password now comes through the same name, with the default standing in.
+    (tmp_path / "creds" / "broker_password").unlink()
+    unit.write_text(unit.read_text() + "SetCredential=broker_password:\\n\n")
+    out = _doctor(site, unit, capsys)
+    assert (
+        f"FAIL  credential 'broker_password': {tmp_path}/creds/broker_password does not exist: the service gets the "
+        "unit's empty default, and an empty secret is refused"
+    ) in out, out

@@ -166,6 +166,62 @@ def test_secrets_come_from_files_or_credentials_and_are_never_shown(
     assert "from-systemd" not in repr(load(site).config.api.token.read(tmp_path))
 
 
+def test_a_credential_missing_under_systemd_or_an_empty_secret_fails_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(GOOD.replace('token = { file = "token" }', 'token = { credential = "api_token" }'))
+    # By hand, outside the service, there is nowhere to look: a note, not a failure.
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert main(["config", "check", str(site)]) == 0
+    assert "not checked here" in capsys.readouterr().out
+    # Under the unit's ExecStartPre the credential directory exists: a missing one is the
+    # service failing a moment later, so the check fails now and names the line to add.
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert main(["config", "check", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert f"{site}:7: api.token: credential 'api_token' was not handed to the service" in err
+    assert "LoadCredential=api_token:/etc/edge-gateway/credentials/api_token" in err
+    (creds / "api_token").write_text("\n")
+    assert main(["config", "check", str(site)]) == 2
+    assert f"{site}:7: api.token: credential 'api_token' is empty" in capsys.readouterr().err
+
+
+def test_a_rule_on_a_point_no_device_has_is_an_error(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD.replace('point = "level"', 'point = "levle"'))
+    assert found == [
+        f"{tmp_path / 'site.toml'}:38: rules[0].point: no point 'levle' on the devices this rule covers; "
+        "their points: level, temp"
+    ]
+    # Patterns are fine as long as something matches.
+    (tmp_path / "site.toml").write_text(GOOD.replace('point = "level"', 'point = "te*"'))
+    rule = load(tmp_path / "site.toml").config.rules[0]
+    assert getattr(rule, "point", None) == "te*"
+
+
+def test_files_saved_by_windows_editors(tmp_path: Path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())  # Notepad's UTF-8 byte-order mark
+    assert [d.id for d in load(site).config.devices] == ["river-1", "river-2"]
+    site.write_bytes(GOOD.replace('village = "Xinhe"', 'village = "新河"').encode("gbk"))
+    with pytest.raises(ConfigError) as info:
+        load(site)
+    assert info.value.problems == [f"{site}:4: not UTF-8 (saved as GBK or ANSI?): save the file as UTF-8"]
+
+
+def test_missing_tls_files_fail_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "token").write_text("t")
+    site = tmp_path / "site.toml"
+    site.write_text(GOOD.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\ntls = { ca_file = "county-ca.pem" }'))
+    assert main(["config", "check", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert f"{site}:12: brokers[0].tls.ca_file: file {tmp_path / 'county-ca.pem'} not found" in err
+    (tmp_path / "county-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    assert main(["config", "check", str(site)]) == 0
+
+
 def test_check_command_exits_2_with_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     site = tmp_path / "site.toml"
     site.write_text(GOOD.replace("above = 3.5", "below = 1\nabove = 3.5"))

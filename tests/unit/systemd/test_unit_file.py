@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_config import check_secrets, load
+
 UNIT = Path(__file__).resolve().parents[3] / "systemd" / "edge-gateway.service"
 
 
@@ -59,3 +61,31 @@ def test_sandboxing_keeps_the_exposure_score_low() -> None:
     level = [line for line in out.stdout.splitlines() if "Overall exposure level" in line]
     assert out.returncode == 0, level or out.stderr
     assert level and " OK" in level[0], level
+
+
+def test_only_the_api_token_is_required_and_an_unsigned_site_starts_without_a_webhook_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = UNIT.read_text()
+    loads = [line.split("=", 1)[1].split(":", 1)[0] for line in text.splitlines() if line.startswith("LoadCredential=")]
+    defaults = {
+        line.split("=", 1)[1].split(":", 1)[0]: line.split(":", 1)[1]
+        for line in text.splitlines()
+        if line.startswith("SetCredential=")
+    }
+    # systemd refuses to start a service whose LoadCredential= file is missing, unless a
+    # SetCredential= of the same name stands in: only the API token may be required.
+    assert sorted(loads) == ["api_token", "webhook_secret"]
+    assert defaults == {"webhook_secret": "\\n"}
+    # What the service then sees for webhook_secret is one newline: a site that signs with it is
+    # refused by the unit's ExecStartPre (config check) instead of running unsigned.
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "api_token").write_text("t")
+    (creds / "webhook_secret").write_text("\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    site = tmp_path / "site.toml"
+    example = UNIT.parents[1] / "edge_config" / "examples" / "village-water.toml"
+    site.write_text(example.read_text())
+    problems, _notes = check_secrets(load(site))
+    assert len(problems) == 1 and problems[0].endswith("upstream.webhook.secret: credential 'webhook_secret' is empty")
