@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import functools
 import os
 import re
 import tomllib
@@ -74,7 +76,7 @@ def load_text(text: str, path: Path) -> LoadedConfig:
         problems = []
         for err in exc.errors(include_url=False):
             loc = _strip_tags(data, tuple(err["loc"]))
-            problems.append(f"{path}:{_nearest_line(lines, loc)}: {_dotted(loc)}: {err['msg']}")
+            problems.append(f"{path}:{_nearest_line(lines, loc)}: {_dotted(loc)}: {_message(err, loc)}")
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None
     problems = [f"{path}:{_nearest_line(lines, loc)}: {_dotted(loc)}: {msg}" for loc, msg in _references(cfg)]
     if problems:
@@ -176,6 +178,35 @@ def _references(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
                 )
             )
     return out
+
+
+@functools.cache
+def _known_keys() -> tuple[str, ...]:
+    """Every key the site file may use anywhere, for 'did you mean' hints."""
+    keys: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            keys.update(node.get("properties", {}))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(GatewayConfig.model_json_schema())
+    return tuple(sorted(keys))
+
+
+def _message(err: Any, loc: Loc) -> str:
+    """pydantic's message, reworded where a technician would not know what it means."""
+    kind, msg = err["type"], str(err["msg"])
+    if kind == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        near = difflib.get_close_matches(loc[-1], _known_keys(), n=1, cutoff=0.75)
+        return f"unknown key {loc[-1]!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+    if kind in ("model_type", "dict_type") and "SecretRef" in msg:
+        return 'a secret never sits in the site file: write { credential = "NAME" } (systemd) or { file = "PATH" }'
+    return msg.removeprefix("Value error, ")
 
 
 def _dotted(loc: Loc) -> str:

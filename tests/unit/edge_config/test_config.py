@@ -86,7 +86,21 @@ def test_good_file_loads(tmp_path: Path) -> None:
         # A wrong type deep inside an array of tables: the second device's second point.
         ('name = "temp"', "name = 5", 32, "devices[1].points[1].name", "string"),
         # An unknown key is an error, not silently ignored (typos in the field are common).
-        ('host = "127.0.0.1"', 'host = "127.0.0.1"\nprot = 1884', 12, "brokers[0].prot", "Extra inputs"),
+        (
+            'host = "127.0.0.1"',
+            'host = "127.0.0.1"\nprot = 1884',
+            12,
+            "brokers[0].prot",
+            "unknown key 'prot' (did you mean 'port'?)",
+        ),
+        # A password written into the file instead of pointing at a credential or a file.
+        (
+            'token = { file = "token" }',
+            'token = "hunter2"',
+            7,
+            "api.token",
+            'a secret never sits in the site file: write { credential = "NAME" } (systemd) or { file = "PATH" }',
+        ),
         # A missing required field points at its table.
         ('village = "Xinhe"\n', "", 1, "site.village", "Field required"),
         # A value out of bounds.
@@ -227,7 +241,7 @@ def test_check_command_exits_2_with_every_problem(tmp_path: Path, capsys: pytest
     site.write_text(GOOD.replace("above = 3.5", "below = 1\nabove = 3.5"))
     assert main(["config", "check", str(site)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"{site}:35: rules[0]: Value error, give exactly one of 'above' or 'below'"]
+    assert err == [f"{site}:35: rules[0]: give exactly one of 'above' or 'below'"]
 
 
 def test_schema_command_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
