@@ -244,7 +244,7 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
     plc_cm = pumphouse(opcua_port)
     plc = await plc_cm.__aenter__()
     cam_cm = demo_camera(state_dir / "demo-camera")
-    print("Preparing the demo camera (the scene is encoded once, then cached)...", flush=True)
+    print("Preparing the demo camera (encoding its scene takes a few seconds)...", flush=True)
     cam = await cam_cm.__aenter__()
     text = DEMO_SITE.format(state_dir=state_dir, api_port=api_port, mqtt_port=mqtt_port, opcua_url=plc.url)
     site.write_text(text + device_stanza(cam.device))
