@@ -64,8 +64,14 @@ class _Eval:
             severity=self.severity,
             summary=summary,
             department=self.rule.department,
+            detector=self.detector_name,
             **kw,  # type: ignore[arg-type]
         )
+
+    @property
+    def detector_name(self) -> str:
+        """What the platform sees as the incident's detector: the rule's kind ('threshold', ...)."""
+        return self.rule.kind
 
     def reading(self, r: Reading) -> Signal | None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -248,6 +254,11 @@ class _Anomaly(_Eval):
                     threshold=rule.threshold,
                 )
         return None
+
+    @property
+    def detector_name(self) -> str:
+        # The algorithm, not 'anomaly': a platform comparing detectors needs to know which scored.
+        return self.rule.detector.detector
 
     def evidence_due(self) -> AnomalyWindow | None:
         """The onset's window once a quarter of it lies after the onset (then never again)."""

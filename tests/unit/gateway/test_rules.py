@@ -60,6 +60,7 @@ def test_threshold_opens_on_breach_signals_while_active_and_clears_with_hysteres
     assert (s1.device, s1.point, s1.rule) == ("pump-1", "level", "level-high")
     assert s1.value == 5.2 and s1.threshold == 5.0 and s1.time == 2 and s1.department == "water-bureau"
     assert s1.summary == "level 5.2 m above 5"
+    assert s1.detector == "threshold"  # the rule's kind, as the incident's detector name
     # Back under the limit but inside the hysteresis band: still active (the manager rate-limits).
     (s2,) = e.feed(4.8, 3)
     assert s2.active
