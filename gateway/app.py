@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import functools
 import json
@@ -378,8 +379,8 @@ class Gateway:
         async def store() -> None:
             def write() -> Evidence:
                 plot = self.evidence_store.put(window_png(window), "image/png", "plot of the readings around the onset")
-                data = self.evidence_store.put(window_json(window), "application/json", f"plot: {plot.ref}")
-                return data
+                data = self.evidence_store.put(window_json(window), "application/json", "readings around the onset")
+                return dataclasses.replace(data, preview=plot.ref)
 
             evidence = await asyncio.to_thread(write)
             self.attach_evidence((window.device, window.point, window.rule), evidence)

@@ -382,6 +382,7 @@ def incident_data(inc: Incident, site: dict[str, Any]) -> dict[str, Any]:
             "media_type": inc.evidence.media_type,
             "url": f"/api/v1/evidence/{inc.evidence.ref}",
             "description": inc.evidence.description,
+            "preview_url": None if inc.evidence.preview is None else f"/api/v1/evidence/{inc.evidence.preview}",
         },
         "feedback": {
             "acknowledged": _feedback(inc.acknowledged),

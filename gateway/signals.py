@@ -65,12 +65,14 @@ class Severity(enum.IntEnum):
 class Evidence:
     """What backs an incident: a JPEG snapshot with boxes drawn, or a window of sensor readings.
 
-    ``ref`` is the evidence store's id (served at ``/api/v1/evidence/{ref}``).
+    ``ref`` is the evidence store's id (served at ``/api/v1/evidence/{ref}``). ``preview`` is the
+    id of a PNG rendering for people, when the evidence itself is data (a sensor window's plot).
     """
 
     ref: str
     media_type: str
     description: str = ""
+    preview: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,8 @@ async function refreshIncidents() {
       a.href = "#";
       a.onclick = async (ev) => {
         ev.preventDefault();
-        const blob = await (await api(i.evidence.url)).blob();
+        // A sensor window is JSON for machines; people get its plot.
+        const blob = await (await api(i.evidence.preview_url || i.evidence.url)).blob();
         window.open(URL.createObjectURL(blob));
       };
       what.append(a);

@@ -72,8 +72,8 @@ async def test_anomaly_opens_an_incident_with_its_window_and_survives_restart(
             async with s.get(f"http://127.0.0.1:{port}{evidence['url']}") as r:
                 assert r.status == 200
                 window = await r.json()
-            plot_ref = evidence["description"].split("plot: ")[1]
-            async with s.get(f"http://127.0.0.1:{port}/api/v1/evidence/{plot_ref}") as r:
+            assert evidence["preview_url"].startswith("/api/v1/evidence/")
+            async with s.get(f"http://127.0.0.1:{port}{evidence['preview_url']}") as r:
                 assert r.status == 200 and r.content_type == "image/png"
                 assert (await r.read())[:8] == b"\x89PNG\r\n\x1a\n"
         # Three quarters before the onset, the anomalous reading, and the rest after it.

@@ -423,6 +423,7 @@ def test_incident_data_content() -> None:
         "ref": "snap-1",
         "media_type": "image/jpeg",
         "url": "/api/v1/evidence/snap-1",
+        "preview_url": None,  # a JPEG is its own preview; a sensor window's JSON has a plot
         "description": "person at the gate",
     }
     assert first["place"]["device"] == "cam-1" and first["place"]["zone"] == "gate" and first["place"]["point"] is None
