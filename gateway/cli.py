@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import signal
@@ -150,8 +151,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    # What a technician reports when asking for help; a checkout that was never installed has none.
+    try:
+        return importlib.metadata.version("township-edge-gateway")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-gateway", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway daemon")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,10 @@ def test_the_summary_counts_in_words(tmp_path: Path, capsys: pytest.CaptureFixtu
     site.write_text(SITE)
     assert main(["config", "check", str(site)]) == 0
     assert capsys.readouterr().out == f"{site}: OK (1 device, 0 rules, 1 broker, box box-1)\n"
+
+
+def test_version_is_what_pip_installed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"edge-gateway {importlib.metadata.version('township-edge-gateway')}"
