@@ -49,6 +49,8 @@ async def test_demo_site_shows_incidents_within_a_minute(tmp_path: Path) -> None
         assert await asyncio.wait_for(demo, 20) == 0
     categories = {e["data"]["category"] for e in events}
     assert {"intrusion", "threshold-breach"} <= categories, categories
+    # A newcomer's first minute shows the scene's incidents, not a false camera-offline.
+    assert "camera-offline" not in categories, categories
     assert intrusion["data"]["place"]["device"] == "cam-demo-gate"
     assert intrusion["data"]["place"]["zone"] == "gate"
     assert jpeg[:2] == b"\xff\xd8"
