@@ -464,8 +464,8 @@ def motion_step(  # pragma: no cover
     if blur:
         _downscale_row(luma, pairs, f, 0, acc, ring[0])
     for i in range(h):
-        # the input rows of a later analysis row stream in from memory while this one computes
-        # (a frame just decoded is rarely still in cache at 720p and above)
+        # the chroma row of a later row pair is fetched while this row computes (the luma rows
+        # are hinted in _downscale_row); the planes of a 720p or 1080p frame do not fit in L2
         ahead = i + _AHEAD
         if use_chroma and ahead % 2 == 0 and ahead < h:
             ci = min(hc - 1, (ahead + 1) * hc // h)
