@@ -4,6 +4,9 @@ Scoring follows changedetection.net (N. Goyette et al., CVPRW 2012; Y. Wang et a
 frames listed in temporalROI.txt, pixels inside ROI.bmp, ground truth 255 positive, 0 and 50
 (shadow) negative, 85 (outside ROI) and 170 (unknown) skipped; one F-measure per video from the
 summed counts.
+
+:func:`evaluate` can also shake the video (``jitter``): a synthetic stress test of small camera
+shake, in memory, in which every frame, its ground truth and the ROI move by the same offset.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ __all__ = [
     "evaluate",
     "gateway_method",
     "iter_frames",
+    "jitter_walk",
     "read_temporal_roi",
+    "shift_frame",
 ]
 
 GT_POSITIVE = 255
@@ -78,6 +83,45 @@ def iter_frames(folder: Path) -> Iterator[tuple[int, np.ndarray]]:
             msg = f"cannot read {path}"
             raise OSError(msg)
         yield int(path.stem[2:]), img
+
+
+def jitter_walk(amplitude: int, seed: int) -> Iterator[tuple[int, int]]:
+    """Endless integer offsets (dx, dy) of a shaking camera, one per frame, within +-``amplitude``.
+
+    A smoothed random walk, like a pole swaying in the wind: each frame keeps 0.7 of the last
+    offset and adds Gaussian noise of 0.6 * amplitude per axis, clipped and rounded. The same
+    ``seed`` gives the same offsets.
+    """
+    rng = np.random.default_rng(seed)
+    pos = np.zeros(2)
+    while True:
+        pos = np.clip(0.7 * pos + rng.normal(0.0, 0.6 * amplitude, 2), -amplitude, amplitude)
+        dx, dy = np.round(pos).astype(int)
+        yield int(dx), int(dy)
+
+
+def shift_frame(
+    bgr: np.ndarray, gt: np.ndarray | None, roi: np.ndarray | None, dx: int, dy: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``bgr``, ground truth and ROI moved by (dx, dy) pixels together.
+
+    The image repeats its edge pixels into the border the shift exposes, as a camera would show
+    more of the scene there; the ground truth there becomes 85 (outside ROI) and the ROI 0, so
+    the border is never scored.
+    """
+    h, w = bgr.shape[:2]
+    pad = max(abs(dx), abs(dy))
+    # out[y, x] = plane[y - dy, x - dx], read from a copy padded by ``pad`` on every side
+    rows = slice(pad - dy, pad - dy + h)
+    cols = slice(pad - dx, pad - dx + w)
+    out = np.ascontiguousarray(np.pad(bgr, ((pad, pad), (pad, pad), (0, 0)), mode="edge")[rows, cols])
+
+    def move(plane: np.ndarray | None, border: int) -> np.ndarray | None:
+        if plane is None:
+            return None
+        return np.pad(plane, pad, mode="constant", constant_values=border)[rows, cols]
+
+    return out, move(gt, GT_OUTSIDE), move(roi, 0)
 
 
 def split_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,12 +252,19 @@ METHODS: dict[str, Callable[[tuple[int, int]], Method]] = {
 }
 
 
-def evaluate(folder: Path, methods: dict[str, Method] | None = None) -> dict[str, Counts]:
-    """Run every method over the video once, in the same pass, and score the temporal ROI."""
+def evaluate(
+    folder: Path, methods: dict[str, Method] | None = None, jitter: tuple[int, int] | None = None
+) -> dict[str, Counts]:
+    """Run every method over the video once, in the same pass, and score the temporal ROI.
+
+    ``jitter`` = (amplitude, seed) shakes the video first: frame ``k`` (in file order), its ground
+    truth and the ROI move by the ``k``-th offset of :func:`jitter_walk` (see :func:`shift_frame`).
+    """
     first, last = read_temporal_roi(folder)
-    roi = cv2.imread(str(folder / "ROI.bmp"), cv2.IMREAD_GRAYSCALE)
+    roi_file = cv2.imread(str(folder / "ROI.bmp"), cv2.IMREAD_GRAYSCALE)
     counts: dict[str, Counts] = {}
     runners: dict[str, Method] | None = methods
+    offsets = jitter_walk(*jitter) if jitter else None
     for num, bgr in iter_frames(folder):
         if num > last:
             break
@@ -230,6 +281,10 @@ def evaluate(folder: Path, methods: dict[str, Method] | None = None) -> dict[str
             if gt is None:
                 msg = f"missing ground truth for frame {num}"
                 raise OSError(msg)
+        roi = roi_file
+        if offsets is not None:
+            bgr, gt, roi = shift_frame(bgr, gt, roi, *next(offsets))
+        if gt is not None:
             valid = (gt != GT_UNKNOWN) & (gt != GT_OUTSIDE)
             if roi is not None:
                 valid &= roi > 0

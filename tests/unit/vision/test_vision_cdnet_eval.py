@@ -7,10 +7,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.testing as npt
 import pytest
 
 from bench import cdnet
-from bench._cdnet_eval import Counts, evaluate, read_temporal_roi
+from bench._cdnet_eval import Counts, evaluate, jitter_walk, read_temporal_roi, shift_frame
 
 
 def _folder(tmp_path: Path, n: int = 6, first: int = 3) -> Path:
@@ -69,3 +70,62 @@ def test_bench_prints_one_line_per_method_in_order(tmp_path: Path, capsys: pytes
 def test_bench_rejects_a_folder_of_another_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cdnet.main([str(tmp_path)]) == 2
     assert "not a CDnet-layout folder" in capsys.readouterr().err
+
+
+def test_jitter_walk_is_seeded_bounded_and_moves() -> None:
+    walk = [next(w) for w in [jitter_walk(3, 5)] for _ in range(200)]
+    again = jitter_walk(3, 5)
+    assert walk == [next(again) for _ in range(200)]
+    assert all(abs(dx) <= 3 and abs(dy) <= 3 for dx, dy in walk)
+    assert len(set(walk)) > 10  # it does shake
+    assert walk != [next(w) for w in [jitter_walk(3, 6)] for _ in range(200)]
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(2, -1), (-3, 3), (0, 0)])
+def test_shift_moves_frame_ground_truth_and_roi_together(dx: int, dy: int) -> None:
+    rng = np.random.default_rng(1)
+    bgr = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    gt = np.zeros((20, 30), np.uint8)
+    gt[8:12, 10:15] = 255
+    roi = np.full((20, 30), 255, np.uint8)
+    out, gt2, roi2 = shift_frame(bgr, gt, roi, dx, dy)
+    assert gt2 is not None and roi2 is not None
+    # inside the frame every pixel moved by the same (dx, dy), image and labels alike
+    npt.assert_array_equal(out[max(0, dy) : 20 + min(0, dy), max(0, dx) : 30 + min(0, dx)],
+                           bgr[max(0, -dy) : 20 - max(0, dy), max(0, -dx) : 30 - max(0, dx)])  # fmt: skip
+    assert np.argwhere(gt2 == 255).min(axis=0).tolist() == [8 + dy, 10 + dx]
+    assert np.count_nonzero(gt2 == 255) == 20
+    # the exposed border is unscored: ground truth 85 (outside ROI) and ROI 0, and nothing else is
+    border = np.ones((20, 30), bool)
+    border[max(0, dy) : 20 + min(0, dy), max(0, dx) : 30 + min(0, dx)] = False
+    assert np.all(gt2[border] == 85) and np.all(roi2[border] == 0)
+    assert np.all(gt2[~border] != 85) and np.all(roi2[~border] == 255)
+
+
+def test_jittered_evaluation_scores_a_shaken_perfect_detector_perfectly(tmp_path: Path) -> None:
+    # a "detector" that returns the ground truth of the frame it is given, found by the positive
+    # columns' colour: perfect when frame and ground truth move together, border excluded
+    folder = _folder(tmp_path, n=8, first=1)
+    for i in range(1, 9):
+        img = np.zeros((24, 32, 3), np.uint8)
+        img[:, :8] = 255
+        cv2.imwrite(str(folder / "input" / f"in{i:06d}.jpg"), img)
+
+    def oracle(bgr: np.ndarray, _t: float) -> np.ndarray:
+        mask: np.ndarray = bgr[:, :, 0] > 128
+        return mask
+
+    plain = evaluate(folder, {"oracle": oracle})["oracle"]
+    shaken = evaluate(folder, {"oracle": oracle}, jitter=(3, 1))["oracle"]
+    assert plain.f_measure == pytest.approx(1.0)
+    assert shaken.f_measure == pytest.approx(1.0)
+    assert shaken.tp + shaken.fn < plain.tp + plain.fn  # borders left the scoring
+
+
+def test_bench_jitter_option_says_it_is_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path, n=4, first=2)
+    assert cdnet.main([str(folder), "--jitter", "2", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic stress test" in out and "up to 2 px (seed 3)" in out
+    names = [ln.split()[0] for ln in out.splitlines() if not ln.startswith("#")]
+    assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style"]
