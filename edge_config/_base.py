@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
 
-__all__ = ["Identifier", "SecretRef", "Section"]
+__all__ = ["Count", "Identifier", "Number", "SecretRef", "Section"]
 
 
 class Section(BaseModel):
@@ -27,6 +27,12 @@ Identifier = Annotated[
         description="Stable id: letters, digits, '.', '_', '-'; used in topics, URLs and metrics.",
     ),
 ]
+
+# Numbers in a site file must be written as numbers: pydantic would otherwise read "3.5" as 3.5
+# and true as 1, and a quoted limit or a flag in the wrong key would pass unnoticed. (An integer
+# is still a fine Number: 4 means 4.0.)
+Number = Annotated[float, Strict()]
+Count = Annotated[int, Strict()]
 
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

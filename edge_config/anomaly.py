@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from edge_config._base import Section
+from edge_config._base import Count, Number, Section
 
 __all__ = ["AnomalySettings", "EnsembleSettings", "WindowedGaussianSettings"]
 
@@ -20,7 +20,7 @@ class WindowedGaussianSettings(Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window: int = Field(
+    window: Count = Field(
         default=6400,
         ge=2,
         le=1_000_000,
@@ -33,122 +33,122 @@ class EnsembleSettings(Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    level_span: int = Field(
+    level_span: Count = Field(
         default=2000,
         ge=2,
         le=10_000_000,
         description="Span (1/rate) of the slow location/spread estimates of values and changes.",
     )
-    fast_span: float = Field(
+    fast_span: Number = Field(
         default=2.0,
         ge=1.0,
         le=10_000.0,
         description="Span of the fast mean and spread that reveal level and variance shifts.",
     )
-    clip: float = Field(
+    clip: Number = Field(
         default=8.0,
         ge=0.5,
         le=1000.0,
         description="After warm-up a reading moves the slow estimates at most this many spreads.",
     )
-    short_span: float = Field(
+    short_span: Number = Field(
         default=5.0,
         ge=1.0,
         le=10_000.0,
         description="Span of the short-term average of each channel's raw score.",
     )
-    long_span: int = Field(
+    long_span: Count = Field(
         default=1000,
         ge=2,
         le=10_000_000,
         description="Span of the long-term mean and variance of each channel's raw score.",
     )
-    warmup: int = Field(
+    warmup: Count = Field(
         default=150,
         ge=0,
         le=1_000_000,
         description="Readings before any score other than 0 is produced.",
     )
-    alarm_z: float = Field(
+    alarm_z: Number = Field(
         default=3.0,
         ge=0.0,
         le=1000.0,
         description="Likelihood z at which the detector considers it has raised an alarm.",
     )
-    suppress: int = Field(
+    suppress: Count = Field(
         default=12,
         ge=0,
         le=1_000_000,
         description="Readings scored 0 after an alarm, so one event gives one alarm.",
     )
-    rearm_z: float = Field(
+    rearm_z: Number = Field(
         default=3.5,
         ge=0.0,
         le=1000.0,
         description="After the suppression, stay quiet while the likelihood z is still this high.",
     )
-    quantum: float = Field(
+    quantum: Number = Field(
         default=0.25,
         ge=0.01,
         le=100.0,
         description="Width, in spreads, of the bins of the quantised-pattern (context) channel.",
     )
-    levels: int = Field(
+    levels: Count = Field(
         default=6,
         ge=1,
         le=60,
         description="Bins each side of the location in the context channel (values beyond clip).",
     )
-    context_span: int = Field(
+    context_span: Count = Field(
         default=5000,
         ge=1,
         le=100_000_000,
         description="Span over which remembered patterns are forgotten in the context channel.",
     )
-    context_bits: int = Field(
+    context_bits: Count = Field(
         default=12,
         ge=4,
         le=20,
         description="log2 of the pattern-table size (memory: 8 * 2**bits bytes per point).",
     )
-    day_bins: int = Field(
+    day_bins: Count = Field(
         default=24,
         ge=0,
         le=1440,
         description="Time-of-day bins of the daily channel (0 disables it; memory 24 B per bin).",
     )
-    day_span: float = Field(
+    day_span: Number = Field(
         default=10.0,
         ge=1.0,
         le=100_000.0,
         description="Span, in readings of the same bin, of each bin's location and spread.",
     )
-    day_min: int = Field(
+    day_min: Count = Field(
         default=10,
         ge=1,
         le=100_000,
         description="Readings a time-of-day bin needs before the daily channel scores it.",
     )
-    day_clip: float = Field(
+    day_clip: Number = Field(
         default=2.0,
         ge=0.5,
         le=1000.0,
         description="After day_min readings, one moves its bin by at most this many spreads.",
     )
-    recur_decay: float = Field(
+    recur_decay: Number = Field(
         default=0.95,
         gt=0.0,
         le=1.0,
         description="Score factor per consecutive daily recurrence of an alarm (same or adjacent "
         "time-of-day bin, half a day to recur_days earlier): daily patterns fade. 1 disables.",
     )
-    recur_days: float = Field(
+    recur_days: Number = Field(
         default=2.5,
         ge=0.5,
         le=365.0,
         description="Oldest earlier alarm, in days, that an alarm at the same time of day repeats.",
     )
-    z_scale: float = Field(
+    z_scale: Number = Field(
         default=10.0,
         ge=0.1,
         le=1000.0,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge_config._base import Identifier, SecretRef, Section
+from edge_config._base import Count, Identifier, Number, SecretRef, Section
 from edge_config.site import Location
 from edge_config.vision import VisionSettings
 
@@ -55,31 +55,31 @@ class StreamSettings(Section):
     """Ingest of the analysis stream."""
 
     mode: StreamMode = Field(default=StreamMode.RTSP, description="rtsp, keyframes or snapshot polling.")
-    analysis_fps: float = Field(
+    analysis_fps: Number = Field(
         default=5.0,
         gt=0,
         le=60,
         description="Frames per second handed to analysis in rtsp mode (others are decoded and dropped).",
     )
-    snapshot_interval_s: float = Field(
+    snapshot_interval_s: Number = Field(
         default=2.0, ge=0.2, le=3600, description="Snapshot polling period in snapshot mode."
     )
-    open_timeout_s: float = Field(
+    open_timeout_s: Number = Field(
         default=10.0, ge=0.5, le=120, description="RTSP open (connect and DESCRIBE/SETUP) timeout."
     )
-    stall_timeout_s: float = Field(
+    stall_timeout_s: Number = Field(
         default=5.0,
         ge=0.5,
         le=600,
         description="No frame for this long is a stall: the stream is reopened.",
     )
-    offline_after_s: float = Field(
+    offline_after_s: Number = Field(
         default=15.0,
         ge=0.5,
         le=86_400,
         description="No frame for this long raises a camera-offline incident (resolved when frames return).",
     )
-    reconnect_max_s: float = Field(default=30.0, ge=0.1, le=3600, description="Cap of the reconnect backoff.")
+    reconnect_max_s: Number = Field(default=30.0, ge=0.1, le=3600, description="Cap of the reconnect backoff.")
     url_override: str | None = Field(
         default=None,
         max_length=2048,
@@ -94,7 +94,7 @@ class CameraDevice(Section):
     id: Identifier = Field(description="Device id; appears in incidents, logs and metrics.")
     name: str | None = Field(default=None, max_length=128, description="Human name shown on the status page.")
     host: str = Field(min_length=1, max_length=253, description="Camera host name or address.")
-    port: int = Field(default=80, ge=1, le=65535, description="ONVIF (HTTP) port of the camera.")
+    port: Count = Field(default=80, ge=1, le=65535, description="ONVIF (HTTP) port of the camera.")
     username: str | None = Field(default=None, max_length=128, description="ONVIF user (WS-UsernameToken).")
     password: SecretRef | None = Field(default=None, description="ONVIF password, from a credential or file.")
     national_id: str | None = Field(
@@ -112,7 +112,7 @@ class CameraDevice(Section):
         description="Set the camera's clock to ours when it is more than 5 s off (auth depends on it).",
     )
     events: bool = Field(default=True, description="Subscribe to the camera's own ONVIF events (PullPoint).")
-    event_quiet_s: float = Field(
+    event_quiet_s: Number = Field(
         default=600.0,
         ge=5,
         le=86_400,

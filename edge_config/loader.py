@@ -204,6 +204,15 @@ def _message(err: Any, loc: Loc) -> str:
     if kind == "extra_forbidden" and loc and isinstance(loc[-1], str):
         near = difflib.get_close_matches(loc[-1], _known_keys(), n=1, cutoff=0.75)
         return f"unknown key {loc[-1]!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+    if kind in ("float_type", "int_type"):
+        given = err.get("input")
+        whole = "a whole number" if kind == "int_type" else "a number"
+        if isinstance(given, bool):
+            return f"{whole} is needed here, not {str(given).lower()}"
+        if isinstance(given, str):
+            return f"{whole} is needed here, not the text {given[:40]!r}: write it without quotes"
+        if isinstance(given, float):
+            return f"{whole} is needed here, not {given!r}"
     if kind in ("model_type", "dict_type") and "SecretRef" in msg:
         return 'a secret never sits in the site file: write { credential = "NAME" } (systemd) or { file = "PATH" }'
     return msg.removeprefix("Value error, ")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edge_config._base import Identifier, SecretRef, Section
+from edge_config._base import Count, Identifier, Number, SecretRef, Section
 from edge_config.site import Location
 from edge_config.tls import TlsSettings
 
@@ -28,7 +28,7 @@ class MqttBroker(Section):
 
     id: Identifier = Field(description="Broker id that devices refer to.")
     host: str = Field(min_length=1, max_length=253, description="Broker host name or address.")
-    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port (usually 8883 with TLS).")
+    port: Count = Field(default=1883, ge=1, le=65535, description="Broker TCP port (usually 8883 with TLS).")
     tls: TlsSettings | None = Field(
         default=None, description="Connect with TLS ('tls = {}' trusts the system's CAs); none: plain TCP."
     )
@@ -37,9 +37,9 @@ class MqttBroker(Section):
     client_id: str | None = Field(
         default=None, max_length=64, description="MQTT client id; default 'edge-<box_id>-<broker id>'."
     )
-    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive interval.")
+    keepalive_s: Count = Field(default=30, ge=5, le=3600, description="MQTT keep-alive interval.")
     qos: Literal[0, 1] = Field(default=1, description="QoS of the subscriptions.")
-    max_payload_bytes: int = Field(
+    max_payload_bytes: Count = Field(
         default=65536,
         ge=16,
         le=16_777_216,
@@ -67,8 +67,8 @@ class MqttPoint(Section):
     unit_path: str | None = Field(
         default=None, max_length=256, description="Dotted path to a unit sent in the payload."
     )
-    scale: float = Field(default=1.0, ge=-1e12, le=1e12, description="Value multiplier applied after parsing.")
-    offset: float = Field(default=0.0, ge=-1e12, le=1e12, description="Added after scaling.")
+    scale: Number = Field(default=1.0, ge=-1e12, le=1e12, description="Value multiplier applied after parsing.")
+    offset: Number = Field(default=0.0, ge=-1e12, le=1e12, description="Added after scaling.")
 
     @field_validator("topic")
     @classmethod

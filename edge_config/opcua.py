@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from edge_config._base import Identifier, SecretRef, Section
+from edge_config._base import Count, Identifier, Number, SecretRef, Section
 from edge_config.site import Location
 
 __all__ = [
@@ -72,13 +72,13 @@ class OpcUaPoint(Section):
         "resolved on every connect.",
     )
     unit: str | None = Field(default=None, max_length=32, description="Unit of the value, such as 'm' or 'm3/h'.")
-    sampling_interval_ms: float = Field(
+    sampling_interval_ms: Number = Field(
         default=500.0,
         ge=0,
         le=3_600_000,
         description="How often the server samples the variable, in ms (0: as fast as it can).",
     )
-    publishing_interval_ms: float = Field(
+    publishing_interval_ms: Number = Field(
         default=1000.0,
         ge=10,
         le=3_600_000,
@@ -86,13 +86,13 @@ class OpcUaPoint(Section):
         "interval share "
         "one subscription.",
     )
-    deadband: float = Field(
+    deadband: Number = Field(
         default=0.0,
         ge=0,
         le=1e12,
         description="Absolute deadband: a smaller change is not reported (0: every change).",
     )
-    queue_size: int = Field(
+    queue_size: Count = Field(
         default=1,
         ge=1,
         le=10_000,
@@ -199,8 +199,8 @@ class OpcUaDevice(Section):
         max_length=95,
         description="SHA-256 fingerprint of the server's DER certificate, hex with or without ':' (for 'pinned').",
     )
-    timeout_s: float = Field(default=5.0, ge=0.5, le=120, description="Time allowed for each request to the server.")
-    watchdog_s: float = Field(
+    timeout_s: Number = Field(default=5.0, ge=0.5, le=120, description="Time allowed for each request to the server.")
+    watchdog_s: Number = Field(
         default=5.0,
         ge=0.1,
         le=300,
@@ -213,7 +213,7 @@ class OpcUaDevice(Section):
         description="Also subscribe to the server's Alarms & Conditions events (AlarmConditionType and "
         "subtypes, at the Server object); each becomes an alarm for the gateway to raise as an incident.",
     )
-    alarm_min_severity: int = Field(
+    alarm_min_severity: Count = Field(
         default=1, ge=1, le=1000, description="Alarms below this OPC UA severity (1 to 1000) are ignored."
     )
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_config._base import Identifier, Section
+from edge_config._base import Count, Identifier, Number, Section
 from edge_config.anomaly import AnomalySettings
 
 __all__ = ["AnomalyRule", "RateRule", "Rule", "RuleBase", "SilenceRule", "StuckRule", "ThresholdRule"]
@@ -32,13 +32,13 @@ class RuleBase(Section):
     department: str | None = Field(
         default=None, max_length=64, description="Department its incidents route to; overrides the device's."
     )
-    cooldown_s: float = Field(
+    cooldown_s: Number = Field(
         default=300.0,
         ge=0,
         le=86400,
         description="After an incident resolves, a new breach within this time reopens it instead of a new one.",
     )
-    update_interval_s: float = Field(
+    update_interval_s: Number = Field(
         default=60.0, ge=1, le=86400, description="Least time between two 'updated' events of one open incident."
     )
 
@@ -50,12 +50,12 @@ class ThresholdRule(RuleBase):
     point: PointPattern = Field(
         description="Point the rule watches; a pattern ('*', 'level_*') watches each matching point."
     )
-    above: float | None = Field(default=None, description="Breach when the value is above this.")
-    below: float | None = Field(default=None, description="Breach when the value is below this.")
-    hysteresis: float = Field(
+    above: Number | None = Field(default=None, description="Breach when the value is above this.")
+    below: Number | None = Field(default=None, description="Breach when the value is below this.")
+    hysteresis: Number = Field(
         default=0.0, ge=0, description="The value must come back this far inside the limit to clear."
     )
-    for_s: float = Field(default=0.0, ge=0, le=86400, description="Minimum breach duration before opening.")
+    for_s: Number = Field(default=0.0, ge=0, le=86400, description="Minimum breach duration before opening.")
 
     @model_validator(mode="after")
     def _one_limit(self) -> ThresholdRule:
@@ -71,8 +71,8 @@ class RateRule(RuleBase):
     point: PointPattern = Field(
         description="Point the rule watches; a pattern ('*', 'level_*') watches each matching point."
     )
-    max_per_s: float = Field(gt=0, description="Largest allowed absolute change per second.")
-    window_s: float = Field(default=60.0, gt=0, le=86400, description="Time span the change is measured over.")
+    max_per_s: Number = Field(gt=0, description="Largest allowed absolute change per second.")
+    window_s: Number = Field(default=60.0, gt=0, le=86400, description="Time span the change is measured over.")
 
 
 class StuckRule(RuleBase):
@@ -82,15 +82,15 @@ class StuckRule(RuleBase):
     point: PointPattern = Field(
         description="Point the rule watches; a pattern ('*', 'level_*') watches each matching point."
     )
-    for_s: float = Field(gt=0, le=30 * 86400, description="How long a flat value must last.")
-    tolerance: float = Field(default=0.0, ge=0, description="Changes up to this size count as flat.")
+    for_s: Number = Field(gt=0, le=30 * 86400, description="How long a flat value must last.")
+    tolerance: Number = Field(default=0.0, ge=0, description="Changes up to this size count as flat.")
 
 
 class SilenceRule(RuleBase):
     """No reading from the device for ``for_s`` seconds: the device is offline."""
 
     kind: Literal["silence"] = Field(description="Rule kind.")
-    for_s: float = Field(gt=0, le=30 * 86400, description="Silence that makes the device offline.")
+    for_s: Number = Field(gt=0, le=30 * 86400, description="Silence that makes the device offline.")
 
 
 class AnomalyRule(RuleBase):
@@ -104,7 +104,7 @@ class AnomalyRule(RuleBase):
     detector: AnomalySettings = Field(
         default_factory=AnomalySettings, description="Detector and its settings (defaults: the benchmarked ensemble)."
     )
-    threshold: float = Field(
+    threshold: Number = Field(
         default=0.2391,
         gt=0,
         le=1,
@@ -112,10 +112,10 @@ class AnomalyRule(RuleBase):
         "detector over the whole NAB corpus in all three profiles (bench/nab.py); 0.24 already misses some "
         "of its detections.",
     )
-    resolve_after_s: float = Field(
+    resolve_after_s: Number = Field(
         default=600.0, ge=0, le=7 * 86400, description="Scores below the threshold this long resolve the incident."
     )
-    evidence_readings: int = Field(
+    evidence_readings: Count = Field(
         default=120,
         ge=8,
         le=10_000,

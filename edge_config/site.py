@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from edge_config._base import Identifier, SecretRef, Section
+from edge_config._base import Count, Identifier, Number, SecretRef, Section
 
 __all__ = ["ApiSettings", "EvidenceSettings", "Location", "OutboxSettings", "SiteSettings"]
 
@@ -13,8 +13,8 @@ class Location(Section):
     """Where a device (or the box) is, as the county platform places it on its map."""
 
     zone: str | None = Field(default=None, max_length=128, description="Named place: a bridge, a gate, a pump house.")
-    latitude: float | None = Field(default=None, ge=-90, le=90, description="WGS-84 latitude in degrees.")
-    longitude: float | None = Field(default=None, ge=-180, le=180, description="WGS-84 longitude in degrees.")
+    latitude: Number | None = Field(default=None, ge=-90, le=90, description="WGS-84 latitude in degrees.")
+    longitude: Number | None = Field(default=None, ge=-180, le=180, description="WGS-84 longitude in degrees.")
 
 
 class SiteSettings(Section):
@@ -26,15 +26,15 @@ class SiteSettings(Section):
     civil_code: str | None = Field(
         default=None, pattern=r"^[0-9]{6,12}$", description="Administrative division code (行政区划代码) of the place."
     )
-    latitude: float | None = Field(default=None, ge=-90, le=90, description="Box latitude, WGS-84 degrees.")
-    longitude: float | None = Field(default=None, ge=-180, le=180, description="Box longitude, WGS-84 degrees.")
+    latitude: Number | None = Field(default=None, ge=-90, le=90, description="Box latitude, WGS-84 degrees.")
+    longitude: Number | None = Field(default=None, ge=-180, le=180, description="Box longitude, WGS-84 degrees.")
     default_department: str = Field(
         default="township-office",
         min_length=1,
         max_length=64,
         description="Department an incident routes to when neither its rule nor its device names one.",
     )
-    link_offline_s: float = Field(
+    link_offline_s: Number = Field(
         default=60.0,
         ge=1,
         le=86400,
@@ -54,21 +54,21 @@ class ApiSettings(Section):
     listen: str = Field(
         default="127.0.0.1", max_length=64, description="Address to bind; 0.0.0.0 exposes it on the LAN."
     )
-    port: int = Field(default=8780, ge=1, le=65535, description="TCP port of the API.")
+    port: Count = Field(default=8780, ge=1, le=65535, description="TCP port of the API.")
     token: SecretRef = Field(description="Bearer token required on every route except /healthz.")
-    max_wait_s: float = Field(default=30.0, ge=0, le=300, description="Longest long-poll wait a client may ask for.")
+    max_wait_s: Number = Field(default=30.0, ge=0, le=300, description="Longest long-poll wait a client may ask for.")
 
 
 class OutboxSettings(Section):
     """The durable store-and-forward queue."""
 
-    budget_mb: float = Field(
+    budget_mb: Number = Field(
         default=256.0, ge=0.01, le=1_000_000, description="Byte budget for undelivered events, in MiB."
     )
-    keep_delivered_days: float = Field(
+    keep_delivered_days: Number = Field(
         default=7.0, ge=0, le=3650, description="How long delivered events stay readable in the feed."
     )
-    commit_interval_ms: float = Field(
+    commit_interval_ms: Number = Field(
         default=0.0,
         ge=0,
         le=1000,
@@ -80,6 +80,6 @@ class OutboxSettings(Section):
 class EvidenceSettings(Section):
     """Evidence files (camera snapshots, sensor windows) in the state directory."""
 
-    budget_mb: float = Field(
+    budget_mb: Number = Field(
         default=512.0, ge=1, le=1_000_000, description="Byte budget for evidence files in MiB; the oldest go first."
     )

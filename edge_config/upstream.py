@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, HttpUrl, model_validator
 
-from edge_config._base import Identifier, SecretRef, Section
+from edge_config._base import Identifier, Number, SecretRef, Section
 from edge_config.tls import TlsSettings
 
 __all__ = ["MqttUplink", "UpstreamSettings", "WebhookSettings"]
@@ -17,8 +17,8 @@ class WebhookSettings(Section):
     secret: SecretRef | None = Field(
         default=None, description="HMAC-SHA256 key; the body's signature goes in X-Signature-256."
     )
-    timeout_s: float = Field(default=10.0, gt=0, le=300, description="Per-request timeout.")
-    max_backoff_s: float = Field(default=60.0, ge=1, le=3600, description="Longest wait between retries.")
+    timeout_s: Number = Field(default=10.0, gt=0, le=300, description="Per-request timeout.")
+    max_backoff_s: Number = Field(default=60.0, ge=1, le=3600, description="Longest wait between retries.")
     tls: TlsSettings | None = Field(
         default=None,
         description="Trust and client certificate for an https:// url; none: the system's CAs, no client certificate.",

@@ -103,6 +103,10 @@ def test_good_file_loads(tmp_path: Path) -> None:
         ),
         # A missing required field points at its table.
         ('village = "Xinhe"\n', "", 1, "site.village", "Field required"),
+        # A number written as text, or a flag where a number goes: never guessed.
+        ("above = 3.5", 'above = "3.5"', 39, "rules[0].above", "a number is needed here, not the text '3.5'"),
+        ("above = 3.5", "above = true", 39, "rules[0].above", "a number is needed here, not true"),
+        ('host = "127.0.0.1"', 'host = "127.0.0.1"\nport = 1883.0', 12, "brokers[0].port", "a whole number is needed"),
         # A value out of bounds.
         ("above = 3.5", "above = 3.5\nfor_s = -1", 40, "rules[0].for_s", "greater than or equal"),
         # A cross-reference to nothing.
