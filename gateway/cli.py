@@ -9,7 +9,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from edge_config import GatewayConfig, check_secrets, load
 from gateway.errors import ConfigError
@@ -24,8 +26,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import run_daemon
 
     setup_logging(args.log_level)
+    return _run_reporting_config_problems(run_daemon(Path(args.config)))
+
+
+def _run_reporting_config_problems(main: Coroutine[Any, Any, int]) -> int:
+    """asyncio.run(main); a config problem, also one raised inside a TaskGroup, is printed as its
+    lines with exit status 2."""
     try:
-        return asyncio.run(run_daemon(Path(args.config)))
+        return asyncio.run(main)
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C before the event loop took over the signal
     except (ConfigError, ExceptionGroup) as exc:
         problems = _config_problems(exc)
         if problems is None:
@@ -98,17 +108,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         return await run_demo(port=args.port, state_dir=state_dir, stop=stop)
 
-    try:
-        return asyncio.run(until_stopped())
-    except KeyboardInterrupt:
-        return 0  # Ctrl-C before the event loop took over the signal
-    except (ConfigError, ExceptionGroup) as exc:
-        problems = _config_problems(exc)
-        if problems is None:
-            raise
-    for line in problems:
-        print(line, file=sys.stderr)
-    return 2
+    return _run_reporting_config_problems(until_stopped())
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:

@@ -10,29 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-
-SITE = """\
-state_dir = "{state}"
-[site]
-box_id = "box-1"
-township = "t"
-village = "v"
-[api]
-listen = "127.0.0.1"
-port = {api_port}
-token = {{ file = "token" }}
-[[brokers]]
-id = "village"
-host = "127.0.0.1"
-port = 1
-[[devices]]
-kind = "mqtt"
-id = "river-1"
-broker = "village"
-  [[devices.points]]
-  name = "level"
-  topic = "r/1"
-"""
+from tests.sites import one_terminal_site
 
 
 @pytest.fixture
@@ -48,7 +26,13 @@ def test_run_names_the_field_when_the_api_port_is_taken(
 ) -> None:
     (tmp_path / "token").write_text("t")
     site = tmp_path / "site.toml"
-    site.write_text(SITE.format(state=tmp_path / "state", api_port=taken_port))
+    site.write_text(
+        one_terminal_site(
+            tmp_path / "state",
+            api=f'listen = "127.0.0.1"\nport = {taken_port}\ntoken = {{ file = "token" }}',
+            broker="port = 1",
+        )
+    )
     assert main(["run", "--config", str(site)]) == 2
     err = capsys.readouterr().err
     assert f"{site}:8: api.port: cannot listen on 127.0.0.1:{taken_port}: Address already in use" in err, err

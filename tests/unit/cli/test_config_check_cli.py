@@ -8,31 +8,13 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-
-SITE = """\
-[site]
-box_id = "box-1"
-township = "t"
-village = "v"
-[api]
-token = { file = "token" }
-[[brokers]]
-id = "village"
-host = "127.0.0.1"
-[[devices]]
-kind = "mqtt"
-id = "river-1"
-broker = "village"
-  [[devices.points]]
-  name = "level"
-  topic = "r/1"
-"""
+from tests.sites import one_terminal_site
 
 
 def test_the_summary_counts_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "token").write_text("t")
     site = tmp_path / "site.toml"
-    site.write_text(SITE)
+    site.write_text(one_terminal_site())
     assert main(["config", "check", str(site)]) == 0
     assert capsys.readouterr().out == f"{site}: OK (1 device, 0 rules, 1 broker, box box-1)\n"
 

@@ -13,28 +13,13 @@ import pytest
 from gateway.cli import main
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
+from tests.sites import one_terminal_site
 
-SITE = """\
-state_dir = "{state}"
-[site]
-box_id = "box-1"
-township = "t"
-village = "v"
-[api]
-port = {api_port}
-token = {{ file = "token" }}
-[[brokers]]
-id = "village"
-host = "127.0.0.1"
-port = {mqtt_port}
-[[devices]]
-kind = "mqtt"
-id = "river-1"
-broker = "village"
-  [[devices.points]]
-  name = "level"
-  topic = "r/1"
-"""
+
+def _site(tmp_path: Path, api_port: int, mqtt_port: int) -> str:
+    return one_terminal_site(
+        tmp_path / "state", api=f'port = {api_port}\ntoken = {{ file = "token" }}', broker=f"port = {mqtt_port}"
+    )
 
 
 def _port() -> socket.socket:
@@ -48,9 +33,7 @@ def test_doctor_reports_an_unreachable_broker_and_missing_secret(
 ) -> None:
     closed = _port()  # bound but not listening: connections are refused
     site = tmp_path / "site.toml"
-    site.write_text(
-        SITE.format(state=tmp_path / "state", api_port=closed.getsockname()[1], mqtt_port=closed.getsockname()[1])
-    )
+    site.write_text(_site(tmp_path, closed.getsockname()[1], closed.getsockname()[1]))
     assert main(["doctor", "--config", str(site)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  MQTT broker village not reachable at 127.0.0.1" in out
@@ -66,9 +49,7 @@ def test_doctor_passes_a_healthy_site(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "token").write_text("t")
     (tmp_path / "state").mkdir()
     site = tmp_path / "site.toml"
-    site.write_text(
-        SITE.format(state=tmp_path / "state", api_port=_port().getsockname()[1], mqtt_port=listening.getsockname()[1])
-    )
+    site.write_text(_site(tmp_path, _port().getsockname()[1], listening.getsockname()[1]))
     assert main(["doctor", "--config", str(site)]) == 0
     out = capsys.readouterr().out
     assert "OK    MQTT broker village reachable" in out
@@ -120,9 +101,7 @@ def test_doctor_says_how_long_an_outage_the_outbox_holds(
     (tmp_path / "state").mkdir()
     _outbox_with(tmp_path / "state", rows, cursor=2)
     site = tmp_path / "site.toml"
-    text = SITE.format(
-        state=tmp_path / "state", api_port=_port().getsockname()[1], mqtt_port=listening.getsockname()[1]
-    )
+    text = _site(tmp_path, _port().getsockname()[1], listening.getsockname()[1])
     site.write_text(text.replace("[api]", f"[outbox]\nbudget_mb = {budget_mb}\n[api]"))
     main(["doctor", "--config", str(site)])
     out = capsys.readouterr().out
@@ -142,7 +121,7 @@ def test_doctor_lists_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_run_refuses_to_start_without_its_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     site = tmp_path / "site.toml"
-    site.write_text(SITE.format(state=tmp_path / "state", api_port=_port().getsockname()[1], mqtt_port=1))
+    site.write_text(_site(tmp_path, _port().getsockname()[1], 1))
     assert main(["run", "--config", str(site)]) == 2
     err = capsys.readouterr().err
     assert f"{site}:8: api.token: secret file missing" in err

@@ -10,30 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-
-SITE = """\
-state_dir = "{state}"
-[site]
-box_id = "box-1"
-township = "t"
-village = "v"
-[api]
-port = {closed}
-token = {{ credential = "api_token" }}
-[[brokers]]
-id = "village"
-host = "127.0.0.1"
-port = {closed}
-username = "gw"
-password = {{ credential = "broker_password" }}
-[[devices]]
-kind = "mqtt"
-id = "river-1"
-broker = "village"
-  [[devices.points]]
-  name = "level"
-  topic = "r/1"
-"""
+from tests.sites import one_terminal_site
 
 
 @pytest.fixture
@@ -44,7 +21,13 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))  # bound, not listening: refused
         path = tmp_path / "site.toml"
-        path.write_text(SITE.format(state=tmp_path / "state", closed=s.getsockname()[1]))
+        path.write_text(
+            one_terminal_site(
+                tmp_path / "state",
+                api=f'port = {s.getsockname()[1]}\ntoken = {{ credential = "api_token" }}',
+                broker=f'port = {s.getsockname()[1]}\nusername = "gw"\npassword = {{ credential = "broker_password" }}',
+            )
+        )
         yield path
 
 

@@ -14,29 +14,10 @@ from aiohttp.test_utils import TestClient
 from edge_config import load_text
 from gateway.api import build_app
 from gateway.app import Gateway
+from tests.sites import one_terminal_site
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "t0ken"
-SITE = """\
-state_dir = "{state}"
-[site]
-box_id = "box-1"
-township = "t"
-village = "v"
-[api]
-token = {{ file = "token" }}
-[[brokers]]
-id = "village"
-host = "127.0.0.1"
-[[devices]]
-kind = "mqtt"
-id = "river-1"
-broker = "village"
-  [[devices.points]]
-  name = "level"
-  topic = "r/1"
-"""
-
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 
 
@@ -44,7 +25,7 @@ ClientFactory = Callable[[web.Application], Awaitable[TestClient[web.Request, we
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     (tmp_path / "token").write_text(TOKEN)
     site = tmp_path / "site.toml"
-    gw = Gateway(load_text(SITE.format(state=tmp_path / "state"), site))
+    gw = Gateway(load_text(one_terminal_site(tmp_path / "state"), site))
     gw.outbox.open()
     for _ in range(5):
         gw.outbox.append(source="river-1", severity=2, build=lambda seq: b'{"sequence": "%d"}' % seq)
@@ -113,7 +94,7 @@ async def test_an_empty_token_file_locks_the_api_instead_of_opening_it(
     tmp_path: Path, aiohttp_client: ClientFactory, header: str
 ) -> None:
     (tmp_path / "token").write_text("\n")  # e.g. a failed 'head ... | base64 > api_token'
-    gw = Gateway(load_text(SITE.format(state=tmp_path / "state"), tmp_path / "site.toml"))
+    gw = Gateway(load_text(one_terminal_site(tmp_path / "state"), tmp_path / "site.toml"))
     client = await aiohttp_client(build_app(gw))
     resp = await client.get("/api/v1/site", headers={"Authorization": header})
     assert resp.status == 401
