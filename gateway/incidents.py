@@ -292,14 +292,21 @@ class IncidentManager:
         return self._emit(inc, EventKind.UPDATED, inc.updated_at)
 
     def acknowledge(self, incident_id: str, fb: Feedback) -> Change:
+        """Record the platform's acknowledgement. The same acknowledgement again (a retried
+        request: same ``by`` and ``note``) changes nothing and publishes nothing."""
         inc = self.get(incident_id)
+        if _same_feedback(inc.acknowledged, fb):
+            return Change(inc, None, fb.at)
         inc.acknowledged = fb
         if inc.status is IncidentStatus.OPEN:
             inc.status = IncidentStatus.ACKNOWLEDGED
         return self._emit(inc, EventKind.ACKNOWLEDGED, fb.at)
 
     def close(self, incident_id: str, fb: Feedback) -> Change:
+        """Record the platform's closure (a retried one, as for acknowledge, publishes nothing)."""
         inc = self.get(incident_id)
+        if _same_feedback(inc.closed, fb):
+            return Change(inc, None, fb.at)
         inc.closed = fb
         inc.status = IncidentStatus.CLOSED
         if inc.ended_at is None:
@@ -340,6 +347,11 @@ class IncidentManager:
             # platform's clock, so it must not move the mark the next update is measured from.
             inc.last_emit = t
         return Change(inc, kind, t)
+
+
+def _same_feedback(prev: Feedback | None, fb: Feedback) -> bool:
+    # The time is not compared: a client retrying without "at" gets a new server time each try.
+    return prev is not None and (prev.by, prev.note) == (fb.by, fb.note)
 
 
 def iso_time(t: float) -> str:

@@ -285,6 +285,22 @@ def test_closing_a_resolved_incident_ends_it_for_good() -> None:
     assert new.kind is EventKind.OPENED and new.incident.id != inc.id
 
 
+def test_a_retried_acknowledgement_or_closure_publishes_nothing() -> None:
+    # The platform's HTTP client retries on a timeout: the same feedback twice is one event.
+    m = manager()
+    inc = must(m.apply(sig(True, T0))).incident
+    assert m.acknowledge(inc.id, Feedback("operator-3", T0 + 5, "sent")).kind is EventKind.ACKNOWLEDGED
+    rev = inc.revision
+    again = m.acknowledge(inc.id, Feedback("operator-3", T0 + 9, "sent"))
+    assert again.kind is None and inc.revision == rev and inc.acknowledged == Feedback("operator-3", T0 + 5, "sent")
+    # Someone else acknowledging is news.
+    assert m.acknowledge(inc.id, Feedback("fire-brigade", T0 + 12)).kind is EventKind.ACKNOWLEDGED
+    # Closed while the condition lasts (so still held): a retried close is nothing new either.
+    assert m.close(inc.id, Feedback("chief", T0 + 20)).kind is EventKind.CLOSED
+    rev = inc.revision
+    assert m.close(inc.id, Feedback("chief", T0 + 25)).kind is None and inc.revision == rev
+
+
 def test_feedback_for_unknown_incident() -> None:
     m = manager()
     with pytest.raises(IncidentNotFound):
