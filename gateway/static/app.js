@@ -136,16 +136,18 @@ async function refreshIncidents() {
   }
 }
 
-async function followFeed() {
+async function followFeed(gen) {
+  $("#feed").replaceChildren();
   let after = 0;
   // peek=1: showing the feed here must not mark anything delivered on a pull-only box.
   const head = await api("/api/v1/events?after=0&limit=1&peek=1");
   const committed = Number(head.headers.get("X-Committed-Seq") || 0);
   after = Math.max(0, committed - 50);
-  for (;;) {
+  while (gen === generation) {
     try {
       const res = await api(`/api/v1/events?after=${after}&limit=100&wait=25&peek=1`);
       const batch = await res.json();
+      if (gen !== generation) return;  // a later login's loop shows these
       after = Number(res.headers.get("X-Next-After"));
       for (const e of batch) {
         const li = document.createElement("li");
@@ -161,16 +163,18 @@ async function followFeed() {
   }
 }
 
-async function liveView() {
+async function liveView(gen) {
   const res = await api("/api/v1/cameras");
   if (!res.ok) return;
   const { cameras } = await res.json();
   if (!cameras.length) return;
   $("#cameras-section").hidden = false;
   const box = $("#cameras");
+  box.replaceChildren();  // a second login must not add a second set of views
   for (const cam of cameras) {
     const fig = document.createElement("figure");
     fig.className = "cam";
+    fig.dataset.camera = cam.id;
     const img = document.createElement("img");
     img.alt = cam.id;
     const cap = document.createElement("figcaption");
@@ -179,7 +183,7 @@ async function liveView() {
     box.append(fig);
     // Snapshots of the decoded stream, one a second: cheap on the box and the LAN.
     (async function loop() {
-      for (;;) {
+      while (gen === generation) {
         try {
           const r = await api(`/api/v1/cameras/${cam.id}/snapshot.jpg`);
           if (r.ok) {
@@ -194,6 +198,20 @@ async function liveView() {
   }
 }
 
+// A camera's state (streaming, offline, ...) changes while the page is open: keep the captions true.
+async function refreshCameraStates() {
+  const res = await api("/api/v1/cameras");
+  if (!res.ok) return;
+  for (const cam of (await res.json()).cameras) {
+    const cap = document.querySelector(`[data-camera="${CSS.escape(cam.id)}"] figcaption`);
+    if (cap) cap.textContent = `${cam.name || cam.id} (${cam.state})`;
+  }
+}
+
+let timers = [];
+// Each login starts one generation of loops; the loops of an earlier one stop at their next turn.
+let generation = 0;
+
 async function start() {
   if (!token) { showLogin(); return; }
   try {
@@ -206,10 +224,12 @@ async function start() {
   await refreshLinks();
   await refreshOutbox();
   await refreshIncidents();
-  setInterval(refreshLinks, 3000);
-  setInterval(refreshOutbox, 10000);
-  followFeed();
-  liveView();
+  // Logging in again (a new token after a 401) restarts the polling instead of doubling it.
+  for (const t of timers) clearInterval(t);
+  timers = [setInterval(refreshLinks, 3000), setInterval(refreshOutbox, 10000), setInterval(refreshCameraStates, 5000)];
+  const gen = ++generation;
+  followFeed(gen);
+  liveView(gen);
 }
 
 start();

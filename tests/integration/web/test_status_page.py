@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.conftest import Mosquitto
 from tests.integration.gateway.conftest import TOKEN, api, connected, feed, publisher, running, write_site
-from tests.integration.web.browser import browser
+from tests.integration.web.browser import Page, browser
 
 
-async def test_page_shows_links_incidents_and_feed_and_acknowledges(mosquitto: Mosquitto, tmp_path: Path) -> None:
+@asynccontextmanager
+async def one_incident(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[tuple[int, str, Page]]:
+    """A gateway with one open threshold incident, and a browser: (API port, incident id, page)."""
     site, port = write_site(tmp_path, mosquitto.port)
     async with running(site) as gw, publisher(mosquitto.port) as pub, browser(tmp_path / "profile") as page:
         await connected(gw)
         pub.publish("t/river/000/level", json.dumps({"v": 4.2, "ts": time.time()}), qos=1)
         _, events = await feed(port, wait=5)
-        incident_id = events[0]["data"]["incident_id"]
+        yield port, events[0]["data"]["incident_id"], page
 
+
+async def test_page_shows_links_incidents_and_feed_and_acknowledges(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with one_incident(mosquitto, tmp_path) as (port, incident_id, page):
         # Without a token the page asks for one and shows nothing.
         await page.goto(f"http://127.0.0.1:{port}/")
         await page.wait_for("!document.querySelector('#login').hidden")
@@ -56,12 +63,7 @@ async def test_page_shows_links_incidents_and_feed_and_acknowledges(mosquitto: M
 
 
 async def test_a_refused_acknowledgement_is_said_not_passed_over(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    site, port = write_site(tmp_path, mosquitto.port)
-    async with running(site) as gw, publisher(mosquitto.port) as pub, browser(tmp_path / "profile") as page:
-        await connected(gw)
-        pub.publish("t/river/000/level", json.dumps({"v": 4.2, "ts": time.time()}), qos=1)
-        _, events = await feed(port, wait=5)
-        incident_id = events[0]["data"]["incident_id"]
+    async with one_incident(mosquitto, tmp_path) as (port, incident_id, page):
         await page.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
         await page.wait_for(f"document.querySelector('[data-incident=\"{incident_id}\"] button') !== null")
         # The box answers the ack as it does for an incident it no longer holds.
@@ -74,3 +76,15 @@ async def test_a_refused_acknowledgement_is_said_not_passed_over(mosquitto: Mosq
         await page.js(f"document.querySelector('[data-incident=\"{incident_id}\"] button').click()")
         await page.wait_for("window.alerts.length === 1")
         assert await page.js("window.alerts[0]") == "Acknowledging failed: no live incident 'x'"
+
+
+async def test_logging_in_again_restarts_the_page_instead_of_doubling_it(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with one_incident(mosquitto, tmp_path) as (port, _incident_id, page):
+        await page.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
+        await page.wait_for("document.querySelectorAll('#feed li').length === 1")
+        # What the login form does after a 401 and a new token: start() again.
+        await page.js("start()")
+        await page.wait_for("generation === 2 && timers.length === 3")
+        _, more = await api(port, "GET", "/api/v1/events?after=1&wait=0&peek=1")
+        await page.js("new Promise((r) => setTimeout(r, 1500))")
+        assert await page.js("document.querySelectorAll('#feed li').length") == 1 + len(more)
