@@ -125,7 +125,9 @@ class Camera:
         self.evidence_profile: MediaProfile | None = None
         self.ingest: RtspIngest | None = None
         self.snapshot_stats = IngestStats()
-        self._started = time.monotonic()
+        # Set by the first run(), not here: the daemon builds its cameras before it compiles the
+        # vision kernels (15 s on a first start), and that wait is not the camera being offline.
+        self._started: float | None = None
         self._last_frame: float | None = None
         self._offline = False
         self._event_state: dict[tuple[EventKind, str], bool] = {}
@@ -213,6 +215,8 @@ class Camera:
         """Connect and watch the camera until cancelled; raise DriverError when ONVIF fails."""
         cfg = self.config
         self.state = CameraState.CONNECTING
+        if self._started is None:
+            self._started = time.monotonic()
         self._check_offline(signal_sink)
         session = OnvifSession(
             cfg.id,
@@ -337,7 +341,8 @@ class Camera:
         cfg = self.config
         last = self._frame_time()
         now = time.monotonic()
-        age = now - (last if last is not None else self._started)
+        since = last if last is not None else self._started
+        age = 0.0 if since is None else now - since
         if not self._offline and age >= cfg.stream.offline_after_s:
             self._offline = True
             self.state = CameraState.OFFLINE

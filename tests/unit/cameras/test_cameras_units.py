@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import av
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from drivers import camera as camera_module
+from drivers.camera import Camera
 from drivers.onvif import EventKind, classify_topic, redact_url, with_credentials
 from drivers.rtsp import luma_view
 from edge_config.camera import CameraDevice, EventGating, StreamMode
+from gateway.errors import DriverError
+from gateway.signals import Signal
 from simulators.onvif_camera import parse_duration
 
 
@@ -100,3 +107,35 @@ def test_camera_config_defaults_and_checks() -> None:
         _camera(rtsp_url="rtsp://x")
     with pytest.raises(ValidationError, match="mode"):
         _camera(stream={"mode": "mjpeg"})
+
+
+class _Clock:
+    """drivers.camera's view of time, moved by hand (the event loop keeps the real one)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time()
+
+
+async def test_offline_is_counted_from_the_first_connect_not_from_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The daemon builds its cameras, then compiles the vision kernels (15 s on a first start),
+    # then runs them: that wait must not make the camera offline the moment it starts.
+    clock = _Clock()
+    monkeypatch.setattr(camera_module, "time", clock)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: the ONVIF connect is refused at once
+        cam = Camera(_camera(host="127.0.0.1", port=closed.getsockname()[1]), password=None, analyse=False)
+        signals: list[Signal] = []
+        clock.now += 60  # kernels compiling
+        with pytest.raises(DriverError):
+            await cam.run(signals.append, lambda: None)
+        assert signals == [] and not cam.offline
+        clock.now += cam.config.stream.offline_after_s  # the camera stays unreachable that long
+        with pytest.raises(DriverError):
+            await cam.run(signals.append, lambda: None)
+    assert [(s.rule, s.active) for s in signals] == [("camera-offline", True)] and cam.offline
