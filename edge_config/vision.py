@@ -127,6 +127,16 @@ class MotionSettings(VisionBase):
         le=60.0,
         description="How long the fast relearning lasts after a global change.",
     )
+    edge_tolerance: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=8.0,
+        description="Camera shake: a pixel is foreground only if its luma difference also exceeds "
+        "the threshold plus this many times the background's slope there (grey levels per "
+        "analysis pixel), since a shake of s pixels changes a pixel on an edge by about s times "
+        "the slope. A difference between the two thresholds counts half, like a weak one "
+        "(0 = off).",
+    )
     cleanup_radius: int = Field(
         default=3,
         ge=0,

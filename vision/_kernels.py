@@ -50,6 +50,7 @@ __all__ = [
     "P_BLUR",
     "P_CHROMA_SETTING",
     "P_CHROMA_THR",
+    "P_EDGE",
     "P_FLOOR",
     "P_FLOOR_GAIN",
     "P_GLOBAL",
@@ -68,6 +69,7 @@ __all__ = [
     "P_SHADOW_LO",
     "P_THR_SIGMA",
     "P_WEAK",
+    "SLOPE_EVERY",
     "S_FG",
     "S_IDLE_ABSDIFF",
     "S_IDLE_COUNT",
@@ -79,6 +81,7 @@ __all__ = [
     "T_REF_DETAIL",
     "T_REF_EDGE",
     "T_STD",
+    "background_slope",
     "compiled",
     "downscale_area",
     "frame_control",
@@ -105,6 +108,11 @@ _RAW_BG = np.uint8(0)
 _RAW_WEAK = np.uint8(1)
 _RAW_SHADOW = np.uint8(1)
 _RAW_FG = np.uint8(2)
+
+# motion_frame refreshes the background slope after every SLOPE_EVERY-th frame, the first included:
+# a pass costs about 9 us at 320x180 (a sixth of the step), and the background it describes
+# changes over tens of frames
+SLOPE_EVERY = 8
 
 # motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
 _AHEAD = 2
@@ -137,7 +145,8 @@ P_BG_ALPHA = 22  # configured background learning rate
 P_RELEARN_S = 23  # how long the fast relearning lasts after a global change
 P_IDLE_FRACTION = 24  # frames with less raw foreground than this teach the idle level
 P_IDLE_ALPHA = 25  # learning rate of the idle level
-N_PARAMS = 26
+P_EDGE = 26  # motion_step: threshold added per grey level of background slope (0 = off)
+N_PARAMS = 27
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
 C_T = 0  # this frame's timestamp (s)
@@ -382,6 +391,29 @@ def _chroma_rows(  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def background_slope(bg: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """Slope of the background in grey levels per analysis pixel, rounded down into uint8 ``out``:
+    at each pixel, half the larger of its central differences across and down (one-sided at
+    the frame's edges). A background within 0..255 has slopes within 0..255; a byte plane is a
+    quarter of the memory that motion_step streams for it."""
+    h, w = bg.shape
+    half = np.float32(0.5)
+    for i in range(h):
+        row = bg[i]
+        up = bg[max(i - 1, 0)]
+        down = bg[min(i + 1, h - 1)]
+        vscale = half if 0 < i < h - 1 else np.float32(1.0)
+        orow = out[i]
+        if w == 1:
+            orow[0] = np.uint8(vscale * abs(down[0] - up[0]))
+            continue
+        orow[0] = np.uint8(max(abs(row[1] - row[0]), vscale * abs(down[0] - up[0])))
+        for j in range(1, w - 1):
+            orow[j] = np.uint8(max(half * abs(row[j + 1] - row[j - 1]), vscale * abs(down[j] - up[j])))
+        orow[w - 1] = np.uint8(max(abs(row[w - 1] - row[w - 2]), vscale * abs(down[w - 1] - up[w - 1])))
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def motion_step(  # pragma: no cover
     luma: np.ndarray,
     f: int,
@@ -392,6 +424,7 @@ def motion_step(  # pragma: no cover
     noise: np.ndarray,
     bg_uv: np.ndarray,
     fg_count: np.ndarray,
+    slope: np.ndarray,
     raw_mask: np.ndarray,
     stats: np.ndarray,
 ) -> None:
@@ -412,6 +445,8 @@ def motion_step(  # pragma: no cover
             test scales chroma about neutral grey; centred values save four subtractions a pixel).
         fg_count: (h, w) float32 per-pixel foreground count: +1 on foreground, -1 on background,
             within [0, 65535] (float: no integer conversions in the vectorised loop).
+        slope: (h, w) uint8 background slope from :func:`background_slope` (read only); the
+            luma threshold of foreground rises by ``P_EDGE`` times it.
         raw_mask: (h, w) uint8 output: 2 foreground, 1 shadow or weak difference, 0 background.
         stats: float64 vector indexed by ``S_*`` (overwritten).
     """
@@ -461,6 +496,7 @@ def motion_step(  # pragma: no cover
     cnt_max = np.float32(65535.0)
     n_fg = np.float32(0.0)
     idle_sum = np.float32(0.0)
+    edge_gain = np.float32(params[P_EDGE])
     if blur:
         _downscale_row(luma, pairs, f, 0, acc, ring[0])
     for i in range(h):
@@ -492,6 +528,7 @@ def motion_step(  # pragma: no cover
             ci = min(hc - 1, (i + 1) * hc // h)
             _chroma_rows(chroma_u, chroma_v, ci, cidx, stride, urow, vrow)
         bgr = bg[i]
+        slr = slope[i]
         nzr = noise[i]
         ubr = u_bg[i]
         vbr = v_bg[i]
@@ -508,9 +545,13 @@ def motion_step(  # pragma: no cover
             d = x - b
             ad = abs(d)
             thr = max(floor, k_sigma * nz)
+            # a camera shake of s pixels changes a pixel on an edge by about s times the slope:
+            # that much more is needed to be foreground (the weak test below keeps thr, so such a
+            # difference still counts half next to an object)
+            thr_fg = thr + edge_gain * np.float32(slr[j])
             du = urow[j] - ub
             dv = vrow[j] - vb
-            fg = (ad > thr) | (abs(du) > cthr_test) | (abs(dv) > cthr_test)
+            fg = (ad > thr_fg) | (abs(du) > cthr_test) | (abs(dv) > cthr_test)
             # a shadow darkens and desaturates by one ratio x / b and keeps the hue
             # (tested multiplied through by b: no division)
             bb = max(b, one)
@@ -522,7 +563,7 @@ def motion_step(  # pragma: no cover
             bgr[j] = b + rate * d
             ubr[j] = ub + rate * du
             vbr[j] = vb + rate * dv
-            # not foreground means ad <= thr: the noise learns from every idle difference
+            # not foreground means ad <= thr_fg: the noise learns from every idle difference
             nzr[j] = nz if fg else nz + nalpha * (ad - nz)
             cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
             # byte constants: LLVM blends them under the compare masks, no float-to-byte conversion
@@ -919,7 +960,7 @@ def motion_frame(  # pragma: no cover
     f: int,
     params: np.ndarray,
     ctl: np.ndarray,
-    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ignore: np.ndarray,
     mask: np.ndarray,
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -931,16 +972,19 @@ def motion_frame(  # pragma: no cover
 
     ``use_chroma`` says whether the chroma planes are real (else (1, 1) dummies) and ``t`` is the
     frame's timestamp; both go into ``ctl``, the stream's control vector (``C_*``). ``state`` is
-    ``(bg, noise, bg_uv, fg_count, raw_mask)`` and ``scratch`` is ``(colsum, runs, parent)`` as
+    ``(bg, noise, bg_uv, fg_count, slope, raw_mask)`` and ``scratch`` is ``(colsum, runs, parent)`` as
     for the kernels called. Returns the number of boxes kept by
     :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), at the top of ``boxes``, or -1 when
     the mask was not produced (``P_REPORT`` off, or a global change: more than ``P_GLOBAL`` of the
-    frame in raw foreground); ``mask`` is then all zero.
+    frame in raw foreground); ``mask`` is then all zero. After every ``SLOPE_EVERY``-th frame
+    (``C_FRAMES`` before it a multiple) ``slope`` is refreshed from the learned background.
     """
     ctl[C_T] = t
     ctl[C_CHROMA] = 1.0 if use_chroma else 0.0
     frame_control(params, ctl)
     n = _detect(luma, f, chroma_u, chroma_v, params, state, ignore, mask, scratch, boxes, stats)
+    if ctl[C_FRAMES] % SLOPE_EVERY == 0:
+        background_slope(state[0], state[4])
     frame_feedback(params, ctl, stats, state[3], n)
     return n
 
@@ -952,7 +996,7 @@ def _detect(  # pragma: no cover
     chroma_u: np.ndarray,
     chroma_v: np.ndarray,
     params: np.ndarray,
-    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ignore: np.ndarray,
     mask: np.ndarray,
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -960,9 +1004,9 @@ def _detect(  # pragma: no cover
     stats: np.ndarray,
 ) -> int:
     """:func:`motion_frame` between control and feedback: step, clean-up, labelling, selection."""
-    bg, noise, bg_uv, fg_count, raw = state
+    bg, noise, bg_uv, fg_count, slope, raw = state
     colsum, runs, parent = scratch
-    motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, raw, stats)
+    motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, slope, raw, stats)
     h, w = bg.shape
     stats[S_MASK] = 0
     if params[P_REPORT] < 0.5 or stats[S_FG] > params[P_GLOBAL] * h * w:

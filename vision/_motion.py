@@ -111,6 +111,7 @@ class MotionDetector:
         self._noise = np.full((h, w), _NOISE_INIT, dtype=np.float32)
         self._bg_uv = np.zeros((2, h, w), dtype=np.float32)
         self._fg_count = np.zeros((h, w), dtype=np.float32)
+        self._slope = np.zeros((h, w), dtype=np.uint8)
         self._raw = np.zeros((h, w), dtype=np.uint8)
         self._mask = np.zeros((h, w), dtype=np.uint8)
         self._colsum = np.zeros(w + 2 * K.MAX_RADIUS, dtype=np.uint8)
@@ -127,7 +128,7 @@ class MotionDetector:
             dtype=np.float64,
         )
         self._zone_counts = np.zeros(len(self._zones), dtype=np.int64)
-        self._state = (self._bg, self._noise, self._bg_uv, self._fg_count, self._raw)
+        self._state = (self._bg, self._noise, self._bg_uv, self._fg_count, self._slope, self._raw)
         self._scratch = (self._colsum, self._runs, self._parent)
         self._n_px = float(h * w)
         self._settings = settings
@@ -204,6 +205,7 @@ class MotionDetector:
         p[K.P_RELEARN_S] = s.relearn_s
         p[K.P_IDLE_FRACTION] = _IDLE_FRACTION
         p[K.P_IDLE_ALPHA] = _IDLE_ALPHA
+        p[K.P_EDGE] = s.edge_tolerance
         self._chroma_on = s.chroma_threshold > 0
         self._kernel_args = (
             self._f, p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats,

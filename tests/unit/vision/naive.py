@@ -39,6 +39,22 @@ def _sample_chroma(plane: np.ndarray, h: int, w: int) -> np.ndarray:
     return plane[np.ix_(rows, cols)].astype(F32) - F32(128)
 
 
+def background_slope(bg: np.ndarray) -> np.ndarray:
+    """Half the larger central difference across and down, one-sided (not halved) at the edges,
+    rounded down to uint8."""
+    h, w = bg.shape
+    b = bg.astype(F32)
+
+    def along(axis: int, n: int) -> np.ndarray:
+        if n == 1:
+            return np.zeros_like(b)
+        grad: np.ndarray = np.abs(np.gradient(b, axis=axis))  # central halves, one-sided edges
+        return grad
+
+    out: np.ndarray = np.floor(np.maximum(along(1, w), along(0, h))).astype(np.uint8)
+    return out
+
+
 def motion_step(
     luma: np.ndarray,
     f: int,
@@ -49,6 +65,7 @@ def motion_step(
     noise: np.ndarray,
     bg_uv: np.ndarray,
     fg_count: np.ndarray,
+    slope: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Reference of :func:`vision._kernels.motion_step`; returns the new state and outputs."""
     h, w = bg.shape
@@ -76,9 +93,11 @@ def motion_step(
     d = x - b
     ad = np.abs(d)
     thr = np.maximum(floor, k_sigma * noise)
+    # shake tolerance: foreground needs the threshold plus P_EDGE times the background's slope
+    thr_fg = thr + F32(params[K.P_EDGE]) * slope.astype(F32)
     du = u - bg_uv[0]
     dv = v - bg_uv[1]
-    fg = (ad > thr) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
+    fg = (ad > thr_fg) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
     ratio_ok_b = np.maximum(b, F32(1))
     su = u * ratio_ok_b - x * bg_uv[0]  # chroma is centred: U - 128, V - 128
     sv = v * ratio_ok_b - x * bg_uv[1]

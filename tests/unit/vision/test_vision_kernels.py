@@ -64,6 +64,7 @@ def _params(**over: float) -> np.ndarray:
     p[K.P_REPORT] = 1.0
     p[K.P_GLOBAL] = 1.0
     p[K.P_RADIUS] = 1
+    p[K.P_EDGE] = 0.5
     for name, value in over.items():
         p[getattr(K, name)] = value
     return p
@@ -76,6 +77,7 @@ def _state(h: int, w: int, seed: int) -> dict[str, np.ndarray]:
         "noise": (rng.random((h, w)) * 6).astype(np.float32),
         "bg_uv": (rng.random((2, h, w)) * 255 - 128).astype(np.float32),
         "fg_count": rng.integers(0, 4, (h, w)).astype(np.float32),
+        "slope": rng.integers(0, 40, (h, w), dtype=np.uint8),
     }
 
 
@@ -87,7 +89,7 @@ def _run_step(
     ref = naive.motion_step(luma, f, u, v, params, **{k: a.copy() for k, a in st.items()})
     raw = np.full((h, w), 9, dtype=np.uint8)
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, f, u, v, params, st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats)
+    K.motion_step(luma, f, u, v, params, st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
     got = dict(st, raw=raw, stats=stats)
     return got, ref
 
@@ -128,6 +130,8 @@ def test_motion_step_matches_reference_on_random_frames(
         ("random", {"P_SHADOW_LO": 0.0}),
         ("random", {"P_WEAK": 1e9, "P_ABSORB_FRAMES": 0}),
         ("saturated", {"P_BLUR": 1.0, "P_FLOOR": 1.0}),
+        ("random", {"P_EDGE": 0.0}),
+        ("saturated", {"P_EDGE": 8.0}),
     ],
 )
 @pytest.mark.parametrize("shape", [(1, 1), (3, 2), (9, 14)])
@@ -151,11 +155,12 @@ def test_motion_step_finds_shadow_and_object() -> None:
         "noise": np.ones((h, w), np.float32),
         "bg_uv": np.zeros((2, h, w), np.float32),  # centred: neutral chroma
         "fg_count": np.zeros((h, w), np.float32),
+        "slope": np.zeros((h, w), np.uint8),
     }
     st["bg_uv"][0, 1, 0] = -28  # the background there was bluish: the dark pixel changed hue
     raw = np.zeros((h, w), np.uint8)
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, 1, u, v, _params(), st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw, stats)
+    K.motion_step(luma, 1, u, v, _params(), st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
     assert raw.tolist() == [[0, 1], [2, 0]]
     assert stats[K.S_FG] == 2
     assert stats[K.S_IDLE_COUNT] == 2
@@ -343,7 +348,8 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     parent = np.zeros(h * (w // 2 + 1), np.int32)
     boxes = np.zeros((512, K.BOX_FIELDS), np.int64)
     stats = np.zeros(K.N_STATS)
-    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], raw)
+    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw)
+    slope_in = st["slope"].copy()
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent)
     ignore = np.zeros((h, w), np.uint8)
     n = K.motion_frame(luma, u, v, True, 1.0, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats)
@@ -352,12 +358,56 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     npt.assert_allclose(boxes[:n], ref_boxes, atol=0)
     assert stats[K.S_MASK] == ref_mask.sum()
     npt.assert_allclose(ctl_in, ref_c, rtol=1e-6, atol=1e-9)  # idle level: float32 sums in the step
+    npt.assert_array_equal(st["slope"], slope_in)  # five frames before: not a refresh frame
     # a global change (raw foreground above P_GLOBAL) yields no mask and opens a relearning window
     params[K.P_GLOBAL] = 0.0
     assert K.motion_frame(luma, u, v, True, 1.04, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats) == -1
     assert not mask.any()
     assert ctl_in[K.C_GLOBAL] == 1.0 and ctl_in[K.C_RELEARN_UNTIL] == 1.04 + params[K.P_RELEARN_S]
     assert not st["fg_count"].any()
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_background_slope_matches_reference(seed: int, shape: tuple[int, int]) -> None:
+    bg = (np.random.default_rng(seed).random(shape) * 255).astype(np.float32)
+    out = np.full(shape, 77, np.uint8)
+    K.background_slope(bg, out)
+    npt.assert_array_equal(out, naive.background_slope(bg))
+
+
+def test_background_slope_of_a_step_edge() -> None:
+    bg = np.zeros((3, 6), np.float32)
+    bg[:, 3:] = 101.0  # a vertical edge between columns 2 and 3
+    bg[0, 0] = 255.0  # the steepest slope there is (one-sided, 0 to 255) still fits in a byte
+    out = np.zeros(bg.shape, np.uint8)
+    K.background_slope(bg, out)
+    assert out.tolist() == [[255, 127, 50, 50, 0, 0], [127, 0, 50, 50, 0, 0], [0, 0, 50, 50, 0, 0]]
+
+
+def test_motion_frame_refreshes_the_slope_every_few_frames() -> None:
+    h, w = 6, 8
+    rng = np.random.default_rng(3)
+    luma = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    dummy = np.zeros((1, 1), np.uint8)
+    params = _ctl_params(rng)
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL] = 0.04, -1e300
+    st = _state(h, w, 3)
+    raw, mask = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
+    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw)
+    scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
+               np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
+    boxes = np.zeros((16, K.BOX_FIELDS), np.int64)
+    stats = np.zeros(K.N_STATS)
+    ignore = np.zeros((h, w), np.uint8)
+    for k in range(2 * K.SLOPE_EVERY + 1):
+        before = st["slope"].copy()
+        K.motion_frame(luma, dummy, dummy, False, 0.04 * k, 1, params, ctl, state, ignore, mask, scratch, boxes, stats)
+        if k % K.SLOPE_EVERY == 0:  # the first frame and every SLOPE_EVERY-th after it
+            npt.assert_array_equal(st["slope"], naive.background_slope(st["bg"]))
+        else:
+            npt.assert_array_equal(st["slope"], before)
 
 
 def test_every_kernel_is_cached_nogil_with_the_one_fastmath_setting() -> None:

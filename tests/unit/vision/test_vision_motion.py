@@ -278,3 +278,23 @@ def test_warm_up_reports_progress() -> None:
     assert spent > 0
     assert lines[0].startswith("vision: compiling")
     assert lines[-1].startswith("vision: kernels ready")
+
+
+def test_edge_tolerance_keeps_a_shaking_view_quiet() -> None:
+    # a view of soft vertical stripes (slope up to 24 grey levels a pixel) shakes by a pixel
+    # either way after it is learned: without the tolerance the slopes flicker into motion, with
+    # the default they stay quiet
+    stripes = 120 + 60 * np.sin(np.arange(320) * (2 * np.pi / 16))
+    view = np.tile(stripes.round().astype(np.uint8), (180, 1))
+
+    def shaken_foreground(settings: MotionSettings) -> float:
+        det = MotionDetector(settings, (180, 320))
+        for i in range(60):
+            det.process(view, i / scenes.FPS)
+        total = 0.0
+        for i, dx in enumerate([1, -1, 0, 1, -1, 1, 0, -1] * 3):
+            total += det.process(np.roll(view, dx, axis=1), (60 + i) / scenes.FPS).foreground
+        return total
+
+    assert shaken_foreground(MotionSettings(edge_tolerance=0.0)) > 0.05
+    assert shaken_foreground(MotionSettings()) == 0.0
