@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge_config._base import Section
+from edge_config._base import Count, Number, Section
 
 __all__ = [
     "EventSettings",
@@ -37,7 +37,7 @@ class MotionSettings(VisionBase):
     per camera.
     """
 
-    analysis_width: int = Field(
+    analysis_width: Count = Field(
         default=320,
         ge=16,
         le=1920,
@@ -45,41 +45,41 @@ class MotionSettings(VisionBase):
         "the integer factor max(1, width // analysis_width) in the same pass as the rest.",
     )
     blur: bool = Field(default=False, description="Light 3x3 blur of the analysis frame before the test.")
-    threshold_sigma: float = Field(
+    threshold_sigma: Number = Field(
         default=3.5,
         ge=1.0,
         le=20.0,
         description="A pixel is foreground when its difference from the background exceeds this "
         "many times its own noise level (running mean absolute deviation).",
     )
-    weak_fraction: float = Field(
+    weak_fraction: Number = Field(
         default=0.6,
         ge=0.0,
         le=1.0,
         description="Differences above this fraction of the threshold count half in the clean-up "
         "filter: they join an object next to them but never make one alone (0 = off).",
     )
-    min_threshold: float = Field(
+    min_threshold: Number = Field(
         default=14.0,
         ge=1.0,
         le=128.0,
         description="Smallest luma difference (0..255) ever called foreground, whatever the noise.",
     )
-    noise_floor_gain: float = Field(
+    noise_floor_gain: Number = Field(
         default=2.5,
         ge=0.0,
         le=20.0,
         description="The frame-wide floor also follows this many times the median noise level "
         "measured while the scene is idle (adapts to night grain).",
     )
-    chroma_threshold: float = Field(
+    chroma_threshold: Number = Field(
         default=7.0,
         ge=0.0,
         le=128.0,
         description="Chroma difference (U/V, 0..255) that makes a pixel foreground on its own; "
         "0 turns the chroma planes off.",
     )
-    shadow_min_ratio: float = Field(
+    shadow_min_ratio: Number = Field(
         default=0.12,
         ge=0.0,
         le=1.0,
@@ -87,47 +87,47 @@ class MotionSettings(VisionBase):
         "shadow_max_ratio] whose chroma darkens by the same ratio are shadows, not motion "
         "(needs chroma; 0 turns it off).",
     )
-    shadow_max_ratio: float = Field(
+    shadow_max_ratio: Number = Field(
         default=0.35, ge=0.0, le=1.0, description="Upper luma ratio of a shadow; see shadow_min_ratio."
     )
-    shadow_chroma: float = Field(
+    shadow_chroma: Number = Field(
         default=3.0,
         ge=0.0,
         le=64.0,
         description="Largest chroma deviation (0..255) from a pure darkening still called shadow.",
     )
-    background_alpha: float = Field(
+    background_alpha: Number = Field(
         default=0.04,
         ge=0.0005,
         le=0.5,
         description="Per-frame learning rate of the background where no motion is seen.",
     )
-    noise_alpha: float = Field(
+    noise_alpha: Number = Field(
         default=0.01,
         ge=0.0005,
         le=0.5,
         description="Per-frame learning rate of the per-pixel noise level.",
     )
-    absorb_after_s: float = Field(
+    absorb_after_s: Number = Field(
         default=10.0,
         ge=0.5,
         le=3600.0,
         description="An object that stays still longer than this becomes background.",
     )
-    global_change_fraction: float = Field(
+    global_change_fraction: Number = Field(
         default=0.6,
         ge=0.1,
         le=1.0,
         description="When more than this fraction of the frame changes at once (lights, IR switch, "
         "clouds) the frame is reported as a global change and the background relearns fast.",
     )
-    relearn_s: float = Field(
+    relearn_s: Number = Field(
         default=1.0,
         ge=0.1,
         le=60.0,
         description="How long the fast relearning lasts after a global change.",
     )
-    edge_tolerance: float = Field(
+    edge_tolerance: Number = Field(
         default=0.5,
         ge=0.0,
         le=8.0,
@@ -137,19 +137,19 @@ class MotionSettings(VisionBase):
         "the slope. A difference between the two thresholds counts half, like a weak one "
         "(0 = off).",
     )
-    cleanup_radius: int = Field(
+    cleanup_radius: Count = Field(
         default=3,
         ge=0,
         le=4,
         description="Radius of the majority filter applied to the mask (3 = 7x7 median).",
     )
-    min_box_area: int = Field(
+    min_box_area: Count = Field(
         default=12,
         ge=1,
         le=1_000_000,
         description="Connected components smaller than this (analysis pixels) are dropped.",
     )
-    max_boxes: int = Field(
+    max_boxes: Count = Field(
         default=64,
         ge=1,
         le=4096,
@@ -171,7 +171,7 @@ class Zone(VisionBase):
         max_length=64,
         description="Polygon vertices (x, y), each in 0..1 of the frame width and height.",
     )
-    min_fraction: float = Field(
+    min_fraction: Number = Field(
         default=0.002,
         ge=0.0,
         le=1.0,
@@ -190,9 +190,9 @@ class Zone(VisionBase):
 class EventSettings(VisionBase):
     """Hysteresis that turns per-frame motion into events."""
 
-    on_frames: int = Field(default=3, ge=1, le=100, description="Frames in motion before an event opens.")
-    off_frames: int = Field(default=15, ge=1, le=1000, description="Quiet frames before it closes.")
-    min_area_fraction: float = Field(
+    on_frames: Count = Field(default=3, ge=1, le=100, description="Frames in motion before an event opens.")
+    off_frames: Count = Field(default=15, ge=1, le=1000, description="Quiet frames before it closes.")
+    min_area_fraction: Number = Field(
         default=0.001,
         ge=0.0,
         le=1.0,
@@ -204,41 +204,41 @@ class TamperSettings(VisionBase):
     """Camera-tamper detection: covered, defocused, moved, frozen."""
 
     enabled: bool = Field(default=True, description="Run tamper detection at all.")
-    analysis_width: int = Field(
+    analysis_width: Count = Field(
         default=160, ge=32, le=640, description="Width of the small frame tamper statistics use."
     )
-    raise_after_s: float = Field(
+    raise_after_s: Number = Field(
         default=1.5, ge=0.0, le=60.0, description="A condition must hold this long to be raised."
     )
-    resolve_after_s: float = Field(
+    resolve_after_s: Number = Field(
         default=3.0, ge=0.0, le=600.0, description="A raised condition must be gone this long to resolve."
     )
-    learn_s: float = Field(default=3.0, ge=0.5, le=600.0, description="Time to learn the reference view after start.")
-    reference_alpha: float = Field(
+    learn_s: Number = Field(default=3.0, ge=0.5, le=600.0, description="Time to learn the reference view after start.")
+    reference_alpha: Number = Field(
         default=0.01, ge=0.0001, le=0.5, description="Learning rate of the reference view while normal."
     )
-    covered_std: float = Field(
+    covered_std: Number = Field(
         default=6.0, ge=0.0, le=128.0, description="Covered when the frame's luma spread falls below this."
     )
-    covered_edge_ratio: float = Field(
+    covered_edge_ratio: Number = Field(
         default=0.25,
         ge=0.0,
         le=1.0,
         description="Covered when edge energy falls below this fraction of the reference's.",
     )
-    defocus_ratio: float = Field(
+    defocus_ratio: Number = Field(
         default=0.45,
         ge=0.0,
         le=1.0,
         description="Defocused when fine-detail energy falls below this fraction of the reference's.",
     )
-    moved_correlation: float = Field(
+    moved_correlation: Number = Field(
         default=0.35,
         ge=-1.0,
         le=1.0,
         description="Moved when the edge structure correlates with the reference below this.",
     )
-    frozen_after_s: float = Field(
+    frozen_after_s: Number = Field(
         default=2.0,
         ge=0.1,
         le=600.0,
