@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -22,10 +23,15 @@ _DT_INIT = 1.0 / 25.0  # frame interval assumed until timestamps tell
 _NEVER = -1e300  # "no relearning window yet" (finite: the kernels assume no infinities)
 # module globals: a global lookup per frame instead of a global plus an attribute lookup
 _C_GLOBAL, _S_MASK = K.C_GLOBAL, K.S_MASK
+_NDARRAY, _U8 = np.ndarray, np.dtype(np.uint8)
+# the results are named tuples, not frozen dataclasses: a frozen dataclass's __init__ sets each
+# field through object.__setattr__, which cost several us a frame with its code cold in cache;
+# tuple.__new__ builds one in a single C call and the fields stay typed and read-only
+_new = tuple.__new__
+_NO_ZONES: Mapping[str, Any] = MappingProxyType({})  # shared and read-only, so never copied
 
 
-@dataclass(frozen=True, slots=True)
-class Box:
+class Box(NamedTuple):
     """A moving object's bounding box in source-frame pixels (area in source pixels too)."""
 
     x: int
@@ -37,8 +43,7 @@ class Box:
     cy: float
 
 
-@dataclass(frozen=True, slots=True)
-class MotionResult:
+class MotionResult(NamedTuple):
     """What one frame of motion detection found.
 
     Attributes:
@@ -54,8 +59,8 @@ class MotionResult:
     t: float
     boxes: tuple[Box, ...]
     foreground: float
-    zone_fractions: Mapping[str, float] = field(default_factory=dict)
-    zone_boxes: Mapping[str, tuple[Box, ...]] = field(default_factory=dict)
+    zone_fractions: Mapping[str, float] = _NO_ZONES
+    zone_boxes: Mapping[str, tuple[Box, ...]] = _NO_ZONES
     global_change: bool = False
 
 
@@ -131,6 +136,7 @@ class MotionDetector:
         self._state = (self._bg, self._noise, self._bg_uv, self._fg_count, self._slope, self._raw)
         self._scratch = (self._colsum, self._runs, self._parent)
         self._n_px = float(h * w)
+        self._luma_strides = (width, 1)  # with shape (height, width): C-contiguous
         self._settings = settings
         self._boxes = np.zeros((settings.max_boxes * 4, K.BOX_FIELDS), dtype=np.int64)
         self._kernel_args: tuple[object, ...] = ()
@@ -231,7 +237,12 @@ class MotionDetector:
                 decoders give (H/2, W/2)); they catch objects that differ from the background in
                 colour but not in brightness.
         """
-        if not plane_ok(luma, self._shape):
+        # plane_ok's tests, inline against the fixed shape (one call fewer a frame); check_plane
+        # then says what is wrong
+        if (
+            type(luma) is not _NDARRAY or luma.dtype is not _U8
+            or luma.shape != self._shape or luma.strides != self._luma_strides
+        ):  # fmt: skip
             check_plane("luma", luma, self._shape)
         if chroma is None or not self._chroma_on:
             u = v = self._dummy
@@ -243,6 +254,8 @@ class MotionDetector:
         # the per-frame logic runs in the kernel (frame_control, frame_feedback); the arguments
         # after the frame's own sit in one tuple: one attribute lookup instead of nine
         n_boxes = self._motion_frame(luma, u, v, u is not self._dummy, t, *self._kernel_args)
+        if n_boxes == 0 and not self._zones:
+            return _new(MotionResult, (t, (), self._stats.item(_S_MASK) / self._n_px, _NO_ZONES, _NO_ZONES, False))
         if n_boxes < 0:
             return MotionResult(
                 t, (), 0.0, dict.fromkeys((z.name for z in self._zones), 0.0), {}, bool(self._ctl[_C_GLOBAL] > 0.5)
@@ -251,25 +264,23 @@ class MotionDetector:
 
     def _collect(self, t: float, n_boxes: int) -> MotionResult:
         f = self._f
-        foreground = float(self._stats[_S_MASK]) / self._n_px
-        if n_boxes == 0 and not self._zones:
-            return MotionResult(t, (), foreground, {}, {}, False)
+        foreground = self._stats.item(_S_MASK) / self._n_px
         # the kernel has already dropped small components and sorted the rest, largest first
-        # positional arguments: keywords cost twice as much per object here
         boxes_t = () if n_boxes == 0 else tuple([
-            Box(x0 * f, y0 * f, (x1 - x0) * f, (y1 - y0) * f, a * f * f, (sx / a + 0.5) * f, (sy / a + 0.5) * f)
+            _new(Box, (x0 * f, y0 * f, (x1 - x0) * f, (y1 - y0) * f, a * f * f, (sx / a + 0.5) * f, (sy / a + 0.5) * f))
             for x0, y0, x1, y1, a, sx, sy in self._boxes[:n_boxes].tolist()
         ])  # fmt: skip
+        if not self._zones:
+            return _new(MotionResult, (t, boxes_t, foreground, _NO_ZONES, _NO_ZONES, False))
         fractions: dict[str, float] = {}
         zone_boxes: dict[str, tuple[Box, ...]] = {}
-        if self._zones:
-            K.zone_counts(self._mask, self._zone_bits, self._zone_counts)
-            for z, zone in enumerate(self._zones):
-                fractions[zone.name] = float(self._zone_counts[z] / self._zone_area[z])
-                bit = np.uint32(1 << z)
-                inside = tuple(b for b in boxes_t if self._box_in(b, bit))
-                if inside:
-                    zone_boxes[zone.name] = inside
+        K.zone_counts(self._mask, self._zone_bits, self._zone_counts)
+        for z, zone in enumerate(self._zones):
+            fractions[zone.name] = float(self._zone_counts[z] / self._zone_area[z])
+            bit = np.uint32(1 << z)
+            inside = tuple(b for b in boxes_t if self._box_in(b, bit))
+            if inside:
+                zone_boxes[zone.name] = inside
         return MotionResult(t, boxes_t, foreground, fractions, zone_boxes, False)
 
     def _box_in(self, box: Box, bit: np.uint32) -> bool:
