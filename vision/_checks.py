@@ -6,22 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_frame_shape", "check_plane", "plane_ok"]
-
-_U8 = np.dtype(np.uint8)
-
-
-def plane_ok(arr: object, shape: tuple[int, ...] | None = None) -> bool:
-    """Cheap test of what :func:`check_plane` checks; call that for the error when it fails.
-
-    It runs on every frame, so it compares objects instead of building flags: uint8's dtype is
-    a singleton, and strides (width, 1) mean C-contiguous rows. A False may still be a valid
-    plane (say, a dtype object equal to uint8's but not it): :func:`check_plane` decides.
-    """
-    if type(arr) is not np.ndarray or arr.dtype is not _U8:
-        return False
-    sh = arr.shape
-    return (sh == shape if shape is not None else len(sh) == 2) and arr.strides == (sh[1], 1)
+__all__ = ["check_frame_shape", "check_plane"]
 
 
 def check_frame_shape(frame_shape: tuple[int, int]) -> tuple[int, int]:

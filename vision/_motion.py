@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_config.vision import MotionSettings, Zone
 from vision import _kernels as K
-from vision._checks import check_frame_shape, check_plane, plane_ok
+from vision._checks import check_frame_shape, check_plane
 
 __all__ = ["Box", "MotionDetector", "MotionResult", "rasterise_zones"]
 
@@ -237,8 +237,10 @@ class MotionDetector:
                 decoders give (H/2, W/2)); they catch objects that differ from the background in
                 colour but not in brightness.
         """
-        # plane_ok's tests, inline against the fixed shape (one call fewer a frame); check_plane
-        # then says what is wrong
+        # the checks run on every frame, inline and comparing objects instead of building flags:
+        # uint8's dtype is a singleton, and strides (width, 1) mean C-contiguous rows. A miss may
+        # still be a valid plane (a dtype equal to uint8's but not it): check_plane decides, and
+        # says what is wrong otherwise.
         if (
             type(luma) is not _NDARRAY or luma.dtype is not _U8
             or luma.shape != self._shape or luma.strides != self._luma_strides
@@ -248,7 +250,10 @@ class MotionDetector:
             u = v = self._dummy
         else:
             u, v = chroma
-            if not (plane_ok(u) and plane_ok(v, u.shape)):
+            if (
+                type(u) is not _NDARRAY or type(v) is not _NDARRAY or u.dtype is not _U8 or v.dtype is not _U8
+                or len(sh := u.shape) != 2 or v.shape != sh or u.strides != (sh[1], 1) or v.strides != u.strides
+            ):  # fmt: skip
                 u = check_plane("chroma[0]", u)
                 v = check_plane("chroma[1]", v, u.shape)
         # the per-frame logic runs in the kernel (frame_control, frame_feedback); the arguments
@@ -265,11 +270,17 @@ class MotionDetector:
     def _collect(self, t: float, n_boxes: int) -> MotionResult:
         f = self._f
         foreground = self._stats.item(_S_MASK) / self._n_px
-        # the kernel has already dropped small components and sorted the rest, largest first
-        boxes_t = () if n_boxes == 0 else tuple([
-            _new(Box, (x0 * f, y0 * f, (x1 - x0) * f, (y1 - y0) * f, a * f * f, (sx / a + 0.5) * f, (sy / a + 0.5) * f))
-            for x0, y0, x1, y1, a, sx, sy in self._boxes[:n_boxes].tolist()
-        ])  # fmt: skip
+        # the kernel has already dropped small components and sorted the rest, largest first; a
+        # plain loop, not a comprehension: in Python 3.11 that is one function call more a frame
+        boxes: list[Box] = []
+        for x0, y0, x1, y1, a, sx, sy in self._boxes[:n_boxes].tolist():
+            boxes.append(
+                _new(
+                    Box,
+                    (x0 * f, y0 * f, (x1 - x0) * f, (y1 - y0) * f, a * f * f, (sx / a + 0.5) * f, (sy / a + 0.5) * f),
+                )
+            )
+        boxes_t = tuple(boxes)
         if not self._zones:
             return _new(MotionResult, (t, boxes_t, foreground, _NO_ZONES, _NO_ZONES, False))
         fractions: dict[str, float] = {}
