@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
 
-__all__ = ["Count", "Identifier", "Number", "SecretRef", "Section"]
+__all__ = ["Count", "HostName", "Identifier", "Number", "SecretRef", "Section"]
 
 
 class Section(BaseModel):
@@ -33,6 +33,23 @@ Identifier = Annotated[
 # is still a fine Number: 4 means 4.0.)
 Number = Annotated[float, Strict()]
 Count = Annotated[int, Strict()]
+
+
+def _plain_host(value: str) -> str:
+    # A URL pasted from a browser or a vendor's manual ("http://10.0.0.5/onvif") would only fail
+    # later, as an unreachable host; say what goes where now.
+    if "://" in value or "/" in value or any(c.isspace() for c in value):
+        raise ValueError(
+            f"{value!r} is not a host: write the name or address alone (such as 10.0.0.5); the port has its own key"
+        )
+    return value
+
+
+HostName = Annotated[
+    str,
+    Field(min_length=1, max_length=253),
+    AfterValidator(_plain_host),
+]
 
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from edge_config._base import Count, Identifier, Number, SecretRef, Section
+from edge_config._base import Count, HostName, Identifier, Number, SecretRef, Section
 from edge_config.site import Location
 from edge_config.vision import VisionSettings
 
@@ -93,7 +93,7 @@ class CameraDevice(Section):
     kind: Literal["onvif"] = Field(description="Device kind.")
     id: Identifier = Field(description="Device id; appears in incidents, logs and metrics.")
     name: str | None = Field(default=None, max_length=128, description="Human name shown on the status page.")
-    host: str = Field(min_length=1, max_length=253, description="Camera host name or address.")
+    host: HostName = Field(description="Camera host name or address.")
     port: Count = Field(default=80, ge=1, le=65535, description="ONVIF (HTTP) port of the camera.")
     username: str | None = Field(default=None, max_length=128, description="ONVIF user (WS-UsernameToken).")
     password: SecretRef | None = Field(default=None, description="ONVIF password, from a credential or file.")

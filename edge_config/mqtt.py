@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edge_config._base import Count, Identifier, Number, SecretRef, Section
+from edge_config._base import Count, HostName, Identifier, Number, SecretRef, Section
 from edge_config.site import Location
 from edge_config.tls import TlsSettings
 
@@ -14,6 +14,8 @@ __all__ = ["MqttBroker", "MqttDevice", "MqttPoint"]
 
 
 def _check_filter(topic: str) -> str:
+    if "\x00" in topic:
+        raise ValueError("a topic may not contain the NUL character (MQTT forbids it)")
     parts = topic.split("/")
     for i, part in enumerate(parts):
         if "#" in part and (part != "#" or i != len(parts) - 1):
@@ -27,7 +29,7 @@ class MqttBroker(Section):
     """A broker the gateway subscribes to (usually the village's own)."""
 
     id: Identifier = Field(description="Broker id that devices refer to.")
-    host: str = Field(min_length=1, max_length=253, description="Broker host name or address.")
+    host: HostName = Field(description="Broker host name or address.")
     port: Count = Field(default=1883, ge=1, le=65535, description="Broker TCP port (usually 8883 with TLS).")
     tls: TlsSettings | None = Field(
         default=None, description="Connect with TLS ('tls = {}' trusts the system's CAs); none: plain TCP."

@@ -105,6 +105,9 @@ def test_camera_config_defaults_and_checks() -> None:
         _camera(password={"credential": "cam_pw"})
     with pytest.raises(ValidationError, match="extra"):
         _camera(rtsp_url="rtsp://x")
+    with pytest.raises(ValidationError, match=r"'http://10\.0\.0\.5/onvif' is not a host"):
+        _camera(host="http://10.0.0.5/onvif")  # pasted from the camera's web page
+    assert _camera(host="fe80::1").host == "fe80::1"
     with pytest.raises(ValidationError, match="mode"):
         _camera(stream={"mode": "mjpeg"})
 

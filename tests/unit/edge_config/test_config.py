@@ -103,6 +103,9 @@ def test_good_file_loads(tmp_path: Path) -> None:
         ),
         # A missing required field points at its table.
         ('village = "Xinhe"\n', "", 1, "site.village", "Field required"),
+        # A URL where a host goes, and a NUL in a topic (MQTT forbids it).
+        ('host = "127.0.0.1"', 'host = "mqtt://127.0.0.1:1883"', 11, "brokers[0].host", "is not a host"),
+        ('topic = "river/1/level"', 'topic = "river/1/\\u0000level"', 20, "devices[0].points[0].topic", "NUL"),
         # A number written as text, or a flag where a number goes: never guessed.
         ("above = 3.5", 'above = "3.5"', 39, "rules[0].above", "a number is needed here, not the text '3.5'"),
         ("above = 3.5", "above = true", 39, "rules[0].above", "a number is needed here, not true"),
