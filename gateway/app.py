@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _TICK_S = 1.0
 _PRUNE_EVERY_S = 60.0
 _STOP_FLUSH_S = 3.0
+_STOP_DRIVERS_S = 3.0
 # Signals that come from detectors rather than [[rules]] (vision, camera events, links, alarms)
 # are debounced by their detectors already; the short cooldown only absorbs flapping, so that two
 # people crossing a gate a minute apart are two incidents, not one.
@@ -502,7 +503,7 @@ class Gateway:
                 self.notifier.stopping()
                 for t in sup_tasks:
                     t.cancel()
-                await asyncio.gather(*sup_tasks, return_exceptions=True)
+                await _await_stopped(sup_tasks)
                 await api.stop()
                 self._save_detector_state()
                 with contextlib.suppress(TimeoutError):
@@ -526,6 +527,18 @@ class Gateway:
             if reload is not None and reload.is_set():
                 reload.clear()
                 self.reload()
+
+
+async def _await_stopped(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for cancelled tasks; one that is still running after a few seconds is named in the log
+    with where it waits, since a link that ignores cancellation is what would stall a stop."""
+    if not tasks:
+        return
+    _done, slow = await asyncio.wait(tasks, timeout=_STOP_DRIVERS_S)
+    for t in slow:
+        where = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in t.get_stack(limit=8))
+        log.warning("stopping: %s still running after %.0f s, waiting in %s", t.get_name(), _STOP_DRIVERS_S, where)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run_daemon(config_path: Path) -> int:

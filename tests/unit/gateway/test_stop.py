@@ -1,0 +1,36 @@
+"""Stopping: a link that ignores cancellation delays the stop, and the log says which and where."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+
+from gateway import app
+
+
+async def stubborn() -> None:
+    # A driver that swallows one cancellation (a library finishing its own handshake, say).
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(3600)
+    await asyncio.sleep(0.3)
+
+
+async def test_a_task_slow_to_stop_is_named_with_where_it_waits(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(app, "_STOP_DRIVERS_S", 0.05)
+    slow = asyncio.create_task(stubborn(), name="gw[mqtt:village].supervisor")
+    quick = asyncio.create_task(asyncio.sleep(3600), name="gw[camera:gate].supervisor")
+    await asyncio.sleep(0)
+    for t in (slow, quick):
+        t.cancel()
+    with caplog.at_level(logging.WARNING, logger="gateway.app"):
+        await app._await_stopped([slow, quick])
+    assert slow.done() and quick.cancelled()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("stopping: gw[mqtt:village].supervisor still running after 0 s, waiting in ")
+    assert "test_stop.py" in lines[0] and "stubborn" in lines[0]
