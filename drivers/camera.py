@@ -73,6 +73,12 @@ _EVENT_RULES: dict[EventKind, tuple[str, Category, Severity, str]] = {
 }
 
 
+def _identity(cfg: CameraDevice) -> dict[str, str | float | int | bool]:
+    """The GB/T 28181 identity every incident of a camera carries, when configured."""
+    ids = {"national_id": cfg.national_id, "civil_code": cfg.civil_code}
+    return {k: v for k, v in ids.items() if v}
+
+
 class CameraState(enum.StrEnum):
     """What the status page shows for a camera."""
 
@@ -534,11 +540,7 @@ class Camera:
         when: float | None = None,
     ) -> Signal:
         cfg = self.config
-        extra: dict[str, str | float | int | bool] = dict(details or {})
-        if cfg.national_id:
-            extra["national_id"] = cfg.national_id
-        if cfg.civil_code:
-            extra["civil_code"] = cfg.civil_code
+        extra: dict[str, str | float | int | bool] = {**(details or {}), **_identity(cfg)}
         return Signal(
             device=cfg.id,
             rule=rule,
@@ -668,11 +670,11 @@ class CameraVision:
                 evidence = self._evidence.put(jpeg, "image/jpeg", summary)
             except (OSError, ValueError, TypeError) as exc:
                 logger.warning("camera %s: evidence not stored: %s", cfg.id, exc)
-        details: dict[str, str | float | int | bool] = {"boxes": len(ev.boxes), "profile": self._profile}
-        if cfg.national_id:
-            details["national_id"] = cfg.national_id
-        if cfg.civil_code:
-            details["civil_code"] = cfg.civil_code
+        details: dict[str, str | float | int | bool] = {
+            "boxes": len(ev.boxes),
+            "profile": self._profile,
+            **_identity(cfg),
+        }
         return Signal(
             device=cfg.id,
             rule=rule,
