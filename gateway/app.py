@@ -530,15 +530,36 @@ class Gateway:
 
 
 async def _await_stopped(tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for cancelled tasks; one that is still running after a few seconds is named in the log
-    with where it waits, since a link that ignores cancellation is what would stall a stop."""
-    if not tasks:
-        return
-    _done, slow = await asyncio.wait(tasks, timeout=_STOP_DRIVERS_S)
-    for t in slow:
-        where = "; ".join(f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in t.get_stack(limit=8))
-        log.warning("stopping: %s still running after %.0f s, waiting in %s", t.get_name(), _STOP_DRIVERS_S, where)
+    """Wait for cancelled tasks, cancelling again any still running after a few seconds.
+
+    A cancellation can be lost: a library may catch it, and Python 3.11's ``asyncio.wait_for``
+    swallows it when the awaited result lands at the same moment (cpython gh-86296). The OPC-UA
+    link was once seen still running after its cancel, its cause not found; the driver then runs
+    on as if nothing happened. So a stop keeps cancelling, and logs the task and where it waits.
+    """
+    pending = set(tasks)
+    while pending:
+        _done, pending = await asyncio.wait(pending, timeout=_STOP_DRIVERS_S)
+        for t in pending:
+            log.warning(
+                "stopping: %s still running after %.0f s, waiting in %s; cancelling it again",
+                t.get_name(),
+                _STOP_DRIVERS_S,
+                _awaiting(t),
+            )
+            t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _awaiting(task: asyncio.Task[None]) -> str:
+    """The chain of coroutines a task is suspended in (Task.get_stack shows only the outermost)."""
+    where: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and getattr(coro, "cr_frame", None) is not None and len(where) < 12:
+        f = coro.cr_frame
+        where.append(f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}")
+        coro = coro.cr_await
+    return " > ".join(where) or "(unknown)"
 
 
 async def run_daemon(config_path: Path) -> int:

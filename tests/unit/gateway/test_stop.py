@@ -34,3 +34,19 @@ async def test_a_task_slow_to_stop_is_named_with_where_it_waits(
     assert len(lines) == 1, lines
     assert lines[0].startswith("stopping: gw[mqtt:village].supervisor still running after 0 s, waiting in ")
     assert "test_stop.py" in lines[0] and "stubborn" in lines[0]
+
+
+async def test_a_lost_cancellation_does_not_stall_the_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cancellation swallowed for good: the driver then waits for its connection to drop, which
+    # never comes during a stop.
+    async def forgets() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(app, "_STOP_DRIVERS_S", 0.05)
+    task = asyncio.create_task(forgets(), name="gw[opcua:pump-plc-01].supervisor")
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait_for(app._await_stopped([task]), 5)
+    assert task.cancelled()
