@@ -51,10 +51,20 @@ class Page:
 
     async def wait_for(self, expression: str, timeout: float = 15) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        while not await self.js(expression):
+        while not await self._holds(expression):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"page never satisfied: {expression}")
             await asyncio.sleep(0.1)
+
+    async def _holds(self, expression: str) -> bool:
+        try:
+            return bool(await self.js(expression))
+        except RuntimeError as exc:
+            # The page is reloading (a token in the address bar reloads it): ask again once the
+            # new document is there, as a person looking at the page would.
+            if "navigated or closed" in str(exc) or "context" in str(exc).lower():
+                return False
+            raise
 
     async def screenshot(self, path: Path) -> None:
         res = await self.call("Page.captureScreenshot", format="png")
