@@ -239,16 +239,18 @@ class Camera:
             self._check_offline(signal_sink)
             raise
         self.session = session
-        if self.analyse:
-            loop = asyncio.get_running_loop()
-
-            def emit(signal: Signal) -> None:  # called in the ingest thread
-                with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                    loop.call_soon_threadsafe(signal_sink, signal)
-
-            self.vision = CameraVision(cfg, emit, self._evidence)
-            await _warm_vision()
+        # from here on every exit closes the session: a stop during a cold kernel warm-up (seconds)
+        # used to leave its HTTP sessions open ("Unclosed client session" at exit)
         try:
+            if self.analyse:
+                loop = asyncio.get_running_loop()
+
+                def emit(signal: Signal) -> None:  # called in the ingest thread
+                    with contextlib.suppress(RuntimeError):  # loop closed at shutdown
+                        loop.call_soon_threadsafe(signal_sink, signal)
+
+                self.vision = CameraVision(cfg, emit, self._evidence)
+                await _warm_vision()
             self.analysis_profile, self.evidence_profile = session.choose(cfg.profiles.analysis, cfg.profiles.evidence)
             on_connected()
             try:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
 import subprocess
+import warnings
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,23 @@ GI_CHECK = (
     "raise SystemExit(' '.join(missing) or None)"
 )
 SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+async def unclosed_http_reports(scenario: Callable[[], Awaitable[None]]) -> list[str]:
+    """Run ``scenario``, collect garbage, and return aiohttp's reports of sessions or connectors
+    that were dropped without being closed (it sends them to the loop's exception handler)."""
+    loop = asyncio.get_running_loop()
+    reports: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reports.append(str(context.get("message"))))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            await scenario()
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    return [m for m in reports if "Unclosed" in m]
 
 
 def gstreamer_missing() -> str | None:
