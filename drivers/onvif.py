@@ -429,9 +429,21 @@ class OnvifSession:
 
     async def close(self) -> None:
         cam, self._camera = self._camera, None
-        if cam is not None:
-            with contextlib.suppress(Exception):
-                await cam.close()
+        if cam is None:
+            return
+        # Closing the client's HTTP sessions sends nothing to the camera, so it is finished even
+        # when this task is cancelled again meanwhile (a stop re-cancels what lingers); cut short,
+        # the sessions not yet closed would leak ("Unclosed client session").
+        closing = asyncio.ensure_future(cam.close())
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait([closing])
+            if not closing.cancelled():
+                closing.exception()  # retrieved, so a failed close is not logged as never awaited
+            raise
+        except Exception:  # best effort: the camera is gone either way
+            pass
 
     # --- calls used while running ---------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -10,7 +11,7 @@ import pytest
 from drivers.onvif import EventKind, OnvifSession, redact_url, with_credentials
 from gateway.errors import DriverConnectError, DriverProtocolError
 from simulators.onvif_camera import OnvifCameraSim
-from tests.integration.cameras._peers import PASSWORD, USER
+from tests.integration.cameras._peers import PASSWORD, USER, unclosed_http_reports
 
 
 def _session(sim: OnvifCameraSim, password: str = PASSWORD, **kw: object) -> OnvifSession:
@@ -124,3 +125,19 @@ def test_credentials_are_added_for_the_client_and_removed_for_display() -> None:
     assert url == "rtsp://admin:p%40ss%3Aw%2Frd@10.0.0.5:554/Streaming/102"
     assert redact_url(url) == "rtsp://10.0.0.5:554/Streaming/102"
     assert redact_url("http://cam/snap.jpg?user=admin&password=x&ch=1") == "http://cam/snap.jpg?ch=1"
+
+
+async def test_close_cancelled_midway_still_closes_every_http_session(onvif_sim: OnvifCameraSim) -> None:
+    # A stop cancels a lingering camera task again while it cleans up; the second cancellation
+    # lands inside close(), at its first await.
+    async def connect_then_cancelled_close() -> None:
+        session = _session(onvif_sim)
+        await session.connect()
+        await session.subscribe(10)  # one more service, one more HTTP session
+        closing = asyncio.create_task(session.close())
+        await asyncio.sleep(0)
+        closing.cancel()
+        await asyncio.wait([closing])
+        assert closing.cancelled()
+
+    assert await unclosed_http_reports(connect_then_cancelled_close) == []
