@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from drivers.rtsp import bgr_planes
 from edge_config.vision import MotionSettings
 from vision import MotionDetector
 
@@ -125,13 +126,13 @@ def shift_frame(
 
 
 def split_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Planes of the I420 frame a decoder would give for ``bgr`` (even sizes)."""
-    h, w = bgr.shape[:2]
-    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
-    y = yuv[:h]
-    u = yuv[h : h + h // 4].reshape(h // 2, w // 2)
-    v = yuv[h + h // 4 :].reshape(h // 2, w // 2)
-    return np.ascontiguousarray(y), np.ascontiguousarray(u), np.ascontiguousarray(v)
+    """Planes of the I420 frame a decoder would give for ``bgr`` (even sizes), as the daemon
+    makes them from a snapshot."""
+    y, chroma = bgr_planes(bgr)
+    if chroma is None:
+        msg = f"I420 needs even sizes, got {bgr.shape[1]}x{bgr.shape[0]}"
+        raise ValueError(msg)
+    return y, chroma[0], chroma[1]
 
 
 def gateway_method(shape: tuple[int, int], settings: MotionSettings | None = None) -> Method:

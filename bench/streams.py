@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 
-from drivers.rtsp import LumaFrame, RtspIngest
+from drivers.rtsp import DecodedFrame, RtspIngest
 from edge_config.vision import MotionSettings
 from simulators.scene import FPS, SceneTimeline, encode_scene
 from vision import MotionDetector, warm_up
@@ -73,7 +73,7 @@ def _ours_cost(path: Path, keyframes: bool, fps: float, seconds: float) -> float
     """CPU s per s of video: decode (key frames only, or all) and analyse at ``fps``."""
     import av
 
-    from drivers.rtsp import luma_view
+    from drivers.rtsp import frame_planes
 
     det = MotionDetector(MotionSettings(), (360, 640))
     every = max(1, round(FPS / fps))
@@ -92,7 +92,10 @@ def _ours_cost(path: Path, keyframes: bool, fps: float, seconds: float) -> float
                     n += 1
                 for frame in packet.decode():
                     if keyframes or frames % every == 0:
-                        det.process(np.ascontiguousarray(luma_view(frame)), frames / FPS)
+                        luma, (u, v) = frame_planes(frame)
+                        det.process(
+                            np.ascontiguousarray(luma), frames / FPS, (np.ascontiguousarray(u), np.ascontiguousarray(v))
+                        )
                     frames += 1
             video_s += n / FPS
     return (_cpu() - start) / video_s
@@ -203,8 +206,9 @@ async def _concurrent(
     detectors = [MotionDetector(MotionSettings(), (360, 640)) for _ in range(n)]
 
     def sink_for(det: MotionDetector) -> object:
-        def sink(frame: LumaFrame) -> None:
-            det.process(np.ascontiguousarray(frame.luma), frame.t)
+        def sink(frame: DecodedFrame) -> None:
+            luma, chroma = frame.compact()
+            det.process(luma, frame.t, chroma)
 
         return sink
 

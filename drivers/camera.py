@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from drivers.onvif import CameraEvent, EventKind, MediaProfile, OnvifSession, redact_url, with_credentials
-from drivers.rtsp import FrameSink, IngestStats, LumaFrame, RtspIngest
+from drivers.rtsp import DecodedFrame, FrameSink, IngestStats, RtspIngest, bgr_planes
 from edge_config.camera import CameraDevice, EventGating, StreamMode
 from gateway.errors import DriverError, DriverProtocolError
 from gateway.signals import Category, Evidence, Severity, Signal
@@ -139,7 +139,7 @@ class Camera:
         self._event_state: dict[tuple[EventKind, str], bool] = {}
         self._active_rules: set[str] = set()
         self._motion_until = 0.0
-        self._latest: LumaFrame | None = None
+        self._latest: DecodedFrame | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -269,7 +269,7 @@ class Camera:
 
     # --- ingest ---------------------------------------------------------------------------
 
-    def _on_frame(self, frame: LumaFrame) -> None:
+    def _on_frame(self, frame: DecodedFrame) -> None:
         # Worker thread: keep the latest frame for evidence and hand it to analysis if gated open.
         self._latest = frame
         if not self.analysis_enabled:
@@ -306,7 +306,6 @@ class Camera:
         await self.ingest.run(self._on_frame)
 
     async def _poll_snapshots(self, session: OnvifSession, token: str) -> None:
-        import cv2
 
         st = self.config.stream
         stats = self.snapshot_stats
@@ -323,16 +322,17 @@ class Camera:
                 stats.failures += 1
                 stats.last_error = str(exc)
             else:
-                luma = await asyncio.to_thread(cv2.imdecode, np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
-                if luma is None:
+                planes = await asyncio.to_thread(_snapshot_planes, jpeg)
+                if planes is None:
                     stats.corrupt_packets += 1
                 else:
                     now = time.monotonic()
                     stats.frames_decoded += 1
                     stats.frames_delivered += 1
                     stats.last_frame_monotonic = now
+                    luma, chroma = planes
                     stats.height, stats.width = luma.shape
-                    frame = LumaFrame(self.config.id, time.time(), np.asarray(luma, dtype=np.uint8), True)
+                    frame = DecodedFrame(self.config.id, time.time(), luma, True, chroma)
                     await asyncio.to_thread(self._on_frame, frame)
             await asyncio.sleep(max(0.0, st.snapshot_interval_s - (time.monotonic() - started)))
 
@@ -623,7 +623,7 @@ class CameraVision:
         self._tamper = vision.TamperDetector(vs.tamper, shape)
         self._shape = shape
 
-    def process(self, frame: LumaFrame) -> None:
+    def process(self, frame: DecodedFrame) -> None:
         """Analyse one frame (in the ingest thread); never raises."""
         try:
             self._process(frame)
@@ -631,10 +631,10 @@ class CameraVision:
             self.errors += 1
             logger.exception("camera %s: vision stage rejected a frame", self.config.id)
 
-    def _process(self, frame: LumaFrame) -> None:
+    def _process(self, frame: DecodedFrame) -> None:
         import vision
 
-        luma = np.ascontiguousarray(frame.luma)  # a copy only when the decoder's stride is wider
+        luma, chroma = frame.compact()
         shape = (int(luma.shape[0]), int(luma.shape[1]))
         if shape != self._shape:
             self._build(shape)
@@ -647,7 +647,8 @@ class CameraVision:
                 self._det.set_settings(settings)
         self.frames += 1
         out = self._tamper.process(luma, frame.t)
-        out += self._events.update(self._det.process(luma, frame.t), luma, suppressed=self._tamper.analysis_suppressed)
+        motion = self._det.process(luma, frame.t, chroma)
+        out += self._events.update(motion, luma, suppressed=self._tamper.analysis_suppressed)
         for ev in out:
             self._emit(self._signal(ev))
 
@@ -692,6 +693,14 @@ class CameraVision:
             evidence=evidence,
             details=details,
         )
+
+
+def _snapshot_planes(jpeg: bytes) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None] | None:
+    """A snapshot JPEG as the planes a stream's decoder would give (None if undecodable)."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else bgr_planes(bgr)
 
 
 def _encode_jpeg(luma: np.ndarray) -> bytes | None:

@@ -1,4 +1,4 @@
-"""RTSP ingest with PyAV: decode in a worker thread, hand the luma plane over, never stop silently.
+"""RTSP ingest with PyAV: decode in a worker thread, hand the planes over, never stop silently.
 
 Each stream gets its own thread (the default executor has too few workers for 32+ cameras), RTSP
 over TCP, open and read timeouts. In ``keyframes_only`` mode the decoder is told to skip every
@@ -6,10 +6,11 @@ non-key frame (``skip_frame = NONKEY``): packets are still read, but only about 
 decoded, which is what makes 100 cameras fit on two cores. Otherwise frames are decoded and handed
 over at most ``analysis_fps`` times a second.
 
-Frames reach the :data:`FrameSink` **in the worker thread**, as a :class:`LumaFrame` whose ``luma``
-is a read-only view of the decoder's Y plane (stride handled, no copy). The sink may run analysis
-right there (numba kernels release the GIL); it must not touch asyncio objects except through
-``loop.call_soon_threadsafe``, and it must copy ``luma`` if it keeps it past the call.
+Frames reach the :data:`FrameSink` **in the worker thread**, as a :class:`DecodedFrame` whose
+``luma`` and ``chroma`` are read-only views of the decoder's planes (stride kept, no copy; see
+:func:`frame_planes`). The sink may run analysis right there (numba kernels release the GIL); it
+must not touch asyncio objects except through ``loop.call_soon_threadsafe``, and it must copy the
+planes if it keeps them past the call.
 
 No frame for ``stall_timeout_s`` is a stall: the stream is closed and reopened with capped,
 jittered exponential backoff, for ever, until cancelled. Corrupt packets and undecodable data are
@@ -33,22 +34,36 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FrameSink", "IngestStats", "LumaFrame", "RtspIngest", "luma_view"]
+__all__ = ["DecodedFrame", "FrameSink", "IngestStats", "RtspIngest", "bgr_planes", "frame_planes"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class LumaFrame:
-    """One decoded frame's luma plane. ``t`` is wall-clock seconds when it was decoded."""
+class DecodedFrame:
+    """One decoded frame. ``t`` is wall-clock seconds when it was decoded.
+
+    ``luma`` is the (H, W) Y plane. ``chroma`` is the (U, V) pair at the stream's own subsampling
+    ((H/2, W/2) for the usual 4:2:0), or None when the source has no colour to give (a grey
+    snapshot). Both may be views with padded rows: :meth:`compact` makes them contiguous.
+    """
 
     camera: str
     t: float
     luma: npt.NDArray[np.uint8]
     is_keyframe: bool
+    chroma: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None = None
+
+    def compact(self) -> tuple[npt.NDArray[np.uint8], tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None]:
+        """Luma and chroma as C-contiguous arrays, as the vision stage takes them: a copy only of
+        a plane whose rows are padded or interleaved (NV12)."""
+        if self.chroma is None:
+            return np.ascontiguousarray(self.luma), None
+        u, v = self.chroma
+        return np.ascontiguousarray(self.luma), (np.ascontiguousarray(u), np.ascontiguousarray(v))
 
 
-FrameSink = Callable[[LumaFrame], None]
+FrameSink = Callable[[DecodedFrame], None]
 """Receives frames in the ingest's worker thread; see the module docstring."""
 
 
@@ -70,21 +85,54 @@ class IngestStats:
     height: int = 0
 
 
-def luma_view(frame: Any) -> npt.NDArray[np.uint8]:
-    """The Y plane of a PyAV video frame as an (H, W) uint8 array, without copying.
+# 8-bit pixel formats by where their chroma lives: three planes, or one interleaved plane
+_PLANAR_YUV = frozenset(
+    ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p", "yuv411p", "yuv410p")
+)
+_SEMI_PLANAR = {"nv12": (0, 1), "nv21": (1, 0)}  # offsets of U and V within each pair
 
-    For planar or semi-planar YUV and gray frames the first plane is luma: it is viewed in place,
-    stride (``line_size``) included. Other formats are converted (a copy).
+
+def _plane_view(plane: Any, samples: int = 1) -> npt.NDArray[np.uint8]:
+    """A plane's rows as bytes; ``samples`` bytes a pixel (2 for NV12's interleaved U/V plane,
+    whose ``width`` PyAV gives in pixels)."""
+    height, width, stride = plane.height, plane.width * samples, plane.line_size
+    view = np.frombuffer(plane, dtype=np.uint8)[: stride * height].reshape(height, stride)[:, :width]
+    view.flags.writeable = False
+    return view
+
+
+def frame_planes(frame: Any) -> tuple[npt.NDArray[np.uint8], tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]:
+    """The Y, U and V planes of a PyAV video frame as uint8 arrays, without copying when possible.
+
+    8-bit planar YUV (what software H.264/H.265 decoders give) is viewed in place, row stride
+    (``line_size``) kept, so rows may be padded. NV12/NV21 (hardware decoders) give U and V as
+    strided views of the interleaved plane. Anything else (10-bit, RGB, grey) is converted to
+    yuv420p first, a copy: reading a 10-bit plane as bytes would give garbage.
     """
     name = frame.format.name
-    if name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")) and not name.startswith("gray16"):
-        plane = frame.planes[0]
-        height, width, stride = plane.height, plane.width, plane.line_size
-        buf = np.frombuffer(plane, dtype=np.uint8)
-        view = buf[: stride * height].reshape(height, stride)[:, :width]
-        view.flags.writeable = False
-        return view
-    return np.asarray(frame.to_ndarray(format="gray"), dtype=np.uint8)
+    if name in _PLANAR_YUV:
+        return _plane_view(frame.planes[0]), (_plane_view(frame.planes[1]), _plane_view(frame.planes[2]))
+    if name in _SEMI_PLANAR:
+        uv = _plane_view(frame.planes[1], 2)
+        u0, v0 = _SEMI_PLANAR[name]
+        return _plane_view(frame.planes[0]), (uv[:, u0::2], uv[:, v0::2])
+    return frame_planes(frame.reformat(format="yuv420p"))
+
+
+def bgr_planes(
+    bgr: np.ndarray,
+) -> tuple[npt.NDArray[np.uint8], tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None]:
+    """The planes a 4:2:0 decoder gives for a BGR picture (a snapshot JPEG, a test scene), each
+    C-contiguous. A picture of odd width or height has no 4:2:0 layout: luma only."""
+    import cv2
+
+    h, w = bgr.shape[:2]
+    if h % 2 or w % 2:
+        return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), np.uint8), None
+    yuv = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), np.uint8)
+    q = (h // 2) * (w // 2)
+    chroma = yuv[h:].reshape(-1)
+    return yuv[:h], (chroma[:q].reshape(h // 2, w // 2), chroma[q:].reshape(h // 2, w // 2))
 
 
 class _Stall(Exception):
@@ -244,10 +292,10 @@ class RtspIngest:
                         if not self.keyframes_only and now < next_due:
                             continue
                         next_due = max(next_due + period, now - period) if period else 0.0
-                        luma = luma_view(frame)
+                        luma, chroma = frame_planes(frame)
                         self.stats.height, self.stats.width = luma.shape
                         self.stats.frames_delivered += 1
-                        sink(LumaFrame(self.camera_id, time.time(), luma, bool(frame.key_frame)))
+                        sink(DecodedFrame(self.camera_id, time.time(), luma, bool(frame.key_frame), chroma))
                 if not self.replay:
                     return "end of stream"
                 # Replay: start the file again, timestamps continuing one frame after the last.

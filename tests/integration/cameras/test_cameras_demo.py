@@ -9,7 +9,7 @@ from pathlib import Path
 
 from drivers.camera import Camera
 from drivers.discovery import discover
-from drivers.rtsp import LumaFrame
+from drivers.rtsp import DecodedFrame
 from edge_config.camera import CameraDevice
 from gateway.signals import Signal
 from simulators.demo_camera import demo_camera
@@ -17,7 +17,7 @@ from simulators.demo_camera import demo_camera
 
 async def test_demo_camera_replays_the_scene_and_is_discoverable(tmp_path: Path, scene_clip: Path) -> None:
     shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")  # skip encoding the full demo scene
-    frames: list[LumaFrame] = []
+    frames: list[DecodedFrame] = []
     signals: list[Signal] = []
     async with demo_camera(tmp_path, use_gstreamer=False) as demo:
         assert demo.rtsp_port is None

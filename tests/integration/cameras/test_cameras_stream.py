@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from drivers.camera import Camera
-from drivers.rtsp import LumaFrame, RtspIngest
+from drivers.rtsp import DecodedFrame, RtspIngest
 from edge_config.camera import CameraDevice
 from gateway.evidence import EvidenceStore
 from gateway.signals import Category, Signal
@@ -71,7 +71,7 @@ async def sim_with_rtsp(rtsp_server: RtspServer) -> AsyncIterator[OnvifCameraSim
 async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
     sim_with_rtsp: OnvifCameraSim, rtsp_server: RtspServer
 ) -> None:
-    frames: list[LumaFrame] = []
+    frames: list[DecodedFrame] = []
     signals: list[Signal] = []
     camera = Camera(_config(sim_with_rtsp, events=False), password=PASSWORD, frame_sink=frames.append)
     async with _running(camera, signals):
@@ -80,6 +80,9 @@ async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
         assert f.camera == "gate-cam"
         assert f.luma.shape == (360, 640)
         assert f.luma.dtype.name == "uint8"
+        # the colour planes come too (the detector's chroma and shadow tests need them)
+        assert f.chroma is not None
+        assert [p.shape for p in f.chroma] == [(180, 320), (180, 320)]
         assert camera.ingest is not None
         assert PASSWORD not in camera.ingest.display_url
         assert not signals
@@ -116,7 +119,7 @@ async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
 
 @pytest.mark.network
 async def test_keyframe_mode_decodes_only_keyframes(rtsp_server: RtspServer) -> None:
-    frames: list[LumaFrame] = []
+    frames: list[DecodedFrame] = []
     ingest = RtspIngest("c", rtsp_server.url("clip"), display_url=rtsp_server.url("clip"), keyframes_only=True)
     task = asyncio.create_task(ingest.run(frames.append))
     try:
@@ -136,7 +139,7 @@ async def test_keyframe_mode_decodes_only_keyframes(rtsp_server: RtspServer) -> 
 
 @pytest.mark.network
 async def test_full_decode_is_rate_limited_to_analysis_fps(rtsp_server: RtspServer) -> None:
-    frames: list[LumaFrame] = []
+    frames: list[DecodedFrame] = []
     ingest = RtspIngest("c", rtsp_server.url("clip"), display_url="clip", analysis_fps=5.0)
     task = asyncio.create_task(ingest.run(frames.append))
     try:
@@ -184,7 +187,7 @@ async def test_pullpoint_fault_reboot_and_silence_are_resubscribed(onvif_sim: On
 
 
 async def test_camera_motion_gates_analysis(onvif_sim: OnvifCameraSim) -> None:
-    frames: list[LumaFrame] = []
+    frames: list[DecodedFrame] = []
     signals: list[Signal] = []
     cfg = _config(onvif_sim, gating="camera_motion", stream={"mode": "snapshot", "snapshot_interval_s": 0.2})
     camera = Camera(cfg, password=PASSWORD, frame_sink=frames.append, pull_timeout_s=1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import av
 import numpy as np
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from drivers import camera as camera_module
 from drivers.camera import Camera
 from drivers.onvif import EventKind, classify_topic, redact_url, with_credentials
-from drivers.rtsp import luma_view
+from drivers.rtsp import DecodedFrame, bgr_planes, frame_planes
 from edge_config.camera import CameraDevice, EventGating, StreamMode
 from gateway.errors import DriverError
 from gateway.signals import Signal
@@ -51,28 +52,69 @@ def test_urls_with_and_without_credentials() -> None:
     assert redact_url(None) == ""
 
 
-@pytest.mark.parametrize(("width", "height"), [(640, 360), (350, 200), (33, 17)])
-def test_luma_view_is_the_y_plane_without_copy(width: int, height: int) -> None:
+def _fill(plane: Any, values: np.ndarray) -> np.ndarray:
+    """Write ``values`` into a PyAV plane through a writable view; return the padded rows."""
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+    rows[: values.shape[0], : values.shape[1]] = values
+    return rows
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 360), (350, 200), (34, 18)])
+def test_frame_planes_are_the_decoder_planes_without_copy(width: int, height: int) -> None:
     rng = np.random.default_rng(width)
-    y = rng.integers(0, 256, (height, width), dtype=np.uint8)
     frame = av.VideoFrame(width, height, "yuv420p")
-    plane = frame.planes[0]
-    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)  # writable view
-    rows[:height, :width] = y
-    view = luma_view(frame)
-    assert view.shape == (height, width)
-    np.testing.assert_array_equal(view, y)
-    assert np.shares_memory(view, rows)
-    assert not view.flags.writeable
-    if plane.line_size != width:
-        assert not view.flags.c_contiguous  # stride kept, nothing copied
+    want = [rng.integers(0, 256, (p.height, p.width), dtype=np.uint8) for p in frame.planes]
+    rows = [_fill(p, w) for p, w in zip(frame.planes, want, strict=True)]
+    luma, chroma = frame_planes(frame)
+    assert chroma is not None
+    for got, expected, buf in zip((luma, *chroma), want, rows, strict=True):
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+        assert np.shares_memory(got, buf)
+        assert not got.flags.writeable
+    assert chroma[0].shape == (height // 2, width // 2)
+    if frame.planes[0].line_size != width:
+        assert not luma.flags.c_contiguous  # stride kept, nothing copied
+    compact_luma, compact_chroma = DecodedFrame("cam", 0.0, luma, True, chroma).compact()
+    assert compact_luma.flags.c_contiguous and compact_chroma is not None
+    assert all(p.flags.c_contiguous for p in compact_chroma)
+    np.testing.assert_array_equal(compact_chroma[1], want[2])
 
 
-def test_luma_view_converts_other_formats() -> None:
-    rgb = np.full((4, 6, 3), 200, np.uint8)
-    view = luma_view(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
-    assert view.shape == (4, 6)
-    assert view.dtype == np.uint8
+def test_frame_planes_split_interleaved_nv12_chroma() -> None:
+    frame = av.VideoFrame(8, 4, "nv12")
+    y = np.arange(32, dtype=np.uint8).reshape(4, 8)
+    uv = np.array([[10, 20] * 4, [11, 21] * 4], np.uint8)  # U, V pairs
+    _fill(frame.planes[0], y)
+    _fill(frame.planes[1], uv)
+    luma, chroma = frame_planes(frame)
+    assert chroma is not None
+    np.testing.assert_array_equal(luma, y)
+    np.testing.assert_array_equal(chroma[0], [[10] * 4, [11] * 4])
+    np.testing.assert_array_equal(chroma[1], [[20] * 4, [21] * 4])
+
+
+@pytest.mark.parametrize("fmt", ["rgb24", "yuv420p10le", "gray"])
+def test_frame_planes_convert_other_formats_instead_of_reading_their_bytes(fmt: str) -> None:
+    # 10-bit planes hold two bytes a sample: viewed as bytes they would be garbage
+    grey = np.full((4, 6, 3), 200, np.uint8)
+    frame = av.VideoFrame.from_ndarray(grey, format="rgb24").reformat(format=fmt)
+    luma, chroma = frame_planes(frame)
+    assert luma.shape == (4, 6) and luma.dtype == np.uint8
+    assert abs(int(luma[1, 1]) - 200) <= 15  # limited-range luma of grey 200
+    assert chroma is not None and chroma[0].shape == (2, 3)
+    assert abs(int(chroma[0][1, 1]) - 128) <= 1  # grey: neutral chroma
+
+
+def test_snapshot_like_pictures_give_i420_planes_or_luma_only_when_odd() -> None:
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[..., 2] = 255  # red
+    luma, chroma = bgr_planes(bgr)
+    assert luma.shape == (4, 6) and chroma is not None
+    assert chroma[0].shape == chroma[1].shape == (2, 3)
+    assert int(chroma[1][0, 0]) > 200  # red: high V
+    odd_luma, odd_chroma = bgr_planes(bgr[:3])
+    assert odd_luma.shape == (3, 6) and odd_chroma is None
 
 
 @pytest.mark.parametrize(

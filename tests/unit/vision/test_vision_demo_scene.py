@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import cv2
-import numpy as np
 
+from drivers.rtsp import bgr_planes
 from edge_config.vision import VisionSettings
 from simulators.scene import SCENE_ZONE, SceneTimeline, scene_frames
 from vision import MotionDetector, MotionEvents, TamperDetector, draw_evidence
@@ -21,16 +21,13 @@ def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
     best = None
     for t, rgb in scene_frames(timeline):
         h, w = rgb.shape[:2]
-        yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
-        y = np.ascontiguousarray(yuv[:h])
-        u = np.ascontiguousarray(yuv[h : h + h // 4].reshape(h // 2, w // 2))
-        v = np.ascontiguousarray(yuv[h + h // 4 :].reshape(h // 2, w // 2))
+        y, chroma = bgr_planes(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # as the daemon's decoder gives them
         if det is None or tam is None or events is None:
             det = MotionDetector(settings.profiles.day, (h, w), settings.zones)
             events = MotionEvents(settings.events, (h, w), settings.zones)
             tam = TamperDetector(settings.tamper, (h, w))
         log += [(t, e.kind, e.active) for e in tam.process(y, t)]
-        result = det.process(y, t, (u, v))
+        result = det.process(y, t, chroma)
         if result.global_change:
             global_changes.append(t)
         for e in events.update(result, y, suppressed=tam.analysis_suppressed):
