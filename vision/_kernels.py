@@ -25,7 +25,11 @@ from numba.extending import intrinsic
 
 __all__ = [
     "BOX_FIELDS",
+    "COLOURED",
+    "COLOUR_NARROW",
+    "COLOUR_WIDE",
     "C_CHROMA",
+    "C_CHROMA_LEVEL",
     "C_CHROMA_SEEN",
     "C_DT",
     "C_FIRST",
@@ -48,6 +52,7 @@ __all__ = [
     "P_ALPHA",
     "P_BG_ALPHA",
     "P_BLUR",
+    "P_CHROMA_REF",
     "P_CHROMA_SETTING",
     "P_CHROMA_THR",
     "P_EDGE",
@@ -70,6 +75,7 @@ __all__ = [
     "P_THR_SIGMA",
     "P_WEAK",
     "SLOPE_EVERY",
+    "S_CHROMA",
     "S_FG",
     "S_IDLE_ABSDIFF",
     "S_IDLE_COUNT",
@@ -90,6 +96,7 @@ __all__ = [
     "majority_filter",
     "motion_frame",
     "motion_step",
+    "plane_spread",
     "select_boxes",
     "tamper_stats",
     "zone_counts",
@@ -113,6 +120,17 @@ _RAW_FG = np.uint8(2)
 # a pass costs about 9 us at 320x180 (a sixth of the step), and the background it describes
 # changes over tens of frames
 SLOPE_EVERY = 8
+
+# A camera switching to or from its IR mode loses or gains its colour in one frame. Every pixel
+# with colour then fails the chroma test while the luma may barely change, so the luma-based
+# global-change test can miss it. So a frame is a global change too when the coloured part of the
+# view (S_CHROMA) goes from at least COLOUR_WIDE (recent level) to below COLOUR_NARROW, or back.
+# CDnet highway stays within 0.32 to 0.44, the demo scene near 0.24; a car entering a grey view
+# covers less than COLOUR_WIDE, and over several frames.
+COLOURED = 6.0  # |U - 128| + |V - 128| above this is colour; monochrome chroma sits within 2 of 128
+COLOUR_WIDE = 0.15
+COLOUR_NARROW = 0.05
+_CHROMA_LEVEL_ALPHA = 0.1
 
 # motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
 _AHEAD = 2
@@ -146,7 +164,8 @@ P_RELEARN_S = 23  # how long the fast relearning lasts after a global change
 P_IDLE_FRACTION = 24  # frames with less raw foreground than this teach the idle level
 P_IDLE_ALPHA = 25  # learning rate of the idle level
 P_EDGE = 26  # motion_step: threshold added per grey level of background slope (0 = off)
-N_PARAMS = 27
+P_CHROMA_REF = 27  # motion_frame: recent frames' coloured fraction (C_CHROMA_LEVEL; < 0 unknown)
+N_PARAMS = 28
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
 C_T = 0  # this frame's timestamp (s)
@@ -160,14 +179,16 @@ C_CHROMA_SEEN = 7  # 1.0 once a frame came with chroma (the first one is learned
 C_FIRST = 8  # out: this frame was learned as a new background
 C_RELEARNING = 9  # out: this frame was in a relearning window
 C_GLOBAL = 10  # out: this frame was a global change (a relearning window starts)
-N_CTL = 11
+C_CHROMA_LEVEL = 11  # smoothed S_CHROMA of recent frames with chroma (< 0: none yet)
+N_CTL = 12
 
 # motion_step statistics vector
 S_FG = 0  # foreground pixels (raw)
 S_IDLE_ABSDIFF = 1  # sum of |diff| over background pixels
 S_IDLE_COUNT = 2  # number of background pixels
 S_MASK = 3  # pixels set in the cleaned mask (motion_frame only)
-N_STATS = 4
+S_CHROMA = 4  # coloured fraction: of every 4th analysis row, pixels with |U - 128| + |V - 128| > COLOURED
+N_STATS = 5
 
 # label_components output: one row per component
 BOX_FIELDS = 7  # x0, y0, x1 (exclusive), y1 (exclusive), area, sum_x, sum_y
@@ -497,6 +518,10 @@ def motion_step(  # pragma: no cover
     n_fg = np.float32(0.0)
     idle_sum = np.float32(0.0)
     edge_gain = np.float32(params[P_EDGE])
+    # coloured fraction, from every 4th analysis row: a frame-wide figure needs no more
+    coloured = np.float32(COLOURED)
+    n_coloured = np.float32(0.0)
+    cs_rows = 0
     if blur:
         _downscale_row(luma, pairs, f, 0, acc, ring[0])
     for i in range(h):
@@ -527,6 +552,10 @@ def motion_step(  # pragma: no cover
         if use_chroma and i % 2 == 0:  # one chroma row per pair of analysis rows
             ci = min(hc - 1, (i + 1) * hc // h)
             _chroma_rows(chroma_u, chroma_v, ci, cidx, stride, urow, vrow)
+            if i % 4 == 0:
+                cs_rows += 1
+                for j in range(w):
+                    n_coloured += one if abs(urow[j]) + abs(vrow[j]) > coloured else zero
         bgr = bg[i]
         slr = slope[i]
         nzr = noise[i]
@@ -575,6 +604,7 @@ def motion_step(  # pragma: no cover
     stats[S_FG] = n_fg
     stats[S_IDLE_ABSDIFF] = idle_sum
     stats[S_IDLE_COUNT] = h * w - n_fg
+    stats[S_CHROMA] = n_coloured / (cs_rows * w) if cs_rows > 0 else 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -890,11 +920,33 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:  # 
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def plane_spread(plane: np.ndarray, step: int) -> float:  # pragma: no cover
+    """Standard deviation of a uint8 ``plane`` over every ``step``-th row and column (from 0).
+
+    Integer sums, so the result does not depend on the order of summation.
+    """
+    h, w = plane.shape
+    s = np.int64(0)
+    s2 = np.int64(0)
+    for i in range(0, h, step):
+        row = plane[i]
+        for j in range(0, w, step):
+            v = np.int64(row[j])
+            s += v
+            s2 += v * v
+    n = ((h + step - 1) // step) * ((w + step - 1) // step)
+    if n == 0:
+        return 0.0
+    mean = s / n
+    return float(np.sqrt(max(0.0, s2 / n - mean * mean)))
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no cover
     """Before a frame: the per-frame entries of ``params`` from the settings and the stream state.
 
-    Writes ``P_FLOOR``, ``P_CHROMA_THR``, ``P_ABSORB_FRAMES``, ``P_ALPHA``, ``P_RELEARN`` and
-    ``P_REPORT``; updates the frame interval and ``C_FIRST`` / ``C_RELEARNING`` in ``ctl``. In the
+    Writes ``P_FLOOR``, ``P_CHROMA_THR``, ``P_ABSORB_FRAMES``, ``P_ALPHA``, ``P_RELEARN``,
+    ``P_REPORT`` and ``P_CHROMA_REF``; updates the frame interval and ``C_FIRST`` / ``C_RELEARNING`` in ``ctl``. In the
     kernel rather than the Python wrapper because each Python step costs microseconds per frame
     when its code and data are cold in cache, as they are between other streams' work.
     """
@@ -920,6 +972,7 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no co
         params[P_ALPHA] = max(params[P_BG_ALPHA], 1.0 / (frames + 1))
         params[P_RELEARN] = 0.0
     params[P_REPORT] = 0.0 if (first or relearning) else 1.0
+    params[P_CHROMA_REF] = ctl[C_CHROMA_LEVEL]
     ctl[C_FIRST] = 1.0 if first else 0.0
     ctl[C_RELEARNING] = 1.0 if relearning else 0.0
 
@@ -944,10 +997,17 @@ def frame_feedback(  # pragma: no cover
     if idle_n > 0 and raw_fraction < params[P_IDLE_FRACTION] and not relearning:
         ctl[C_IDLE_LEVEL] += params[P_IDLE_ALPHA] * (stats[S_IDLE_ABSDIFF] / idle_n - ctl[C_IDLE_LEVEL])
     ctl[C_GLOBAL] = 0.0
-    if n_boxes < 0 and not first and not relearning:
+    global_change = n_boxes < 0 and not first and not relearning
+    if global_change:
         ctl[C_GLOBAL] = 1.0
         ctl[C_RELEARN_UNTIL] = ctl[C_T] + params[P_RELEARN_S]
         fg_count[:] = 0
+    if ctl[C_CHROMA] > 0.5:
+        level = ctl[C_CHROMA_LEVEL]
+        if level < 0.0 or first or relearning or global_change:  # a new view: its level anew
+            ctl[C_CHROMA_LEVEL] = stats[S_CHROMA]
+        else:
+            ctl[C_CHROMA_LEVEL] = level + _CHROMA_LEVEL_ALPHA * (stats[S_CHROMA] - level)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -976,7 +1036,8 @@ def motion_frame(  # pragma: no cover
     for the kernels called. Returns the number of boxes kept by
     :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), at the top of ``boxes``, or -1 when
     the mask was not produced (``P_REPORT`` off, or a global change: more than ``P_GLOBAL`` of the
-    frame in raw foreground); ``mask`` is then all zero. After every ``SLOPE_EVERY``-th frame
+    frame in raw foreground, or its colour lost or gained at once, see ``COLOUR_WIDE``); ``mask``
+    is then all zero. After every ``SLOPE_EVERY``-th frame
     (``C_FRAMES`` before it a multiple) ``slope`` is refreshed from the learned background.
     """
     ctl[C_T] = t
@@ -987,6 +1048,16 @@ def motion_frame(  # pragma: no cover
         background_slope(state[0], state[4])
     frame_feedback(params, ctl, stats, state[3], n)
     return n
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _colour_jump(params: np.ndarray, stats: np.ndarray) -> bool:  # pragma: no cover
+    """The view lost or gained its colour in this frame (see ``COLOUR_WIDE``)."""
+    ref = params[P_CHROMA_REF]
+    if params[P_CHROMA_THR] <= 0.0 or ref < 0.0:
+        return False
+    now = float(stats[S_CHROMA])
+    return (ref >= COLOUR_WIDE and now < COLOUR_NARROW) or (ref < COLOUR_NARROW and now >= COLOUR_WIDE)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -1009,7 +1080,7 @@ def _detect(  # pragma: no cover
     motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, slope, raw, stats)
     h, w = bg.shape
     stats[S_MASK] = 0
-    if params[P_REPORT] < 0.5 or stats[S_FG] > params[P_GLOBAL] * h * w:
+    if params[P_REPORT] < 0.5 or stats[S_FG] > params[P_GLOBAL] * h * w or _colour_jump(params, stats):
         mask[:] = 0
         return -1
     n_set = majority_filter(raw, int(params[P_RADIUS]), ignore, mask, colsum)

@@ -223,6 +223,7 @@ class MotionDetector:
         c[:] = 0.0
         c[K.C_DT] = _DT_INIT
         c[K.C_RELEARN_UNTIL] = _NEVER
+        c[K.C_CHROMA_LEVEL] = -1.0  # no colour level known yet
         self._noise[:] = _NOISE_INIT
         self._fg_count[:] = 0
         self._mask[:] = 0

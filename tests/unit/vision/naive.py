@@ -122,6 +122,8 @@ def motion_step(
     stats[K.S_FG] = np.count_nonzero(fg)
     stats[K.S_IDLE_ABSDIFF] = float(ad[~fg].astype(np.float64).sum())
     stats[K.S_IDLE_COUNT] = np.count_nonzero(~fg)
+    if use_chroma:  # every 4th analysis row
+        stats[K.S_CHROMA] = float(np.mean(np.abs(u[::4]) + np.abs(v[::4]) > F32(K.COLOURED)))
     return {
         "bg": new_bg,
         "noise": new_noise,
@@ -153,6 +155,7 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> tuple[np.ndarray, np.n
     else:
         p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 1.0 / (frames + 1)), 0.0
     p[K.P_REPORT] = 0.0 if (first or relearning) else 1.0
+    p[K.P_CHROMA_REF] = c[K.C_CHROMA_LEVEL]
     c[K.C_FIRST] = float(first)
     c[K.C_RELEARNING] = float(relearning)
     return p, c
@@ -175,7 +178,20 @@ def frame_feedback(
     if global_change:
         c[K.C_RELEARN_UNTIL] = c[K.C_T] + params[K.P_RELEARN_S]
         cnt[:] = 0
+    if c[K.C_CHROMA] > 0.5:
+        level = c[K.C_CHROMA_LEVEL]
+        fresh = level < 0 or c[K.C_FIRST] > 0.5 or relearning or global_change
+        c[K.C_CHROMA_LEVEL] = stats[K.S_CHROMA] if fresh else level + 0.1 * (stats[K.S_CHROMA] - level)
     return c, cnt
+
+
+def colour_jump(params: np.ndarray, stats: np.ndarray) -> bool:
+    """Reference of the colour-switch test that makes a frame a global change."""
+    ref, spread = params[K.P_CHROMA_REF], stats[K.S_CHROMA]
+    if params[K.P_CHROMA_THR] <= 0 or ref < 0:
+        return False
+    lost = ref >= K.COLOUR_WIDE and spread < K.COLOUR_NARROW
+    return bool(lost or (ref < K.COLOUR_NARROW and spread >= K.COLOUR_WIDE))
 
 
 def majority_filter(mask: np.ndarray, radius: int, ignore: np.ndarray) -> np.ndarray:
@@ -262,3 +278,9 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray) -> np.ndarray:
     else:
         out[K.T_CORR] = float(np.corrcoef(gc.ravel(), gr.ravel())[0, 1])
     return out
+
+
+def plane_spread(plane: np.ndarray, step: int) -> float:
+    """Standard deviation of every ``step``-th row and column."""
+    sample = plane[::step, ::step].astype(np.float64)
+    return float(sample.std()) if sample.size else 0.0

@@ -279,6 +279,20 @@ def test_tamper_stats_matches_reference(seed: int, shape: tuple[int, int], kind:
     npt.assert_allclose(out, naive.tamper_stats(cur, ref), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("step", [1, 2, 5])
+@pytest.mark.parametrize("kind", ["random", "constant", "saturated"])
+def test_plane_spread_matches_reference(shape: tuple[int, int], step: int, kind: str) -> None:
+    plane = _frame(kind, shape, step)
+    npt.assert_allclose(K.plane_spread(plane, step), naive.plane_spread(plane, step), rtol=1e-9, atol=1e-9)
+
+
+def test_plane_spread_of_padded_rows_reads_only_the_view() -> None:
+    padded = np.full((6, 16), 255, np.uint8)
+    padded[:, :10] = np.arange(10, dtype=np.uint8)
+    assert K.plane_spread(padded[:, :10], 1) == pytest.approx(np.arange(10).std())
+
+
 def _ctl_params(rng: np.random.Generator) -> np.ndarray:
     p = _params()
     p[K.P_MIN_THRESHOLD] = 14.0
@@ -315,6 +329,7 @@ def test_frame_control_and_feedback_match_reference_over_a_stream(seed: int) -> 
         stats[K.S_FG] = float(rng.choice([0, 1, 15]))
         stats[K.S_IDLE_COUNT] = cnt.size - stats[K.S_FG]
         stats[K.S_IDLE_ABSDIFF] = float(rng.random() * 40)
+        stats[K.S_CHROMA] = float(rng.choice([0.0, 0.04, 0.3, 0.8]))
         n = int(rng.choice([-1, 0, 2], p=[0.2, 0.4, 0.4]))
         ref_c, ref_cnt = naive.frame_feedback(params, ctl, stats, cnt, n)
         K.frame_feedback(params, ctl, stats, cnt, n)
@@ -334,6 +349,7 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     ctl = np.zeros(K.N_CTL)  # the sixth frame of a stream, chroma seen before: a reporting frame
     ctl[K.C_T], ctl[K.C_T_LAST], ctl[K.C_DT], ctl[K.C_FRAMES] = 1.0, 0.96, 0.04, 5
     ctl[K.C_CHROMA], ctl[K.C_CHROMA_SEEN], ctl[K.C_RELEARN_UNTIL] = 1.0, 1.0, -1e300
+    ctl[K.C_CHROMA_LEVEL] = -1.0  # no colour level yet (the colour-switch test has its own test)
     ctl_in = ctl.copy()
     st = _state(h, w, 11)
     ref_p, ref_c = naive.frame_control(params, ctl)
@@ -365,6 +381,59 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     assert not mask.any()
     assert ctl_in[K.C_GLOBAL] == 1.0 and ctl_in[K.C_RELEARN_UNTIL] == 1.04 + params[K.P_RELEARN_S]
     assert not st["fg_count"].any()
+
+
+@pytest.mark.parametrize("ref", [-1.0, 0.0, 0.049, 0.05, 0.149, 0.15, 0.9])
+@pytest.mark.parametrize("spread", [0.0, 0.049, 0.05, 0.149, 0.15, 0.9])
+@pytest.mark.parametrize("chroma_thr", [0.0, 7.0])
+def test_colour_jump_matches_reference(ref: float, spread: float, chroma_thr: float) -> None:
+    params = np.zeros(K.N_PARAMS)
+    params[K.P_CHROMA_REF], params[K.P_CHROMA_THR] = ref, chroma_thr
+    stats = np.zeros(K.N_STATS)
+    stats[K.S_CHROMA] = spread
+    assert K._colour_jump(params, stats) == naive.colour_jump(params, stats)
+
+
+def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
+    # the camera's IR mode: the same luma, the colour gone; then colour back after relearning
+    rng = np.random.default_rng(5)
+    h, w = 36, 48
+    luma = np.full((h, w), 120, np.uint8)
+    u = np.clip(128 + rng.normal(0, 10, (h // 2, w // 2)), 0, 255).astype(np.uint8)
+    v = np.clip(128 + rng.normal(0, 10, (h // 2, w // 2)), 0, 255).astype(np.uint8)
+    flat = np.full_like(u, 128)
+    params = _ctl_params(rng)
+    params[K.P_GLOBAL], params[K.P_RADIUS], params[K.P_MIN_AREA], params[K.P_MAX_BOXES] = 0.9, 1, 1, 8
+    params[K.P_BG_ALPHA], params[K.P_ABSORB_S] = 0.04, 10.0
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL], ctl[K.C_CHROMA_LEVEL] = 0.04, -1e300, -1.0
+    st = _state(h, w, 5)
+    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], np.zeros((h, w), np.uint8))
+    scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
+               np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
+    ignore = np.zeros((h, w), np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    boxes = np.zeros((64, K.BOX_FIELDS), np.int64)
+    stats = np.zeros(K.N_STATS)
+
+    def frame(t: float, cu: np.ndarray, cv: np.ndarray) -> int:
+        args = (params, ctl, state, ignore, mask, scratch, boxes, stats)
+        return int(K.motion_frame(luma, cu, cv, True, t, 1, *args))
+
+    for k in range(10):  # a steady colour view: learned, then nothing moves
+        frame(k * 0.04, u, v)
+    assert frame(0.4, u, v) == 0
+    assert ctl[K.C_CHROMA_LEVEL] > 0.5  # most of the view in colour
+    assert frame(0.44, flat, flat) == -1  # colour lost: no mask, no boxes
+    assert ctl[K.C_GLOBAL] == 1.0
+    t = 0.48
+    while t < 0.44 + params[K.P_RELEARN_S] + 0.1:  # the relearning window learns the grey view
+        frame(t, flat, flat)
+        t += 0.04
+    assert ctl[K.C_CHROMA_LEVEL] == 0.0
+    assert frame(t, flat, flat) == 0
+    assert frame(t + 0.04, u, v) == -1  # and the colour coming back is one too
+    assert ctl[K.C_GLOBAL] == 1.0
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
