@@ -200,6 +200,9 @@ class Camera:
             "width": ingest.width,
             "height": ingest.height,
             "camera_motion": self.camera_motion,
+            # which motion settings are in force, and the IR mode the picture shows (None: never seen)
+            "vision_profile": self.vision.profile if self.vision is not None else None,
+            "ir_mode": self.vision.ir.ir_on if self.vision is not None else None,
             "event_subscriptions": self.stats.subscriptions,
             "events": self.stats.events,
         }
@@ -565,6 +568,7 @@ _VISION_RULES: dict[str, tuple[Category, Severity]] = {
     "motion": (Category.MOTION_IN_ZONE, Severity.MINOR),
 }
 _PROFILE_CHECK_S = 60.0
+_IR_CHECK_S = 1.0  # how often a camera's picture is measured for its IR mode
 _vision_warm: asyncio.Lock | None = None
 _vision_is_warm = False
 
@@ -591,8 +595,10 @@ class CameraVision:
     """The on-box vision stage of one camera, run in its ingest thread.
 
     Each frame goes through :class:`vision.TamperDetector`, :class:`vision.MotionDetector` and
-    :class:`vision.MotionEvents` (built on the first frame, rebuilt if the frame size changes; the
-    day/night profile is re-checked every minute). Every transition becomes a :class:`Signal`
+    :class:`vision.MotionEvents` (built on the first frame, rebuilt if the frame size changes).
+    The day/night profile is re-checked every minute, and at once when the picture turns
+    monochrome or back to colour (the camera's IR mode, measured once a second by
+    :class:`vision.IrModeTracker`). Every transition becomes a :class:`Signal`
     handed to ``emit`` (which must be thread-safe); an opening motion event carries its best frame
     as an evidence JPEG with boxes and zones drawn (:func:`vision.draw_evidence`).
     """
@@ -606,9 +612,14 @@ class CameraVision:
         self._shape: tuple[int, int] | None = None
         self._det: Any = None
         self._events: Any = None
+        import vision
+
         self._tamper: Any = None
-        self._profile = ""
+        self.profile = ""
+        """The motion profile in force, "day" or "night" ("" before the first frame)."""
         self._profile_checked = 0.0
+        self.ir = vision.IrModeTracker()
+        self._ir_checked = -_IR_CHECK_S
         self.frames = 0
         self.errors = 0
 
@@ -616,7 +627,7 @@ class CameraVision:
         import vision
 
         vs = self.config.vision
-        self._profile, settings = vision.active_profile(vs.profiles, datetime.now().time())
+        self.profile, settings = vision.active_profile(vs.profiles, datetime.now().time(), self.ir.ir_on)
         self._profile_checked = time.monotonic()
         self._det = vision.MotionDetector(settings, shape, vs.zones)
         self._events = vision.MotionEvents(vs.events, shape, vs.zones)
@@ -639,11 +650,17 @@ class CameraVision:
         if shape != self._shape:
             self._build(shape)
         now = time.monotonic()
-        if now - self._profile_checked > _PROFILE_CHECK_S:
+        ir_changed = False
+        if chroma is not None and now - self._ir_checked >= _IR_CHECK_S:
+            self._ir_checked = now
+            ir_changed = self.ir.update(luma, chroma, now)
+            if ir_changed:
+                logger.info("camera %s: picture in %s mode", self.config.id, "IR" if self.ir.ir_on else "colour")
+        if ir_changed or now - self._profile_checked > _PROFILE_CHECK_S:
             self._profile_checked = now
-            name, settings = vision.active_profile(self.config.vision.profiles, datetime.now().time())
-            if name != self._profile:
-                self._profile = name
+            name, settings = vision.active_profile(self.config.vision.profiles, datetime.now().time(), self.ir.ir_on)
+            if name != self.profile:
+                self.profile = name
                 self._det.set_settings(settings)
         self.frames += 1
         out = self._tamper.process(luma, frame.t)
@@ -675,7 +692,7 @@ class CameraVision:
                 logger.warning("camera %s: evidence not stored: %s", cfg.id, exc)
         details: dict[str, str | float | int | bool] = {
             "boxes": len(ev.boxes),
-            "profile": self._profile,
+            "profile": self.profile,
             **_identity(cfg),
         }
         return Signal(

@@ -253,7 +253,9 @@ class ProfileSchedule(VisionBase):
     night_end: time = Field(default=time(6, 30), description="Night profile ends at this time.")
     follow_ir: bool = Field(
         default=True,
-        description="If the camera reports its IR-cut state, that wins over the clock.",
+        description="Once a camera has been seen in its IR mode (its picture turns monochrome), that "
+        "mode wins over the clock: monochrome is night, colour is day. A camera never seen in IR mode "
+        "follows the clock.",
     )
 
 

@@ -17,7 +17,7 @@ Typical use for one camera::
 from vision._events import BestFrame, MotionEvents, VisionEvent
 from vision._evidence import draw_evidence
 from vision._motion import Box, MotionDetector, MotionResult, rasterise_zones
-from vision._profiles import active_profile
+from vision._profiles import IrModeTracker, active_profile
 from vision._tamper import TAMPER_KINDS, TamperDetector
 from vision._warm import warm_up
 
@@ -25,6 +25,7 @@ __all__ = [
     "TAMPER_KINDS",
     "BestFrame",
     "Box",
+    "IrModeTracker",
     "MotionDetector",
     "MotionEvents",
     "MotionResult",

@@ -184,3 +184,36 @@ async def test_offline_is_counted_from_the_first_connect_not_from_start_up(monke
         with pytest.raises(DriverError):
             await cam.run(signals.append, lambda: None)
     assert [(s.rule, s.active) for s in signals] == [("camera-offline", True)] and cam.offline
+
+
+def test_camera_vision_follows_the_picture_into_ir_mode_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    from drivers.camera import CameraVision
+    from simulators.scene import SceneTimeline, scene_frames
+    from vision import IrModeTracker
+
+    # the clock alone would say day all the time (an empty night window)
+    cfg = _camera(vision={"profiles": {"schedule": {"night_start": "12:00", "night_end": "12:00"}}})
+    signals: list[Signal] = []
+    cv = CameraVision(cfg, signals.append)
+    monkeypatch.setattr(camera_module, "_IR_CHECK_S", 0.0)  # measure every frame
+    cv.ir = IrModeTracker(hold_s=0.0)  # and believe the first measurement
+
+    def frame(t: float, rgb: np.ndarray, mono: bool) -> DecodedFrame:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if mono:  # the camera's IR mode: the same view, no colour
+            bgr = cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        luma, chroma = bgr_planes(bgr)
+        return DecodedFrame("c1", t, luma, False, chroma)
+
+    seen = []
+    for t, rgb in scene_frames(SceneTimeline(walk_start=100.0, walk_end=101.0, lights_on=100.0, seconds=3.0)):
+        cv.process(frame(t, rgb, mono=1.0 <= t < 2.0))
+        seen.append((cv.profile, cv.ir.ir_on, cv._det.settings.threshold_sigma))
+    assert cv.errors == 0
+    assert seen[0] == ("day", None, 3.5)  # colour, never seen in IR mode: the clock's day
+    assert seen[30] == ("night", True, 4.5)  # monochrome: the night settings at once
+    assert seen[-1] == ("day", False, 3.5)  # colour again
+    # the colour switching off and on is a global change for motion, not an incident
+    assert signals == []
