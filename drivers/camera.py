@@ -208,10 +208,11 @@ class Camera:
         }
 
     async def live_jpeg(self) -> bytes | None:
-        """The latest analysed frame as a JPEG (luma only), else the camera's own snapshot, else None."""
+        """The latest analysed frame as a JPEG (in colour when the stream has it), else the camera's
+        own snapshot, else None."""
         latest = self._latest
         if latest is not None and time.time() - latest.t < max(10.0, 2 * self.config.stream.snapshot_interval_s):
-            return await asyncio.to_thread(_encode_jpeg, np.ascontiguousarray(latest.luma))
+            return await asyncio.to_thread(_encode_jpeg, latest)
         session, profile = self.session, self.evidence_profile
         if session is not None and profile is not None:
             with contextlib.suppress(DriverError):
@@ -521,7 +522,7 @@ class Camera:
                 logger.info("camera %s: evidence snapshot failed (%s); using the latest frame", self.name, exc)
         latest = self._latest
         if jpeg is None and latest is not None:
-            jpeg = await asyncio.to_thread(_encode_jpeg, np.ascontiguousarray(latest.luma))
+            jpeg = await asyncio.to_thread(_encode_jpeg, latest)
         if jpeg is None:
             return
         zones = [z.points for z in self.config.vision.zones]
@@ -665,7 +666,7 @@ class CameraVision:
         self.frames += 1
         out = self._tamper.process(luma, frame.t)
         motion = self._det.process(luma, frame.t, chroma)
-        out += self._events.update(motion, luma, suppressed=self._tamper.analysis_suppressed)
+        out += self._events.update(motion, luma, suppressed=self._tamper.analysis_suppressed, chroma=chroma)
         for ev in out:
             self._emit(self._signal(ev))
 
@@ -686,7 +687,7 @@ class CameraVision:
             try:
                 import vision
 
-                jpeg = vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones)
+                jpeg = vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones, chroma=best.chroma)
                 evidence = self._evidence.put(jpeg, "image/jpeg", summary)
             except (OSError, ValueError, TypeError) as exc:
                 logger.warning("camera %s: evidence not stored: %s", cfg.id, exc)
@@ -720,10 +721,13 @@ def _snapshot_planes(jpeg: bytes) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
     return None if bgr is None else bgr_planes(bgr)
 
 
-def _encode_jpeg(luma: np.ndarray) -> bytes | None:
+def _encode_jpeg(frame: DecodedFrame) -> bytes | None:
+    """A frame as JPEG, in colour when it came with its 4:2:0 chroma."""
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", luma, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    from vision import planes_to_bgr
+
+    ok, buf = cv2.imencode(".jpg", planes_to_bgr(*frame.compact()), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return bytes(buf) if ok else None
 
 

@@ -18,13 +18,15 @@ __all__ = ["BestFrame", "MotionEvents", "VisionEvent"]
 class BestFrame:
     """The frame of an event with the highest score, for the evidence JPEG.
 
-    ``luma`` is a private copy (never a view of a decoder buffer); ``boxes`` are in source pixels.
+    ``luma`` and ``chroma`` (None without colour) are private copies, never views of a decoder
+    buffer; ``boxes`` are in source pixels.
     """
 
     t: float
     score: float
     luma: np.ndarray
     boxes: tuple[Box, ...]
+    chroma: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,12 @@ class MotionEvents:
         return tuple((tr.kind, tr.zone.name if tr.zone else None) for tr in self._tracks if tr.active)
 
     def update(
-        self, result: MotionResult, luma: np.ndarray | None = None, *, suppressed: bool = False
+        self,
+        result: MotionResult,
+        luma: np.ndarray | None = None,
+        *,
+        suppressed: bool = False,
+        chroma: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[VisionEvent]:
         """Feed one frame's result; returns the transitions it caused (often none).
 
@@ -108,6 +115,7 @@ class MotionEvents:
             result: the detector's result for the frame.
             luma: the frame's luma plane; when given, the best frame of each event is kept.
             suppressed: tamper is active or pending; close everything and open nothing.
+            chroma: the frame's (U, V) planes, kept with the best frame for evidence in colour.
         """
         events: list[VisionEvent] = []
         s = self._settings
@@ -132,11 +140,11 @@ class MotionEvents:
                 tr.off = 0
                 tr.on += 1
                 if tr.active:
-                    self._keep_best(tr, result.t, score, luma, boxes)
+                    self._keep_best(tr, result.t, score, luma, chroma, boxes)
                 elif tr.on >= s.on_frames:
                     tr.active = True
                     tr.best = None
-                    self._keep_best(tr, result.t, score, luma, boxes)
+                    self._keep_best(tr, result.t, score, luma, chroma, boxes)
                     events.append(VisionEvent(tr.kind, name, True, result.t, score, boxes, tr.best))
             else:
                 tr.on = 0
@@ -147,10 +155,18 @@ class MotionEvents:
         return events
 
     @staticmethod
-    def _keep_best(tr: _Track, t: float, score: float, luma: np.ndarray | None, boxes: tuple[Box, ...]) -> None:
+    def _keep_best(
+        tr: _Track,
+        t: float,
+        score: float,
+        luma: np.ndarray | None,
+        chroma: tuple[np.ndarray, np.ndarray] | None,
+        boxes: tuple[Box, ...],
+    ) -> None:
         if luma is None or (tr.best is not None and tr.best.score >= score):
             return
-        tr.best = BestFrame(t=t, score=score, luma=np.array(luma, copy=True), boxes=boxes)
+        kept = None if chroma is None else (np.array(chroma[0], copy=True), np.array(chroma[1], copy=True))
+        tr.best = BestFrame(t=t, score=score, luma=np.array(luma, copy=True), boxes=boxes, chroma=kept)
 
     @staticmethod
     def _close(tr: _Track, t: float) -> VisionEvent:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cv2
+import numpy as np
 
 from drivers.rtsp import bgr_planes
 from edge_config.vision import VisionSettings
@@ -30,7 +31,7 @@ def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
         result = det.process(y, t, chroma)
         if result.global_change:
             global_changes.append(t)
-        for e in events.update(result, y, suppressed=tam.analysis_suppressed):
+        for e in events.update(result, y, suppressed=tam.analysis_suppressed, chroma=chroma):
             log.append((t, e.kind, e.active))
             best = e.best
     assert [(kind, active) for _, kind, active in log] == [("intrusion", True), ("intrusion", False)]
@@ -40,4 +41,12 @@ def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
     assert best is not None and best.boxes
     box = best.boxes[0]
     assert 120 < box.h < 170 and 20 < box.w < 50  # the walker, head to feet
-    assert draw_evidence(best.luma, best.boxes, settings.zones)[:2] == b"\xff\xd8"
+    # the evidence is in colour: the best frame kept its own copy of the chroma planes
+    assert best.chroma is not None and best.chroma[0].shape == (h // 2, w // 2)
+    jpeg = draw_evidence(best.luma, best.boxes, settings.zones, chroma=best.chroma)
+    saturation = []
+    for data in (jpeg, draw_evidence(best.luma, best.boxes)):  # in colour, and grey without chroma
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None
+        saturation.append(float(cv2.cvtColor(img, cv2.COLOR_BGR2HSV)[..., 1].mean()))
+    assert saturation[0] > 20 > 5 > saturation[1]

@@ -24,6 +24,7 @@ from vision import (
     VisionEvent,
     active_profile,
     draw_evidence,
+    planes_to_bgr,
     rasterise_zones,
     warm_up,
 )
@@ -298,3 +299,34 @@ def test_edge_tolerance_keeps_a_shaking_view_quiet() -> None:
 
     assert shaken_foreground(MotionSettings(edge_tolerance=0.0)) > 0.05
     assert shaken_foreground(MotionSettings()) == 0.0
+
+
+def test_planes_to_bgr_inverts_the_decoder_layout_and_falls_back_to_grey() -> None:
+    from drivers.rtsp import bgr_planes
+
+    bgr = np.zeros((6, 8, 3), np.uint8)
+    bgr[:, :4] = (40, 60, 200)  # red-ish left half
+    bgr[:, 4:] = (200, 120, 30)  # blue-ish right half
+    luma, chroma = bgr_planes(bgr)
+    back = planes_to_bgr(luma, chroma)
+    assert np.abs(back.astype(int) - bgr).max() <= 6  # 4:2:0 and rounding
+    for wrong in (None, (chroma[0][:-1], chroma[1][:-1]) if chroma else None):
+        grey = planes_to_bgr(luma, wrong)
+        assert grey.shape == (6, 8, 3)
+        assert (grey[..., 0] == grey[..., 2]).all()
+    odd = planes_to_bgr(luma[:5], chroma)  # no 4:2:0 layout for an odd height: grey
+    assert odd.shape == (5, 8, 3) and (odd[..., 0] == odd[..., 1]).all()
+
+
+def test_best_frame_keeps_copies_of_the_chroma_planes() -> None:
+    h, w = 180, 320
+    u = np.full((h // 2, w // 2), 90, np.uint8)
+    v = np.full((h // 2, w // 2), 170, np.uint8)
+    events = MotionEvents(EventSettings(on_frames=1, off_frames=1), (h, w))
+    box = Box(10, 10, 40, 40, 1600, 30.0, 30.0)
+    result = MotionResult(0.0, (box,), 0.03)
+    opened = events.update(result, np.zeros((h, w), np.uint8), chroma=(u, v))
+    assert opened and opened[0].best is not None and opened[0].best.chroma is not None
+    kept = opened[0].best.chroma
+    u[:] = 0  # the decoder reuses its buffer
+    assert int(kept[0][0, 0]) == 90 and int(kept[1][0, 0]) == 170
