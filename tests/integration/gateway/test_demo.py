@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import cv2
+import numpy as np
 
 from gateway.demo import run_demo
 from tests.conftest import free_port
@@ -38,7 +40,9 @@ async def test_demo_site_shows_incidents_within_a_minute(tmp_path: Path) -> None
         intrusion = next((e for e in events if e["data"]["category"] == "intrusion"), None)
         assert intrusion is not None, "no intrusion from the demo camera within a minute"
         # The walker's evidence: a JPEG (of the box in the zone) behind the incident's link.
-        evidence = next(e["data"]["evidence"] for e in events if e["data"]["evidence"])
+        evidence = next(
+            e["data"]["evidence"] for e in events if e["data"]["category"] == "intrusion" and e["data"]["evidence"]
+        )
         async with (
             aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s,
             s.get(f"http://127.0.0.1:{port}{evidence['url']}") as r,
@@ -54,5 +58,9 @@ async def test_demo_site_shows_incidents_within_a_minute(tmp_path: Path) -> None
     assert intrusion["data"]["place"]["device"] == "cam-demo-gate"
     assert intrusion["data"]["place"]["zone"] == "gate"
     assert jpeg[:2] == b"\xff\xd8"
+    # in colour: the decoder's chroma planes reached the vision stage (the scene's grass and sky)
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None
+    assert float(cv2.cvtColor(picture, cv2.COLOR_BGR2HSV)[..., 1].mean()) > 15
     river = next(e for e in events if e["data"]["category"] == "threshold-breach")
     assert river["data"]["place"]["device"] == "river-level-01"
