@@ -187,7 +187,7 @@ S_FG = 0  # foreground pixels (raw)
 S_IDLE_ABSDIFF = 1  # sum of |diff| over background pixels
 S_IDLE_COUNT = 2  # number of background pixels
 S_MASK = 3  # pixels set in the cleaned mask (motion_frame only)
-S_CHROMA = 4  # coloured fraction: of every 4th analysis row, pixels with |U - 128| + |V - 128| > COLOURED
+S_CHROMA = 4  # coloured fraction: of every 8th analysis row, pixels with |U - 128| + |V - 128| > COLOURED
 N_STATS = 5
 
 # label_components output: one row per component
@@ -518,7 +518,7 @@ def motion_step(  # pragma: no cover
     n_fg = np.float32(0.0)
     idle_sum = np.float32(0.0)
     edge_gain = np.float32(params[P_EDGE])
-    # coloured fraction, from every 4th analysis row: a frame-wide figure needs no more
+    # coloured fraction, from every 8th analysis row: a frame-wide figure needs no more
     coloured = np.float32(COLOURED)
     n_coloured = np.float32(0.0)
     cs_rows = 0
@@ -552,7 +552,7 @@ def motion_step(  # pragma: no cover
         if use_chroma and i % 2 == 0:  # one chroma row per pair of analysis rows
             ci = min(hc - 1, (i + 1) * hc // h)
             _chroma_rows(chroma_u, chroma_v, ci, cidx, stride, urow, vrow)
-            if i % 4 == 0:
+            if i % 8 == 0:
                 cs_rows += 1
                 for j in range(w):
                     n_coloured += one if abs(urow[j]) + abs(vrow[j]) > coloured else zero

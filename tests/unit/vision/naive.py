@@ -122,8 +122,8 @@ def motion_step(
     stats[K.S_FG] = np.count_nonzero(fg)
     stats[K.S_IDLE_ABSDIFF] = float(ad[~fg].astype(np.float64).sum())
     stats[K.S_IDLE_COUNT] = np.count_nonzero(~fg)
-    if use_chroma:  # every 4th analysis row
-        stats[K.S_CHROMA] = float(np.mean(np.abs(u[::4]) + np.abs(v[::4]) > F32(K.COLOURED)))
+    if use_chroma:  # every 8th analysis row
+        stats[K.S_CHROMA] = float(np.mean(np.abs(u[::8]) + np.abs(v[::8]) > F32(K.COLOURED)))
     return {
         "bg": new_bg,
         "noise": new_noise,
