@@ -600,8 +600,9 @@ class CameraVision:
     The day/night profile is re-checked every minute, and at once when the picture turns
     monochrome or back to colour (the camera's IR mode, measured once a second by
     :class:`vision.IrModeTracker`). Every transition becomes a :class:`Signal`
-    handed to ``emit`` (which must be thread-safe); an opening motion event carries its best frame
-    as an evidence JPEG with boxes and zones drawn (:func:`vision.draw_evidence`).
+    handed to ``emit`` (which must be thread-safe). An opening motion event carries its best frame
+    as an evidence JPEG with boxes and zones drawn (:func:`vision.draw_evidence`); a raised tamper
+    condition, the learned view beside the frame that raised it (:func:`vision.draw_comparison`).
     """
 
     def __init__(
@@ -668,9 +669,9 @@ class CameraVision:
         motion = self._det.process(luma, frame.t, chroma)
         out += self._events.update(motion, luma, suppressed=self._tamper.analysis_suppressed, chroma=chroma)
         for ev in out:
-            self._emit(self._signal(ev))
+            self._emit(self._signal(ev, luma, chroma))
 
-    def _signal(self, ev: Any) -> Signal:
+    def _signal(self, ev: Any, luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None) -> Signal:
         cfg = self.config
         if ev.kind in _VISION_RULES:
             category, severity = _VISION_RULES[ev.kind]
@@ -682,13 +683,22 @@ class CameraVision:
             rule, detector = f"tamper-{ev.kind}", "vision-tamper"
             summary = f"camera {ev.kind}" + ("" if ev.active else ": ended")
         evidence: Evidence | None = None
-        best = getattr(ev, "best", None)
-        if ev.active and best is not None and self._evidence is not None:
+        if ev.active and self._evidence is not None:
             try:
                 import vision
 
-                jpeg = vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones, chroma=best.chroma)
-                evidence = self._evidence.put(jpeg, "image/jpeg", summary)
+                jpeg: bytes | None
+                if ev.kind in _VISION_RULES:  # motion: its best frame, boxes drawn
+                    best = ev.best
+                    jpeg = (
+                        None
+                        if best is None
+                        else vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones, chroma=best.chroma)
+                    )
+                else:  # tamper: the learned view beside the frame that raised it
+                    jpeg = vision.draw_comparison(self._tamper.reference_view(), luma, chroma=chroma)
+                if jpeg is not None:
+                    evidence = self._evidence.put(jpeg, "image/jpeg", summary)
             except (OSError, ValueError, TypeError) as exc:
                 logger.warning("camera %s: evidence not stored: %s", cfg.id, exc)
         details: dict[str, str | float | int | bool] = {

@@ -15,7 +15,7 @@ Typical use for one camera::
 """
 
 from vision._events import BestFrame, MotionEvents, VisionEvent
-from vision._evidence import draw_evidence, planes_to_bgr
+from vision._evidence import draw_comparison, draw_evidence, planes_to_bgr
 from vision._motion import Box, MotionDetector, MotionResult, rasterise_zones
 from vision._profiles import IrModeTracker, active_profile
 from vision._tamper import TAMPER_KINDS, TamperDetector
@@ -32,6 +32,7 @@ __all__ = [
     "TamperDetector",
     "VisionEvent",
     "active_profile",
+    "draw_comparison",
     "draw_evidence",
     "planes_to_bgr",
     "rasterise_zones",

@@ -1,4 +1,5 @@
-"""Evidence snapshots: the frame with boxes and zones drawn, as JPEG bytes."""
+"""Evidence snapshots: the frame with boxes and zones drawn, or a tampered view beside the learned
+one, as JPEG bytes."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import numpy as np
 from edge_config.vision import Zone
 from vision._motion import Box
 
-__all__ = ["draw_evidence", "planes_to_bgr"]
+__all__ = ["draw_comparison", "draw_evidence", "planes_to_bgr"]
 
 _ZONE_COLOURS = {"restricted": (0, 0, 255), "motion": (0, 215, 255), "ignore": (128, 128, 128)}
 _BOX_COLOUR = (0, 255, 0)
+_PANEL_MAX_HEIGHT = 360  # a comparison's panels: enough to recognise a view, small to send
 
 
 def planes_to_bgr(luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -58,9 +60,6 @@ def draw_evidence(
     else:
         msg = f"image must be (H, W) luma or (H, W, 3) BGR, got shape {image.shape}"
         raise ValueError(msg)
-    if not 1 <= quality <= 100:
-        msg = f"quality must be 1..100, got {quality}"
-        raise ValueError(msg)
     h, w = canvas.shape[:2]
     thick = max(1, round(min(h, w) / 240))
     for zone in zones:
@@ -68,6 +67,48 @@ def draw_evidence(
         cv2.polylines(canvas, [pts], isClosed=True, color=_ZONE_COLOURS[zone.kind], thickness=thick)
     for b in boxes:
         cv2.rectangle(canvas, (b.x, b.y), (b.x + b.w - 1, b.y + b.h - 1), _BOX_COLOUR, thick)
+    return _jpeg(canvas, quality)
+
+
+def draw_comparison(
+    before: np.ndarray,
+    now: np.ndarray,
+    *,
+    chroma: tuple[np.ndarray, np.ndarray] | None = None,
+    labels: tuple[str, str] = ("learned view", "now"),
+    quality: int = 85,
+) -> bytes:
+    """Two views side by side, each labelled, as JPEG: for a tamper incident, the view the camera
+    had learned (``before``, luma at any size) and the frame now (luma with optional ``chroma``).
+
+    Both panels take the frame's aspect at most 360 rows high; ``before`` is scaled to match.
+    """
+    for name, plane in (("before", before), ("now", now)):
+        if not isinstance(plane, np.ndarray) or plane.dtype != np.uint8:
+            msg = f"{name} must be a uint8 numpy array (luma); use np.asarray({name}, dtype=np.uint8)"
+            raise TypeError(msg)
+        if plane.ndim != 2 or 0 in plane.shape:
+            msg = f"{name} must be a non-empty (H, W) luma plane, got shape {plane.shape}"
+            raise ValueError(msg)
+    h, w = now.shape
+    ph = min(h, _PANEL_MAX_HEIGHT)
+    pw = max(1, round(w * ph / h))
+    panels = []
+    for label, img in zip(labels, (planes_to_bgr(before), planes_to_bgr(now, chroma)), strict=True):
+        panel = cv2.resize(img, (pw, ph), interpolation=cv2.INTER_AREA if img.shape[0] > ph else cv2.INTER_LINEAR)
+        scale = max(0.4, ph / 360)
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.rectangle(panel, (0, 0), (tw + 8, th + 10), (0, 0, 0), -1)
+        cv2.putText(panel, label, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        panels.append(panel)
+    gap = np.full((ph, 4, 3), 255, np.uint8)
+    return _jpeg(np.hstack((panels[0], gap, panels[1])), quality)
+
+
+def _jpeg(canvas: np.ndarray, quality: int) -> bytes:
+    if not 1 <= quality <= 100:
+        msg = f"quality must be 1..100, got {quality}"
+        raise ValueError(msg)
     ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV fails only on out-of-memory
         msg = "JPEG encoding failed"

@@ -93,6 +93,12 @@ class TamperDetector:
             "base_detail": self._base_detail,
         }
 
+    def reference_view(self) -> np.ndarray:
+        """The learned reference view, uint8 luma at the tamper analysis size: what the camera saw
+        before a condition was raised (it stops learning while one holds)."""
+        view: np.ndarray = np.clip(self._ref + np.float32(0.5), 0, 255).astype(np.uint8)
+        return view
+
     def reset_reference(self) -> None:
         """Forget the learned view (after the technician re-aims the camera on purpose)."""
         self._t0 = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import av
@@ -217,3 +218,31 @@ def test_camera_vision_follows_the_picture_into_ir_mode_and_back(monkeypatch: py
     assert seen[-1] == ("day", False, 3.5)  # colour again
     # the colour switching off and on is a global change for motion, not an incident
     assert signals == []
+
+
+def test_camera_vision_tamper_evidence_shows_the_learned_view_beside_the_covered_one(tmp_path: Path) -> None:
+    import cv2
+
+    from drivers.camera import CameraVision
+    from gateway.evidence import EvidenceStore
+    from simulators.scene import SceneTimeline, scene_frames
+
+    store = EvidenceStore(tmp_path)
+    signals: list[Signal] = []
+    cv = CameraVision(_camera(), signals.append, store)
+    rng = np.random.default_rng(3)
+    for t, rgb in scene_frames(SceneTimeline(walk_start=100.0, walk_end=101.0, lights_on=100.0, seconds=7.0)):
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if t >= 4.5:  # a hand over the lens: dark, a little sensor noise
+            bgr = np.clip(rng.normal(10, 2, bgr.shape), 0, 255).astype(np.uint8)
+        luma, chroma = bgr_planes(bgr)
+        cv.process(DecodedFrame("c1", t, luma, False, chroma))
+    raised = [s for s in signals if s.active]
+    assert [s.rule for s in raised] == ["tamper-covered"]
+    assert raised[0].evidence is not None
+    got = store.get(raised[0].evidence.ref)
+    assert got is not None and got[1] == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(got[0], np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape == (360, 644 + 640, 3)  # learned view | covered frame
+    learned, now = img[60:, :640].astype(int), img[60:, 644:].astype(int)
+    assert learned.mean() > 60 > 20 > now.mean()

@@ -221,3 +221,40 @@ def test_slow_dusk_is_not_covered_but_a_sudden_blackout_is() -> None:
         black = scenes.noisy(np.full((90, 160), 3.0), rng, sigma=0.7)  # sensor noise: not frozen
         events += det.process(black, t0 + i / scenes.FPS)
     assert [(e.kind, e.active) for e in events] == [("covered", True)]
+
+
+def test_reference_view_is_what_the_camera_saw_before_the_tamper() -> None:
+    view = scenes.textured_background((180, 320), seed=4)
+    det = TamperDetector(TamperSettings(), (180, 320))
+    rng = np.random.default_rng(4)
+    t = 0.0
+    raised: list[VisionEvent] = []
+    while t < 8.0:
+        frame = scenes.noisy(view if t < 5.0 else np.full_like(view, 8), rng)  # covered at t = 5
+        raised += [e for e in det.process(frame, t) if e.active]
+        t += 1 / scenes.FPS
+    assert [e.kind for e in raised] == ["covered"]
+    ref = det.reference_view()
+    small = cv2.resize(view, (ref.shape[1], ref.shape[0]), interpolation=cv2.INTER_AREA)
+    assert ref.dtype == np.uint8 and ref.shape == (90, 160)  # the tamper analysis size
+    assert np.abs(ref.astype(int) - small).mean() < 2  # the view, not the black frames after it
+
+
+def test_draw_comparison_puts_the_learned_view_beside_the_frame_now() -> None:
+    from drivers.rtsp import bgr_planes
+    from vision import draw_comparison
+
+    before = np.full((90, 160), 200, np.uint8)  # a bright learned view, small
+    bgr = np.zeros((720, 1280, 3), np.uint8)
+    bgr[..., 2] = 180  # now: dark red, full size
+    luma, chroma = bgr_planes(bgr)
+    img = cv2.imdecode(np.frombuffer(draw_comparison(before, luma, chroma=chroma), np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    assert img.shape == (360, 640 + 4 + 640, 3)  # two panels of the frame's aspect, 360 rows high
+    left, right = img[200:, 100:600].astype(int), img[200:, 744:1244].astype(int)  # below the labels
+    assert left.mean() > 180 and np.abs(left[..., 2] - left[..., 0]).max() < 10  # grey
+    assert right[..., 2].mean() > 150 > 40 > right[..., 0].mean()  # red
+    with pytest.raises(TypeError, match="before must be a uint8"):
+        draw_comparison(before.astype(np.float32), luma)
+    with pytest.raises(ValueError, match=r"now must be a non-empty \(H, W\)"):
+        draw_comparison(before, bgr)
