@@ -178,7 +178,7 @@ async function liveView(gen) {
     const img = document.createElement("img");
     img.alt = cam.id;
     const cap = document.createElement("figcaption");
-    cap.textContent = `${cam.name || cam.id} (${cam.state})`;
+    cap.textContent = cameraCaption(cam);
     fig.append(img, cap);
     box.append(fig);
     // Snapshots of the decoded stream, one a second: cheap on the box and the LAN.
@@ -204,8 +204,15 @@ async function refreshCameraStates() {
   if (!res.ok) return;
   for (const cam of (await res.json()).cameras) {
     const cap = document.querySelector(`[data-camera="${CSS.escape(cam.id)}"] figcaption`);
-    if (cap) cap.textContent = `${cam.name || cam.id} (${cam.state})`;
+    if (cap) cap.textContent = cameraCaption(cam);
   }
+}
+
+// "Gate (streaming, night IR)": the stream's state and the motion profile in force, so that a
+// technician at dusk sees the camera switch to its IR mode and the night settings with it.
+function cameraCaption(cam) {
+  const profile = cam.vision_profile ? `, ${cam.vision_profile}${cam.ir_mode ? " IR" : ""}` : "";
+  return `${cam.name || cam.id} (${cam.state}${profile})`;
 }
 
 let timers = [];
