@@ -310,7 +310,6 @@ class Camera:
         await self.ingest.run(self._on_frame)
 
     async def _poll_snapshots(self, session: OnvifSession, token: str) -> None:
-
         st = self.config.stream
         stats = self.snapshot_stats
         while True:
@@ -599,23 +598,23 @@ class CameraVision:
     :class:`vision.MotionEvents` (built on the first frame, rebuilt if the frame size changes).
     The day/night profile is re-checked every minute, and at once when the picture turns
     monochrome or back to colour (the camera's IR mode, measured once a second by
-    :class:`vision.IrModeTracker`). Every transition becomes a :class:`Signal`
-    handed to ``emit`` (which must be thread-safe). An opening motion event carries its best frame
-    as an evidence JPEG with boxes and zones drawn (:func:`vision.draw_evidence`); a raised tamper
-    condition, the learned view beside the frame that raised it (:func:`vision.draw_comparison`).
+    :class:`vision.IrModeTracker`). Every transition becomes a :class:`Signal` handed to ``emit``
+    (which must be thread-safe). An opening motion event carries its best frame as an evidence
+    JPEG with boxes and zones drawn (:func:`vision.draw_evidence`); a raised tamper condition, the
+    learned view beside the frame that raised it (:func:`vision.draw_comparison`).
     """
 
     def __init__(
         self, config: CameraDevice, emit: Callable[[Signal], None], evidence: EvidenceStore | None = None
     ) -> None:
+        import vision
+
         self.config = config
         self._emit = emit
         self._evidence = evidence
         self._shape: tuple[int, int] | None = None
         self._det: Any = None
         self._events: Any = None
-        import vision
-
         self._tamper: Any = None
         self.profile = ""
         """The motion profile in force, "day" or "night" ("" before the first frame)."""
@@ -687,15 +686,11 @@ class CameraVision:
             try:
                 import vision
 
-                jpeg: bytes | None
-                if ev.kind in _VISION_RULES:  # motion: its best frame, boxes drawn
-                    best = ev.best
-                    jpeg = (
-                        None
-                        if best is None
-                        else vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones, chroma=best.chroma)
-                    )
-                else:  # tamper: the learned view beside the frame that raised it
+                jpeg: bytes | None = None
+                best = getattr(ev, "best", None)
+                if best is not None:  # motion: its best frame, boxes drawn
+                    jpeg = vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones, chroma=best.chroma)
+                elif ev.kind not in _VISION_RULES:  # tamper: the learned view beside the frame that raised it
                     jpeg = vision.draw_comparison(self._tamper.reference_view(), luma, chroma=chroma)
                 if jpeg is not None:
                     evidence = self._evidence.put(jpeg, "image/jpeg", summary)
