@@ -946,9 +946,10 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no co
     """Before a frame: the per-frame entries of ``params`` from the settings and the stream state.
 
     Writes ``P_FLOOR``, ``P_CHROMA_THR``, ``P_ABSORB_FRAMES``, ``P_ALPHA``, ``P_RELEARN``,
-    ``P_REPORT`` and ``P_CHROMA_REF``; updates the frame interval and ``C_FIRST`` / ``C_RELEARNING`` in ``ctl``. In the
-    kernel rather than the Python wrapper because each Python step costs microseconds per frame
-    when its code and data are cold in cache, as they are between other streams' work.
+    ``P_REPORT`` and ``P_CHROMA_REF``; updates the frame interval and ``C_FIRST`` /
+    ``C_RELEARNING`` in ``ctl``. In the kernel rather than the Python wrapper because each Python
+    step costs microseconds per frame when its code and data are cold in cache, as they are
+    between other streams' work.
     """
     t = ctl[C_T]
     use_chroma = ctl[C_CHROMA] > 0.5
@@ -985,7 +986,8 @@ def frame_feedback(  # pragma: no cover
 
     ``n_boxes`` is what the frame returned (-1: no mask). A global change is a frame without a
     mask that was neither learned as new nor relearning: ``C_GLOBAL`` is set, relearning lasts
-    ``P_RELEARN_S`` from now, and every pixel's foreground count restarts.
+    ``P_RELEARN_S`` from now, and every pixel's foreground count restarts. A frame with chroma
+    moves ``C_CHROMA_LEVEL`` towards its coloured fraction, or sets it outright on a new view.
     """
     first = ctl[C_FIRST] > 0.5
     relearning = ctl[C_RELEARNING] > 0.5
@@ -1037,8 +1039,8 @@ def motion_frame(  # pragma: no cover
     :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), at the top of ``boxes``, or -1 when
     the mask was not produced (``P_REPORT`` off, or a global change: more than ``P_GLOBAL`` of the
     frame in raw foreground, or its colour lost or gained at once, see ``COLOUR_WIDE``); ``mask``
-    is then all zero. After every ``SLOPE_EVERY``-th frame
-    (``C_FRAMES`` before it a multiple) ``slope`` is refreshed from the learned background.
+    is then all zero. After every ``SLOPE_EVERY``-th frame (``C_FRAMES`` before it a multiple)
+    ``slope`` is refreshed from the learned background.
     """
     ctl[C_T] = t
     ctl[C_CHROMA] = 1.0 if use_chroma else 0.0
