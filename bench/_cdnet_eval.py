@@ -135,9 +135,11 @@ def split_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, chroma[0], chroma[1]
 
 
-def gateway_method(shape: tuple[int, int], settings: MotionSettings | None = None) -> Method:
+def gateway_method(
+    shape: tuple[int, int], settings: MotionSettings | None = None, *, stabilise: bool = False
+) -> Method:
     """Our detector with its default settings; luma and chroma planes in, full-size mask out."""
-    det = MotionDetector(settings or MotionSettings(), shape)
+    det = MotionDetector(settings or MotionSettings(), shape, stabilise=stabilise)
 
     def run(bgr: np.ndarray, t: float) -> np.ndarray:
         y, u, v = split_yuv420(bgr)
@@ -250,6 +252,8 @@ METHODS: dict[str, Callable[[tuple[int, int]], Method]] = {
         cv2.createBackgroundSubtractorKNN(history=200, dist2Threshold=400.0, detectShadows=False)
     ),
     "frigate-style": _frigate,
+    # for cameras that shake: the same detector, each frame aligned to its background first
+    "gateway-stabilised": lambda shape: gateway_method(shape, stabilise=True),
 }
 
 

@@ -630,7 +630,7 @@ class CameraVision:
         vs = self.config.vision
         self.profile, settings = vision.active_profile(vs.profiles, datetime.now().time(), self.ir.ir_on)
         self._profile_checked = time.monotonic()
-        self._det = vision.MotionDetector(settings, shape, vs.zones)
+        self._det = vision.MotionDetector(settings, shape, vs.zones, stabilise=vs.stabilise)
         self._events = vision.MotionEvents(vs.events, shape, vs.zones)
         self._tamper = vision.TamperDetector(vs.tamper, shape)
         self._shape = shape

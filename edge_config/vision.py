@@ -277,6 +277,12 @@ class VisionSettings(VisionBase):
     events: EventSettings = Field(default_factory=EventSettings, description="Motion event hysteresis.")
     tamper: TamperSettings = Field(default_factory=TamperSettings, description="Tamper detection.")
     zones: tuple[Zone, ...] = Field(default=(), max_length=32, description="Restricted, motion and ignore zones.")
+    stabilise: bool = Field(
+        default=False,
+        description="Align every frame to the learned background before the motion test, for a camera on "
+        "a pole or mast that shakes in the wind (about 0.3 ms a frame more). Without it, a shake of a "
+        "pixel or more shows as motion along edges.",
+    )
 
     @model_validator(mode="after")
     def _zone_names_unique(self) -> VisionSettings:

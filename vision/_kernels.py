@@ -93,11 +93,13 @@ __all__ = [
     "frame_control",
     "frame_feedback",
     "label_components",
+    "lk_step",
     "majority_filter",
     "motion_frame",
     "motion_step",
     "plane_spread",
     "select_boxes",
+    "shift_sample",
     "tamper_stats",
     "zone_counts",
 ]
@@ -939,6 +941,113 @@ def plane_spread(plane: np.ndarray, step: int) -> float:  # pragma: no cover
         return 0.0
     mean = s / n
     return float(np.sqrt(max(0.0, s2 / n - mean * mean)))
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _shift_parts(s: float) -> tuple[int, float]:  # pragma: no cover
+    """A shift's whole pixels (floor) and its fraction in [0, 1)."""
+    whole = int(np.floor(s))
+    return whole, s - whole
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def shift_sample(src: np.ndarray, sx: float, sy: float, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[i, j]`` = ``src`` at (i + sy, j + sx), bilinear, rounded to uint8; outside the plane
+    its edge rows and columns repeat (coordinates clamped).
+
+    ``out`` is uint8 of ``src``'s shape; ``src`` is uint8 or float32 (values within 0..255). The
+    shift is the same for every pixel, so the four weights are too: the inner loop is four
+    contiguous reads and a weighted sum, vectorised, except near the plane's edges.
+    """
+    h, w = out.shape
+    ix, fx = _shift_parts(sx)
+    iy, fy = _shift_parts(sy)
+    w00 = (1.0 - fx) * (1.0 - fy)
+    w01 = fx * (1.0 - fy)
+    w10 = (1.0 - fx) * fy
+    w11 = fx * fy
+    jlo = min(w, max(0, -ix))  # columns whose two samples lie inside: jlo <= j < jhi
+    jhi = max(jlo, min(w, w - 1 - ix))
+    for i in range(h):
+        r0 = src[min(h - 1, max(0, i + iy))]
+        r1 = src[min(h - 1, max(0, i + iy + 1))]
+        orow = out[i]
+        n = jhi - jlo
+        a0 = r0[jlo + ix : jlo + ix + n]
+        a1 = r0[jlo + ix + 1 : jlo + ix + 1 + n]
+        b0 = r1[jlo + ix : jlo + ix + n]
+        b1 = r1[jlo + ix + 1 : jlo + ix + 1 + n]
+        o = orow[jlo:jhi]
+        for k in range(n):
+            v = w00 * a0[k] + w01 * a1[k] + w10 * b0[k] + w11 * b1[k] + 0.5
+            o[k] = np.uint8(min(255.0, max(0.0, v)))
+        for j in range(w):  # the edge columns, clamped
+            if jlo <= j < jhi:
+                continue
+            c0 = min(w - 1, max(0, j + ix))
+            c1 = min(w - 1, max(0, j + ix + 1))
+            v = w00 * r0[c0] + w01 * r0[c1] + w10 * r1[c0] + w11 * r1[c1] + 0.5
+            orow[j] = np.uint8(min(255.0, max(0.0, v)))
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def lk_step(
+    cur: np.ndarray, bg: np.ndarray, sx: float, sy: float, max_diff: float, out: np.ndarray
+) -> None:  # pragma: no cover
+    """Sums of one Lucas-Kanade step for a global shift of ``cur`` against ``bg`` (float32, same shape).
+
+    Over the pixels two or more from the border whose sample of ``cur`` at (i + sy, j + sx) lies
+    inside it, with ``d`` = that bilinear sample minus ``bg`` and (gx, gy) the background's central
+    differences, pixels with |d| >= ``max_diff`` (objects, not shake) left out: ``out`` =
+    (sum gx gx, sum gx gy, sum gy gy, sum gx d, sum gy d). The shift improves by minus the
+    solution of [[gxgx, gxgy], [gxgy, gygy]] x = (gxd, gyd).
+    """
+    h, w = bg.shape
+    ix, fx = _shift_parts(sx)
+    iy, fy = _shift_parts(sy)
+    w00 = (1.0 - fx) * (1.0 - fy)
+    w01 = fx * (1.0 - fy)
+    w10 = (1.0 - fx) * fy
+    w11 = fx * fy
+    jlo = max(2, -ix)
+    jhi = min(w - 2, w - 1 - ix)
+    ilo = max(2, -iy)
+    ihi = min(h - 2, h - 1 - iy)
+    sxx = 0.0
+    sxy = 0.0
+    syy = 0.0
+    sxd = 0.0
+    syd = 0.0
+    n = jhi - jlo
+    for i in range(ilo, ihi):
+        if n <= 0:
+            break
+        r0 = cur[i + iy]
+        r1 = cur[i + iy + 1]
+        a0 = r0[jlo + ix : jlo + ix + n]
+        a1 = r0[jlo + ix + 1 : jlo + ix + 1 + n]
+        b0 = r1[jlo + ix : jlo + ix + n]
+        b1 = r1[jlo + ix + 1 : jlo + ix + 1 + n]
+        here = bg[i][jlo : jlo + n]
+        left = bg[i][jlo - 1 : jlo - 1 + n]
+        right = bg[i][jlo + 1 : jlo + 1 + n]
+        up = bg[i - 1][jlo : jlo + n]
+        down = bg[i + 1][jlo : jlo + n]
+        for k in range(n):
+            d = w00 * a0[k] + w01 * a1[k] + w10 * b0[k] + w11 * b1[k] - here[k]
+            keep = 1.0 if abs(d) < max_diff else 0.0
+            gx = 0.5 * (np.float64(right[k]) - left[k]) * keep
+            gy = 0.5 * (np.float64(down[k]) - up[k]) * keep
+            sxx += gx * gx
+            sxy += gx * gy
+            syy += gy * gy
+            sxd += gx * d
+            syd += gy * d
+    out[0] = sxx
+    out[1] = sxy
+    out[2] = syy
+    out[3] = sxd
+    out[4] = syd
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

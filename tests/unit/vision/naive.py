@@ -284,3 +284,39 @@ def plane_spread(plane: np.ndarray, step: int) -> float:
     """Standard deviation of every ``step``-th row and column."""
     sample = plane[::step, ::step].astype(np.float64)
     return float(sample.std()) if sample.size else 0.0
+
+
+def _weights(sx: float, sy: float) -> tuple[int, int, float, float, float, float]:
+    ix, iy = int(np.floor(sx)), int(np.floor(sy))
+    fx, fy = sx - ix, sy - iy
+    return ix, iy, (1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy
+
+
+def shift_sample(src: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """``src`` read at (i + sy, j + sx), bilinear with clamped coordinates, rounded to uint8."""
+    h, w = src.shape
+    ix, iy, w00, w01, w10, w11 = _weights(sx, sy)
+    a = src.astype(np.float64)
+    r0 = np.clip(np.arange(h) + iy, 0, h - 1)
+    r1 = np.clip(np.arange(h) + iy + 1, 0, h - 1)
+    c0 = np.clip(np.arange(w) + ix, 0, w - 1)
+    c1 = np.clip(np.arange(w) + ix + 1, 0, w - 1)
+    v = w00 * a[np.ix_(r0, c0)] + w01 * a[np.ix_(r0, c1)] + w10 * a[np.ix_(r1, c0)] + w11 * a[np.ix_(r1, c1)]
+    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+
+
+def lk_step(cur: np.ndarray, bg: np.ndarray, sx: float, sy: float, max_diff: float) -> np.ndarray:
+    """The five Lucas-Kanade sums over pixels two or more from the border whose sample lies inside."""
+    h, w = bg.shape
+    ix, iy, w00, w01, w10, w11 = _weights(sx, sy)
+    c, b = cur.astype(np.float64), bg.astype(np.float64)
+    sums = np.zeros(5)
+    for i in range(max(2, -iy), min(h - 2, h - 1 - iy)):
+        for j in range(max(2, -ix), min(w - 2, w - 1 - ix)):
+            y, x = i + iy, j + ix
+            d = w00 * c[y, x] + w01 * c[y, x + 1] + w10 * c[y + 1, x] + w11 * c[y + 1, x + 1] - b[i, j]
+            if abs(d) >= max_diff:
+                continue
+            gx, gy = 0.5 * (b[i, j + 1] - b[i, j - 1]), 0.5 * (b[i + 1, j] - b[i - 1, j])
+            sums += (gx * gx, gx * gy, gy * gy, gx * d, gy * d)
+    return sums

@@ -62,7 +62,7 @@ def test_bench_prints_one_line_per_method_in_order(tmp_path: Path, capsys: pytes
     assert cdnet.main([str(folder)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
     names = [ln.split()[0] for ln in lines]
-    assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style"]
+    assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style", "gateway-stabilised"]
     pattern = re.compile(r"^\S+ F-measure: \d\.\d{4} precision: \d\.\d{4} recall: \d\.\d{4}")
     assert all(pattern.match(ln) for ln in lines)
 
@@ -128,4 +128,4 @@ def test_bench_jitter_option_says_it_is_synthetic(tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "synthetic stress test" in out and "up to 2 px (seed 3)" in out
     names = [ln.split()[0] for ln in out.splitlines() if not ln.startswith("#")]
-    assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style"]
+    assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style", "gateway-stabilised"]

@@ -293,6 +293,42 @@ def test_plane_spread_of_padded_rows_reads_only_the_view() -> None:
     assert K.plane_spread(padded[:, :10], 1) == pytest.approx(np.arange(10).std())
 
 
+SHIFTS = ((0.0, 0.0), (0.3, -0.7), (-2.25, 1.5), (3.0, 0.0), (-40.5, 7.25))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize("kind", ["random", "constant", "saturated"])
+def test_shift_sample_matches_reference(shape: tuple[int, int], shift: tuple[float, float], kind: str) -> None:
+    src = _frame(kind, shape, 5)
+    for plane in (src, src.astype(np.float32) * np.float32(0.999)):  # uint8 and float32 sources
+        out = np.full(shape, 7, np.uint8)
+        K.shift_sample(plane, shift[0], shift[1], out)
+        ref = naive.shift_sample(plane, *shift)
+        # the same weights summed in another order: a value on a .5 may round the other way
+        assert np.abs(out.astype(int) - ref).max() <= 1
+        assert np.mean(out != ref) < 0.01
+
+
+def test_shift_sample_whole_pixels_move_the_picture() -> None:
+    src = _frame("random", (20, 30), 2)
+    out = np.zeros_like(src)
+    K.shift_sample(src, 2.0, -1.0, out)  # out(p) = src(p + (2, -1))
+    npt.assert_array_equal(out[1:, :-2], src[:-1, 2:])
+    npt.assert_array_equal(out[0, :-2], src[0, 2:])  # above the top: the top row repeats
+
+
+@pytest.mark.parametrize("shape", [(9, 16), (48, 64), (45, 80)])
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_lk_step_matches_reference(shape: tuple[int, int], shift: tuple[float, float]) -> None:
+    rng = np.random.default_rng(shape[0])
+    cur = rng.integers(0, 256, shape).astype(np.float32)
+    bg = rng.integers(0, 256, shape).astype(np.float32)
+    out = np.full(5, np.nan)
+    K.lk_step(cur, bg, shift[0], shift[1], 60.0, out)
+    npt.assert_allclose(out, naive.lk_step(cur, bg, *shift, 60.0), rtol=1e-9, atol=1e-6)
+
+
 def _ctl_params(rng: np.random.Generator) -> np.ndarray:
     p = _params()
     p[K.P_MIN_THRESHOLD] = 14.0

@@ -1,0 +1,84 @@
+"""Shake compensation: the shift is measured, the test runs aligned, boxes come back in frame pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_config.vision import MotionSettings
+from tests.unit.vision import scenes
+from vision import MotionDetector
+from vision._stabilise import ShakeCompensator
+
+SHAPE = (180, 320)
+
+
+def _shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """The view moved by (dx, dy) in the picture, as a shaking camera sees it: what was at p is
+    now at p + d."""
+    m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=np.float32)
+    return np.asarray(cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT))
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.4, -0.3), (2.5, 1.0), (-3.0, 2.0), (6.0, -4.5)])
+def test_the_measured_shift_is_the_camera_shake(shift: tuple[float, float]) -> None:
+    bg = scenes.textured_background(SHAPE, seed=3)
+    stab = ShakeCompensator(SHAPE, 1, SHAPE)
+    frame = _shifted(bg, *shift)
+    aligned, chroma = stab.align(frame, None, bg.astype(np.float32))
+    assert chroma is None
+    # the frame's content at p + d is the background's at p: read there, it lines up again
+    assert stab.shift == pytest.approx(shift, abs=0.1)
+    inner = (slice(12, -12), slice(12, -12))
+    assert np.abs(aligned[inner].astype(int) - bg[inner]).mean() < 3
+
+
+def _shaking(
+    n: int, amplitude: float, seed: int, square: bool
+) -> Iterator[tuple[np.ndarray, int, tuple[float, float]]]:
+    """A static view shaking by up to ``amplitude`` px (a smoothed random walk), optionally with a
+    bright square crossing it; yields (luma, square x, shake)."""
+    rng = np.random.default_rng(seed)
+    bg = scenes.textured_background(SHAPE, seed=seed)
+    s = np.zeros(2)
+    for i, (frame, x) in enumerate(scenes.moving_square(bg, n, size=16, seed=seed)):
+        if i >= 30:  # learned still, then the wind starts
+            s = np.clip(0.7 * s + rng.normal(0, 0.6 * amplitude, 2), -amplitude, amplitude)
+        img = frame if square else scenes.noisy(bg, rng)
+        yield _shifted(img, *s), x, (float(s[0]), float(s[1]))
+
+
+def test_a_shaking_view_shows_motion_unless_stabilised() -> None:
+    plain = MotionDetector(MotionSettings(), SHAPE)
+    steady = MotionDetector(MotionSettings(), SHAPE, stabilise=True)
+    boxes_plain = boxes_steady = 0
+    for i, (luma, _x, _s) in enumerate(_shaking(150, 2.0, 4, square=False)):
+        t = i / scenes.FPS
+        plain_boxes = plain.process(luma, t).boxes
+        steady_boxes = steady.process(luma, t).boxes
+        if i >= 40:
+            boxes_plain += len(plain_boxes)
+            boxes_steady += len(steady_boxes)
+    assert boxes_steady == 0
+    assert boxes_plain > 20  # what stabilising is for
+
+
+def test_boxes_of_a_stabilised_detector_are_in_the_frame_pixels() -> None:
+    det = MotionDetector(MotionSettings(), SHAPE, stabilise=True)
+    checked = 0
+    for i, (luma, x, s) in enumerate(_shaking(120, 2.0, 6, square=True)):
+        result = det.process(luma, i / scenes.FPS)
+        if i < 40 or not 20 < x < 280 or not result.boxes:
+            continue
+        box = result.boxes[0]
+        # the square is at x in the still view, 16 px wide, at the middle row; the shake moved it by s
+        assert abs(box.x - (x + s[0])) <= 2.5 and abs(box.y - (SHAPE[0] // 2 + s[1])) <= 2.5
+        assert abs(box.w - 16) <= 3 and abs(box.h - 16) <= 3
+        mask = det.foreground_mask
+        cy, cx = round(SHAPE[0] // 2 + 8 + s[1]), round(x + 8 + s[0])
+        assert mask[cy, cx] == 1  # the mask too is in frame pixels
+        checked += 1
+    assert checked > 30

@@ -1,0 +1,97 @@
+"""Shake compensation for cameras on poles and masts: each frame is aligned to the learned
+background before the motion test.
+
+A camera shaking by s pixels changes every pixel on an edge by about s times the edge's slope:
+without compensation that floods the mask along every edge, and the shake tolerance of the motion
+test (``edge_tolerance``) buys robustness with recall. Here the frame's global shift against the
+background is measured (phase correlation at half the analysis size for the coarse shift, then
+two Lucas-Kanade steps at full analysis size for the sub-pixel part, foreground-like pixels left
+out), and the analysis frame is resampled at the shifted positions. The motion test then runs in
+the background's coordinates; boxes are moved back into the frame's.
+
+It costs an area downscale of the frame into a stored analysis frame (the fused motion pass
+otherwise never stores one), an FFT correlation at half the analysis size and the resampling, so
+it is a choice per camera (``stabilise`` of :class:`vision.MotionDetector`, the camera's
+``vision.stabilise``), off by default.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vision import _kernels as K
+
+__all__ = ["ShakeCompensator"]
+
+_MIN_RESPONSE = 0.05  # weaker phase-correlation peaks (a global change, a flat view) mean "no shift known"
+_OBJECT_DIFF = 25.0  # grey levels: larger differences are objects, not shake, and are left out
+_LK_STEPS = 2
+
+
+class ShakeCompensator:
+    """Align frames of one stream to its learned background; see the module docstring.
+
+    Args:
+        frame_shape: (H, W) of the luma planes.
+        factor: integer area-downscale factor to the analysis size.
+        analysis_shape: (h, w) = (H // factor, W // factor).
+    """
+
+    def __init__(self, frame_shape: tuple[int, int], factor: int, analysis_shape: tuple[int, int]) -> None:
+        h, w = analysis_shape
+        self._f = factor
+        self._hw = analysis_shape
+        self._half = (max(1, w // 2), max(1, h // 2))  # cv2 sizes are (width, height)
+        self._window = cv2.createHanningWindow(self._half, cv2.CV_32F) if min(h, w) >= 8 else None
+        self._small = np.zeros(analysis_shape, dtype=np.float32)
+        self._luma = np.zeros(analysis_shape, dtype=np.uint8)
+        self._u = np.zeros((self._half[1], self._half[0]), dtype=np.uint8)
+        self._v = np.zeros_like(self._u)
+        self._chroma_small = np.zeros(self._u.shape, dtype=np.float32)
+        self._chroma_420 = (frame_shape[0] // 2, frame_shape[1] // 2)
+        self._sums = np.zeros(5, dtype=np.float64)
+        self.shift = (0.0, 0.0)
+        """Last frame's shift against the background, analysis pixels (x, y): the frame's content
+        at p + shift is the background's at p."""
+
+    def align(
+        self, luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None, background: np.ndarray | None
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """The analysis-size luma and half-size chroma of this frame (uint8, owned by this object,
+        valid until the next call), aligned to ``background`` (float32 at analysis size; None
+        while none is learned: no alignment)."""
+        K.downscale_area(luma, self._f, self._small)
+        sx, sy = self._estimate(background) if background is not None else (0.0, 0.0)
+        self.shift = (sx, sy)
+        K.shift_sample(self._small, sx, sy, self._luma)
+        if chroma is None:
+            return self._luma, None
+        for plane, out in zip(chroma, (self._u, self._v), strict=True):
+            if plane.shape == self._chroma_420:  # 4:2:0: the luma's factor takes it to half the analysis size
+                K.downscale_area(plane, self._f, self._chroma_small)
+                small: np.ndarray = self._chroma_small
+            else:
+                small = cv2.resize(plane, self._half, interpolation=cv2.INTER_AREA)
+            K.shift_sample(small, sx / 2, sy / 2, out)
+        return self._luma, (self._u, self._v)
+
+    def _estimate(self, bg: np.ndarray) -> tuple[float, float]:
+        if self._window is None:
+            return 0.0, 0.0
+        h, w = self._hw
+        half_bg = cv2.resize(bg, self._half, interpolation=cv2.INTER_AREA)
+        half_now = cv2.resize(self._small, self._half, interpolation=cv2.INTER_AREA)
+        (px, py), response = cv2.phaseCorrelate(half_bg, half_now, self._window)
+        if response < _MIN_RESPONSE or abs(px) > w / 16 or abs(py) > h / 16:
+            return 0.0, 0.0
+        sx, sy = 2.0 * px, 2.0 * py
+        g = self._sums
+        for _ in range(_LK_STEPS):
+            K.lk_step(self._small, bg, sx, sy, _OBJECT_DIFF, g)
+            det = g[0] * g[2] - g[1] * g[1]
+            if det <= 1e-6:
+                break
+            sx -= (g[2] * g[3] - g[1] * g[4]) / det
+            sy -= (g[0] * g[4] - g[1] * g[3]) / det
+        return float(sx), float(sy)
