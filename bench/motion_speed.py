@@ -1,12 +1,13 @@
 """Time the motion stage side by side with OpenCV pipelines, on the same frames, in one run.
 
-Usage: ``python -m bench.motion_speed [--data DIR] [--frames N]``.
+Usage: ``python -m bench.motion_speed [--data DIR] [--frames N] [--stabilise]``.
 
 For each input size (320x180, 640x360, 1280x720, 1920x1080) the same decoded I420 frames go to:
 
 - ``read``: the floor, one pass reading every byte of the luma plane (numba sum);
 - ``gateway``: our motion stage, luma and chroma planes in, boxes out, default settings (the ones
-  scored by ``python -m bench.cdnet``), analysis size 320x180;
+  scored by ``python -m bench.cdnet``), analysis size 320x180; with ``--stabilise``, the same with
+  shake compensation on (``gateway-stabilised`` there);
 - ``frigate``: the Frigate-style OpenCV pipeline of ../shared/BRIEF.md with an area resize to
   320x180 (see :class:`bench._cdnet_eval.FrigateStyle`), luma in, boxes out;
 - ``mog2``: area resize to 320x180, then OpenCV MOG2 with its defaults (mask only, no boxes).
@@ -104,11 +105,11 @@ def _time_interleaved(runs: dict[str, Callable[[int], object]], n: int, passes: 
     return {name: float(v.mean()) * 1000.0 for name, v in best.items()}
 
 
-def _bench_size(frames: list[Planes], size: tuple[int, int], passes: int) -> dict[str, float]:
+def _bench_size(frames: list[Planes], size: tuple[int, int], passes: int, stabilise: bool) -> dict[str, float]:
     w, h = size
     n = len(frames)
     lumas = [f[0] for f in frames]
-    det = MotionDetector(MotionSettings(), (h, w))
+    det = MotionDetector(MotionSettings(), (h, w), stabilise=stabilise)
     frigate = FrigateStyle((h, w), rows=ANALYSIS[1])
     mog2 = cv2.createBackgroundSubtractorMOG2()
     resize = (w, h) != ANALYSIS
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="CDnet-layout folder for frames")
     parser.add_argument("--frames", type=int, default=120, help="frames per size (default 120)")
     parser.add_argument("--passes", type=int, default=5, help="timed passes, best kept (default 5)")
+    parser.add_argument(
+        "--stabilise", action="store_true", help="time the detector with shake compensation on (a per-camera setting)"
+    )
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     warm_up()
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# frames: {len(src)} from {data if data else 'synthetic scene'}; analysis 320x180; "
         f"ms/frame (methods interleaved; each frame's fastest of {args.passes} passes, averaged); "
-        "cv2 threads 1",
+        f"cv2 threads 1{'; gateway with shake compensation (stabilise)' if args.stabilise else ''}",
         flush=True,
     )
     print(
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for w, h in SIZES:
         frames = [split_yuv420(cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA)) for b in src]
         _read_all(frames[0][0])
-        r = _bench_size(frames, (w, h), args.passes)
+        r = _bench_size(frames, (w, h), args.passes, args.stabilise)
         rf = r["frigate"] / r["gateway"]
         rm = r["mog2"] / r["gateway"]
         ratios_f.append(rf)

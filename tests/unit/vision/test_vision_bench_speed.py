@@ -18,3 +18,13 @@ def test_speed_bench_prints_table_and_summary(tmp_path: Path, capsys: pytest.Cap
     sizes = [ln.split()[0] for ln in out if re.match(r"^\d+x\d+", ln)]
     assert sizes == ["320x180", "640x360", "1280x720", "1920x1080"]
     assert re.match(r"^min_ratio_vs_opencv: \d+\.\d\d  ratio_vs_mog2: \d+\.\d\d$", out[-1])
+
+
+def test_speed_bench_times_the_stabilised_detector_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--data", str(tmp_path / "absent"), "--frames", "3", "--passes", "1", "--stabilise"]
+    assert motion_speed.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "shake compensation" in out[0]
+    assert re.match(r"^min_ratio_vs_opencv: \d+\.\d\d  ratio_vs_mog2: \d+\.\d\d$", out[-1])
