@@ -65,6 +65,17 @@ class MotionResult(NamedTuple):
     global_change: bool = False
 
 
+def _moved(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``mask`` moved by (dy, dx) whole pixels, zeros where nothing moved in."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    if abs(dy) < h and abs(dx) < w:
+        out[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)] = mask[
+            max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)
+        ]
+    return out
+
+
 def rasterise_zones(zones: Sequence[Zone], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[Zone, ...]]:
     """Rasterise normalised polygons once, at analysis size.
 
@@ -188,7 +199,7 @@ class MotionDetector:
         mask = self._mask
         if self._stabiliser is not None and self._stabiliser.shift != (0.0, 0.0):
             sx, sy = self._stabiliser.shift
-            mask = np.roll(mask, (round(sy), round(sx)), axis=(0, 1))  # frame(q) = mask(q - shift)
+            mask = _moved(mask, round(sy), round(sx))  # frame(q) = mask(q - shift)
         view = mask.view()
         view.flags.writeable = False
         return view

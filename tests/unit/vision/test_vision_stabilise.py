@@ -82,3 +82,13 @@ def test_boxes_of_a_stabilised_detector_are_in_the_frame_pixels() -> None:
         assert mask[cy, cx] == 1  # the mask too is in frame pixels
         checked += 1
     assert checked > 30
+
+
+def test_the_mask_moves_back_without_wrapping_round() -> None:
+    from vision._motion import _moved
+
+    mask = np.zeros((4, 6), np.uint8)
+    mask[:, -1] = 1  # along the right edge
+    assert not _moved(mask, 0, 2).any()  # moved out of the frame, not in on the left
+    npt_moved = _moved(mask, 1, -2)
+    assert npt_moved[1:, 3].all() and npt_moved.sum() == 3
