@@ -4,13 +4,14 @@ background before the motion test.
 A camera shaking by s pixels changes every pixel on an edge by about s times the edge's slope:
 without compensation that floods the mask along every edge, and the shake tolerance of the motion
 test (``edge_tolerance``) buys robustness with recall. Here the frame's global shift against the
-background is measured (phase correlation at half the analysis size for the coarse shift, then
-two Lucas-Kanade steps at full analysis size for the sub-pixel part, foreground-like pixels left
-out), and the analysis frame is resampled at the shifted positions. The motion test then runs in
-the background's coordinates; boxes are moved back into the frame's.
+background is measured and the analysis frame is resampled at the shifted positions. The motion
+test then runs in the background's coordinates; boxes are moved back into the frame's. The shift:
+two Lucas-Kanade steps at the analysis size (foreground-like pixels left out) from the last
+frame's shift; when they do not settle (the camera moved more than about a pixel since), phase
+correlation at half the analysis size gives a new start for two more.
 
 It costs an area downscale of the frame into a stored analysis frame (the fused motion pass
-otherwise never stores one), an FFT correlation at half the analysis size and the resampling, so
+otherwise never stores one), the steps and the resampling, and now and then the correlation, so
 it is a choice per camera (``stabilise`` of :class:`vision.MotionDetector`, the camera's
 ``vision.stabilise``), off by default.
 """
@@ -27,6 +28,8 @@ __all__ = ["ShakeCompensator"]
 _MIN_RESPONSE = 0.05  # weaker phase-correlation peaks (a global change, a flat view) mean "no shift known"
 _OBJECT_DIFF = 25.0  # grey levels: larger differences are objects, not shake, and are left out
 _LK_STEPS = 2
+_SETTLE_FIRST = 0.75  # px: a first step larger than this means the last shift was a poor start
+_SETTLE_LAST = 0.05  # px: a second step larger than this has not settled
 
 
 class ShakeCompensator:
@@ -79,19 +82,37 @@ class ShakeCompensator:
     def _estimate(self, bg: np.ndarray) -> tuple[float, float]:
         if self._window is None:
             return 0.0, 0.0
+        # a shaking camera moves a little from one frame to the next: refine the last shift first,
+        # and correlate only when that does not settle
+        refined = self._refine(bg, *self.shift)
+        if refined is not None:
+            return refined
         h, w = self._hw
         half_bg = cv2.resize(bg, self._half, interpolation=cv2.INTER_AREA)
         half_now = cv2.resize(self._small, self._half, interpolation=cv2.INTER_AREA)
         (px, py), response = cv2.phaseCorrelate(half_bg, half_now, self._window)
         if response < _MIN_RESPONSE or abs(px) > w / 16 or abs(py) > h / 16:
             return 0.0, 0.0
-        sx, sy = 2.0 * px, 2.0 * py
+        refined = self._refine(bg, 2.0 * px, 2.0 * py, settle=False)
+        return refined if refined is not None else (0.0, 0.0)
+
+    def _refine(self, bg: np.ndarray, sx: float, sy: float, *, settle: bool = True) -> tuple[float, float] | None:
+        """Lucas-Kanade steps from (sx, sy); None if the system is singular, or with ``settle``
+        if the steps do not shrink to a small fraction of a pixel (the start was too far)."""
         g = self._sums
-        for _ in range(_LK_STEPS):
+        step = 0.0
+        for k in range(_LK_STEPS):
             K.lk_step(self._small, bg, sx, sy, _OBJECT_DIFF, g)
             det = g[0] * g[2] - g[1] * g[1]
             if det <= 1e-6:
-                break
-            sx -= (g[2] * g[3] - g[1] * g[4]) / det
-            sy -= (g[0] * g[4] - g[1] * g[3]) / det
+                return None
+            dx = (g[2] * g[3] - g[1] * g[4]) / det
+            dy = (g[0] * g[4] - g[1] * g[3]) / det
+            sx -= dx
+            sy -= dy
+            step = max(abs(dx), abs(dy))
+            if settle and k == 0 and step > _SETTLE_FIRST:
+                return None
+        if settle and step > _SETTLE_LAST:
+            return None
         return float(sx), float(sy)
