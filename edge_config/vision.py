@@ -280,7 +280,7 @@ class VisionSettings(VisionBase):
     stabilise: bool = Field(
         default=False,
         description="Align every frame to the learned background before the motion test, for a camera on "
-        "a pole or mast that shakes in the wind (about 0.3 ms a frame more). Without it, a shake of a "
+        "a pole or mast that shakes in the wind (0.2 to 0.6 ms a frame more). Without it, a shake of a "
         "pixel or more shows as motion along edges.",
     )
 

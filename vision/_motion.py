@@ -114,7 +114,7 @@ class MotionDetector:
         frame_shape: (height, width) of the luma planes that will be passed to ``process``.
         zones: restricted, motion and ignore polygons in normalised coordinates.
         stabilise: align every frame to the learned background before the test, for cameras on
-            poles and masts that shake (see :mod:`vision._stabilise`; about 0.3 ms a frame more).
+            poles and masts that shake (see :mod:`vision._stabilise`; 0.2 to 0.6 ms a frame more).
             Boxes stay in the frame's coordinates; zone fractions are taken in the background's,
             a shake's few pixels off.
     """
