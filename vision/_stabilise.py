@@ -97,8 +97,9 @@ class ShakeCompensator:
         return refined if refined is not None else (0.0, 0.0)
 
     def _refine(self, bg: np.ndarray, sx: float, sy: float, *, settle: bool = True) -> tuple[float, float] | None:
-        """Lucas-Kanade steps from (sx, sy); None if the system is singular, or with ``settle``
-        if the steps do not shrink to a small fraction of a pixel (the start was too far)."""
+        """Lucas-Kanade steps from (sx, sy); None if the system is singular, the result implausibly
+        far, or with ``settle`` if the steps do not shrink to a small fraction of a pixel (the
+        start was too far)."""
         g = self._sums
         step = 0.0
         for k in range(_LK_STEPS):
@@ -113,6 +114,7 @@ class ShakeCompensator:
             step = max(abs(dx), abs(dy))
             if settle and k == 0 and step > _SETTLE_FIRST:
                 return None
-        if settle and step > _SETTLE_LAST:
-            return None
+        h, w = self._hw
+        if (settle and step > _SETTLE_LAST) or abs(sx) > w / 16 or abs(sy) > h / 16:
+            return None  # a shake moves the view by a few pixels, not a sixteenth of it
         return float(sx), float(sy)
