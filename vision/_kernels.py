@@ -944,10 +944,14 @@ def plane_spread(plane: np.ndarray, step: int) -> float:  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _shift_parts(s: float) -> tuple[int, float]:  # pragma: no cover
-    """A shift's whole pixels (floor) and its fraction in [0, 1)."""
-    whole = int(np.floor(s))
-    return whole, s - whole
+def _bilinear_weights(sx: float, sy: float) -> tuple[int, int, float, float, float, float]:  # pragma: no cover
+    """A shift's whole pixels (floor) across and down, and the weights of the four neighbours
+    (top-left, top-right, bottom-left, bottom-right) its fractions give."""
+    ix = int(np.floor(sx))
+    iy = int(np.floor(sy))
+    fx = sx - ix
+    fy = sy - iy
+    return ix, iy, (1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -960,12 +964,7 @@ def shift_sample(src: np.ndarray, sx: float, sy: float, out: np.ndarray) -> None
     contiguous reads and a weighted sum, vectorised, except near the plane's edges.
     """
     h, w = out.shape
-    ix, fx = _shift_parts(sx)
-    iy, fy = _shift_parts(sy)
-    w00 = (1.0 - fx) * (1.0 - fy)
-    w01 = fx * (1.0 - fy)
-    w10 = (1.0 - fx) * fy
-    w11 = fx * fy
+    ix, iy, w00, w01, w10, w11 = _bilinear_weights(sx, sy)
     jlo = min(w, max(0, -ix))  # columns whose two samples lie inside: jlo <= j < jhi
     jhi = max(jlo, min(w, w - 1 - ix))
     for i in range(h):
@@ -1003,12 +1002,7 @@ def lk_step(
     solution of [[gxgx, gxgy], [gxgy, gygy]] x = (gxd, gyd).
     """
     h, w = bg.shape
-    ix, fx = _shift_parts(sx)
-    iy, fy = _shift_parts(sy)
-    w00 = (1.0 - fx) * (1.0 - fy)
-    w01 = fx * (1.0 - fy)
-    w10 = (1.0 - fx) * fy
-    w11 = fx * fy
+    ix, iy, w00, w01, w10, w11 = _bilinear_weights(sx, sy)
     jlo = max(2, -ix)
     jhi = min(w - 2, w - 1 - ix)
     ilo = max(2, -iy)
