@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from drivers.rtsp import bgr_planes
-from edge_config.vision import MotionSettings
+from edge_config.vision import MotionSettings, Stabilise
 from vision import MotionDetector
 
 __all__ = [
@@ -136,9 +136,10 @@ def split_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def gateway_method(
-    shape: tuple[int, int], settings: MotionSettings | None = None, *, stabilise: bool = False
+    shape: tuple[int, int], settings: MotionSettings | None = None, *, stabilise: Stabilise = "auto"
 ) -> Method:
-    """Our detector with its default settings; luma and chroma planes in, full-size mask out."""
+    """Our detector with its default settings (shake compensation "auto"); luma and chroma planes
+    in, full-size mask out."""
     det = MotionDetector(settings or MotionSettings(), shape, stabilise=stabilise)
 
     def run(bgr: np.ndarray, t: float) -> np.ndarray:
@@ -252,8 +253,8 @@ METHODS: dict[str, Callable[[tuple[int, int]], Method]] = {
         cv2.createBackgroundSubtractorKNN(history=200, dist2Threshold=400.0, detectShadows=False)
     ),
     "frigate-style": _frigate,
-    # for cameras that shake: the same detector, each frame aligned to its background first
-    "gateway-stabilised": lambda shape: gateway_method(shape, stabilise=True),
+    # the same detector aligning every frame to its background first (shake compensation "on")
+    "gateway-stabilised": lambda shape: gateway_method(shape, stabilise="on"),
 }
 
 

@@ -203,6 +203,7 @@ class Camera:
             # which motion settings are in force, and the IR mode the picture shows (None: never seen)
             "vision_profile": self.vision.profile if self.vision is not None else None,
             "ir_mode": self.vision.ir.ir_on if self.vision is not None else None,
+            "stabilising": self.vision.stabilising if self.vision is not None else None,
             "event_subscriptions": self.stats.subscriptions,
             "events": self.stats.events,
         }
@@ -623,6 +624,11 @@ class CameraVision:
         self._ir_checked = -_IR_CHECK_S
         self.frames = 0
         self.errors = 0
+
+    @property
+    def stabilising(self) -> bool:
+        """Frames are being aligned against camera shake (see ``vision.stabilise``)."""
+        return self._det is not None and bool(self._det.stabilising)
 
     def _build(self, shape: tuple[int, int]) -> None:
         import vision

@@ -18,12 +18,17 @@ __all__ = [
     "EventSettings",
     "MotionSettings",
     "ProfileSchedule",
+    "Stabilise",
     "TamperSettings",
     "VisionBase",
     "VisionProfiles",
     "VisionSettings",
     "Zone",
 ]
+
+
+Stabilise = Literal["auto", "on", "off"]
+"""Shake compensation of a camera's motion detection (see ``VisionSettings.stabilise``)."""
 
 
 class VisionBase(Section):
@@ -277,11 +282,12 @@ class VisionSettings(VisionBase):
     events: EventSettings = Field(default_factory=EventSettings, description="Motion event hysteresis.")
     tamper: TamperSettings = Field(default_factory=TamperSettings, description="Tamper detection.")
     zones: tuple[Zone, ...] = Field(default=(), max_length=32, description="Restricted, motion and ignore zones.")
-    stabilise: bool = Field(
-        default=False,
-        description="Align every frame to the learned background before the motion test, for a camera on "
-        "a pole or mast that shakes in the wind (0.2 to 0.6 ms a frame more). Without it, a shake of a "
-        "pixel or more shows as motion along edges.",
+    stabilise: Stabilise = Field(
+        default="auto",
+        description="Shake compensation: align frames to the learned background before the motion test, "
+        "for a camera on a pole or mast that shakes in the wind (0.2 to 0.6 ms a frame while on). "
+        '"auto" measures the shake every 50 frames and aligns while there is some, "on" aligns every '
+        'frame, "off" never. Without it, a shake of a pixel or more shows as motion along edges.',
     )
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from edge_config.vision import MotionSettings, Zone
+from edge_config.vision import MotionSettings, Stabilise, Zone
 from vision import _kernels as K
 from vision._checks import check_frame_shape, check_plane
 from vision._stabilise import ShakeCompensator
@@ -113,10 +113,10 @@ class MotionDetector:
         settings: motion settings (the defaults are the parameter set scored on CDnet).
         frame_shape: (height, width) of the luma planes that will be passed to ``process``.
         zones: restricted, motion and ignore polygons in normalised coordinates.
-        stabilise: align every frame to the learned background before the test, for cameras on
-            poles and masts that shake (see :mod:`vision._stabilise`; 0.2 to 0.6 ms a frame more).
-            Boxes stay in the frame's coordinates; zone fractions are taken in the background's,
-            a shake's few pixels off.
+        stabilise: shake compensation, frames aligned to the learned background before the test
+            (see :mod:`vision._stabilise`; 0.2 to 0.6 ms a frame while aligning): "auto" while
+            shake is measured, "on" always, "off" never. Boxes stay in the frame's coordinates;
+            zone fractions are taken in the background's, a shake's few pixels off.
     """
 
     def __init__(
@@ -125,7 +125,7 @@ class MotionDetector:
         frame_shape: tuple[int, int],
         zones: Sequence[Zone] = (),
         *,
-        stabilise: bool = False,
+        stabilise: Stabilise = "auto",
     ) -> None:
         self._shape = check_frame_shape(frame_shape)
         height, width = self._shape
@@ -164,7 +164,10 @@ class MotionDetector:
         self._boxes = np.zeros((settings.max_boxes * 4, K.BOX_FIELDS), dtype=np.int64)
         self._kernel_args: tuple[object, ...] = ()
         self._chroma_on = True
-        self._stabiliser = ShakeCompensator(self._shape, self._f, self._hw) if stabilise else None
+        self._stabilise = stabilise
+        self._stabiliser = (
+            ShakeCompensator(self._shape, self._f, self._hw, always=stabilise == "on") if stabilise != "off" else None
+        )
         self._apply_settings(settings)
         # process() checks every plane before the call: uint8, 2-D, C-contiguous, like _dummy
         self._motion_frame = K.compiled(
@@ -183,9 +186,15 @@ class MotionDetector:
         return self._hw
 
     @property
-    def stabilised(self) -> bool:
-        """Frames are aligned to the background before the test (``stabilise``)."""
-        return self._stabiliser is not None
+    def stabilise(self) -> Stabilise:
+        """The shake compensation mode."""
+        return self._stabilise
+
+    @property
+    def stabilising(self) -> bool:
+        """Frames are being aligned to the background (always with "on"; with "auto", while the
+        camera shakes)."""
+        return self._stabiliser is not None and self._stabiliser.active
 
     @property
     def scale(self) -> int:
@@ -247,11 +256,9 @@ class MotionDetector:
         p[K.P_IDLE_ALPHA] = _IDLE_ALPHA
         p[K.P_EDGE] = s.edge_tolerance
         self._chroma_on = s.chroma_threshold > 0
-        # stabilised, the kernel gets the aligned analysis frame itself: factor 1
-        self._kernel_args = (
-            1 if self._stabiliser is not None else self._f,
-            p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats,
-        )  # fmt: skip
+        rest = (p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats)
+        self._kernel_args = (self._f, *rest)
+        self._aligned_args = (1, *rest)  # an aligned frame comes at the analysis size
 
     def reset(self) -> None:
         """Forget the background; the next frame is learned as the new one."""
@@ -294,16 +301,20 @@ class MotionDetector:
                 u = check_plane("chroma[0]", u)
                 v = check_plane("chroma[1]", v, u.shape)
         use_chroma = u is not self._dummy
-        if self._stabiliser is not None:
-            learned = self._ctl[K.C_FRAMES] > 0 and not self._ctl[K.C_GLOBAL] > 0.5
-            luma, aligned_uv = self._stabiliser.align(
-                luma, (u, v) if use_chroma else None, self._bg if learned else None
-            )
-            if aligned_uv is not None:
-                u, v = aligned_uv
+        args = self._kernel_args
+        stab = self._stabiliser
+        if stab is not None and not stab.active:
+            stab.countdown -= 1  # shake probes are rare: the frames between cost one decrement
+        if stab is not None and (stab.active or stab.countdown <= 0):
+            bg = self._bg if self._ctl[K.C_FRAMES] > 0 and not self._ctl[K.C_GLOBAL] > 0.5 else None
+            if stab.engaged(luma, bg):
+                luma, aligned_uv = stab.align(luma, (u, v) if use_chroma else None, bg)
+                if aligned_uv is not None:
+                    u, v = aligned_uv
+                args = self._aligned_args
         # the per-frame logic runs in the kernel (frame_control, frame_feedback); the arguments
         # after the frame's own sit in one tuple: one attribute lookup instead of nine
-        n_boxes = self._motion_frame(luma, u, v, use_chroma, t, *self._kernel_args)
+        n_boxes = self._motion_frame(luma, u, v, use_chroma, t, *args)
         if n_boxes == 0 and not self._zones:
             return _new(MotionResult, (t, (), self._stats.item(_S_MASK) / self._n_px, _NO_ZONES, _NO_ZONES, False))
         if n_boxes < 0:

@@ -10,10 +10,13 @@ two Lucas-Kanade steps at the analysis size (foreground-like pixels left out) fr
 frame's shift; when they do not settle (the camera moved more than about a pixel since), phase
 correlation at half the analysis size gives a new start for two more.
 
-It costs an area downscale of the frame into a stored analysis frame (the fused motion pass
-otherwise never stores one), the steps and the resampling, and now and then the correlation, so
-it is a choice per camera (``stabilise`` of :class:`vision.MotionDetector`, the camera's
-``vision.stabilise``), off by default.
+Aligning costs an area downscale of the frame into a stored analysis frame (the fused motion
+pass otherwise never stores one), the steps and the resampling, and now and then the
+correlation: several times the motion test itself. So in the default mode, "auto", it runs only
+while the camera shakes: every ``_PROBE_EVERY``-th frame the shift is measured as for aligning;
+two probes in a row above ``_SHAKY`` switch aligning on, and ``_CALM_FRAMES`` aligned frames in a
+row with a shift under ``_CALM`` (the camera back at rest) switch it off. A camera that settles
+somewhere else stays aligned to where it was. "on" aligns every frame, "off" never.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ _OBJECT_DIFF = 25.0  # grey levels: larger differences are objects, not shake, a
 _LK_STEPS = 2
 _SETTLE_FIRST = 0.75  # px: a first step larger than this means the last shift was a poor start
 _SETTLE_LAST = 0.05  # px: a second step larger than this has not settled
+_PROBE_EVERY = 50  # frames between shake probes while not aligning (2 s at 25 fps)
+_SHAKY = 0.3  # px: a probe above this saw shake
+_SHAKY_PROBES = 2  # probes in a row that switch aligning on
+_CALM = 0.15  # px: aligned frames with a smaller shift are still
+_CALM_FRAMES = 250  # still aligned frames in a row that switch aligning off (10 s at 25 fps)
 
 
 class ShakeCompensator:
@@ -39,9 +47,12 @@ class ShakeCompensator:
         frame_shape: (H, W) of the luma planes.
         factor: integer area-downscale factor to the analysis size.
         analysis_shape: (h, w) = (H // factor, W // factor).
+        always: align every frame ("on"), else only while shake is measured ("auto").
     """
 
-    def __init__(self, frame_shape: tuple[int, int], factor: int, analysis_shape: tuple[int, int]) -> None:
+    def __init__(
+        self, frame_shape: tuple[int, int], factor: int, analysis_shape: tuple[int, int], *, always: bool
+    ) -> None:
         h, w = analysis_shape
         self._f = factor
         self._hw = analysis_shape
@@ -56,7 +67,32 @@ class ShakeCompensator:
         self._sums = np.zeros(5, dtype=np.float64)
         self.shift = (0.0, 0.0)
         """Last frame's shift against the background, analysis pixels (x, y): the frame's content
-        at p + shift is the background's at p."""
+        at p + shift is the background's at p. (0, 0) when the frame was not aligned."""
+        self._always = always
+        self.active = always
+        """Frames are being aligned."""
+        self.countdown = _PROBE_EVERY
+        """Frames until the next shake probe while not aligning (the caller counts it down)."""
+        self._shaky = 0  # probes in a row that saw shake
+        self._calm = 0  # aligned frames in a row with a small shift
+
+    def engaged(self, luma: np.ndarray, background: np.ndarray | None) -> bool:
+        """Whether to align this frame (then call :meth:`align`). Call it while :attr:`active`,
+        and otherwise when :attr:`countdown` has run down to 0: in "auto" mode it then probes for
+        shake (two Lucas-Kanade steps from no shift; steps that do not settle, or a shift above
+        ``_SHAKY``, saw shake) and winds the countdown up again."""
+        if not self.active:
+            self.countdown = _PROBE_EVERY
+            self.shift = (0.0, 0.0)
+            if background is not None:
+                K.downscale_area(luma, self._f, self._small)
+                found = self._refine(background, 0.0, 0.0)
+                shaky = found is None or max(abs(found[0]), abs(found[1])) > _SHAKY
+                self._shaky = self._shaky + 1 if shaky else 0
+                if self._shaky >= _SHAKY_PROBES:
+                    self.active = True
+                    self._calm = 0
+        return self.active
 
     def align(
         self, luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None, background: np.ndarray | None
@@ -67,6 +103,11 @@ class ShakeCompensator:
         K.downscale_area(luma, self._f, self._small)
         sx, sy = self._estimate(background) if background is not None else (0.0, 0.0)
         self.shift = (sx, sy)
+        if not self._always:
+            self._calm = self._calm + 1 if max(abs(sx), abs(sy)) < _CALM else 0
+            if self._calm >= _CALM_FRAMES:
+                self.active = False  # from the next frame
+                self._shaky = 0
         K.shift_sample(self._small, sx, sy, self._luma)
         if chroma is None:
             return self._luma, None

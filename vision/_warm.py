@@ -9,6 +9,7 @@ import numpy as np
 
 from edge_config.vision import MotionSettings, TamperSettings, Zone
 from vision._motion import MotionDetector
+from vision._profiles import IrModeTracker
 from vision._tamper import TamperDetector
 
 __all__ = ["warm_up"]
@@ -39,6 +40,17 @@ def warm_up(progress: Callable[[str], None] | None = None) -> float:
         uv = rng.integers(0, 256, (shape[0] // 2, shape[1] // 2), dtype=np.uint8)
         det.process(luma, i * 0.04, (uv, uv.copy()))
         det.process(luma, i * 0.04 + 0.02)
+    # shake compensation aligning every frame (its kernels for both chroma paths), and the IR
+    # tracker, which the daemon runs on every camera with colour
+    wide = (32, 48)
+    steady = MotionDetector(MotionSettings(analysis_width=24), wide, stabilise="on")
+    for i in range(3):
+        luma = rng.integers(0, 256, wide, dtype=np.uint8)
+        uv = rng.integers(0, 256, (wide[0] // 2, wide[1] // 2), dtype=np.uint8)
+        steady.process(luma, i * 0.04, (uv, uv.copy()))
+    full = rng.integers(0, 256, wide, dtype=np.uint8)  # 4:4:4 chroma takes the other path
+    steady.process(luma, 0.2, (full, full.copy()))
+    IrModeTracker().update(luma, (uv, uv), 0.0)
     say("vision: compiling tamper kernels...")
     tam = TamperDetector(TamperSettings(analysis_width=32), shape)
     for i in range(3):

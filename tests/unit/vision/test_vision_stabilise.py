@@ -26,7 +26,7 @@ def _shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (0.4, -0.3), (2.5, 1.0), (-3.0, 2.0), (6.0, -4.5)])
 def test_the_measured_shift_is_the_camera_shake(shift: tuple[float, float]) -> None:
     bg = scenes.textured_background(SHAPE, seed=3)
-    stab = ShakeCompensator(SHAPE, 1, SHAPE)
+    stab = ShakeCompensator(SHAPE, 1, SHAPE, always=True)
     frame = _shifted(bg, *shift)
     aligned, chroma = stab.align(frame, None, bg.astype(np.float32))
     assert chroma is None
@@ -52,22 +52,48 @@ def _shaking(
 
 
 def test_a_shaking_view_shows_motion_unless_stabilised() -> None:
-    plain = MotionDetector(MotionSettings(), SHAPE)
-    steady = MotionDetector(MotionSettings(), SHAPE, stabilise=True)
-    boxes_plain = boxes_steady = 0
-    for i, (luma, _x, _s) in enumerate(_shaking(150, 2.0, 4, square=False)):
+    plain = MotionDetector(MotionSettings(), SHAPE, stabilise="off")
+    steady = MotionDetector(MotionSettings(), SHAPE, stabilise="on")
+    auto = MotionDetector(MotionSettings(), SHAPE)  # the default, "auto"
+    boxes = {"off": 0, "on": 0, "auto": 0}
+    auto_from = None
+    for i, (luma, _x, _s) in enumerate(_shaking(200, 2.0, 4, square=False)):
         t = i / scenes.FPS
-        plain_boxes = plain.process(luma, t).boxes
-        steady_boxes = steady.process(luma, t).boxes
-        if i >= 40:
-            boxes_plain += len(plain_boxes)
-            boxes_steady += len(steady_boxes)
-    assert boxes_steady == 0
-    assert boxes_plain > 20  # what stabilising is for
+        for name, det in (("off", plain), ("on", steady), ("auto", auto)):
+            found = det.process(luma, t).boxes
+            if i >= 40:
+                boxes[name] += len(found)
+        if auto_from is None and auto.stabilising:
+            auto_from = i
+    assert boxes["on"] == 0
+    assert boxes["off"] > 20  # what stabilising is for
+    # auto: the shake starts at frame 30 and two probes 2 s apart see it
+    assert auto_from is not None and 30 < auto_from <= 30 + 3 * 50
+    assert boxes["auto"] < boxes["off"] / 2
+
+
+def test_auto_stays_off_for_a_still_camera_and_stops_when_the_wind_does() -> None:
+    still = MotionDetector(MotionSettings(), SHAPE)
+    for i, (luma, _x) in enumerate(scenes.moving_square(scenes.textured_background(SHAPE, seed=8), 300)):
+        still.process(luma, i / scenes.FPS)  # a still camera, an object crossing again and again
+        assert not still.stabilising
+    det = MotionDetector(MotionSettings(), SHAPE)
+    frames = list(_shaking(150, 2.0, 9, square=False))
+    for i, (luma, _x, _s) in enumerate(frames):
+        det.process(luma, i / scenes.FPS)
+    assert det.stabilising
+    rng = np.random.default_rng(9)
+    rest = scenes.textured_background(SHAPE, seed=9)  # the wind drops: the camera back at rest
+    for i in range(150, 150 + 240):
+        det.process(scenes.noisy(rest, rng), i / scenes.FPS)
+    assert det.stabilising  # not yet: 250 still aligned frames (10 s) switch it off
+    for i in range(390, 400):
+        det.process(scenes.noisy(rest, rng), i / scenes.FPS)
+    assert not det.stabilising
 
 
 def test_boxes_of_a_stabilised_detector_are_in_the_frame_pixels() -> None:
-    det = MotionDetector(MotionSettings(), SHAPE, stabilise=True)
+    det = MotionDetector(MotionSettings(), SHAPE, stabilise="on")
     checked = 0
     for i, (luma, x, s) in enumerate(_shaking(120, 2.0, 6, square=True)):
         result = det.process(luma, i / scenes.FPS)
