@@ -209,10 +209,12 @@ async function refreshCameraStates() {
 }
 
 // "Gate (streaming, night IR)": the stream's state and the motion profile in force, so that a
-// technician at dusk sees the camera switch to its IR mode and the night settings with it.
+// technician at dusk sees the camera switch to its IR mode and the night settings with it, and
+// on a windy day that the gateway aligns the shaking picture.
 function cameraCaption(cam) {
   const profile = cam.vision_profile ? `, ${cam.vision_profile}${cam.ir_mode ? " IR" : ""}` : "";
-  return `${cam.name || cam.id} (${cam.state}${profile})`;
+  const shake = cam.stabilising ? ", stabilising" : "";  // aligning frames against camera shake
+  return `${cam.name || cam.id} (${cam.state}${profile}${shake})`;
 }
 
 let timers = [];
