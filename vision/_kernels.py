@@ -998,8 +998,9 @@ def lk_step(
     Over the pixels two or more from the border whose sample of ``cur`` at (i + sy, j + sx) lies
     inside it, with ``d`` = that bilinear sample minus ``bg`` and (gx, gy) the background's central
     differences, pixels with |d| >= ``max_diff`` (objects, not shake) left out: ``out`` =
-    (sum gx gx, sum gx gy, sum gy gy, sum gx d, sum gy d). The shift improves by minus the
-    solution of [[gxgx, gxgy], [gxgy, gygy]] x = (gxd, gyd).
+    (sum gx gx, sum gx gy, sum gy gy, sum gx d, sum gy d, sum gx, sum gy, sum d, count). The last
+    four let the caller solve for a brightness offset too, so that a view that brightens (a
+    relearning background, lights) does not read as a shift.
     """
     h, w = bg.shape
     ix, iy, w00, w01, w10, w11 = _bilinear_weights(sx, sy)
@@ -1012,6 +1013,10 @@ def lk_step(
     syy = 0.0
     sxd = 0.0
     syd = 0.0
+    sgx = 0.0
+    sgy = 0.0
+    sd = 0.0
+    count = 0.0
     n = jhi - jlo
     for i in range(ilo, ihi):
         if n <= 0:
@@ -1037,11 +1042,19 @@ def lk_step(
             syy += gy * gy
             sxd += gx * d
             syd += gy * d
+            sgx += gx
+            sgy += gy
+            sd += d * keep
+            count += keep
     out[0] = sxx
     out[1] = sxy
     out[2] = syy
     out[3] = sxd
     out[4] = syd
+    out[5] = sgx
+    out[6] = sgy
+    out[7] = sd
+    out[8] = count
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

@@ -33,6 +33,7 @@ _OBJECT_DIFF = 25.0  # grey levels: larger differences are objects, not shake, a
 _LK_STEPS = 2
 _SETTLE_FIRST = 0.75  # px: a first step larger than this means the last shift was a poor start
 _SETTLE_LAST = 0.05  # px: a second step larger than this has not settled
+_MIN_PIXELS = 0.25  # fraction of the analysis pixels that must be usable (not objects) for a verdict
 _PROBE_EVERY = 50  # frames between shake probes while not aligning (2 s at 25 fps)
 _SHAKY = 0.3  # px: a probe above this saw shake
 _SHAKY_PROBES = 2  # probes in a row that switch aligning on
@@ -64,7 +65,7 @@ class ShakeCompensator:
         self._v = np.zeros_like(self._u)
         self._chroma_small = np.zeros(self._u.shape, dtype=np.float32)
         self._chroma_420 = (frame_shape[0] // 2, frame_shape[1] // 2)
-        self._sums = np.zeros(5, dtype=np.float64)
+        self._sums = np.zeros(9, dtype=np.float64)
         self.shift = (0.0, 0.0)
         """Last frame's shift against the background, analysis pixels (x, y): the frame's content
         at p + shift is the background's at p. (0, 0) when the frame was not aligned."""
@@ -80,15 +81,16 @@ class ShakeCompensator:
         """Whether to align this frame (then call :meth:`align`). Call it while :attr:`active`,
         and otherwise when :attr:`countdown` has run down to 0: in "auto" mode it then probes for
         shake (two Lucas-Kanade steps from no shift; steps that do not settle, or a shift above
-        ``_SHAKY``, saw shake) and winds the countdown up again."""
+        ``_SHAKY``, saw shake; too few usable pixels say nothing) and winds the countdown up."""
         if not self.active:
             self.countdown = _PROBE_EVERY
             self.shift = (0.0, 0.0)
             if background is not None:
                 K.downscale_area(luma, self._f, self._small)
                 found = self._refine(background, 0.0, 0.0)
-                shaky = found is None or max(abs(found[0]), abs(found[1])) > _SHAKY
-                self._shaky = self._shaky + 1 if shaky else 0
+                if found is not None:  # else the view changed wholesale: no verdict either way
+                    shaky = not found[2] or max(abs(found[0]), abs(found[1])) > _SHAKY
+                    self._shaky = self._shaky + 1 if shaky else 0
                 if self._shaky >= _SHAKY_PROBES:
                     self.active = True
                     self._calm = 0
@@ -125,37 +127,49 @@ class ShakeCompensator:
             return 0.0, 0.0
         # a shaking camera moves a little from one frame to the next: refine the last shift first,
         # and correlate only when that does not settle
-        refined = self._refine(bg, *self.shift)
-        if refined is not None:
-            return refined
+        found = self._refine(bg, *self.shift)
+        if found is not None and found[2]:
+            return found[0], found[1]
         h, w = self._hw
         half_bg = cv2.resize(bg, self._half, interpolation=cv2.INTER_AREA)
         half_now = cv2.resize(self._small, self._half, interpolation=cv2.INTER_AREA)
         (px, py), response = cv2.phaseCorrelate(half_bg, half_now, self._window)
         if response < _MIN_RESPONSE or abs(px) > w / 16 or abs(py) > h / 16:
             return 0.0, 0.0
-        refined = self._refine(bg, 2.0 * px, 2.0 * py, settle=False)
-        return refined if refined is not None else (0.0, 0.0)
+        found = self._refine(bg, 2.0 * px, 2.0 * py)
+        if found is None or abs(found[0]) > w / 16 or abs(found[1]) > h / 16:
+            return 0.0, 0.0
+        return found[0], found[1]
 
-    def _refine(self, bg: np.ndarray, sx: float, sy: float, *, settle: bool = True) -> tuple[float, float] | None:
-        """Lucas-Kanade steps from (sx, sy); None if the system is singular, the result implausibly
-        far, or with ``settle`` if the steps do not shrink to a small fraction of a pixel (the
-        start was too far)."""
+    def _refine(self, bg: np.ndarray, sx: float, sy: float) -> tuple[float, float, bool] | None:
+        """Lucas-Kanade steps from (sx, sy): the shift, and whether it settled (the steps shrank
+        to a small fraction of a pixel, and the shift is under a sixteenth of the view: a shake
+        moves it by a few pixels). None when too few pixels are usable (the view changed
+        wholesale, as when the lights go on) or the system is singular: no verdict."""
         g = self._sums
-        step = 0.0
+        h, w = self._hw
+        first = last = 0.0
         for k in range(_LK_STEPS):
             K.lk_step(self._small, bg, sx, sy, _OBJECT_DIFF, g)
-            det = g[0] * g[2] - g[1] * g[1]
+            n = g[8]
+            if n < _MIN_PIXELS * h * w:
+                return None
+            # shift and brightness offset together: the offset eliminated, the 2x2 system of the
+            # sums taken about their means
+            a = g[0] - g[5] * g[5] / n
+            b = g[1] - g[5] * g[6] / n
+            c = g[2] - g[6] * g[6] / n
+            e = g[3] - g[5] * g[7] / n
+            f = g[4] - g[6] * g[7] / n
+            det = a * c - b * b
             if det <= 1e-6:
                 return None
-            dx = (g[2] * g[3] - g[1] * g[4]) / det
-            dy = (g[0] * g[4] - g[1] * g[3]) / det
+            dx = (c * e - b * f) / det
+            dy = (a * f - b * e) / det
             sx -= dx
             sy -= dy
-            step = max(abs(dx), abs(dy))
-            if settle and k == 0 and step > _SETTLE_FIRST:
-                return None
-        h, w = self._hw
-        if (settle and step > _SETTLE_LAST) or abs(sx) > w / 16 or abs(sy) > h / 16:
-            return None  # a shake moves the view by a few pixels, not a sixteenth of it
-        return float(sx), float(sy)
+            last = max(abs(dx), abs(dy))
+            if k == 0:
+                first = last
+        settled = first <= _SETTLE_FIRST and last <= _SETTLE_LAST and abs(sx) <= w / 16 and abs(sy) <= h / 16
+        return float(sx), float(sy), settled

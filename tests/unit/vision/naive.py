@@ -306,11 +306,11 @@ def shift_sample(src: np.ndarray, sx: float, sy: float) -> np.ndarray:
 
 
 def lk_step(cur: np.ndarray, bg: np.ndarray, sx: float, sy: float, max_diff: float) -> np.ndarray:
-    """The five Lucas-Kanade sums over pixels two or more from the border whose sample lies inside."""
+    """The nine Lucas-Kanade sums over pixels two or more from the border whose sample lies inside."""
     h, w = bg.shape
     ix, iy, w00, w01, w10, w11 = _weights(sx, sy)
     c, b = cur.astype(np.float64), bg.astype(np.float64)
-    sums = np.zeros(5)
+    sums = np.zeros(9)
     for i in range(max(2, -iy), min(h - 2, h - 1 - iy)):
         for j in range(max(2, -ix), min(w - 2, w - 1 - ix)):
             y, x = i + iy, j + ix
@@ -318,5 +318,5 @@ def lk_step(cur: np.ndarray, bg: np.ndarray, sx: float, sy: float, max_diff: flo
             if abs(d) >= max_diff:
                 continue
             gx, gy = 0.5 * (b[i, j + 1] - b[i, j - 1]), 0.5 * (b[i + 1, j] - b[i - 1, j])
-            sums += (gx * gx, gx * gy, gy * gy, gx * d, gy * d)
+            sums += (gx * gx, gx * gy, gy * gy, gx * d, gy * d, gx, gy, d, 1.0)
     return sums

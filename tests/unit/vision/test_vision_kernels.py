@@ -324,7 +324,7 @@ def test_lk_step_matches_reference(shape: tuple[int, int], shift: tuple[float, f
     rng = np.random.default_rng(shape[0])
     cur = rng.integers(0, 256, shape).astype(np.float32)
     bg = rng.integers(0, 256, shape).astype(np.float32)
-    out = np.full(5, np.nan)
+    out = np.full(9, np.nan)
     K.lk_step(cur, bg, shift[0], shift[1], 60.0, out)
     npt.assert_allclose(out, naive.lk_step(cur, bg, *shift, 60.0), rtol=1e-9, atol=1e-6)
 

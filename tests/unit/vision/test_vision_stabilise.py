@@ -118,3 +118,21 @@ def test_the_mask_moves_back_without_wrapping_round() -> None:
     assert not _moved(mask, 0, 2).any()  # moved out of the frame, not in on the left
     npt_moved = _moved(mask, 1, -2)
     assert npt_moved[1:, 3].all() and npt_moved.sum() == 3
+
+
+def test_lights_going_on_are_no_shake() -> None:
+    # Probes right after the lights change compare a brighter view with the old background:
+    # too few pixels are usable, and that says nothing either way (it once counted as shake, and
+    # the demo camera, whose scene switches its lights every 12 s, ended up aligning).
+    view = scenes.textured_background(SHAPE, seed=5).astype(np.float32)
+    lit = np.clip(view + 60, 0, 255).astype(np.uint8)
+    stab = ShakeCompensator(SHAPE, 1, SHAPE, always=False)
+    for _ in range(4):
+        assert not stab.engaged(lit, view)
+    # a view only a little brighter is still usable: the brightness offset is solved for
+    brighter = np.clip(view + 12, 0, 255).astype(np.uint8)
+    for _ in range(4):
+        assert not stab.engaged(brighter, view)
+    shaken = _shifted(np.clip(view, 0, 255).astype(np.uint8), 1.5, -1.0)
+    assert not stab.engaged(shaken, view)  # one shaky probe
+    assert stab.engaged(shaken, view)  # two in a row
