@@ -39,7 +39,6 @@ from pathlib import Path
 
 import aiohttp
 import cv2
-import numpy as np
 from aiohttp import web
 
 from drivers.rtsp import DecodedFrame, RtspIngest
@@ -73,7 +72,7 @@ def _ours_cost(path: Path, keyframes: bool, fps: float, seconds: float) -> float
     """CPU s per s of video: decode (key frames only, or all) and analyse at ``fps``."""
     import av
 
-    from drivers.rtsp import frame_planes
+    from drivers.rtsp import DecodedFrame, frame_planes
 
     det = MotionDetector(MotionSettings(), (360, 640))
     every = max(1, round(FPS / fps))
@@ -92,10 +91,10 @@ def _ours_cost(path: Path, keyframes: bool, fps: float, seconds: float) -> float
                     n += 1
                 for frame in packet.decode():
                     if keyframes or frames % every == 0:
-                        luma, (u, v) = frame_planes(frame)
-                        det.process(
-                            np.ascontiguousarray(luma), frames / FPS, (np.ascontiguousarray(u), np.ascontiguousarray(v))
-                        )
+                        # the planes as the ingest hands them over, made contiguous as the camera does
+                        y, uv = frame_planes(frame)
+                        luma, chroma = DecodedFrame("bench", 0.0, y, True, uv).compact()
+                        det.process(luma, frames / FPS, chroma)
                     frames += 1
             video_s += n / FPS
     return (_cpu() - start) / video_s

@@ -303,15 +303,16 @@ class MotionDetector:
         use_chroma = u is not self._dummy
         args = self._kernel_args
         stab = self._stabiliser
-        if stab is not None and not stab.active:
-            stab.countdown -= 1  # shake probes are rare: the frames between cost one decrement
-        if stab is not None and (stab.active or stab.countdown <= 0):
-            bg = self._bg if self._ctl[K.C_FRAMES] > 0 and not self._ctl[K.C_GLOBAL] > 0.5 else None
-            if stab.engaged(luma, bg):
-                luma, aligned_uv = stab.align(luma, (u, v) if use_chroma else None, bg)
-                if aligned_uv is not None:
-                    u, v = aligned_uv
-                args = self._aligned_args
+        if stab is not None:
+            if not stab.active:
+                stab.countdown -= 1  # shake probes are rare: the frames between cost one decrement
+            if stab.active or stab.countdown <= 0:
+                bg = self._bg if self._ctl[K.C_FRAMES] > 0 and not self._ctl[K.C_GLOBAL] > 0.5 else None
+                if stab.engaged(luma, bg):
+                    luma, aligned_uv = stab.align(luma, (u, v) if use_chroma else None, bg)
+                    if aligned_uv is not None:
+                        u, v = aligned_uv
+                    args = self._aligned_args
         # the per-frame logic runs in the kernel (frame_control, frame_feedback); the arguments
         # after the frame's own sit in one tuple: one attribute lookup instead of nine
         n_boxes = self._motion_frame(luma, u, v, use_chroma, t, *args)
