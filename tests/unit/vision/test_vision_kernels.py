@@ -536,6 +536,25 @@ def test_every_kernel_is_cached_nogil_with_the_one_fastmath_setting() -> None:
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("width", [48, 53])  # a multiple of 8 (rows read as words) and not
+@pytest.mark.parametrize("radius", [1, 2, 4])
+def test_majority_filter_speckle_between_blobs(seed: int, width: int, radius: int) -> None:
+    """Scattered weak pixels keep every row non-empty but too light to pass; blobs between them
+    make the window sums restart after skipped rows and slide over rows that pass."""
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((60, width)) < 0.04).astype(np.uint8)
+    for _ in range(3):
+        y, x = int(rng.integers(0, 50)), int(rng.integers(0, width - 14))
+        mask[y : y + int(rng.integers(3, 11)), x : x + int(rng.integers(4, 15))] = 2
+    ignore = np.zeros_like(mask)
+    out = np.full_like(mask, 7)
+    n = K.majority_filter(mask, radius, ignore, out, np.zeros(width + 2 * K.MAX_RADIUS, np.uint8))
+    ref = naive.majority_filter(mask, radius, ignore)
+    npt.assert_allclose(out, ref, atol=0)
+    assert n == int(ref.sum()) > 0
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
 @pytest.mark.parametrize("radius", [0, 1, 3])
 def test_majority_filter_sparse_masks_with_empty_rows(seed: int, radius: int) -> None:
     rng = np.random.default_rng(seed)
