@@ -487,6 +487,7 @@ def motion_step(  # pragma: no cover
     # shadows are told apart by chroma only; hi < 0 matches no pixel
     sh_hi = np.float32(params[P_SHADOW_HI]) if (sh_lo > 0.0 and use_chroma) else np.float32(-1.0)
     sh_c = np.float32(params[P_SHADOW_CHROMA])
+    shadows = sh_hi > 0.0
     blur = params[P_BLUR] > 0.5
     weak = np.float32(params[P_WEAK])
     cthr_test = cthr if use_chroma else np.float32(1e30)
@@ -565,6 +566,7 @@ def motion_step(  # pragma: no cover
         vbr = v_bg[i]
         cnr = fg_count[i]
         rmr = raw_mask[i]
+        n_fg_before = n_fg
         # test and update; selects, not branches, so that the loop vectorises
         for j in range(w):
             x = xrow[j]
@@ -583,13 +585,6 @@ def motion_step(  # pragma: no cover
             du = urow[j] - ub
             dv = vrow[j] - vb
             fg = (ad > thr_fg) | (abs(du) > cthr_test) | (abs(dv) > cthr_test)
-            # a shadow darkens and desaturates by one ratio x / b and keeps the hue
-            # (tested multiplied through by b: no division)
-            bb = max(b, one)
-            su = urow[j] * bb - x * ub
-            sv = vrow[j] * bb - x * vb
-            lim = sh_c * bb
-            sh = (d < zero) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim)
             rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else alpha
             bgr[j] = b + rate * d
             ubr[j] = ub + rate * du
@@ -598,9 +593,26 @@ def motion_step(  # pragma: no cover
             nzr[j] = nz if fg else nz + nalpha * (ad - nz)
             cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
             # byte constants: LLVM blends them under the compare masks, no float-to-byte conversion
-            rmr[j] = (_RAW_SHADOW if sh else _RAW_FG) if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
+            rmr[j] = _RAW_FG if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
             n_fg += one if fg else zero
             idle_sum += zero if fg else ad
+        if shadows and n_fg > n_fg_before:
+            # a shadow darkens and desaturates by one ratio x / b and keeps the hue (tested
+            # multiplied through by b: no division). Only rows with foreground are tested, after
+            # the update: a fifth of the per-pixel work, and most rows of a frame have none.
+            # Foreground learns nothing before it is absorbed, so b is this frame's background.
+            for j in range(w):
+                x = xrow[j]
+                b = bgr[j]
+                ub = ubr[j]
+                vb = vbr[j]
+                bb = max(b, one)
+                su = urow[j] * bb - x * ub
+                sv = vrow[j] * bb - x * vb
+                lim = sh_c * bb
+                sh = (x < b) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim)
+                r = rmr[j]
+                rmr[j] = _RAW_SHADOW if (sh and r == _RAW_FG) else r
         if relearn:
             cnr[:] = 0
     stats[S_FG] = n_fg

@@ -98,20 +98,22 @@ def motion_step(
     du = u - bg_uv[0]
     dv = v - bg_uv[1]
     fg = (ad > thr_fg) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
-    ratio_ok_b = np.maximum(b, F32(1))
-    su = u * ratio_ok_b - x * bg_uv[0]  # chroma is centred: U - 128, V - 128
-    sv = v * ratio_ok_b - x * bg_uv[1]
-    lim = sh_c * ratio_ok_b
-    shadow = (
-        (d < 0) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)
-        & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
-    )  # fmt: skip
     cnt = fg_count.astype(np.float64)
     absorbed = cnt >= min(params[K.P_ABSORB_FRAMES], 65000.0)
     rate = np.where(fg, np.where(absorbed, F32(params[K.P_ABSORB_ALPHA]), F32(0)), F32(params[K.P_ALPHA]))
     rate = rate.astype(F32)
     new_bg = (b + rate * d).astype(F32)
     new_uv = np.stack([bg_uv[0] + rate * du, bg_uv[1] + rate * dv]).astype(F32)
+    # the shadow test compares with the updated background (the same as the old one for
+    # foreground that is not yet absorbed)
+    ratio_ok_b = np.maximum(new_bg, F32(1))
+    su = u * ratio_ok_b - x * new_uv[0]  # chroma is centred: U - 128, V - 128
+    sv = v * ratio_ok_b - x * new_uv[1]
+    lim = sh_c * ratio_ok_b
+    shadow = (
+        (x < new_bg) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)
+        & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
+    )  # fmt: skip
     nalpha = F32(params[K.P_NOISE_ALPHA])
     new_noise = np.where(fg, noise, noise + nalpha * (ad - noise)).astype(F32)
     new_cnt = np.clip(cnt + np.where(fg, 1, -1), 0, 65535).astype(F32)

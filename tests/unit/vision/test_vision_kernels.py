@@ -143,6 +143,40 @@ def test_motion_step_matches_reference_on_edge_cases(kind: str, over: dict[str, 
     _assert_step_equal(got, ref)
 
 
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_motion_step_shadows_match_reference_among_absorbed_pixels(seed: int) -> None:
+    """Shadows are tested only on rows with foreground, after the update: a grey background
+    with dark, neutral patches (shadows) and coloured ones (objects) on some rows only, over
+    pixels of which some are absorbed (their background moves this frame)."""
+    rng = np.random.default_rng(seed)
+    h, w = 24, 40
+    luma = np.full((h, w), 150, np.uint8)
+    u = np.full((h // 2, w // 2), 128, np.uint8)
+    v = u.copy()
+    for k in range(4):  # bands of four rows with two empty rows between
+        y, x = 6 * k, int(rng.integers(0, w - 8)) & ~1
+        luma[y : y + 4, x : x + 8] = int(rng.integers(25, 50))  # ratio 0.17 to 0.33: in the shadow band
+        if k % 2:
+            u[y // 2 : y // 2 + 2, x // 2 : x // 2 + 4] = 190  # an object of that darkness, coloured
+    st = {
+        "bg": np.full((h, w), 150, np.float32) + rng.normal(0, 1, (h, w)).astype(np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "bg_uv": rng.normal(0, 0.5, (2, h, w)).astype(np.float32),
+        "fg_count": rng.integers(0, 4, (h, w)).astype(np.float32),  # absorbed from 2 frames on
+        "slope": np.zeros((h, w), np.uint8),
+    }
+    params = _params()
+    ref = naive.motion_step(luma, 1, u, v, params, **{k: a.copy() for k, a in st.items()})
+    raw = np.full((h, w), 9, np.uint8)
+    stats = np.zeros(K.N_STATS)
+    K.motion_step(luma, 1, u, v, params, st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
+    _assert_step_equal(dict(st, raw=raw, stats=stats), ref)
+    dark = luma < 100
+    absorbed = dark & (ref["fg_count"] >= 3)  # counts 2 and 3 were absorbed this frame
+    assert (raw[absorbed] == 1).any()  # absorbed shadow pixels
+    assert (raw[dark] == 2).sum() == 2 * 32  # the two coloured patches stay objects
+
+
 def test_motion_step_finds_shadow_and_object() -> None:
     # hand-made: grey road (bg 120, chroma neutral); a shadow pixel at 30 (ratio 0.25, neutral
     # chroma) and an object pixel at 30 with a colour shift
