@@ -243,6 +243,13 @@ class TamperSettings(VisionBase):
         le=1.0,
         description="Moved when the edge structure correlates with the reference below this.",
     )
+    moved_tolerance: Number = Field(
+        default=0.02,
+        ge=0.0,
+        le=0.1,
+        description="Shifts of the view up to this fraction of its width (camera shake, a swaying mast) "
+        "are not a move: the structure is compared at every such offset.",
+    )
     frozen_after_s: Number = Field(
         default=2.0,
         ge=0.1,

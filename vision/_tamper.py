@@ -37,7 +37,9 @@ class TamperDetector:
       learned spread, so a scene that darkens slowly at dusk is not "covered") or its edge energy
       fell below ``covered_edge_ratio`` of the learned baseline (blacked out, sprayed, hand on lens);
     - defocused: fine-detail (Laplacian) energy fell below ``defocus_ratio`` of the baseline;
-    - moved: the edge structure no longer correlates with the reference view (turned, shifted);
+    - moved: the edge structure no longer correlates with the reference view (turned, shifted)
+      even with both edge maps blurred over ``moved_tolerance`` of the width, so a shaking camera
+      is not "moved" (a view turned by 5% of the width is, by 2 to 3% is not);
     - frozen: every frame has been bit-identical (at analysis size) for ``frozen_after_s``.
 
     A global brightness change (lights, IR) keeps the structure and raises nothing.
@@ -54,6 +56,9 @@ class TamperDetector:
         self._prev = np.full((h, w), -1.0, dtype=np.float32)
         self._ref = np.zeros((h, w), dtype=np.float32)
         self._stats = np.zeros(K.N_TAMPER_STATS, dtype=np.float64)
+        self._grad_scratch = np.zeros((3, max(0, h - 2), max(0, w - 2)), dtype=np.float32)
+        self._blur_radius = round(settings.moved_tolerance * w)
+        self._blurred_corr = math.nan
         self._settings = settings
         self._conds = {k: _Condition() for k in TAMPER_KINDS}
         self._t0: float | None = None
@@ -88,6 +93,7 @@ class TamperDetector:
             "edge": float(st[K.T_EDGE]),
             "detail": float(st[K.T_DETAIL]),
             "corr": float(st[K.T_CORR]),
+            "blurred_corr": self._blurred_corr,  # edge maps blurred by the shake tolerance; NaN unless corr was low
             "base_edge": self._base_edge,
             "base_std": self._base_std,
             "base_detail": self._base_detail,
@@ -128,6 +134,7 @@ class TamperDetector:
             self._base_detail += a * (self._stats[K.T_DETAIL] - self._base_detail)
             return []
         K.tamper_stats(self._small, self._ref, self._stats)
+        self._blurred_corr = math.nan
         st = self._stats
         holding = self._classify(st, identical=identical)
         events = self._debounce(holding, t)
@@ -151,7 +158,12 @@ class TamperDetector:
         elif detail_ratio < s.defocus_ratio:
             out["defocused"] = max(0.01, min(1.0, 1.0 - detail_ratio))
         elif st[K.T_CORR] < s.moved_correlation:
-            out["moved"] = max(0.01, min(1.0, 1.0 - st[K.T_CORR]))
+            # a shaking camera's sharp edges miss the learned ones (which are smeared by the
+            # shake too); compared at the shake's scale they match, and a turned view does not
+            corr = K.blurred_edge_correlation(self._small, self._ref, self._blur_radius, self._grad_scratch)
+            self._blurred_corr = corr
+            if corr < s.moved_correlation:
+                out["moved"] = max(0.01, min(1.0, 1.0 - corr))
         if identical:
             out["frozen"] = 1.0
         return out

@@ -322,3 +322,23 @@ def lk_step(cur: np.ndarray, bg: np.ndarray, sx: float, sy: float, max_diff: flo
             gx, gy = 0.5 * (b[i, j + 1] - b[i, j - 1]), 0.5 * (b[i + 1, j] - b[i - 1, j])
             sums += (gx * gx, gx * gy, gy * gy, gx * d, gy * d, gx, gy, d, 1.0)
     return sums
+
+
+def blurred_edge_correlation(cur: np.ndarray, ref: np.ndarray, radius: int) -> float:
+    """Reference of :func:`vision._kernels.blurred_edge_correlation`."""
+    c = cur.astype(np.float64)
+    r = ref.astype(np.float64)
+    h, w = c.shape
+    k = 2 * radius + 1
+    if h - 2 - 2 * radius < 1 or w - 2 - 2 * radius < 1:
+        return 0.0
+
+    def blurred_edges(a: np.ndarray) -> np.ndarray:
+        g = np.abs(a[1:-1, 2:] - a[1:-1, 1:-1]) + np.abs(a[2:, 1:-1] - a[1:-1, 1:-1])
+        sums: np.ndarray = np.lib.stride_tricks.sliding_window_view(g, (k, k)).sum(axis=(-2, -1))
+        return sums
+
+    gc, gr = blurred_edges(c), blurred_edges(r)
+    if gc.var() <= 1e-9 * max(1.0, gc.mean() ** 2) or gr.var() <= 1e-9 * max(1.0, gr.mean() ** 2):
+        return 0.0
+    return float(np.corrcoef(gc.ravel(), gr.ravel())[0, 1])

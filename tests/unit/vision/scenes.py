@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench._cdnet_eval import jitter_walk, shift_frame
+
 FPS = 25.0
 Modifier = Callable[[np.ndarray, int], np.ndarray]
 
@@ -31,6 +33,14 @@ def textured_background(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
         bw, bh = int(rng.integers(5, w // 4)), int(rng.integers(5, h // 4))
         img[y : y + bh, x : x + bw] = float(rng.integers(30, 220))
     return img.astype(np.uint8)
+
+
+def fine_texture(shape: tuple[int, int], sigma: float = 1.5, seed: int = 0) -> np.ndarray:
+    """Fine random texture (grain of ``sigma`` pixels): its edge map changes with every pixel
+    of shift, unlike :func:`textured_background`'s blocks (uint8)."""
+    rng = np.random.default_rng(seed)
+    tex = cv2.GaussianBlur(rng.normal(120, 50, shape).astype(np.float32), (0, 0), sigma)
+    return np.clip(tex, 0, 255).astype(np.uint8)
 
 
 def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
@@ -65,13 +75,28 @@ def blur() -> Modifier:
     return lambda y, _i: cv2.GaussianBlur(y, (0, 0), 3.0)
 
 
-def shift() -> Modifier:
-    """The camera turned: the view moves by a fifth of the frame."""
+def shift(fraction: float = 0.2) -> Modifier:
+    """The camera turned: the view moves by ``fraction`` of the frame across (and 5/6 of that
+    down; a fifth of the width by default)."""
 
     def run(y: np.ndarray, _i: int) -> np.ndarray:
         h, w = y.shape
-        m = np.array([[1, 0, w / 5], [0, 1, h / 6]], dtype=np.float32)
+        m = np.array([[1, 0, w * fraction], [0, 1, h * fraction * 5 / 6]], dtype=np.float32)
         out: np.ndarray = cv2.warpAffine(y, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        return out
+
+    return run
+
+
+def shake(amplitude: int, seed: int) -> Modifier:
+    """A camera on a swaying mast: every frame moves by whole pixels within +-``amplitude``
+    (the random walk of ``python -m bench.cdnet --jitter``), the exposed border repeating the edge."""
+    walk = jitter_walk(amplitude, seed)
+
+    def run(y: np.ndarray, _i: int) -> np.ndarray:
+        dx, dy = next(walk)
+        moved, _, _ = shift_frame(y[:, :, None], None, None, dx, dy)
+        out: np.ndarray = moved[:, :, 0]
         return out
 
     return run

@@ -39,6 +39,7 @@ def test_settings_are_frozen() -> None:
         (MotionSettings, "analysis_width", 8),
         (EventSettings, "on_frames", 0),
         (TamperSettings, "moved_correlation", 1.5),
+        (TamperSettings, "moved_tolerance", 0.5),
     ],
 )
 def test_out_of_bounds_values_are_rejected(model: type[pydantic.BaseModel], field: str, value: object) -> None:

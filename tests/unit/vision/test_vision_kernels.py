@@ -313,6 +313,38 @@ def test_tamper_stats_matches_reference(seed: int, shape: tuple[int, int], kind:
     npt.assert_allclose(out, naive.tamper_stats(cur, ref), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", [(1, 1), (4, 5), (7, 9), (9, 16), (45, 80)])
+@pytest.mark.parametrize("radius", [0, 1, 3])
+@pytest.mark.parametrize("kind", ["random", "constant", "saturated", "related"])
+def test_blurred_edge_correlation_matches_reference(seed: int, shape: tuple[int, int], radius: int, kind: str) -> None:
+    rng = np.random.default_rng(seed + 9)
+    ref = rng.integers(0, 256, shape).astype(np.float32)
+    if kind == "related":  # the reference shifted by a pixel, plus noise: a shaking camera
+        cur = np.roll(ref, 1, axis=1) + rng.normal(0, 8, shape).astype(np.float32)
+    else:
+        cur = _frame(kind, shape, seed).astype(np.float32)
+    h, w = shape
+    scratch = np.full((3, max(0, h - 2), max(0, w - 2)), np.nan, np.float32)
+    got = K.blurred_edge_correlation(cur, ref, radius, scratch)
+    assert got == pytest.approx(naive.blurred_edge_correlation(cur, ref, radius), abs=1e-5)
+    if radius == 0:  # no blur: the plain edge-map correlation of tamper_stats
+        out = np.zeros(K.N_TAMPER_STATS)
+        K.tamper_stats(cur, ref, out)
+        assert got == pytest.approx(out[K.T_CORR], abs=1e-5)
+
+
+def test_blurred_edge_correlation_tolerates_a_shift_of_about_its_radius() -> None:
+    rng = np.random.default_rng(3)
+    ref = rng.integers(0, 256, (60, 80)).astype(np.float32)
+    cur = np.roll(ref, (2, -2), axis=(0, 1))
+    scratch = np.zeros((3, 58, 78), np.float32)
+    assert K.blurred_edge_correlation(cur, ref, 0, scratch) < 0.1  # sharp maps: unrelated
+    assert K.blurred_edge_correlation(cur, ref, 3, scratch) > 0.4
+    far = np.roll(ref, (12, 16), axis=(0, 1))  # a turned view: unrelated at any scale used
+    assert K.blurred_edge_correlation(far, ref, 3, scratch) < 0.1
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("step", [1, 2, 5])
 @pytest.mark.parametrize("kind", ["random", "constant", "saturated"])
