@@ -158,7 +158,7 @@ def test_motion_step_shadows_match_reference_among_absorbed_pixels(seed: int) ->
         luma[y : y + 4, x : x + 8] = int(rng.integers(25, 50))  # ratio 0.17 to 0.33: in the shadow band
         if k % 2:
             u[y // 2 : y // 2 + 2, x // 2 : x // 2 + 4] = 190  # an object of that darkness, coloured
-    st = {
+    st: dict[str, np.ndarray] = {
         "bg": np.full((h, w), 150, np.float32) + rng.normal(0, 1, (h, w)).astype(np.float32),
         "noise": np.ones((h, w), np.float32),
         "bg_uv": rng.normal(0, 0.5, (2, h, w)).astype(np.float32),
