@@ -247,8 +247,8 @@ class TamperSettings(VisionBase):
         default=0.02,
         ge=0.0,
         le=0.1,
-        description="Shifts of the view up to this fraction of its width (camera shake, a swaying mast) "
-        "are not a move: the structure is compared at every such offset.",
+        description="Shifts of the view up to about this fraction of its width (camera shake, a swaying "
+        "mast) are not a move: when the sharp edge maps disagree, they are compared blurred over this size.",
     )
     frozen_after_s: Number = Field(
         default=2.0,

@@ -956,7 +956,8 @@ def tamper_stats(cur: np.ndarray, ref: np.ndarray, out: np.ndarray) -> None:  # 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _gradient_magnitude(img: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-    """|dx| + |dy| (forward differences) of the interior of ``img`` into ``out`` (h - 2, w - 2)."""
+    """|dx| + |dy| (forward differences) of the interior of ``img`` into ``out`` (h - 2, w - 2):
+    the map :func:`tamper_stats` correlates, which computes it inline in its single pass."""
     h, w = img.shape
     for i in range(1, h - 1):
         row = img[i]
@@ -972,7 +973,8 @@ def _box_sums(g: np.ndarray, radius: int, tmp: np.ndarray) -> None:  # pragma: n
     ``j`` at least ``radius`` from the edges becomes the sum around it (the rest is stale).
 
     Offsets outside, columns inside, every index counted from a slice's start: LLVM then sees
-    that no index is negative and vectorises the adds (offset indices made it 10x slower).
+    that no index is negative and vectorises the adds (with offset indices the whole
+    comparison took 5 to 6 times as long).
     """
     h, w = g.shape
     k = 2 * radius + 1

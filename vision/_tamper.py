@@ -39,7 +39,7 @@ class TamperDetector:
     - defocused: fine-detail (Laplacian) energy fell below ``defocus_ratio`` of the baseline;
     - moved: the edge structure no longer correlates with the reference view (turned, shifted)
       even with both edge maps blurred over ``moved_tolerance`` of the width, so a shaking camera
-      is not "moved" (a view turned by 5% of the width is, by 2 to 3% is not);
+      is not "moved" (with the default, a view turned by 5% of the width is, by 3% is not);
     - frozen: every frame has been bit-identical (at analysis size) for ``frozen_after_s``.
 
     A global brightness change (lights, IR) keeps the structure and raises nothing.
