@@ -212,6 +212,13 @@ class TamperSettings(VisionBase):
     analysis_width: Count = Field(
         default=160, ge=32, le=640, description="Width of the small frame tamper statistics use."
     )
+    interval_s: Number = Field(
+        default=0.2,
+        ge=0.0,
+        le=5.0,
+        description="Check at most this often (frames in between are skipped): conditions are debounced over "
+        "seconds, and each check reads the whole frame again, as much as the motion stage at 1080p.",
+    )
     raise_after_s: Number = Field(
         default=1.5, ge=0.0, le=60.0, description="A condition must hold this long to be raised."
     )

@@ -27,7 +27,7 @@ class _Condition:
 
 
 class TamperDetector:
-    """Watch one stream for tamper; feed it every frame (or a regular subsample).
+    """Watch one stream for tamper; feed it every frame (it checks one each ``interval_s``).
 
     It learns a reference view for ``learn_s`` seconds, then keeps learning it slowly while the
     view is normal. A condition must hold for ``raise_after_s`` (frozen: ``frozen_after_s``) to be
@@ -40,7 +40,7 @@ class TamperDetector:
     - moved: the edge structure no longer correlates with the reference view (turned, shifted)
       even with both edge maps blurred over ``moved_tolerance`` of the width, so a shaking camera
       is not "moved" (with the default, a view turned by 5% of the width is, by 3% is not);
-    - frozen: every frame has been bit-identical (at analysis size) for ``frozen_after_s``.
+    - frozen: every checked frame has been bit-identical (at analysis size) for ``frozen_after_s``.
 
     A global brightness change (lights, IR) keeps the structure and raises nothing.
     :attr:`analysis_suppressed` tells the caller to keep motion events quiet (see
@@ -63,6 +63,8 @@ class TamperDetector:
         self._conds = {k: _Condition() for k in TAMPER_KINDS}
         self._t0: float | None = None
         self._n = 0
+        self._last_check = -math.inf
+        self.checks = 0  # frames analysed (the others fell within interval_s of the last one)
         self._base_edge = 0.0
         self._base_std = 0.0
         self._base_detail = 0.0
@@ -117,6 +119,12 @@ class TamperDetector:
         s = self._settings
         if not s.enabled:
             return []
+        # a timestamp going back is a new stream: check it at once. 1 ms of slack: timestamps
+        # like i / 25 land a rounding error short of the interval's multiples
+        if 0.0 <= t - self._last_check < s.interval_s - 1e-3:
+            return []
+        self._last_check = t
+        self.checks += 1
         K.downscale_area(luma, self._f, self._small)
         identical = bool(np.array_equal(self._small, self._prev))
         self._prev[:] = self._small

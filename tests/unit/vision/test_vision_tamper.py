@@ -140,6 +140,19 @@ def test_motion_events_close_and_stay_quiet_while_tamper_holds() -> None:
     assert tamper.analysis_suppressed
 
 
+def test_tamper_checks_once_per_interval() -> None:
+    frames = _static_frames(3, scenes.textured_background((90, 160)))
+    every = TamperDetector(TamperSettings(interval_s=0.0), (90, 160))
+    paced = TamperDetector(TamperSettings(), (90, 160))  # 0.2 s
+    for i in range(250):  # 10 s at 25 fps
+        every.process(frames[i % 3], i / scenes.FPS)
+        paced.process(frames[i % 3], i / scenes.FPS)
+    assert every.checks == 250
+    assert paced.checks == 50
+    paced.process(frames[0], 0.5)  # the stream restarted: its clock went back
+    assert paced.checks == 51
+
+
 def test_disabled_tamper_detector_reports_nothing() -> None:
     det = TamperDetector(TamperSettings(enabled=False), (20, 30))
     assert det.process(np.zeros((20, 30), np.uint8), 0.0) == []
