@@ -6,8 +6,10 @@ The stream is the demo scene (:mod:`simulators.scene`: 640x360, 25 fps, GOP 25, 
 once and replayed **in real time and in a loop** by the gateway's own ingest
 (:class:`drivers.rtsp.RtspIngest` with ``replay=True``: same demux, decoder settings, luma hand-off
 and worker thread per stream as for RTSP, without a server process competing for the same two
-cores). Every frame handed over goes through the motion stage (:class:`vision.MotionDetector`,
-default settings, one per stream) in the stream's worker thread.
+cores). Every frame handed over goes through the camera's whole vision stage, as in the daemon
+(:class:`drivers.camera.CameraVision`, default settings, one per stream: tamper checks at most
+every 0.2 s, motion, motion events, the IR-mode tracker) in the stream's worker thread. The
+cv2.VideoCapture peer hands its frames to the same stage (luma only: it decodes to BGR).
 
 1. Calibration, one stream at a time as fast as it decodes, CPU seconds per second of video:
    ours keyframe-only (``skip_frame=NONKEY``) + motion on each key frame (1 fps); ours all frames
@@ -39,12 +41,14 @@ from pathlib import Path
 
 import aiohttp
 import cv2
+import numpy as np
 from aiohttp import web
 
+from drivers.camera import CameraVision
 from drivers.rtsp import DecodedFrame, RtspIngest
-from edge_config.vision import MotionSettings
+from edge_config.camera import CameraDevice
 from simulators.scene import FPS, SceneTimeline, encode_scene
-from vision import MotionDetector, warm_up
+from vision import warm_up
 
 CORES = os.cpu_count() or 1
 
@@ -60,6 +64,24 @@ def _clip() -> Path:
     return path
 
 
+def _camera_stage(name: str) -> CameraVision:
+    """A camera's vision stage with the default settings; its signals go nowhere."""
+    return CameraVision(CameraDevice(kind="onvif", id=name, host="127.0.0.1"), lambda _signal: None)
+
+
+def _check_stages(stages: list[CameraVision]) -> None:
+    """A stage that rejected frames would make the figures look better than they are."""
+    errors = sum(s.errors for s in stages)
+    if errors:
+        msg = f"the vision stage rejected {errors} frames; the figures would not be comparable"
+        raise RuntimeError(msg)
+
+
+def _grey_frame(bgr: np.ndarray, t: float) -> DecodedFrame:
+    """What the cv2 peer hands the stage: the luma of its BGR frame (it decodes no chroma planes)."""
+    return DecodedFrame("cv2", t, np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8), True)
+
+
 def _cpu() -> float:
     # CPU time of the whole process (every thread), nanosecond clock: os.times() ticks in 10 ms.
     return time.process_time()
@@ -72,9 +94,9 @@ def _ours_cost(path: Path, keyframes: bool, fps: float, seconds: float) -> float
     """CPU s per s of video: decode (key frames only, or all) and analyse at ``fps``."""
     import av
 
-    from drivers.rtsp import DecodedFrame, frame_planes
+    from drivers.rtsp import frame_planes
 
-    det = MotionDetector(MotionSettings(), (360, 640))
+    stage = _camera_stage("calibration")
     every = max(1, round(FPS / fps))
     frames = 0
     start = _cpu()
@@ -91,18 +113,18 @@ def _ours_cost(path: Path, keyframes: bool, fps: float, seconds: float) -> float
                     n += 1
                 for frame in packet.decode():
                     if keyframes or frames % every == 0:
-                        # the planes as the ingest hands them over, made contiguous as the camera does
+                        # the planes as the ingest hands them over
                         y, uv = frame_planes(frame)
-                        luma, chroma = DecodedFrame("bench", 0.0, y, True, uv).compact()
-                        det.process(luma, frames / FPS, chroma)
+                        stage.process(DecodedFrame("calibration", frames / FPS, y, True, uv))
                     frames += 1
             video_s += n / FPS
+    _check_stages([stage])
     return (_cpu() - start) / video_s
 
 
 def _cv2_cost(path: Path, fps: float, seconds: float) -> float:
     """CPU s per s of video for cv2.VideoCapture: grab every frame, retrieve and analyse at ``fps``."""
-    det = MotionDetector(MotionSettings(), (360, 640))
+    stage = _camera_stage("cv2")
     every = max(1, round(FPS / fps))
     start = _cpu()
     video_s = 0.0
@@ -114,11 +136,12 @@ def _cv2_cost(path: Path, fps: float, seconds: float) -> float:
             if n % every == 0:
                 ok, bgr = cap.retrieve()
                 if ok:
-                    det.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), i / FPS)
+                    stage.process(_grey_frame(bgr, i / FPS))
             n += 1
             i += 1
         cap.release()
         video_s += n / FPS
+    _check_stages([stage])
     return (_cpu() - start) / video_s
 
 
@@ -159,7 +182,7 @@ async def _healthz_app() -> tuple[web.AppRunner, int]:
     return runner, port
 
 
-def _cv2_worker(path: Path, fps: float, det: MotionDetector, counts: list[int], i: int, stop: threading.Event) -> None:
+def _cv2_worker(path: Path, fps: float, stage: CameraVision, counts: list[int], i: int, stop: threading.Event) -> None:
     """cv2.VideoCapture at the stream's own pace: grab every frame, retrieve and analyse at ``fps``."""
     every = max(1, round(FPS / fps))
     base = time.monotonic()
@@ -175,7 +198,7 @@ def _cv2_worker(path: Path, fps: float, det: MotionDetector, counts: list[int], 
             if n % every == 0:
                 ok, bgr = cap.retrieve()
                 if ok:
-                    det.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), n / FPS)
+                    stage.process(_grey_frame(bgr, n / FPS))
                     counts[i] += 1
             if stop.wait(max(0.0, base + n / FPS - time.monotonic())):
                 break
@@ -202,16 +225,8 @@ async def _concurrent(
         )
         for i in range(n)
     ]
-    detectors = [MotionDetector(MotionSettings(), (360, 640)) for _ in range(n)]
-
-    def sink_for(det: MotionDetector) -> object:
-        def sink(frame: DecodedFrame) -> None:
-            luma, chroma = frame.compact()
-            det.process(luma, frame.t, chroma)
-
-        return sink
-
-    tasks = [asyncio.create_task(ing.run(sink_for(det))) for ing, det in zip(ingests, detectors, strict=True)]  # type: ignore[arg-type]
+    stages = [_camera_stage(f"bench-{i}") for i in range(n)]
+    tasks = [asyncio.create_task(ing.run(stage.process)) for ing, stage in zip(ingests, stages, strict=True)]
     latencies: list[float] = []
     try:
         async with aiohttp.ClientSession() as http:
@@ -228,6 +243,7 @@ async def _concurrent(
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await runner.cleanup()
+    _check_stages(stages)
     return _result(n, fps, before, after, cpu1 - cpu0, t1 - t0, latencies)
 
 
@@ -235,12 +251,9 @@ async def _concurrent_cv2(path: Path, n: int, fps: float, warm_s: float, window_
     runner, port = await _healthz_app()
     stop = threading.Event()
     counts = [0] * n
+    stages = [_camera_stage(f"cv2-{i}") for i in range(n)]
     threads = [
-        threading.Thread(
-            target=_cv2_worker,
-            args=(path, fps, MotionDetector(MotionSettings(), (360, 640)), counts, i, stop),
-            daemon=True,
-        )
+        threading.Thread(target=_cv2_worker, args=(path, fps, stages[i], counts, i, stop), daemon=True)
         for i in range(n)
     ]
     for t in threads:
@@ -259,6 +272,7 @@ async def _concurrent_cv2(path: Path, n: int, fps: float, warm_s: float, window_
         for t in threads:
             await asyncio.to_thread(t.join, 5.0)
         await runner.cleanup()
+    _check_stages(stages)
     return _result(n, fps, before, after, cpu1 - cpu0, t1 - t0, latencies)
 
 
