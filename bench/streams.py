@@ -12,8 +12,8 @@ every 0.2 s, motion, motion events, the IR-mode tracker) in the stream's worker 
 cv2.VideoCapture peer hands its frames to the same stage (luma only: it decodes to BGR).
 
 1. Calibration, one stream at a time as fast as it decodes, CPU seconds per second of video:
-   ours keyframe-only (``skip_frame=NONKEY``) + motion on each key frame (1 fps); ours all frames
-   decoded + motion at 5 fps; ``cv2.VideoCapture`` (FFmpeg backend, one thread) grabbing every
+   ours keyframe-only (``skip_frame=NONKEY``) + the vision stage on each key frame (1 fps); ours
+   all frames decoded + the vision stage at 5 fps; ``cv2.VideoCapture`` (FFmpeg backend, one thread) grabbing every
    frame and retrieving + analysing 1 or 5 per second. This predicts streams per core.
 2. Concurrent runs, real time: N streams for ``--window`` seconds while an aiohttp ``/healthz`` on
    the same event loop is polled every 100 ms. A run passes when the median stream reaches the
