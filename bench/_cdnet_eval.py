@@ -6,7 +6,9 @@ frames listed in temporalROI.txt, pixels inside ROI.bmp, ground truth 255 positi
 summed counts.
 
 :func:`evaluate` can also shake the video (``jitter``): a synthetic stress test of small camera
-shake, in memory, in which every frame, its ground truth and the ROI move by the same offset.
+shake, in memory, in which every frame, its ground truth and the ROI move by the same offset. Or
+it can pass cloud shade over it (``shade``): a soft band of shade sweeps across the view, and the
+ground truth stays as it is, since shade is not motion.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "iter_frames",
     "jitter_walk",
     "read_temporal_roi",
+    "shade_frame",
     "shift_frame",
 ]
 
@@ -123,6 +126,32 @@ def shift_frame(
         return np.pad(plane, pad, mode="constant", constant_values=border)[rows, cols]
 
     return out, move(gt, GT_OUTSIDE), move(roi, 0)
+
+
+SHADE_PERIOD = 250  # frames: a band crosses in 180 frames (7.2 s at 25 fps), then 70 without
+SHADE_CROSSING = 180
+SHADE_WIDTH = 0.4  # of the frame's width; the middle half of the band is at full depth
+
+
+def shade_frame(bgr: np.ndarray, k: int, depth: float) -> np.ndarray:
+    """Frame ``k`` (in file order) with the passing cloud shade of the ``shade`` stress test.
+
+    A vertical band ``SHADE_WIDTH`` of the frame wide sweeps left to right once every
+    ``SHADE_PERIOD`` frames, taking ``SHADE_CROSSING`` of them. In its middle the light falls by
+    ``depth`` (0.3: 30% darker), easing to none over a quarter of the band on each side. Every
+    channel is scaled alike: the hue stays, as under a thin cloud.
+    """
+    w = bgr.shape[1]
+    phase = k % SHADE_PERIOD
+    if phase >= SHADE_CROSSING:
+        return bgr
+    half = SHADE_WIDTH * w / 2
+    centre = -half + (w + 2 * half) * phase / SHADE_CROSSING
+    x = np.arange(w, dtype=np.float32)
+    cover = np.clip(2.0 * (1.0 - np.abs(x - centre) / half), 0.0, 1.0)  # 1 in the middle half
+    gain = 1.0 - depth * cover
+    out: np.ndarray = np.clip(bgr * gain[None, :, None] + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def split_yuv420(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -259,21 +288,27 @@ METHODS: dict[str, Callable[[tuple[int, int]], Method]] = {
 
 
 def evaluate(
-    folder: Path, methods: dict[str, Method] | None = None, jitter: tuple[int, int] | None = None
+    folder: Path,
+    methods: dict[str, Method] | None = None,
+    jitter: tuple[int, int] | None = None,
+    shade: float = 0.0,
 ) -> dict[str, Counts]:
     """Run every method over the video once, in the same pass, and score the temporal ROI.
 
     ``jitter`` = (amplitude, seed) shakes the video first: frame ``k`` (in file order), its ground
     truth and the ROI move by the ``k``-th offset of :func:`jitter_walk` (see :func:`shift_frame`).
+    ``shade`` > 0 passes cloud shade of that depth over the frames (see :func:`shade_frame`).
     """
     first, last = read_temporal_roi(folder)
     roi_file = cv2.imread(str(folder / "ROI.bmp"), cv2.IMREAD_GRAYSCALE)
     counts: dict[str, Counts] = {}
     runners: dict[str, Method] | None = methods
     offsets = jitter_walk(*jitter) if jitter else None
-    for num, bgr in iter_frames(folder):
+    for k, (num, bgr) in enumerate(iter_frames(folder)):
         if num > last:
             break
+        if shade > 0.0:
+            bgr = shade_frame(bgr, k, shade)
         shape = (bgr.shape[0], bgr.shape[1])
         if runners is None:
             runners = {name: make(shape) for name, make in METHODS.items()}

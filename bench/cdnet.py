@@ -14,6 +14,10 @@ changedetection.net (N. Goyette et al., CVPRW 2012; Y. Wang et al., CVPRW 2014).
 frame, its ground truth and the ROI move together by a seeded smoothed random walk of up to PX
 pixels (see :func:`bench._cdnet_eval.jitter_walk`), in memory; the borders the shift exposes are
 not scored. The method lines keep their format; a second comment line says that the video was shaken.
+
+``--shade DEPTH`` is another synthetic stress test: a soft band of cloud shade, DEPTH darker in its
+middle (0.3 = 30%) and 40% of the width wide, sweeps across the view every 10 s (see
+:func:`bench._cdnet_eval.shade_frame`). The ground truth is unchanged: shade is not motion.
 """
 
 from __future__ import annotations
@@ -37,9 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         help="synthetic stress test: shake frames and ground truth by up to PX pixels (0 = off)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the --jitter random walk (default 7)")
+    parser.add_argument(
+        "--shade",
+        type=float,
+        default=0.0,
+        metavar="DEPTH",
+        help="synthetic stress test: sweep cloud shade DEPTH darker (0.3 = 30%%) across the view (0 = off)",
+    )
     args = parser.parse_args(argv)
     if args.jitter < 0:
         parser.error("--jitter must be 0 or more")
+    if not 0.0 <= args.shade < 1.0:
+        parser.error("--shade must be at least 0 and below 1")
     folder: Path = args.folder
     missing = [n for n in ("input", "groundtruth", "temporalROI.txt") if not (folder / n).exists()]
     if missing:
@@ -56,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             f"smoothed random walk of up to {args.jitter} px (seed {args.seed}); exposed borders not scored",
             flush=True,
         )
-    counts = evaluate(folder, jitter=jitter)
+    if args.shade:
+        print(
+            f"# synthetic stress test, not a CDnet result: cloud shade {args.shade:.0%} darker sweeps across the "
+            "view every 10 s; ground truth unchanged",
+            flush=True,
+        )
+    counts = evaluate(folder, jitter=jitter, shade=args.shade)
     for name, c in counts.items():
         ms = 1000.0 * c.seconds / max(1, c.frames)
         print(
