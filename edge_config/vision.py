@@ -101,6 +101,12 @@ class MotionSettings(VisionBase):
         le=64.0,
         description="Largest chroma deviation (0..255) from a pure darkening still called shadow.",
     )
+    shade: bool = Field(
+        default=True,
+        description="Lighter darkening too (a luma ratio above shadow_max_ratio, as under a passing cloud) is "
+        "shade, not motion, where the chroma darkens alike and the local contrast scales by the same "
+        "ratio (within the pixel's threshold): an object brings its own contrast.",
+    )
     background_alpha: Number = Field(
         default=0.04,
         ge=0.0005,

@@ -69,6 +69,7 @@ __all__ = [
     "P_RELEARN",
     "P_RELEARN_S",
     "P_REPORT",
+    "P_SHADE",
     "P_SHADOW_CHROMA",
     "P_SHADOW_HI",
     "P_SHADOW_LO",
@@ -168,7 +169,8 @@ P_IDLE_FRACTION = 24  # frames with less raw foreground than this teach the idle
 P_IDLE_ALPHA = 25  # learning rate of the idle level
 P_EDGE = 26  # motion_step: threshold added per grey level of background slope (0 = off)
 P_CHROMA_REF = 27  # motion_frame: recent frames' coloured fraction (C_CHROMA_LEVEL; < 0 unknown)
-N_PARAMS = 28
+P_SHADE = 28  # 1.0: lighter darkening that keeps hue and local contrast is shade too (see motion_step)
+N_PARAMS = 29
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
 C_T = 0  # this frame's timestamp (s)
@@ -489,6 +491,8 @@ def motion_step(  # pragma: no cover
     sh_hi = np.float32(params[P_SHADOW_HI]) if (sh_lo > 0.0 and use_chroma) else np.float32(-1.0)
     sh_c = np.float32(params[P_SHADOW_CHROMA])
     shadows = sh_hi > 0.0
+    # above sh_hi and up to light_hi, lighter shade (P_SHADE; else none: below any ratio)
+    light_hi = np.float32(1.0) if params[P_SHADE] > 0.5 else np.float32(-1.0)
     blur = params[P_BLUR] > 0.5
     weak = np.float32(params[P_WEAK])
     cthr_test = cthr if use_chroma else np.float32(1e30)
@@ -511,6 +515,8 @@ def motion_step(  # pragma: no cover
     # ring of three downscaled rows: the blur needs the rows above and below
     ring = np.empty((3, w), dtype=np.float32)
     tmp = np.empty(w, dtype=np.float32)
+    xpad = np.empty(w + 2, dtype=np.float32)  # the shadow test's rows, padded by their edge values
+    bpad = np.empty(w + 2, dtype=np.float32)
     xrow = np.empty(w, dtype=np.float32)
     urow = np.zeros(w, dtype=np.float32)  # centred chroma; neutral without chroma planes
     vrow = np.zeros(w, dtype=np.float32)
@@ -598,22 +604,40 @@ def motion_step(  # pragma: no cover
             n_fg += one if fg else zero
             idle_sum += zero if fg else ad
         if shadows and n_fg > n_fg_before:
-            # a shadow darkens and desaturates by one ratio x / b and keeps the hue (tested
-            # multiplied through by b: no division). Only rows with foreground are tested, after
-            # the update: a fifth of the per-pixel work, and most rows of a frame have none.
-            # Foreground learns nothing before it is absorbed, so b is this frame's background.
+            # A shadow darkens and desaturates by one ratio x / b and keeps the hue (tested
+            # multiplied through by b: no division). Deep shadows (ratio sh_lo to sh_hi) need no
+            # more. Lighter shade (a cloud; up to light_hi, 1 with P_SHADE) must also keep the
+            # contrast across the pixel, neighbour to neighbour, scaled by the same ratio,
+            # x' = (x / b) b', to within the pixel's threshold: a dark object brings its own
+            # contrast. Only rows with foreground are tested, after the update: most rows of a
+            # frame have none, and foreground learns nothing before it is absorbed, so b is this
+            # frame's background. The rows are padded by their edge values (one-sided contrast
+            # at the frame's edges), so that one vectorised loop covers every pixel.
+            xm = xpad[1:]
+            bm = bpad[1:]
+            for j in range(w):  # a loop: numba's slice assignment copies through a temporary
+                xm[j] = xrow[j]
+                bm[j] = bgr[j]
+            xpad[0] = xrow[0]
+            xpad[w + 1] = xrow[w - 1]
+            bpad[0] = bgr[0]
+            bpad[w + 1] = bgr[w - 1]
+            xr = xpad[2:]
+            br = bpad[2:]
             for j in range(w):
                 x = xrow[j]
                 b = bgr[j]
-                ub = ubr[j]
-                vb = vbr[j]
                 bb = max(b, one)
-                su = urow[j] * bb - x * ub
-                sv = vrow[j] * bb - x * vb
+                su = urow[j] * bb - x * ubr[j]
+                sv = vrow[j] * bb - x * vbr[j]
                 lim = sh_c * bb
-                sh = (x < b) & (x >= sh_lo * bb) & (x <= sh_hi * bb) & (abs(su) <= lim) & (abs(sv) <= lim)
+                thr = max(floor, k_sigma * nzr[j])
+                contrast = (xr[j] - xpad[j]) * bb - x * (br[j] - bpad[j])
+                deep = x <= sh_hi * bb
+                light = (x <= light_hi * bb) & (abs(contrast) <= thr * bb)
+                sh = (x < b) & (x >= sh_lo * bb) & (abs(su) <= lim) & (abs(sv) <= lim) & (deep | light)
                 r = rmr[j]
-                rmr[j] = _RAW_SHADOW if (sh and r == _RAW_FG) else r
+                rmr[j] = _RAW_SHADOW if (sh & (r == _RAW_FG)) else r
         if relearn:
             cnr[:] = 0
     stats[S_FG] = n_fg

@@ -242,6 +242,7 @@ class MotionDetector:
         p[K.P_SHADOW_LO] = s.shadow_min_ratio
         p[K.P_SHADOW_HI] = s.shadow_max_ratio
         p[K.P_SHADOW_CHROMA] = s.shadow_chroma
+        p[K.P_SHADE] = 1.0 if s.shade else 0.0
         p[K.P_GLOBAL] = s.global_change_fraction
         p[K.P_RADIUS] = s.cleanup_radius
         p[K.P_MIN_AREA] = s.min_box_area

@@ -114,6 +114,17 @@ def motion_step(
         (x < new_bg) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)
         & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
     )  # fmt: skip
+    if params[K.P_SHADE] > 0.5 and sh_hi > 0:
+        # lighter shade: same darkening and hue, and the contrast across the pixel (neighbour to
+        # neighbour, one-sided at the edges) scaled by the same ratio to within its threshold
+        xp = np.pad(x, ((0, 0), (1, 1)), mode="edge")
+        bp = np.pad(new_bg, ((0, 0), (1, 1)), mode="edge")
+        contrast = (xp[:, 2:] - xp[:, :-2]) * ratio_ok_b - x * (bp[:, 2:] - bp[:, :-2])
+        light = (
+            (x < new_bg) & (x > sh_hi * ratio_ok_b) & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
+            & (np.abs(contrast) <= thr * ratio_ok_b)
+        )  # fmt: skip
+        shadow |= light
     nalpha = F32(params[K.P_NOISE_ALPHA])
     new_noise = np.where(fg, noise, noise + nalpha * (ad - noise)).astype(F32)
     new_cnt = np.clip(cnt + np.where(fg, 1, -1), 0, 65535).astype(F32)

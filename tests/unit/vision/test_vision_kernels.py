@@ -59,6 +59,7 @@ def _params(**over: float) -> np.ndarray:
     p[K.P_SHADOW_LO] = 0.12
     p[K.P_SHADOW_HI] = 0.35
     p[K.P_SHADOW_CHROMA] = 3.0
+    p[K.P_SHADE] = 1.0
     p[K.P_WEAK] = 0.6
     p[K.P_BLUR] = 0.0
     p[K.P_REPORT] = 1.0
@@ -175,6 +176,48 @@ def test_motion_step_shadows_match_reference_among_absorbed_pixels(seed: int) ->
     absorbed = dark & (ref["fg_count"] >= 3)  # counts 2 and 3 were absorbed this frame
     assert (raw[absorbed] == 1).any()  # absorbed shadow pixels
     assert (raw[dark] == 2).sum() == 2 * 32  # the two coloured patches stay objects
+
+
+def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> None:
+    """A textured grey background; rows 0-9 shaded 30% darker (hue and contrast kept), rows
+    12-19 covered by a flat object as dark on average (and as grey). With shade on, the
+    shaded rows are shade (1) and the object stays foreground (2); with it off, both are
+    foreground. Both agree with the NumPy reference."""
+    rng = np.random.default_rng(5)
+    h, w = 24, 48
+    bg = (100 + 80 * rng.random((h, w))).astype(np.float32)
+    luma = np.rint(bg).astype(np.uint8)
+    luma[:10] = np.rint(0.7 * bg[:10]).astype(np.uint8)
+    luma[12:20] = round(0.7 * float(bg[12:20].mean()))  # flat: none of the texture it covers
+    u = np.full((h // 2, w // 2), 128, np.uint8)
+    st: dict[str, np.ndarray] = {
+        "bg": bg,
+        "noise": np.ones((h, w), np.float32),
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "fg_count": np.zeros((h, w), np.float32),
+        "slope": np.zeros((h, w), np.uint8),
+    }
+    for shade in (1.0, 0.0):
+        params = _params(P_SHADE=shade)
+        ref = naive.motion_step(luma, 1, u, u, params, **{k: a.copy() for k, a in st.items()})
+        got = {k: a.copy() for k, a in st.items()}
+        raw = np.full((h, w), 9, np.uint8)
+        stats = np.zeros(K.N_STATS)
+        K.motion_step(
+            luma, 1, u, u, params, got["bg"], got["noise"], got["bg_uv"], got["fg_count"], got["slope"], raw, stats
+        )
+        _assert_step_equal(dict(got, raw=raw, stats=stats), ref)
+        mask = np.zeros_like(raw)
+        K.majority_filter(raw, 1, np.zeros_like(raw), mask, np.zeros(w + 2 * K.MAX_RADIUS, np.uint8))
+        # the object: shade where its flat face happens to match the texture it covers, but
+        # enough foreground between to survive the clean-up
+        assert mask[13:19, 2:-2].mean() > 0.9
+        if shade:
+            assert (raw[:10, 1:-1] == 1).all()
+            assert not mask[:9].any()
+        else:
+            assert (raw[:10, 1:-1] == 2).mean() > 0.95
+            assert mask[:9, 1:-1].mean() > 0.95
 
 
 def test_motion_step_finds_shadow_and_object() -> None:
