@@ -440,6 +440,31 @@ def background_slope(bg: np.ndarray, out: np.ndarray) -> None:  # pragma: no cov
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _fg_span(row: np.ndarray, words: np.ndarray) -> tuple[int, int]:  # pragma: no cover
+    """[a, z): from the first ``_RAW_FG`` pixel of a raw mask row to just past its last ((0, 0)
+    if none). ``words`` is the row viewed as uint64, or empty: eight pixels are skipped at a time
+    while none of them is foreground (its value 2 is bit 1 of its byte)."""
+    n = row.shape[0]
+    fg_bits = np.uint64(0x0202020202020202)
+    a = 0
+    k = 0
+    while k < words.shape[0] and (words[k] & fg_bits) == 0:
+        k += 1
+    a = 8 * k
+    while a < n and row[a] != _RAW_FG:
+        a += 1
+    if a >= n:
+        return 0, 0
+    k = words.shape[0]
+    while k > 0 and (words[k - 1] & fg_bits) == 0:
+        k -= 1
+    z = 8 * k if words.shape[0] > 0 else n
+    while z > a and row[z - 1] != _RAW_FG:
+        z -= 1
+    return a, z
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def motion_step(  # pragma: no cover
     luma: np.ndarray,
     f: int,
@@ -515,8 +540,10 @@ def motion_step(  # pragma: no cover
     # ring of three downscaled rows: the blur needs the rows above and below
     ring = np.empty((3, w), dtype=np.float32)
     tmp = np.empty(w, dtype=np.float32)
-    xpad = np.empty(w + 2, dtype=np.float32)  # the shadow test's rows, padded by their edge values
+    xpad = np.empty(w + 2, dtype=np.float32)  # the shadow test's spans, padded by their neighbours
     bpad = np.empty(w + 2, dtype=np.float32)
+    # the raw mask 8 pixels a word, to find a row's foreground span fast (other widths: by byte)
+    raw_words = raw_mask.view(np.uint64) if w % 8 == 0 else np.zeros((1, 0), dtype=np.uint64)
     xrow = np.empty(w, dtype=np.float32)
     urow = np.zeros(w, dtype=np.float32)  # centred chroma; neutral without chroma planes
     vrow = np.zeros(w, dtype=np.float32)
@@ -611,33 +638,46 @@ def motion_step(  # pragma: no cover
             # x' = (x / b) b', to within the pixel's threshold: a dark object brings its own
             # contrast. Only rows with foreground are tested, after the update: most rows of a
             # frame have none, and foreground learns nothing before it is absorbed, so b is this
-            # frame's background. The rows are padded by their edge values (one-sided contrast
-            # at the frame's edges), so that one vectorised loop covers every pixel.
+            # frame's background.
+            # Only the span from the row's first foreground pixel to its last (a car covers a
+            # tenth of a row), padded by its neighbours, or by its own edge values at the
+            # frame's edges (one-sided contrast there); indices from the slices' starts, so that
+            # the loop vectorises.
+            a, z = _fg_span(rmr, raw_words[i] if raw_words.shape[1] > 0 else raw_words[0])
+            n = z - a
+            xs = xrow[a:z]
+            bs = bgr[a:z]
+            us = urow[a:z]
+            vs = vrow[a:z]
+            ubs = ubr[a:z]
+            vbs = vbr[a:z]
+            nzs = nzr[a:z]
+            rs = rmr[a:z]
             xm = xpad[1:]
             bm = bpad[1:]
-            for j in range(w):  # a loop: numba's slice assignment copies through a temporary
-                xm[j] = xrow[j]
-                bm[j] = bgr[j]
-            xpad[0] = xrow[0]
-            xpad[w + 1] = xrow[w - 1]
-            bpad[0] = bgr[0]
-            bpad[w + 1] = bgr[w - 1]
+            for k in range(n):  # a loop: numba's slice assignment copies through a temporary
+                xm[k] = xs[k]
+                bm[k] = bs[k]
+            xpad[0] = xrow[max(a - 1, 0)]
+            xpad[n + 1] = xrow[min(z, w - 1)]
+            bpad[0] = bgr[max(a - 1, 0)]
+            bpad[n + 1] = bgr[min(z, w - 1)]
             xr = xpad[2:]
             br = bpad[2:]
-            for j in range(w):
-                x = xrow[j]
-                b = bgr[j]
+            for k in range(n):
+                x = xs[k]
+                b = bs[k]
                 bb = max(b, one)
-                su = urow[j] * bb - x * ubr[j]
-                sv = vrow[j] * bb - x * vbr[j]
+                su = us[k] * bb - x * ubs[k]
+                sv = vs[k] * bb - x * vbs[k]
                 lim = sh_c * bb
-                thr = max(floor, k_sigma * nzr[j])
-                contrast = (xr[j] - xpad[j]) * bb - x * (br[j] - bpad[j])
+                thr = max(floor, k_sigma * nzs[k])
+                contrast = (xr[k] - xpad[k]) * bb - x * (br[k] - bpad[k])
                 deep = x <= sh_hi * bb
                 light = (x <= light_hi * bb) & (abs(contrast) <= thr * bb)
                 sh = (x < b) & (x >= sh_lo * bb) & (abs(su) <= lim) & (abs(sv) <= lim) & (deep | light)
-                r = rmr[j]
-                rmr[j] = _RAW_SHADOW if (sh & (r == _RAW_FG)) else r
+                r = rs[k]
+                rs[k] = _RAW_SHADOW if (sh & (r == _RAW_FG)) else r
         if relearn:
             cnr[:] = 0
     stats[S_FG] = n_fg

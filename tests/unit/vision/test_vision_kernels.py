@@ -220,6 +220,17 @@ def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> N
             assert mask[:9, 1:-1].mean() > 0.95
 
 
+@pytest.mark.parametrize("width", [24, 27])  # read by words, and by bytes
+@pytest.mark.parametrize("fg_at", [(), (0,), (5, 17), (-1,), (9,), (0, -1)])
+def test_fg_span_finds_first_and_last_foreground(width: int, fg_at: tuple[int, ...]) -> None:
+    row = np.zeros((1, width), np.uint8)
+    row[0, ::3] = 1  # weak pixels do not count
+    at = sorted(j % width for j in fg_at)
+    row[0, at] = 2
+    words = row.view(np.uint64)[0] if width % 8 == 0 else np.zeros(0, np.uint64)
+    assert K._fg_span(row[0], words) == ((at[0], at[-1] + 1) if at else (0, 0))
+
+
 def test_motion_step_finds_shadow_and_object() -> None:
     # hand-made: grey road (bg 120, chroma neutral); a shadow pixel at 30 (ratio 0.25, neutral
     # chroma) and an object pixel at 30 with a colour shift
