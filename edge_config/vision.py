@@ -136,7 +136,8 @@ class MotionSettings(VisionBase):
         default=1.0,
         ge=0.1,
         le=60.0,
-        description="How long the fast relearning lasts after a global change.",
+        description="How long the fast relearning lasts after a global change; it learns fast enough to leave "
+        "5% of the old view by then, at any frame rate.",
     )
     edge_tolerance: Number = Field(
         default=0.5,

@@ -135,6 +135,7 @@ COLOURED = 6.0  # |U - 128| + |V - 128| above this is colour; monochrome chroma 
 COLOUR_WIDE = 0.15
 COLOUR_NARROW = 0.05
 _CHROMA_LEVEL_ALPHA = 0.1
+_RELEARN_LEFT = 0.05  # of the old view, left in the background when a relearning window ends
 
 # motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
 _AHEAD = 2
@@ -1274,7 +1275,11 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no co
         params[P_ALPHA] = 1.0
         params[P_RELEARN] = 1.0
     elif relearning:
-        params[P_ALPHA] = max(params[P_BG_ALPHA], 0.25)
+        # fast enough that what is left of the old view after P_RELEARN_S is _RELEARN_LEFT of
+        # it at this frame rate: at 25 fps 0.25 a frame is plenty, at 2 fps (3 frames in a
+        # 1 s window) it left a quarter of a lights switch behind, which became motion
+        per_frame = 1.0 - _RELEARN_LEFT ** (ctl[C_DT] / max(params[P_RELEARN_S], 1e-3))
+        params[P_ALPHA] = max(params[P_BG_ALPHA], 0.25, per_frame)
         params[P_RELEARN] = 1.0
     else:
         # learn fast while the model is young, then at the configured rate

@@ -164,7 +164,9 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> tuple[np.ndarray, np.n
     if first:
         p[K.P_ALPHA], p[K.P_RELEARN] = 1.0, 1.0
     elif relearning:
-        p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 0.25), 1.0
+        # 5% of the old view left after P_RELEARN_S at this frame rate (0.25 a frame at least)
+        per_frame = 1.0 - 0.05 ** (c[K.C_DT] / max(p[K.P_RELEARN_S], 1e-3))
+        p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 0.25, per_frame), 1.0
     else:
         p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 1.0 / (frames + 1)), 0.0
     p[K.P_REPORT] = 0.0 if (first or relearning) else 1.0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from drivers.rtsp import bgr_planes
 from edge_config.vision import VisionSettings
-from simulators.scene import SCENE_ZONE, SceneTimeline, scene_frames
+from simulators.scene import FPS, SCENE_ZONE, SceneTimeline, scene_frames
 from vision import MotionDetector, MotionEvents, TamperDetector, draw_evidence
 
 
@@ -50,3 +51,32 @@ def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
         assert img is not None
         saturation.append(float(cv2.cvtColor(img, cv2.COLOR_BGR2HSV)[..., 1].mean()))
     assert saturation[0] > 20 > 5 > saturation[1]
+
+
+@pytest.mark.parametrize("phase_s", [0.0, 1.5, 6.0])
+def test_looping_scene_at_the_daemons_rate_opens_one_intrusion_per_crossing(phase_s: float) -> None:
+    """The demo camera loops its clip, and the daemon analyses 5 frames a second. Each loop
+    starts dark again right after the lights came on: a global change, then a one-second
+    relearning window of only five frames. It learned 0.25 a frame whatever the frame rate, so a
+    quarter of the lights switch was left and became an intrusion 1.4 s into the loop."""
+    settings = VisionSettings.model_validate(
+        {"zones": [{"name": "gate", "kind": "restricted", "points": [list(p) for p in SCENE_ZONE]}]}
+    )
+    timeline = SceneTimeline()
+    clip = [bgr_planes(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)) for _, rgb in scene_frames(timeline)]
+    h, w = clip[0][0].shape
+    det = MotionDetector(settings.profiles.day, (h, w), settings.zones)
+    events = MotionEvents(settings.events, (h, w), settings.zones)
+    tam = TamperDetector(settings.tamper, (h, w))
+    opened: list[float] = []
+    step = round(FPS / 5.0)
+    start = round(phase_s * FPS)
+    for k in range(0, 4 * len(clip), step):
+        y, chroma = clip[(start + k) % len(clip)]
+        t = k / FPS
+        suppressed = bool(tam.process(y, t)) or tam.analysis_suppressed
+        for e in events.update(det.process(y, t, chroma), y, suppressed=suppressed, chroma=chroma):
+            if e.active:
+                opened.append((phase_s + t) % timeline.seconds)  # the time within the clip
+    assert len(opened) == 4  # one a loop (starting mid-crossing, the walker still moves on)
+    assert all(timeline.walk_start < t < timeline.walk_end for t in opened), opened
