@@ -11,7 +11,16 @@ import numpy.testing as npt
 import pytest
 
 from bench import cdnet
-from bench._cdnet_eval import Counts, evaluate, jitter_walk, read_temporal_roi, shift_frame
+from bench._cdnet_eval import (
+    SHADE_CROSSING,
+    SHADE_PERIOD,
+    Counts,
+    evaluate,
+    jitter_walk,
+    read_temporal_roi,
+    shade_frame,
+    shift_frame,
+)
 
 
 def _folder(tmp_path: Path, n: int = 6, first: int = 3) -> Path:
@@ -129,3 +138,24 @@ def test_bench_jitter_option_says_it_is_synthetic(tmp_path: Path, capsys: pytest
     assert "synthetic stress test" in out and "up to 2 px (seed 3)" in out
     names = [ln.split()[0] for ln in out.splitlines() if not ln.startswith("#")]
     assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style", "gateway-stabilised"]
+
+
+def test_shade_sweeps_a_soft_band_across_and_keeps_the_hue() -> None:
+    bgr = np.full((10, 100, 3), (40, 120, 200), np.uint8)
+    mid = shade_frame(bgr, SHADE_CROSSING // 2, 0.3)  # the band's middle at the frame's centre
+    gain = mid[..., 2].astype(float) / 200
+    assert gain[:, 50].min() == pytest.approx(0.7, abs=0.01)  # full depth in the middle
+    assert gain[:, 0].min() == pytest.approx(1.0) and gain[:, 99].min() == pytest.approx(1.0)
+    assert np.all(np.diff(gain[0, :50]) <= 1e-9)  # easing in, no hard edge
+    assert np.allclose(mid[..., 0] / 40, gain, atol=0.02)  # every channel alike: the hue stays
+    assert np.array_equal(shade_frame(bgr, SHADE_CROSSING, 0.3), bgr)  # between crossings: none
+    assert np.array_equal(shade_frame(bgr, SHADE_PERIOD + 5, 0.3), shade_frame(bgr, 5, 0.3))
+
+
+def test_bench_shade_option_says_it_is_synthetic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _folder(tmp_path, n=4, first=2)
+    assert cdnet.main([str(folder), "--shade", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic stress test" in out and "cloud shade 30% darker" in out
+    with pytest.raises(SystemExit):
+        cdnet.main([str(folder), "--shade", "1.5"])
