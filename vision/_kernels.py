@@ -447,7 +447,6 @@ def _fg_span(row: np.ndarray, words: np.ndarray) -> tuple[int, int]:  # pragma: 
     while none of them is foreground (its value 2 is bit 1 of its byte)."""
     n = row.shape[0]
     fg_bits = np.uint64(0x0202020202020202)
-    a = 0
     k = 0
     while k < words.shape[0] and (words[k] & fg_bits) == 0:
         k += 1
@@ -637,13 +636,12 @@ def motion_step(  # pragma: no cover
             # more. Lighter shade (a cloud; up to light_hi, 1 with P_SHADE) must also keep the
             # contrast across the pixel, neighbour to neighbour, scaled by the same ratio,
             # x' = (x / b) b', to within the pixel's threshold: a dark object brings its own
-            # contrast. Only rows with foreground are tested, after the update: most rows of a
-            # frame have none, and foreground learns nothing before it is absorbed, so b is this
-            # frame's background.
-            # Only the span from the row's first foreground pixel to its last (a car covers a
-            # tenth of a row), padded by its neighbours, or by its own edge values at the
-            # frame's edges (one-sided contrast there); indices from the slices' starts, so that
-            # the loop vectorises.
+            # contrast. Only rows with foreground are tested, after the update (foreground
+            # learns nothing before it is absorbed, so b is this frame's background), and only
+            # the span from the row's first foreground pixel to its last (a car covers a tenth
+            # of a row). The span is padded by its neighbours, or by its own edge values at the
+            # frame's edges (one-sided contrast there); indices count from the slices' starts,
+            # so that the loop vectorises.
             a, z = _fg_span(rmr, raw_words[i] if raw_words.shape[1] > 0 else raw_words[0])
             n = z - a
             xs = xrow[a:z]
@@ -1276,8 +1274,8 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no co
         params[P_RELEARN] = 1.0
     elif relearning:
         # fast enough that what is left of the old view after P_RELEARN_S is _RELEARN_LEFT of
-        # it at this frame rate: at 25 fps 0.25 a frame is plenty, at 2 fps (3 frames in a
-        # 1 s window) it left a quarter of a lights switch behind, which became motion
+        # it at this frame rate: at 25 fps 0.25 a frame is plenty, but at the daemon's 5 fps
+        # (five frames in a 1 s window) it left a quarter of a lights switch, which became motion
         per_frame = 1.0 - _RELEARN_LEFT ** (ctl[C_DT] / max(params[P_RELEARN_S], 1e-3))
         params[P_ALPHA] = max(params[P_BG_ALPHA], 0.25, per_frame)
         params[P_RELEARN] = 1.0
