@@ -204,6 +204,19 @@ class EventSettings(VisionBase):
 
     on_frames: Count = Field(default=3, ge=1, le=100, description="Frames in motion before an event opens.")
     off_frames: Count = Field(default=15, ge=1, le=1000, description="Quiet frames before it closes.")
+    on_within_s: Number = Field(
+        default=0.8,
+        ge=0.0,
+        le=60.0,
+        description="Fewer frames in motion than on_frames also open an event once they span this long (at "
+        "least two frames): at 1 or 2 analysed frames a second (key frames) a quick crossing is still caught.",
+    )
+    off_within_s: Number = Field(
+        default=5.0,
+        ge=0.0,
+        le=600.0,
+        description="Fewer quiet frames than off_frames also close an event once they span this long.",
+    )
     min_area_fraction: Number = Field(
         default=0.001,
         ge=0.0,

@@ -68,6 +68,10 @@ class _Track:
 class MotionEvents:
     """Hysteresis over :class:`MotionResult`: on after ``on_frames``, off after ``off_frames``.
 
+    At low analysis rates frames are long: an event also opens after two or more frames in
+    motion that span ``on_within_s`` (frames times the frame interval), and closes after quiet
+    frames that span ``off_within_s``. At 5 frames a second and more the frame counts decide.
+
     Each restricted zone opens "intrusion" events, each motion zone "motion-in-zone" events; with
     no zones, the whole frame opens "motion" events. A box counts when its area is at least
     ``min_area_fraction`` of the frame and it lies in the zone (centroid or bottom-centre), and the
@@ -88,6 +92,8 @@ class MotionEvents:
             self._tracks = [_Track("intrusion" if z.kind == "restricted" else "motion-in-zone", z) for z in named]
         else:
             self._tracks = [_Track("motion", None)]
+        self._t_last = -1.0  # the last frame's timestamp (< 0: none yet)
+        self._dt = 0.0  # smoothed frame interval (0: not known yet)
 
     def best_frame(self, zone: str | None = None) -> BestFrame | None:
         """The best frame so far of the open (or last) event of ``zone`` (None: whole frame)."""
@@ -119,6 +125,12 @@ class MotionEvents:
         """
         events: list[VisionEvent] = []
         s = self._settings
+        step = result.t - self._t_last
+        if self._t_last >= 0.0 and step > 0.0:
+            step = min(step, 5.0)  # a stall is not the frame rate
+            self._dt = step if self._dt == 0.0 else self._dt + 0.2 * (step - self._dt)
+        self._t_last = result.t
+        dt = self._dt
         for tr in self._tracks:
             name = tr.zone.name if tr.zone else None
             if suppressed:
@@ -141,7 +153,7 @@ class MotionEvents:
                 tr.on += 1
                 if tr.active:
                     self._keep_best(tr, result.t, score, luma, chroma, boxes)
-                elif tr.on >= s.on_frames:
+                elif tr.on >= s.on_frames or (tr.on >= 2 and tr.on * dt >= s.on_within_s):
                     tr.active = True
                     tr.best = None
                     self._keep_best(tr, result.t, score, luma, chroma, boxes)
@@ -150,7 +162,7 @@ class MotionEvents:
                 tr.on = 0
                 if tr.active:
                     tr.off += 1
-                    if tr.off >= s.off_frames:
+                    if tr.off >= s.off_frames or tr.off * dt >= s.off_within_s:
                         events.append(self._close(tr, result.t))
         return events
 

@@ -236,6 +236,32 @@ def test_motion_in_zone_and_whole_frame_kinds() -> None:
     assert whole.update(g) == []
 
 
+@pytest.mark.parametrize(
+    ("fps", "opens_on", "closes_after"),
+    [(25.0, 3, 15), (5.0, 3, 15), (2.0, 2, 10), (1.0, 2, 5)],  # frames
+)
+def test_events_count_frames_but_not_past_a_second_to_open_and_five_to_close(
+    fps: float, opens_on: int, closes_after: int
+) -> None:
+    """on_frames 3 and off_frames 15 decide at 5 frames a second and more; at lower rates two
+    frames spanning 0.8 s open an event and quiet frames spanning 5 s close it."""
+    box = Box(x=10, y=10, w=20, h=20, area=400, cx=20.0, cy=20.0)
+    events = MotionEvents(EventSettings(), (100, 100))
+    k = 0
+
+    def frame(moving: bool) -> list[VisionEvent]:
+        nonlocal k
+        k += 1
+        return events.update(MotionResult(t=k / fps, boxes=(box,) if moving else (), foreground=0.04))
+
+    for _ in range(4):  # quiet frames teach the frame interval
+        assert frame(False) == []
+    seen = [frame(True) for _ in range(opens_on)]
+    assert [len(e) for e in seen] == [0] * (opens_on - 1) + [1] and seen[-1][0].active
+    quiet = [frame(False) for _ in range(closes_after)]
+    assert [len(e) for e in quiet] == [0] * (closes_after - 1) + [1] and not quiet[-1][0].active
+
+
 def test_small_boxes_do_not_count() -> None:
     tiny = Box(x=1, y=1, w=2, h=2, area=4, cx=2.0, cy=2.0)
     events = MotionEvents(EventSettings(on_frames=1, min_area_fraction=0.01), (100, 100))
