@@ -92,7 +92,7 @@ class MotionEvents:
             self._tracks = [_Track("intrusion" if z.kind == "restricted" else "motion-in-zone", z) for z in named]
         else:
             self._tracks = [_Track("motion", None)]
-        self._t_last = -1.0  # the last frame's timestamp (< 0: none yet)
+        self._t_last: float | None = None  # the last frame's timestamp
         self._dt = 0.0  # smoothed frame interval (0: not known yet)
 
     def best_frame(self, zone: str | None = None) -> BestFrame | None:
@@ -125,9 +125,8 @@ class MotionEvents:
         """
         events: list[VisionEvent] = []
         s = self._settings
-        step = result.t - self._t_last
-        if self._t_last >= 0.0 and step > 0.0:
-            step = min(step, 5.0)  # a stall is not the frame rate
+        if self._t_last is not None and result.t > self._t_last:
+            step = min(result.t - self._t_last, 5.0)  # a stall is not the frame rate
             self._dt = step if self._dt == 0.0 else self._dt + 0.2 * (step - self._dt)
         self._t_last = result.t
         dt = self._dt
