@@ -7,8 +7,10 @@ in :mod:`vision._checks` and the public classes, never here.
 
 Parameter vectors are float64 arrays indexed by the ``P_*`` constants below, so that kernels keep a
 short, stable signature; a stream's state between frames is a float64 control vector indexed by
-``C_*``. Two helpers are not kernels: :func:`compiled`, which the wrappers use to call a kernel's
-compiled specialisation directly, and ``_prefetch``, a numba intrinsic for ``llvm.prefetch``.
+``C_*``. Some helpers are not kernels: :func:`compiled`, which the wrappers use to call a kernel's
+compiled specialisation directly; ``_prefetch``, a numba intrinsic for ``llvm.prefetch``; and
+``_ptr`` / ``_ptr_at``, intrinsics for borrowed pointers into rows, which hot loops use instead
+of row views (see ``_ptr``).
 """
 
 from __future__ import annotations
@@ -249,6 +251,48 @@ _cgutils: Any = cgutils  # numba's code-generation helpers carry no type hints
 _prefetch: Any = intrinsic(_prefetch_intrinsic)
 
 
+_Typed = tuple[Any, Callable[..., Any]]  # an intrinsic's signature and code generator
+_pointer_type: Any = types.CPointer  # untyped in numba
+
+
+def _pointer_to(context: Any, builder: Any, signature: Any, args: Any) -> Any:  # pragma: no cover
+    """Code for _ptr / _ptr_at: the address of ``arr[args[1:]]``, missing trailing indices 0."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:], strict=True)]
+    idx += [context.get_constant(types.intp, 0)] * (aryty.ndim - len(idx))
+    shapes = _cgutils.unpack_tuple(builder, ary.shape, aryty.ndim)
+    strides = _cgutils.unpack_tuple(builder, ary.strides, aryty.ndim)
+    return _cgutils.get_item_pointer2(context, builder, ary.data, shapes, strides, aryty.layout, idx)
+
+
+def _ptr_intrinsic(typingctx: Any, arr: Any, i: Any) -> _Typed | None:  # pragma: no cover
+    """``_ptr(arr, i)``: a pointer to row ``i`` of 2-D ``arr``, or to element ``i`` of 1-D ``arr``.
+
+    Indexed like an array (``p[j]``, also for assignment) but borrowed: it holds no reference.
+    numba counts references to every array view it makes, and where its pruning pass cannot pair
+    the counts up (it cannot in a kernel as branched as motion_step) each view of a row costs
+    two atomic operations: in motion_step they took about a quarter of the time. A pointer must
+    not outlive its array, and ``p[j]`` neither wraps a negative ``j`` nor checks bounds.
+    """
+    if not (isinstance(arr, types.Array) and arr.ndim in (1, 2) and isinstance(i, types.Integer)):
+        return None
+    return _pointer_type(arr.dtype)(arr, i), _pointer_to
+
+
+def _ptr_at_intrinsic(typingctx: Any, arr: Any, i: Any, j: Any) -> _Typed | None:  # pragma: no cover
+    """``_ptr_at(arr, i, j)``: a pointer to ``arr[i, j]`` of 2-D ``arr``, as :func:`_ptr`."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2 and isinstance(i, types.Integer)):
+        return None
+    if not isinstance(j, types.Integer):
+        return None
+    return _pointer_type(arr.dtype)(arr, i, j), _pointer_to
+
+
+_ptr: Any = intrinsic(_ptr_intrinsic)
+_ptr_at: Any = intrinsic(_ptr_at_intrinsic)
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _prefetch_rows(plane: np.ndarray, r0: int, r1: int) -> None:  # pragma: no cover
     """Prefetch rows ``r0`` to ``r1 - 1`` of ``plane`` (clipped to its height), one hint per 64 bytes."""
@@ -441,24 +485,24 @@ def background_slope(bg: np.ndarray, out: np.ndarray) -> None:  # pragma: no cov
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _fg_span(row: np.ndarray, words: np.ndarray) -> tuple[int, int]:  # pragma: no cover
+def _fg_span(row: Any, words: Any, n: int, n_words: int) -> tuple[int, int]:  # pragma: no cover
     """[a, z): from the first ``_RAW_FG`` pixel of a raw mask row to just past its last ((0, 0)
-    if none). ``words`` is the row viewed as uint64, or empty: eight pixels are skipped at a time
-    while none of them is foreground (its value 2 is bit 1 of its byte)."""
-    n = row.shape[0]
+    if none). ``row`` points to the row's ``n`` bytes and ``words`` to the same row as
+    ``n_words`` uint64 (0 when the width is not a multiple of 8): eight pixels are skipped at a
+    time while none of them is foreground (its value 2 is bit 1 of its byte)."""
     fg_bits = np.uint64(0x0202020202020202)
     k = 0
-    while k < words.shape[0] and (words[k] & fg_bits) == 0:
+    while k < n_words and (words[k] & fg_bits) == 0:
         k += 1
     a = 8 * k
     while a < n and row[a] != _RAW_FG:
         a += 1
     if a >= n:
         return 0, 0
-    k = words.shape[0]
+    k = n_words
     while k > 0 and (words[k - 1] & fg_bits) == 0:
         k -= 1
-    z = 8 * k if words.shape[0] > 0 else n
+    z = 8 * k if n_words > 0 else n
     while z > a and row[z - 1] != _RAW_FG:
         z -= 1
     return a, z
@@ -543,7 +587,7 @@ def motion_step(  # pragma: no cover
     xpad = np.empty(w + 2, dtype=np.float32)  # the shadow test's spans, padded by their neighbours
     bpad = np.empty(w + 2, dtype=np.float32)
     # the raw mask 8 pixels a word, to find a row's foreground span fast (other widths: by byte)
-    raw_words = raw_mask.view(np.uint64) if w % 8 == 0 else np.zeros((1, 0), dtype=np.uint64)
+    raw_words = raw_mask.view(np.uint64) if w % 8 == 0 else np.zeros((h, 0), dtype=np.uint64)
     xrow = np.empty(w, dtype=np.float32)
     urow = np.zeros(w, dtype=np.float32)  # centred chroma; neutral without chroma planes
     vrow = np.zeros(w, dtype=np.float32)
@@ -593,17 +637,21 @@ def motion_step(  # pragma: no cover
                 cs_rows += 1
                 for j in range(w):
                     n_coloured += one if abs(urow[j]) + abs(vrow[j]) > coloured else zero
-        bgr = bg[i]
-        slr = slope[i]
-        nzr = noise[i]
-        ubr = u_bg[i]
-        vbr = v_bg[i]
-        cnr = fg_count[i]
-        rmr = raw_mask[i]
+        # pointers, not views: see _ptr
+        xr_ = _ptr(xrow, 0)
+        ur_ = _ptr(urow, 0)
+        vr_ = _ptr(vrow, 0)
+        bgr = _ptr(bg, i)
+        slr = _ptr(slope, i)
+        nzr = _ptr(noise, i)
+        ubr = _ptr(u_bg, i)
+        vbr = _ptr(v_bg, i)
+        cnr = _ptr(fg_count, i)
+        rmr = _ptr(raw_mask, i)
         n_fg_before = n_fg
         # test and update; selects, not branches, so that the loop vectorises
         for j in range(w):
-            x = xrow[j]
+            x = xr_[j]
             b = bgr[j]
             nz = nzr[j]
             ub = ubr[j]
@@ -616,8 +664,8 @@ def motion_step(  # pragma: no cover
             # that much more is needed to be foreground (the weak test below keeps thr, so such a
             # difference still counts half next to an object)
             thr_fg = thr + edge_gain * np.float32(slr[j])
-            du = urow[j] - ub
-            dv = vrow[j] - vb
+            du = ur_[j] - ub
+            dv = vr_[j] - vb
             fg = (ad > thr_fg) | (abs(du) > cthr_test) | (abs(dv) > cthr_test)
             rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else alpha
             bgr[j] = b + rate * d
@@ -640,29 +688,29 @@ def motion_step(  # pragma: no cover
             # learns nothing before it is absorbed, so b is this frame's background), and only
             # the span from the row's first foreground pixel to its last (a car covers a tenth
             # of a row). The span is padded by its neighbours, or by its own edge values at the
-            # frame's edges (one-sided contrast there); indices count from the slices' starts,
-            # so that the loop vectorises.
-            a, z = _fg_span(rmr, raw_words[i] if raw_words.shape[1] > 0 else raw_words[0])
+            # frame's edges (one-sided contrast there); indices count from the span's start
+            # (pointers to it), so that the loop vectorises.
+            a, z = _fg_span(rmr, _ptr(raw_words, i), w, raw_words.shape[1])
             n = z - a
-            xs = xrow[a:z]
-            bs = bgr[a:z]
-            us = urow[a:z]
-            vs = vrow[a:z]
-            ubs = ubr[a:z]
-            vbs = vbr[a:z]
-            nzs = nzr[a:z]
-            rs = rmr[a:z]
-            xm = xpad[1:]
-            bm = bpad[1:]
-            for k in range(n):  # a loop: numba's slice assignment copies through a temporary
+            xs = _ptr(xrow, a)
+            bs = _ptr_at(bg, i, a)
+            us = _ptr(urow, a)
+            vs = _ptr(vrow, a)
+            ubs = _ptr_at(u_bg, i, a)
+            vbs = _ptr_at(v_bg, i, a)
+            nzs = _ptr_at(noise, i, a)
+            rs = _ptr_at(raw_mask, i, a)
+            xm = _ptr(xpad, 1)
+            bm = _ptr(bpad, 1)
+            for k in range(n):
                 xm[k] = xs[k]
                 bm[k] = bs[k]
             xpad[0] = xrow[max(a - 1, 0)]
             xpad[n + 1] = xrow[min(z, w - 1)]
-            bpad[0] = bgr[max(a - 1, 0)]
-            bpad[n + 1] = bgr[min(z, w - 1)]
-            xr = xpad[2:]
-            br = bpad[2:]
+            bpad[0] = bg[i, max(a - 1, 0)]
+            bpad[n + 1] = bg[i, min(z, w - 1)]
+            xr = _ptr(xpad, 2)
+            br = _ptr(bpad, 2)
             for k in range(n):
                 x = xs[k]
                 b = bs[k]
@@ -678,7 +726,8 @@ def motion_step(  # pragma: no cover
                 r = rs[k]
                 rs[k] = _RAW_SHADOW if (sh & (r == _RAW_FG)) else r
         if relearn:
-            cnr[:] = 0
+            for j in range(w):
+                cnr[j] = zero
     stats[S_FG] = n_fg
     stats[S_IDLE_ABSDIFF] = idle_sum
     stats[S_IDLE_COUNT] = h * w - n_fg

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.testing as npt
 import pytest
+from numba import njit
 
 from tests.unit.vision import naive
 from vision import _kernels as K
@@ -227,8 +228,36 @@ def test_fg_span_finds_first_and_last_foreground(width: int, fg_at: tuple[int, .
     row[0, ::3] = 1  # weak pixels do not count
     at = sorted(j % width for j in fg_at)
     row[0, at] = 2
-    words = row.view(np.uint64)[0] if width % 8 == 0 else np.zeros(0, np.uint64)
-    assert K._fg_span(row[0], words) == ((at[0], at[-1] + 1) if at else (0, 0))
+    words = row.view(np.uint64) if width % 8 == 0 else np.zeros((1, 0), np.uint64)
+    assert _fg_span_of(row, words) == ((at[0], at[-1] + 1) if at else (0, 0))
+
+
+@njit(cache=True)
+def _fg_span_of(row: np.ndarray, words: np.ndarray) -> tuple[int, int]:  # pragma: no cover
+    """K._fg_span of row 0 (it takes pointers, which only compiled code can make)."""
+    result: tuple[int, int] = K._fg_span(K._ptr(row, 0), K._ptr(words, 0), row.shape[1], words.shape[1])
+    return result
+
+
+@njit(cache=True)
+def _write_through_pointers(a2: np.ndarray, a1: np.ndarray, i: int, j: int) -> None:  # pragma: no cover
+    K._ptr(a2, i)[j] = 1.0  # row i, element j
+    K._ptr_at(a2, i, j)[1] = 2.0  # element j + 1 of row i
+    K._ptr(a1, j)[1] = 3.0  # element j + 1
+
+
+@pytest.mark.parametrize(("i", "j"), [(0, 0), (2, 3), (4, 5)])
+def test_pointers_address_the_right_elements(i: int, j: int) -> None:
+    a2 = np.zeros((5, 7), np.float32)
+    a1 = np.zeros(7, np.float32)
+    _write_through_pointers(a2, a1, i, j)
+    want2 = np.zeros((5, 7), np.float32)
+    want2[i, j] = 1.0
+    want2[i, j + 1] = 2.0
+    want1 = np.zeros(7, np.float32)
+    want1[j + 1] = 3.0
+    npt.assert_array_equal(a2, want2)
+    npt.assert_array_equal(a1, want1)
 
 
 def test_motion_step_finds_shadow_and_object() -> None:
