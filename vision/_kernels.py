@@ -224,24 +224,25 @@ def compiled(kernel: Any, *args: object) -> Callable[..., Any]:
     return entry
 
 
-def _prefetch_intrinsic(typingctx: Any, arr: Any, i: Any, j: Any) -> tuple[Any, Callable[..., Any]]:  # pragma: no cover
-    """``_prefetch(arr, i, j)`` hints that the cache line of 2-D ``arr[i, j]`` is needed soon.
+def _prefetch_intrinsic(typingctx: Any, ptr: Any, k: Any) -> tuple[Any, Callable[..., Any]] | None:  # pragma: no cover
+    """``_prefetch(p, k)`` hints that the cache line of ``p[k]`` (``p`` a pointer, see ``_ptr``) is
+    needed soon.
 
     LLVM's ``llvm.prefetch`` (read, locality 2, data): ``prefetcht1`` on x86, into L2; L1 is too
     small to hold rows fetched ahead next to the working rows. numba has no prefetch of its own;
     the fused loop below uses it to fetch later input rows while it computes on the current one.
     """
-    sig = types.void(arr, i, j)
+    if not (isinstance(ptr, types.CPointer) and isinstance(k, types.Integer)):
+        return None
+    sig = types.void(ptr, k)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:], strict=True)]
-        ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, idx)
+        offset = context.cast(builder, args[1], signature.args[1], types.intp)
+        addr = builder.gep(args[0], [offset])
         i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fnty = ir.FunctionType(ir.VoidType(), [addr.type, i32, i32, i32])
         fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])
+        builder.call(fn, [addr, i32(0), i32(2), i32(1)])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -258,6 +259,8 @@ _pointer_type: Any = types.CPointer  # untyped in numba
 def _pointer_to(context: Any, builder: Any, signature: Any, args: Any) -> Any:  # pragma: no cover
     """Code for _ptr / _ptr_at: the address of ``arr[args[1:]]``, missing trailing indices 0."""
     aryty = signature.args[0]
+    if isinstance(aryty, types.CPointer):
+        return builder.gep(args[0], [context.cast(builder, args[1], signature.args[1], types.intp)])
     ary = context.make_array(aryty)(context, builder, args[0])
     idx = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:], strict=True)]
     idx += [context.get_constant(types.intp, 0)] * (aryty.ndim - len(idx))
@@ -267,14 +270,19 @@ def _pointer_to(context: Any, builder: Any, signature: Any, args: Any) -> Any:  
 
 
 def _ptr_intrinsic(typingctx: Any, arr: Any, i: Any) -> _Typed | None:  # pragma: no cover
-    """``_ptr(arr, i)``: a pointer to row ``i`` of 2-D ``arr``, or to element ``i`` of 1-D ``arr``.
+    """``_ptr(arr, i)``: a pointer to row ``i`` of 2-D ``arr``, or to element ``i`` of 1-D ``arr``
+    (or of pointer ``arr``).
 
     Indexed like an array (``p[j]``, also for assignment) but borrowed: it holds no reference.
     numba counts references to every array view it makes, and where its pruning pass cannot pair
     the counts up (it cannot in a kernel as branched as motion_step) each view of a row costs
-    two atomic operations: in motion_step they took about a quarter of the time. A pointer must
-    not outlive its array, and ``p[j]`` neither wraps a negative ``j`` nor checks bounds.
+    two atomic operations: in motion_step they took about a quarter of the time. ``p[j]``
+    neither wraps a negative ``j`` nor checks bounds. A pointer must not outlive its array, and
+    numba frees an array a function made right after the variable's last use: so take pointers
+    where they are used (inside the loop, not before it), which costs only an address.
     """
+    if isinstance(arr, types.CPointer) and isinstance(i, types.Integer):
+        return arr(arr, i), _pointer_to
     if not (isinstance(arr, types.Array) and arr.ndim in (1, 2) and isinstance(i, types.Integer)):
         return None
     return _pointer_type(arr.dtype)(arr, i), _pointer_to
@@ -293,14 +301,14 @@ _ptr: Any = intrinsic(_ptr_intrinsic)
 _ptr_at: Any = intrinsic(_ptr_at_intrinsic)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _prefetch_rows(plane: np.ndarray, r0: int, r1: int) -> None:  # pragma: no cover
-    """Prefetch rows ``r0`` to ``r1 - 1`` of ``plane`` (clipped to its height), one hint per 64 bytes."""
-    r1 = min(r1, plane.shape[0])
-    width = plane.shape[1]
-    for r in range(r0, r1):
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _prefetch_rows(plane: Any, width: int, height: int, r0: int, r1: int) -> None:  # pragma: no cover
+    """Prefetch rows ``r0`` to ``r1 - 1`` (clipped to ``height``) of the C-contiguous plane of
+    ``width`` bytes a row at pointer ``plane``, one hint per 64 bytes."""
+    for r in range(r0, min(r1, height)):
+        row = _ptr(plane, r * width)
         for x in range(0, width, 64):
-            _prefetch(plane, r, x)
+            _prefetch(row, x)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -314,44 +322,58 @@ def _pair_view(luma: np.ndarray) -> np.ndarray:  # pragma: no cover
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _downscale_row(  # pragma: no cover
-    luma: np.ndarray, pairs: np.ndarray, f: int, i: int, acc: np.ndarray, out_row: np.ndarray
+    luma: Any,
+    pairs: Any,
+    paired: bool,
+    width: int,
+    height: int,
+    f: int,
+    i: int,
+    acc: Any,
+    acc32: Any,
+    out_row: Any,
+    w: int,
 ) -> None:
-    """Analysis row ``i``: mean of the f x f blocks of ``luma`` into ``out_row`` (float32).
+    """Analysis row ``i``: mean of the f x f blocks of the luma plane into ``out_row`` (``w``
+    float32).
 
-    ``pairs`` is :func:`_pair_view` of ``luma``. ``acc`` is a uint16 scratch row of the full
-    input width. The f input rows are summed down the columns with plain vectorised adds, then
-    across each block.
+    All arrays come as pointers (``_ptr``): array arguments would cost reference counts on
+    every call. ``luma`` points to the (``height``, ``width``) uint8 plane and ``pairs`` to the
+    same plane as uint16 byte pairs when ``paired`` (not when its rows do not allow that: odd width
+    or address; see :func:`_pair_view`). ``acc`` points to a uint16 scratch row of the full input
+    width (rounded up to even) and ``acc32`` to the same row as uint32. The f input rows are
+    summed down the columns with plain vectorised adds, then across each block.
     """
-    w = out_row.shape[0]
     # each input row read hints the one _AHEAD analysis rows below: the prefetches spread over
     # the frame instead of coming in bursts that the memory system drops
     if f == 1:
-        _prefetch_rows(luma, i + _AHEAD, i + _AHEAD + 1)
-        row = luma[i]
+        _prefetch_rows(luma, width, height, i + _AHEAD, i + _AHEAD + 1)
+        row = _ptr(luma, i * width)
         for j in range(w):
             out_row[j] = row[j]
         return
-    width = w * f
+    span = w * f
     r0 = i * f
     inv = np.float32(1.0 / (f * f))
-    if f % 2 == 0 and pairs.shape[0] > 0:
+    if f % 2 == 0 and paired:
         # even factors, rows at even addresses (the usual 640x360, 720p, 1080p): each row is
         # read as uint16 byte pairs and a pair's two bytes add in 16-bit lanes, so the column
         # sums cover half as many values and the block sums need no byte interleaving (20 to
         # 40% faster than the byte path below)
-        half = width // 2
+        half = span // 2
+        row_pairs = width // 2
         if f == 2:  # no column sums to keep: both rows at once
-            _prefetch_rows(luma, r0 + 2 * _AHEAD, r0 + 2 * _AHEAD + 2)
-            top = pairs[r0]
-            bottom = pairs[r0 + 1]
+            _prefetch_rows(luma, width, height, r0 + 2 * _AHEAD, r0 + 2 * _AHEAD + 2)
+            top = _ptr(pairs, r0 * row_pairs)
+            bottom = _ptr(pairs, (r0 + 1) * row_pairs)
             for j in range(w):
                 a = top[j]
                 b = bottom[j]
                 out_row[j] = np.float32(np.uint16((a & 255) + (a >> 8) + (b & 255) + (b >> 8))) * inv
             return
         for r in range(r0, r0 + f):
-            _prefetch_rows(luma, r + _AHEAD * f, r + _AHEAD * f + 1)
-            prow = pairs[r]
+            _prefetch_rows(luma, width, height, r + _AHEAD * f, r + _AHEAD * f + 1)
+            prow = _ptr(pairs, r * row_pairs)
             if r == r0:
                 for x in range(half):
                     p = prow[x]
@@ -362,9 +384,8 @@ def _downscale_row(  # pragma: no cover
                     acc[x] += (p & 255) + (p >> 8)
         g = f // 2  # pairs per block
         if g == 2:
-            quads = acc[:half].view(np.uint32)
             for j in range(w):
-                q = quads[j]
+                q = acc32[j]
                 out_row[j] = np.float32((q & 0xFFFF) + (q >> 16)) * inv
         elif g == 3:
             for j in range(w):
@@ -377,13 +398,13 @@ def _downscale_row(  # pragma: no cover
                 out_row[j] = np.float32(s) * inv
         return
     for r in range(r0, r0 + f):
-        _prefetch_rows(luma, r + _AHEAD * f, r + _AHEAD * f + 1)
-        row = luma[r]
+        _prefetch_rows(luma, width, height, r + _AHEAD * f, r + _AHEAD * f + 1)
+        row = _ptr(luma, r * width)
         if r == r0:
-            for x in range(width):
+            for x in range(span):
                 acc[x] = row[x]
         else:
-            for x in range(width):
+            for x in range(span):
                 acc[x] += row[x]
     if f == 3:  # a constant stride lets LLVM vectorise the interleaved loads (960x540 inputs)
         for j in range(w):
@@ -397,37 +418,42 @@ def _downscale_row(  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _downscale_scratch(w: int, f: int) -> np.ndarray:  # pragma: no cover
+    """The uint16 scratch row of :func:`_downscale_row` for ``w`` analysis pixels at factor ``f``."""
+    return np.empty(w * f + (w * f) % 2, dtype=np.uint16)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> None:  # pragma: no cover
     """Mean of each f x f block of ``luma`` (uint8) into ``out`` (float32, shape (H//f, W//f))."""
     h, w = out.shape
-    acc = np.empty(w * f, dtype=np.uint16)
+    acc = _downscale_scratch(w, f)
     pairs = _pair_view(luma)
+    height, width = luma.shape
+    acc32 = acc.view(np.uint32)
+    paired = pairs.shape[0] > 0
     for i in range(h):
-        _downscale_row(luma, pairs, f, i, acc, out[i])
+        _downscale_row(
+            _ptr(luma, 0), _ptr(pairs, 0), paired, width, height, f, i, _ptr(acc, 0), _ptr(acc32, 0), _ptr(out, i), w
+        )
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _chroma_rows(  # pragma: no cover
-    plane_u: np.ndarray,
-    plane_v: np.ndarray,
-    ci: int,
-    cidx: np.ndarray,
-    stride: int,
-    out_u: np.ndarray,
-    out_v: np.ndarray,
+    row_u: Any, row_v: Any, cidx: Any, n: int, stride: int, out_u: Any, out_v: Any, w: int
 ) -> None:
-    """Row ``ci`` of both chroma planes minus 128, sampled at columns ``cidx``, each sample twice.
+    """One row of both chroma planes minus 128, sampled at columns ``cidx``, each sample twice.
 
+    Pointers, as in :func:`_downscale_row`: ``row_u`` and ``row_v`` to the rows of the planes,
+    ``cidx`` to ``n`` uint32 column indices, ``out_u`` and ``out_v`` to ``w`` float32 each.
     Chroma is sampled at half the analysis resolution, like 4:2:0 at native size: column pair
     (2k, 2k + 1) takes sample ``cidx[k]``. ``stride`` > 0 says that ``cidx[k] == cidx[0] +
     stride * k`` (4:2:0 input at any integer factor): constant strides let LLVM vectorise the
     loads, where the general gather runs at about a third of the speed. Both planes in one call:
     the call and its branches cost as much as one plane's loop at 320x180.
     """
-    w = out_u.shape[0]
-    n = cidx.shape[0]
-    su = plane_u[ci][int(cidx[0]) :]
-    sv = plane_v[ci][int(cidx[0]) :]
+    su = _ptr(row_u, int(cidx[0]))
+    sv = _ptr(row_v, int(cidx[0]))
     m = w // 2
     c128 = np.float32(128.0)
     if stride == 1:
@@ -451,14 +477,12 @@ def _chroma_rows(  # pragma: no cover
             out_u[2 * k] = out_u[2 * k + 1] = np.float32(su[6 * k]) - c128
             out_v[2 * k] = out_v[2 * k + 1] = np.float32(sv[6 * k]) - c128
     else:
-        ru = plane_u[ci]
-        rv = plane_v[ci]
         for k in range(m):
-            out_u[2 * k] = out_u[2 * k + 1] = np.float32(ru[cidx[k]]) - c128
-            out_v[2 * k] = out_v[2 * k + 1] = np.float32(rv[cidx[k]]) - c128
+            out_u[2 * k] = out_u[2 * k + 1] = np.float32(row_u[cidx[k]]) - c128
+            out_v[2 * k] = out_v[2 * k + 1] = np.float32(row_v[cidx[k]]) - c128
     if w % 2:
-        out_u[w - 1] = np.float32(plane_u[ci, cidx[n - 1]]) - c128
-        out_v[w - 1] = np.float32(plane_v[ci, cidx[n - 1]]) - c128
+        out_u[w - 1] = np.float32(row_u[cidx[n - 1]]) - c128
+        out_v[w - 1] = np.float32(row_v[cidx[n - 1]]) - c128
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -579,8 +603,11 @@ def motion_step(  # pragma: no cover
     for k in range(cidx.shape[0]):
         if int(cidx[k]) != int(cidx[0]) + stride * k:
             stride = 0  # not a constant stride: the general gather
-    acc = np.empty(w * f, dtype=np.uint16)
+    acc = _downscale_scratch(w, f)
     pairs = _pair_view(luma)
+    height, width = luma.shape
+    acc32 = acc.view(np.uint32)
+    paired = pairs.shape[0] > 0
     # ring of three downscaled rows: the blur needs the rows above and below
     ring = np.empty((3, w), dtype=np.float32)
     tmp = np.empty(w, dtype=np.float32)
@@ -604,21 +631,26 @@ def motion_step(  # pragma: no cover
     n_coloured = np.float32(0.0)
     cs_rows = 0
     if blur:
-        _downscale_row(luma, pairs, f, 0, acc, ring[0])
+        _downscale_row(
+            _ptr(luma, 0), _ptr(pairs, 0), paired, width, height, f, 0, _ptr(acc, 0), _ptr(acc32, 0), _ptr(ring, 0), w
+        )
     for i in range(h):
         # the chroma row of a later row pair is fetched while this row computes (the luma rows
         # are hinted in _downscale_row); the planes of a 720p or 1080p frame do not fit in L2
         ahead = i + _AHEAD
         if use_chroma and ahead % 2 == 0 and ahead < h:
             ci = min(hc - 1, (ahead + 1) * hc // h)
-            _prefetch_rows(chroma_u, ci, ci + 1)
-            _prefetch_rows(chroma_v, ci, ci + 1)
+            _prefetch_rows(_ptr(chroma_u, 0), wc, hc, ci, ci + 1)
+            _prefetch_rows(_ptr(chroma_v, 0), wc, hc, ci, ci + 1)
         if blur:
             if i + 1 < h:
-                _downscale_row(luma, pairs, f, i + 1, acc, ring[(i + 1) % 3])
-            above = ring[max(i - 1, 0) % 3]
-            here = ring[i % 3]
-            below = ring[min(i + 1, h - 1) % 3]
+                _downscale_row(
+                    _ptr(luma, 0), _ptr(pairs, 0), paired, width, height, f, i + 1, _ptr(acc, 0), _ptr(acc32, 0),
+                    _ptr(ring, (i + 1) % 3), w,
+                )  # fmt: skip
+            above = _ptr(ring, max(i - 1, 0) % 3)
+            here = _ptr(ring, i % 3)
+            below = _ptr(ring, min(i + 1, h - 1) % 3)
             for j in range(w):
                 tmp[j] = above[j] + np.float32(2.0) * here[j] + below[j]
             if w == 1:
@@ -629,10 +661,31 @@ def motion_step(  # pragma: no cover
                     xrow[j] = (tmp[j - 1] + np.float32(2.0) * tmp[j] + tmp[j + 1]) * np.float32(0.0625)
                 xrow[w - 1] = (tmp[w - 2] + np.float32(3.0) * tmp[w - 1]) * np.float32(0.0625)
         else:
-            _downscale_row(luma, pairs, f, i, acc, xrow)
+            _downscale_row(
+                _ptr(luma, 0),
+                _ptr(pairs, 0),
+                paired,
+                width,
+                height,
+                f,
+                i,
+                _ptr(acc, 0),
+                _ptr(acc32, 0),
+                _ptr(xrow, 0),
+                w,
+            )
         if use_chroma and i % 2 == 0:  # one chroma row per pair of analysis rows
             ci = min(hc - 1, (i + 1) * hc // h)
-            _chroma_rows(chroma_u, chroma_v, ci, cidx, stride, urow, vrow)
+            _chroma_rows(
+                _ptr(chroma_u, ci),
+                _ptr(chroma_v, ci),
+                _ptr(cidx, 0),
+                cidx.shape[0],
+                stride,
+                _ptr(urow, 0),
+                _ptr(vrow, 0),
+                w,
+            )
             if i % 8 == 0:
                 cs_rows += 1
                 for j in range(w):
