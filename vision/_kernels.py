@@ -831,18 +831,19 @@ def majority_filter(  # pragma: no cover
         # then the four lanes added by one multiply (40% faster than widening every byte)
         words = mask.view(np.uint64)
         lanes = np.uint64(0x00FF00FF00FF00FF)
+        n_words = words.shape[1]
         for i in range(h):
-            wr = words[i]
+            wr = _ptr(words, i)  # pointers, not views: see _ptr
             even = np.uint64(0)
             odd = np.uint64(0)
-            for k in range(wr.shape[0]):
+            for k in range(n_words):
                 x = wr[k]
                 even += x & lanes
                 odd += (x >> np.uint64(8)) & lanes
             row_w[i] = ((even + odd) * np.uint64(0x0001000100010001)) >> np.uint64(48)
     else:
         for i in range(h):
-            row = mask[i]
+            row = _ptr(mask, i)
             s = np.uint32(0)
             for j in range(w):
                 s += np.uint32(row[j])
@@ -859,28 +860,29 @@ def majority_filter(  # pragma: no cover
             window_w += row_w[add]
         if sub >= 0:
             window_w -= row_w[sub]
-        orow = out[i]
+        orow = _ptr(out, i)
         if window_w < need:
-            orow[:] = 0
+            for j in range(w):
+                orow[j] = 0
             continue
         if col_row == i - 1:  # slide the window down one row
             if add < h and row_w[add] != 0:
-                ra = mask[add]
+                ra = _ptr(mask, add)
                 for j in range(w):
                     col[j] += ra[j]
             if sub >= 0 and row_w[sub] != 0:
-                rs = mask[sub]
+                rs = _ptr(mask, sub)
                 for j in range(w):
                     col[j] -= rs[j]  # wraps in uint8; the result is in range
         else:  # after skipped rows: sum the window's rows afresh
             col[:] = 0
             for k in range(max(sub + 1, 0), min(add + 1, h)):
                 if row_w[k] != 0:
-                    rk = mask[k]
+                    rk = _ptr(mask, k)
                     for j in range(w):
                         col[j] += rk[j]
         col_row = i
-        irow = ignore[i]
+        irow = _ptr(ignore, i)
         c = colsum
         for j in range(w):
             s = (
@@ -928,12 +930,13 @@ def label_components(  # pragma: no cover
     # background is skipped 8 bytes at a time through one uint64 view of the mask (one view:
     # a view per row costs about 15 ns); masks of other widths are scanned byte by byte
     words = mask.view(np.uint64) if w % 8 == 0 else np.empty((h, 0), dtype=np.uint64)
+    n_words = words.shape[1]
     n = 0
     prev_lo = 0
     prev_hi = 0
     for i in range(h):
-        row = mask[i]
-        wrow = words[i]
+        row = _ptr(mask, i)  # pointers, not views: see _ptr
+        wrow = _ptr(words, i)
         cur_lo = n
         anyset = np.uint8(0)
         for j in range(w):
@@ -941,7 +944,7 @@ def label_components(  # pragma: no cover
         j = 0 if anyset else w
         while j < w:
             if row[j] == 0:
-                if j % 8 == 0 and j // 8 < wrow.shape[0] and wrow[j // 8] == 0:
+                if j % 8 == 0 and j // 8 < n_words and wrow[j // 8] == 0:
                     j += 8
                 else:
                     j += 1
