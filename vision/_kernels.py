@@ -63,6 +63,7 @@ __all__ = [
     "P_GLOBAL",
     "P_IDLE_ALPHA",
     "P_IDLE_FRACTION",
+    "P_LEARN_ROWS",
     "P_MAX_BOXES",
     "P_MIN_AREA",
     "P_MIN_THRESHOLD",
@@ -142,6 +143,10 @@ _RELEARN_LEFT = 0.05  # of the old view, left in the background when a relearnin
 # motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
 _AHEAD = 2
 
+# frame_control has every other row learn (alternating), at the rate of two frames, once the
+# per-frame learning rate is at most this: a young model and a relearning view learn every row
+_ALTERNATE_BELOW = 0.1
+
 # motion_step parameter vector
 P_THR_SIGMA = 0  # threshold in units of per-pixel noise (mean absolute deviation)
 P_FLOOR = 1  # frame-wide floor of the luma threshold
@@ -173,7 +178,8 @@ P_IDLE_ALPHA = 25  # learning rate of the idle level
 P_EDGE = 26  # motion_step: threshold added per grey level of background slope (0 = off)
 P_CHROMA_REF = 27  # motion_frame: recent frames' coloured fraction (C_CHROMA_LEVEL; < 0 unknown)
 P_SHADE = 28  # 1.0: lighter darkening that keeps hue and local contrast is shade too (see motion_step)
-N_PARAMS = 29
+P_LEARN_ROWS = 29  # 0: every row learns; 1 or 2: only rows i with (i + it) even learn (see motion_step)
+N_PARAMS = 30
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
 C_T = 0  # this frame's timestamp (s)
@@ -532,6 +538,31 @@ def _fg_span(row: Any, words: Any, n: int, n_words: int) -> tuple[int, int]:  # 
     return a, z
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _pixel_test(  # pragma: no cover
+    d: np.float32,
+    nz: np.float32,
+    slope: np.uint8,
+    du: np.float32,
+    dv: np.float32,
+    floor: np.float32,
+    k_sigma: np.float32,
+    edge_gain: np.float32,
+    cthr: np.float32,
+) -> tuple[np.bool_, np.float32, np.float32]:
+    """motion_step's test of one pixel: (foreground, |d|, luma threshold) from its differences to
+    the background (luma ``d``, centred chroma ``du`` and ``dv``), noise and slope.
+
+    A camera shake of s pixels changes a pixel on an edge by about s times the slope: that much
+    more is needed to be foreground (the weak test keeps the threshold, so such a difference
+    still counts half next to an object). Inlined, so that the loops around it vectorise.
+    """
+    ad = abs(d)
+    thr = max(floor, k_sigma * nz)
+    thr_fg = thr + edge_gain * np.float32(slope)
+    return (ad > thr_fg) | (abs(du) > cthr) | (abs(dv) > cthr), ad, thr
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def motion_step(  # pragma: no cover
     luma: np.ndarray,
@@ -550,7 +581,10 @@ def motion_step(  # pragma: no cover
     """One frame of motion detection, fused row by row: downscale, (blur), test, update.
 
     Each analysis row is downscaled, tested and learned while its input rows are still in cache;
-    the analysis frame itself is never stored.
+    the analysis frame itself is never stored. With ``P_LEARN_ROWS`` 1 or 2 only every other row
+    learns (rows i with i + P_LEARN_ROWS even), at the rates compounded over two frames
+    (1 - (1 - rate)^2), and absorbs after half ``P_ABSORB_FRAMES`` of its learning frames;
+    every row is tested on every frame.
 
     Args:
         luma: (H, W) uint8 luma plane of the decoded frame.
@@ -563,7 +597,8 @@ def motion_step(  # pragma: no cover
         bg_uv: (2, h, w) float32 background chroma, centred: U - 128 and V - 128 (the shadow
             test scales chroma about neutral grey; centred values save four subtractions a pixel).
         fg_count: (h, w) float32 per-pixel foreground count: +1 on foreground, -1 on background,
-            within [0, 65535] (float: no integer conversions in the vectorised loop).
+            within [0, 65535] (float: no integer conversions in the vectorised loop); counted on
+            the frames the pixel's row learns on.
         slope: (h, w) uint8 background slope from :func:`background_slope` (read only); the
             luma threshold of foreground rises by ``P_EDGE`` times it.
         raw_mask: (h, w) uint8 output: 2 foreground, 1 shadow or weak difference, 0 background.
@@ -578,6 +613,14 @@ def motion_step(  # pragma: no cover
     absorb_frames = np.float32(min(params[P_ABSORB_FRAMES], 65000.0))
     absorb_alpha = np.float32(params[P_ABSORB_ALPHA])
     relearn = params[P_RELEARN] > 0.5
+    learn_rows = 0 if relearn else int(params[P_LEARN_ROWS])
+    if learn_rows > 0:
+        # each row learns on every other frame: at the rates of two frames, and its foreground
+        # count counts the frames it learns on
+        alpha = np.float32(1.0 - (1.0 - params[P_ALPHA]) ** 2)
+        nalpha = np.float32(1.0 - (1.0 - params[P_NOISE_ALPHA]) ** 2)
+        absorb_alpha = np.float32(1.0 - (1.0 - params[P_ABSORB_ALPHA]) ** 2)
+        absorb_frames = np.float32(0.5) * absorb_frames
     use_chroma = cthr > 0.0
     sh_lo = np.float32(params[P_SHADOW_LO])
     # shadows are told apart by chroma only; hi < 0 matches no pixel
@@ -702,35 +745,46 @@ def motion_step(  # pragma: no cover
         cnr = _ptr(fg_count, i)
         rmr = _ptr(raw_mask, i)
         n_fg_before = n_fg
-        # test and update; selects, not branches, so that the loop vectorises
-        for j in range(w):
-            x = xr_[j]
-            b = bgr[j]
-            nz = nzr[j]
-            ub = ubr[j]
-            vb = vbr[j]
-            cnt = cnr[j]
-            d = x - b
-            ad = abs(d)
-            thr = max(floor, k_sigma * nz)
-            # a camera shake of s pixels changes a pixel on an edge by about s times the slope:
-            # that much more is needed to be foreground (the weak test below keeps thr, so such a
-            # difference still counts half next to an object)
-            thr_fg = thr + edge_gain * np.float32(slr[j])
-            du = ur_[j] - ub
-            dv = vr_[j] - vb
-            fg = (ad > thr_fg) | (abs(du) > cthr_test) | (abs(dv) > cthr_test)
-            rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else alpha
-            bgr[j] = b + rate * d
-            ubr[j] = ub + rate * du
-            vbr[j] = vb + rate * dv
-            # not foreground means ad <= thr_fg: the noise learns from every idle difference
-            nzr[j] = nz if fg else nz + nalpha * (ad - nz)
-            cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
-            # byte constants: LLVM blends them under the compare masks, no float-to-byte conversion
-            rmr[j] = _RAW_FG if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
-            n_fg += one if fg else zero
-            idle_sum += zero if fg else ad
+        # test and update; selects, not branches, so that the loops vectorise
+        if learn_rows == 0 or (i + learn_rows) % 2 == 0:
+            for j in range(w):
+                x = xr_[j]
+                b = bgr[j]
+                nz = nzr[j]
+                ub = ubr[j]
+                vb = vbr[j]
+                cnt = cnr[j]
+                d = x - b
+                du = ur_[j] - ub
+                dv = vr_[j] - vb
+                fg, ad, thr = _pixel_test(d, nz, slr[j], du, dv, floor, k_sigma, edge_gain, cthr_test)
+                rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else alpha
+                bgr[j] = b + rate * d
+                ubr[j] = ub + rate * du
+                vbr[j] = vb + rate * dv
+                # not foreground means ad <= thr_fg: the noise learns from every idle difference
+                nzr[j] = nz if fg else nz + nalpha * (ad - nz)
+                cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
+                # byte constants: LLVM blends them under the compare masks, no float-to-byte conversion
+                rmr[j] = _RAW_FG if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
+                n_fg += one if fg else zero
+                idle_sum += zero if fg else ad
+        else:  # tested only: the row learns on the next frame
+            for j in range(w):
+                fg, ad, thr = _pixel_test(
+                    xr_[j] - bgr[j],
+                    nzr[j],
+                    slr[j],
+                    ur_[j] - ubr[j],
+                    vr_[j] - vbr[j],
+                    floor,
+                    k_sigma,
+                    edge_gain,
+                    cthr_test,
+                )
+                rmr[j] = _RAW_FG if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
+                n_fg += one if fg else zero
+                idle_sum += zero if fg else ad
         if shadows and n_fg > n_fg_before:
             # A shadow darkens and desaturates by one ratio x / b and keeps the hue (tested
             # multiplied through by b: no division). Deep shadows (ratio sh_lo to sh_hi) need no
@@ -1358,7 +1412,7 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no co
     """Before a frame: the per-frame entries of ``params`` from the settings and the stream state.
 
     Writes ``P_FLOOR``, ``P_CHROMA_THR``, ``P_ABSORB_FRAMES``, ``P_ALPHA``, ``P_RELEARN``,
-    ``P_REPORT`` and ``P_CHROMA_REF``; updates the frame interval and ``C_FIRST`` /
+    ``P_REPORT``, ``P_LEARN_ROWS`` and ``P_CHROMA_REF``; updates the frame interval and ``C_FIRST`` /
     ``C_RELEARNING`` in ``ctl``. In the kernel rather than the Python wrapper because each Python
     step costs microseconds per frame when its code and data are cold in cache, as they are
     between other streams' work.
@@ -1389,6 +1443,11 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no co
         params[P_ALPHA] = max(params[P_BG_ALPHA], 1.0 / (frames + 1))
         params[P_RELEARN] = 0.0
     params[P_REPORT] = 0.0 if (first or relearning) else 1.0
+    # Half the rows learn on each frame, the other half on the next. A row's test needs every
+    # frame, its learning does not: the background moves by a few percent of a difference a
+    # frame, and learning is a third of motion_step's time (its stores and updates).
+    alternate = not (first or relearning) and params[P_ALPHA] <= _ALTERNATE_BELOW
+    params[P_LEARN_ROWS] = (1.0 + frames % 2.0) if alternate else 0.0
     params[P_CHROMA_REF] = ctl[C_CHROMA_LEVEL]
     ctl[C_FIRST] = 1.0 if first else 0.0
     ctl[C_RELEARNING] = 1.0 if relearning else 0.0

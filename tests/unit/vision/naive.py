@@ -99,9 +99,19 @@ def motion_step(
     dv = v - bg_uv[1]
     fg = (ad > thr_fg) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
     cnt = fg_count.astype(np.float64)
-    absorbed = cnt >= min(params[K.P_ABSORB_FRAMES], 65000.0)
-    rate = np.where(fg, np.where(absorbed, F32(params[K.P_ABSORB_ALPHA]), F32(0)), F32(params[K.P_ALPHA]))
-    rate = rate.astype(F32)
+    # rows that learn this frame: all, or every other one at the rates of two frames
+    learn_rows = 0 if relearn else int(params[K.P_LEARN_ROWS])
+    alpha, nalpha, absorb_alpha = (F32(params[k]) for k in (K.P_ALPHA, K.P_NOISE_ALPHA, K.P_ABSORB_ALPHA))
+    absorb_frames = F32(min(params[K.P_ABSORB_FRAMES], 65000.0))
+    if learn_rows > 0:
+        alpha, nalpha, absorb_alpha = (
+            F32(1.0 - (1.0 - params[k]) ** 2) for k in (K.P_ALPHA, K.P_NOISE_ALPHA, K.P_ABSORB_ALPHA)
+        )
+        absorb_frames = F32(0.5) * absorb_frames
+    learns = ((np.arange(h) + learn_rows) % 2 == 0)[:, None] if learn_rows > 0 else np.ones((h, 1), bool)
+    absorbed = cnt >= absorb_frames
+    rate = np.where(fg, np.where(absorbed, absorb_alpha, F32(0)), alpha)
+    rate = np.where(learns, rate, F32(0)).astype(F32)
     new_bg = (b + rate * d).astype(F32)
     new_uv = np.stack([bg_uv[0] + rate * du, bg_uv[1] + rate * dv]).astype(F32)
     # the shadow test compares with the updated background (the same as the old one for
@@ -125,9 +135,8 @@ def motion_step(
             & (np.abs(contrast) <= thr * ratio_ok_b)
         )  # fmt: skip
         shadow |= light
-    nalpha = F32(params[K.P_NOISE_ALPHA])
-    new_noise = np.where(fg, noise, noise + nalpha * (ad - noise)).astype(F32)
-    new_cnt = np.clip(cnt + np.where(fg, 1, -1), 0, 65535).astype(F32)
+    new_noise = np.where(fg | ~learns, noise, noise + nalpha * (ad - noise)).astype(F32)
+    new_cnt = np.where(learns, np.clip(cnt + np.where(fg, 1, -1), 0, 65535), cnt).astype(F32)
     if relearn:
         new_cnt[:] = 0
     raw = np.where(fg, np.where(shadow, 1, 2), np.where(ad > weak * thr, 1, 0)).astype(np.uint8)
@@ -170,6 +179,9 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> tuple[np.ndarray, np.n
     else:
         p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 1.0 / (frames + 1)), 0.0
     p[K.P_REPORT] = 0.0 if (first or relearning) else 1.0
+    # every other row learns, alternating, once the rate is at most 0.1 (not while relearning)
+    alternate = not (first or relearning) and p[K.P_ALPHA] <= 0.1
+    p[K.P_LEARN_ROWS] = 1.0 + frames % 2 if alternate else 0.0
     p[K.P_CHROMA_REF] = c[K.C_CHROMA_LEVEL]
     c[K.C_FIRST] = float(first)
     c[K.C_RELEARNING] = float(relearning)

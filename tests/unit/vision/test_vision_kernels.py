@@ -122,6 +122,31 @@ def test_motion_step_matches_reference_on_random_frames(
     _assert_step_equal(got, ref)
 
 
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("learn_rows", [1, 2])
+@pytest.mark.parametrize("f", [1, 2])
+def test_motion_step_alternate_rows_match_reference(seed: int, learn_rows: int, f: int) -> None:
+    """Every other row learns (P_LEARN_ROWS): a frame near the background, with objects, some
+    of their pixels absorbed; the rows that do not learn keep their state exactly."""
+    rng = np.random.default_rng(seed)
+    h, w = 12, 17
+    st = _state(h, w, seed)
+    luma_small = np.clip(st["bg"] + rng.normal(0, 2, (h, w)), 0, 255)
+    luma_small[rng.random((h, w)) < 0.2] = rng.integers(0, 256)  # objects
+    luma = np.repeat(np.repeat(luma_small.astype(np.uint8), f, axis=0), f, axis=1)
+    u = v = np.full((h * f // 2, w * f // 2), 128, np.uint8)
+    # chroma off: the random chroma background would make every pixel foreground
+    params = _params(P_LEARN_ROWS=learn_rows, P_ABSORB_FRAMES=4, P_CHROMA_THR=0.0)  # counts 2, 3 absorbed
+    got, ref = _run_step(luma, f, u, v, params, seed)
+    _assert_step_equal(got, ref)
+    idle = (np.arange(h) + learn_rows) % 2 == 1
+    before = _state(h, w, seed)
+    for name in ("bg", "noise", "fg_count"):
+        npt.assert_array_equal(got[name][idle], before[name][idle])
+        assert not np.array_equal(got[name][~idle], before[name][~idle]), name
+    npt.assert_array_equal(got["bg_uv"][:, idle], before["bg_uv"][:, idle])
+
+
 @pytest.mark.parametrize(
     ("kind", "over"),
     [
