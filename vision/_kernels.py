@@ -43,6 +43,7 @@ __all__ = [
     "C_T",
     "C_T_LAST",
     "FASTMATH",
+    "LEARN_EVERY",
     "MAX_RADIUS",
     "N_CTL",
     "N_PARAMS",
@@ -143,8 +144,12 @@ _RELEARN_LEFT = 0.05  # of the old view, left in the background when a relearnin
 # motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
 _AHEAD = 2
 
-# frame_control has every other row learn (alternating), at the rate of two frames, once the
-# per-frame learning rate is at most this: a young model and a relearning view learn every row
+# frame_control has one row in LEARN_EVERY learn on each frame (in turn), at the rate of that many
+# frames, once the per-frame learning rate is at most _ALTERNATE_BELOW: a young model and a
+# relearning view learn every row. Not more than 2: at 3 or 4 a row learns three or four frames'
+# worth from one frame, and a view shaking by a pixel drags its background far enough toward one
+# shaken frame that its edges become motion (test_edge_tolerance_keeps_a_shaking_view_quiet)
+LEARN_EVERY = 2
 _ALTERNATE_BELOW = 0.1
 
 # motion_step parameter vector
@@ -178,7 +183,7 @@ P_IDLE_ALPHA = 25  # learning rate of the idle level
 P_EDGE = 26  # motion_step: threshold added per grey level of background slope (0 = off)
 P_CHROMA_REF = 27  # motion_frame: recent frames' coloured fraction (C_CHROMA_LEVEL; < 0 unknown)
 P_SHADE = 28  # 1.0: lighter darkening that keeps hue and local contrast is shade too (see motion_step)
-P_LEARN_ROWS = 29  # 0: every row learns; 1 or 2: only rows i with (i + it) even learn (see motion_step)
+P_LEARN_ROWS = 29  # 0: every row learns; k in 1..LEARN_EVERY: rows i with (i + k) % LEARN_EVERY == 0
 N_PARAMS = 30
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
@@ -581,10 +586,10 @@ def motion_step(  # pragma: no cover
     """One frame of motion detection, fused row by row: downscale, (blur), test, update.
 
     Each analysis row is downscaled, tested and learned while its input rows are still in cache;
-    the analysis frame itself is never stored. With ``P_LEARN_ROWS`` 1 or 2 only every other row
-    learns (rows i with i + P_LEARN_ROWS even), at the rates compounded over two frames
-    (1 - (1 - rate)^2), and absorbs after half ``P_ABSORB_FRAMES`` of its learning frames;
-    every row is tested on every frame.
+    the analysis frame itself is never stored. With ``P_LEARN_ROWS`` k > 0 only one row in
+    ``LEARN_EVERY`` learns (rows i with (i + k) % LEARN_EVERY == 0), at the rates compounded over
+    that many frames (1 - (1 - rate)^LEARN_EVERY), and absorbs after ``P_ABSORB_FRAMES`` /
+    LEARN_EVERY of its learning frames; every row is tested on every frame.
 
     Args:
         luma: (H, W) uint8 luma plane of the decoded frame.
@@ -615,12 +620,12 @@ def motion_step(  # pragma: no cover
     relearn = params[P_RELEARN] > 0.5
     learn_rows = 0 if relearn else int(params[P_LEARN_ROWS])
     if learn_rows > 0:
-        # each row learns on every other frame: at the rates of two frames, and its foreground
-        # count counts the frames it learns on
-        alpha = np.float32(1.0 - (1.0 - params[P_ALPHA]) ** 2)
-        nalpha = np.float32(1.0 - (1.0 - params[P_NOISE_ALPHA]) ** 2)
-        absorb_alpha = np.float32(1.0 - (1.0 - params[P_ABSORB_ALPHA]) ** 2)
-        absorb_frames = np.float32(0.5) * absorb_frames
+        # each row learns on one frame in LEARN_EVERY: at the rates of that many frames, and its
+        # foreground count counts the frames it learns on
+        alpha = np.float32(1.0 - (1.0 - params[P_ALPHA]) ** LEARN_EVERY)
+        nalpha = np.float32(1.0 - (1.0 - params[P_NOISE_ALPHA]) ** LEARN_EVERY)
+        absorb_alpha = np.float32(1.0 - (1.0 - params[P_ABSORB_ALPHA]) ** LEARN_EVERY)
+        absorb_frames = absorb_frames / np.float32(LEARN_EVERY)
     use_chroma = cthr > 0.0
     sh_lo = np.float32(params[P_SHADOW_LO])
     # shadows are told apart by chroma only; hi < 0 matches no pixel
@@ -746,7 +751,7 @@ def motion_step(  # pragma: no cover
         rmr = _ptr(raw_mask, i)
         n_fg_before = n_fg
         # test and update; selects, not branches, so that the loops vectorise
-        if learn_rows == 0 or (i + learn_rows) % 2 == 0:
+        if learn_rows == 0 or (i + learn_rows) % LEARN_EVERY == 0:
             for j in range(w):
                 x = xr_[j]
                 b = bgr[j]
@@ -769,7 +774,7 @@ def motion_step(  # pragma: no cover
                 rmr[j] = _RAW_FG if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
                 n_fg += one if fg else zero
                 idle_sum += zero if fg else ad
-        else:  # tested only: the row learns on the next frame
+        else:  # tested only: the row learns on a later frame
             for j in range(w):
                 fg, ad, thr = _pixel_test(
                     xr_[j] - bgr[j],
@@ -1443,11 +1448,11 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> None:  # pragma: no co
         params[P_ALPHA] = max(params[P_BG_ALPHA], 1.0 / (frames + 1))
         params[P_RELEARN] = 0.0
     params[P_REPORT] = 0.0 if (first or relearning) else 1.0
-    # Half the rows learn on each frame, the other half on the next. A row's test needs every
-    # frame, its learning does not: the background moves by a few percent of a difference a
+    # One row in LEARN_EVERY learns on each frame, the others in turn on the next. A row's test
+    # needs every frame, its learning does not: the background moves by a few percent of a difference a
     # frame, and learning is a third of motion_step's time (its stores and updates).
     alternate = not (first or relearning) and params[P_ALPHA] <= _ALTERNATE_BELOW
-    params[P_LEARN_ROWS] = (1.0 + frames % 2.0) if alternate else 0.0
+    params[P_LEARN_ROWS] = (1.0 + frames % LEARN_EVERY) if alternate else 0.0
     params[P_CHROMA_REF] = ctl[C_CHROMA_LEVEL]
     ctl[C_FIRST] = 1.0 if first else 0.0
     ctl[C_RELEARNING] = 1.0 if relearning else 0.0

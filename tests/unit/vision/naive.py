@@ -99,16 +99,17 @@ def motion_step(
     dv = v - bg_uv[1]
     fg = (ad > thr_fg) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
     cnt = fg_count.astype(np.float64)
-    # rows that learn this frame: all, or every other one at the rates of two frames
+    # rows that learn this frame: all, or one in LEARN_EVERY at the rates of that many frames
     learn_rows = 0 if relearn else int(params[K.P_LEARN_ROWS])
     alpha, nalpha, absorb_alpha = (F32(params[k]) for k in (K.P_ALPHA, K.P_NOISE_ALPHA, K.P_ABSORB_ALPHA))
     absorb_frames = F32(min(params[K.P_ABSORB_FRAMES], 65000.0))
     if learn_rows > 0:
+        n = K.LEARN_EVERY
         alpha, nalpha, absorb_alpha = (
-            F32(1.0 - (1.0 - params[k]) ** 2) for k in (K.P_ALPHA, K.P_NOISE_ALPHA, K.P_ABSORB_ALPHA)
+            F32(1.0 - (1.0 - params[k]) ** n) for k in (K.P_ALPHA, K.P_NOISE_ALPHA, K.P_ABSORB_ALPHA)
         )
-        absorb_frames = F32(0.5) * absorb_frames
-    learns = ((np.arange(h) + learn_rows) % 2 == 0)[:, None] if learn_rows > 0 else np.ones((h, 1), bool)
+        absorb_frames = absorb_frames / F32(n)
+    learns = ((np.arange(h) + learn_rows) % K.LEARN_EVERY == 0)[:, None] if learn_rows > 0 else np.ones((h, 1), bool)
     absorbed = cnt >= absorb_frames
     rate = np.where(fg, np.where(absorbed, absorb_alpha, F32(0)), alpha)
     rate = np.where(learns, rate, F32(0)).astype(F32)
@@ -179,9 +180,9 @@ def frame_control(params: np.ndarray, ctl: np.ndarray) -> tuple[np.ndarray, np.n
     else:
         p[K.P_ALPHA], p[K.P_RELEARN] = max(p[K.P_BG_ALPHA], 1.0 / (frames + 1)), 0.0
     p[K.P_REPORT] = 0.0 if (first or relearning) else 1.0
-    # every other row learns, alternating, once the rate is at most 0.1 (not while relearning)
+    # one row in LEARN_EVERY learns, in turn, once the rate is at most 0.1 (not while relearning)
     alternate = not (first or relearning) and p[K.P_ALPHA] <= 0.1
-    p[K.P_LEARN_ROWS] = 1.0 + frames % 2 if alternate else 0.0
+    p[K.P_LEARN_ROWS] = 1.0 + frames % K.LEARN_EVERY if alternate else 0.0
     p[K.P_CHROMA_REF] = c[K.C_CHROMA_LEVEL]
     c[K.C_FIRST] = float(first)
     c[K.C_RELEARNING] = float(relearning)

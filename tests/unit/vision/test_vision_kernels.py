@@ -123,11 +123,11 @@ def test_motion_step_matches_reference_on_random_frames(
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
-@pytest.mark.parametrize("learn_rows", [1, 2])
+@pytest.mark.parametrize("learn_rows", range(1, K.LEARN_EVERY + 1))
 @pytest.mark.parametrize("f", [1, 2])
 def test_motion_step_alternate_rows_match_reference(seed: int, learn_rows: int, f: int) -> None:
-    """Every other row learns (P_LEARN_ROWS): a frame near the background, with objects, some
-    of their pixels absorbed; the rows that do not learn keep their state exactly."""
+    """One row in LEARN_EVERY learns (P_LEARN_ROWS): a frame near the background, with objects,
+    some of their pixels absorbed; the rows that do not learn keep their state exactly."""
     rng = np.random.default_rng(seed)
     h, w = 12, 17
     st = _state(h, w, seed)
@@ -136,10 +136,10 @@ def test_motion_step_alternate_rows_match_reference(seed: int, learn_rows: int, 
     luma = np.repeat(np.repeat(luma_small.astype(np.uint8), f, axis=0), f, axis=1)
     u = v = np.full((h * f // 2, w * f // 2), 128, np.uint8)
     # chroma off: the random chroma background would make every pixel foreground
-    params = _params(P_LEARN_ROWS=learn_rows, P_ABSORB_FRAMES=4, P_CHROMA_THR=0.0)  # counts 2, 3 absorbed
+    params = _params(P_LEARN_ROWS=learn_rows, P_ABSORB_FRAMES=4, P_CHROMA_THR=0.0)  # some absorbed
     got, ref = _run_step(luma, f, u, v, params, seed)
     _assert_step_equal(got, ref)
-    idle = (np.arange(h) + learn_rows) % 2 == 1
+    idle = (np.arange(h) + learn_rows) % K.LEARN_EVERY != 0
     before = _state(h, w, seed)
     for name in ("bg", "noise", "fg_count"):
         npt.assert_array_equal(got[name][idle], before[name][idle])
