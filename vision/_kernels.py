@@ -436,7 +436,8 @@ def _downscale_scratch(w: int, f: int) -> np.ndarray:  # pragma: no cover
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def downscale_area(luma: np.ndarray, f: int, out: np.ndarray) -> None:  # pragma: no cover
-    """Mean of each f x f block of ``luma`` (uint8) into ``out`` (float32, shape (H//f, W//f))."""
+    """Mean of each f x f block of ``luma`` (uint8, C-contiguous: its rows are read through
+    pointers) into ``out`` (float32, shape (H//f, W//f))."""
     h, w = out.shape
     acc = _downscale_scratch(w, f)
     pairs = _pair_view(luma)
@@ -592,9 +593,11 @@ def motion_step(  # pragma: no cover
     LEARN_EVERY of its learning frames; every row is tested on every frame.
 
     Args:
-        luma: (H, W) uint8 luma plane of the decoded frame.
+        luma: (H, W) uint8 luma plane of the decoded frame, C-contiguous (the planes' rows are
+            read through pointers, as in every kernel here; the wrappers check).
         f: integer area-downscale factor; the analysis frame is (H // f, W // f).
-        chroma_u: (Hc, Wc) uint8 U plane (any subsampling), or a (1, 1) dummy when chroma is off.
+        chroma_u: (Hc, Wc) uint8 U plane (any subsampling, C-contiguous), or a (1, 1) dummy when
+            chroma is off.
         chroma_v: same shape as ``chroma_u``.
         params: float64 vector indexed by ``P_*``.
         bg: (h, w) float32 background luma.
@@ -693,9 +696,18 @@ def motion_step(  # pragma: no cover
         if blur:
             if i + 1 < h:
                 _downscale_row(
-                    _ptr(luma, 0), _ptr(pairs, 0), paired, width, height, f, i + 1, _ptr(acc, 0), _ptr(acc32, 0),
-                    _ptr(ring, (i + 1) % 3), w,
-                )  # fmt: skip
+                    _ptr(luma, 0),
+                    _ptr(pairs, 0),
+                    paired,
+                    width,
+                    height,
+                    f,
+                    i + 1,
+                    _ptr(acc, 0),
+                    _ptr(acc32, 0),
+                    _ptr(ring, (i + 1) % 3),
+                    w,
+                )
             above = _ptr(ring, max(i - 1, 0) % 3)
             here = _ptr(ring, i % 3)
             below = _ptr(ring, min(i + 1, h - 1) % 3)
