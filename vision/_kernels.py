@@ -693,21 +693,15 @@ def motion_step(  # pragma: no cover
             ci = min(hc - 1, (ahead + 1) * hc // h)
             _prefetch_rows(_ptr(chroma_u, 0), wc, hc, ci, ci + 1)
             _prefetch_rows(_ptr(chroma_v, 0), wc, hc, ci, ci + 1)
+        # with the blur, the row below goes into the ring (which holds the rows above and
+        # below); without, this row goes straight to xrow
+        r = i + 1 if blur else i
+        if r < h:
+            out = _ptr(ring, r % 3) if blur else _ptr(xrow, 0)
+            _downscale_row(
+                _ptr(luma, 0), _ptr(pairs, 0), paired, width, height, f, r, _ptr(acc, 0), _ptr(acc32, 0), out, w
+            )
         if blur:
-            if i + 1 < h:
-                _downscale_row(
-                    _ptr(luma, 0),
-                    _ptr(pairs, 0),
-                    paired,
-                    width,
-                    height,
-                    f,
-                    i + 1,
-                    _ptr(acc, 0),
-                    _ptr(acc32, 0),
-                    _ptr(ring, (i + 1) % 3),
-                    w,
-                )
             above = _ptr(ring, max(i - 1, 0) % 3)
             here = _ptr(ring, i % 3)
             below = _ptr(ring, min(i + 1, h - 1) % 3)
@@ -720,20 +714,6 @@ def motion_step(  # pragma: no cover
                 for j in range(1, w - 1):
                     xrow[j] = (tmp[j - 1] + np.float32(2.0) * tmp[j] + tmp[j + 1]) * np.float32(0.0625)
                 xrow[w - 1] = (tmp[w - 2] + np.float32(3.0) * tmp[w - 1]) * np.float32(0.0625)
-        else:
-            _downscale_row(
-                _ptr(luma, 0),
-                _ptr(pairs, 0),
-                paired,
-                width,
-                height,
-                f,
-                i,
-                _ptr(acc, 0),
-                _ptr(acc32, 0),
-                _ptr(xrow, 0),
-                w,
-            )
         if use_chroma and i % 2 == 0:  # one chroma row per pair of analysis rows
             ci = min(hc - 1, (i + 1) * hc // h)
             _chroma_rows(
