@@ -269,9 +269,10 @@ def _write_through_pointers(a2: np.ndarray, a1: np.ndarray, i: int, j: int) -> N
     K._ptr(a2, i)[j] = 1.0  # row i, element j
     K._ptr_at(a2, i, j)[1] = 2.0  # element j + 1 of row i
     K._ptr(a1, j)[1] = 3.0  # element j + 1
+    K._ptr(K._ptr(a2, i), j + 2)[0] = 4.0  # a pointer moved along: element j + 2 of row i
 
 
-@pytest.mark.parametrize(("i", "j"), [(0, 0), (2, 3), (4, 5)])
+@pytest.mark.parametrize(("i", "j"), [(0, 0), (2, 3), (4, 4)])
 def test_pointers_address_the_right_elements(i: int, j: int) -> None:
     a2 = np.zeros((5, 7), np.float32)
     a1 = np.zeros(7, np.float32)
@@ -279,6 +280,7 @@ def test_pointers_address_the_right_elements(i: int, j: int) -> None:
     want2 = np.zeros((5, 7), np.float32)
     want2[i, j] = 1.0
     want2[i, j + 1] = 2.0
+    want2[i, j + 2] = 4.0
     want1 = np.zeros(7, np.float32)
     want1[j + 1] = 3.0
     npt.assert_array_equal(a2, want2)
