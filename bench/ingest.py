@@ -188,11 +188,11 @@ def _total(counter: object) -> float:
 
 async def _outbox_rate(n: int) -> tuple[float, float, float]:
     """(group-commit events/s with envelopes built, group-commit events/s of ready bodies, naive events/s)."""
+    from edge_core.signals import Category, Severity, Signal
     from gateway.envelope import incident_event
     from gateway.incidents import EventKind, Incident, IncidentManager, RoutingPolicy
     from gateway.metrics import Metrics
     from gateway.outbox import Outbox
-    from gateway.signals import Category, Severity, Signal
 
     mgr = IncidentManager(default_department="x", policy_for=lambda _r: RoutingPolicy(0, 3600))
     changes: list[tuple[EventKind, Incident, float]] = []

@@ -7,7 +7,7 @@ once and replayed **in real time and in a loop** by the gateway's own ingest
 (:class:`drivers.rtsp.RtspIngest` with ``replay=True``: same demux, decoder settings, luma hand-off
 and worker thread per stream as for RTSP, without a server process competing for the same two
 cores). Every frame handed over goes through the camera's whole vision stage, as in the daemon
-(:class:`drivers.camera.CameraVision`, default settings, one per stream: tamper checks at most
+(:class:`gateway.camera_stage.CameraVision`, default settings, one per stream: tamper checks at most
 every 0.2 s, motion, motion events, the IR-mode tracker) in the stream's worker thread. The
 cv2.VideoCapture peer hands its frames to the same stage (luma only: it decodes to BGR).
 
@@ -44,9 +44,9 @@ import cv2
 import numpy as np
 from aiohttp import web
 
-from drivers.camera import CameraVision
 from drivers.rtsp import DecodedFrame, RtspIngest
 from edge_config.camera import CameraDevice
+from gateway.camera_stage import CameraVision
 from simulators.scene import FPS, SceneTimeline, encode_scene
 from vision import warm_up
 

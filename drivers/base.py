@@ -51,7 +51,7 @@ class Driver(Protocol):
     """A southbound connection (one broker, one OPC-UA server, one camera).
 
     ``run`` connects, delivers readings to ``sink`` until cancelled, and raises a
-    :class:`gateway.errors.DriverError` subclass when the connection fails; it never
+    :class:`edge_core.errors.DriverError` subclass when the connection fails; it never
     catches broadly and never retries by itself: its supervisor does that, with backoff.
     ``on_connected`` is called once the connection is up and subscriptions are in place, so the
     supervisor can reset its backoff and report the device online.

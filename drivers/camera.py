@@ -4,8 +4,8 @@
 ONVIF (clock, device information, profiles), then runs until cancelled:
 
 - the ingest (RTSP all frames, RTSP key frames only, or ONVIF snapshot polling), handing frames to
-  the ``frame_sink`` given at construction, gated by the camera's own motion events when
-  configured;
+  the ``frame_sink`` given at construction (the gateway's vision stage), gated by the camera's own
+  motion events when configured; the driver itself knows nothing of what is done with them;
 - the offline monitor: no frame for ``offline_after_s`` raises a camera-offline signal, the first
   frame after it resolves it. The state lives on the object, so it survives ``run`` being
   restarted by the supervisor;
@@ -15,8 +15,13 @@ ONVIF (clock, device information, profiles), then runs until cancelled:
   when ``gating = "both"``), each opened signal followed by an update carrying an evidence JPEG
   from the evidence (main) profile.
 
-``run`` raises :class:`gateway.errors.DriverError` when the ONVIF session cannot be set up or
-authentication fails later; stream trouble never raises (it is retried and reported as signals).
+``run`` raises :class:`edge_core.errors.DriverError` when the ONVIF session cannot be set up, and
+:class:`edge_core.errors.DriverAuthError` when authentication fails later; stream trouble never
+raises (it is retried and reported as signals).
+
+Why this file is long: one :class:`Camera` owns the ONVIF session, the latest frame and the
+event state that its three loops (ingest, offline watch, events) share; apart, each would reach into
+the others' state.
 """
 
 from __future__ import annotations
@@ -27,27 +32,32 @@ import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from drivers.onvif import CameraEvent, EventKind, MediaProfile, OnvifSession, redact_url, with_credentials
-from drivers.rtsp import DecodedFrame, FrameSink, IngestStats, RtspIngest, bgr_planes
+from drivers.onvif import (
+    CameraEvent,
+    EventKind,
+    MediaProfile,
+    OnvifSession,
+    PullPointSubscription,
+    redact_url,
+    with_credentials,
+)
+from drivers.rtsp import DecodedFrame, FrameSink, IngestStats, RtspIngest
 from edge_config.camera import CameraDevice, EventGating, StreamMode
-from gateway.errors import DriverError, DriverProtocolError
-from gateway.signals import Category, Evidence, Severity, Signal
+from edge_core.backoff import Backoff
+from edge_core.errors import DriverAuthError, DriverError, DriverProtocolError
+from edge_core.frames import bgr_planes, planes_to_bgr
+from edge_core.signals import Category, Evidence, EvidenceSink, Severity, Signal, SignalSink
+from edge_core.tasks import TaskSet
 
-if TYPE_CHECKING:
-    from gateway.evidence import EvidenceStore
-
-__all__ = ["Camera", "CameraState", "CameraStats", "CameraVision", "SignalSink"]
+__all__ = ["Camera", "CameraState", "CameraStats", "camera_signal"]
 
 logger = logging.getLogger(__name__)
-
-SignalSink = Callable[[Signal], None]
 
 _MOTION_HOLD_S = 2.0
 _MONITOR_TICK_S = 0.25
@@ -73,10 +83,36 @@ _EVENT_RULES: dict[EventKind, tuple[str, Category, Severity, str]] = {
 }
 
 
-def _identity(cfg: CameraDevice) -> dict[str, str | float | int | bool]:
-    """The GB/T 28181 identity every incident of a camera carries, when configured."""
+def camera_signal(
+    cfg: CameraDevice,
+    rule: str,
+    active: bool,
+    category: Category,
+    severity: Severity,
+    summary: str,
+    *,
+    detector: str,
+    time: float,
+    details: dict[str, str | float | int | bool] | None = None,
+    **fields: Any,
+) -> Signal:
+    """A signal about camera ``cfg``: the one place that fills in what every camera signal carries
+    (its department, and its GB/T 28181 identity when configured)."""
     ids = {"national_id": cfg.national_id, "civil_code": cfg.civil_code}
-    return {k: v for k, v in ids.items() if v}
+    identity: dict[str, str | float | int | bool] = {k: v for k, v in ids.items() if v}
+    return Signal(
+        device=cfg.id,
+        rule=rule,
+        active=active,
+        time=time,
+        category=category,
+        severity=severity,
+        summary=summary,
+        detector=detector,
+        department=cfg.department,
+        details={**(details or {}), **identity},
+        **fields,
+    )
 
 
 class CameraState(enum.StrEnum):
@@ -109,15 +145,12 @@ class Camera:
         *,
         password: str | None,
         frame_sink: FrameSink | None = None,
-        evidence: EvidenceStore | None = None,
-        analyse: bool = False,
+        evidence: EvidenceSink | None = None,
         lease_s: float = 60.0,
         pull_timeout_s: float = 5.0,
         onvif_timeout_s: float = 10.0,
     ) -> None:
         self.config = config
-        self.analyse = analyse
-        self.vision: CameraVision | None = None
         self._password = password
         self._frame_sink = frame_sink
         self._evidence = evidence
@@ -140,7 +173,7 @@ class Camera:
         self._active_rules: set[str] = set()
         self._motion_until = 0.0
         self._latest: DecodedFrame | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     @classmethod
     def from_config(cls, config: CameraDevice, base_dir: Path, **kwargs: object) -> Camera:
@@ -200,10 +233,6 @@ class Camera:
             "width": ingest.width,
             "height": ingest.height,
             "camera_motion": self.camera_motion,
-            # which motion settings are in force, and the IR mode the picture shows (None: never seen)
-            "vision_profile": self.vision.profile if self.vision is not None else None,
-            "ir_mode": self.vision.ir.ir_on if self.vision is not None else None,
-            "stabilising": self.vision.stabilising if self.vision is not None else None,
             "event_subscriptions": self.stats.subscriptions,
             "events": self.stats.events,
         }
@@ -247,15 +276,6 @@ class Camera:
         # from here on every exit closes the session: a stop during a cold kernel warm-up (seconds)
         # used to leave its HTTP sessions open ("Unclosed client session" at exit)
         try:
-            if self.analyse:
-                loop = asyncio.get_running_loop()
-
-                def emit(signal: Signal) -> None:  # called in the ingest thread
-                    with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                        loop.call_soon_threadsafe(signal_sink, signal)
-
-                self.vision = CameraVision(cfg, emit, self._evidence)
-                await _warm_vision()
             self.analysis_profile, self.evidence_profile = session.choose(cfg.profiles.analysis, cfg.profiles.evidence)
             on_connected()
             try:
@@ -268,8 +288,7 @@ class Camera:
                 raise group.exceptions[0] from None
         finally:
             self.session = None
-            for task in list(self._tasks):
-                task.cancel()
+            self._tasks.cancel()
             await session.close()
 
     # --- ingest ---------------------------------------------------------------------------
@@ -279,8 +298,6 @@ class Camera:
         self._latest = frame
         if not self.analysis_enabled:
             return
-        if self.vision is not None:
-            self.vision.process(frame)
         if self._frame_sink is not None:
             self._frame_sink(frame)
 
@@ -317,11 +334,8 @@ class Camera:
             started = time.monotonic()
             try:
                 jpeg = await session.snapshot(token, timeout_s=min(st.open_timeout_s, st.snapshot_interval_s * 4))
-            except DriverProtocolError as exc:
-                if exc.code == "auth":
-                    raise
-                stats.failures += 1
-                stats.last_error = str(exc)
+            except DriverAuthError:
+                raise
             except DriverError as exc:
                 stats.failures += 1
                 stats.last_error = str(exc)
@@ -399,25 +413,18 @@ class Camera:
 
     async def _events(self, session: OnvifSession, sink: SignalSink) -> None:
         cfg = self.config
-        failures = 0
+        backoff = Backoff(1.0, 30.0)
         while True:
             try:
                 sub = await session.subscribe(self.lease_s)
-            except DriverProtocolError as exc:
-                if exc.code == "auth":
-                    raise
-                failures += 1
-                self.stats.last_event_error = str(exc)
-                logger.warning("camera %s: cannot subscribe to events (%s); retrying", cfg.id, exc)
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
-                continue
+            except DriverAuthError:
+                raise
             except DriverError as exc:
-                failures += 1
                 self.stats.last_event_error = str(exc)
                 logger.warning("camera %s: cannot subscribe to events (%s); retrying", cfg.id, exc)
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            failures = 0
+            backoff.reset()
             self.stats.subscriptions += 1
             try:
                 reason = await self._pull_until_broken(session, sub, sink)
@@ -428,18 +435,15 @@ class Camera:
             logger.warning("camera %s: event subscription lost (%s); resubscribing", cfg.id, reason)
             await asyncio.sleep(0.2)
 
-    async def _pull_until_broken(self, session: OnvifSession, sub: object, sink: SignalSink) -> str:
-        from drivers.onvif import PullPointSubscription
-
-        assert isinstance(sub, PullPointSubscription)
+    async def _pull_until_broken(self, session: OnvifSession, sub: PullPointSubscription, sink: SignalSink) -> str:
         quiet_s = self.config.event_quiet_s
         last_msg = time.monotonic()
         while True:
             try:
                 events = await sub.pull(min(self.pull_timeout_s, quiet_s))
+            except DriverAuthError:
+                raise
             except DriverProtocolError as exc:
-                if exc.code == "auth":
-                    raise
                 self.stats.last_event_error = str(exc)
                 return f"fault: {exc}"
             except DriverError as exc:
@@ -500,13 +504,7 @@ class Camera:
             )
             sink(signal)
             if active and self._evidence is not None:
-                self._spawn(self._attach_evidence(signal, sink), f"gw[{cfg.id}].evidence")
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(self._attach_evidence(signal, sink), f"gw[{cfg.id}].evidence")
 
     async def _attach_evidence(self, signal: Signal, sink: SignalSink) -> None:
         """Fetch the evidence profile's snapshot (else the latest frame) and update the signal."""
@@ -529,7 +527,7 @@ class Camera:
         data = await asyncio.to_thread(_annotate, jpeg, zones, f"{self.name} {signal.rule}")
         evidence: Evidence = await asyncio.to_thread(store.put, data, "image/jpeg", signal.summary)
         if signal.rule in self._active_rules:
-            sink(dataclasses.replace(signal, time=time.time(), evidence=evidence, evidence_only=True))
+            sink(signal.with_evidence(evidence))
 
     def _signal(
         self,
@@ -540,187 +538,19 @@ class Camera:
         summary: str,
         *,
         detector: str,
-        value: float | None = None,
-        threshold: float | None = None,
-        details: dict[str, str | float | int | bool] | None = None,
         when: float | None = None,
+        **fields: Any,
     ) -> Signal:
-        cfg = self.config
-        extra: dict[str, str | float | int | bool] = {**(details or {}), **_identity(cfg)}
-        return Signal(
-            device=cfg.id,
-            rule=rule,
-            active=active,
+        return camera_signal(
+            self.config,
+            rule,
+            active,
+            category,
+            severity,
+            summary,
+            detector=detector,
             time=when if when is not None else time.time(),
-            category=category,
-            severity=severity,
-            summary=summary,
-            detector=detector,
-            value=value,
-            threshold=threshold,
-            department=cfg.department,
-            details=extra,
-        )
-
-
-_VISION_RULES: dict[str, tuple[Category, Severity]] = {
-    "intrusion": (Category.INTRUSION, Severity.MAJOR),
-    "motion-in-zone": (Category.MOTION_IN_ZONE, Severity.MINOR),
-    "motion": (Category.MOTION_IN_ZONE, Severity.MINOR),
-}
-_PROFILE_CHECK_S = 60.0
-_IR_CHECK_S = 1.0  # how often a camera's picture is measured for its IR mode
-_vision_warm: asyncio.Lock | None = None
-_vision_is_warm = False
-
-
-async def _warm_vision() -> None:
-    """Compile (or load from numba's cache) the vision kernels once per process, off the loop.
-
-    Cold, this takes seconds; done inside the first frame it would stall the stream.
-    """
-    global _vision_warm, _vision_is_warm
-    if _vision_is_warm:
-        return
-    if _vision_warm is None:
-        _vision_warm = asyncio.Lock()
-    async with _vision_warm:
-        if not _vision_is_warm:
-            import vision
-
-            await asyncio.to_thread(vision.warm_up)
-            _vision_is_warm = True
-
-
-class CameraVision:
-    """The on-box vision stage of one camera, run in its ingest thread.
-
-    Each frame goes through :class:`vision.TamperDetector`, :class:`vision.MotionDetector` and
-    :class:`vision.MotionEvents` (built on the first frame, rebuilt if the frame size changes).
-    The day/night profile is re-checked every minute, and at once when the picture turns
-    monochrome or back to colour (the camera's IR mode, measured once a second by
-    :class:`vision.IrModeTracker`). Every transition becomes a :class:`Signal` handed to ``emit``
-    (which must be thread-safe). An opening motion event carries its best frame as an evidence
-    JPEG with boxes and zones drawn (:func:`vision.draw_evidence`); a raised tamper condition, the
-    learned view beside the frame that raised it (:func:`vision.draw_comparison`).
-    """
-
-    def __init__(
-        self, config: CameraDevice, emit: Callable[[Signal], None], evidence: EvidenceStore | None = None
-    ) -> None:
-        import vision
-
-        self.config = config
-        self._emit = emit
-        self._evidence = evidence
-        self._shape: tuple[int, int] | None = None
-        self._det: Any = None
-        self._events: Any = None
-        self._tamper: Any = None
-        self.profile = ""
-        """The motion profile in force, "day" or "night" ("" before the first frame)."""
-        self._profile_checked = 0.0
-        self.ir = vision.IrModeTracker()
-        self._ir_checked = -_IR_CHECK_S
-        self.frames = 0
-        self.errors = 0
-
-    @property
-    def stabilising(self) -> bool:
-        """Frames are being aligned against camera shake (see ``vision.stabilise``)."""
-        return self._det is not None and bool(self._det.stabilising)
-
-    def _build(self, shape: tuple[int, int]) -> None:
-        import vision
-
-        vs = self.config.vision
-        self.profile, settings = vision.active_profile(vs.profiles, datetime.now().time(), self.ir.ir_on)
-        self._profile_checked = time.monotonic()
-        self._det = vision.MotionDetector(settings, shape, vs.zones, stabilise=vs.stabilise)
-        self._events = vision.MotionEvents(vs.events, shape, vs.zones)
-        self._tamper = vision.TamperDetector(vs.tamper, shape)
-        self._shape = shape
-
-    def process(self, frame: DecodedFrame) -> None:
-        """Analyse one frame (in the ingest thread); never raises."""
-        try:
-            self._process(frame)
-        except (ValueError, TypeError):
-            self.errors += 1
-            logger.exception("camera %s: vision stage rejected a frame", self.config.id)
-
-    def _process(self, frame: DecodedFrame) -> None:
-        import vision
-
-        luma, chroma = frame.compact()
-        shape = (int(luma.shape[0]), int(luma.shape[1]))
-        if shape != self._shape:
-            self._build(shape)
-        now = time.monotonic()
-        ir_changed = False
-        if chroma is not None and now - self._ir_checked >= _IR_CHECK_S:
-            self._ir_checked = now
-            ir_changed = self.ir.update(luma, chroma, now)
-            if ir_changed:
-                logger.info("camera %s: picture in %s mode", self.config.id, "IR" if self.ir.ir_on else "colour")
-        if ir_changed or now - self._profile_checked > _PROFILE_CHECK_S:
-            self._profile_checked = now
-            name, settings = vision.active_profile(self.config.vision.profiles, datetime.now().time(), self.ir.ir_on)
-            if name != self.profile:
-                self.profile = name
-                self._det.set_settings(settings)
-        self.frames += 1
-        out = self._tamper.process(luma, frame.t)
-        motion = self._det.process(luma, frame.t, chroma)
-        out += self._events.update(motion, luma, suppressed=self._tamper.analysis_suppressed, chroma=chroma)
-        for ev in out:
-            self._emit(self._signal(ev, luma, chroma))
-
-    def _signal(self, ev: Any, luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None) -> Signal:
-        cfg = self.config
-        if ev.kind in _VISION_RULES:
-            category, severity = _VISION_RULES[ev.kind]
-            rule, detector = ev.kind, "vision-motion"
-            where = f" in zone {ev.zone!r}" if ev.zone else ""
-            summary = f"{ev.kind.replace('-', ' ')}{where}" + ("" if ev.active else ": ended")
-        else:
-            category, severity = Category.CAMERA_TAMPER, Severity.MAJOR
-            rule, detector = f"tamper-{ev.kind}", "vision-tamper"
-            summary = f"camera {ev.kind}" + ("" if ev.active else ": ended")
-        evidence: Evidence | None = None
-        if ev.active and self._evidence is not None:
-            try:
-                import vision
-
-                jpeg: bytes | None = None
-                best = getattr(ev, "best", None)
-                if best is not None:  # motion: its best frame, boxes drawn
-                    jpeg = vision.draw_evidence(best.luma, best.boxes, cfg.vision.zones, chroma=best.chroma)
-                elif ev.kind not in _VISION_RULES:  # tamper: the learned view beside the frame that raised it
-                    jpeg = vision.draw_comparison(self._tamper.reference_view(), luma, chroma=chroma)
-                if jpeg is not None:
-                    evidence = self._evidence.put(jpeg, "image/jpeg", summary)
-            except (OSError, ValueError, TypeError) as exc:
-                logger.warning("camera %s: evidence not stored: %s", cfg.id, exc)
-        details: dict[str, str | float | int | bool] = {
-            "boxes": len(ev.boxes),
-            "profile": self.profile,
-            **_identity(cfg),
-        }
-        return Signal(
-            device=cfg.id,
-            rule=rule,
-            active=ev.active,
-            time=ev.t,
-            category=category,
-            severity=severity,
-            zone=ev.zone,
-            summary=summary,
-            detector=detector,
-            score=round(float(ev.score), 4),
-            department=cfg.department,
-            evidence=evidence,
-            details=details,
+            **fields,
         )
 
 
@@ -735,8 +565,6 @@ def _snapshot_planes(jpeg: bytes) -> tuple[np.ndarray, tuple[np.ndarray, np.ndar
 def _encode_jpeg(frame: DecodedFrame) -> bytes | None:
     """A frame as JPEG, in colour when it came with its 4:2:0 chroma."""
     import cv2
-
-    from vision import planes_to_bgr
 
     ok, buf = cv2.imencode(".jpg", planes_to_bgr(*frame.compact()), [cv2.IMWRITE_JPEG_QUALITY, 85])
     return bytes(buf) if ok else None

@@ -24,11 +24,11 @@ from typing import Any
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 
-from drivers._ratelimit import RateLimitedLogger
 from drivers.base import Quality, Reading, ReadingSink
 from drivers.tls import client_context, tls_failure
 from edge_config.mqtt import MqttBroker, MqttDevice, MqttPoint
-from gateway.errors import DriverConnectError
+from edge_core.errors import DriverConnectError
+from edge_core.ratelimit import RateLimitedLogger
 
 __all__ = ["MqttDriver", "PayloadError", "parse_payload", "topic_matches"]
 

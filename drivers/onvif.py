@@ -2,7 +2,7 @@
 
 Everything goes through ``onvif-zeep-async``; its types and exceptions stay inside this module.
 Callers get :class:`DeviceInfo`, :class:`MediaProfile`, :class:`CameraEvent` and
-:class:`gateway.errors.DriverError` subclasses whose text names the camera and never carries a
+:class:`edge_core.errors.DriverError` subclasses whose text names the camera and never carries a
 credential.
 
 The camera clock matters because WS-UsernameToken digests carry a ``Created`` time that cameras
@@ -10,6 +10,9 @@ check against their own clock. We ask the camera for its time before authenticat
 (``GetSystemDateAndTime`` is allowed without credentials), sign requests with the measured offset
 (the client's ``adjust_time``), and if the skew is over 5 s either set the camera's clock (when the
 config allows) or warn, naming the camera and the skew.
+
+Why this file is long: every ONVIF call, its SOAP quirks and the translation of the library's
+errors into ours stay in one module, so no zeep or onvif type leaks out of it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from gateway.errors import DriverConnectError, DriverError, DriverProtocolError, DriverTimeoutError
+from edge_core.errors import (
+    DriverAuthError,
+    DriverConnectError,
+    DriverError,
+    DriverProtocolError,
+    DriverTimeoutError,
+)
 
 __all__ = [
     "CLOCK_SKEW_LIMIT_S",
@@ -239,10 +248,8 @@ class OnvifSession:
                         f"the camera clock is {skew:+.0f} s off ours; set its time "
                         "(NTP) or allow_set_time = true, and check the username and password"
                     )
-                return DriverProtocolError(
-                    f"ONVIF authentication failed at {self.address} during {what}: {hint}",
-                    device_id=dev,
-                    code="auth",
+                return DriverAuthError(
+                    f"ONVIF authentication failed at {self.address} during {what}: {hint}", device_id=dev
                 )
             return DriverProtocolError(
                 f"{what}: camera answered with a SOAP fault: {text}",
@@ -250,10 +257,9 @@ class OnvifSession:
                 code="soap-fault",
             )
         if isinstance(root, ONVIFAuthError):
-            return DriverProtocolError(
+            return DriverAuthError(
                 f"authentication failed at {self.address} during {what}: check the username and password",
                 device_id=dev,
-                code="auth",
             )
         if isinstance(root, (TimeoutError, asyncio.TimeoutError, ONVIFTimeoutError)):
             return DriverTimeoutError(

@@ -5,7 +5,7 @@ the server's certificate (trust on first use, or a pinned fingerprint), resolve 
 (NodeId or browse path), create one subscription per publishing interval with a monitored item per
 point (sampling interval, queue size, absolute deadband), call ``on_connected``, then hand every
 data change to the sink until the session is lost. A lost session raises a
-:class:`gateway.errors.DriverError`; the supervisor calls ``run`` again with backoff, and the new
+:class:`edge_core.errors.DriverError`; the supervisor calls ``run`` again with backoff, and the new
 session creates every subscription afresh. asyncua's own reconnect loop stays off, so there is one
 place that retries.
 
@@ -21,6 +21,9 @@ Files kept in the state directory (``<state_dir>/opcua``):
 - ``trusted/<device id>.der``: a server certificate trusted on first use.
 
 asyncua types and exceptions do not leave this module.
+
+Why this file is long: one session's parts (security, certificate trust, point resolution,
+subscriptions, alarms) share the asyncua client and its error translation, which must not leak.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from drivers.base import Quality, Reading, ReadingSink
 from edge_config.opcua import OpcUaCertificateIdentity, OpcUaDevice, OpcUaPoint, OpcUaUsername
-from gateway.errors import (
+from edge_core.errors import (
     DriverConnectError,
     DriverError,
     DriverProtocolError,

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -34,9 +33,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_core.backoff import Backoff
+from edge_core.frames import bgr_planes
+from edge_core.ratelimit import RateLimitedLogger
+
 __all__ = ["DecodedFrame", "FrameSink", "IngestStats", "RtspIngest", "bgr_planes", "frame_planes"]
 
 logger = logging.getLogger(__name__)
+_sink_log = RateLimitedLogger(logger, 60.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class IngestStats:
     frames_decoded: int = 0
     keyframes: int = 0
     frames_delivered: int = 0
+    sink_errors: int = 0
     last_frame_monotonic: float | None = None
     last_error: str = ""
     width: int = 0
@@ -117,22 +122,6 @@ def frame_planes(frame: Any) -> tuple[npt.NDArray[np.uint8], tuple[npt.NDArray[n
         u0, v0 = _SEMI_PLANAR[name]
         return _plane_view(frame.planes[0]), (uv[:, u0::2], uv[:, v0::2])
     return frame_planes(frame.reformat(format="yuv420p"))
-
-
-def bgr_planes(
-    bgr: np.ndarray,
-) -> tuple[npt.NDArray[np.uint8], tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] | None]:
-    """The planes a 4:2:0 decoder gives for a BGR picture (a snapshot JPEG, a test scene), each
-    C-contiguous. A picture of odd width or height has no 4:2:0 layout: luma only."""
-    import cv2
-
-    h, w = bgr.shape[:2]
-    if h % 2 or w % 2:
-        return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), np.uint8), None
-    yuv = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), np.uint8)
-    q = (h // 2) * (w // 2)
-    chroma = yuv[h:].reshape(-1)
-    return yuv[:h], (chroma[:q].reshape(h // 2, w // 2), chroma[q:].reshape(h // 2, w // 2))
 
 
 class _Stall(Exception):
@@ -174,16 +163,16 @@ class RtspIngest:
 
     async def run(self, sink: FrameSink) -> None:
         """Ingest until cancelled. Never raises for stream trouble: it reconnects with backoff."""
-        attempt = 0
+        backoff = Backoff(0.5, self.reconnect_max_s)
         while True:
             delivered_before = self.stats.frames_decoded
             error = await self._session_in_thread(sink)
             self.connected = False
-            got_frames = self.stats.frames_decoded > delivered_before
-            attempt = 1 if got_frames else attempt + 1
+            if self.stats.frames_decoded > delivered_before:
+                backoff.reset()
             self.stats.failures += 1
             self.stats.last_error = error
-            delay = min(self.reconnect_max_s, 0.25 * 2 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
+            delay = backoff.next_delay()
             logger.warning(
                 "camera %s: stream %s ended (%s); reconnecting in %.1f s",
                 self.camera_id,
@@ -295,7 +284,9 @@ class RtspIngest:
                         luma, chroma = frame_planes(frame)
                         self.stats.height, self.stats.width = luma.shape
                         self.stats.frames_delivered += 1
-                        sink(DecodedFrame(self.camera_id, time.time(), luma, bool(frame.key_frame), chroma))
+                        self._deliver(
+                            sink, DecodedFrame(self.camera_id, time.time(), luma, bool(frame.key_frame), chroma)
+                        )
                 if not self.replay:
                     return "end of stream"
                 # Replay: start the file again, timestamps continuing one frame after the last.
@@ -311,6 +302,17 @@ class RtspIngest:
         finally:
             self.connected = False
             container.close()
+
+    def _deliver(self, sink: FrameSink, frame: DecodedFrame) -> None:
+        # A bug in whatever consumes frames is not a network fault: log it with its traceback,
+        # count it, and keep the stream open (reconnecting would not fix it).
+        try:
+            sink(frame)
+        except Exception:
+            self.stats.sink_errors += 1
+            _sink_log.exception(
+                self.camera_id, "camera %s: the frame handler failed; the stream goes on", self.camera_id
+            )
 
     def _describe(self, exc: BaseException, what: str) -> str:
         text = str(getattr(exc, "strerror", None) or exc)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_config.tls import TlsSettings
-from gateway.errors import DriverProtocolError
+from edge_core.errors import DriverProtocolError
 
 __all__ = ["TlsFiles", "client_context", "tls_failure", "tls_files"]
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from edge_config._base import SecretRef
 from edge_config.model import GatewayConfig
 from edge_config.tls import TlsSettings
-from gateway.errors import ConfigError
+from edge_core.errors import ConfigError
 
 __all__ = ["LoadedConfig", "check_secrets", "load", "load_text", "models_of"]
 

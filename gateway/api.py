@@ -2,6 +2,7 @@
 
 Every route except /healthz needs ``Authorization: Bearer <token>``. The routes are listed in one
 table (``ROUTES``); gateway/openapi.json documents the same set, and a test keeps the two equal.
+The handlers ask the gateway only what :class:`GatewayView` lists.
 """
 
 from __future__ import annotations
@@ -15,21 +16,52 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from edge_config import LoadedConfig
+from edge_core.errors import ConfigError
 from gateway.envelope import encode_batch
-from gateway.errors import ConfigError
 from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
+from gateway.metrics import Metrics
+from gateway.outbox import FeedAheadError, Outbox
+from gateway.supervisor import SupervisorHealth
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+__all__ = ["PAGE_ROUTES", "ROUTES", "ApiServer", "GatewayView", "build_app"]
 
-__all__ = ["PAGE_ROUTES", "ROUTES", "ApiServer", "build_app"]
 
-GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", object)  # type: ignore[arg-type]
+class GatewayView(Protocol):
+    """What the API may ask of the gateway (``gateway.app.Gateway`` is one)."""
+
+    loaded: LoadedConfig
+    api_token: str
+    started: float
+    ready: asyncio.Event
+    metrics: Metrics
+    outbox: Outbox
+
+    def link_health(self) -> list[SupervisorHealth]: ...
+
+    def incidents_json(self, status: IncidentStatus | None) -> list[dict[str, Any]]: ...
+
+    def incident_json(self, incident_id: str) -> dict[str, Any]: ...
+
+    def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]: ...
+
+    def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]: ...
+
+    def camera_list(self) -> list[dict[str, Any]]: ...
+
+    def has_camera(self, camera_id: str) -> bool: ...
+
+    async def camera_snapshot(self, camera_id: str) -> bytes | None: ...
+
+    async def evidence(self, ref: str) -> tuple[bytes, str] | None: ...
+
+
+GATEWAY: web.AppKey[GatewayView] = web.AppKey("gateway", object)  # type: ignore[arg-type]
 BATCH_TYPE = "application/cloudevents-batch+json"
 _MAX_LIMIT = 1000
 _LAST_EPOCH_S = 253402300800  # 10000-01-01: past it a time cannot be written as ISO 8601
@@ -58,7 +90,7 @@ _BIND_HINTS = {
 }
 
 
-def _gw(request: web.Request) -> Gateway:
+def _gw(request: web.Request) -> GatewayView:
     return request.app[GATEWAY]
 
 
@@ -112,7 +144,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     gw = _gw(request)
-    links = {s.name: s.health.state.value for s in gw.supervisors}
+    links = {h.name: h.state.value for h in gw.link_health()}
     ready = gw.ready.is_set()
     return web.json_response({"ready": ready, "links": links}, status=200 if ready else 503)
 
@@ -129,26 +161,13 @@ async def events(request: web.Request) -> web.Response:
     gw = _gw(request)
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
-    wait = _int_param(request, "wait", 0, 0, int(gw.config.api.max_wait_s))
-    # The status page reads the feed to show it, not to take delivery: with peek=1 a pull-only
-    # box keeps the platform's position, so events it never pulled are still owed to it.
+    wait = _int_param(request, "wait", 0, 0, int(gw.loaded.config.api.max_wait_s))
+    # The status page reads the feed to show it, not to take delivery (see Outbox.pull).
     peek = _int_param(request, "peek", 0, 0, 1) == 1
-    committed = gw.outbox.committed_seq
-    if after > committed:
-        # Past everything this box ever committed: its outbox started again (a new disk, a wiped
-        # state directory). Waiting for after+1 would silently skip every event until then.
-        return _problem(
-            409,
-            "Conflict",
-            f"after={after} is past the last event this box committed ({committed}): its outbox was reset; "
-            "read again from after=0",
-        )
-    if "feed" in gw.outbox.consumers and not peek:
-        # Pull-only box: asking for events after N says the platform holds everything up to N.
-        gw.outbox.set_cursor("feed", min(after, gw.outbox.committed_seq))
-    if wait and gw.outbox.committed_seq <= after:
-        await gw.outbox.wait_committed(after, wait)
-    batch = await asyncio.to_thread(gw.outbox.read_after, after, limit)
+    try:
+        batch = await gw.outbox.pull(after, limit, wait, peek=peek)
+    except FeedAheadError as exc:
+        return _problem(409, "Conflict", str(exc))
     resp = web.Response(body=encode_batch([e.body for e in batch]))
     resp.headers["Content-Type"] = BATCH_TYPE
     last = batch[-1].seq if batch else after
@@ -162,11 +181,7 @@ async def list_incidents(request: web.Request) -> web.Response:
     want = request.query.get("status")
     if want is not None and want not in IncidentStatus._value2member_map_:
         return _problem(400, "Bad Request", f"status must be one of {[s.value for s in IncidentStatus]}")
-    items = [
-        gw.incident_json(i.id, i)
-        for i in sorted(gw.incidents.incidents, key=lambda i: i.started_at)
-        if want is None or i.status.value == want
-    ]
+    items = gw.incidents_json(None if want is None else IncidentStatus(want))
     return web.json_response({"incidents": items})
 
 
@@ -221,14 +236,14 @@ async def devices(request: web.Request) -> web.Response:
                     "restarts": h.restarts,
                     "last_error": h.last_error,
                 }
-                for h in (s.health for s in gw.supervisors)
+                for h in gw.link_health()
             ]
         }
     )
 
 
 async def site(request: web.Request) -> web.Response:
-    s = _gw(request).config.site
+    s = _gw(request).loaded.config.site
     return web.json_response(
         {
             "box_id": s.box_id,
@@ -264,7 +279,7 @@ async def cameras(request: web.Request) -> web.Response:
 async def camera_snapshot(request: web.Request) -> web.Response:
     gw, camera_id = _gw(request), request.match_info["id"]
     # A mistyped id and a camera that sends nothing call for different fixes: say which it is.
-    if camera_id not in gw.cameras:
+    if not gw.has_camera(camera_id):
         return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file (GET /api/v1/cameras lists them)")
     jpeg = await gw.camera_snapshot(camera_id)
     if jpeg is None:
@@ -320,7 +335,7 @@ ROUTES: list[web.RouteDef] = [
 PAGE_ROUTES: list[web.RouteDef] = [web.get("/", page), web.get("/static/{name}", static)]
 
 
-def build_app(gw: Gateway, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
+def build_app(gw: GatewayView, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
     app = web.Application(middlewares=[_auth], client_max_size=64 * 1024)
     app[GATEWAY] = gw
     app.router.add_routes(ROUTES + PAGE_ROUTES + (extra_routes or []))
@@ -330,17 +345,18 @@ def build_app(gw: Gateway, extra_routes: list[web.RouteDef] | None = None) -> we
 class ApiServer:
     """Runs the app with AppRunner/TCPSite inside the gateway's TaskGroup."""
 
-    def __init__(self, gw: Gateway) -> None:
+    def __init__(self, gw: GatewayView) -> None:
         self._gw = gw
         self._runner: web.AppRunner | None = None
-        self.address: tuple[str, int] = (gw.config.api.listen, gw.config.api.port)
+        api = gw.loaded.config.api
+        self.address: tuple[str, int] = (api.listen, api.port)
 
     async def start(self) -> None:
         if not self._gw.api_token:
             log.error("%s", _EMPTY_TOKEN)
         self._runner = web.AppRunner(build_app(self._gw), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        listen, port = self._gw.config.api.listen, self._gw.config.api.port
+        listen, port = self.address
         site = web.TCPSite(self._runner, listen, port)
         try:
             await site.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_config import GatewayConfig, check_secrets, load
-from gateway.errors import ConfigError
+from edge_core.errors import ConfigError
 from gateway.logsetup import setup_logging
 
 __all__ = ["main"]
@@ -22,9 +22,26 @@ __all__ = ["main"]
 _SERVICE_CACHE = "/var/lib/edge-gateway/numba-cache"  # Environment=NUMBA_CACHE_DIR= in the unit
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from gateway.app import run_daemon
+async def run_daemon(config_path: Path) -> int:
+    """`edge-gateway run`: load, run until SIGTERM/SIGINT, reload on SIGHUP."""
+    from gateway.app import Gateway
 
+    loaded = load(config_path)
+    problems, unchecked = check_secrets(loaded)
+    if problems or unchecked:
+        # The daemon needs every secret now; a credential that cannot be checked is missing here.
+        raise ConfigError(f"{config_path}: secrets missing", problems + unchecked)
+    gw = Gateway(loaded)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gw.reload)
+    await gw.run(stop)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     return _run_reporting_config_problems(run_daemon(Path(args.config)))
 

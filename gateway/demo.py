@@ -27,7 +27,7 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 
 from edge_config import load
-from gateway.errors import ConfigError
+from edge_core.errors import ConfigError
 from simulators.demo_camera import demo_camera
 from simulators.pumphouse import pumphouse
 

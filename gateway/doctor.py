@@ -27,8 +27,8 @@ from edge_config.camera import CameraDevice
 from edge_config.loader import models_of
 from edge_config.opcua import OpcUaDevice
 from edge_config.tls import TlsSettings
+from edge_core.errors import ConfigError, DriverProtocolError
 from gateway.app import default_state_dir
-from gateway.errors import ConfigError, DriverProtocolError
 from gateway.outbox import CAPACITY_WINDOW_S, covers_hours, intake_since
 
 __all__ = ["UNIT", "Check", "run_doctor"]

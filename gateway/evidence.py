@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.signals import Evidence
+from edge_core.signals import Evidence
 
 __all__ = ["EvidenceStore"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.signals import GBT28181_ALARM, Category, Evidence, Severity, Signal
+from edge_core.signals import GBT28181_ALARM, Category, Evidence, Severity, Signal
 
 __all__ = [
     "Change",
@@ -182,6 +182,11 @@ class IncidentManager:
     def incidents(self) -> list[Incident]:
         return list(self._by_id.values())
 
+    @property
+    def open(self) -> list[Incident]:
+        """Incidents whose condition is still the platform's to handle (open or acknowledged)."""
+        return [i for i in self._by_id.values() if i.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)]
+
     def is_live(self, incident_id: str) -> bool:
         """Whether the incident still absorbs signals or feedback (else it is history)."""
         return incident_id in self._by_id
@@ -217,7 +222,7 @@ class IncidentManager:
         if sig.evidence_only:
             # Evidence fetched after the fact (a snapshot taken once the event opened): link it to
             # whatever incident the key has now, and never open or reopen one for it.
-            return None if sig.evidence is None else self.attach_evidence(sig.key, sig.evidence)
+            return None if sig.evidence is None else self._attach_evidence(sig.key, sig.evidence)
         if inc is not None and not inc.condition_active and inc.status is IncidentStatus.RESOLVED:
             cooldown = self._policy_for(sig.rule).cooldown_s
             if inc.ended_at is not None and sig.time - inc.ended_at <= cooldown:
@@ -279,7 +284,7 @@ class IncidentManager:
             inc.evidence = sig.evidence
         inc.details.update(sig.details)
 
-    def attach_evidence(self, key: tuple[str, str, str], evidence: Evidence) -> Change | None:
+    def _attach_evidence(self, key: tuple[str, str, str], evidence: Evidence) -> Change | None:
         """Link evidence that was produced after the incident opened (a snapshot, a sensor window).
 
         Published at once as an update: evidence is news the platform is waiting for. It never

@@ -14,7 +14,12 @@ Readers (the pull feed, the pushers) read committed rows through their own conne
 them read while the writer writes. Each push channel keeps a durable cursor; an event is
 *delivered* once every consumer's cursor has passed it. Undelivered events are kept up to a byte
 budget; beyond it the oldest events of the lowest severity go first, and the loss is counted and
-reported through ``on_overflow``.
+reported through ``on_overflow``. A box with no push channel has one consumer, :data:`FEED`: the
+platform's own position in the pull feed (:meth:`Outbox.pull`).
+
+Why this file is long: the writer thread, the group commit, the byte budget and the readers share
+one connection discipline and one set of counters; split up, each part would reach into the
+others' private state.
 """
 
 from __future__ import annotations
@@ -29,10 +34,37 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import OutboxError
+from edge_core.errors import OutboxError
 from gateway.metrics import Metrics
 
-__all__ = ["CAPACITY_WINDOW_S", "Outbox", "OutboxCapacity", "StoredEvent", "covers_hours", "intake_since"]
+__all__ = [
+    "CAPACITY_WINDOW_S",
+    "FEED",
+    "FeedAheadError",
+    "Outbox",
+    "OutboxCapacity",
+    "StoredEvent",
+    "covers_hours",
+    "intake_since",
+]
+
+FEED = "feed"
+"""The consumer that stands for the platform pulling the feed, on a box with no push channel."""
+
+
+class FeedAheadError(OutboxError):
+    """A feed read asked for events after a sequence this box never committed: its outbox started
+    again (a new disk, a wiped state directory), and waiting for after+1 would silently skip every
+    event until then."""
+
+    def __init__(self, after: int, committed: int) -> None:
+        super().__init__(
+            f"after={after} is past the last event this box committed ({committed}): its outbox was reset; "
+            "read again from after=0"
+        )
+        self.after = after
+        self.committed = committed
+
 
 log = logging.getLogger(__name__)
 
@@ -551,6 +583,24 @@ class Outbox:
                 (after, self.committed_seq, limit),
             ).fetchall()
         return [StoredEvent(seq, src, bytes(body)) for seq, src, body in rows]
+
+    async def pull(self, after: int, limit: int, wait_s: float = 0.0, *, peek: bool = False) -> list[StoredEvent]:
+        """The pull feed: committed events after ``after``, oldest first, waiting up to ``wait_s``
+        for one when there are none yet.
+
+        On a pull-only box, asking for events after N says the platform holds everything up to N:
+        the :data:`FEED` cursor moves there, and what it passed counts as delivered. A ``peek``
+        (the status page showing the feed) moves nothing, so events the platform never pulled are
+        still owed to it. Raises :class:`FeedAheadError` when ``after`` is past the last commit.
+        """
+        committed = self.committed_seq
+        if after > committed:
+            raise FeedAheadError(after, committed)
+        if FEED in self._consumers and not peek:
+            self.set_cursor(FEED, after)
+        if wait_s and self.committed_seq <= after:
+            await self.wait_committed(after, wait_s)
+        return await asyncio.to_thread(self.read_after, after, limit)
 
     async def wait_committed(self, after: int, timeout: float) -> bool:
         """Wait up to ``timeout`` s for an event with seq > after to be committed."""

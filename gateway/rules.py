@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from anomaly import PointDetector, make_detector
 from drivers.base import Reading
 from edge_config.rules import AnomalyRule, RateRule, Rule, SilenceRule, StuckRule, ThresholdRule
-from gateway.signals import Category, Severity, Signal
+from edge_core.signals import Category, Severity, Signal, SignalSink
 
 __all__ = ["AnomalyWindow", "RuleEngine"]
-
-SignalSink = Callable[[Signal], None]
 
 _SEVERITY = {"info": Severity.INFO, "minor": Severity.MINOR, "major": Severity.MAJOR, "critical": Severity.CRITICAL}
 
@@ -209,10 +207,12 @@ class AnomalyWindow:
     threshold: float
     onset: float
     readings: tuple[tuple[float, float, float], ...]  # (time, value, score)
+    signal: Signal
+    """The signal that opened the anomaly: ``signal.with_evidence(...)`` links the window to it."""
 
 
 class _Anomaly(_Eval):
-    __slots__ = ("detector", "onset", "post_left", "quiet_since", "window")
+    __slots__ = ("detector", "onset", "opened", "post_left", "quiet_since", "window")
     rule: AnomalyRule
 
     def __init__(self, rule: AnomalyRule, device: str, point: str | None, state: bytes | None = None) -> None:
@@ -221,6 +221,7 @@ class _Anomaly(_Eval):
         self.window: deque[tuple[float, float, float]] = deque(maxlen=rule.evidence_readings)
         self.quiet_since: float | None = None
         self.onset = 0.0
+        self.opened: Signal | None = None
         self.post_left = 0
 
     def reading(self, r: Reading) -> Signal | None:
@@ -231,15 +232,19 @@ class _Anomaly(_Eval):
             self.post_left -= 1
         if score >= rule.threshold:
             self.quiet_since = None
-            if not self.active:
+            opening = not self.active
+            if opening:
                 self.onset = r.time
                 self.post_left = max(1, rule.evidence_readings // 4)
             elif self.repeats_too_soon(True, r.time):
                 return None
             summary = f"{self.point} {r.value:g}{' ' + r.unit if r.unit else ''} anomalous (score {score:.2f})"
-            return self.signal(
+            sig = self.signal(
                 True, r.time, Category.SENSOR_ANOMALY, summary, value=r.value, score=score, threshold=rule.threshold
             )
+            if opening:
+                self.opened = sig
+            return sig
         if self.active:
             if self.quiet_since is None:
                 self.quiet_since = r.time
@@ -262,7 +267,7 @@ class _Anomaly(_Eval):
 
     def evidence_due(self) -> AnomalyWindow | None:
         """The onset's window once a quarter of it lies after the onset (then never again)."""
-        if self.post_left != 1:
+        if self.post_left != 1 or self.opened is None:
             return None
         self.post_left = 0
         return AnomalyWindow(
@@ -273,6 +278,7 @@ class _Anomaly(_Eval):
             self.rule.threshold,
             self.onset,
             tuple(self.window),
+            self.opened,
         )
 
     def carry_from(self, prev: _Eval) -> None:
@@ -361,6 +367,10 @@ class RuleEngine:
                         ev.last_seen, ev.active = prev.last_seen, prev.active
                     self._silence.setdefault(dev, []).append(ev)
         self._old_point_state = old
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule in force with this id (None: a detector's signal, not a [[rules]] entry)."""
+        return next((r for r in self._rules if r.id == rule_id), None)
 
     def _matching(self, rule: Rule) -> list[str]:
         return [d for d in self._devices if any(fnmatch.fnmatchcase(d, p) for p in rule.devices)]

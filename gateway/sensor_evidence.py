@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
 import numpy as np
 
+from edge_core.signals import Evidence, EvidenceSink
 from gateway.incidents import iso_time
 from gateway.rules import AnomalyWindow
 
-__all__ = ["window_json", "window_png"]
+__all__ = ["store_window", "window_json", "window_png"]
 
 _W, _H, _PAD = 480, 200, 24
+
+
+def store_window(store: EvidenceSink, w: AnomalyWindow) -> Evidence:
+    """Store the window as JSON, with its plot as the preview people see. Blocking file I/O."""
+    plot = store.put(window_png(w), "image/png", "plot of the readings around the onset")
+    data = store.put(window_json(w), "application/json", "readings around the onset")
+    return dataclasses.replace(data, preview=plot.ref)
 
 
 def window_json(w: AnomalyWindow) -> bytes:

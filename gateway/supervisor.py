@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from drivers.base import DriverState
-from gateway.errors import DriverError
+from edge_core.backoff import Backoff
+from edge_core.errors import DriverError
 from gateway.metrics import Metrics
 
-__all__ = ["Backoff", "Supervisor", "SupervisorHealth"]
+__all__ = ["Supervisor", "SupervisorHealth"]
 
 log = logging.getLogger(__name__)
 
@@ -30,24 +30,6 @@ class SupervisorHealth:
     since: float
     restarts: int
     last_error: str | None
-
-
-class Backoff:
-    """Exponential backoff with full jitter, capped: delay n is uniform in [cap_n / 2, cap_n]."""
-
-    def __init__(self, base_s: float = 0.5, max_s: float = 30.0) -> None:
-        self.base_s = base_s
-        self.max_s = max_s
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        # The exponent stops growing once far past any cap: 2.0**1024 raises OverflowError.
-        cap = min(self.max_s, self.base_s * 2.0 ** min(self.attempt, 64))
-        self.attempt += 1
-        return random.uniform(cap / 2, cap)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class Supervisor:

@@ -25,7 +25,7 @@ from amqtt.errors import ClientError as AmqttClientError
 
 from drivers.tls import client_context, tls_failure, tls_files
 from edge_config.tls import TlsSettings
-from gateway.errors import DriverConnectError
+from edge_core.errors import DriverConnectError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 

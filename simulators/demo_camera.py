@@ -33,7 +33,10 @@ _GI_CHECK = (
     "missing = [e for e in ('appsrc', 'qtdemux', 'h264parse', 'rtph264pay') if not Gst.ElementFactory.find(e)]; "
     "raise SystemExit(' '.join(missing) or None)"
 )
-_SERVER = Path(__file__).with_name("rtsp_server.py")
+# GStreamer's RTSP server, run by Debian's python3 (python3-gi is no pip package). It is a test peer,
+# so it lives under tests/: in a checkout the demo streams through it; installed without the
+# checkout, the demo replays its clip instead.
+_SERVER = Path(__file__).resolve().parents[1] / "tests" / "peers" / "rtsp_server.py"
 
 
 @dataclasses.dataclass
@@ -62,6 +65,8 @@ class DemoCamera:
 
 
 def _gstreamer_available() -> bool:
+    if not _SERVER.is_file():
+        return False
     try:
         r = subprocess.run([SYSTEM_PYTHON, "-c", _GI_CHECK], capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):

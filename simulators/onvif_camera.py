@@ -13,6 +13,9 @@ Faults to inject, as a camera would misbehave:
 - :meth:`OnvifCameraSim.skew_clock` / :meth:`set_clock`: the camera's clock is off.
 
 Run standalone for the demo: ``python -m simulators.onvif_camera --port 8000 --rtsp rtsp://...``.
+
+Why this file is long: a camera is one SOAP endpoint whose services share one state (profiles,
+clock, subscriptions, credentials); tests drive that state through one object.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from edge_config.vision import Zone
+from edge_core.frames import planes_to_bgr
 from vision._motion import Box
 
 __all__ = ["draw_comparison", "draw_evidence", "planes_to_bgr"]
@@ -16,17 +17,6 @@ __all__ = ["draw_comparison", "draw_evidence", "planes_to_bgr"]
 _ZONE_COLOURS = {"restricted": (0, 0, 255), "motion": (0, 215, 255), "ignore": (128, 128, 128)}
 _BOX_COLOUR = (0, 255, 0)
 _PANEL_MAX_HEIGHT = 360  # a comparison's panels: enough to recognise a view, small to send
-
-
-def planes_to_bgr(luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """A BGR picture of a frame from its planes: in colour from 4:2:0 chroma (U, V of half the
-    luma's even height and width), else grey."""
-    h, w = luma.shape
-    half = (h // 2, w // 2)
-    if chroma is not None and h % 2 == 0 and w % 2 == 0 and chroma[0].shape == half == chroma[1].shape:
-        i420 = np.concatenate((luma.reshape(-1), chroma[0].reshape(-1), chroma[1].reshape(-1)))
-        return np.asarray(cv2.cvtColor(i420.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420), np.uint8)
-    return np.asarray(cv2.cvtColor(np.ascontiguousarray(luma), cv2.COLOR_GRAY2BGR), np.uint8)
 
 
 def draw_evidence(

@@ -80,7 +80,7 @@ class RtspServer:
         self.proc = subprocess.Popen(
             [
                 SYSTEM_PYTHON,
-                str(_ROOT / "simulators" / "rtsp_server.py"),
+                str(_ROOT / "tests" / "peers" / "rtsp_server.py"),
                 "--port",
                 str(self.port),
                 "--clip",

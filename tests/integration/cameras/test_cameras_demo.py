@@ -11,7 +11,7 @@ from drivers.camera import Camera
 from drivers.discovery import discover
 from drivers.rtsp import DecodedFrame
 from edge_config.camera import CameraDevice
-from gateway.signals import Signal
+from edge_core.signals import Signal
 from simulators.demo_camera import demo_camera
 
 
@@ -44,8 +44,9 @@ async def test_demo_camera_replays_the_scene_and_is_discoverable(tmp_path: Path,
 
 
 async def test_vision_stage_raises_intrusion_in_the_zone_with_evidence(tmp_path: Path, scene_clip: Path) -> None:
+    from edge_core.signals import Category
+    from gateway.camera_stage import CameraVision
     from gateway.evidence import EvidenceStore
-    from gateway.signals import Category
 
     shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")
     store = EvidenceStore(tmp_path / "evidence", budget_bytes=20_000_000)
@@ -54,7 +55,8 @@ async def test_vision_stage_raises_intrusion_in_the_zone_with_evidence(tmp_path:
         # The test clip is short: the walker crosses the zone in 0.4 s, so analyse every frame.
         stream = demo.device["stream"] | {"analysis_fps": 25.0}
         config = CameraDevice.model_validate(demo.device | {"events": False, "stream": stream})
-        camera = Camera.from_config(config, tmp_path, evidence=store, analyse=True)
+        stage = CameraVision(config, signals.append, store)
+        camera = Camera.from_config(config, tmp_path, evidence=store, frame_sink=stage.process)
         connected = asyncio.Event()
         task = asyncio.create_task(camera.run(signals.append, connected.set))
         try:
@@ -65,8 +67,7 @@ async def test_vision_stage_raises_intrusion_in_the_zone_with_evidence(tmp_path:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    assert camera.vision is not None
-    assert camera.vision.frames > 10
+    assert stage.frames > 10 and stage.errors == 0
     intrusions = [s for s in signals if s.rule == "intrusion" and s.active]
     assert intrusions, [(s.rule, s.zone, s.active) for s in signals]
     first = intrusions[0]

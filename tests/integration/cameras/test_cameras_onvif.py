@@ -9,7 +9,7 @@ import re
 import pytest
 
 from drivers.onvif import EventKind, OnvifSession, redact_url, with_credentials
-from gateway.errors import DriverConnectError, DriverProtocolError
+from edge_core.errors import DriverConnectError, DriverProtocolError
 from simulators.onvif_camera import OnvifCameraSim
 from tests.integration.cameras._peers import PASSWORD, USER, unclosed_http_reports
 

@@ -14,8 +14,8 @@ import pytest
 from drivers.camera import Camera
 from drivers.rtsp import DecodedFrame, RtspIngest
 from edge_config.camera import CameraDevice
+from edge_core.signals import Category, Signal
 from gateway.evidence import EvidenceStore
-from gateway.signals import Category, Signal
 from simulators.onvif_camera import OnvifCameraSim
 from tests.integration.cameras._peers import PASSWORD, USER, RtspServer, unclosed_http_reports
 
@@ -221,30 +221,18 @@ async def test_rtsp_credentials_never_reach_logs_or_errors(
     assert "rtsp://127.0.0.1:" in caplog.text
 
 
-async def test_stop_during_the_kernel_warm_up_closes_the_onvif_sessions(
-    onvif_sim: OnvifCameraSim, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The only stand-in here is the warm-up itself (cold, it compiles for seconds): it waits until
-    # the test cancels. The camera, its ONVIF simulator and the client are real.
-    import drivers.camera as camera_module
-
-    warming = asyncio.Event()
-
-    async def slow_warm_up() -> None:
-        warming.set()
-        await asyncio.Event().wait()
-
-    monkeypatch.setattr(camera_module, "_warm_vision", slow_warm_up)
-
+async def test_a_stop_right_after_connecting_closes_the_onvif_sessions(onvif_sim: OnvifCameraSim) -> None:
+    # Cancelled the moment it is connected (a stop while the stream is still opening): every exit
+    # from there closes the session. Camera, ONVIF simulator and client are all real.
     async def start_and_stop() -> None:
-        camera = Camera(_config(onvif_sim, events=False), password=PASSWORD, analyse=True)
-        task = asyncio.create_task(camera.run(lambda _s: None, lambda: None))
-        await asyncio.wait_for(warming.wait(), 15)
+        connected = asyncio.Event()
+        camera = Camera(_config(onvif_sim, events=False), password=PASSWORD)
+        task = asyncio.create_task(camera.run(lambda _s: None, connected.set))
+        await asyncio.wait_for(connected.wait(), 15)
         assert camera.session is not None
         task.cancel()
         await asyncio.wait([task])
         assert task.cancelled()
         assert camera.session is None
 
-    # aiohttp reports a session collected unclosed through the loop's exception handler
     assert await unclosed_http_reports(start_and_stop) == []

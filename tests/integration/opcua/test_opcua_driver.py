@@ -29,7 +29,7 @@ from opcua_fixtures import (
 
 from drivers.base import Quality, Reading
 from drivers.opcua import OpcUaAlarm, OpcUaDriver, certificate_fingerprint
-from gateway.errors import DriverConnectError, DriverProtocolError
+from edge_core.errors import DriverConnectError, DriverProtocolError
 
 # The servers are module-scoped (an asyncua server takes ~1.5 s to start and 1 s to stop), so the
 # tests share the module's event loop; each test resets the values it relies on.

@@ -17,8 +17,8 @@ from drivers.camera import Camera
 from drivers.onvif import EventKind, classify_topic, redact_url, with_credentials
 from drivers.rtsp import DecodedFrame, bgr_planes, frame_planes
 from edge_config.camera import CameraDevice, EventGating, StreamMode
-from gateway.errors import DriverError
-from gateway.signals import Signal
+from edge_core.errors import DriverError
+from edge_core.signals import Signal
 from simulators.onvif_camera import parse_duration
 
 
@@ -175,7 +175,7 @@ async def test_offline_is_counted_from_the_first_connect_not_from_start_up(monke
     monkeypatch.setattr(camera_module, "time", clock)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, not listening: the ONVIF connect is refused at once
-        cam = Camera(_camera(host="127.0.0.1", port=closed.getsockname()[1]), password=None, analyse=False)
+        cam = Camera(_camera(host="127.0.0.1", port=closed.getsockname()[1]), password=None)
         signals: list[Signal] = []
         clock.now += 60  # kernels compiling
         with pytest.raises(DriverError):
@@ -190,7 +190,8 @@ async def test_offline_is_counted_from_the_first_connect_not_from_start_up(monke
 def test_camera_vision_follows_the_picture_into_ir_mode_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 
-    from drivers.camera import CameraVision
+    from gateway import camera_stage
+    from gateway.camera_stage import CameraVision
     from simulators.scene import SceneTimeline, scene_frames
     from vision import IrModeTracker
 
@@ -198,7 +199,7 @@ def test_camera_vision_follows_the_picture_into_ir_mode_and_back(monkeypatch: py
     cfg = _camera(vision={"profiles": {"schedule": {"night_start": "12:00", "night_end": "12:00"}}})
     signals: list[Signal] = []
     cv = CameraVision(cfg, signals.append)
-    monkeypatch.setattr(camera_module, "_IR_CHECK_S", 0.0)  # measure every frame
+    monkeypatch.setattr(camera_stage, "_IR_CHECK_S", 0.0)  # measure every frame
     cv.ir = IrModeTracker(hold_s=0.0)  # and believe the first measurement
 
     def frame(t: float, rgb: np.ndarray, mono: bool) -> DecodedFrame:
@@ -212,6 +213,7 @@ def test_camera_vision_follows_the_picture_into_ir_mode_and_back(monkeypatch: py
     assert _camera().vision.stabilise == "auto"  # aligns only while the camera shakes
     for t, rgb in scene_frames(SceneTimeline(walk_start=100.0, walk_end=101.0, lights_on=100.0, seconds=3.0)):
         cv.process(frame(t, rgb, mono=1.0 <= t < 2.0))
+        assert cv._det is not None
         seen.append((cv.profile, cv.ir.ir_on, cv._det.settings.threshold_sigma))
     assert cv.errors == 0
     assert seen[0] == ("day", None, 3.5)  # colour, never seen in IR mode: the clock's day
@@ -224,7 +226,7 @@ def test_camera_vision_follows_the_picture_into_ir_mode_and_back(monkeypatch: py
 def test_camera_vision_tamper_evidence_shows_the_learned_view_beside_the_covered_one(tmp_path: Path) -> None:
     import cv2
 
-    from drivers.camera import CameraVision
+    from gateway.camera_stage import CameraVision
     from gateway.evidence import EvidenceStore
     from simulators.scene import SceneTimeline, scene_frames
 

@@ -10,7 +10,7 @@ import pytest
 
 from drivers.tls import client_context, tls_failure
 from edge_config.tls import TlsSettings
-from gateway.errors import DriverProtocolError
+from edge_core.errors import DriverProtocolError
 from tests.pki import Pki
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge_config import GatewayConfig, load
+from edge_core.errors import ConfigError
 from gateway.cli import main
-from gateway.errors import ConfigError
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "edge_config" / "examples").glob("*.toml"))
 

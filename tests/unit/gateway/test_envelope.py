@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 
+from edge_core.signals import Category, Evidence, Severity, Signal
 from gateway.envelope import DATA_SCHEMA, EVENT_TYPE_PREFIX, encode_batch, event_type, incident_event
 from gateway.incidents import Change, EventKind, Feedback, IncidentManager, RoutingPolicy
-from gateway.signals import Category, Evidence, Severity, Signal
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "gateway" / "schemas" / "incident.schema.json").read_text())
 T0 = 1_800_000_000.0

@@ -1,4 +1,8 @@
-"""IncidentManager: one physical event is one incident with a life, and its data matches the schema."""
+"""IncidentManager: one physical event is one incident with a life, and its data matches the schema.
+
+Why this file is long: an incident's life (open, update, resolve, feedback, restore) is one
+state machine, tested with one set of helpers.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from edge_core.signals import GBT28181_ALARM, Category, Evidence, Severity, Signal
 from gateway.incidents import (
     Change,
     EventKind,
@@ -21,7 +26,6 @@ from gateway.incidents import (
     incident_data,
     iso_time,
 )
-from gateway.signals import GBT28181_ALARM, Category, Evidence, Severity, Signal
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "gateway" / "schemas" / "incident.schema.json"
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z

@@ -1,4 +1,8 @@
-"""The durable outbox: group commit, order, cursors, byte budget, pruning, recovery, and kill -9."""
+"""The durable outbox: group commit, order, cursors, byte budget, pruning, recovery, and kill -9.
+
+Why this file is long: the outbox's guarantees (order, durability, budget, cursors) are
+checked against one shared set of fixtures and helpers.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import OutboxError
+from edge_core.errors import OutboxError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, intake_since
 

@@ -8,8 +8,8 @@ import pytest
 
 from drivers.base import Reading
 from edge_config.rules import RateRule, SilenceRule, StuckRule, ThresholdRule
+from edge_core.signals import Category, Severity, Signal
 from gateway.rules import RuleEngine
-from gateway.signals import Category, Severity, Signal
 
 T0 = 1_800_000_000.0
 

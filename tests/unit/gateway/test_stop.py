@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from gateway import app
+from edge_core.tasks import await_stopped
 
 
 async def stubborn() -> None:
@@ -18,17 +18,14 @@ async def stubborn() -> None:
     await asyncio.sleep(0.3)
 
 
-async def test_a_task_slow_to_stop_is_named_with_where_it_waits(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(app, "_STOP_DRIVERS_S", 0.05)
+async def test_a_task_slow_to_stop_is_named_with_where_it_waits(caplog: pytest.LogCaptureFixture) -> None:
     slow = asyncio.create_task(stubborn(), name="gw[mqtt:village].supervisor")
     quick = asyncio.create_task(asyncio.sleep(3600), name="gw[camera:gate].supervisor")
     await asyncio.sleep(0)
     for t in (slow, quick):
         t.cancel()
-    with caplog.at_level(logging.WARNING, logger="gateway.app"):
-        await app._await_stopped([slow, quick])
+    with caplog.at_level(logging.WARNING, logger="edge_core.tasks"):
+        await await_stopped([slow, quick], 0.05)
     assert slow.done() and quick.cancelled()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
@@ -36,7 +33,7 @@ async def test_a_task_slow_to_stop_is_named_with_where_it_waits(
     assert "test_stop.py" in lines[0] and "stubborn" in lines[0]
 
 
-async def test_a_lost_cancellation_does_not_stall_the_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_lost_cancellation_does_not_stall_the_stop() -> None:
     # A cancellation swallowed for good: the driver then waits for its connection to drop, which
     # never comes during a stop.
     async def forgets() -> None:
@@ -44,9 +41,8 @@ async def test_a_lost_cancellation_does_not_stall_the_stop(monkeypatch: pytest.M
             await asyncio.sleep(3600)
         await asyncio.sleep(3600)
 
-    monkeypatch.setattr(app, "_STOP_DRIVERS_S", 0.05)
     task = asyncio.create_task(forgets(), name="gw[opcua:pump-plc-01].supervisor")
     await asyncio.sleep(0)
     task.cancel()
-    await asyncio.wait_for(app._await_stopped([task]), 5)
+    await asyncio.wait_for(await_stopped([task], 0.05), 5)
     assert task.cancelled()

@@ -10,9 +10,10 @@ from collections.abc import Callable
 import pytest
 
 from drivers.base import DriverState
-from gateway.errors import DriverConnectError
+from edge_core.backoff import Backoff
+from edge_core.errors import DriverConnectError
 from gateway.metrics import Metrics
-from gateway.supervisor import Backoff, Supervisor, SupervisorHealth
+from gateway.supervisor import Supervisor, SupervisorHealth
 
 
 def test_backoff_doubles_within_jittered_bounds_up_to_the_cap() -> None:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from edge_config import load, load_text
 from edge_config.opcua import OpcUaAnonymous, OpcUaDevice, OpcUaUsername
-from gateway.errors import ConfigError
+from edge_core.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "edge_config" / "examples" / "opcua-pumphouse.toml"
 FP = "3A:7F:0C:91:5E:22:B4:D8:6A:11:C0:9E:47:F3:28:6B:D5:02:8C:1A:9F:E4:73:3B:60:CC:81:0D:5A:B2:97:E6"

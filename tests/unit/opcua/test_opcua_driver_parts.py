@@ -24,7 +24,7 @@ from drivers.opcua import (
     certificate_fingerprint,
 )
 from edge_config.opcua import OpcUaDevice
-from gateway.errors import DriverConnectError, DriverProtocolError, DriverTimeoutError
+from edge_core.errors import DriverConnectError, DriverProtocolError, DriverTimeoutError
 
 URI = "urn:township-edge-gateway:test-box"
 

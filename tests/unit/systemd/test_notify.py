@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from systemd.notify import Notifier
+from gateway.notify import Notifier
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Every vision kernel against its plain NumPy reference in naive.py."""
+"""Every vision kernel against its plain NumPy reference in naive.py.
+
+Why this file is long: the kernels live in one file (numba's cache is keyed on it), and
+their reference tests follow them one to one.
+"""
 
 from __future__ import annotations
 

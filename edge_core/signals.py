@@ -1,16 +1,23 @@
 """The one small interface every detector uses to tell the gateway that a condition holds or ended.
 
 Rules over readings, the vision stage, sensor-anomaly detectors and camera events all speak in
-:class:`Signal`; :mod:`gateway.incidents` turns signals into incidents with a life (opened, updated,
-resolved), so no detector has to know about deduplication, cooldowns, platform feedback or the outbox.
+:class:`Signal` and hand it to a :class:`SignalSink`; the gateway's incident manager turns signals
+into incidents with a life (opened, updated, resolved), so no detector has to know about
+deduplication, cooldowns, platform feedback or the outbox.
+
+Evidence made after a signal (a snapshot fetched, a sensor window complete) reaches its incident
+one way only: ``sink(signal.with_evidence(evidence))``, stored through an :class:`EvidenceSink`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import time as _time
 from dataclasses import dataclass, field
+from typing import Protocol
 
-__all__ = ["GBT28181_ALARM", "Category", "Evidence", "Severity", "Signal"]
+__all__ = ["GBT28181_ALARM", "Category", "Evidence", "EvidenceSink", "Severity", "Signal", "SignalSink"]
 
 
 class Category(enum.StrEnum):
@@ -108,3 +115,21 @@ class Signal:
     def key(self) -> tuple[str, str, str]:
         """The dedup key: one open incident at most per key."""
         return (self.device, self.point or self.zone or "", self.rule)
+
+    def with_evidence(self, evidence: Evidence, when: float | None = None) -> Signal:
+        """The follow-up that links ``evidence`` to this signal's incident (and opens nothing)."""
+        return dataclasses.replace(
+            self, time=_time.time() if when is None else when, evidence=evidence, evidence_only=True
+        )
+
+
+class SignalSink(Protocol):
+    """Where detectors send signals: the gateway's incident path (on the event loop)."""
+
+    def __call__(self, signal: Signal, /) -> None: ...
+
+
+class EvidenceSink(Protocol):
+    """Where evidence files go (the gateway's evidence store); blocking file I/O."""
+
+    def put(self, data: bytes, media_type: str = "image/jpeg", description: str = "") -> Evidence: ...

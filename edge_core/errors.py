@@ -1,13 +1,14 @@
 """The gateway's error hierarchy, in one place.
 
-This module imports nothing from the project so that every layer (edge_config, drivers, vision,
-gateway) can raise these types without an import cycle.
+Every layer raises these types; callers tell errors apart by type, never by comparing ``code``
+strings (``code`` is a short reason for people and the status page).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DriverAuthError",
     "DriverConnectError",
     "DriverError",
     "DriverProtocolError",
@@ -47,6 +48,14 @@ class DriverConnectError(DriverError):
 
 class DriverProtocolError(DriverError):
     """The device answered, but not in a way the driver understands (bad node, bad schema, auth)."""
+
+
+class DriverAuthError(DriverProtocolError):
+    """The device refused our credentials: retrying with the same ones will not help, so callers
+    that retry other faults let this one through."""
+
+    def __init__(self, message: str, *, device_id: str, code: str = "auth") -> None:
+        super().__init__(message, device_id=device_id, code=code)
 
 
 class DriverTimeoutError(DriverError):

@@ -2,7 +2,7 @@
 
 Run it with Debian's interpreter (the venv has no GObject bindings)::
 
-    /usr/bin/python3 simulators/rtsp_server.py --port 8554 --clip scene.mp4
+    /usr/bin/python3 tests/peers/rtsp_server.py --port 8554 --clip scene.mp4
 
 Mounts:
 

@@ -18,6 +18,13 @@ class RateLimitedLogger:
         self._suppressed: dict[str, int] = {}
 
     def warning(self, key: str, msg: str, *args: object) -> None:
+        self._log(logging.WARNING, key, msg, args)
+
+    def exception(self, key: str, msg: str, *args: object) -> None:
+        """An error with the traceback of the exception being handled."""
+        self._log(logging.ERROR, key, msg, args, exc_info=True)
+
+    def _log(self, level: int, key: str, msg: str, args: tuple[object, ...], exc_info: bool = False) -> None:
         now = time.monotonic()
         if now - self._last.get(key, -1e18) < self._interval:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
@@ -25,6 +32,6 @@ class RateLimitedLogger:
         self._last[key] = now
         n = self._suppressed.pop(key, 0)
         if n:
-            self._logger.warning(msg + " (%d similar suppressed)", *args, n)
+            self._logger.log(level, msg + " (%d similar suppressed)", *args, n, exc_info=exc_info)
         else:
-            self._logger.warning(msg, *args)
+            self._logger.log(level, msg, *args, exc_info=exc_info)
