@@ -374,13 +374,15 @@ class Camera:
             self.state = CameraState.OFFLINE
             last_error = self.ingest.stats.last_error if self.ingest is not None else self.snapshot_stats.last_error
             sink(
-                self._signal(
+                camera_signal(
+                    cfg,
                     "camera-offline",
                     True,
                     Category.CAMERA_OFFLINE,
                     Severity.MAJOR,
                     f"no video from the camera for {age:.0f} s",
                     detector="stream-watch",
+                    time=time.time(),
                     value=round(age, 1),
                     threshold=cfg.stream.offline_after_s,
                     details={"last_error": last_error[:200]} if last_error else {},
@@ -391,13 +393,15 @@ class Camera:
             self._offline = False
             self.state = CameraState.STREAMING
             sink(
-                self._signal(
+                camera_signal(
+                    cfg,
                     "camera-offline",
                     False,
                     Category.CAMERA_OFFLINE,
                     Severity.MAJOR,
                     "video is back",
                     detector="stream-watch",
+                    time=time.time(),
                 )
             )
             logger.warning("camera %s: video is back", cfg.id)
@@ -492,7 +496,8 @@ class Camera:
                 self._active_rules.add(rule)
             else:
                 self._active_rules.discard(rule)
-            signal = self._signal(
+            signal = camera_signal(
+                cfg,
                 rule,
                 active,
                 category,
@@ -500,7 +505,7 @@ class Camera:
                 summary if active else summary + ": ended",
                 detector="camera-onvif",
                 details={"topic": ev.topic, "source": ev.source[:200]},
-                when=ev.time,
+                time=ev.time,
             )
             sink(signal)
             if active and self._evidence is not None:
@@ -528,30 +533,6 @@ class Camera:
         evidence: Evidence = await asyncio.to_thread(store.put, data, "image/jpeg", signal.summary)
         if signal.rule in self._active_rules:
             sink(signal.with_evidence(evidence))
-
-    def _signal(
-        self,
-        rule: str,
-        active: bool,
-        category: Category,
-        severity: Severity,
-        summary: str,
-        *,
-        detector: str,
-        when: float | None = None,
-        **fields: Any,
-    ) -> Signal:
-        return camera_signal(
-            self.config,
-            rule,
-            active,
-            category,
-            severity,
-            summary,
-            detector=detector,
-            time=when if when is not None else time.time(),
-            **fields,
-        )
 
 
 def _snapshot_planes(jpeg: bytes) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None] | None:
