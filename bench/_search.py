@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from bench._cv import Chooser, best_on
+from bench._cv import best_on
 from bench._nab_score import CostMatrix, SeriesSweep
 from edge_config.anomaly import EnsembleSettings
 
-__all__ = ["MAX_PASSES", "SEARCH_SPACE", "coordinate_chooser"]
+__all__ = ["MAX_PASSES", "SEARCH_SPACE", "CoordinateSearch"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -39,42 +39,55 @@ SEARCH_SPACE: dict[str, tuple[float, ...]] = {
 MAX_PASSES = 3
 
 
-def coordinate_chooser(
-    sweeps: Sequence[SeriesSweep],
-    run: Callable[[EnsembleSettings], list[F64]],
-    start: EnsembleSettings,
-    space: dict[str, tuple[float, ...]] | None = None,
-) -> Chooser:
-    """A CV chooser running the coordinate search on each fold's training series.
+class CoordinateSearch:
+    """A CV chooser (bench._cv.Chooser) running the coordinate search on each fold's training series.
 
     ``run(settings)`` scores every series of the corpus with one configuration; results are cached
-    by configuration. The returned label lists the chosen value of every searched constant.
+    by configuration. The label of a choice lists the chosen value of every searched constant, and
+    ``last`` is the configuration chosen by the latest call.
     """
-    space = SEARCH_SPACE if space is None else space
-    cache: dict[tuple[tuple[str, float], ...], list[F64]] = {}
 
-    def scores_of(cfg: dict[str, float]) -> list[F64]:
+    def __init__(
+        self,
+        sweeps: Sequence[SeriesSweep],
+        run: Callable[[EnsembleSettings], list[F64]],
+        start: EnsembleSettings,
+        space: dict[str, tuple[float, ...]] | None = None,
+    ) -> None:
+        self._sweeps = sweeps
+        self._run = run
+        self._start = start
+        self._space = SEARCH_SPACE if space is None else space
+        self._cache: dict[tuple[tuple[str, float], ...], list[F64]] = {}
+        self.last = start
+
+    def settings(self, cfg: dict[str, float]) -> EnsembleSettings:
+        """The start configuration with the searched constants set to ``cfg``."""
+        typed = {k: int(v) if isinstance(getattr(self._start, k), int) else v for k, v in cfg.items()}
+        return EnsembleSettings.model_validate({**self._start.model_dump(), **typed})
+
+    def _scores(self, cfg: dict[str, float]) -> list[F64]:
         key = tuple(sorted(cfg.items()))
-        if key not in cache:
-            typed = {k: int(v) if isinstance(getattr(start, k), int) else v for k, v in cfg.items()}
-            cache[key] = run(EnsembleSettings.model_validate({**start.model_dump(), **typed}))
-        return cache[key]
+        if key not in self._cache:
+            self._cache[key] = self._run(self.settings(cfg))
+        return self._cache[key]
 
-    def choose(train: Sequence[int], cost: CostMatrix) -> tuple[Sequence[F64], float, float, str]:
-        current = {name: float(getattr(start, name)) for name in space}
-        best_t, best_raw = best_on(sweeps, scores_of(current), train, cost)
+    def __call__(self, train: Sequence[int], cost: CostMatrix) -> tuple[Sequence[F64], float, float, str]:
+        """Search on the series ``train``; returns scores, threshold, training raw score, label."""
+        current = {name: float(getattr(self._start, name)) for name in self._space}
+        best_t, best_raw = best_on(self._sweeps, self._scores(current), train, cost)
         for _ in range(MAX_PASSES):
             changed = False
-            for name, values in space.items():
+            for name, values in self._space.items():
                 for value in values:
                     if value == current[name]:
                         continue
                     trial = {**current, name: float(value)}
-                    t, r = best_on(sweeps, scores_of(trial), train, cost)
+                    t, r = best_on(self._sweeps, self._scores(trial), train, cost)
                     if r > best_raw + 1e-9:
                         current, best_t, best_raw, changed = trial, t, r, True
             if not changed:
                 break
-        return scores_of(current), best_t, best_raw, " ".join(f"{k}={v:g}" for k, v in current.items())
-
-    return choose
+        self.last = self.settings(current)
+        label = " ".join(f"{k}={v:g}" for k, v in current.items())
+        return self._scores(current), best_t, best_raw, label
