@@ -62,7 +62,9 @@ def raw_at_threshold(
     return float(raw[k]), int(tp[k]), int(fp[k]), int(fn[k])
 
 
-def _best(curve: tuple[F64, F64, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]) -> tuple[float, float]:
+def _best(
+    curve: tuple[F64, F64, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+) -> tuple[float, float]:
     thresholds, raw = curve[0], curve[1]
     k = int(np.argmax(raw))  # first maximum = highest threshold (fewest detections)
     return float(thresholds[k]), float(raw[k])
@@ -96,7 +98,9 @@ def grid_chooser(sweeps: Sequence[SeriesSweep], candidates: Sequence[Sequence[F6
     return choose
 
 
-def best_on(sweeps: Sequence[SeriesSweep], scores: Sequence[F64], idx: Sequence[int], cost: CostMatrix) -> tuple[float, float]:
+def best_on(
+    sweeps: Sequence[SeriesSweep], scores: Sequence[F64], idx: Sequence[int], cost: CostMatrix
+) -> tuple[float, float]:
     """NAB's optimal threshold and its raw score over the series ``idx``."""
     return _best(threshold_curve([sweeps[i] for i in idx], [scores[i] for i in idx], cost))
 

@@ -106,7 +106,6 @@ def _base(rng: np.random.Generator, kind: str, t: F64) -> tuple[F64, F64, float]
 
 def _inject(rng: np.random.Generator, kind: str, values: F64, cycle: F64, sd: float, i: int, t: F64) -> F64:
     out = values.copy()
-    n = len(out)
     sign = 1.0 if rng.random() < 0.5 else -1.0
     if kind == "spike":
         size = max(8.0 * sd, 8.0 * float(np.std(np.diff(values))))
@@ -168,7 +167,10 @@ def _one(rng: np.random.Generator, kind: str, index: int) -> FieldSeries:
         windows.append((stamps[lo], stamps[hi]))
     # NAB merges overlapping windows; the anomalies are spread so that they do not overlap.
     series = LabelledSeries(
-        name=f"field/{kind}_{index:02d}.csv", timestamps=stamps, values=values.astype(np.float64), windows=tuple(windows)
+        name=f"field/{kind}_{index:02d}.csv",
+        timestamps=stamps,
+        values=values.astype(np.float64),
+        windows=tuple(windows),
     )
     return FieldSeries(series=series, stuck_spans=tuple(stuck), anomalies=tuple(kinds))
 

@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from anomaly import make_detector
 from bench._cv import ProfileCV, cross_validate, grid_chooser, raw_at_threshold
+from bench._field import FieldSeries, field_corpus
 from bench._nab_score import (
     PROFILES,
     LabelledSeries,
@@ -43,8 +44,7 @@ from bench._nab_score import (
     score_corpus,
     sweep_series,
 )
-from bench._published import PUBLISHED, load_published
-from bench._field import FieldSeries, field_corpus
+from bench._published import load_published
 from bench._search import CoordinateSearch
 from edge_config.anomaly import AnomalySettings, EnsembleSettings
 
@@ -145,6 +145,7 @@ def run_cv(
     *,
     verbose: bool = False,
     field_seed: int = 14,
+    field_per_kind: int = 4,
 ) -> int:
     """The cross-validated comparison, then the field set; prints the tables and the summary line."""
     categories = [s.name.split("/", 1)[0] for s in corpus]
@@ -197,7 +198,7 @@ def run_cv(
                         f"#   {det} {p} held out {f.held_out}: threshold {f.threshold:.6f} train raw "
                         f"{f.train_raw:.3f} held-out raw {f.raw:.3f} tp {f.tp} fp {f.fp} fn {f.fn} {f.choice}"
                     )
-    field = field_corpus(seed=field_seed)
+    field = field_corpus(seed=field_seed, per_kind=field_per_kind)
     f_corpus = [f.series for f in field]
     f_sweeps = [sweep_series(s.timestamps, s.windows) for s in f_corpus]
     print(
@@ -209,8 +210,10 @@ def run_cv(
     print(f"{'detector':<26} {'field standard / low_FP / low_FN':<28} | field-optimal thresholds (in-sample)")
     for name in names:
         per_profile = {p: run_detector(chosen[name][p][0], f_corpus, repeats=1)[0] for p in PROFILES}
-        at = [_normalised_at(f_sweeps, per_profile[p], {q: chosen[name][p][1] for q in PROFILES})[i]
-              for i, p in enumerate(PROFILES)]
+        at = [
+            _normalised_at(f_sweeps, per_profile[p], {q: chosen[name][p][1] for q in PROFILES})[i]
+            for i, p in enumerate(PROFILES)
+        ]
         best = [score_corpus(f_sweeps, per_profile[p], {p: PROFILES[p]})[p].normalised for p in PROFILES]
         inside, after = _stuck_alarms(field, per_profile["standard"], chosen[name]["standard"][1])
         note = f"alarms in stuck periods: {inside} (+{after} in the 50 rows after)"
@@ -245,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="also print thresholds and counts")
     parser.add_argument("--field-seed", type=int, default=14, help="seed of the generated field set (with --cv)")
     parser.add_argument(
+        "--field-per-kind", type=int, default=4, help="generated field series of each kind (with --cv; default 4)"
+    )
+    parser.add_argument(
         "--cv",
         action="store_true",
         help="leave-one-category-out cross-validation beside the published detectors in DIR/results",
@@ -264,7 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {len(corpus)} series, {n_points} points, {n_windows} scored windows, from {args.dir}")
     if args.cv:
         names = args.detector or list(DETECTORS)
-        return run_cv(corpus, sweeps, args.dir, names, verbose=args.verbose, field_seed=args.field_seed)
+        return run_cv(
+            corpus,
+            sweeps,
+            args.dir,
+            names,
+            verbose=args.verbose,
+            field_seed=args.field_seed,
+            field_per_kind=args.field_per_kind,
+        )
     for name in args.detector or list(DETECTORS):
         scores, pps = run_detector(DETECTORS[name], corpus)
         for series, out in zip(corpus, scores, strict=True):
