@@ -17,7 +17,8 @@ F64 = npt.NDArray[np.float64]
 
 _MAGIC = b"TEGA"
 # 2: the ensemble's daily state gained each bin's last alarm time and recurrence count.
-# 3: the ensemble's state gained the last reading's time and the nominal sampling interval.
+# 3: the ensemble's state gained the last reading's time, the nominal sampling interval and how
+#    long the value has not changed.
 _VERSION = 3
 _HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}

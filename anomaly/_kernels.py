@@ -118,6 +118,7 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
 # after that as z stays at or above ``rearm_z`` (one event, one alarm).
+# A value repeated for more than ``suppress`` nominal intervals scores 0 (a frozen sensor).
 # Output score: z / (z + z_scale) for z > 0, else 0; an alarm that recurs at the same time of day
 # (see _recurrence) has its score multiplied by ``recur_decay`` once per consecutive recurrence.
 ENS_NCH = 5
@@ -138,7 +139,8 @@ _LM = _SH + ENS_NCH  # ENS_NCH long-term means
 _LV = _LM + ENS_NCH  # ENS_NCH long-term variances
 _T = _LV + ENS_NCH  # time of the latest reading with a finite time; NaN until one is seen
 _NOM = _T + 1  # nominal sampling interval, seconds (0 until two timed readings are seen)
-ENS_NSTATE = _NOM + 1
+_RUN = _NOM + 1  # nominal intervals the value has not changed for
+ENS_NSTATE = _RUN + 1
 ENS_GROWTH_INDEX = _GS
 ENS_TIME_INDEX = _T
 # params layout
@@ -182,7 +184,7 @@ RECUR_MIN_SECONDS = 0.5 * DAY_SECONDS
 # jump). The daily channel and the recurrence rule work on the clock already. The averages still
 # take one step per reading: weighting them by k too was tried and lost on NAB's irregular traffic
 # series (bench/ANOMALY_RESULTS.md). Nothing here is fitted: on a regular series k is exactly 1.
-NOMINAL_STEP = 2.0 ** 0.125
+NOMINAL_STEP = 2.0**0.125
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -383,7 +385,14 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
             state[_SUP] = max(left, 0.0)
             if quiet and left == 0.0 and z >= rearm:
                 state[_SUP] = 1.0  # still in the same event: stay quiet until z falls
-        if quiet:
+        # A value frozen for longer than the quiet time after an alarm is the `stuck` rule's
+        # business: it scores 0 and raises nothing (its first readings still can, so a level
+        # that steps and then holds is judged). The reading that moves again is judged as usual.
+        if d == 0.0:
+            state[_RUN] += k
+        else:
+            state[_RUN] = 0.0
+        if quiet or state[_RUN] > suppress:
             score = 0.0
         elif z >= alarm:
             state[_SUP] = suppress

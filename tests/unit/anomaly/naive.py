@@ -59,6 +59,7 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
     level = spread = fast_mean = change_mean = change_spread = previous = 0.0
     q1 = q2 = 0
     suppressed = 0.0
+    frozen_for = 0.0  # nominal intervals the value has not changed for
     last_time = math.nan  # time of the latest reading with a finite time
     nominal = 0.0  # running median of the intervals between readings (0: none seen yet)
     short = [0.0] * n_ch
@@ -164,7 +165,8 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
             suppressed = max(left, 0.0)
             if quiet and left == 0.0 and z >= cfg.rearm_z:
                 suppressed = 1.0
-        if quiet:
+        frozen_for = frozen_for + k if change == 0.0 else 0.0
+        if quiet or frozen_for > cfg.suppress:
             score = 0.0
         elif z >= cfg.alarm_z:
             suppressed = cfg.suppress

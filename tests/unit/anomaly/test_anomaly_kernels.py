@@ -16,7 +16,7 @@ import pydantic
 import pytest
 
 from anomaly import PointDetector, make_detector
-from edge_config.anomaly import AnomalySettings, EnsembleSettings, WindowedGaussianSettings
+from edge_config.anomaly import DEFAULT_THRESHOLD, AnomalySettings, EnsembleSettings, WindowedGaussianSettings
 
 
 def _load_naive() -> ModuleType:
@@ -200,6 +200,24 @@ def test_suppression_lasts_a_time_not_a_count() -> None:
     assert by_time[600] > 0.2308 and by_count[600] > 0.2308
     assert by_count[602] == 0.0  # two readings later: still suppressed when counting readings
     assert by_time[602] > 0.0
+
+
+def test_a_stuck_sensor_raises_one_alarm_at_most() -> None:
+    # Five-minute readings of a daily cycle; on day 5 the sensor freezes for six hours. Against
+    # the time of day the frozen value soon looks wrong, but a value frozen for longer than the
+    # quiet time after an alarm (12 intervals) is the stuck rule's job: no storm of alarms.
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n = 288 * 8
+        times = 1.7e9 + 300.0 * np.arange(n, dtype=np.float64)
+        values = 20.0 + 3.0 * np.sin(2.0 * np.pi * np.arange(n) / 288.0) + 0.3 * rng.normal(size=n)
+        start, end = 288 * 5, 288 * 5 + 72
+        values[start:end] = values[start]
+        scores = make_detector().score_batch(values, times)
+        alarms = np.flatnonzero(scores[288:] >= DEFAULT_THRESHOLD) + 288
+        assert len(alarms) <= 1, alarms
+        assert all(a == end for a in alarms)  # if any: the reading that moves again
+        assert scores[start + 13 : end].max() == 0.0
 
 
 def test_ensemble_fires_on_an_obvious_spike() -> None:
