@@ -17,7 +17,9 @@ F64 = npt.NDArray[np.float64]
 
 _MAGIC = b"TEGA"
 # 2: the ensemble's daily state gained each bin's last alarm time and recurrence count.
-_VERSION = 2
+# 3: the ensemble's state gained the last reading's time, the nominal sampling interval and how
+#    long the value has not changed.
+_VERSION = 3
 _HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
 
@@ -101,6 +103,7 @@ class PointDetector:
             self._params = _ensemble_params(cfg)
             self._state = np.zeros(_kernels.ENS_NSTATE)
             self._state[_kernels.ENS_GROWTH_INDEX] = 1.0
+            self._state[_kernels.ENS_TIME_INDEX] = np.nan  # no timed reading yet
             self._aux = np.zeros(1 << cfg.context_bits)
             self._day = np.zeros(_kernels.ENS_DAY_FIELDS * cfg.day_bins)
             alarms = _kernels.ENS_DAY_ALARM_FIELD * cfg.day_bins

@@ -23,6 +23,7 @@ __all__ = [
     "ENS_NCH",
     "ENS_NPARAM",
     "ENS_NSTATE",
+    "ENS_TIME_INDEX",
     "FASTMATH",
     "GAUSS_NSTATE",
     "MAX_ABS",
@@ -117,6 +118,7 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
 # after that as z stays at or above ``rearm_z`` (one event, one alarm).
+# A value repeated for more than ``suppress`` nominal intervals scores 0 (a frozen sensor).
 # Output score: z / (z + z_scale) for z > 0, else 0; an alarm that recurs at the same time of day
 # (see _recurrence) has its score multiplied by ``recur_decay`` once per consecutive recurrence.
 ENS_NCH = 5
@@ -135,8 +137,12 @@ _SUP = 10  # values still suppressed
 _SH = 11  # ENS_NCH short-term means of channel scores
 _LM = _SH + ENS_NCH  # ENS_NCH long-term means
 _LV = _LM + ENS_NCH  # ENS_NCH long-term variances
-ENS_NSTATE = _LV + ENS_NCH
+_T = _LV + ENS_NCH  # time of the latest reading with a finite time; NaN until one is seen
+_NOM = _T + 1  # nominal sampling interval, seconds (0 until two timed readings are seen)
+_RUN = _NOM + 1  # nominal intervals the value has not changed for
+ENS_NSTATE = _RUN + 1
 ENS_GROWTH_INDEX = _GS
+ENS_TIME_INDEX = _T
 # params layout
 _P_A_LEVEL = 0
 _P_A_FAST = 1
@@ -168,12 +174,57 @@ DAY_SPREAD_FLOOR = 0.1
 # An alarm repeats an earlier one only if that one is at least half a day older: a long event
 # must never count as a recurrence of itself.
 RECUR_MIN_SECONDS = 0.5 * DAY_SECONDS
+# Time, not count, where time is what matters. The nominal sampling interval is a running median of
+# the intervals between readings: an interval more than this factor (2**(1/8)) longer or shorter
+# moves it one factor up or down (a doubling of the reporting rate is followed within 8 readings,
+# one gap moves it by 9%); an interval within that factor is a regular one (k = 1) and leaves it
+# alone. A reading that comes k nominal intervals after the previous one advances the suppression and the context
+# table's forgetting by k (not by 1), and its change from the previous value is divided by sqrt(k)
+# when k > 1 (a random walk's change grows as the square root of the elapsed time: a gap is not a
+# jump). The daily channel and the recurrence rule work on the clock already. The averages still
+# take one step per reading: weighting them by k too was tried and lost on NAB's irregular traffic
+# series (bench/ANOMALY_RESULTS.md). Nothing here is fitted: on a regular series k is exactly 1.
+NOMINAL_STEP = 2.0**0.125
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _ew_rate(rate: float, count: float) -> float:
     """EW rate with a running-mean start, so early estimates are not biased to the first value."""
     return rate if count * rate > 1.0 else 1.0 / (count + 1.0)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _interval_weight(state: F64, t: float) -> float:
+    """k: the time since the previous timed reading in nominal intervals, and update of both.
+
+    1.0 when the time is not finite, for the first two timed readings, and when time did not
+    move forward (a repeated or out-of-order stamp is judged as one regular step).
+    """
+    if not math.isfinite(t):
+        return 1.0
+    last = state[_T]
+    k = 1.0
+    if math.isfinite(last):
+        dt = t - last
+        if dt > 0.0:
+            nom = state[_NOM]
+            if nom <= 0.0:
+                nom = dt
+            else:
+                ratio = dt / nom
+                # Within one step of the nominal interval: a regular reading (k exactly 1) that
+                # leaves the nominal alone, so jitter cannot make it drift or oscillate.
+                if ratio > NOMINAL_STEP:
+                    k = ratio
+                    nom *= NOMINAL_STEP
+                elif ratio * NOMINAL_STEP < 1.0:
+                    k = ratio
+                    nom /= NOMINAL_STEP
+            state[_NOM] = nom
+        state[_T] = max(last, t)
+    else:
+        state[_T] = t
+    return k
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -262,9 +313,12 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
             state[_PREV] = x
             state[_S] = 0.0
             state[_SD] = 0.0
+        k = _interval_weight(state, times[i])
         m = state[_M]
         s = state[_S]
         d = x - state[_PREV]
+        if k > 1.0:
+            d /= math.sqrt(k)
         eps = 1e-12 + 1e-9 * abs(m)
         raw[0] = min(abs(x - m) / (s + eps), Z_CAP)
         raw[1] = min(abs(d - state[_MD]) / (state[_SD] + eps), Z_CAP)
@@ -277,7 +331,9 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
         gs = state[_GS]
         raw[3] = 1.0 / (1.0 + table[slot] / gs)
         table[slot] += gs
-        gs *= growth
+        # After a gap, forget as for k readings; a factor of e**230 (1e100) already makes every
+        # count negligible, and capping it there keeps gs finite (it is at most 1e200 before).
+        gs *= growth if k == 1.0 else math.exp(min(k * math.log(growth), 230.0))
         if gs > 1e200:
             for j in range(tsize):
                 table[j] /= gs
@@ -320,11 +376,24 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
             state[_LV + ch] += al * ((r - old) * (r - state[_LM + ch]) - state[_LV + ch])
         state[_N] = count + 1.0
         score = z / (z + zscale)
+        quiet = False
         if state[_SUP] > 0.0:
-            state[_SUP] -= 1.0
-            score = 0.0
-            if state[_SUP] == 0.0 and z >= rearm:
+            # Quiet while the reading is within `suppress` nominal intervals of the alarm; one that
+            # comes after that time (a gap) is judged afresh.
+            left = state[_SUP] - k
+            quiet = left >= 0.0
+            state[_SUP] = max(left, 0.0)
+            if quiet and left == 0.0 and z >= rearm:
                 state[_SUP] = 1.0  # still in the same event: stay quiet until z falls
+        # A value frozen for longer than the quiet time after an alarm is the `stuck` rule's
+        # business: it scores 0 and raises nothing (its first readings still can, so a level
+        # that steps and then holds is judged). The reading that moves again is judged as usual.
+        if d == 0.0:
+            state[_RUN] += k
+        else:
+            state[_RUN] = 0.0
+        if quiet or state[_RUN] > suppress:
+            score = 0.0
         elif z >= alarm:
             state[_SUP] = suppress
             score *= _recurrence(day, params, times[i])

@@ -40,6 +40,7 @@ __all__ = [
     "scaled_sigmoid",
     "score_corpus",
     "sweep_series",
+    "threshold_curve",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -169,7 +170,7 @@ def sweep_series(
     return SeriesSweep(window=window, unweighted=unweighted, n_windows=len(limits) - skipped)
 
 
-def _threshold_curve(sweeps: list[SeriesSweep], scores: list[F64], cost: CostMatrix) -> tuple[F64, F64, I64, I64, I64]:
+def threshold_curve(sweeps: list[SeriesSweep], scores: list[F64], cost: CostMatrix) -> tuple[F64, F64, I64, I64, I64]:
     """Raw corpus score for every candidate threshold (each distinct score, plus 'never').
 
     Returns ``(thresholds, raw, tp, fp, fn)``; ``thresholds[0]`` is +inf (no detection at all).
@@ -235,7 +236,7 @@ def score_corpus(
     results: dict[str, ProfileResult] = {}
     n_windows = sum(s.n_windows for s in sweeps)
     for name, cost in (profiles or PROFILES).items():
-        thresholds, raw, tp, fp, fn = _threshold_curve(sweeps, scores, cost)
+        thresholds, raw, tp, fp, fn = threshold_curve(sweeps, scores, cost)
         best = int(np.argmax(raw))
         null = -cost.fn * n_windows
         perfect = cost.tp * n_windows

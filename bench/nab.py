@@ -1,6 +1,6 @@
 """Run anomaly detectors over a NAB-layout folder and score them with our NAB v1.1 scorer.
 
-    python -m bench.nab DIR [--out RESULTS] [--detector NAME ...]
+    python -m bench.nab DIR [--out RESULTS] [--detector NAME ...] [--cv] [--verbose]
 
 DIR holds ``data/<category>/<file>.csv`` (``timestamp,value``) and ``labels/combined_windows.json``.
 Writes ``RESULTS/<detector>/<category>/<detector>_<file>.csv`` (``timestamp,value,anomaly_score``,
@@ -11,6 +11,15 @@ NAB's results layout) and prints, per detector::
 Every detector runs with ONE configuration (its defaults) over every series: no per-file tuning.
 points/s is the batch throughput of the detector on one core (one thread): scoring only, after
 JIT compilation, the whole corpus, fastest of three passes.
+
+With ``--cv``: leave-one-category-out cross-validation (bench/_cv.py) of our detectors and of the
+published detectors whose result files are in ``DIR/results`` (bench/_published.py), through the
+same protocol in the same run. Every threshold, and every constant of the ensemble listed in
+bench/_search.py, is chosen per fold on the other categories only. Prints one table (one line per
+detector, cross-validated and in-sample scores), the choices of every fold with ``--verbose``,
+and a last line::
+
+    cv_standard: A cv_low_fp: B cv_low_fn: C best_published_cv: D E F points/s: P
 """
 
 from __future__ import annotations
@@ -24,14 +33,20 @@ import numpy as np
 import numpy.typing as npt
 
 from anomaly import make_detector
+from bench._cv import ProfileCV, cross_validate, grid_chooser, raw_at_threshold
+from bench._field import FieldSeries, field_corpus
 from bench._nab_score import (
+    PROFILES,
     LabelledSeries,
     ProfileResult,
+    SeriesSweep,
     load_corpus,
     score_corpus,
     sweep_series,
 )
-from edge_config.anomaly import AnomalySettings
+from bench._published import load_published
+from bench._search import CoordinateSearch
+from edge_config.anomaly import AnomalySettings, EnsembleSettings
 
 __all__ = ["DETECTORS", "main", "run_detector"]
 
@@ -94,6 +109,126 @@ def format_line(detector: str, results: dict[str, ProfileResult], points_per_s: 
     )
 
 
+def _fmt(values: list[float]) -> str:
+    return "  ".join(f"{v:6.2f}" for v in values)
+
+
+def _cv_row(name: str, cv: dict[str, ProfileCV], insample: dict[str, ProfileResult], note: str = "") -> str:
+    cvs = [cv[p].normalised for p in PROFILES]
+    ins = [insample[p].normalised for p in PROFILES]
+    return f"{name:<26} {_fmt(cvs)}   | {_fmt(ins)}  {note}".rstrip()
+
+
+def _normalised_at(sweeps: list[SeriesSweep], scores: list[F64], thresholds: dict[str, float]) -> list[float]:
+    out = []
+    n_windows = sum(sw.n_windows for sw in sweeps)
+    for p, cost in PROFILES.items():
+        raw = raw_at_threshold(sweeps, scores, cost, thresholds[p])[0]
+        out.append(100.0 * (raw + cost.fn * n_windows) / ((cost.tp + cost.fn) * n_windows))
+    return out
+
+
+def _stuck_alarms(field: list[FieldSeries], scores: list[F64], threshold: float) -> tuple[int, int]:
+    inside = after = 0
+    for f, x in zip(field, scores, strict=True):
+        for a, b in f.stuck_spans:
+            inside += int(np.count_nonzero(x[a:b] >= threshold))
+            after += int(np.count_nonzero(x[b : b + 50] >= threshold))
+    return inside, after
+
+
+def run_cv(
+    corpus: list[LabelledSeries],
+    sweeps: list[SeriesSweep],
+    root: Path,
+    names: list[str],
+    *,
+    verbose: bool = False,
+    field_seed: int = 14,
+    field_per_kind: int = 4,
+) -> int:
+    """The cross-validated comparison, then the field set; prints the tables and the summary line."""
+    categories = [s.name.split("/", 1)[0] for s in corpus]
+    print(f"# leave-one-category-out CV over {len(set(categories))} categories; thresholds (and the")
+    print("# ensemble's searched constants) chosen per fold and profile on the other categories only")
+    print(f"{'detector':<26} {'cv standard / low_FP / low_FN':<28} | in-sample standard / low_FP / low_FN")
+    ours: dict[str, dict[str, ProfileCV]] = {}
+    folds: dict[str, dict[str, ProfileCV]] = {}
+    # What the full protocol chooses on all series: the configuration and threshold per profile
+    # a user gets; the field set is scored with exactly that.
+    chosen: dict[str, dict[str, tuple[AnomalySettings, float]]] = {}
+    pps_default = 0.0
+    everything = list(range(len(corpus)))
+    for name in names:
+        settings = DETECTORS[name]
+        scores, pps = run_detector(settings, corpus)
+        insample = score_corpus(sweeps, scores)
+        if name == "ensemble":
+            pps_default = pps
+
+            def run(cfg: EnsembleSettings) -> list[F64]:
+                return run_detector(AnomalySettings(detector="ensemble", ensemble=cfg), corpus, repeats=1)[0]
+
+            search = CoordinateSearch(sweeps, run, settings.ensemble)
+            cv = cross_validate(categories, sweeps, search)
+            print(_cv_row(name + " (ours)", cv, insample, f"points/s: {pps:.0f}"), flush=True)
+            chosen[name] = {}
+            for p, cost in PROFILES.items():
+                _, t, raw, label = search(everything, cost)
+                chosen[name][p] = (AnomalySettings(detector="ensemble", ensemble=search.last), t)
+                print(f"#   full protocol on all series, {p}: threshold {t:.6f} raw {raw:.3f} {label}")
+        else:
+            choose = grid_chooser(sweeps, [scores])
+            cv = cross_validate(categories, sweeps, choose)
+            print(_cv_row(name + " (ours)", cv, insample, f"points/s: {pps:.0f}"), flush=True)
+            chosen[name] = {p: (settings, choose(everything, cost)[1]) for p, cost in PROFILES.items()}
+        ours[name] = cv
+        folds[name] = cv
+    published: dict[str, dict[str, ProfileCV]] = {}
+    for label, scores in load_published(root, corpus).items():
+        cv = cross_validate(categories, sweeps, grid_chooser(sweeps, [scores]))
+        published[label] = cv
+        folds[label] = cv
+        print(_cv_row(label + " (published)", cv, score_corpus(sweeps, scores)), flush=True)
+    if verbose:
+        for det, cv in folds.items():
+            for p, res in cv.items():
+                for f in res.folds:
+                    print(
+                        f"#   {det} {p} held out {f.held_out}: threshold {f.threshold:.6f} train raw "
+                        f"{f.train_raw:.3f} held-out raw {f.raw:.3f} tp {f.tp} fp {f.fp} fn {f.fn} {f.choice}"
+                    )
+    field = field_corpus(seed=field_seed, per_kind=field_per_kind)
+    f_corpus = [f.series for f in field]
+    f_sweeps = [sweep_series(s.timestamps, s.windows) for s in f_corpus]
+    print(
+        f"# field set (bench/_field.py, seed {field_seed}): {len(field)} generated series, "
+        f"{sum(len(s.values) for s in f_corpus)} points, {sum(sw.n_windows for sw in f_sweeps)} windows, "
+        f"{sum(len(f.stuck_spans) for f in field)} stuck periods; scored with the configuration and "
+        "thresholds the full protocol chose on NAB (the published detectors' code is not here: they cannot run)"
+    )
+    print(f"{'detector':<26} {'field standard / low_FP / low_FN':<28} | field-optimal thresholds (in-sample)")
+    for name in names:
+        per_profile = {p: run_detector(chosen[name][p][0], f_corpus, repeats=1)[0] for p in PROFILES}
+        at = [
+            _normalised_at(f_sweeps, per_profile[p], {q: chosen[name][p][1] for q in PROFILES})[i]
+            for i, p in enumerate(PROFILES)
+        ]
+        best = [score_corpus(f_sweeps, per_profile[p], {p: PROFILES[p]})[p].normalised for p in PROFILES]
+        inside, after = _stuck_alarms(field, per_profile["standard"], chosen[name]["standard"][1])
+        note = f"alarms in stuck periods: {inside} (+{after} in the 50 rows after)"
+        print(f"{'field ' + name:<26} {_fmt(at)}   | {_fmt(best)}  {note}", flush=True)
+    if "ensemble" not in ours:
+        return 0
+    mine = [ours["ensemble"][p].normalised for p in PROFILES]
+    best_pub = [max((cv[p].normalised for cv in published.values()), default=float("nan")) for p in PROFILES]
+    print(
+        f"cv_standard: {mine[0]:.2f} cv_low_fp: {mine[1]:.2f} cv_low_fn: {mine[2]:.2f} "
+        f"best_published_cv: {best_pub[0]:.2f} {best_pub[1]:.2f} {best_pub[2]:.2f} points/s: {pps_default:.0f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m bench.nab", description=__doc__.split("\n")[0])
@@ -111,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
         help="detector to run (repeatable; default: all)",
     )
     parser.add_argument("--verbose", action="store_true", help="also print thresholds and counts")
+    parser.add_argument("--field-seed", type=int, default=14, help="seed of the generated field set (with --cv)")
+    parser.add_argument(
+        "--field-per-kind", type=int, default=4, help="generated field series of each kind (with --cv; default 4)"
+    )
+    parser.add_argument(
+        "--cv",
+        action="store_true",
+        help="leave-one-category-out cross-validation beside the published detectors in DIR/results",
+    )
     args = parser.parse_args(argv)
     try:
         corpus = load_corpus(args.dir)
@@ -124,6 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     n_points = sum(len(s.values) for s in corpus)
     n_windows = sum(sw.n_windows for sw in sweeps)
     print(f"# {len(corpus)} series, {n_points} points, {n_windows} scored windows, from {args.dir}")
+    if args.cv:
+        names = args.detector or list(DETECTORS)
+        return run_cv(
+            corpus,
+            sweeps,
+            args.dir,
+            names,
+            verbose=args.verbose,
+            field_seed=args.field_seed,
+            field_per_kind=args.field_per_kind,
+        )
     for name in args.detector or list(DETECTORS):
         scores, pps = run_detector(DETECTORS[name], corpus)
         for series, out in zip(corpus, scores, strict=True):

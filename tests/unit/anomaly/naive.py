@@ -58,7 +58,10 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
     count = 0
     level = spread = fast_mean = change_mean = change_spread = previous = 0.0
     q1 = q2 = 0
-    suppressed = 0
+    suppressed = 0.0
+    frozen_for = 0.0  # nominal intervals the value has not changed for
+    last_time = math.nan  # time of the latest reading with a finite time
+    nominal = 0.0  # running median of the intervals between readings (0: none seen yet)
     short = [0.0] * n_ch
     long_mean = [0.0] * n_ch
     long_var = [0.0] * n_ch
@@ -70,7 +73,27 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
         if count == 0:
             level = fast_mean = previous = x
             spread = change_spread = 0.0
+        # k: time since the previous timed reading, in nominal intervals (1 when unknown)
+        k = 1.0
+        t = float(times[i])
+        if math.isfinite(t):
+            if math.isfinite(last_time):
+                dt = t - last_time
+                if dt > 0.0:
+                    if nominal <= 0.0:
+                        nominal = dt
+                    elif dt / nominal > 2.0**0.125:
+                        k = dt / nominal
+                        nominal *= 2.0**0.125
+                    elif dt / nominal * 2.0**0.125 < 1.0:
+                        k = dt / nominal
+                        nominal /= 2.0**0.125
+                last_time = max(last_time, t)
+            else:
+                last_time = t
         change = x - previous
+        if k > 1.0:
+            change /= math.sqrt(k)
         eps = 1e-12 + 1e-9 * abs(level)
         raw = [
             min(abs(x - level) / (spread + eps), 50.0),
@@ -84,12 +107,12 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
         slot = (key * 2654435761) % len(table)
         raw[3] = 1.0 / (1.0 + table[slot] / growth)
         table[slot] += growth
-        growth *= 1.0 + 1.0 / cfg.context_span
+        g = 1.0 + 1.0 / cfg.context_span
+        growth *= g if k == 1.0 else math.exp(min(k * math.log(g), 230.0))
         if growth > 1e200:
             table /= growth
             growth = 1.0
         q1, q2 = q, q1
-        t = float(times[i])
         if bins and math.isfinite(t):
             b = math.floor((t % 86400.0) / 86400.0 * bins) % bins
             loc, spr, cnt = day_loc[b], day_spread[b], day_count[b]
@@ -135,11 +158,16 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
             long_var[ch] += long_rate * ((raw[ch] - old) * (raw[ch] - long_mean[ch]) - long_var[ch])
         count += 1
         score = z / (z + cfg.z_scale)
+        quiet = False
         if suppressed > 0:
-            suppressed -= 1
+            left = suppressed - k  # nominal intervals of quiet left after this reading
+            quiet = left >= 0.0
+            suppressed = max(left, 0.0)
+            if quiet and left == 0.0 and z >= cfg.rearm_z:
+                suppressed = 1.0
+        frozen_for = frozen_for + k if change == 0.0 else 0.0
+        if quiet or frozen_for > cfg.suppress:
             score = 0.0
-            if suppressed == 0 and z >= cfg.rearm_z:
-                suppressed = 1
         elif z >= cfg.alarm_z:
             suppressed = cfg.suppress
             if bins and math.isfinite(t):

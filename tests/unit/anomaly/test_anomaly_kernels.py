@@ -16,7 +16,7 @@ import pydantic
 import pytest
 
 from anomaly import PointDetector, make_detector
-from edge_config.anomaly import AnomalySettings, EnsembleSettings, WindowedGaussianSettings
+from edge_config.anomaly import DEFAULT_THRESHOLD, AnomalySettings, EnsembleSettings, WindowedGaussianSettings
 
 
 def _load_naive() -> ModuleType:
@@ -143,6 +143,83 @@ def test_ensemble_default_settings_match_reference(case: str) -> None:
     npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
+def _irregular_times(n: int) -> np.ndarray:
+    # Jittered one-minute readings with a burst (10 s apart), gaps of 2 h and of 3 days, a
+    # repeated stamp, one going back in time and a NaN now and then: every branch of the clock.
+    dt = 60.0 * (1.0 + 0.3 * RNG.uniform(-1.0, 1.0, size=n))
+    dt[n // 5 : n // 5 + 30] = 10.0
+    dt[n // 3] = 7200.0
+    dt[n // 2] = 3 * 86400.0
+    dt[2 * n // 3] = 0.0
+    dt[2 * n // 3 + 5] = -30.0
+    t = 1.7e9 + np.cumsum(dt)
+    t[11::301] = np.nan
+    return t
+
+
+@pytest.mark.parametrize("case", ["normal", "random_walk_spikes", "with_nan_and_inf", "constant_then_step"])
+def test_ensemble_matches_reference_on_irregular_times(case: str) -> None:
+    values = CASES[case]
+    times = _irregular_times(len(values))
+    got = make_detector(AnomalySettings(ensemble=SMALL_ENS)).score_batch(values, times)
+    want = naive.ensemble(values, times, SMALL_ENS)
+    npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+
+
+def test_a_gap_is_not_a_jump() -> None:
+    # A random walk read every minute, then nothing for two hours: the walk has moved on by
+    # about sqrt(120) steps. That move, divided by sqrt(k) = sqrt(120), is an ordinary change.
+    rng = np.random.default_rng(11)
+    n = 3000
+    steps = rng.normal(size=n)
+    steps[2000] = rng.normal() * np.sqrt(120.0)
+    values = np.cumsum(steps)
+    dt = np.full(n, 60.0)
+    dt[2000] = 7200.0
+    times = 1.7e9 + np.cumsum(dt)
+    scores = make_detector().score_batch(values, times)
+    as_counted = make_detector().score_batch(values, 1.7e9 + 60.0 * np.arange(n, dtype=np.float64))
+    # Judged by count, the same values would make the move one step's worth (a large change)
+    assert scores[2000:2010].max() < 0.2308  # below the alarm (z = 3) and the rule's threshold
+    assert scores[2000:2010].max() <= as_counted[2000:2010].max()
+
+
+def test_suppression_lasts_a_time_not_a_count() -> None:
+    # An alarm keeps the output quiet for `suppress` nominal intervals: a reading that comes after
+    # a gap longer than that is judged again.
+    rng = np.random.default_rng(3)
+    n = 1000
+    values = rng.normal(size=n)
+    values[600] += 30.0
+    values[602] += 30.0
+    dt = np.full(n, 60.0)
+    dt[602] = 3600.0  # an hour later: far more than 12 one-minute intervals
+    times = 1.7e9 + np.cumsum(dt)
+    by_time = make_detector().score_batch(values, times)
+    by_count = make_detector().score_batch(values, 1.7e9 + 60.0 * np.arange(n, dtype=np.float64))
+    assert by_time[600] > 0.2308 and by_count[600] > 0.2308
+    assert by_count[602] == 0.0  # two readings later: still suppressed when counting readings
+    assert by_time[602] > 0.0
+
+
+def test_a_stuck_sensor_raises_one_alarm_at_most() -> None:
+    # Five-minute readings of a daily cycle; on day 5 the sensor freezes for six hours. Against
+    # the time of day the frozen value soon looks wrong, but a value frozen for longer than the
+    # quiet time after an alarm (12 intervals) is the stuck rule's job: no storm of alarms.
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n = 288 * 8
+        times = 1.7e9 + 300.0 * np.arange(n, dtype=np.float64)
+        values = 20.0 + 3.0 * np.sin(2.0 * np.pi * np.arange(n) / 288.0) + 0.3 * rng.normal(size=n)
+        start, end = 288 * 5, 288 * 5 + 72
+        values[start:end] = values[start]
+        scores = make_detector().score_batch(values, times)
+        alarms = np.flatnonzero(scores[288:] >= DEFAULT_THRESHOLD) + 288
+        assert len(alarms) <= 1, alarms
+        assert all(a == end for a in alarms)  # if any: the reading that moves again
+        assert scores[start + 13 : end].max() == 0.0
+
+
 def test_ensemble_fires_on_an_obvious_spike() -> None:
     values = np.sin(np.arange(2000) / 10.0) + 0.01 * RNG.normal(size=2000)
     values[1500] += 5.0
@@ -255,11 +332,13 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
 
 
 def test_restore_refuses_state_saved_in_an_older_format() -> None:
-    # Format 1 had no alarm memory in the daily state: such a blob must start afresh, cleanly.
+    # Format 1 had no alarm memory in the daily state, format 2 no clock (last time, nominal
+    # interval): such a blob must start afresh, cleanly.
     blob = make_detector().state()
-    old = blob[:4] + (1).to_bytes(2, "little") + blob[6:]
-    with pytest.raises(ValueError, match=r"state format 1, this is format 2.*start afresh"):
-        PointDetector.restore(AnomalySettings(), old)
+    for version in (1, 2):
+        old = blob[:4] + version.to_bytes(2, "little") + blob[6:]
+        with pytest.raises(ValueError, match=rf"state format {version}, this is format 3.*start afresh"):
+            PointDetector.restore(AnomalySettings(), old)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -1,0 +1,93 @@
+"""The automatic search that chooses the ensemble's tunable constants inside each CV fold.
+
+A coordinate search: from the starting configuration, try every listed value of one constant at a
+time (the others fixed), keep the value whose configuration scores best on the fold's training
+series (each configuration with its own optimal threshold, NAB's optimiser), and go through the
+constants again until a whole pass changes nothing (at most ``MAX_PASSES``). Ties keep the current
+value. Every configuration is run once over the whole corpus and cached, so the folds and
+profiles share the detector runs; what differs between folds is only which series are scored.
+
+The search space is ``SEARCH_SPACE`` below. The constants of ``EnsembleSettings`` that are not in it
+are fixed for all folds, each for a reason given in bench/ANOMALY_RESULTS.md ("Constants").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from bench._cv import best_on
+from bench._nab_score import CostMatrix, SeriesSweep
+from edge_config.anomaly import EnsembleSettings
+
+__all__ = ["MAX_PASSES", "SEARCH_SPACE", "CoordinateSearch"]
+
+F64 = npt.NDArray[np.float64]
+
+# Listed values are round numbers spanning about a factor of 2 to 4 around the starting value.
+SEARCH_SPACE: dict[str, tuple[float, ...]] = {
+    "alarm_z": (2.5, 3.0, 3.5, 4.0),
+    "short_span": (3.0, 5.0, 8.0),
+    "fast_span": (1.5, 2.0, 3.0),
+    "long_span": (500, 1000, 2000),
+    "day_min": (5, 10, 20),
+    "day_span": (5.0, 10.0, 20.0),
+    "recur_decay": (0.9, 0.95, 1.0),
+}
+MAX_PASSES = 3
+
+
+class CoordinateSearch:
+    """A CV chooser (bench._cv.Chooser) running the coordinate search on each fold's training series.
+
+    ``run(settings)`` scores every series of the corpus with one configuration; results are cached
+    by configuration. The label of a choice lists the chosen value of every searched constant, and
+    ``last`` is the configuration chosen by the latest call.
+    """
+
+    def __init__(
+        self,
+        sweeps: Sequence[SeriesSweep],
+        run: Callable[[EnsembleSettings], list[F64]],
+        start: EnsembleSettings,
+        space: dict[str, tuple[float, ...]] | None = None,
+    ) -> None:
+        self._sweeps = sweeps
+        self._run = run
+        self._start = start
+        self._space = SEARCH_SPACE if space is None else space
+        self._cache: dict[tuple[tuple[str, float], ...], list[F64]] = {}
+        self.last = start
+
+    def settings(self, cfg: dict[str, float]) -> EnsembleSettings:
+        """The start configuration with the searched constants set to ``cfg``."""
+        typed = {k: int(v) if isinstance(getattr(self._start, k), int) else v for k, v in cfg.items()}
+        return EnsembleSettings.model_validate({**self._start.model_dump(), **typed})
+
+    def _scores(self, cfg: dict[str, float]) -> list[F64]:
+        key = tuple(sorted(cfg.items()))
+        if key not in self._cache:
+            self._cache[key] = self._run(self.settings(cfg))
+        return self._cache[key]
+
+    def __call__(self, train: Sequence[int], cost: CostMatrix) -> tuple[Sequence[F64], float, float, str]:
+        """Search on the series ``train``; returns scores, threshold, training raw score, label."""
+        current = {name: float(getattr(self._start, name)) for name in self._space}
+        best_t, best_raw = best_on(self._sweeps, self._scores(current), train, cost)
+        for _ in range(MAX_PASSES):
+            changed = False
+            for name, values in self._space.items():
+                for value in values:
+                    if value == current[name]:
+                        continue
+                    trial = {**current, name: float(value)}
+                    t, r = best_on(self._sweeps, self._scores(trial), train, cost)
+                    if r > best_raw + 1e-9:
+                        current, best_t, best_raw, changed = trial, t, r, True
+            if not changed:
+                break
+        self.last = self.settings(current)
+        label = " ".join(f"{k}={v:g}" for k, v in current.items())
+        return self._scores(current), best_t, best_raw, label
