@@ -20,8 +20,8 @@ from bench._nab_score import LabelledSeries, read_series_csv
 from bench.nab import DETECTORS, run_detector
 from drivers.base import Reading
 from edge_config.rules import AnomalyRule
+from edge_core.signals import Category, Signal
 from gateway.rules import RuleEngine
-from gateway.signals import Category, Signal
 
 _DEFAULT = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 NAB = Path(os.environ.get("GATEWAY_SHARED_DATA", str(_DEFAULT))) / "nab"
