@@ -1,0 +1,598 @@
+"""The GB/T 28181 channel: the box as a lower-level platform (下级平台) of the county video platform.
+
+One supervised link per ``[[upstream.gb28181]]`` table. A run connects, registers (digest), then
+keeps four things going until one fails: the registration refresh, the keepalive, the answers to
+the platform's requests, and the alarm pump. Any failure raises a :class:`DriverError`; the
+supervisor waits (jittered backoff) and runs it again, which registers again. So an alarm whose
+Notify was not acknowledged is sent again after the next registration, in outbox order.
+
+Alarms come from the durable outbox with this channel's own cursor: the cursor passes an event
+only once the platform has answered its Notify with a 2xx, or when the event is not an alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from edge_config.gb28181 import Gb28181Settings
+from edge_core.errors import DriverAuthError, DriverConnectError, DriverError, DriverProtocolError, DriverTimeoutError
+from edge_core.ratelimit import RateLimitedLogger
+from edge_core.tasks import TaskSet
+from gateway.gb28181 import manscdp
+from gateway.gb28181.sip import (
+    SipMessage,
+    SipParseError,
+    authorization,
+    new_branch,
+    new_tag,
+    parse_challenge,
+    reply,
+)
+from gateway.gb28181.transport import SipTransport, open_transport
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+
+__all__ = ["ChannelStats", "Gb28181Channel", "GbCamera", "alarm_notice", "clock_skew"]
+
+log = logging.getLogger(__name__)
+
+_BATCH = 200
+_UNREGISTER_WAIT_S = 2.0
+_ANSWERED_CACHE = 128
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    481: "Call/Transaction Does Not Exist",
+    489: "Bad Event",
+    501: "Not Implemented",
+}
+_ALLOW = "REGISTER, MESSAGE, ACK, OPTIONS, BYE"
+# Answers to a Notify that retrying cannot fix: the platform refuses the alarm itself. 403/404
+# (the platform forgot our registration) are not here: registering again fixes those.
+_REJECTED = frozenset({400, 413, 415, 488, 501})
+_PRIORITY = {"critical": 1, "major": 2, "minor": 3, "info": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class GbCamera:
+    """A camera as a channel of ours: its device id in the site file and its 20-digit channel id."""
+
+    device: str
+    channel_id: str
+    name: str
+    civil_code: str
+    longitude: float | None = None
+    latitude: float | None = None
+    address: str = ""
+    grassroots_code: str | None = None
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    """What the status page and doctor show about the channel."""
+
+    registered: bool = False
+    registrations: int = 0
+    keepalive_misses: int = 0
+    alarms_sent: int = 0
+    last_register_at: float | None = None
+    clock_skew_s: float | None = None
+
+
+def clock_skew(date: str, now: float) -> float | None:
+    """Seconds the platform's ``Date`` is ahead of ``now``; None when the header is unreadable.
+
+    GB/T 28181 platforms send local time without a zone (``2026-12-06T10:20:30.123``), read here
+    as the box's local time; an RFC 1123 date (``Sun, 06 Dec 2026 02:20:30 GMT``) is read too.
+    """
+    text = date.strip()
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+    if when.tzinfo is None:
+        when = when.astimezone()  # a naive time is local time
+    return when.timestamp() - now
+
+
+def _local_time(iso_utc: str) -> str:
+    """An RFC 3339 UTC time as GB/T 28181 writes times: local, to the second, no zone."""
+    when = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def alarm_notice(body: bytes, channels: dict[str, str]) -> manscdp.AlarmNotice | None:
+    """The Alarm Notify an outbox event calls for, or None.
+
+    An alarm is the *opening* of an incident (its updates and resolution are the same physical
+    event) of a category with a GB/T 28181 alarm type, on a device that is one of our channels.
+    ``channels`` maps device ids to channel ids.
+    """
+    try:
+        ev: dict[str, Any] = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    data = ev.get("data") or {}
+    if not str(ev.get("type", "")).endswith(".opened"):
+        return None
+    gb = data.get("gbt28181") or {}
+    place = data.get("place") or {}
+    channel = channels.get(str(place.get("device")))
+    if gb.get("alarm_type") is None or channel is None:
+        return None
+    return manscdp.AlarmNotice(
+        channel_id=channel,
+        priority=_PRIORITY.get(str(data.get("severity")), 4),
+        method=int(gb["alarm_method"]),
+        alarm_type=int(gb["alarm_type"]),
+        time=_local_time(str(data.get("started_at") or ev.get("time"))),
+        description=str(data.get("summary") or data.get("category") or "alarm")[:128],
+        longitude=place.get("longitude"),
+        latitude=place.get("latitude"),
+    )
+
+
+class Gb28181Channel:
+    """One registration with one platform, and everything that lives on it."""
+
+    def __init__(
+        self,
+        cfg: Gb28181Settings,
+        *,
+        password: str,
+        outbox: Outbox,
+        metrics: Metrics,
+        cameras: Sequence[GbCamera],
+        camera_online: Callable[[str], bool],
+        box_name: str,
+        firmware: str,
+    ) -> None:
+        self.cfg = cfg
+        self.name = f"upstream:gb28181:{cfg.id}"
+        self.consumer = f"gb28181:{cfg.id}"
+        self.stats = ChannelStats()
+        self._password = password
+        self._outbox = outbox
+        self._metrics = metrics
+        self._cameras = list(cameras)
+        self._by_channel = {c.channel_id: c for c in self._cameras}
+        self._channel_of = {c.device: c.channel_id for c in self._cameras}
+        self._online = camera_online
+        self._box_name = box_name
+        self._firmware = firmware
+        self._user = cfg.username or cfg.device_id
+        self._rlog = RateLimitedLogger(log)
+        self._t: SipTransport | None = None
+        self._pending: dict[str, asyncio.Future[SipMessage]] = {}
+        self._answered: OrderedDict[tuple[str, str], SipMessage] = OrderedDict()
+        self._jobs = TaskSet()
+        self._cseq = 0
+        self._sn = 0
+        self._reg_call_id = ""
+        self._from_tag = new_tag()
+        self._granted_s = float(cfg.register_expires_s)
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def run(self, on_connected: Callable[[], None]) -> None:
+        """Connect, register, and serve until something fails (raises DriverError)."""
+        cfg = self.cfg
+        self._t = await open_transport(
+            cfg.transport, self.name, cfg.host, cfg.port, cfg.local_port, cfg.request_timeout_s
+        )
+        self._reg_call_id = f"{new_tag()}{new_tag()}@{self._t.local_host}"
+        receiver = asyncio.create_task(self._receive(), name=f"{self.name}.receive")
+        try:
+            await self._register(cfg.register_expires_s)
+            on_connected()
+            tasks = [
+                asyncio.create_task(self._refresh(), name=f"{self.name}.refresh"),
+                asyncio.create_task(self._keepalive(), name=f"{self.name}.keepalive"),
+                asyncio.create_task(self._pump(), name=f"{self.name}.alarms"),
+                asyncio.create_task(self._connection_lost(), name=f"{self.name}.connection"),
+            ]
+            try:
+                done, _ = await asyncio.wait([*tasks, receiver], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+                raise DriverConnectError("channel stopped unexpectedly", device_id=self.name)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._jobs.cancel()
+            if self.stats.registered:
+                # Best effort, also on shutdown: the platform shows us offline at once instead
+                # of after the registration times out.
+                with contextlib.suppress(DriverError, TimeoutError):
+                    async with asyncio.timeout(_UNREGISTER_WAIT_S):
+                        await self._register(0)
+            self.stats.registered = False
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+            self._t.close()
+            for fut in self._pending.values():
+                fut.cancel()
+            self._pending.clear()
+
+    async def _connection_lost(self) -> None:
+        assert self._t is not None
+        await self._t.closed.wait()
+        raise DriverConnectError(f"connection lost: {self._t.close_reason}", device_id=self.name, code="connect")
+
+    # -- requests we send --------------------------------------------------------------------
+
+    def _request(self, method: str, uri: str, to: str, *, call_id: str | None = None) -> SipMessage:
+        assert self._t is not None
+        t, cfg = self._t, self.cfg
+        self._cseq += 1
+        msg = SipMessage(method=method, uri=uri)
+        msg.headers = [
+            ("Via", f"SIP/2.0/{t.proto} {t.local_host}:{t.local_port};rport;branch={new_branch()}"),
+            ("From", f"<sip:{cfg.device_id}@{cfg.domain}>;tag={self._from_tag}"),
+            ("To", to),
+            ("Call-ID", call_id or f"{new_tag()}{new_tag()}@{t.local_host}"),
+            ("CSeq", f"{self._cseq} {method}"),
+            ("Max-Forwards", "70"),
+            ("User-Agent", f"township-edge-gateway/{self._firmware}"),
+            ("X-GB-Ver", "3.0" if cfg.version == "2022" else "2.0"),
+        ]
+        return msg
+
+    async def _send(self, msg: SipMessage) -> SipMessage | None:
+        """Send a request and wait for its final response; None when none came in time.
+        Over UDP the request is retransmitted (RFC 3261 timer A: 0.5 s doubling, capped at 4 s)."""
+        assert self._t is not None
+        t = self._t
+        branch = msg.branch()
+        assert branch is not None
+        fut: asyncio.Future[SipMessage] = asyncio.get_running_loop().create_future()
+        self._pending[branch] = fut
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.request_timeout_s
+        interval = 0.5
+        try:
+            t.send(msg)
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                wait = min(left, interval) if t.proto == "UDP" else left
+                done, _ = await asyncio.wait({fut}, timeout=wait)
+                if done:
+                    return fut.result()
+                if t.proto == "UDP":
+                    t.send(msg)
+                    interval = min(interval * 2, 4.0)
+        finally:
+            self._pending.pop(branch, None)
+
+    async def _register(self, expires: int) -> None:
+        cfg = self.cfg
+        uri = f"sip:{cfg.platform_id}@{cfg.domain}"
+        where = f"{cfg.host}:{cfg.port}/{cfg.transport}"
+
+        def build(auth: str | None) -> SipMessage:
+            assert self._t is not None
+            msg = self._request("REGISTER", uri, f"<sip:{cfg.device_id}@{cfg.domain}>", call_id=self._reg_call_id)
+            msg.headers += [
+                ("Contact", f"<sip:{cfg.device_id}@{self._t.local_host}:{self._t.local_port}>"),
+                ("Expires", str(expires)),
+            ]
+            if auth is not None:
+                msg.headers.append(("Authorization", auth))
+            return msg
+
+        resp = await self._send(build(None))
+        if resp is None:
+            raise DriverTimeoutError(
+                f"platform {where} did not answer REGISTER within {cfg.request_timeout_s:g} s",
+                device_id=self.name,
+                code="timeout",
+            )
+        if resp.status in (401, 407):
+            header = resp.get("www-authenticate") or resp.get("proxy-authenticate") or ""
+            try:
+                ch = parse_challenge(header)
+            except ValueError as exc:
+                raise DriverProtocolError(f"platform's challenge: {exc}", device_id=self.name, code="auth") from None
+            auth = authorization(ch, username=self._user, password=self._password, method="REGISTER", uri=uri)
+            resp = await self._send(build(auth))
+            if resp is None:
+                raise DriverTimeoutError(
+                    f"platform {where} did not answer the authenticated REGISTER", device_id=self.name, code="timeout"
+                )
+            if resp.status in (401, 407):
+                raise DriverAuthError(
+                    f"platform refused our digest ({resp.status} {resp.reason}): check the password and "
+                    f"username {self._user}",
+                    device_id=self.name,
+                )
+        if resp.status == 403:
+            raise DriverAuthError(
+                f"platform answered 403 {resp.reason}: wrong password, or device_id {cfg.device_id} is not "
+                "registered on the platform",
+                device_id=self.name,
+                code="forbidden",
+            )
+        if not 200 <= resp.status < 300:
+            raise DriverProtocolError(
+                f"platform answered REGISTER with {resp.status} {resp.reason}", device_id=self.name, code="register"
+            )
+        if expires == 0:
+            self.stats.registered = False
+            log.info("%s: unregistered from %s", self.name, where)
+            return
+        self._granted_s = float(_granted(resp, expires))
+        self.stats.registered = True
+        self.stats.registrations += 1
+        self.stats.last_register_at = time.time()
+        self._check_clock(resp)
+        log.info("%s: registered with %s for %.0f s", self.name, where, self._granted_s)
+
+    def _check_clock(self, resp: SipMessage) -> None:
+        date = resp.get("date")
+        if date is None:
+            return
+        skew = clock_skew(date, time.time())
+        self.stats.clock_skew_s = skew
+        if skew is not None and abs(skew) > self.cfg.clock_skew_warn_s:
+            log.warning(
+                "%s: the platform's clock (Date: %s) is %+.1f s from ours: alarm times will disagree; "
+                "check the box's NTP",
+                self.name,
+                date,
+                skew,
+            )
+
+    async def _refresh(self) -> None:
+        while True:
+            # At 80 %: a lost refresh still has time for its retransmits before the platform
+            # drops us.
+            await asyncio.sleep(max(1.0, self._granted_s * 0.8))
+            await self._register(self.cfg.register_expires_s)
+
+    async def _message(self, body: bytes) -> SipMessage | None:
+        cfg = self.cfg
+        msg = self._request("MESSAGE", f"sip:{cfg.platform_id}@{cfg.domain}", f"<sip:{cfg.platform_id}@{cfg.domain}>")
+        msg.headers.append(("Content-Type", manscdp.CONTENT_TYPE))
+        msg.body = body
+        return await self._send(msg)
+
+    def _next_sn(self) -> int:
+        self._sn += 1
+        return self._sn
+
+    async def _keepalive(self) -> None:
+        cfg = self.cfg
+        while True:
+            await asyncio.sleep(cfg.keepalive_s)
+            resp = await self._message(manscdp.keepalive(self._next_sn(), cfg.device_id, cfg.charset))
+            if resp is not None and 200 <= resp.status < 300:
+                self.stats.keepalive_misses = 0
+                continue
+            if resp is not None:
+                # 404 and friends: the platform no longer knows us (it restarted): register now.
+                self.stats.registered = False
+                raise DriverConnectError(
+                    f"platform answered a keepalive with {resp.status} {resp.reason}: registering again",
+                    device_id=self.name,
+                    code="keepalive",
+                )
+            self.stats.keepalive_misses += 1
+            log.warning(
+                "%s: keepalive unanswered (%d of %d)", self.name, self.stats.keepalive_misses, cfg.keepalive_misses
+            )
+            if self.stats.keepalive_misses >= cfg.keepalive_misses:
+                self.stats.registered = False  # a dead platform: no point saying goodbye
+                raise DriverTimeoutError(
+                    f"{cfg.keepalive_misses} keepalives unanswered: registering again",
+                    device_id=self.name,
+                    code="keepalive",
+                )
+
+    # -- alarms --------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        while True:
+            cursor = self._outbox.cursor(self.consumer)
+            events = await asyncio.to_thread(self._outbox.read_after, cursor, _BATCH)
+            if not events:
+                await self._outbox.wait_committed(self._outbox.committed_seq, 30.0)
+                continue
+            for ev in events:
+                notice = alarm_notice(ev.body, self._channel_of)
+                if notice is not None:
+                    await self._send_alarm(ev.seq, notice)
+                self._outbox.set_cursor(self.consumer, ev.seq)
+
+    async def _send_alarm(self, seq: int, notice: manscdp.AlarmNotice) -> None:
+        resp = await self._message(manscdp.alarm(self._next_sn(), notice, self.cfg.charset))
+        if resp is not None and 200 <= resp.status < 300:
+            self.stats.alarms_sent += 1
+            self._metrics.delivered.labels(self.consumer).inc()
+            return
+        self._metrics.delivery_failures.labels(self.consumer).inc()
+        if resp is None:
+            raise DriverTimeoutError(
+                f"alarm (outbox seq {seq}) not acknowledged: registering again", device_id=self.name, code="alarm"
+            )
+        if resp.status in _REJECTED:
+            log.error(
+                "%s: platform refused the alarm of outbox seq %d with %d; skipping it", self.name, seq, resp.status
+            )
+            return
+        raise DriverConnectError(
+            f"platform answered an alarm with {resp.status} {resp.reason}", device_id=self.name, code="alarm"
+        )
+
+    # -- requests we receive -------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        assert self._t is not None
+        while True:
+            item = await self._t.incoming.get()
+            if isinstance(item, SipParseError):
+                self._rlog.warning("bad", "%s: bad message from the platform: %s", self.name, item)
+                if item.request is not None:
+                    self._answer(item.request, item.status)
+                continue
+            if not item.is_request:
+                branch = item.branch()
+                fut = self._pending.get(branch or "")
+                if fut is not None and not fut.done() and item.status >= 200:
+                    fut.set_result(item)
+                continue
+            try:
+                self._on_request(item)
+            except Exception:  # one bad request must not take the registration down
+                self._rlog.exception("request", "%s: failed to handle %s", self.name, item.method)
+                self._answer(item, 500, "Server Internal Error")
+
+    def _answer(self, req: SipMessage, status: int, reason: str | None = None, *, warning: str | None = None) -> None:
+        assert self._t is not None
+        if req.method == "ACK":
+            return  # never answered (RFC 3261 17.2.1)
+        resp = reply(req, status, reason or _REASONS.get(status, "Error"), to_tag=self._from_tag)
+        resp.headers.append(("User-Agent", f"township-edge-gateway/{self._firmware}"))
+        if status == 501:
+            resp.headers.append(("Allow", _ALLOW))
+        if status == 415:
+            resp.headers.append(("Accept", manscdp.CONTENT_TYPE))
+        if warning is not None:
+            resp.headers.append(("Warning", f'399 {self.cfg.device_id} "{warning[:200]}"'))
+        key = (req.get("call-id") or "", req.get("cseq") or "")
+        self._answered[key] = resp
+        while len(self._answered) > _ANSWERED_CACHE:
+            self._answered.popitem(last=False)
+        self._t.send(resp)
+
+    def _on_request(self, req: SipMessage) -> None:
+        assert self._t is not None
+        key = (req.get("call-id") or "", req.get("cseq") or "")
+        if key in self._answered:
+            self._t.send(self._answered[key])  # a retransmission: the same answer again
+            return
+        match req.method:
+            case "MESSAGE":
+                self._on_message(req)
+            case "ACK":
+                return
+            case "OPTIONS":
+                self._answer(req, 200)
+            case "BYE":
+                self._answer(req, 481)
+            case "SUBSCRIBE":
+                self._answer(req, 489, warning="no event subscriptions are offered")
+            case _:
+                self._rlog.warning(
+                    f"method-{req.method}", "%s: %s is not supported; answered 501", self.name, req.method
+                )
+                self._answer(req, 501, warning=f"{req.method} is not supported")
+
+    def _on_message(self, req: SipMessage) -> None:
+        cfg = self.cfg
+        ctype = (req.get("content-type") or "").lower()
+        if "manscdp" not in ctype:
+            self._rlog.warning("ctype", "%s: MESSAGE with Content-Type %r; answered 415", self.name, ctype)
+            self._answer(req, 415)
+            return
+        try:
+            q = manscdp.parse(req.body, cfg.charset)
+        except manscdp.ManscdpError as exc:
+            self._rlog.warning("xml", "%s: unreadable MESSAGE body: %s; answered %d", self.name, exc, exc.status)
+            self._answer(req, exc.status, warning=str(exc))
+            return
+        if q.root == "Response":
+            self._answer(req, 200)
+            return
+        known = q.device_id == cfg.device_id or q.device_id in self._by_channel
+        if q.root in ("Query", "Control") and not known:
+            self._rlog.warning(
+                "unknown", "%s: %s %s for unknown id %r; answered 404", self.name, q.root, q.cmd, q.device_id
+            )
+            self._answer(req, 404, warning=f"no device or channel {q.device_id}")
+            return
+        body = self._respond(q)
+        if body is None:
+            self._rlog.warning("cmd", "%s: %s %s is not supported; answered 501", self.name, q.root, q.cmd)
+            self._answer(req, 501, warning=f"{q.root} {q.cmd} is not supported")
+            return
+        self._answer(req, 200)
+        self._jobs.spawn(self._send_all(q.cmd, body), name=f"{self.name}.response.{q.cmd}")
+
+    def _respond(self, q: manscdp.Query) -> list[bytes] | None:
+        """The Response MESSAGE bodies for a query or control we support, else None."""
+        cfg = self.cfg
+        cs = cfg.charset
+        if q.root == "Query" and q.cmd == "Catalog":
+            items = [self._item(c) for c in self._cameras]
+            return manscdp.catalog_pages(q.sn, cfg.device_id, items, cfg.catalog_page, cs, version=cfg.version)
+        if q.root == "Query" and q.cmd == "DeviceInfo":
+            cam = self._by_channel.get(q.device_id)
+            name = self._box_name if cam is None else cam.name
+            n = len(self._cameras) if cam is None else 1
+            return [manscdp.device_info(q.sn, q.device_id, name, n, cs, firmware=self._firmware)]
+        if q.root == "Query" and q.cmd == "DeviceStatus":
+            cam = self._by_channel.get(q.device_id)
+            online = True if cam is None else self._online(cam.device)
+            now = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+            return [manscdp.device_status(q.sn, q.device_id, online, now, cs)]
+        if q.root == "Control" and q.cmd == "DeviceControl" and q.text("AlarmCmd") == "ResetAlarm":
+            # Our alarms are incidents with their own life: a reset on the platform has nothing
+            # to clear here, so it is simply acknowledged.
+            return [manscdp.result_response(q.cmd, q.sn, q.device_id, True, cs)]
+        return None
+
+    def _item(self, cam: GbCamera) -> manscdp.CatalogItem:
+        return manscdp.CatalogItem(
+            channel_id=cam.channel_id,
+            name=cam.name,
+            civil_code=cam.civil_code,
+            parent_id=self.cfg.device_id,
+            online=self._online(cam.device),
+            longitude=cam.longitude,
+            latitude=cam.latitude,
+            address=cam.address,
+            grassroots_code=cam.grassroots_code,
+        )
+
+    async def _send_all(self, cmd: str, bodies: list[bytes]) -> None:
+        """Send a response's MESSAGEs one after another, each once acknowledged."""
+        for i, body in enumerate(bodies, 1):
+            resp = await self._message(body)
+            if resp is None or not 200 <= resp.status < 300:
+                what = "no answer" if resp is None else f"{resp.status} {resp.reason}"
+                self._rlog.warning("resp", "%s: %s response %d/%d: %s", self.name, cmd, i, len(bodies), what)
+                return
+
+
+def _granted(resp: SipMessage, asked: int) -> int:
+    """The registration lifetime the platform granted: Contact's expires, else Expires, else ours."""
+    contact = resp.get("contact") or ""
+    m = re.search(r";\s*expires=(\d+)", contact, re.IGNORECASE)
+    if m:
+        return int(m.group(1))
+    raw = resp.get("expires")
+    return int(raw) if raw is not None and raw.strip().isdigit() else asked
