@@ -39,7 +39,7 @@ from gateway.gb28181.sip import (
     parse_challenge,
     reply,
 )
-from gateway.gb28181.transport import SipTransport, open_transport
+from gateway.gb28181.transport import SipTransport, StreamClosed, open_transport
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 
@@ -208,7 +208,6 @@ class Gb28181Channel:
                 asyncio.create_task(self._refresh(), name=f"{self.name}.refresh"),
                 asyncio.create_task(self._keepalive(), name=f"{self.name}.keepalive"),
                 asyncio.create_task(self._pump(), name=f"{self.name}.alarms"),
-                asyncio.create_task(self._connection_lost(), name=f"{self.name}.connection"),
             ]
             try:
                 done, _ = await asyncio.wait([*tasks, receiver], return_when=asyncio.FIRST_COMPLETED)
@@ -235,11 +234,6 @@ class Gb28181Channel:
             for fut in self._pending.values():
                 fut.cancel()
             self._pending.clear()
-
-    async def _connection_lost(self) -> None:
-        assert self._t is not None
-        await self._t.closed.wait()
-        raise DriverConnectError(f"connection lost: {self._t.close_reason}", device_id=self.name, code="connect")
 
     # -- requests we send --------------------------------------------------------------------
 
@@ -453,8 +447,11 @@ class Gb28181Channel:
         assert self._t is not None
         while True:
             item = await self._t.incoming.get()
+            if isinstance(item, StreamClosed):
+                self.stats.registered = False
+                raise DriverConnectError(f"connection lost: {item}", device_id=self.name, code="connect")
             if isinstance(item, SipParseError):
-                self._rlog.warning("bad", "%s: bad message from the platform: %s", self.name, item)
+                self._rlog.warning(f"bad-{item.status}", "%s: bad message from the platform: %s", self.name, item)
                 if item.request is not None:
                     self._answer(item.request, item.status)
                 continue

@@ -21,11 +21,16 @@ from gateway.gb28181.sip import (
     parse_message,
 )
 
-__all__ = ["Incoming", "SipTransport", "open_transport"]
+__all__ = ["Incoming", "SipTransport", "StreamClosed", "open_transport"]
 
 log = logging.getLogger(__name__)
 
-Incoming = SipMessage | SipParseError
+
+class StreamClosed(Exception):
+    """Queued last when a stream ends, after what arrived before it (so that is answered first)."""
+
+
+Incoming = SipMessage | SipParseError | StreamClosed
 _QUEUE = 256
 _BODY_WAIT_S = 5.0
 # A body over the limit is read and dropped, up to this much, so the stream keeps its framing;
@@ -43,8 +48,6 @@ class SipTransport:
         self.incoming: asyncio.Queue[Incoming] = asyncio.Queue(_QUEUE)
         self.local_host = "127.0.0.1"
         self.local_port = 0
-        self.closed = asyncio.Event()
-        self.close_reason = ""
 
     def _put(self, item: Incoming) -> None:
         try:
@@ -58,11 +61,6 @@ class SipTransport:
 
     def close(self) -> None:
         raise NotImplementedError
-
-    def _lost(self, why: str) -> None:
-        if not self.closed.is_set():
-            self.close_reason = why
-            self.closed.set()
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -80,9 +78,6 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable on a connected socket: the platform is not listening (yet).
         log.debug("%s: %s", self._owner.name, exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._owner._lost("socket closed")
 
 
 class UdpTransport(SipTransport):
@@ -112,7 +107,6 @@ class UdpTransport(SipTransport):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-        self._lost("closed")
 
 
 class TcpTransport(SipTransport):
@@ -139,18 +133,22 @@ class TcpTransport(SipTransport):
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader), name=f"{self.name}.read")
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        why = "platform closed the connection"
         try:
             while True:
-                why = await self._read_one(reader)
-                if why is not None:
+                found = await self._read_one(reader)
+                if found is not None:
+                    why = found
                     log.warning("%s: %s; closing the connection", self.name, why)
-                    self.close()
-                    self._lost(why)
                     return
         except (OSError, asyncio.IncompleteReadError):
-            self._lost("platform closed the connection")
+            pass
         finally:
-            self._lost("platform closed the connection")
+            # The end must not be lost to a full queue (the oldest message makes room). The
+            # channel closes the writer once it has answered what came before.
+            if self.incoming.full():
+                self.incoming.get_nowait()
+            self.incoming.put_nowait(StreamClosed(why))
 
     async def _read_one(self, reader: asyncio.StreamReader) -> str | None:
         """Read one message into the queue; returns why the stream must close, else None."""
@@ -210,7 +208,6 @@ class TcpTransport(SipTransport):
             self._writer.close()
         if self._reader_task is not None and self._reader_task is not asyncio.current_task():
             self._reader_task.cancel()
-        self._lost("closed")
 
 
 def _declared(head: bytes) -> int:
