@@ -14,26 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import json
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from edge_config.gb28181 import Gb28181Settings
 from edge_core.errors import DriverAuthError, DriverConnectError, DriverError, DriverProtocolError, DriverTimeoutError
 from edge_core.ratelimit import RateLimitedLogger
 from edge_core.tasks import TaskSet
 from gateway.gb28181 import manscdp
+from gateway.gb28181.mapping import ChannelStats, GbCamera, alarm_notice, clock_skew, consumer_of
 from gateway.gb28181.sip import (
+    REASONS,
     SipMessage,
     SipParseError,
     authorization,
+    granted_expires,
     new_branch,
     new_tag,
     parse_challenge,
@@ -43,112 +41,17 @@ from gateway.gb28181.transport import SipTransport, StreamClosed, open_transport
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 
-__all__ = ["ChannelStats", "Gb28181Channel", "GbCamera", "alarm_notice", "clock_skew"]
+__all__ = ["Gb28181Channel"]
 
 log = logging.getLogger(__name__)
 
 _BATCH = 200
 _UNREGISTER_WAIT_S = 2.0
 _ANSWERED_CACHE = 128
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    481: "Call/Transaction Does Not Exist",
-    489: "Bad Event",
-    501: "Not Implemented",
-}
 _ALLOW = "REGISTER, MESSAGE, ACK, OPTIONS, BYE"
 # Answers to a Notify that retrying cannot fix: the platform refuses the alarm itself. 403/404
 # (the platform forgot our registration) are not here: registering again fixes those.
 _REJECTED = frozenset({400, 413, 415, 488, 501})
-_PRIORITY = {"critical": 1, "major": 2, "minor": 3, "info": 4}
-
-
-@dataclass(frozen=True, slots=True)
-class GbCamera:
-    """A camera as a channel of ours: its device id in the site file and its 20-digit channel id."""
-
-    device: str
-    channel_id: str
-    name: str
-    civil_code: str
-    longitude: float | None = None
-    latitude: float | None = None
-    address: str = ""
-    grassroots_code: str | None = None
-
-
-@dataclass(slots=True)
-class ChannelStats:
-    """What the status page and doctor show about the channel."""
-
-    registered: bool = False
-    registrations: int = 0
-    keepalive_misses: int = 0
-    alarms_sent: int = 0
-    last_register_at: float | None = None
-    clock_skew_s: float | None = None
-
-
-def clock_skew(date: str, now: float) -> float | None:
-    """Seconds the platform's ``Date`` is ahead of ``now``; None when the header is unreadable.
-
-    GB/T 28181 platforms send local time without a zone (``2026-12-06T10:20:30.123``), read here
-    as the box's local time; an RFC 1123 date (``Sun, 06 Dec 2026 02:20:30 GMT``) is read too.
-    """
-    text = date.strip()
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-    if when.tzinfo is None:
-        when = when.astimezone()  # a naive time is local time
-    return when.timestamp() - now
-
-
-def _local_time(iso_utc: str) -> str:
-    """An RFC 3339 UTC time as GB/T 28181 writes times: local, to the second, no zone."""
-    when = datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def alarm_notice(body: bytes, channels: dict[str, str]) -> manscdp.AlarmNotice | None:
-    """The Alarm Notify an outbox event calls for, or None.
-
-    An alarm is the *opening* of an incident (its updates and resolution are the same physical
-    event) of a category with a GB/T 28181 alarm type, on a device that is one of our channels.
-    ``channels`` maps device ids to channel ids.
-    """
-    try:
-        ev: dict[str, Any] = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    data = ev.get("data") or {}
-    if not str(ev.get("type", "")).endswith(".opened"):
-        return None
-    gb = data.get("gbt28181") or {}
-    place = data.get("place") or {}
-    channel = channels.get(str(place.get("device")))
-    if gb.get("alarm_type") is None or channel is None:
-        return None
-    return manscdp.AlarmNotice(
-        channel_id=channel,
-        priority=_PRIORITY.get(str(data.get("severity")), 4),
-        method=int(gb["alarm_method"]),
-        alarm_type=int(gb["alarm_type"]),
-        time=_local_time(str(data.get("started_at") or ev.get("time"))),
-        description=str(data.get("summary") or data.get("category") or "alarm")[:128],
-        longitude=place.get("longitude"),
-        latitude=place.get("latitude"),
-    )
 
 
 class Gb28181Channel:
@@ -168,7 +71,7 @@ class Gb28181Channel:
     ) -> None:
         self.cfg = cfg
         self.name = f"upstream:gb28181:{cfg.id}"
-        self.consumer = f"gb28181:{cfg.id}"
+        self.consumer = consumer_of(cfg.id)
         self.stats = ChannelStats()
         self._password = password
         self._outbox = outbox
@@ -338,7 +241,7 @@ class Gb28181Channel:
             self.stats.registered = False
             log.info("%s: unregistered from %s", self.name, where)
             return
-        self._granted_s = float(_granted(resp, expires))
+        self._granted_s = float(granted_expires(resp, expires))
         self.stats.registered = True
         self.stats.registrations += 1
         self.stats.last_register_at = time.time()
@@ -471,7 +374,7 @@ class Gb28181Channel:
         assert self._t is not None
         if req.method == "ACK":
             return  # never answered (RFC 3261 17.2.1)
-        resp = reply(req, status, reason or _REASONS.get(status, "Error"), to_tag=self._from_tag)
+        resp = reply(req, status, reason or REASONS.get(status, "Error"), to_tag=self._from_tag)
         resp.headers.append(("User-Agent", f"township-edge-gateway/{self._firmware}"))
         if status == 501:
             resp.headers.append(("Allow", _ALLOW))
@@ -583,13 +486,3 @@ class Gb28181Channel:
                 what = "no answer" if resp is None else f"{resp.status} {resp.reason}"
                 self._rlog.warning("resp", "%s: %s response %d/%d: %s", self.name, cmd, i, len(bodies), what)
                 return
-
-
-def _granted(resp: SipMessage, asked: int) -> int:
-    """The registration lifetime the platform granted: Contact's expires, else Expires, else ours."""
-    contact = resp.get("contact") or ""
-    m = re.search(r";\s*expires=(\d+)", contact, re.IGNORECASE)
-    if m:
-        return int(m.group(1))
-    raw = resp.get("expires")
-    return int(raw) if raw is not None and raw.strip().isdigit() else asked

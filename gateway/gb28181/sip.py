@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_HEAD_BYTES",
+    "REASONS",
     "Challenge",
     "SipMessage",
     "SipParseError",
     "authorization",
     "content_length",
     "digest_response",
+    "granted_expires",
     "new_branch",
     "new_tag",
     "parse_challenge",
@@ -56,6 +58,18 @@ _CANONICAL = {
     "www-authenticate": "WWW-Authenticate",
     "max-forwards": "Max-Forwards",
 }
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    481: "Call/Transaction Does Not Exist",
+    489: "Bad Event",
+    501: "Not Implemented",
+    500: "Server Internal Error",
+}
+"""Reason phrases of the answers the device gives (RFC 3261 21)."""
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 
 
@@ -319,3 +333,13 @@ def authorization(
     if ch.opaque is not None:
         parts.append(f'opaque="{ch.opaque}"')
     return "Digest " + ", ".join(parts)
+
+
+def granted_expires(resp: SipMessage, asked: int) -> int:
+    """The registration lifetime the platform granted: Contact's expires, else Expires, else ours."""
+    contact = resp.get("contact") or ""
+    m = re.search(r";\s*expires=(\d+)", contact, re.IGNORECASE)
+    if m:
+        return int(m.group(1))
+    raw = resp.get("expires")
+    return int(raw) if raw is not None and raw.strip().isdigit() else asked

@@ -21,7 +21,8 @@ import pytest
 
 from edge_config.gb28181 import Gb28181Settings
 from edge_core.errors import DriverAuthError, DriverConnectError, DriverTimeoutError
-from gateway.gb28181.channel import Gb28181Channel, GbCamera
+from gateway.gb28181.channel import Gb28181Channel
+from gateway.gb28181.mapping import GbCamera
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.supervisor import Supervisor
