@@ -12,9 +12,8 @@ import functools
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,21 +29,6 @@ from tests.integration.gb28181.platform import DEVICE_ID, PLATFORM_ID, FakePlatf
 
 PASSWORD = "12345678"
 CAMERAS = [GbCamera(f"cam-{i}", f"510421103013200{i:05d}", f"摄像头{i}", "510421103", 102.1, 26.9) for i in range(45)]
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    ob = Outbox(
-        tmp_path / "outbox.sqlite3",
-        budget_bytes=1 << 26,
-        keep_delivered_s=3600,
-        commit_interval_s=0,
-        consumers=["gb28181:county"],
-        metrics=Metrics(),
-    )
-    ob.open()
-    yield ob
-    ob.close()
 
 
 def settings(port: int, proto: str, **over: Any) -> Gb28181Settings:
