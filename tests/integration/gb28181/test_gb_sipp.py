@@ -70,7 +70,9 @@ async def _wait_listening(port: int, proto: str) -> None:
 
 
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
-async def test_sipp_platform_registers_queries_takes_alarms_and_keepalives(proto: str, tmp_path: Path, outbox: Outbox) -> None:
+async def test_sipp_platform_registers_queries_takes_alarms_and_keepalives(
+    proto: str, tmp_path: Path, outbox: Outbox
+) -> None:
     port = free_port()
     log = tmp_path / "messages.log"
     errors = tmp_path / "errors.log"
