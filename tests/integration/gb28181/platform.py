@@ -48,6 +48,7 @@ class FakePlatform:
     date: str | None = None
     answer_keepalives: bool = True
     answer_alarms: bool = True
+    grant_s: int | None = None
     registers: list[SipMessage] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
     messages: list[Received] = field(default_factory=list)
@@ -148,7 +149,8 @@ class FakePlatform:
             return
         expires = int(msg.get("Expires") or "3600")
         self.accepted.append(expires)
-        extra = [("Expires", str(expires))]
+        granted = expires if self.grant_s is None or expires == 0 else self.grant_s
+        extra = [("Expires", str(granted))]
         if self.date is not None:
             extra.append(("Date", self.date))
         self._answer(msg, 200, "OK", extra)

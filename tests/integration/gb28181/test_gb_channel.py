@@ -105,6 +105,24 @@ async def test_register_with_digest_then_unregister_on_stop(platform: FakePlatfo
     assert platform.accepted == [3600, 0]  # the Expires: 0 on stop was accepted too
 
 
+async def test_refresh_before_the_granted_expiry(make: Factory) -> None:
+    # The platform grants 2 s instead of the 3600 asked: the refresh follows the grant, in the
+    # same registration dialog (same Call-ID, higher CSeq).
+    p = FakePlatform("udp", PASSWORD, grant_s=2)
+    await p.start()
+    try:
+        async with running(make(p.port, "udp")):
+            async with asyncio.timeout(5):
+                while len(p.accepted) < 3:
+                    await asyncio.sleep(0.05)
+        ok = [r for r in p.registers if r.get("Authorization")]
+        assert len({r.get("Call-ID") for r in p.registers}) == 1
+        assert [r.cseq[0] for r in ok] == sorted(r.cseq[0] for r in ok)
+        assert len({r.cseq[0] for r in ok}) == len(ok)
+    finally:
+        p.close()
+
+
 async def test_register_without_qop(make: Factory) -> None:
     p = FakePlatform("udp", PASSWORD, qop=False)
     await p.start()
@@ -226,6 +244,10 @@ async def test_bad_input_gets_sip_errors_and_the_channel_lives_on(
             wire = short.encode().replace(b"Content-Length: 8", b"Content-Length: 80")
             platform.send_raw(wire)
             assert (await platform.answer_to(short)).status == 400
+            # A header line without a colon: the head names who to answer, so it gets a 400.
+            broken = platform.build("MESSAGE", b"")
+            platform.send_raw(broken.encode().replace(b"Max-Forwards: 70\r\n", b"Max-Forwards 70\r\n"))
+            assert (await platform.answer_to(broken)).status == 400
             platform.send_raw(b"\x00\x01garbage that is not SIP\r\n\r\n")
             platform.send_raw(b"NOTSIP\r\n\r\n")
         big = platform.build("MESSAGE", b"x" * (10 * 1024 * 1024))
