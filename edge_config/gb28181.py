@@ -76,6 +76,9 @@ class Gb28181Settings(Section):
     catalog_page: Count = Field(
         default=20, ge=1, le=100, description="Catalog items per response MESSAGE (large catalogs are paged)."
     )
+    max_live_sessions: Count = Field(
+        default=8, ge=0, le=64, description="Live video sessions at once (INVITEs beyond get 486 Busy Here)."
+    )
     clock_skew_warn_s: Number = Field(
         default=10.0, ge=1, le=86_400, description="Warn when the platform's Date differs from our clock by more."
     )

@@ -15,17 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 from edge_config.gb28181 import Gb28181Settings
 from edge_core.errors import DriverAuthError, DriverConnectError, DriverError, DriverProtocolError, DriverTimeoutError
 from edge_core.ratelimit import RateLimitedLogger
 from edge_core.tasks import TaskSet
 from gateway.gb28181 import manscdp
-from gateway.gb28181.mapping import ChannelStats, GbCamera, alarm_notice, clock_skew, consumer_of
+from gateway.gb28181.calls import LiveCalls
+from gateway.gb28181.live import VideoSource
+from gateway.gb28181.mapping import ChannelStats, GbCamera, alarm_notice, clock_skew, consumer_of, respond
 from gateway.gb28181.sip import (
     REASONS,
     SipMessage,
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 _BATCH = 200
 _UNREGISTER_WAIT_S = 2.0
 _ANSWERED_CACHE = 128
-_ALLOW = "REGISTER, MESSAGE, ACK, OPTIONS, BYE"
+_ALLOW = "REGISTER, MESSAGE, INVITE, ACK, OPTIONS, BYE"
 # Answers to a Notify that retrying cannot fix: the platform refuses the alarm itself. 403/404
 # (the platform forgot our registration) are not here: registering again fixes those.
 _REJECTED = frozenset({400, 413, 415, 488, 501})
@@ -68,6 +70,7 @@ class Gb28181Channel:
         camera_online: Callable[[str], bool],
         box_name: str,
         firmware: str,
+        video: VideoSource | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = f"upstream:gb28181:{cfg.id}"
@@ -93,6 +96,7 @@ class Gb28181Channel:
         self._reg_call_id = ""
         self._from_tag = new_tag()
         self._granted_s = float(cfg.register_expires_s)
+        self._calls = LiveCalls(self.name, cfg.device_id, self._by_channel, video, cfg.max_live_sessions, self)
 
     # -- life --------------------------------------------------------------------------------
 
@@ -123,6 +127,7 @@ class Gb28181Channel:
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._jobs.cancel()
+            self._calls.stop()
             if self.stats.registered:
                 # Best effort, also on shutdown: the platform shows us offline at once instead
                 # of after the registration times out.
@@ -184,6 +189,29 @@ class Gb28181Channel:
                     interval = min(interval * 2, 4.0)
         finally:
             self._pending.pop(branch, None)
+
+    # -- the seam LiveCalls uses (calls.Dialogs) ------------------------------------------------
+
+    @property
+    def local_ip(self) -> str:
+        assert self._t is not None
+        return self._t.local_host
+
+    def in_dialog(self, method: str, invite: SipMessage) -> SipMessage:
+        """A request of ours inside the dialog ``invite`` opened (we are its callee)."""
+        contact = re.search(r"<([^>]+)>", invite.get("contact") or "")
+        to = f"{invite.get('to')};tag={self._from_tag}"
+        msg = self._request(method, contact.group(1) if contact else invite.uri, invite.get("from") or "")
+        msg.set("From", to)
+        msg.set("Call-ID", invite.get("call-id") or "")
+        return msg
+
+    async def send(self, msg: SipMessage) -> SipMessage | None:
+        return await self._send(msg)
+
+    @property
+    def live_sessions(self) -> int:
+        return self._calls.active
 
     async def _register(self, expires: int) -> None:
         cfg = self.cfg
@@ -356,7 +384,7 @@ class Gb28181Channel:
             if isinstance(item, SipParseError):
                 self._rlog.warning(f"bad-{item.status}", "%s: bad message from the platform: %s", self.name, item)
                 if item.request is not None:
-                    self._answer(item.request, item.status)
+                    self.answer(item.request, item.status)
                 continue
             if not item.is_request:
                 branch = item.branch()
@@ -368,14 +396,26 @@ class Gb28181Channel:
                 self._on_request(item)
             except Exception:  # one bad request must not take the registration down
                 self._rlog.exception("request", "%s: failed to handle %s", self.name, item.method)
-                self._answer(item, 500, "Server Internal Error")
+                self.answer(item, 500, "Server Internal Error")
 
-    def _answer(self, req: SipMessage, status: int, reason: str | None = None, *, warning: str | None = None) -> None:
+    def answer(
+        self,
+        req: SipMessage,
+        status: int,
+        reason: str | None = None,
+        *,
+        warning: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        """Answer a request of the platform (remembered, so a retransmission gets the same)."""
         assert self._t is not None
         if req.method == "ACK":
             return  # never answered (RFC 3261 17.2.1)
         resp = reply(req, status, reason or REASONS.get(status, "Error"), to_tag=self._from_tag)
         resp.headers.append(("User-Agent", f"township-edge-gateway/{self._firmware}"))
+        resp.headers += headers or []
+        resp.body = body
         if status == 501:
             resp.headers.append(("Allow", _ALLOW))
         if status == 415:
@@ -397,86 +437,53 @@ class Gb28181Channel:
         match req.method:
             case "MESSAGE":
                 self._on_message(req)
+            case "INVITE":
+                self._calls.on_invite(req)
             case "ACK":
-                return
+                self._calls.on_ack(req)
             case "OPTIONS":
-                self._answer(req, 200)
+                self.answer(req, 200)
             case "BYE":
-                self._answer(req, 481)
+                if not self._calls.on_bye(req):
+                    self.answer(req, 481)
             case "SUBSCRIBE":
-                self._answer(req, 489, warning="no event subscriptions are offered")
+                self.answer(req, 489, warning="no event subscriptions are offered")
             case _:
                 self._rlog.warning(
                     f"method-{req.method}", "%s: %s is not supported; answered 501", self.name, req.method
                 )
-                self._answer(req, 501, warning=f"{req.method} is not supported")
+                self.answer(req, 501, warning=f"{req.method} is not supported")
 
     def _on_message(self, req: SipMessage) -> None:
         cfg = self.cfg
         ctype = (req.get("content-type") or "").lower()
         if "manscdp" not in ctype:
             self._rlog.warning("ctype", "%s: MESSAGE with Content-Type %r; answered 415", self.name, ctype)
-            self._answer(req, 415)
+            self.answer(req, 415)
             return
         try:
             q = manscdp.parse(req.body, cfg.charset)
         except manscdp.ManscdpError as exc:
             self._rlog.warning("xml", "%s: unreadable MESSAGE body: %s; answered %d", self.name, exc, exc.status)
-            self._answer(req, exc.status, warning=str(exc))
+            self.answer(req, exc.status, warning=str(exc))
             return
         if q.root == "Response":
-            self._answer(req, 200)
+            self.answer(req, 200)
             return
         known = q.device_id == cfg.device_id or q.device_id in self._by_channel
         if q.root in ("Query", "Control") and not known:
             self._rlog.warning(
                 "unknown", "%s: %s %s for unknown id %r; answered 404", self.name, q.root, q.cmd, q.device_id
             )
-            self._answer(req, 404, warning=f"no device or channel {q.device_id}")
+            self.answer(req, 404, warning=f"no device or channel {q.device_id}")
             return
-        body = self._respond(q)
+        body = respond(q, cfg, self._cameras, self._online, box_name=self._box_name, firmware=self._firmware)
         if body is None:
             self._rlog.warning("cmd", "%s: %s %s is not supported; answered 501", self.name, q.root, q.cmd)
-            self._answer(req, 501, warning=f"{q.root} {q.cmd} is not supported")
+            self.answer(req, 501, warning=f"{q.root} {q.cmd} is not supported")
             return
-        self._answer(req, 200)
+        self.answer(req, 200)
         self._jobs.spawn(self._send_all(q.cmd, body), name=f"{self.name}.response.{q.cmd}")
-
-    def _respond(self, q: manscdp.Query) -> list[bytes] | None:
-        """The Response MESSAGE bodies for a query or control we support, else None."""
-        cfg = self.cfg
-        cs = cfg.charset
-        if q.root == "Query" and q.cmd == "Catalog":
-            items = [self._item(c) for c in self._cameras]
-            return manscdp.catalog_pages(q.sn, cfg.device_id, items, cfg.catalog_page, cs, version=cfg.version)
-        if q.root == "Query" and q.cmd == "DeviceInfo":
-            cam = self._by_channel.get(q.device_id)
-            name = self._box_name if cam is None else cam.name
-            n = len(self._cameras) if cam is None else 1
-            return [manscdp.device_info(q.sn, q.device_id, name, n, cs, firmware=self._firmware)]
-        if q.root == "Query" and q.cmd == "DeviceStatus":
-            cam = self._by_channel.get(q.device_id)
-            online = True if cam is None else self._online(cam.device)
-            now = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-            return [manscdp.device_status(q.sn, q.device_id, online, now, cs)]
-        if q.root == "Control" and q.cmd == "DeviceControl" and q.text("AlarmCmd") == "ResetAlarm":
-            # Our alarms are incidents with their own life: a reset on the platform has nothing
-            # to clear here, so it is simply acknowledged.
-            return [manscdp.result_response(q.cmd, q.sn, q.device_id, True, cs)]
-        return None
-
-    def _item(self, cam: GbCamera) -> manscdp.CatalogItem:
-        return manscdp.CatalogItem(
-            channel_id=cam.channel_id,
-            name=cam.name,
-            civil_code=cam.civil_code,
-            parent_id=self.cfg.device_id,
-            online=self._online(cam.device),
-            longitude=cam.longitude,
-            latitude=cam.latitude,
-            address=cam.address,
-            grassroots_code=cam.grassroots_code,
-        )
 
     async def _send_all(self, cmd: str, bodies: list[bytes]) -> None:
         """Send a response's MESSAGEs one after another, each once acknowledged."""

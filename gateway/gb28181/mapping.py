@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import email.utils
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from edge_config.camera import CameraDevice
+from edge_config.gb28181 import Gb28181Settings
 from edge_config.model import GatewayConfig
 from gateway.gb28181 import manscdp
 
-__all__ = ["ChannelStats", "GbCamera", "alarm_notice", "cameras_of", "clock_skew", "consumer_of"]
+__all__ = ["ChannelStats", "GbCamera", "alarm_notice", "cameras_of", "clock_skew", "consumer_of", "respond"]
 
 _PRIORITY = {"critical": 1, "major": 2, "minor": 3, "info": 4}
 
@@ -128,3 +130,45 @@ class ChannelStats:
     alarms_sent: int = 0
     last_register_at: float | None = None
     clock_skew_s: float | None = None
+
+
+def respond(
+    q: manscdp.Query,
+    cfg: Gb28181Settings,
+    cameras: Sequence[GbCamera],
+    online: Callable[[str], bool],
+    *,
+    box_name: str,
+    firmware: str,
+) -> list[bytes] | None:
+    """The Response MESSAGE bodies for a query or control we support, else None."""
+    cs = cfg.charset
+    by_channel = {c.channel_id: c for c in cameras}
+    cam = by_channel.get(q.device_id)
+    if q.root == "Query" and q.cmd == "Catalog":
+        items = [
+            manscdp.CatalogItem(
+                channel_id=c.channel_id,
+                name=c.name,
+                civil_code=c.civil_code,
+                parent_id=cfg.device_id,
+                online=online(c.device),
+                longitude=c.longitude,
+                latitude=c.latitude,
+                address=c.address,
+                grassroots_code=c.grassroots_code,
+            )
+            for c in cameras
+        ]
+        return manscdp.catalog_pages(q.sn, cfg.device_id, items, cfg.catalog_page, cs, version=cfg.version)
+    if q.root == "Query" and q.cmd == "DeviceInfo":
+        name, n = (box_name, len(cameras)) if cam is None else (cam.name, 1)
+        return [manscdp.device_info(q.sn, q.device_id, name, n, cs, firmware=firmware)]
+    if q.root == "Query" and q.cmd == "DeviceStatus":
+        up = True if cam is None else online(cam.device)
+        return [manscdp.device_status(q.sn, q.device_id, up, datetime.now().strftime("%Y-%m-%dT%H:%M:%S"), cs)]
+    if q.root == "Control" and q.cmd == "DeviceControl" and q.text("AlarmCmd") == "ResetAlarm":
+        # Our alarms are incidents with their own life: a reset on the platform has nothing to
+        # clear here, so it is simply acknowledged.
+        return [manscdp.result_response(q.cmd, q.sn, q.device_id, True, cs)]
+    return None

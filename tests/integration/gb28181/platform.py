@@ -52,6 +52,7 @@ class FakePlatform:
     registers: list[SipMessage] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
     messages: list[Received] = field(default_factory=list)
+    others: list[SipMessage] = field(default_factory=list)
     responses: asyncio.Queue[SipMessage] = field(default_factory=asyncio.Queue)
     port: int = 0
     _udp: asyncio.DatagramTransport | None = None
@@ -129,6 +130,9 @@ class FakePlatform:
             if got.cmd == "Alarm" and not self.answer_alarms:
                 return
             self._answer(msg, 200, "OK")
+        else:
+            self.others.append(msg)
+            self._answer(msg, 200, "OK")
 
     def _on_register(self, msg: SipMessage) -> None:
         auth = msg.get("Authorization")
@@ -163,13 +167,15 @@ class FakePlatform:
         ).encode("gb2312")
         return await self.request("MESSAGE", body)
 
-    def build(self, method: str, body: bytes, content_type: str = "Application/MANSCDP+xml") -> SipMessage:
+    def build(
+        self, method: str, body: bytes, content_type: str = "Application/MANSCDP+xml", *, to: str = DEVICE_ID
+    ) -> SipMessage:
         self._cseq += 1
-        msg = SipMessage(method=method, uri=f"sip:{DEVICE_ID}@{REALM}")
+        msg = SipMessage(method=method, uri=f"sip:{to}@{REALM}")
         msg.headers = [
             ("Via", f"SIP/2.0/{self.proto.upper()} 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(6)}"),
             ("From", f"<sip:{PLATFORM_ID}@{REALM}>;tag=p{self._cseq}"),
-            ("To", f"<sip:{DEVICE_ID}@{REALM}>"),
+            ("To", f"<sip:{to}@{REALM}>"),
             ("Call-ID", f"q{secrets.token_hex(6)}@127.0.0.1"),
             ("CSeq", f"{self._cseq} {method}"),
             ("Max-Forwards", "70"),
