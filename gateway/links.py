@@ -26,6 +26,7 @@ from edge_core.signals import EvidenceSink, Signal, SignalSink
 from gateway.camera_stage import CameraVision
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.mapping import cameras_of, consumer_of
+from gateway.gb28181.media import camera_video
 from gateway.metrics import Metrics
 from gateway.outbox import FEED, Outbox
 from gateway.supervisor import Target
@@ -151,6 +152,7 @@ def build_links(
             camera_online=functools.partial(_streaming, out.cameras),
             box_name=f"{cfg.site.township} {cfg.site.village} ({cfg.site.box_id})",
             firmware=_version(),
+            video=camera_video(out.cameras),
         )
         out.gb28181[gb.id] = channel
         # A county platform restart must not meet every box in the same second: jittered backoff.

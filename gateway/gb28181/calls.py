@@ -66,12 +66,15 @@ class LiveCalls:
         video: VideoSource | None,
         max_sessions: int,
         dialogs: Dialogs,
+        *,
+        allow_h265: bool = False,
     ) -> None:
         self._name = name
         self._device_id = device_id
         self._cameras = cameras
         self._video = video
         self._max = max_sessions
+        self._allow_h265 = allow_h265
         self._d = dialogs
         self._calls: dict[str, _Call] = {}
         self._jobs = TaskSet()
@@ -106,7 +109,7 @@ class LiveCalls:
             self._d.answer(req, 486, warning=f"{self._max} live sessions already")
             return
         ssrc = offer.ssrc if offer.ssrc is not None else secrets.randbelow(10**9)
-        call = _Call(req, LiveSession(cam.channel_id, cam.device, offer, ssrc))
+        call = _Call(req, LiveSession(cam.channel_id, cam.device, offer, ssrc, allow_h265=self._allow_h265))
         self._calls[call_id] = call
         self._jobs.spawn(self._accept(call_id, call), name=f"{self._name}.invite")
 

@@ -96,7 +96,15 @@ class Gb28181Channel:
         self._reg_call_id = ""
         self._from_tag = new_tag()
         self._granted_s = float(cfg.register_expires_s)
-        self._calls = LiveCalls(self.name, cfg.device_id, self._by_channel, video, cfg.max_live_sessions, self)
+        self._calls = LiveCalls(
+            self.name,
+            cfg.device_id,
+            self._by_channel,
+            video,
+            cfg.max_live_sessions,
+            self,
+            allow_h265=cfg.version == "2022",
+        )
 
     # -- life --------------------------------------------------------------------------------
 
@@ -162,7 +170,7 @@ class Gb28181Channel:
         ]
         return msg
 
-    async def _send(self, msg: SipMessage) -> SipMessage | None:
+    async def send(self, msg: SipMessage) -> SipMessage | None:
         """Send a request and wait for its final response; None when none came in time.
         Over UDP the request is retransmitted (RFC 3261 timer A: 0.5 s doubling, capped at 4 s)."""
         assert self._t is not None
@@ -206,9 +214,6 @@ class Gb28181Channel:
         msg.set("Call-ID", invite.get("call-id") or "")
         return msg
 
-    async def send(self, msg: SipMessage) -> SipMessage | None:
-        return await self._send(msg)
-
     @property
     def live_sessions(self) -> int:
         return self._calls.active
@@ -229,7 +234,7 @@ class Gb28181Channel:
                 msg.headers.append(("Authorization", auth))
             return msg
 
-        resp = await self._send(build(None))
+        resp = await self.send(build(None))
         if resp is None:
             raise DriverTimeoutError(
                 f"platform {where} did not answer REGISTER within {cfg.request_timeout_s:g} s",
@@ -243,7 +248,7 @@ class Gb28181Channel:
             except ValueError as exc:
                 raise DriverProtocolError(f"platform's challenge: {exc}", device_id=self.name, code="auth") from None
             auth = authorization(ch, username=self._user, password=self._password, method="REGISTER", uri=uri)
-            resp = await self._send(build(auth))
+            resp = await self.send(build(auth))
             if resp is None:
                 raise DriverTimeoutError(
                     f"platform {where} did not answer the authenticated REGISTER", device_id=self.name, code="timeout"
@@ -303,7 +308,7 @@ class Gb28181Channel:
         msg = self._request("MESSAGE", f"sip:{cfg.platform_id}@{cfg.domain}", f"<sip:{cfg.platform_id}@{cfg.domain}>")
         msg.headers.append(("Content-Type", manscdp.CONTENT_TYPE))
         msg.body = body
-        return await self._send(msg)
+        return await self.send(msg)
 
     def _next_sn(self) -> int:
         self._sn += 1

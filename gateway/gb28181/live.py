@@ -32,6 +32,7 @@ class AccessUnit(NamedTuple):
     data: bytes
     pts: int
     key: bool
+    codec: str = "h264"
 
 
 VideoSource = Callable[[str], AsyncIterator[AccessUnit]]
@@ -165,12 +166,12 @@ class _Sink:
 class LiveSession:
     """One platform dialog's video: prepared at INVITE, started at ACK, stopped at BYE."""
 
-    def __init__(self, channel_id: str, device: str, offer: Offer, ssrc: int, stream_type: int = STREAM_H264) -> None:
+    def __init__(self, channel_id: str, device: str, offer: Offer, ssrc: int, *, allow_h265: bool = False) -> None:
         self.channel_id = channel_id
         self.device = device
         self.offer = offer
         self.ssrc = ssrc
-        self.stream_type = stream_type
+        self.allow_h265 = allow_h265
         self.frames_sent = 0
         self.bytes_sent = 0
         self._sink = _Sink()
@@ -188,7 +189,12 @@ class LiveSession:
         try:
             await self._sink.connect(self.offer)
             async for au in source(self.device):
-                data = mux_frame(au.data, au.pts, key=au.key, stream_type=self.stream_type)
+                stream_type = stream_type_of(au.codec)
+                if stream_type is None or (stream_type == STREAM_H265 and not self.allow_h265):
+                    # No re-encoding: a codec the platform's edition cannot carry ends the session.
+                    edition = "2022" if self.allow_h265 else "2016"
+                    return f"the camera sends {au.codec}, which GB/T 28181-{edition} does not carry"
+                data = mux_frame(au.data, au.pts, key=au.key, stream_type=stream_type)
                 await self._sink.send(packer.packets(data, au.pts))
                 self.frames_sent += 1
                 self.bytes_sent += len(data)
