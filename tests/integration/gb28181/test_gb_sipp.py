@@ -12,21 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import json
 import re
 import shutil
 import socket
+import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import av
 import pytest
 
 from edge_config.gb28181 import Gb28181Settings
 from edge_core.errors import DriverError
 from gateway.gb28181.channel import Gb28181Channel
+from gateway.gb28181.live import AccessUnit
 from gateway.gb28181.mapping import GbCamera
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from tests.conftest import free_port
+from tests.unit.gb28181.h264 import clip
 
 HERE = Path(__file__).parent / "sipp"
 DEVICE_ID = "51042110302000000002"
@@ -176,3 +182,96 @@ def _one(bodies: list[str], cmd: str) -> str:
     found = [b for b in bodies if f"<CmdType>{cmd}</CmdType>" in b]
     assert len(found) == 1, found
     return found[0]
+
+
+async def _loop_clip(_device: str) -> AsyncIterator[AccessUnit]:
+    aus = clip()
+    for i in range(10_000):
+        au, key = aus[i % len(aus)]
+        yield AccessUnit(au, i * 3600, key)
+        await asyncio.sleep(0.04)
+
+
+class _Rtp(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.packets.append(data)
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+async def test_sipp_platform_invites_live_video_and_byes(proto: str, tmp_path: Path, outbox: Outbox) -> None:
+    port = free_port()
+    loop = asyncio.get_running_loop()
+    rtp_t, rtp = await loop.create_datagram_endpoint(_Rtp, local_addr=("127.0.0.1", 0))
+    rtp_port = rtp_t.get_extra_info("sockname")[1]
+    ids = tmp_path / "ids.csv"
+    ids.write_text(f"SEQUENTIAL\n{DEVICE_ID};{CAMERAS[0].channel_id};51042110301329999999;{rtp_port};\n")
+    log = tmp_path / "messages.log"
+    args = [
+        "-sf", str(HERE / "live.xml"),
+        "-inf", str(ids),
+        "-i", "127.0.0.1",
+        "-p", str(port),
+        "-t", "u1" if proto == "udp" else "t1",
+        "-m", "1",
+        "-nostdin",
+        "-timeout", "30s",
+        "-timeout_error",
+        "-trace_msg", "-message_file", str(log),
+    ]  # fmt: skip
+    with (tmp_path / "stderr.txt").open("wb") as stderr:
+        sipp = await asyncio.create_subprocess_exec(
+            "sipp", *args, stdout=asyncio.subprocess.DEVNULL, stderr=stderr, cwd=tmp_path
+        )
+    task = None
+    try:
+        await _wait_listening(port, proto)
+        cfg = Gb28181Settings.model_validate(
+            {
+                "id": "county",
+                "platform_id": PLATFORM_ID,
+                "realm": "5104211030",
+                "host": "127.0.0.1",
+                "port": port,
+                "transport": proto,
+                "device_id": DEVICE_ID,
+                "password": {"file": "pw"},
+            }
+        )
+        ch = Gb28181Channel(
+            cfg,
+            password="12345678",
+            outbox=outbox,
+            metrics=Metrics(),
+            cameras=CAMERAS,
+            camera_online=lambda _dev: True,
+            box_name="Xinhe box",
+            firmware="1.0",
+            video=_loop_clip,
+        )
+        task = asyncio.create_task(ch.run(lambda: None))
+        rc = await asyncio.wait_for(sipp.wait(), 40)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        why = (tmp_path / "stderr.txt").read_text(errors="replace")
+        assert rc == 0, f"SIPp exit {rc}: {why[-3000:]}\n{text[-3000:]}"
+        assert ch.live_sessions == 0  # SIPp's BYE ended it
+        n = len(rtp.packets)
+        await asyncio.sleep(0.3)
+        assert len(rtp.packets) == n  # and nothing is sent after it
+    finally:
+        rtp_t.close()
+        if sipp.returncode is None:
+            sipp.kill()
+            await sipp.wait()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, DriverError):
+                await task
+    # About two seconds of 25 fps video, from the SSRC the platform's y= line named.
+    assert {struct.unpack(">I", p[8:12])[0] for p in rtp.packets} == {100000001}
+    ps = b"".join(p[12:] for p in sorted(rtp.packets, key=lambda p: struct.unpack(">H", p[2:4])[0]))
+    with av.open(io.BytesIO(ps), mode="r", format="mpeg") as c:
+        frames = sum(len(p.decode()) for p in c.demux(video=0))
+    assert 20 <= frames <= 80
