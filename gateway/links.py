@@ -27,6 +27,7 @@ from gateway.camera_stage import CameraVision
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.mapping import cameras_of, consumer_of
 from gateway.gb28181.media import camera_video
+from gateway.gb28181.telemetry import ChannelCollector
 from gateway.metrics import Metrics
 from gateway.outbox import FEED, Outbox
 from gateway.supervisor import Target
@@ -157,6 +158,8 @@ def build_links(
         out.gb28181[gb.id] = channel
         # A county platform restart must not meet every box in the same second: jittered backoff.
         out.links.append(Link(channel.name, channel.run, backoff=Backoff(1.0, gb.max_backoff_s)))
+    if out.gb28181:
+        metrics.registry.register(ChannelCollector(list(out.gb28181.values())))
     return out
 
 

@@ -57,6 +57,7 @@ class FakePlatform:
     port: int = 0
     _udp: asyncio.DatagramTransport | None = None
     _peer: tuple[str, int] | None = None
+    _source: tuple[str, int] | None = None
     _server: asyncio.Server | None = None
     _writer: asyncio.StreamWriter | None = None
     _nonce: str = field(default_factory=lambda: secrets.token_hex(8))
@@ -69,9 +70,12 @@ class FakePlatform:
 
             class Proto(asyncio.DatagramProtocol):
                 def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                    platform._peer = addr
+                    platform._source = addr  # answers go back there; requests of ours to the registered one
                     with contextlib.suppress(SipParseError):
-                        platform._on(parse_message(data))
+                        msg = parse_message(data)
+                        if msg.method == "REGISTER":
+                            platform._peer = addr
+                        platform._on(msg)
 
             self._udp, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
             self.port = self._udp.get_extra_info("sockname")[1]
@@ -105,6 +109,9 @@ class FakePlatform:
             self._writer.write(data)
 
     def _send(self, msg: SipMessage) -> None:
+        if self._udp is not None and not msg.is_request and self._source is not None:
+            self._udp.sendto(msg.encode(), self._source)
+            return
         self.send_raw(msg.encode())
 
     def _answer(self, req: SipMessage, status: int, reason: str, extra: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]

@@ -9,9 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
+from prometheus_client import generate_latest
+
 from edge_config import load
 from edge_core.signals import Category, Severity, Signal
 from gateway.app import Gateway
+from gateway.doctor import run_doctor
 from tests.conftest import free_port
 from tests.integration.gb28181.platform import DEVICE_ID, PLATFORM_ID, FakePlatform
 
@@ -88,14 +92,26 @@ def _intrusion(zone: str) -> Signal:
     )
 
 
-async def test_intrusions_reach_the_platform_in_order_after_an_outage(tmp_path: Path) -> None:
+async def test_intrusions_reach_the_platform_in_order_after_an_outage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     platform = FakePlatform("udp", "s3cret")
     await platform.start()
+    site = _site(tmp_path, platform.port)
     try:
-        async with running(_site(tmp_path, platform.port)) as gw:
+        async with running(site) as gw:
             async with asyncio.timeout(10):
                 while not platform.accepted:
                     await asyncio.sleep(0.05)
+            # /metrics and doctor see the registration.
+            scrape = generate_latest(gw.metrics.registry).decode()
+            assert 'gateway_gb28181_registered{channel="county"} 1.0' in scrape
+            assert 'gateway_gb28181_live_sessions{channel="county"} 0.0' in scrape
+            capsys.readouterr()
+            await run_doctor(site, unit=tmp_path / "no-unit")
+            report = capsys.readouterr().out
+            assert f"GB/T 28181 platform county answers at 127.0.0.1:{platform.port}/udp: 200 OK" in report
+            assert f"GB/T 28181 county: the gateway is registered as {DEVICE_ID}" in report
             gw.signal(_intrusion("gate"))
             (first,) = await platform.wait_for("Alarm", 1)
             assert first.xml.findtext("DeviceID") == CHANNEL
