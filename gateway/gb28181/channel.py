@@ -275,7 +275,7 @@ class Gb28181Channel:
             log.info("%s: unregistered from %s", self.name, where)
             return
         self._granted_s = float(granted_expires(resp, expires))
-        self.stats.registered = True
+        self.stats.registered, self.stats.keepalive_misses = True, 0
         self.stats.registrations += 1
         self.stats.last_register_at = time.time()
         self._check_clock(resp)
