@@ -98,12 +98,20 @@ class CameraDevice(Section):
     username: str | None = Field(default=None, max_length=128, description="ONVIF user (WS-UsernameToken).")
     password: SecretRef | None = Field(default=None, description="ONVIF password, from a credential or file.")
     national_id: str | None = Field(
-        default=None, pattern=r"^[0-9]{20}$", description="GB/T 28181 20-digit national device id."
+        default=None,
+        pattern=r"^[0-9]{20}$",
+        description="GB/T 28181 20-digit national device id (type code 132, IP camera): its channel id "
+        "on the county video platform.",
     )
     civil_code: str | None = Field(
         default=None,
         pattern=r"^[0-9]{6,12}$",
         description="Administrative division code of the camera's place.",
+    )
+    grassroots_code: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{6,20}$",
+        description="GB/T 28181-2022 grassroots-organisation code (基层组织编码); the catalog says 000000 when none.",
     )
     profiles: ProfileChoice = Field(default_factory=ProfileChoice, description="Analysis and evidence profiles.")
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Stream ingest.")
@@ -127,4 +135,11 @@ class CameraDevice(Section):
     def _password_needs_user(self) -> CameraDevice:
         if self.password is not None and self.username is None:
             raise ValueError("a password needs a username")
+        # Digits 11-13 of a national id are its type; the platform files a channel of another type
+        # (a 131 analogue camera, a 111 DVR) under the wrong tree, or refuses it.
+        if self.national_id is not None and self.national_id[10:13] != "132":
+            raise ValueError(
+                f"national_id {self.national_id} has type code {self.national_id[10:13]} (digits 11-13); "
+                "an IP camera's channel id has 132 there"
+            )
         return self

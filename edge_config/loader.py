@@ -161,6 +161,7 @@ def _references(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
         out.append(
             (("upstream", "mqtt", "broker"), f"broker {cfg.upstream.mqtt.broker!r} is not defined in [[brokers]]")
         )
+    out += _gb28181_references(cfg)
     for i, rule in enumerate(cfg.rules):
         covered = [d for d in cfg.devices if any(fnmatch.fnmatchcase(d.id, pat) for pat in rule.devices)]
         if not covered:
@@ -177,6 +178,29 @@ def _references(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
                     f"no point {pattern!r} on the devices this rule covers; their points: {', '.join(sorted(points))}",
                 )
             )
+    return out
+
+
+def _gb28181_references(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
+    """GB/T 28181 ids name one thing each: a camera's channel id is neither another camera's nor
+    the box's or the platform's, and each channel keeps its own delivery cursor by its id."""
+    out: list[tuple[Loc, str]] = []
+    owner: dict[str, str] = {}
+    for i, dev in enumerate(cfg.devices):
+        nid = getattr(dev, "national_id", None)
+        if isinstance(nid, str):
+            if nid in owner:
+                out.append((("devices", i, "national_id"), f"national_id {nid} is also {owner[nid]!r}'s"))
+            owner.setdefault(nid, dev.id)
+    names: set[str] = set()
+    for i, gb in enumerate(cfg.upstream.gb28181):
+        if gb.id in names:
+            out.append((("upstream", "gb28181", i, "id"), f"id {gb.id!r} is used twice in [[upstream.gb28181]]"))
+        names.add(gb.id)
+        for key in ("device_id", "platform_id"):
+            nid = getattr(gb, key)
+            if nid in owner:
+                out.append((("upstream", "gb28181", i, key), f"{key} {nid} is camera {owner[nid]!r}'s national_id"))
     return out
 
 

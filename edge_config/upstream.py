@@ -1,10 +1,12 @@
-"""Where incidents go: the platform's webhook and MQTT broker (the pull feed needs no config)."""
+"""Where incidents go: the platform's webhook, MQTT broker and GB/T 28181 video platform (the pull
+feed needs no config)."""
 
 from __future__ import annotations
 
 from pydantic import Field, HttpUrl, model_validator
 
 from edge_config._base import Identifier, Number, SecretRef, Section
+from edge_config.gb28181 import Gb28181Settings
 from edge_config.tls import TlsSettings
 
 __all__ = ["MqttUplink", "UpstreamSettings", "WebhookSettings"]
@@ -48,3 +50,6 @@ class UpstreamSettings(Section):
 
     webhook: WebhookSettings | None = Field(default=None, description="HTTP webhook receiver.")
     mqtt: MqttUplink | None = Field(default=None, description="MQTT uplink.")
+    gb28181: list[Gb28181Settings] = Field(
+        default_factory=list, max_length=8, description="County video platforms reached over GB/T 28181."
+    )

@@ -94,6 +94,12 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     if problems:
         return 2
     cfg = loaded.config
+    for gb in cfg.upstream.gb28181:
+        channels = sum(1 for d in cfg.devices if getattr(d, "national_id", None))
+        print(
+            f"note: GB/T 28181 {gb.id}: registers as {gb.device_id} with {gb.platform_id} at "
+            f"{gb.host}:{gb.port}/{gb.transport} (realm {gb.domain}), {_count(channels, 'camera channel')}"
+        )
     print(
         f"{args.file}: OK ({_count(len(cfg.devices), 'device')}, {_count(len(cfg.rules), 'rule')}, "
         f"{_count(len(cfg.brokers), 'broker')}, box {cfg.site.box_id})"

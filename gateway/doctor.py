@@ -29,6 +29,7 @@ from edge_config.opcua import OpcUaDevice
 from edge_config.tls import TlsSettings
 from edge_core.errors import ConfigError, DriverProtocolError
 from gateway.app import default_state_dir
+from gateway.gb28181.telemetry import probe
 from gateway.outbox import CAPACITY_WINDOW_S, covers_hours, intake_since
 
 __all__ = ["UNIT", "Check", "run_doctor"]
@@ -301,6 +302,57 @@ async def _api_check(loaded: LoadedConfig) -> Check:
         )
 
 
+async def _gb28181_checks(loaded: LoadedConfig) -> list[Check]:
+    """Each county video platform: does a SIP server answer there (one OPTIONS, no REGISTER: a
+    second registration with the box's id would replace the daemon's), and is the running
+    daemon registered (its link's state from /readyz)?"""
+    gbs = loaded.config.upstream.gb28181
+    if not gbs:
+        return []
+    api = loaded.config.api
+    host = "127.0.0.1" if api.listen in ("0.0.0.0", "::") else api.listen
+    links: dict[str, str] = {}
+    try:
+        token = api.token.read(loaded.base_dir).get_secret_value()
+        timeout = aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT_S)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession(timeout=timeout, headers=headers) as s,
+            s.get(f"http://{host}:{api.port}/readyz") as r,
+        ):
+            links = (await r.json()).get("links", {})
+    except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+        pass  # no running gateway (the API check says so), or no token to ask it with
+    checks = []
+    for gb in gbs:
+        where = f"{gb.host}:{gb.port}/{gb.transport}"
+        try:
+            answer = await probe(gb, _CONNECT_TIMEOUT_S)
+            checks.append(Check("OK", f"GB/T 28181 platform {gb.id} answers at {where}: {answer}"))
+        except (OSError, TimeoutError) as exc:
+            why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+            checks.append(
+                Check(
+                    "FAIL",
+                    f"GB/T 28181 platform {gb.id} not reachable at {where}: {why}",
+                    "alarms wait in the outbox; check the route to the county video network, host, port and transport",
+                )
+            )
+        state = links.get(f"upstream:gb28181:{gb.id}")
+        if state == "connected":
+            checks.append(Check("OK", f"GB/T 28181 {gb.id}: the gateway is registered as {gb.device_id}"))
+        elif state is not None:
+            checks.append(
+                Check(
+                    "FAIL",
+                    f"GB/T 28181 {gb.id}: the gateway is not registered ({state})",
+                    "the status page shows the link's last error: a 403 means a wrong password or a device_id "
+                    "the platform does not know",
+                )
+            )
+    return checks
+
+
 def _load_site(path: Path) -> LoadedConfig | None:
     """The site file, or None after printing why it cannot be used."""
     if not path.exists():
@@ -358,6 +410,7 @@ async def run_doctor(path: Path, unit: Path = UNIT) -> int:
         else:
             checks.append(Check("FAIL", f"{p.name} not reachable at {where}: {failure[0]}", failure[1]))
     checks.append(await _api_check(loaded))
+    checks += await _gb28181_checks(loaded)
     for c in checks:
         print(c.line())
     failed = sum(c.status == "FAIL" for c in checks)

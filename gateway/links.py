@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.base import ReadingSink
-from drivers.camera import Camera
+from drivers.camera import Camera, CameraState
 from drivers.mqtt import MqttDriver
 from drivers.opcua import OpcUaAlarm, OpcUaDriver
 from edge_config import LoadedConfig
@@ -23,6 +24,10 @@ from edge_config.opcua import OpcUaDevice
 from edge_core.backoff import Backoff
 from edge_core.signals import EvidenceSink, Signal, SignalSink
 from gateway.camera_stage import CameraVision
+from gateway.gb28181.channel import Gb28181Channel
+from gateway.gb28181.mapping import cameras_of, consumer_of
+from gateway.gb28181.media import camera_video
+from gateway.gb28181.telemetry import ChannelCollector
 from gateway.metrics import Metrics
 from gateway.outbox import FEED, Outbox
 from gateway.supervisor import Target
@@ -47,6 +52,7 @@ class Links:
     links: list[Link] = field(default_factory=list)
     cameras: dict[str, Camera] = field(default_factory=dict)
     stages: dict[str, CameraVision] = field(default_factory=dict)
+    gb28181: dict[str, Gb28181Channel] = field(default_factory=dict)
 
 
 def push_consumers(cfg: GatewayConfig) -> list[str]:
@@ -57,6 +63,7 @@ def push_consumers(cfg: GatewayConfig) -> list[str]:
         consumers.append(WebhookPusher.consumer)
     if cfg.upstream.mqtt is not None:
         consumers.append(MqttPusher.consumer)
+    consumers += [consumer_of(gb.id) for gb in cfg.upstream.gb28181]
     return consumers or [FEED]
 
 
@@ -136,7 +143,36 @@ def build_links(
             base_dir=base_dir,
         )
         out.links.append(Link(mqtt_pusher.name, mqtt_pusher.run))
+    for gb in cfg.upstream.gb28181:
+        channel = Gb28181Channel(
+            gb,
+            password=secret(gb.password) or "",
+            outbox=outbox,
+            metrics=metrics,
+            cameras=cameras_of(cfg),
+            camera_online=functools.partial(_streaming, out.cameras),
+            box_name=f"{cfg.site.township} {cfg.site.village} ({cfg.site.box_id})",
+            firmware=_version(),
+            video=camera_video(out.cameras),
+        )
+        out.gb28181[gb.id] = channel
+        # A county platform restart must not meet every box in the same second: jittered backoff.
+        out.links.append(Link(channel.name, channel.run, backoff=Backoff(1.0, gb.max_backoff_s)))
+    if out.gb28181:
+        metrics.registry.register(ChannelCollector(list(out.gb28181.values())))
     return out
+
+
+def _streaming(cameras: dict[str, Camera], device: str) -> bool:
+    cam = cameras.get(device)
+    return cam is not None and cam.state is CameraState.STREAMING
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("township-edge-gateway")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
 
 
 def _count_malformed(metrics: Metrics, driver: str, reason: str) -> None:
