@@ -234,12 +234,12 @@ async def test_a_camera_taking_username_tokens_never_sees_digest() -> None:
 
 @pytest.mark.parametrize("skew", [0, -400])
 async def test_a_camera_sending_only_local_time_connects_and_its_skew_is_measured(skew: int) -> None:
-    async with OnvifCameraSim(username=USER, password=PASSWORD, utc_time=False, clock_offset_s=skew) as sim:
-        async with _session(sim) as s:
-            assert s.clock_source == "local"
-            assert s.clock_skew_s == pytest.approx(skew, abs=2)
-            assert s.info is not None  # signed with the camera's (local-time derived) clock: accepted
-            assert await s.camera_time_skew() == pytest.approx(skew, abs=2)
+    sim = OnvifCameraSim(username=USER, password=PASSWORD, utc_time=False, clock_offset_s=skew)
+    async with sim, _session(sim) as s:
+        assert s.clock_source == "local"
+        assert s.clock_skew_s == pytest.approx(skew, abs=2)
+        assert s.info is not None  # signed with the camera's (local-time derived) clock: accepted
+        assert await s.camera_time_skew() == pytest.approx(skew, abs=2)
 
 
 # --- 9: the simulator behaves like a camera -----------------------------------------------
