@@ -330,9 +330,9 @@ class Camera:
             self.events_unavailable = session.events_unsupported
         if self.events_unavailable is None or (not cfg.events and self.gating_fallback is None):
             return
-        self._read_event_support_changed()
+        self._say_why_no_events()
 
-    def _read_event_support_changed(self) -> None:
+    def _say_why_no_events(self) -> None:
         cfg = self.config
         if self.gating_fallback is not None:
             self._warn_once(
@@ -503,13 +503,13 @@ class Camera:
             except DriverError as exc:
                 self.stats.last_event_error = str(exc)
                 self.stats.subscribe_failures += 1
-                if _unsupported(exc):
+                if session.events_unsupported is not None:
                     # The camera lists an Events service but refuses PullPoint: asking again
                     # every 30 s for ever would only fill the journal.
-                    self.events_unavailable = f"the camera refuses PullPoint subscriptions ({exc})"
-                    self._read_event_support_changed()
+                    self.events_unavailable = session.events_unsupported
+                    self._say_why_no_events()
                     return
-                # Said once per distinct reason; the status page keeps the latest.
+                # Said for the first failure in a row only; the status page keeps the latest.
                 level = logging.WARNING if self.stats.subscribe_failures == 1 else logging.DEBUG
                 logger.log(level, "camera %s: cannot subscribe to events (%s); retrying", cfg.id, exc)
                 await asyncio.sleep(backoff.next_delay())
@@ -643,12 +643,6 @@ class Camera:
             time=when if when is not None else time.time(),
             **fields,
         )
-
-
-def _unsupported(exc: DriverError) -> bool:
-    """A SOAP fault saying the operation is not there (ter:ActionNotSupported and kin)."""
-    text = str(exc)
-    return exc.code == "soap-fault" and ("NotSupported" in text or "not supported" in text.lower())
 
 
 def _as_jpeg(snap: Snapshot) -> bytes | None:

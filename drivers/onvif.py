@@ -343,6 +343,8 @@ class OnvifSession:
                 return DriverAuthError(
                     f"ONVIF authentication failed at {self.address} during {what}: {hint}", device_id=dev
                 )
+            if _unsupported_fault(root):
+                return _NotSupported(f"{what}: the camera does not support it: {text}", device_id=dev)
             return DriverProtocolError(
                 f"{what}: camera answered with a SOAP fault: {text}",
                 device_id=dev,
@@ -761,9 +763,17 @@ class OnvifSession:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def subscribe(self, lease_s: float = 60.0) -> PullPointSubscription:
-        """Create a PullPoint subscription (``CreatePullPointSubscription``)."""
+        """Create a PullPoint subscription (``CreatePullPointSubscription``).
+
+        A camera that lists an Events service but answers that it does not support this gets
+        ``events_unsupported`` set (then the error is raised as usual): asking again is pointless.
+        """
         sub = PullPointSubscription(self, lease_s)
-        await sub.start()
+        try:
+            await sub.start()
+        except _NotSupported as exc:
+            self.events_unsupported = f"the camera refuses PullPoint subscriptions ({exc})"
+            raise
         return sub
 
     @contextlib.asynccontextmanager
@@ -773,6 +783,22 @@ class OnvifSession:
             yield sub
         finally:
             await sub.close()
+
+
+class _NotSupported(DriverProtocolError):
+    """A SOAP fault saying the operation is not there (ter:ActionNotSupported and kin); it leaves
+    this module as the DriverProtocolError it is, its meaning recorded on the session."""
+
+    def __init__(self, message: str, *, device_id: str) -> None:
+        super().__init__(message, device_id=device_id, code="not-supported")
+
+
+_UNSUPPORTED_SUBCODES = {"ActionNotSupported", "OptionalActionNotImplemented", "NotSupported"}
+
+
+def _unsupported_fault(fault: Any) -> bool:
+    names = [getattr(q, "localname", str(q)) for q in getattr(fault, "subcodes", None) or []]
+    return any(n.split("}")[-1].split(":")[-1] in _UNSUPPORTED_SUBCODES for n in names)
 
 
 class _EmptyBody(Exception):
