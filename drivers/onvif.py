@@ -302,7 +302,7 @@ class OnvifSession:
         self.events_unsupported: str | None = None
         """Why the camera cannot deliver PullPoint events (read at connect), None when it can."""
         self.http_digest = False
-        """The camera asked for HTTP Digest on its SOAP calls (and got it)."""
+        """The camera challenged a SOAP call for HTTP Digest (from then on every call carries it)."""
         self._soap_http: Any = None
         self._snapshot_http: Any = None
         self._snapshot_basic: set[str] = set()
@@ -531,11 +531,6 @@ class OnvifSession:
             self.events_unsupported = "the camera's Events service does not offer PullPoint subscriptions"
         else:
             self.events_unsupported = None
-
-    @property
-    def has_events(self) -> bool:
-        """Whether the camera can deliver PullPoint events (read at connect)."""
-        return self.events_unsupported is None
 
     async def _handle_skew(self) -> None:
         skew = self.clock_skew_s
