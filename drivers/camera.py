@@ -5,11 +5,14 @@ ONVIF (clock, device information, profiles), then runs until cancelled:
 
 - the ingest (RTSP all frames, RTSP key frames only, or ONVIF snapshot polling), handing frames to
   the ``frame_sink`` given at construction (the gateway's vision stage), gated by the camera's own
-  motion events when configured; the driver itself knows nothing of what is done with them;
+  motion events when configured and possible (a camera with no events to gate on falls back to
+  ``always``, warned once and shown in ``status()``); the driver itself knows nothing of what is
+  done with them; stream URIs that the camera says expire are asked for again before a reopen;
 - the offline monitor: no frame for ``offline_after_s`` raises a camera-offline signal, the first
   frame after it resolves it. The state lives on the object, so it survives ``run`` being
   restarted by the supervisor;
-- the events watchdog: a PullPoint subscription renewed at half its lease, recreated after a SOAP
+- the events watchdog, when the camera has events at all (read at connect; the reason it has none
+  is ``events_unavailable``): a PullPoint subscription renewed at half its lease, recreated after a SOAP
   fault, a camera reboot, or silence past ``event_quiet_s`` while the camera still answers.
   Camera events become signals (tamper, scene change, too blurry/dark/bright, signal loss; motion
   when ``gating = "both"``), each opened signal followed by an update carrying an evidence JPEG

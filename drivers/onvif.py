@@ -7,9 +7,17 @@ credential.
 
 The camera clock matters because WS-UsernameToken digests carry a ``Created`` time that cameras
 check against their own clock. We ask the camera for its time before authenticating
-(``GetSystemDateAndTime`` is allowed without credentials), sign requests with the measured offset
-(the client's ``adjust_time``), and if the skew is over 5 s either set the camera's clock (when the
-config allows) or warn, naming the camera and the skew.
+(``GetSystemDateAndTime`` is allowed without credentials), from its ``UTCDateTime`` or, on older
+firmware that sends none, its ``LocalDateTime`` (:func:`camera_clock`), sign requests with the
+measured offset, and if the skew is over 5 s either set the camera's clock (when the config allows)
+or warn, naming the camera and the skew.
+
+Cameras authenticate SOAP calls their own ways: WS-UsernameToken is always sent, and HTTP Digest
+is added when the camera answers with a Digest challenge (some firmware is set to Digest only).
+A refusal, as a SOAP fault or a bare HTTP 401, is a :class:`DriverAuthError` naming the fix. The
+services the camera lists at connect decide whether its events are used at all
+(``events_unsupported``). Snapshots are fetched here too, with Digest or Basic as the camera asks,
+and come back with their real type (some cameras send PNG).
 
 Why this file is long: every ONVIF call, its SOAP quirks and the translation of the library's
 errors into ours stay in one module, so no zeep or onvif type leaks out of it.
