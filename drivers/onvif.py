@@ -313,6 +313,7 @@ class OnvifSession:
         """The camera challenged a SOAP call for HTTP Digest (from then on every call carries it)."""
         self._soap_http: Any = None
         self._snapshot_http: Any = None
+        self._snapshot_digest: Any = None
         self._snapshot_basic: set[str] = set()
 
     @property
@@ -448,6 +449,11 @@ class OnvifSession:
             digest = aiohttp.DigestAuthMiddleware(self._username, self._password)
             self._soap_http = aiohttp.ClientSession(middlewares=(digest, self._note_challenge))
         self._snapshot_http = aiohttp.ClientSession()
+        # One for the session's life, so that after the first challenge each snapshot is answered
+        # at once (preemptive Digest) rather than after a 401 every time.
+        self._snapshot_digest = (
+            aiohttp.DigestAuthMiddleware(self._username, self._password or "") if self._username else None
+        )
         try:
             await self._read_clock()
             if abs(self.clock_skew_s) > CLOCK_SKEW_LIMIT_S:
@@ -737,7 +743,7 @@ class OnvifSession:
             if use_basic:
                 kwargs["headers"] = {"Authorization": basic}
             elif user:
-                kwargs["middlewares"] = (aiohttp.DigestAuthMiddleware(user, password or ""),)
+                kwargs["middlewares"] = (self._snapshot_digest,)
             async with http.get(uri, **kwargs) as resp:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 if resp.status == 401 and not use_basic and basic is not None and challenge.lower().startswith("basic"):
