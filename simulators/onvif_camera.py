@@ -905,6 +905,13 @@ async def _main() -> None:
     parser.add_argument("--rtsp-sub", default="rtsp://127.0.0.1:8554/sub")
     parser.add_argument("--discovery-port", type=int, default=WS_DISCOVERY_PORT)
     parser.add_argument("--multicast", action="store_true", help="join 239.255.255.250 (LAN demo)")
+    quirks = parser.add_argument_group("quirks of real cameras")
+    quirks.add_argument("--digest-only", action="store_true", help="SOAP wants HTTP Digest (UsernameToken ignored)")
+    quirks.add_argument("--no-utc", action="store_true", help="GetSystemDateAndTime sends only LocalDateTime")
+    quirks.add_argument("--no-events", action="store_true", help="no Events service")
+    quirks.add_argument("--snapshot-format", choices=("jpeg", "png"), default="jpeg")
+    quirks.add_argument("--snapshot-auth", choices=("digest", "basic"), default="digest")
+    quirks.add_argument("--stream-uri-timeout", type=float, default=0.0, help="stream URIs valid this many s")
     args = parser.parse_args()
     password = "admin123"
     if args.password_file:
@@ -919,6 +926,12 @@ async def _main() -> None:
         discovery_port=args.discovery_port,
         discovery_host=args.host,
         join_multicast=args.multicast,
+        digest_only=args.digest_only,
+        utc_time=not args.no_utc,
+        events=not args.no_events,
+        snapshot_format=args.snapshot_format,
+        snapshot_auth=args.snapshot_auth,
+        stream_uri_timeout_s=args.stream_uri_timeout,
     )
     async with sim:
         logger.info("ONVIF simulator at %s (discovery udp %s)", sim.device_url, sim.discovery_port)
