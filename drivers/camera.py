@@ -5,11 +5,14 @@ ONVIF (clock, device information, profiles), then runs until cancelled:
 
 - the ingest (RTSP all frames, RTSP key frames only, or ONVIF snapshot polling), handing frames to
   the ``frame_sink`` given at construction (the gateway's vision stage), gated by the camera's own
-  motion events when configured; the driver itself knows nothing of what is done with them;
+  motion events when configured and possible (a camera with no events to gate on falls back to
+  ``always``, warned once and shown in ``status()``); the driver itself knows nothing of what is
+  done with them; stream URIs that the camera says expire are asked for again before a reopen;
 - the offline monitor: no frame for ``offline_after_s`` raises a camera-offline signal, the first
   frame after it resolves it. The state lives on the object, so it survives ``run`` being
   restarted by the supervisor;
-- the events watchdog: a PullPoint subscription renewed at half its lease, recreated after a SOAP
+- the events watchdog, when the camera has events at all (read at connect; the reason it has none
+  is ``events_unavailable``): a PullPoint subscription renewed at half its lease, recreated after a SOAP
   fault, a camera reboot, or silence past ``event_quiet_s`` while the camera still answers.
   Camera events become signals (tamper, scene change, too blurry/dark/bright, signal loss; motion
   when ``gating = "both"``), each opened signal followed by an update carrying an evidence JPEG
@@ -30,6 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -44,6 +48,7 @@ from drivers.onvif import (
     MediaProfile,
     OnvifSession,
     PullPointSubscription,
+    Snapshot,
     redact_url,
     with_credentials,
 )
@@ -134,6 +139,8 @@ class CameraStats:
     quiet_resubscriptions: int = 0
     snapshot_failures: int = 0
     last_event_error: str = ""
+    subscribe_failures: int = 0
+    stream_uri_refreshes: int = 0
 
 
 class Camera:
@@ -174,6 +181,11 @@ class Camera:
         self._motion_until = 0.0
         self._latest: DecodedFrame | None = None
         self._tasks = TaskSet()
+        self.frames_analysed = 0
+        """Frames handed to the frame sink (the vision stage), after gating."""
+        self.events_unavailable: str | None = None
+        """Why the camera's own events are not received (read at connect), None when they are."""
+        self._warned: set[str] = set()
 
     @classmethod
     def from_config(cls, config: CameraDevice, base_dir: Path, **kwargs: object) -> Camera:
@@ -197,9 +209,24 @@ class Camera:
         )
 
     @property
+    def gating(self) -> EventGating:
+        """The gating in force: the configured one, but ``always`` when the camera cannot gate
+        (``camera_motion`` with no events to gate on would never analyse a frame)."""
+        if self.config.gating is EventGating.CAMERA_MOTION and self.events_unavailable is not None:
+            return EventGating.ALWAYS
+        return self.config.gating
+
+    @property
+    def gating_fallback(self) -> str | None:
+        """Why the configured gating is not in force (None when it is)."""
+        if self.gating is self.config.gating:
+            return None
+        return f'cannot gate on the camera\'s own motion: {self.events_unavailable}; every frame is analysed ("always")'
+
+    @property
     def analysis_enabled(self) -> bool:
-        """Whether frames are handed to analysis now, given the gating setting."""
-        if self.config.gating is EventGating.CAMERA_MOTION:
+        """Whether frames are handed to analysis now, given the gating in force."""
+        if self.gating is EventGating.CAMERA_MOTION:
             return self.camera_motion
         return True
 
@@ -220,6 +247,8 @@ class Camera:
             "national_id": cfg.national_id,
             "mode": cfg.stream.mode.value,
             "gating": cfg.gating.value,
+            "gating_in_force": self.gating.value,
+            "gating_fallback": self.gating_fallback,
             "stream": self.ingest.display_url if self.ingest is not None else None,
             "analysis_profile": self.analysis_profile.token if self.analysis_profile else None,
             "evidence_profile": self.evidence_profile.token if self.evidence_profile else None,
@@ -227,7 +256,7 @@ class Camera:
             "clock_skew_s": round(self.session.clock_skew_s, 1) if self.session is not None else None,
             "last_frame_age_s": round(time.monotonic() - last, 1) if last is not None else None,
             "frames": ingest.frames_decoded,
-            "analysed": ingest.frames_delivered,
+            "analysed": self.frames_analysed,
             "corrupt_packets": ingest.corrupt_packets,
             "reconnects": ingest.failures,
             "width": ingest.width,
@@ -235,6 +264,8 @@ class Camera:
             "camera_motion": self.camera_motion,
             "event_subscriptions": self.stats.subscriptions,
             "events": self.stats.events,
+            "events_unavailable": self.events_unavailable,
+            "last_event_error": self.stats.last_event_error or None,
         }
 
     async def live_jpeg(self) -> bytes | None:
@@ -246,7 +277,7 @@ class Camera:
         session, profile = self.session, self.evidence_profile
         if session is not None and profile is not None:
             with contextlib.suppress(DriverError):
-                return await session.snapshot(profile.token, timeout_s=5.0)
+                return await asyncio.to_thread(_as_jpeg, await session.snapshot(profile.token, timeout_s=5.0))
         return None
 
     # --- run ------------------------------------------------------------------------------
@@ -277,12 +308,13 @@ class Camera:
         # used to leave its HTTP sessions open ("Unclosed client session" at exit)
         try:
             self.analysis_profile, self.evidence_profile = session.choose(cfg.profiles.analysis, cfg.profiles.evidence)
+            self._read_event_support(session)
             on_connected()
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._ingest(session), name=f"gw[{cfg.id}].ingest")
                     tg.create_task(self._monitor(signal_sink), name=f"gw[{cfg.id}].offline")
-                    if cfg.events:
+                    if self.events_unavailable is None:
                         tg.create_task(self._events(session, signal_sink), name=f"gw[{cfg.id}].events")
             except* DriverError as group:
                 raise group.exceptions[0] from None
@@ -290,6 +322,36 @@ class Camera:
             self.session = None
             self._tasks.cancel()
             await session.close()
+
+    def _read_event_support(self, session: OnvifSession) -> None:
+        """Decide from what the camera said at connect whether its events are subscribed to, and
+        say once (per reason) when that changes what the site file asked for."""
+        cfg = self.config
+        if not cfg.events:
+            self.events_unavailable = "events = false in the site file"
+        else:
+            self.events_unavailable = session.events_unsupported
+        if self.events_unavailable is None or (not cfg.events and self.gating_fallback is None):
+            return
+        self._say_why_no_events()
+
+    def _say_why_no_events(self) -> None:
+        cfg = self.config
+        if self.gating_fallback is not None:
+            self._warn_once(
+                f'camera {cfg.id}: gating = "camera_motion" {self.gating_fallback}; set gating = "always" '
+                "in the site file, or enable the camera's ONVIF events"
+            )
+        else:
+            self._warn_once(
+                f"camera {cfg.id}: not subscribing to its own events: {self.events_unavailable} "
+                "(tamper and motion are still detected on the box)"
+            )
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
 
     # --- ingest ---------------------------------------------------------------------------
 
@@ -299,6 +361,7 @@ class Camera:
         if not self.analysis_enabled:
             return
         if self._frame_sink is not None:
+            self.frames_analysed += 1
             self._frame_sink(frame)
 
     async def _ingest(self, session: OnvifSession) -> None:
@@ -324,8 +387,29 @@ class Camera:
             stall_timeout_s=st.stall_timeout_s,
             reconnect_max_s=st.reconnect_max_s,
             replay=replay,
+            refresh_url=None if st.url_override or replay else functools.partial(self._fresh_stream_url, session),
         )
         await self.ingest.run(self._on_frame)
+
+    async def _fresh_stream_url(self, session: OnvifSession) -> tuple[str, str] | None:
+        """Before the stream is reopened: the analysis profile's stream URI, asked for again when
+        the camera said it expires (``Timeout``, ``InvalidAfterConnect``); None to keep the old one."""
+        profile = self.analysis_profile
+        if profile is None or not profile.stream_uri_expired():
+            return None
+        try:
+            profile = await session.refresh_stream_uri(profile.token)
+        except DriverAuthError:
+            raise
+        except DriverError as exc:
+            logger.warning("camera %s: cannot renew its expired stream URI (%s); trying the old one", self.name, exc)
+            return None
+        self.analysis_profile = profile
+        self.stats.stream_uri_refreshes += 1
+        if not profile.stream_uri:
+            return None
+        uri = profile.stream_uri
+        return with_credentials(uri, self.config.username, self._password), redact_url(uri)
 
     async def _poll_snapshots(self, session: OnvifSession, token: str) -> None:
         st = self.config.stream
@@ -333,14 +417,14 @@ class Camera:
         while True:
             started = time.monotonic()
             try:
-                jpeg = await session.snapshot(token, timeout_s=min(st.open_timeout_s, st.snapshot_interval_s * 4))
+                snap = await session.snapshot(token, timeout_s=min(st.open_timeout_s, st.snapshot_interval_s * 4))
             except DriverAuthError:
                 raise
             except DriverError as exc:
                 stats.failures += 1
                 stats.last_error = str(exc)
             else:
-                planes = await asyncio.to_thread(_snapshot_planes, jpeg)
+                planes = await asyncio.to_thread(_snapshot_planes, snap.data)
                 if planes is None:
                     stats.corrupt_packets += 1
                 else:
@@ -425,10 +509,20 @@ class Camera:
                 raise
             except DriverError as exc:
                 self.stats.last_event_error = str(exc)
-                logger.warning("camera %s: cannot subscribe to events (%s); retrying", cfg.id, exc)
+                self.stats.subscribe_failures += 1
+                if session.events_unsupported is not None:
+                    # The camera lists an Events service but refuses PullPoint: asking again
+                    # every 30 s for ever would only fill the journal.
+                    self.events_unavailable = session.events_unsupported
+                    self._say_why_no_events()
+                    return
+                # Said for the first failure in a row only; the status page keeps the latest.
+                level = logging.WARNING if self.stats.subscribe_failures == 1 else logging.DEBUG
+                logger.log(level, "camera %s: cannot subscribe to events (%s); retrying", cfg.id, exc)
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
+            self.stats.subscribe_failures = 0
             self.stats.subscriptions += 1
             try:
                 reason = await self._pull_until_broken(session, sub, sink)
@@ -519,7 +613,7 @@ class Camera:
         session, profile = self.session, self.evidence_profile
         if session is not None and profile is not None:
             try:
-                jpeg = await session.snapshot(profile.token, timeout_s=5.0)
+                jpeg = await asyncio.to_thread(_as_jpeg, await session.snapshot(profile.token, timeout_s=5.0))
             except DriverError as exc:
                 self.stats.snapshot_failures += 1
                 logger.info("camera %s: evidence snapshot failed (%s); using the latest frame", self.name, exc)
@@ -533,6 +627,19 @@ class Camera:
         evidence: Evidence = await asyncio.to_thread(store.put, data, "image/jpeg", signal.summary)
         if signal.rule in self._active_rules:
             sink(signal.with_evidence(evidence))
+
+
+def _as_jpeg(snap: Snapshot) -> bytes | None:
+    """The snapshot as JPEG: PNG (and whatever else OpenCV reads) is re-encoded; None if unreadable."""
+    if snap.content_type == "image/jpeg":
+        return snap.data
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(snap.data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return bytes(buf) if ok else None
 
 
 def _snapshot_planes(jpeg: bytes) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None] | None:

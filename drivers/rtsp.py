@@ -16,7 +16,9 @@ No frame for ``stall_timeout_s`` is a stall: the stream is closed and reopened w
 jittered exponential backoff, for ever, until cancelled. Corrupt packets and undecodable data are
 counted, never fatal. With ``replay=True`` the URL may be a local file: it is read at its own frame
 rate and looped, through the same decode path (for the demo without an RTSP server, and the
-benchmark). Credentials may be in ``url``; only ``display_url`` ever appears in logs.
+benchmark). Credentials may be in ``url``; only ``display_url`` ever appears in logs. ``refresh_url``, when
+given, is asked before every reopen for a new (url, display_url): cameras hand out stream URIs
+that expire.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -144,6 +146,7 @@ class RtspIngest:
         reconnect_max_s: float = 30.0,
         decoder_threads: int = 1,
         replay: bool = False,
+        refresh_url: Callable[[], Awaitable[tuple[str, str] | None]] | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._url = url
@@ -155,6 +158,7 @@ class RtspIngest:
         self.reconnect_max_s = reconnect_max_s
         self.decoder_threads = decoder_threads
         self.replay = replay
+        self._refresh_url = refresh_url
         self.stats = IngestStats()
         self.connected = False
 
@@ -187,6 +191,11 @@ class RtspIngest:
                 delay,
             )
             await asyncio.sleep(delay)
+            if self._refresh_url is not None:
+                # The camera may hand out stream URIs that expire: ask for a new one before reopening.
+                fresh = await self._refresh_url()
+                if fresh is not None:
+                    self._url, self.display_url = fresh
 
     async def _session_in_thread(self, sink: FrameSink) -> str:
         loop = asyncio.get_running_loop()

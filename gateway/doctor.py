@@ -1,8 +1,10 @@
 """`edge-gateway doctor`: what a field technician runs when something is wrong.
 
 Each check prints one line, OK / WARN / FAIL, and for anything not OK what to do about it. It
-only reads: it opens TCP connections to the configured peers (no protocol traffic, no logins) and
-looks at the state directory and at the installed unit's credentials; it changes nothing.
+only reads: it opens TCP connections to the configured peers (no protocol traffic, no logins),
+looks at the state directory and at the installed unit's credentials, and asks a running gateway
+(its own API) how each camera is doing, such as a camera that cannot gate on its own motion; it
+changes nothing.
 """
 
 from __future__ import annotations
@@ -288,10 +290,64 @@ def _credential_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
     return out
 
 
-async def _api_check(loaded: LoadedConfig) -> Check:
+def _api_base(loaded: LoadedConfig) -> str:
     api = loaded.config.api
     host = "127.0.0.1" if api.listen in ("0.0.0.0", "::") else api.listen
-    url = f"http://{host}:{api.port}/healthz"
+    return f"http://{host}:{api.port}"
+
+
+async def _camera_checks(loaded: LoadedConfig) -> list[Check]:
+    """What the running gateway says of each camera: a camera that cannot gate on its own motion
+    (it falls back to analysing every frame) or sends no events of its own is named, with the fix."""
+    if not any(isinstance(d, CameraDevice) for d in loaded.config.devices):
+        return []
+    try:
+        token = loaded.config.api.token.read(loaded.base_dir).get_secret_value().strip()
+    except OSError as exc:
+        return [Check("WARN", f"cameras: not asked, the API token cannot be read here ({exc})")]
+    url = f"{_api_base(loaded)}/api/v1/cameras"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT_S)) as s,
+            s.get(url, headers={"Authorization": f"Bearer {token}"}) as r,
+        ):
+            r.raise_for_status()
+            cameras = (await r.json()).get("cameras", [])
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return [Check("WARN", f"cameras: the gateway did not list them at {url} ({type(exc).__name__})")]
+    out: list[Check] = []
+    for cam in cameras:
+        name = f"camera {cam.get('id')}"
+        if cam.get("gating_fallback"):
+            out.append(
+                Check(
+                    "WARN",
+                    f"{name} {cam['gating_fallback']}",
+                    f'set gating = "always" for {cam.get("id")} in the site file (it has no motion events to '
+                    "gate on), or enable ONVIF events on the camera",
+                )
+            )
+        elif cam.get("events_unavailable") and cam["events_unavailable"] != "events = false in the site file":
+            out.append(
+                Check(
+                    "WARN",
+                    f"{name}: its own ONVIF events are not received: {cam['events_unavailable']}",
+                    "tamper and motion are still detected on the box; enable ONVIF events on the camera for its own",
+                )
+            )
+        else:
+            out.append(
+                Check(
+                    "OK",
+                    f"{name}: {cam.get('state')}, gating {cam.get('gating_in_force')}, "
+                    f"{cam.get('analysed')} frames analysed",
+                )
+            )
+    return out
+
+
+async def _api_check(loaded: LoadedConfig) -> Check:
+    url = f"{_api_base(loaded)}/healthz"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT_S)) as s, s.get(url) as r:
             body = await r.json()
@@ -409,7 +465,10 @@ async def run_doctor(path: Path, unit: Path = UNIT) -> int:
             checks.append(Check("OK", f"{p.name} reachable at {where}"))
         else:
             checks.append(Check("FAIL", f"{p.name} not reachable at {where}: {failure[0]}", failure[1]))
-    checks.append(await _api_check(loaded))
+    api = await _api_check(loaded)
+    checks.append(api)
+    if api.status == "OK":
+        checks += await _camera_checks(loaded)
     checks += await _gb28181_checks(loaded)
     for c in checks:
         print(c.line())

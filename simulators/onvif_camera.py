@@ -12,6 +12,19 @@ Faults to inject, as a camera would misbehave:
 - a wrong password is simply a different ``password`` than the client's.
 - :meth:`OnvifCameraSim.skew_clock` / :meth:`set_clock`: the camera's clock is off.
 
+It behaves like a camera where the standard leaves no choice: events report the current state
+(not "all clear") on subscription and SetSynchronizationPoint; GetScopes and GetVideoSources
+answer; each operation is served only at its own service's address; a UsernameToken needs its
+``Created`` time and is accepted once; SOAP 1.2 Receiver faults come with HTTP 500; ProbeMatches
+carry an AppSequence; SOAP calls may use HTTP Digest instead of a UsernameToken.
+
+Quirks of real cameras, one switch each (keyword arguments), so tests can play them:
+``digest_only`` (SOAP wants HTTP Digest; a UsernameToken alone gets 401 with an empty body),
+``utc_time=False`` (GetSystemDateAndTime sends only LocalDateTime), ``events=False`` (no Events
+service), ``snapshot_format="png"``, ``snapshot_auth="basic"``, ``stream_uri_timeout_s`` (stream
+URIs valid that long, each one different), ``empty_body_ops`` (these operations answer with an
+empty SOAP body).
+
 Run standalone for the demo: ``python -m simulators.onvif_camera --port 8000 --rtsp rtsp://...``.
 
 Why this file is long: a camera is one SOAP endpoint whose services share one state (profiles,
@@ -144,29 +157,40 @@ class _Fault(Exception):
         self.code = code
 
 
-_INITIAL_STATE = (
-    SimEvent("VideoSource/MotionAlarm", (("State", "false"),), (("Source", "vs0"),), "Initialized"),
-    SimEvent(
-        "RuleEngine/CellMotionDetector/Motion",
-        (("IsMotion", "false"),),
-        (
-            ("VideoSourceConfigurationToken", "vsc0"),
-            ("VideoAnalyticsConfigurationToken", "va0"),
-            ("Rule", "MyMotionDetectorRule"),
-        ),
-        "Initialized",
+_STATE_SOURCES: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("Source", "vs0"),),
+    (
+        ("VideoSourceConfigurationToken", "vsc0"),
+        ("VideoAnalyticsConfigurationToken", "va0"),
+        ("Rule", "MyMotionDetectorRule"),
     ),
-    SimEvent(
-        "RuleEngine/TamperDetector/Tamper",
-        (("IsTamper", "false"),),
-        (
-            ("VideoSourceConfigurationToken", "vsc0"),
-            ("VideoAnalyticsConfigurationToken", "va0"),
-            ("Rule", "MyTamperDetectorRule"),
-        ),
-        "Initialized",
+    (
+        ("VideoSourceConfigurationToken", "vsc0"),
+        ("VideoAnalyticsConfigurationToken", "va0"),
+        ("Rule", "MyTamperDetectorRule"),
     ),
 )
+_INITIAL_STATE = (
+    SimEvent("VideoSource/MotionAlarm", (("State", "false"),), _STATE_SOURCES[0], "Initialized"),
+    SimEvent("RuleEngine/CellMotionDetector/Motion", (("IsMotion", "false"),), _STATE_SOURCES[1], "Initialized"),
+    SimEvent("RuleEngine/TamperDetector/Tamper", (("IsTamper", "false"),), _STATE_SOURCES[2], "Initialized"),
+)
+
+# Which service answers which operation (GetServiceCapabilities is every service's).
+_SERVICE_OPS = {
+    "device_service": {
+        "GetSystemDateAndTime",
+        "SetSystemDateAndTime",
+        "GetServices",
+        "GetCapabilities",
+        "GetDeviceInformation",
+        "GetScopes",
+        "GetServiceCapabilities",
+    },
+    "media_service": {"GetProfiles", "GetStreamUri", "GetSnapshotUri", "GetVideoSources", "GetServiceCapabilities"},
+    "events_service": {"GetEventProperties", "CreatePullPointSubscription", "GetServiceCapabilities"},
+    "subscription": {"PullMessages", "Renew", "Unsubscribe", "SetSynchronizationPoint"},
+}
 
 
 def _default_snapshot() -> bytes:
@@ -176,6 +200,17 @@ def _default_snapshot() -> bytes:
     img = np.full((360, 640, 3), 90, np.uint8)
     cv2.putText(img, "ONVIF SIM", (180, 190), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
     ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return bytes(buf)
+
+
+def _to_png(jpeg: bytes) -> bytes:
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    ok, buf = cv2.imencode(".png", img)
     assert ok
     return bytes(buf)
 
@@ -204,6 +239,13 @@ class OnvifCameraSim:
         anonymous_device_info: bool = True,
         advertise_host: str | None = None,
         location: str = "township",
+        digest_only: bool = False,
+        utc_time: bool = True,
+        events: bool = True,
+        snapshot_format: str = "jpeg",
+        snapshot_auth: str = "digest",
+        stream_uri_timeout_s: float = 0.0,
+        empty_body_ops: frozenset[str] = frozenset(),
     ) -> None:
         self.host = host
         self._port = port
@@ -226,6 +268,22 @@ class OnvifCameraSim:
         self.advertise_host = advertise_host or host
         self.location = location
         self.endpoint_uuid = str(uuid.uuid4())
+        self.digest_only = digest_only
+        self.utc_time = utc_time
+        self.events = events
+        if snapshot_format not in {"jpeg", "png"} or snapshot_auth not in {"digest", "basic"}:
+            raise ValueError("snapshot_format is jpeg or png; snapshot_auth is digest or basic")
+        self.snapshot_format = snapshot_format
+        self.snapshot_auth = snapshot_auth
+        self.stream_uri_timeout_s = stream_uri_timeout_s
+        self.empty_body_ops = empty_body_ops
+        self._state: dict[tuple[str, tuple[tuple[str, str], ...]], SimEvent] = {
+            (e.topic, e.source): e for e in _INITIAL_STATE
+        }
+        self._seen_tokens: dict[tuple[str, str], float] = {}
+        self._uri_serial = itertools.count(1)
+        self._instance_id = int(time.time())
+        self._message_number = itertools.count(1)
         self._subs: dict[int, _Subscription] = {}
         self._sub_ids = itertools.count(1)
         self._down_until = 0.0
@@ -298,7 +356,10 @@ class OnvifCameraSim:
         return self._clock_offset
 
     def push_event(self, event: SimEvent) -> None:
-        """Queue ``event`` on every live subscription."""
+        """Queue ``event`` on every live subscription (and keep it as the property's state)."""
+        key = (event.topic, event.source)
+        if key in self._state:
+            self._state[key] = dataclasses.replace(event, operation="Initialized")
         for sub in self._subs.values():
             if not sub.quiet:
                 sub.queue.append((self.now(), event))
@@ -308,23 +369,15 @@ class OnvifCameraSim:
         """The camera's own motion detector changes state (both common topics)."""
         v = "true" if on else "false"
         self.push_event(SimEvent("VideoSource/MotionAlarm", (("State", v),), (("Source", "vs0"),)))
-        self.push_event(
-            SimEvent(
-                "RuleEngine/CellMotionDetector/Motion",
-                (("IsMotion", v),),
-                (("VideoSourceConfigurationToken", "vsc0"), ("Rule", "MyMotionDetectorRule")),
-            )
-        )
+        self.push_event(SimEvent("RuleEngine/CellMotionDetector/Motion", (("IsMotion", v),), _STATE_SOURCES[1]))
 
     def tamper(self, on: bool) -> None:
         v = "true" if on else "false"
-        self.push_event(
-            SimEvent(
-                "RuleEngine/TamperDetector/Tamper",
-                (("IsTamper", v),),
-                (("VideoSourceConfigurationToken", "vsc0"), ("Rule", "MyTamperDetectorRule")),
-            )
-        )
+        self.push_event(SimEvent("RuleEngine/TamperDetector/Tamper", (("IsTamper", v),), _STATE_SOURCES[2]))
+
+    def current_state(self) -> list[SimEvent]:
+        """What a new subscription or a SetSynchronizationPoint reports: each property as it is now."""
+        return list(self._state.values())
 
     def kill_subscriptions(self, *, quiet: bool = False) -> None:
         """Subscriptions die: forgotten (next pull faults), or ``quiet`` (answer, deliver nothing)."""
@@ -362,12 +415,26 @@ class OnvifCameraSim:
         op_el = body[0]
         op = etree.QName(op_el).localname
         self.calls[op] = self.calls.get(op, 0) + 1
+        service = "subscription" if "sid" in request.match_info else request.match_info.get("service", "")
+        digest = self._digest_ok(request)
+        if self.digest_only and not digest and op not in _PRE_AUTH:
+            # As Digest-only firmware does: a bare 401 with a challenge and nothing in the body.
+            return self._challenge()
         try:
-            self._check_auth(root, op)
             handler = getattr(self, f"_op_{op}", None)
-            if handler is None:
-                raise _Fault("ter:ActionNotSupported", f"Operation {op} is not supported", code="s:Receiver")
-            if op in {"PullMessages", "Renew", "Unsubscribe", "SetSynchronizationPoint"}:
+            if service == "events_service" and not self.events:
+                handler = None
+            if handler is None or op not in _SERVICE_OPS.get(service, ()):
+                raise _Fault("ter:ActionNotSupported", f"Operation {op} is not supported here", code="s:Receiver")
+            if not digest and not self.digest_only:  # Digest-only firmware ignores WS-Security
+                self._check_auth(root, op)
+            if op in self.empty_body_ops:
+                return web.Response(
+                    body=_ENVELOPE.format(header="", body="").encode(),
+                    content_type="application/soap+xml",
+                    charset="utf-8",
+                )
+            if service == "subscription":
                 sub = self._subscription(request)
                 result = handler(op_el, sub)
             else:
@@ -382,14 +449,24 @@ class OnvifCameraSim:
             charset="utf-8",
         )
 
+    def _challenge(self) -> web.Response:
+        nonce = secrets.token_hex(16)
+        self._digest_nonces.add(nonce)
+        return web.Response(
+            status=401,
+            headers={"WWW-Authenticate": f'Digest realm="onvif-sim", qop="auth", nonce="{nonce}", algorithm=MD5'},
+        )
+
     def _fault(self, fault: _Fault) -> web.Response:
         body = (
             f"<s:Fault><s:Code><s:Value>{fault.code}</s:Value><s:Subcode><s:Value>{fault.subcode}"
             f'</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en">{escape(fault.reason)}'
             "</s:Text></s:Reason></s:Fault>"
         )
+        # SOAP 1.2 binding: a Sender fault is HTTP 400, a Receiver fault HTTP 500.
+        status = 500 if fault.code == "s:Receiver" else fault.status
         return web.Response(
-            status=fault.status,
+            status=status,
             body=_ENVELOPE.format(header="", body=body).encode(),
             content_type="application/soap+xml",
             charset="utf-8",
@@ -416,12 +493,20 @@ class OnvifCameraSim:
             ok = secrets.compare_digest(expected, password)
         elif ok:
             ok = secrets.compare_digest(self.password, password)
-        if ok and created:
-            try:
-                skew = abs((_parse_time(created) - self.now()).total_seconds())
-            except ValueError:
-                skew = float("inf")
-            ok = skew <= _TOKEN_WINDOW_S
+        # The freshness check needs Created: a token without it could be replayed for ever.
+        try:
+            skew = abs((_parse_time(created) - self.now()).total_seconds()) if created else float("inf")
+        except ValueError:
+            skew = float("inf")
+        ok = ok and skew <= _TOKEN_WINDOW_S
+        if ok:
+            # A token is good once (WS-Security replay protection): remember it for its window.
+            now = time.monotonic()
+            self._seen_tokens = {k: t for k, t in self._seen_tokens.items() if now - t < 2 * _TOKEN_WINDOW_S}
+            if nonce:
+                key = (nonce, created)
+                ok = key not in self._seen_tokens
+                self._seen_tokens[key] = now
         if not ok:
             self.auth_failures += 1
             raise _Fault("ter:NotAuthorized", "Sender not Authorized")
@@ -433,14 +518,22 @@ class OnvifCameraSim:
 
     def _op_GetSystemDateAndTime(self, _: Any) -> str:
         now = self.now()
+        local = now + dt.timedelta(hours=8)  # TZ CST-8
+
+        def clock(tag: str, t: dt.datetime) -> str:
+            return (
+                f"<tt:{tag}><tt:Time><tt:Hour>{t.hour}</tt:Hour><tt:Minute>{t.minute}</tt:Minute>"
+                f"<tt:Second>{t.second}</tt:Second></tt:Time><tt:Date><tt:Year>{t.year}</tt:Year>"
+                f"<tt:Month>{t.month}</tt:Month><tt:Day>{t.day}</tt:Day></tt:Date></tt:{tag}>"
+            )
+
         return (
             "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime>"
             "<tt:DateTimeType>Manual</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings>"
             "<tt:TimeZone><tt:TZ>CST-8</tt:TZ></tt:TimeZone>"
-            f"<tt:UTCDateTime><tt:Time><tt:Hour>{now.hour}</tt:Hour><tt:Minute>{now.minute}</tt:Minute>"
-            f"<tt:Second>{now.second}</tt:Second></tt:Time><tt:Date><tt:Year>{now.year}</tt:Year>"
-            f"<tt:Month>{now.month}</tt:Month><tt:Day>{now.day}</tt:Day></tt:Date></tt:UTCDateTime>"
-            "</tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
+            + (clock("UTCDateTime", now) if self.utc_time else "")
+            + clock("LocalDateTime", local)
+            + "</tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
         )
 
     def _op_SetSystemDateAndTime(self, el: Any) -> str:
@@ -471,7 +564,7 @@ class OnvifCameraSim:
             ("http://www.onvif.org/ver10/device/wsdl", "device_service", 2, 60),
             ("http://www.onvif.org/ver10/media/wsdl", "media_service", 2, 60),
             ("http://www.onvif.org/ver10/events/wsdl", "events_service", 2, 60),
-        ]
+        ][: 3 if self.events else 2]
         items = "".join(
             f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{self._base()}/{path}</tds:XAddr>"
             f"<tds:Version><tt:Major>{major}</tt:Major><tt:Minor>{minor}</tt:Minor></tds:Version></tds:Service>"
@@ -497,15 +590,43 @@ class OnvifCameraSim:
             "</tt:AccessPolicyConfig><tt:X.509Token>false</tt:X.509Token><tt:SAMLToken>false</tt:SAMLToken>"
             "<tt:KerberosToken>false</tt:KerberosToken><tt:RELToken>false</tt:RELToken></tt:Security>"
             "</tt:Device>"
-            f"<tt:Events><tt:XAddr>{b}/events_service</tt:XAddr>"
-            "<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>"
-            "<tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
-            "<tt:WSPausableSubscriptionManagerInterfaceSupport>false"
-            "</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>"
-            f"<tt:Media><tt:XAddr>{b}/media_service</tt:XAddr><tt:StreamingCapabilities>"
+            + (
+                f"<tt:Events><tt:XAddr>{b}/events_service</tt:XAddr>"
+                "<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>"
+                "<tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
+                "<tt:WSPausableSubscriptionManagerInterfaceSupport>false"
+                "</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>"
+                if self.events
+                else ""
+            )
+            + f"<tt:Media><tt:XAddr>{b}/media_service</tt:XAddr><tt:StreamingCapabilities>"
             "<tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP>"
             "<tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>"
             "</tds:Capabilities></tds:GetCapabilitiesResponse>"
+        )
+
+    def _scopes(self) -> list[str]:
+        return [
+            "onvif://www.onvif.org/type/video_encoder",
+            "onvif://www.onvif.org/Profile/Streaming",
+            f"onvif://www.onvif.org/hardware/{self.model}",
+            f"onvif://www.onvif.org/name/{self.manufacturer}",
+            f"onvif://www.onvif.org/location/{self.location}",
+        ]
+
+    def _op_GetScopes(self, _: Any) -> str:
+        items = "".join(
+            f"<tds:Scopes><tt:ScopeDef>Fixed</tt:ScopeDef><tt:ScopeItem>{escape(x)}</tt:ScopeItem></tds:Scopes>"
+            for x in self._scopes()
+        )
+        return f"<tds:GetScopesResponse>{items}</tds:GetScopesResponse>"
+
+    def _op_GetVideoSources(self, _: Any) -> str:
+        best = max(self.profiles, key=lambda p: p.width * p.height)
+        return (
+            '<trt:GetVideoSourcesResponse><trt:VideoSources token="vs0">'
+            f"<tt:Framerate>{best.fps}</tt:Framerate><tt:Resolution><tt:Width>{best.width}</tt:Width>"
+            f"<tt:Height>{best.height}</tt:Height></tt:Resolution></trt:VideoSources></trt:GetVideoSourcesResponse>"
         )
 
     def _op_GetDeviceInformation(self, _: Any) -> str:
@@ -553,16 +674,20 @@ class OnvifCameraSim:
         raise _Fault("ter:InvalidArgVal/ter:NoProfile", f"No profile {token!r}")
 
     @staticmethod
-    def _media_uri(tag: str, uri: str) -> str:
+    def _media_uri(tag: str, uri: str, timeout_s: float = 0.0) -> str:
         return (
             f"<{tag}><trt:MediaUri><tt:Uri>{escape(uri)}</tt:Uri>"
             "<tt:InvalidAfterConnect>false</tt:InvalidAfterConnect>"
-            "<tt:InvalidAfterReboot>false</tt:InvalidAfterReboot><tt:Timeout>PT0S</tt:Timeout>"
+            f"<tt:InvalidAfterReboot>false</tt:InvalidAfterReboot><tt:Timeout>PT{timeout_s:g}S</tt:Timeout>"
             f"</trt:MediaUri></{tag}>"
         )
 
     def _op_GetStreamUri(self, el: Any) -> str:
-        return self._media_uri("trt:GetStreamUriResponse", self._find_profile(el).rtsp_uri)
+        uri = self._find_profile(el).rtsp_uri
+        if self.stream_uri_timeout_s:
+            # Like cameras whose stream URIs carry a session that expires: each one is new.
+            uri += ("&" if "?" in uri else "?") + f"session={next(self._uri_serial)}"
+        return self._media_uri("trt:GetStreamUriResponse", uri, self.stream_uri_timeout_s)
 
     def _op_GetSnapshotUri(self, el: Any) -> str:
         p = self._find_profile(el)
@@ -609,7 +734,7 @@ class OnvifCameraSim:
         sid = next(self._sub_ids)
         sub = _Subscription(sid, expires)
         now = self.now()
-        sub.queue.extend((now, e) for e in _INITIAL_STATE)
+        sub.queue.extend((now, e) for e in self.current_state())
         self._subs[sid] = sub
         self.subscriptions_created += 1
         return (
@@ -666,7 +791,7 @@ class OnvifCameraSim:
     def _op_SetSynchronizationPoint(self, _: Any, sub: _Subscription) -> str:
         if not sub.quiet:
             now = self.now()
-            sub.queue.extend((now, e) for e in _INITIAL_STATE)
+            sub.queue.extend((now, e) for e in self.current_state())
             sub.wake.set()
         return "<tev:SetSynchronizationPointResponse/>"
 
@@ -675,15 +800,26 @@ class OnvifCameraSim:
     async def _handle_snapshot(self, request: web.Request) -> web.StreamResponse:
         if time.monotonic() < self._down_until:
             return web.Response(status=503, text="rebooting")
-        if not self._digest_ok(request):
-            nonce = secrets.token_hex(16)
-            self._digest_nonces.add(nonce)
-            return web.Response(
-                status=401,
-                headers={"WWW-Authenticate": f'Digest realm="onvif-sim", qop="auth", nonce="{nonce}", algorithm=MD5'},
-            )
+        if self.snapshot_auth == "basic":
+            if not self._basic_ok(request):
+                return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="onvif-sim"'})
+        elif not self._digest_ok(request):
+            return self._challenge()
         data = await asyncio.to_thread(self._snapshot)
+        if self.snapshot_format == "png":
+            data = await asyncio.to_thread(_to_png, data)
+            return web.Response(body=data, content_type="image/png")
         return web.Response(body=data, content_type="image/jpeg")
+
+    def _basic_ok(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return user == self.username and secrets.compare_digest(password, self.password)
 
     def _digest_ok(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -718,15 +854,7 @@ class OnvifCameraSim:
         self._udp = transport
 
     def probe_match(self, relates_to: str) -> bytes:
-        scopes = " ".join(
-            [
-                "onvif://www.onvif.org/type/video_encoder",
-                "onvif://www.onvif.org/Profile/Streaming",
-                f"onvif://www.onvif.org/hardware/{self.model}",
-                f"onvif://www.onvif.org/name/{self.manufacturer}",
-                f"onvif://www.onvif.org/location/{self.location}",
-            ]
-        )
+        scopes = " ".join(self._scopes())
         return (
             '<?xml version="1.0" encoding="UTF-8"?>'
             f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:a="{NS["wsa04"]}" xmlns:d="{NS["d"]}" '
@@ -735,6 +863,7 @@ class OnvifCameraSim:
             f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo>"
             "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>"
             "<a:Action>http://schemas.xmlsoap.org/ws/2005/04/discovery/ProbeMatches</a:Action>"
+            f'<d:AppSequence InstanceId="{self._instance_id}" MessageNumber="{next(self._message_number)}"/>'
             "</s:Header><s:Body><d:ProbeMatches><d:ProbeMatch>"
             f"<a:EndpointReference><a:Address>urn:uuid:{self.endpoint_uuid}</a:Address></a:EndpointReference>"
             "<d:Types>dn:NetworkVideoTransmitter tds:Device</d:Types>"
@@ -776,6 +905,13 @@ async def _main() -> None:
     parser.add_argument("--rtsp-sub", default="rtsp://127.0.0.1:8554/sub")
     parser.add_argument("--discovery-port", type=int, default=WS_DISCOVERY_PORT)
     parser.add_argument("--multicast", action="store_true", help="join 239.255.255.250 (LAN demo)")
+    quirks = parser.add_argument_group("quirks of real cameras")
+    quirks.add_argument("--digest-only", action="store_true", help="SOAP wants HTTP Digest (UsernameToken ignored)")
+    quirks.add_argument("--no-utc", action="store_true", help="GetSystemDateAndTime sends only LocalDateTime")
+    quirks.add_argument("--no-events", action="store_true", help="no Events service")
+    quirks.add_argument("--snapshot-format", choices=("jpeg", "png"), default="jpeg")
+    quirks.add_argument("--snapshot-auth", choices=("digest", "basic"), default="digest")
+    quirks.add_argument("--stream-uri-timeout", type=float, default=0.0, help="stream URIs valid this many s")
     args = parser.parse_args()
     password = "admin123"
     if args.password_file:
@@ -790,6 +926,12 @@ async def _main() -> None:
         discovery_port=args.discovery_port,
         discovery_host=args.host,
         join_multicast=args.multicast,
+        digest_only=args.digest_only,
+        utc_time=not args.no_utc,
+        events=not args.no_events,
+        snapshot_format=args.snapshot_format,
+        snapshot_auth=args.snapshot_auth,
+        stream_uri_timeout_s=args.stream_uri_timeout,
     )
     async with sim:
         logger.info("ONVIF simulator at %s (discovery udp %s)", sim.device_url, sim.discovery_port)

@@ -210,11 +210,13 @@ async function refreshCameraStates() {
 
 // "Gate (streaming, night IR)": the stream's state and the motion profile in force, so that a
 // technician at dusk sees the camera switch to its IR mode and the night settings with it, and
-// on a windy day that the gateway aligns the shaking picture.
+// on a windy day that the gateway aligns the shaking picture. A camera set to gate on its own
+// motion that has no events to gate with says so: it analyses every frame instead.
 function cameraCaption(cam) {
   const profile = cam.vision_profile ? `, ${cam.vision_profile}${cam.ir_mode ? " IR" : ""}` : "";
   const shake = cam.stabilising ? ", stabilising" : "";  // aligning frames against camera shake
-  return `${cam.name || cam.id} (${cam.state}${profile}${shake})`;
+  const gate = cam.gating_fallback ? ", cannot gate: every frame analysed" : "";
+  return `${cam.name || cam.id} (${cam.state}${profile}${shake}${gate})`;
 }
 
 let timers = [];

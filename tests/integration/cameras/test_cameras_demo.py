@@ -76,3 +76,34 @@ async def test_vision_stage_raises_intrusion_in_the_zone_with_evidence(tmp_path:
     got = store.get(first.evidence.ref)
     assert got is not None
     assert got[0][:2] == b"\xff\xd8"
+
+
+async def test_a_camera_without_events_gated_on_its_motion_still_raises_intrusion(
+    tmp_path: Path, scene_clip: Path
+) -> None:
+    # gating = "camera_motion" on a camera with no Events service used to analyse nothing at all:
+    # the restricted zone never raised an intrusion. It now falls back to analysing every frame.
+    from gateway.camera_stage import CameraVision
+
+    shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")
+    signals: list[Signal] = []
+    async with demo_camera(tmp_path, use_gstreamer=False, discovery_port=None) as demo:
+        demo.sim.events = False
+        stream = demo.device["stream"] | {"analysis_fps": 25.0}
+        config = CameraDevice.model_validate(demo.device | {"gating": "camera_motion", "stream": stream})
+        stage = CameraVision(config, signals.append)
+        camera = Camera.from_config(config, tmp_path, frame_sink=stage.process)
+        connected = asyncio.Event()
+        task = asyncio.create_task(camera.run(signals.append, connected.set))
+        try:
+            await asyncio.wait_for(connected.wait(), 15)
+            deadline = time.monotonic() + 12
+            while time.monotonic() < deadline and not any(s.rule == "intrusion" and s.active for s in signals):
+                await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert camera.status()["gating_in_force"] == "always"
+    assert any(s.rule == "intrusion" and s.active and s.zone == "gate" for s in signals), [
+        (s.rule, s.zone, s.active) for s in signals
+    ]

@@ -34,8 +34,9 @@ async def test_profiles_and_uris_come_through_the_real_client(onvif_sim: OnvifCa
         assert analysis.stream_uri == "rtsp://127.0.0.1:8554/sub"
         assert analysis.gov_length == 25
         assert evidence.snapshot_uri is not None and evidence.snapshot_uri.endswith("profile=main")
-        jpeg = await s.snapshot(evidence.token)
-        assert jpeg[:2] == b"\xff\xd8"
+        snap = await s.snapshot(evidence.token)
+        assert snap.data[:2] == b"\xff\xd8"
+        assert snap.content_type == "image/jpeg"
         explicit = s.choose("main", "sub")
         assert (explicit[0].token, explicit[1].token) == ("main", "sub")
         with pytest.raises(DriverProtocolError, match="no media profile 'third'"):
