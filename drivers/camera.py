@@ -47,7 +47,7 @@ from drivers.onvif import (
     redact_url,
     with_credentials,
 )
-from drivers.rtsp import DecodedFrame, FrameSink, IngestStats, RtspIngest
+from drivers.rtsp import DecodedFrame, FrameSink, IngestStats, PacketTap, RtspIngest
 from edge_config.camera import CameraDevice, EventGating, StreamMode
 from edge_core.backoff import Backoff
 from edge_core.errors import DriverAuthError, DriverError, DriverProtocolError
@@ -149,8 +149,11 @@ class Camera:
         lease_s: float = 60.0,
         pull_timeout_s: float = 5.0,
         onvif_timeout_s: float = 10.0,
+        packet_tap: PacketTap | None = None,
     ) -> None:
         self.config = config
+        self.packet_tap = packet_tap
+        """Sees the stream's compressed packets (the live view's relay); see :class:`PacketTap`."""
         self._password = password
         self._frame_sink = frame_sink
         self._evidence = evidence
@@ -236,6 +239,11 @@ class Camera:
             "event_subscriptions": self.stats.subscriptions,
             "events": self.stats.events,
         }
+
+    @property
+    def latest_frame(self) -> DecodedFrame | None:
+        """The latest decoded frame (planes read-only; copy to keep them), or None."""
+        return self._latest
 
     async def live_jpeg(self) -> bytes | None:
         """The latest analysed frame as a JPEG (in colour when the stream has it), else the camera's
@@ -325,6 +333,7 @@ class Camera:
             reconnect_max_s=st.reconnect_max_s,
             replay=replay,
         )
+        self.ingest.packet_tap = self.packet_tap
         await self.ingest.run(self._on_frame)
 
     async def _poll_snapshots(self, session: OnvifSession, token: str) -> None:
