@@ -8,8 +8,9 @@ The handlers ask the gateway only what :class:`GatewayView` lists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -25,9 +26,12 @@ from edge_config import LoadedConfig
 from edge_core.errors import ConfigError
 from gateway.envelope import encode_batch
 from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
+from gateway.live_view import LiveViewRefused, LiveViews
 from gateway.metrics import Metrics
 from gateway.outbox import FeedAheadError, Outbox
+from gateway.roles import Role, allowed, role_of
 from gateway.supervisor import SupervisorHealth
+from gateway.zones import ZoneError, ZoneSpec, parse_zones
 
 __all__ = ["PAGE_ROUTES", "ROUTES", "ApiServer", "GatewayView", "build_app"]
 
@@ -41,6 +45,9 @@ class GatewayView(Protocol):
     ready: asyncio.Event
     metrics: Metrics
     outbox: Outbox
+    tokens: dict[Role, str]
+    """Each role's bearer token (the platform's is ``api_token``)."""
+    live_views: LiveViews
 
     def link_health(self) -> list[SupervisorHealth]: ...
 
@@ -60,15 +67,26 @@ class GatewayView(Protocol):
 
     async def evidence(self, ref: str) -> tuple[bytes, str] | None: ...
 
+    def zones_json(self, camera_id: str) -> dict[str, Any]: ...
+
+    async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]: ...
+
 
 GATEWAY: web.AppKey[GatewayView] = web.AppKey("gateway", object)  # type: ignore[arg-type]
+ROLE: web.RequestKey[Role] = web.RequestKey("role", Role)  # the caller's role, set by _auth
 BATCH_TYPE = "application/cloudevents-batch+json"
 _MAX_LIMIT = 1000
 _LAST_EPOCH_S = 253402300800  # 10000-01-01: past it a time cannot be written as ISO 8601
 # The status page's HTML, script and style hold no data (the data comes from the token-protected
 # API), so they are public: a technician opens the page first and types the token there.
-_PUBLIC = frozenset({"/healthz", "/", "/static/app.js", "/static/style.css"})
-_STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
+_STATIC_TYPES = {
+    "app.js": "text/javascript",
+    "live.js": "text/javascript",
+    "i18n.js": "text/javascript",
+    "messages.json": "application/json",
+    "style.css": "text/css",
+}
+_PUBLIC = frozenset({"/healthz", "/", *(f"/static/{name}" for name in _STATIC_TYPES)})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -116,12 +134,26 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     scheme, _, token = header.partition(" ")
     expected = _gw(request).api_token
     # An empty token file would otherwise let in anyone who sends "Authorization: Bearer".
-    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    role = role_of(token.strip(), _tokens(_gw(request))) if scheme.lower() == "bearer" else None
+    if not expected or role is None:
         detail = "send 'Authorization: Bearer <token>'" if expected else _EMPTY_TOKEN
         resp = _problem(401, "Unauthorized", detail)
         resp.headers["WWW-Authenticate"] = 'Bearer realm="edge-gateway"'
         return resp
+    route = request.match_info.route.resource
+    if route is not None and not allowed(role, request.method, route.canonical):
+        who = {Role.VIEWER: "the read-only viewer's token", Role.PLATFORM: "the platform's token"}.get(
+            role, "this token"
+        )
+        need = "the technician's login" if role is not Role.VIEWER else "the technician's or the platform's token"
+        return _problem(403, "Forbidden", f"{who} cannot do this: it needs {need}")
+    request[ROLE] = role
     return await handler(request)
+
+
+def _tokens(gw: GatewayView) -> dict[Role, str]:
+    # The platform's token stays where it always was (api_token); the others come with the roles.
+    return {**getattr(gw, "tokens", {}), Role.PLATFORM: gw.api_token}
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -295,6 +327,86 @@ async def evidence(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
+async def me(request: web.Request) -> web.Response:
+    """Which role the caller's token has, so that the page shows only what it may do."""
+    return web.json_response({"role": request[ROLE].value})
+
+
+def _page_address(request: web.Request) -> str:
+    """This box's address as the browser reached it (the live view offers it to ICE)."""
+    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    host = str(sock[0]) if sock else "127.0.0.1"
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(host.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+    return host
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _bad_request("body is not JSON") from None
+
+
+async def live_offer(request: web.Request) -> web.Response:
+    """POST an SDP offer for a camera's live view; the answer says relay or encode."""
+    gw, camera_id = _gw(request), request.match_info["id"]
+    body = await _json_body(request)
+    if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
+        raise _bad_request("body needs {'type': 'offer', 'sdp': '...'}")
+    try:
+        answer = await gw.live_views.offer(camera_id, body["sdp"], _page_address(request))
+    except LiveViewRefused as exc:
+        titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests"}
+        return _problem(exc.status, titles.get(exc.status, "Error"), exc.detail)
+    return web.json_response(
+        {
+            "type": "answer",
+            "sdp": answer.sdp,
+            "session": answer.session,
+            "mode": answer.mode,
+            "codec": answer.codec,
+            "idle_s": answer.idle_s,
+        }
+    )
+
+
+async def live_keepalive(request: web.Request) -> web.Response:
+    if not _gw(request).live_views.keepalive(request.match_info["id"]):
+        return _problem(404, "Not Found", "no such live view (closed, or idle too long)")
+    return web.Response(status=204)
+
+
+async def live_close(request: web.Request) -> web.Response:
+    if not await _gw(request).live_views.close(request.match_info["id"]):
+        return _problem(404, "Not Found", "no such live view")
+    return web.Response(status=204)
+
+
+async def get_zones(request: web.Request) -> web.Response:
+    gw, camera_id = _gw(request), request.match_info["id"]
+    if not gw.has_camera(camera_id):
+        return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
+    return web.json_response(gw.zones_json(camera_id))
+
+
+async def put_zones(request: web.Request) -> web.Response:
+    """The technician saves a camera's zones: checked, written into the site file, reloaded."""
+    gw, camera_id = _gw(request), request.match_info["id"]
+    if not gw.has_camera(camera_id):
+        return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
+    try:
+        zones = parse_zones(await _json_body(request))
+        return web.json_response(await gw.save_zones(camera_id, zones))
+    except ZoneError as exc:
+        resp = _problem(422, "Unprocessable Content", "; ".join(exc.problems))
+        return resp
+    except OSError as exc:
+        return _problem(500, "Internal Server Error", f"cannot write the site file: {exc.strerror or exc}")
+
+
 async def page(_request: web.Request) -> web.Response:
     html = resources.files("gateway").joinpath("static/index.html").read_text(encoding="utf-8")
     return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
@@ -329,6 +441,12 @@ ROUTES: list[web.RouteDef] = [
     web.get("/api/v1/cameras", cameras),
     web.get("/api/v1/cameras/{id}/snapshot.jpg", camera_snapshot),
     web.get("/api/v1/evidence/{id}", evidence),
+    web.get("/api/v1/me", me),
+    web.post("/api/v1/cameras/{id}/live", live_offer),
+    web.post("/api/v1/live/{id}/keepalive", live_keepalive),
+    web.delete("/api/v1/live/{id}", live_close),
+    web.get("/api/v1/cameras/{id}/zones", get_zones),
+    web.put("/api/v1/cameras/{id}/zones", put_zones),
 ]
 
 # The status page is not part of the API contract (and not in openapi.json).

@@ -23,6 +23,7 @@ from edge_config.opcua import OpcUaDevice
 from edge_core.backoff import Backoff
 from edge_core.signals import EvidenceSink, Signal, SignalSink
 from gateway.camera_stage import CameraVision
+from gateway.live_view import StreamRelay
 from gateway.metrics import Metrics
 from gateway.outbox import FEED, Outbox
 from gateway.supervisor import Target
@@ -47,6 +48,7 @@ class Links:
     links: list[Link] = field(default_factory=list)
     cameras: dict[str, Camera] = field(default_factory=dict)
     stages: dict[str, CameraVision] = field(default_factory=dict)
+    relays: dict[str, StreamRelay] = field(default_factory=dict)
 
 
 def push_consumers(cfg: GatewayConfig) -> list[str]:
@@ -100,8 +102,9 @@ def build_links(
     for d in cfg.devices:
         if isinstance(d, CameraDevice):
             stage = CameraVision(d, emit, evidence)
-            cam = Camera.from_config(d, base_dir, evidence=evidence, frame_sink=stage.process)
-            out.cameras[d.id], out.stages[d.id] = cam, stage
+            relay = StreamRelay(d.id, asyncio.get_running_loop())
+            cam = Camera.from_config(d, base_dir, evidence=evidence, frame_sink=stage.process, packet_tap=relay)
+            out.cameras[d.id], out.stages[d.id], out.relays[d.id] = cam, stage, relay
             out.links.append(Link(f"camera:{d.id}", functools.partial(cam.run, on_signal)))
         if isinstance(d, OpcUaDevice):
             plc = OpcUaDriver(d, state_dir, base_dir, on_alarm=on_alarm)

@@ -71,7 +71,7 @@ def parse_zones(body: object) -> list[ZoneSpec]:
     """The page's JSON (``{"zones": [{name, kind, points, min_fraction}]}``) as zones, or
     :class:`ZoneError` naming every problem (shape and geometry)."""
     if not isinstance(body, dict) or not isinstance(body.get("zones"), list):
-        raise ZoneError(["the body must be {\"zones\": [...]}"])
+        raise ZoneError(['the body must be {"zones": [...]}'])
     raw = body["zones"]
     if len(raw) > _MAX_ZONES:
         raise ZoneError([f"at most {_MAX_ZONES} zones per camera, got {len(raw)}"])
@@ -121,7 +121,9 @@ def _on_segment(p: tuple[float, float], a: tuple[float, float], b: tuple[float, 
     return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
 
 
-def _segments_meet(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]) -> bool:
+def _segments_meet(
+    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
+) -> bool:
     d1, d2, d3, d4 = _cross(c, d, a), _cross(c, d, b), _cross(a, b, c), _cross(a, b, d)
     if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and 0 not in (d1, d2, d3, d4):
         return True
@@ -300,7 +302,9 @@ def rewrite_zones(text: str, camera_id: str, zones: list[ZoneSpec]) -> str:
         keep = [ln for i, ln in enumerate(lines[start:end], start) if not any(a <= i < b for a, b in zone_blocks)]
         offset = first - start - sum(b - a for a, b in zone_blocks if b <= first)
         block = zones_toml(zones).split("\n") if zones else []
-        new_region = keep[:offset] + block + ([""] if block and keep[offset:] and keep[offset].strip() else []) + keep[offset:]
+        new_region = (
+            keep[:offset] + block + ([""] if block and keep[offset:] and keep[offset].strip() else []) + keep[offset:]
+        )
         new_lines[start:end] = new_region
     elif zones:
         # No zones yet: append the tables after the device's last key (blank lines and the comments

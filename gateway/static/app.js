@@ -126,6 +126,7 @@ async function refreshIncidents() {
     cell(row, i.status);
     const actions = cell(row, "");
     for (const verb of ["ack", "close"]) {
+      if (role === "viewer") continue;  // a read-only token changes nothing
       if (verb === "ack" && i.status !== "open") continue;
       if (i.status === "closed") continue;
       const b = document.createElement("button");
@@ -170,32 +171,10 @@ async function liveView(gen) {
   if (!cameras.length) return;
   $("#cameras-section").hidden = false;
   const box = $("#cameras");
+  for (const id of [...live.keys()]) closeLive(id);
   box.replaceChildren();  // a second login must not add a second set of views
-  for (const cam of cameras) {
-    const fig = document.createElement("figure");
-    fig.className = "cam";
-    fig.dataset.camera = cam.id;
-    const img = document.createElement("img");
-    img.alt = cam.id;
-    const cap = document.createElement("figcaption");
-    cap.textContent = cameraCaption(cam);
-    fig.append(img, cap);
-    box.append(fig);
-    // Snapshots of the decoded stream, one a second: cheap on the box and the LAN.
-    (async function loop() {
-      while (gen === generation) {
-        try {
-          const r = await api(`/api/v1/cameras/${cam.id}/snapshot.jpg`);
-          if (r.ok) {
-            const url = URL.createObjectURL(await r.blob());
-            img.onload = () => URL.revokeObjectURL(url);
-            img.src = url;
-          }
-        } catch (err) { if (err.message === "unauthorized") return; }
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    })();
-  }
+  // WebRTC where it connects, else JPEG snapshots (live.js); the page says which it shows.
+  for (const cam of cameras) box.append(buildCameraView(cam, gen));
 }
 
 // A camera's state (streaming, offline, ...) changes while the page is open: keep the captions true.
@@ -218,6 +197,7 @@ function cameraCaption(cam) {
 }
 
 let timers = [];
+let role = "";  // the token's role: technician, platform or viewer (GET /api/v1/me)
 // Each login starts one generation of loops; the loops of an earlier one stop at their next turn.
 let generation = 0;
 
@@ -228,6 +208,8 @@ async function start() {
     $("#box").textContent = `${info.box_id} · ${info.township} / ${info.village}`;
     document.title = `${info.box_id} · edge gateway`;
   } catch (err) { return; }
+  role = (await (await api("/api/v1/me")).json()).role;
+  $("#role").textContent = t(`role.${role}`);
   $("#login").hidden = true;
   $("#main").hidden = false;
   await refreshLinks();
@@ -241,4 +223,5 @@ async function start() {
   liveView(gen);
 }
 
-start();
+setupZoneEditor();
+loadMessages().then(start);
