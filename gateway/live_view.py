@@ -43,16 +43,15 @@ from typing import Any, Protocol
 from drivers.rtsp import DecodedFrame
 from edge_config.site import LiveViewSettings
 from edge_core.frames import planes_to_bgr
+from gateway.h264 import annexb_parameter_sets, has_parameter_sets, to_annexb
 
-__all__ = ["LiveAnswer", "LiveViewRefused", "LiveViews", "StreamRelay", "annexb_parameter_sets", "to_annexb"]
+__all__ = ["LiveAnswer", "LiveViewRefused", "LiveViews", "StreamRelay"]
 
 log = logging.getLogger(__name__)
 
 _CLOCK = 90_000  # RTP clock of video
 _QUEUE = 120  # access units a viewer may fall behind (about 5 s at 25 fps) before it skips to a key frame
 _REAP_S = 2.0
-_START = b"\x00\x00\x00\x01"
-_NAL_SPS, _NAL_PPS, _NAL_IDR = 7, 8, 5
 
 
 class LiveViewRefused(Exception):
@@ -81,78 +80,6 @@ class CameraSource(Protocol):
 
     @property
     def latest_frame(self) -> DecodedFrame | None: ...
-
-
-# -- H.264 bitstream ----------------------------------------------------------------------------
-
-
-def _split_annexb(data: bytes) -> list[bytes]:
-    """NAL units of an Annex B buffer (start codes removed)."""
-    out: list[bytes] = []
-    i, n = 0, len(data)
-    start = -1
-    while i + 2 < n:
-        if data[i] == 0 and data[i + 1] == 0 and data[i + 2] == 1:
-            if start >= 0:
-                out.append(data[start:i].rstrip(b"\x00"))
-            i += 3
-            start = i
-            continue
-        i += 1
-    if start >= 0 and start < n:
-        out.append(data[start:])
-    return [u for u in out if u]
-
-
-def _is_annexb(data: bytes) -> bool:
-    return data.startswith(b"\x00\x00\x01") or data.startswith(_START)
-
-
-def annexb_parameter_sets(extradata: bytes) -> tuple[bytes, int]:
-    """SPS and PPS from a stream's extradata as Annex B, and the NAL length size of its packets
-    (0: the packets are Annex B already). Extradata is either Annex B (RTSP's sprop-parameter-sets)
-    or an avcC record (MP4/Matroska), ISO/IEC 14496-15 5.2.4.1."""
-    if not extradata:
-        return b"", 0
-    if _is_annexb(extradata):
-        return b"".join(_START + u for u in _split_annexb(extradata)), 0
-    if len(extradata) < 7 or extradata[0] != 1:
-        raise ValueError("extradata is neither Annex B nor an avcC record")
-    length_size = (extradata[4] & 0x03) + 1
-    units: list[bytes] = []
-    pos = 5
-    for count_mask in (0x1F, 0xFF):  # SPS count (5 bits), then PPS count (8 bits)
-        if pos >= len(extradata):
-            break
-        count = extradata[pos] & count_mask
-        pos += 1
-        for _ in range(count):
-            size = int.from_bytes(extradata[pos : pos + 2], "big")
-            units.append(extradata[pos + 2 : pos + 2 + size])
-            pos += 2 + size
-    return b"".join(_START + u for u in units if u), length_size
-
-
-def to_annexb(data: bytes, length_size: int) -> bytes:
-    """One access unit as Annex B: unchanged when it is already, else its length prefixes
-    (``length_size`` bytes, big-endian) replaced by start codes."""
-    if length_size == 0 or _is_annexb(data):
-        return data
-    out = bytearray()
-    pos, n = 0, len(data)
-    while pos + length_size <= n:
-        size = int.from_bytes(data[pos : pos + length_size], "big")
-        pos += length_size
-        if size <= 0 or pos + size > n:
-            break  # a truncated unit: send what is whole
-        out += _START
-        out += data[pos : pos + size]
-        pos += size
-    return bytes(out)
-
-
-def _has_parameter_sets(annexb: bytes) -> bool:
-    return any(u[0] & 0x1F == _NAL_SPS for u in _split_annexb(annexb[:512]))
 
 
 # -- one camera's relay ---------------------------------------------------------------------------
@@ -199,7 +126,7 @@ class StreamRelay:
         unit = to_annexb(data, self._length_size)
         # A browser joining at a key frame needs the SPS/PPS, which RTSP and MP4 often carry only
         # out of band (SDP, avcC): put them in front of every key frame that lacks them.
-        if is_keyframe and self._parameter_sets and not _has_parameter_sets(unit):
+        if is_keyframe and self._parameter_sets and not has_parameter_sets(unit):
             unit = self._parameter_sets + unit
         t = time.monotonic()
         with contextlib.suppress(RuntimeError):  # loop closed at shutdown
