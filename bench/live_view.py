@@ -79,7 +79,7 @@ async def _box(viewers: int, window: float) -> tuple[float, float, float]:
     ingest = RtspIngest("bench", str(_clip()), display_url="clip", analysis_fps=5.0, replay=True)
     ingest.packet_tap = relay
     views = LiveViews(
-        LiveViewSettings(max_viewers=64, max_viewers_per_camera=64, idle_s=3600), {"bench": camera}, {"bench": relay}
+        LiveViewSettings(max_viewers=16, max_viewers_per_camera=16, idle_s=3600), {"bench": camera}, {"bench": relay}
     )
 
     async def offer(request: web.Request) -> web.Response:

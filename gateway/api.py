@@ -82,6 +82,7 @@ _LAST_EPOCH_S = 253402300800  # 10000-01-01: past it a time cannot be written as
 _STATIC_TYPES = {
     "app.js": "text/javascript",
     "live.js": "text/javascript",
+    "incidents.js": "text/javascript",
     "i18n.js": "text/javascript",
     "messages.json": "application/json",
     "style.css": "text/css",

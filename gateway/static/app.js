@@ -98,44 +98,7 @@ async function act(id, verb) {
   refreshIncidents();
 }
 
-async function refreshIncidents() {
-  const { incidents } = await (await api("/api/v1/incidents")).json();
-  const tbody = $("#incidents tbody");
-  tbody.replaceChildren();
-  $("#no-incidents").hidden = incidents.length > 0;
-  for (const i of incidents.slice().reverse()) {
-    const row = tbody.insertRow();
-    row.dataset.incident = i.incident_id;
-    cell(row, i.severity, i.severity);
-    cell(row, i.category);
-    cell(row, [i.place.device, i.place.zone].filter(Boolean).join(" / "));
-    const what = cell(row, i.summary);
-    if (i.evidence) {
-      const a = document.createElement("a");
-      a.textContent = " evidence";
-      a.href = "#";
-      a.onclick = async (ev) => {
-        ev.preventDefault();
-        // A sensor window is JSON for machines; people get its plot.
-        const blob = await (await api(i.evidence.preview_url || i.evidence.url)).blob();
-        window.open(URL.createObjectURL(blob));
-      };
-      what.append(a);
-    }
-    cell(row, new Date(i.started_at).toLocaleString());
-    cell(row, i.status);
-    const actions = cell(row, "");
-    for (const verb of ["ack", "close"]) {
-      if (role === "viewer") continue;  // a read-only token changes nothing
-      if (verb === "ack" && i.status !== "open") continue;
-      if (i.status === "closed") continue;
-      const b = document.createElement("button");
-      b.textContent = verb;
-      b.onclick = () => act(i.incident_id, verb);
-      actions.append(b);
-    }
-  }
-}
+// refreshIncidents() is in incidents.js: thumbnails, filters, the evidence and history panel.
 
 async function followFeed(gen) {
   $("#feed").replaceChildren();
@@ -224,4 +187,5 @@ async function start() {
 }
 
 setupZoneEditor();
+setupIncidents();
 loadMessages().then(start);

@@ -3,6 +3,7 @@ zone editor driven by synthetic pointer events, and the roles."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tomllib
 from collections.abc import AsyncIterator
@@ -123,7 +124,8 @@ async def test_zones_drawn_on_the_picture_are_saved_reloaded_and_catch_the_next_
         await page.wait_for(f"{fig(camera)} !== null && role === 'technician'")
         await page.js(f"{fig(camera)}.querySelector('.edit-zones').click()")
         await page.wait_for(
-            "!document.querySelector('#zone-editor').hidden && document.querySelector('#zone-picture').naturalWidth === 640",
+            "!document.querySelector('#zone-editor').hidden"
+            " && document.querySelector('#zone-picture').naturalWidth === 640",
             10,
         )
         assert await page.js("document.querySelectorAll('#zone-svg polygon').length") == 1  # the demo's gate
@@ -155,7 +157,8 @@ async def test_zones_drawn_on_the_picture_are_saved_reloaded_and_catch_the_next_
         assert [z["name"] for z in zones] == ["gate", "yard"]
         assert zones[1]["kind"] == "restricted" and zones[1]["points"][0] == [0.03, 0.42]
         assert site.read_text().startswith("# the technician's site file: this comment must survive a save\n")
-        assert [p.read_text() for p in tmp_path.glob("site.toml.*.bak")] == [before]
+        backups = await asyncio.to_thread(lambda: [p.read_text() for p in tmp_path.glob("site.toml.*.bak")])
+        assert backups == [before]
         # reloaded: the running camera has the new zones, and the next walker opens an intrusion in it
         assert [z.name for z in gw.cameras[camera].config.vision.zones] == ["gate", "yard"]
 
@@ -191,3 +194,45 @@ async def test_only_the_technician_saves_zones(tmp_path: Path, scene_clip: Path)
         got, me = await api(port, "GET", "/api/v1/me", token=VIEWER)
         assert (got, me) == (200, {"role": "viewer"})
         assert "token" not in await page.js("location.href")
+
+
+async def test_incidents_at_a_glance_on_a_phone(tmp_path: Path, scene_clip: Path) -> None:
+    async with camera_site(tmp_path, scene_clip) as (gw, port, _camera, page):
+
+        def intrusion_with_evidence() -> bool:
+            return any(i["category"] == "intrusion" and i["evidence"] for i in gw.incidents_json(None))
+
+        await until(intrusion_with_evidence, 30, "an intrusion with its evidence")
+        # a 390-pixel-wide phone
+        await page.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
+        await page.goto(f"http://127.0.0.1:{port}/#token={TECH}")
+        row = "document.querySelector('#incidents tbody tr')"
+        thumb = f"{row}.querySelector('td.thumb img')"
+        await page.wait_for(f"{row} !== null && {thumb} !== null && {thumb}.naturalWidth > 0", 15)
+        await page.wait_for("document.querySelector('#cameras figure video, #cameras figure img') !== null")
+        assert await page.js("document.documentElement.scrollWidth") <= 390, "the page scrolls sideways on a phone"
+        await page.screenshot(tmp_path / "incidents-phone.png")
+
+        # filters: by category (and the lists hold what is there)
+        categories = await page.js("[...document.querySelectorAll('#f-category option')].map((o) => o.value)")
+        assert "" in categories and "intrusion" in categories
+        await page.js(
+            "const s = document.querySelector('#f-category'); s.value = 'intrusion';"
+            " s.dispatchEvent(new Event('change'))"
+        )
+        cats = await page.js("[...document.querySelectorAll('#incidents tbody tr')].map((r) => r.cells[2].textContent)")
+        assert cats and set(cats) == {"intrusion"}
+        statuses = await page.js("[...document.querySelectorAll('#f-status option')].map((o) => o.value)")
+        assert "open" in statuses
+
+        # a click opens the evidence and the incident's history from the feed
+        await page.js(f"{row}.cells[4].click()")
+        await page.wait_for(
+            "document.querySelector('#incident-detail').open && !document.querySelector('#detail-evidence').hidden"
+            " && document.querySelector('#detail-evidence').naturalWidth > 0"
+            " && document.querySelectorAll('#detail-history li').length >= 1",
+            10,
+        )
+        history = await page.js("document.querySelector('#detail-history').textContent")
+        assert "opened" in history, history
+        await page.screenshot(tmp_path / "incident-detail-phone.png")

@@ -24,7 +24,7 @@ def test_every_message_has_both_languages() -> None:
 def test_every_key_the_page_uses_is_in_the_catalog() -> None:
     en = json.loads((STATIC / "messages.json").read_text(encoding="utf-8"))["en"]
     used: set[str] = set()
-    for name in ("app.js", "live.js", "i18n.js"):
+    for name in ("app.js", "live.js", "i18n.js", "incidents.js"):
         used |= set(re.findall(r"\bt\(\"([\w.]+)\"", (STATIC / name).read_text(encoding="utf-8")))
     used |= set(re.findall(r'data-i18n="([\w.]+)"', (STATIC / "index.html").read_text(encoding="utf-8")))
     used |= {f"role.{r}" for r in ("technician", "platform", "viewer")}  # t(`role.${role}`)
