@@ -69,6 +69,8 @@ class GatewayView(Protocol):
 
     def zones_json(self, camera_id: str) -> dict[str, Any]: ...
 
+    def motion_json(self, camera_id: str) -> dict[str, Any]: ...
+
     async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]: ...
 
 
@@ -393,6 +395,13 @@ async def get_zones(request: web.Request) -> web.Response:
     return web.json_response(gw.zones_json(camera_id))
 
 
+async def get_motion(request: web.Request) -> web.Response:
+    gw, camera_id = _gw(request), request.match_info["id"]
+    if not gw.has_camera(camera_id):
+        return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
+    return web.json_response(gw.motion_json(camera_id), headers={"Cache-Control": "no-store"})
+
+
 async def put_zones(request: web.Request) -> web.Response:
     """The technician saves a camera's zones: checked, written into the site file, reloaded."""
     gw, camera_id = _gw(request), request.match_info["id"]
@@ -448,6 +457,7 @@ ROUTES: list[web.RouteDef] = [
     web.delete("/api/v1/live/{id}", live_close),
     web.get("/api/v1/cameras/{id}/zones", get_zones),
     web.put("/api/v1/cameras/{id}/zones", put_zones),
+    web.get("/api/v1/cameras/{id}/motion", get_motion),
 ]
 
 # The status page is not part of the API contract (and not in openapi.json).

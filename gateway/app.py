@@ -170,6 +170,9 @@ class Gateway:
             self.loaded, self.config = new, new.config
         log.info("reload: %d rules and %d camera zones active", len(new.config.rules), zoned)
 
+    def motion_json(self, camera_id: str) -> dict[str, Any]:
+        return self.camera_stages[camera_id].motion_json()
+
     def zones_json(self, camera_id: str) -> dict[str, Any]:
         cam = self.cameras[camera_id]
         zones = [z.model_dump(include={"name", "kind", "points", "min_fraction"}) for z in cam.config.vision.zones]

@@ -69,6 +69,7 @@ class CameraVision:
         self.frames = 0
         self.errors = 0
         self._new_config: CameraDevice | None = None
+        self._last_motion: tuple[float, tuple[int, int], tuple[vision.Box, ...]] | None = None
 
     @property
     def stabilising(self) -> bool:
@@ -84,6 +85,29 @@ class CameraVision:
             "stabilising": self.stabilising,
             "vision_errors": self.errors,
         }
+
+    def motion_json(self) -> dict[str, Any]:
+        """The moving objects of the last analysed frame, in 0..1 of the frame (the zone editor
+        draws them and shows which the zones being drawn would report), and the smallest object
+        the events count (``min_area_fraction``, of the frame)."""
+        last = self._last_motion
+        boxes: list[dict[str, float]] = []
+        t = None
+        if last is not None:
+            t, (h, w), found = last
+            boxes = [
+                {
+                    "x": b.x / w,
+                    "y": b.y / h,
+                    "w": b.w / w,
+                    "h": b.h / h,
+                    "cx": b.cx / w,
+                    "cy": b.cy / h,
+                    "area": b.area / (w * h),
+                }
+                for b in found
+            ]
+        return {"t": t, "boxes": boxes, "min_area_fraction": self.config.vision.events.min_area_fraction}
 
     def reconfigure(self, config: CameraDevice) -> None:
         """Take new settings of this camera from the event loop (a reload after zones were saved).
@@ -152,6 +176,7 @@ class CameraVision:
         self.frames += 1
         out = ended + tamper.process(luma, frame.t)
         motion = det.process(luma, frame.t, chroma)
+        self._last_motion = (motion.t, shape, motion.boxes)  # one reference: the page reads it
         out += events.update(motion, luma, suppressed=tamper.analysis_suppressed, chroma=chroma)
         for ev in out:
             self._emit(self._signal(ev, luma, chroma))

@@ -164,7 +164,7 @@ async function openZoneEditor(cam, fig) {
   const box = $("#zone-editor");
   const res = await api(`/api/v1/cameras/${encodeURIComponent(cam.id)}/zones`);
   const { zones } = await res.json();
-  editor = { cam, zones: zones.map((z) => ({ ...z, points: z.points.map((p) => [...p]) })), selected: zones.length ? 0 : -1, drawing: null, drag: null };
+  editor = { cam, zones: zones.map((z) => ({ ...z, points: z.points.map((p) => [...p]) })), selected: zones.length ? 0 : -1, drawing: null, drag: null, motion: null };
   box.hidden = false;
   $("#zone-camera").textContent = cam.name || cam.id;
   $("#zone-msg").textContent = "";
@@ -177,6 +177,36 @@ async function openZoneEditor(cam, fig) {
   if (snap.ok) $("#zone-picture").src = URL.createObjectURL(await snap.blob());
   drawZones();
   box.scrollIntoView({ block: "nearest" });
+  followMotion(editor);
+}
+
+// While the editor is open: the moving objects the camera sees now, green where the zones being
+// drawn would report them (an object at least min_area_fraction of the frame whose centre or
+// feet are in a restricted or motion zone), grey where they would not.
+async function followMotion(ed) {
+  while (editor === ed && !$("#zone-editor").hidden) {
+    try {
+      const r = await api(`/api/v1/cameras/${encodeURIComponent(ed.cam.id)}/motion`);
+      if (r.ok && editor === ed) { ed.motion = await r.json(); if (!ed.drag) drawZones(); }
+    } catch (err) { if (err.message === "unauthorized") return; }
+    await new Promise((res) => setTimeout(res, 400));
+  }
+}
+
+function inside(p, poly) {
+  let hit = false;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const [xi, yi] = poly[i], [xj, yj] = poly[j];
+    if ((yi > p[1]) !== (yj > p[1]) && p[0] < ((xj - xi) * (p[1] - yi)) / (yj - yi) + xi) hit = !hit;
+  }
+  return hit;
+}
+
+function wouldReport(b, zones, minArea) {
+  if (b.area < minArea) return false;
+  const named = zones.filter((z) => z.kind !== "ignore" && z.points.length >= 3);
+  if (!named.length) return true;  // no zones: the whole frame reports motion
+  return named.some((z) => inside([b.cx, b.cy], z.points) || inside([b.x + b.w / 2, b.y + b.h], z.points));
 }
 
 function svgPoint(ev) {
@@ -225,6 +255,12 @@ function drawZones() {
       });
     }
   });
+  for (const b of (editor.motion && editor.motion.boxes) || []) {
+    const r = document.createElementNS(SVG, "rect");
+    for (const [k, v] of [["x", b.x], ["y", b.y], ["width", b.w], ["height", b.h]]) r.setAttribute(k, v);
+    r.setAttribute("class", `box ${wouldReport(b, editor.zones, editor.motion.min_area_fraction) ? "hit" : "miss"}`);
+    svg.append(r);
+  }
   if (editor.drawing) {
     const line = document.createElementNS(SVG, "polyline");
     line.setAttribute("points", editor.drawing.map((p) => p.join(",")).join(" "));

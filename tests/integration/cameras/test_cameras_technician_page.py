@@ -129,6 +129,9 @@ async def test_zones_drawn_on_the_picture_are_saved_reloaded_and_catch_the_next_
             10,
         )
         assert await page.js("document.querySelectorAll('#zone-svg polygon').length") == 1  # the demo's gate
+        # the walker shows as a box on the picture, green where the zones would report it
+        await page.wait_for("document.querySelectorAll('#zone-svg rect.box.hit').length > 0", 15)
+        await page.screenshot(tmp_path / "zones-motion.png")
 
         # A bad zone first (a bow tie: its edges cross): a clear message, and the file untouched.
         before = site.read_text()
@@ -202,7 +205,11 @@ async def test_incidents_at_a_glance_on_a_phone(tmp_path: Path, scene_clip: Path
         def intrusion_with_evidence() -> bool:
             return any(i["category"] == "intrusion" and i["evidence"] for i in gw.incidents_json(None))
 
-        await until(intrusion_with_evidence, 30, "an intrusion with its evidence")
+        try:
+            await until(intrusion_with_evidence, 60, "an intrusion with its evidence")
+        except AssertionError as exc:
+            seen = [(i["category"], i["status"], bool(i["evidence"])) for i in gw.incidents_json(None)]
+            raise AssertionError(f"{exc}; incidents: {seen}; camera: {gw.camera_list()}") from None
         # a 390-pixel-wide phone
         await page.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
         await page.goto(f"http://127.0.0.1:{port}/#token={TECH}")
