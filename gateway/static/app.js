@@ -175,15 +175,15 @@ async function start() {
   $("#role").textContent = t(`role.${role}`);
   $("#login").hidden = true;
   $("#main").hidden = false;
+  const gen = ++generation;
+  liveView(gen);  // first: the picture is what a technician on a ladder waits for
   await refreshLinks();
   await refreshOutbox();
   await refreshIncidents();
   // Logging in again (a new token after a 401) restarts the polling instead of doubling it.
   for (const t of timers) clearInterval(t);
   timers = [setInterval(refreshLinks, 3000), setInterval(refreshOutbox, 10000), setInterval(refreshCameraStates, 5000)];
-  const gen = ++generation;
   followFeed(gen);
-  liveView(gen);
 }
 
 setupZoneEditor();

@@ -81,12 +81,14 @@ async function jpegLoop(cam, fig, gen) {
   }
 }
 
+// The offer goes out when gathering completes, or shortly after the first candidate: the box
+// needs no more than one (it learns the others from the browser's checks).
 function gathered(pc, ms) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, ms);  // send what we have: the box needs no more than one candidate
+    pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
+    pc.addEventListener("icecandidate", (ev) => { if (ev.candidate) setTimeout(resolve, 150); });
+    setTimeout(resolve, ms);
   });
 }
 
@@ -99,8 +101,11 @@ async function startWebRTC(cam, fig, gen) {
   pc.addTransceiver("video", { direction: "recvonly" });
   const video = fig.querySelector("video");
   pc.ontrack = (ev) => { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); };
+  const marks = { start: performance.now() };
+  window.liveTimings = marks;  // when each step happened (ms since the page opened): for tests and curious technicians
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc, 1500);
+  marks.offer = performance.now();
   const res = await api(`/api/v1/cameras/${encodeURIComponent(cam.id)}/live`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -111,6 +116,8 @@ async function startWebRTC(cam, fig, gen) {
     throw new Error(problem.detail || res.statusText);
   }
   const answer = await res.json();
+  marks.answer = performance.now();
+  pc.addEventListener("connectionstatechange", () => { if (pc.connectionState === "connected") marks.connected = performance.now(); });
   entry.session = answer.session;
   await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
   // Connected means nothing until a frame is decoded: wait for the video to play.
@@ -122,6 +129,7 @@ async function startWebRTC(cam, fig, gen) {
     video.addEventListener("playing", () => { clearTimeout(timer); resolve(); }, { once: true });
     video.play().catch(() => {});
   });
+  marks.playing = performance.now();
   if (gen !== generation) { closeLive(cam.id); return; }
   video.hidden = false;
   fig.querySelector("img").hidden = true;
