@@ -86,14 +86,14 @@ async function refreshOutbox() {
 }
 
 async function act(id, verb) {
-  const by = prompt(verb === "ack" ? "Acknowledged by (name or department):" : "Closed by (name or department):");
+  const by = prompt(t(verb === "ack" ? "incidents.ack_by" : "incidents.close_by"));
   if (!by) return;
   const res = await api(`/api/v1/incidents/${id}/${verb}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ by }) });
   // A refused ack or close (the platform closed it meanwhile, the box forgot it) must not pass
   // for done: the technician would leave believing it was handled.
   if (!res.ok) {
     const problem = await res.json().catch(() => ({}));
-    alert(`${verb === "ack" ? "Acknowledging" : "Closing"} failed: ${problem.detail || res.statusText}`);
+    alert(t(verb === "ack" ? "incidents.ack_failed" : "incidents.close_failed", { detail: problem.detail || res.statusText }));
   }
   refreshIncidents();
 }

@@ -69,7 +69,7 @@ function renderIncidents() {
       if (verb === "ack" && i.status !== "open") continue;
       if (i.status === "closed") continue;
       const b = document.createElement("button");
-      b.textContent = verb;
+      b.textContent = t(`incidents.${verb}`);
       b.onclick = () => act(i.incident_id, verb);
       actions.append(b);
     }
