@@ -24,7 +24,7 @@ VIEWER = "viewer-token-not-secret"
 
 @asynccontextmanager
 async def camera_site(
-    tmp_path: Path, scene_clip: Path, *, block_webrtc: bool = False
+    tmp_path: Path, scene_clip: Path, *, block_webrtc: bool = False, zones: list[dict[str, Any]] | None = None
 ) -> AsyncIterator[tuple[Gateway, int, str, Page]]:
     """The demo camera (its clip replayed) behind a gateway with all three roles, and Chromium:
     (gateway, API port, camera id, page). ``block_webrtc``: the page finds no RTCPeerConnection."""
@@ -34,6 +34,8 @@ async def camera_site(
         for name, value in (("api_token", TOKEN), ("tech_token", TECH), ("viewer_token", VIEWER)):
             (tmp_path / name).write_text(value + "\n")
         device = dict(cam.device, password={"file": str(cam.password_file)})
+        if zones is not None:
+            device["vision"] = {"zones": zones}
         site = tmp_path / "site.toml"
         site.write_text(
             "# the technician's site file: this comment must survive a save\n"
@@ -144,8 +146,8 @@ async def test_zones_drawn_on_the_picture_are_saved_reloaded_and_catch_the_next_
         await page.screenshot(tmp_path / "zones-bad.png")
         await page.js("document.querySelector('#zone-delete').click()")
 
-        # The zone the walker crosses on the left of the picture; drag one corner a little.
-        await _draw(page, [(0.05, 0.45), (0.35, 0.45), (0.35, 0.98), (0.05, 0.98)])
+        # The zone the walker crosses, wide enough for several analysed frames; drag one corner a little.
+        await _draw(page, [(0.05, 0.45), (0.55, 0.45), (0.55, 0.98), (0.05, 0.98)])
         await page.js(
             "const n = document.querySelector('#zone-name'); n.value = 'yard'; n.dispatchEvent(new Event('input'))"
         )
@@ -202,8 +204,13 @@ async def test_only_the_technician_saves_zones(tmp_path: Path, scene_clip: Path)
         assert "token" not in await page.js("location.href")
 
 
+# The whole lower half of the picture: the walker is in it for seconds of every loop of the clip
+# (the demo's narrow gate sees only a few analysed frames of each crossing).
+YARD = [{"name": "yard", "kind": "restricted", "points": [[0.0, 0.4], [1.0, 0.4], [1.0, 1.0], [0.0, 1.0]]}]
+
+
 async def test_incidents_at_a_glance_on_a_phone(tmp_path: Path, scene_clip: Path) -> None:
-    async with camera_site(tmp_path, scene_clip) as (gw, port, _camera, page):
+    async with camera_site(tmp_path, scene_clip, zones=YARD) as (gw, port, _camera, page):
 
         def intrusion_with_evidence() -> bool:
             return any(i["category"] == "intrusion" and i["evidence"] for i in gw.incidents_json(None))
