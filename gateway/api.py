@@ -8,9 +8,7 @@ The handlers ask the gateway only what :class:`GatewayView` lists.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import ipaddress
 import json
 import logging
 import os
@@ -24,20 +22,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_config import LoadedConfig
 from edge_core.errors import ConfigError
+from gateway.api_page import (
+    PAGE_VIEW,
+    ROLE,
+    PageView,
+    get_motion,
+    get_zones,
+    live_close,
+    live_keepalive,
+    live_offer,
+    me,
+    put_zones,
+)
 from gateway.envelope import encode_batch
 from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
-from gateway.live_view import LiveViewRefused, LiveViews
 from gateway.metrics import Metrics
 from gateway.outbox import FeedAheadError, Outbox
+from gateway.problems import bad_request as _bad_request
+from gateway.problems import problem as _problem
 from gateway.roles import Role, allowed, role_of
 from gateway.supervisor import SupervisorHealth
-from gateway.zones import ZoneError, ZoneSpec, parse_zones
 
 __all__ = ["PAGE_ROUTES", "ROUTES", "ApiServer", "GatewayView", "build_app"]
 
 
-class GatewayView(Protocol):
-    """What the API may ask of the gateway (``gateway.app.Gateway`` is one)."""
+class GatewayView(PageView, Protocol):
+    """What the API may ask of the gateway (``gateway.app.Gateway`` is one); the page's routes
+    ask what :class:`gateway.api_page.PageView` lists."""
 
     loaded: LoadedConfig
     api_token: str
@@ -45,9 +56,6 @@ class GatewayView(Protocol):
     ready: asyncio.Event
     metrics: Metrics
     outbox: Outbox
-    tokens: dict[Role, str]
-    """Each role's bearer token (the platform's is ``api_token``)."""
-    live_views: LiveViews
 
     def link_health(self) -> list[SupervisorHealth]: ...
 
@@ -67,15 +75,8 @@ class GatewayView(Protocol):
 
     async def evidence(self, ref: str) -> tuple[bytes, str] | None: ...
 
-    def zones_json(self, camera_id: str) -> dict[str, Any]: ...
-
-    def motion_json(self, camera_id: str) -> dict[str, Any]: ...
-
-    async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]: ...
-
 
 GATEWAY: web.AppKey[GatewayView] = web.AppKey("gateway", object)  # type: ignore[arg-type]
-ROLE: web.RequestKey[Role] = web.RequestKey("role", Role)  # the caller's role, set by _auth
 BATCH_TYPE = "application/cloudevents-batch+json"
 _MAX_LIMIT = 1000
 _LAST_EPOCH_S = 253402300800  # 10000-01-01: past it a time cannot be written as ISO 8601
@@ -113,20 +114,6 @@ _BIND_HINTS = {
 
 def _gw(request: web.Request) -> GatewayView:
     return request.app[GATEWAY]
-
-
-def _problem(status: int, title: str, detail: str) -> web.Response:
-    # RFC 9457 problem details, so clients get one error shape everywhere.
-    return web.json_response(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status=status,
-        content_type="application/problem+json",
-    )
-
-
-def _bad_request(detail: str) -> web.HTTPBadRequest:
-    body = {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail}
-    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/problem+json")
 
 
 @web.middleware
@@ -330,93 +317,6 @@ async def evidence(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
-async def me(request: web.Request) -> web.Response:
-    """Which role the caller's token has, so that the page shows only what it may do."""
-    return web.json_response({"role": request[ROLE].value})
-
-
-def _page_address(request: web.Request) -> str:
-    """This box's address as the browser reached it (the live view offers it to ICE)."""
-    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
-    host = str(sock[0]) if sock else "127.0.0.1"
-    with contextlib.suppress(ValueError):
-        ip = ipaddress.ip_address(host.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-    return host
-
-
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _bad_request("body is not JSON") from None
-
-
-async def live_offer(request: web.Request) -> web.Response:
-    """POST an SDP offer for a camera's live view; the answer says relay or encode."""
-    gw, camera_id = _gw(request), request.match_info["id"]
-    body = await _json_body(request)
-    if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
-        raise _bad_request("body needs {'type': 'offer', 'sdp': '...'}")
-    try:
-        answer = await gw.live_views.offer(camera_id, body["sdp"], _page_address(request))
-    except LiveViewRefused as exc:
-        titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests"}
-        return _problem(exc.status, titles.get(exc.status, "Error"), exc.detail)
-    return web.json_response(
-        {
-            "type": "answer",
-            "sdp": answer.sdp,
-            "session": answer.session,
-            "mode": answer.mode,
-            "codec": answer.codec,
-            "idle_s": answer.idle_s,
-        }
-    )
-
-
-async def live_keepalive(request: web.Request) -> web.Response:
-    if not _gw(request).live_views.keepalive(request.match_info["id"]):
-        return _problem(404, "Not Found", "no such live view (closed, or idle too long)")
-    return web.Response(status=204)
-
-
-async def live_close(request: web.Request) -> web.Response:
-    if not await _gw(request).live_views.close(request.match_info["id"]):
-        return _problem(404, "Not Found", "no such live view")
-    return web.Response(status=204)
-
-
-async def get_zones(request: web.Request) -> web.Response:
-    gw, camera_id = _gw(request), request.match_info["id"]
-    if not gw.has_camera(camera_id):
-        return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
-    return web.json_response(gw.zones_json(camera_id))
-
-
-async def get_motion(request: web.Request) -> web.Response:
-    gw, camera_id = _gw(request), request.match_info["id"]
-    if not gw.has_camera(camera_id):
-        return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
-    return web.json_response(gw.motion_json(camera_id), headers={"Cache-Control": "no-store"})
-
-
-async def put_zones(request: web.Request) -> web.Response:
-    """The technician saves a camera's zones: checked, written into the site file, reloaded."""
-    gw, camera_id = _gw(request), request.match_info["id"]
-    if not gw.has_camera(camera_id):
-        return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
-    try:
-        zones = parse_zones(await _json_body(request))
-        return web.json_response(await gw.save_zones(camera_id, zones))
-    except ZoneError as exc:
-        resp = _problem(422, "Unprocessable Content", "; ".join(exc.problems))
-        return resp
-    except OSError as exc:
-        return _problem(500, "Internal Server Error", f"cannot write the site file: {exc.strerror or exc}")
-
-
 async def page(_request: web.Request) -> web.Response:
     html = resources.files("gateway").joinpath("static/index.html").read_text(encoding="utf-8")
     return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
@@ -467,6 +367,7 @@ PAGE_ROUTES: list[web.RouteDef] = [web.get("/", page), web.get("/static/{name}",
 def build_app(gw: GatewayView, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
     app = web.Application(middlewares=[_auth], client_max_size=64 * 1024)
     app[GATEWAY] = gw
+    app[PAGE_VIEW] = gw
     app.router.add_routes(ROUTES + PAGE_ROUTES + (extra_routes or []))
     return app
 
