@@ -52,7 +52,7 @@ from drivers.onvif import (
     redact_url,
     with_credentials,
 )
-from drivers.rtsp import DecodedFrame, FrameSink, IngestStats, RtspIngest
+from drivers.rtsp import DecodedFrame, FrameSink, IngestStats, PacketTap, RtspIngest
 from edge_config.camera import CameraDevice, EventGating, StreamMode
 from edge_core.backoff import Backoff
 from edge_core.errors import DriverAuthError, DriverError, DriverProtocolError
@@ -156,8 +156,11 @@ class Camera:
         lease_s: float = 60.0,
         pull_timeout_s: float = 5.0,
         onvif_timeout_s: float = 10.0,
+        packet_tap: PacketTap | None = None,
     ) -> None:
         self.config = config
+        self.packet_tap = packet_tap
+        """Sees the stream's compressed packets (the live view's relay); see :class:`PacketTap`."""
         self._password = password
         self._frame_sink = frame_sink
         self._evidence = evidence
@@ -267,6 +270,11 @@ class Camera:
             "events_unavailable": self.events_unavailable,
             "last_event_error": self.stats.last_event_error or None,
         }
+
+    @property
+    def latest_frame(self) -> DecodedFrame | None:
+        """The latest decoded frame (planes read-only; copy to keep them), or None."""
+        return self._latest
 
     async def live_jpeg(self) -> bytes | None:
         """The latest analysed frame as a JPEG (in colour when the stream has it), else the camera's
@@ -389,6 +397,7 @@ class Camera:
             replay=replay,
             refresh_url=None if st.url_override or replay else functools.partial(self._fresh_stream_url, session),
         )
+        self.ingest.packet_tap = self.packet_tap
         await self.ingest.run(self._on_frame)
 
     async def _fresh_stream_url(self, session: OnvifSession) -> tuple[str, str] | None:

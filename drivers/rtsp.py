@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,7 @@ from edge_core.backoff import Backoff
 from edge_core.frames import bgr_planes
 from edge_core.ratelimit import RateLimitedLogger
 
-__all__ = ["DecodedFrame", "FrameSink", "IngestStats", "RtspIngest", "bgr_planes", "frame_planes"]
+__all__ = ["DecodedFrame", "FrameSink", "IngestStats", "PacketTap", "RtspIngest", "bgr_planes", "frame_planes"]
 
 logger = logging.getLogger(__name__)
 _sink_log = RateLimitedLogger(logger, 60.0)
@@ -71,6 +71,25 @@ class DecodedFrame:
 
 FrameSink = Callable[[DecodedFrame], None]
 """Receives frames in the ingest's worker thread; see the module docstring."""
+
+
+class PacketTap(Protocol):
+    """Sees the stream's compressed packets before decoding, in the ingest's worker thread (the
+    live view relays them to browsers without re-encoding). No PyAV type crosses it: bytes only.
+
+    ``wanted`` is read before each packet: while it is False (nobody watching) the tap costs one
+    attribute read a packet. Both calls must return at once (hand the bytes over, never wait).
+    """
+
+    @property
+    def wanted(self) -> bool: ...
+
+    def stream_opened(self, codec: str, extradata: bytes, width: int, height: int) -> None:
+        """A (re)opened stream: its codec name ("h264", "hevc", ...) and out-of-band parameter
+        sets (avcC or Annex B, as the demuxer gives them)."""
+
+    def packet(self, data: bytes, is_keyframe: bool) -> None:
+        """One compressed packet (a whole access unit), in stream order."""
 
 
 @dataclasses.dataclass
@@ -161,6 +180,8 @@ class RtspIngest:
         self._refresh_url = refresh_url
         self.stats = IngestStats()
         self.connected = False
+        self.packet_tap: PacketTap | None = None
+        """Set before ``run`` to see the compressed packets (see :class:`PacketTap`)."""
 
     def __repr__(self) -> str:
         return f"RtspIngest({self.camera_id!r}, {self.display_url!r})"
@@ -249,6 +270,9 @@ class RtspIngest:
             ctx.thread_count = self.decoder_threads
             if self.keyframes_only:
                 ctx.skip_frame = "NONKEY"
+            tap = self.packet_tap
+            if tap is not None:
+                tap.stream_opened(ctx.name, bytes(ctx.extradata or b""), ctx.width, ctx.height)
             self.connected = True
             period = 1.0 / self.analysis_fps if self.analysis_fps > 0 else 0.0
             next_due = 0.0
@@ -276,6 +300,8 @@ class RtspIngest:
                     self.stats.packets += 1
                     if packet.is_corrupt:
                         self.stats.corrupt_packets += 1
+                    elif tap is not None and tap.wanted:
+                        self._tap(tap, packet)
                     try:
                         frames = packet.decode()
                     except av.error.InvalidDataError:
@@ -317,6 +343,13 @@ class RtspIngest:
         finally:
             self.connected = False
             container.close()
+
+    def _tap(self, tap: PacketTap, packet: Any) -> None:
+        # Like a failing frame sink: a viewer's bug never closes the stream analysis reads.
+        try:
+            tap.packet(bytes(packet), bool(packet.is_keyframe))
+        except Exception:
+            _sink_log.exception(self.camera_id, "camera %s: the packet tap failed; the stream goes on", self.camera_id)
 
     def _deliver(self, sink: FrameSink, frame: DecodedFrame) -> None:
         # A bug in whatever consumes frames is not a network fault: log it with its traceback,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+
+from pydantic import Field, field_validator
 
 from edge_config._base import Count, Identifier, Number, SecretRef, Section
 
-__all__ = ["ApiSettings", "EvidenceSettings", "Location", "OutboxSettings", "SiteSettings"]
+__all__ = ["ApiSettings", "EvidenceSettings", "LiveViewSettings", "Location", "OutboxSettings", "SiteSettings"]
 
 
 class Location(Section):
@@ -48,6 +50,41 @@ class SiteSettings(Section):
     )
 
 
+class LiveViewSettings(Section):
+    """The status page's live view over WebRTC (host candidates only: no STUN, no TURN)."""
+
+    enabled: bool = Field(default=True, description="Offer WebRTC; off, the page shows JPEG snapshots only.")
+    max_viewers_per_camera: Count = Field(default=2, ge=1, le=16, description="WebRTC viewers of one camera at once.")
+    max_viewers: Count = Field(default=4, ge=1, le=64, description="WebRTC viewers of all cameras at once.")
+    idle_s: Number = Field(
+        default=30.0,
+        ge=5,
+        le=3600,
+        description="A viewer whose page has not said it is still open (it does every 10 s) for this long is closed.",
+    )
+    interfaces: tuple[str, ...] = Field(
+        default=(),
+        max_length=8,
+        description="Addresses of this box to offer as ICE host candidates; empty: the address the page was "
+        "loaded from (the LAN address the technician's browser already reaches).",
+    )
+    encode_fallback: bool = Field(
+        default=True,
+        description="When the stream is not H.264 or the browser takes no H.264, encode the analysed frames "
+        "(VP8, costs CPU) instead of refusing WebRTC.",
+    )
+
+    @field_validator("interfaces")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for a in value:
+            try:
+                ipaddress.ip_address(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address of this box (e.g. 192.168.1.20)") from None
+        return value
+
+
 class ApiSettings(Section):
     """The local HTTP API and status page."""
 
@@ -56,6 +93,16 @@ class ApiSettings(Section):
     )
     port: Count = Field(default=8780, ge=1, le=65535, description="TCP port of the API.")
     token: SecretRef = Field(description="Bearer token required on every route except /healthz.")
+    technician_token: SecretRef | None = Field(
+        default=None,
+        description="The technician's token (the page's login): everything the platform's token may do, and "
+        "editing zones, which the platform's token may not.",
+    )
+    viewer_token: SecretRef | None = Field(
+        default=None,
+        description="A read-only token: it may look (status, incidents, live view) and change nothing.",
+    )
+    live_view: LiveViewSettings = Field(default_factory=LiveViewSettings, description="WebRTC live view.")
     max_wait_s: Number = Field(default=30.0, ge=0, le=300, description="Longest long-poll wait a client may ask for.")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hmac
 import json
 import logging
 import os
@@ -23,17 +22,33 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_config import LoadedConfig
 from edge_core.errors import ConfigError
+from gateway.api_page import (
+    PAGE_VIEW,
+    ROLE,
+    PageView,
+    get_motion,
+    get_zones,
+    live_close,
+    live_keepalive,
+    live_offer,
+    me,
+    put_zones,
+)
 from gateway.envelope import encode_batch
 from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
 from gateway.metrics import Metrics
 from gateway.outbox import FeedAheadError, Outbox
+from gateway.problems import bad_request as _bad_request
+from gateway.problems import problem as _problem
+from gateway.roles import Role, allowed, role_of
 from gateway.supervisor import SupervisorHealth
 
 __all__ = ["PAGE_ROUTES", "ROUTES", "ApiServer", "GatewayView", "build_app"]
 
 
-class GatewayView(Protocol):
-    """What the API may ask of the gateway (``gateway.app.Gateway`` is one)."""
+class GatewayView(PageView, Protocol):
+    """What the API may ask of the gateway (``gateway.app.Gateway`` is one); the page's routes
+    ask what :class:`gateway.api_page.PageView` lists."""
 
     loaded: LoadedConfig
     api_token: str
@@ -67,8 +82,15 @@ _MAX_LIMIT = 1000
 _LAST_EPOCH_S = 253402300800  # 10000-01-01: past it a time cannot be written as ISO 8601
 # The status page's HTML, script and style hold no data (the data comes from the token-protected
 # API), so they are public: a technician opens the page first and types the token there.
-_PUBLIC = frozenset({"/healthz", "/", "/static/app.js", "/static/style.css"})
-_STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
+_STATIC_TYPES = {
+    "app.js": "text/javascript",
+    "live.js": "text/javascript",
+    "incidents.js": "text/javascript",
+    "i18n.js": "text/javascript",
+    "messages.json": "application/json",
+    "style.css": "text/css",
+}
+_PUBLIC = frozenset({"/healthz", "/", *(f"/static/{name}" for name in _STATIC_TYPES)})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,20 +116,6 @@ def _gw(request: web.Request) -> GatewayView:
     return request.app[GATEWAY]
 
 
-def _problem(status: int, title: str, detail: str) -> web.Response:
-    # RFC 9457 problem details, so clients get one error shape everywhere.
-    return web.json_response(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status=status,
-        content_type="application/problem+json",
-    )
-
-
-def _bad_request(detail: str) -> web.HTTPBadRequest:
-    body = {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail}
-    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/problem+json")
-
-
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in _PUBLIC:
@@ -116,12 +124,26 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     scheme, _, token = header.partition(" ")
     expected = _gw(request).api_token
     # An empty token file would otherwise let in anyone who sends "Authorization: Bearer".
-    if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    role = role_of(token.strip(), _tokens(_gw(request))) if scheme.lower() == "bearer" else None
+    if not expected or role is None:
         detail = "send 'Authorization: Bearer <token>'" if expected else _EMPTY_TOKEN
         resp = _problem(401, "Unauthorized", detail)
         resp.headers["WWW-Authenticate"] = 'Bearer realm="edge-gateway"'
         return resp
+    route = request.match_info.route.resource
+    if route is not None and not allowed(role, request.method, route.canonical):
+        who = {Role.VIEWER: "the read-only viewer's token", Role.PLATFORM: "the platform's token"}.get(
+            role, "this token"
+        )
+        need = "the technician's login" if role is not Role.VIEWER else "the technician's or the platform's token"
+        return _problem(403, "Forbidden", f"{who} cannot do this: it needs {need}")
+    request[ROLE] = role
     return await handler(request)
+
+
+def _tokens(gw: GatewayView) -> dict[Role, str]:
+    # The platform's token stays where it always was (api_token); the others come with the roles.
+    return {**getattr(gw, "tokens", {}), Role.PLATFORM: gw.api_token}
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -329,6 +351,13 @@ ROUTES: list[web.RouteDef] = [
     web.get("/api/v1/cameras", cameras),
     web.get("/api/v1/cameras/{id}/snapshot.jpg", camera_snapshot),
     web.get("/api/v1/evidence/{id}", evidence),
+    web.get("/api/v1/me", me),
+    web.post("/api/v1/cameras/{id}/live", live_offer),
+    web.post("/api/v1/live/{id}/keepalive", live_keepalive),
+    web.delete("/api/v1/live/{id}", live_close),
+    web.get("/api/v1/cameras/{id}/zones", get_zones),
+    web.put("/api/v1/cameras/{id}/zones", put_zones),
+    web.get("/api/v1/cameras/{id}/motion", get_motion),
 ]
 
 # The status page is not part of the API contract (and not in openapi.json).
@@ -338,6 +367,7 @@ PAGE_ROUTES: list[web.RouteDef] = [web.get("/", page), web.get("/static/{name}",
 def build_app(gw: GatewayView, extra_routes: list[web.RouteDef] | None = None) -> web.Application:
     app = web.Application(middlewares=[_auth], client_max_size=64 * 1024)
     app[GATEWAY] = gw
+    app[PAGE_VIEW] = gw
     app.router.add_routes(ROUTES + PAGE_ROUTES + (extra_routes or []))
     return app
 

@@ -21,6 +21,7 @@ from drivers.camera import Camera
 from edge_config import LoadedConfig, load
 from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
+from edge_config.vision import Zone
 from edge_core.errors import ConfigError
 from edge_core.signals import Category, Signal
 from edge_core.tasks import TaskSet, await_stopped
@@ -31,13 +32,16 @@ from gateway.envelope import incident_event, place_of
 from gateway.evidence import EvidenceStore
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
 from gateway.links import build_links, push_consumers
+from gateway.live_view import LiveViews
 from gateway.metrics import Metrics
 from gateway.notify import Notifier
 from gateway.outbox import Outbox, OutboxCapacity
+from gateway.roles import Role
 from gateway.rules import AnomalyWindow, RuleEngine
 from gateway.sensor_evidence import store_window
 from gateway.supervisor import Supervisor, SupervisorHealth
 from gateway.warm import warm_kernels
+from gateway.zones import ZoneSpec, save_zones
 
 __all__ = ["Gateway", "default_state_dir"]
 
@@ -51,6 +55,19 @@ _STOP_DRIVERS_S = 3.0
 # are debounced by their detectors already; the short cooldown only absorbs flapping, so that two
 # people crossing a gate a minute apart are two incidents, not one.
 _DETECTOR_POLICY = RoutingPolicy(cooldown_s=5.0, update_interval_s=60.0)
+
+
+def _without_live(cfg: GatewayConfig) -> dict[str, Any]:
+    """The config less what a reload applies live: rules, and cameras' zones."""
+    d = cfg.model_dump(exclude={"rules"})
+    for dev in d["devices"]:
+        if dev.get("kind") == "onvif":
+            dev["vision"].pop("zones", None)
+    return d
+
+
+def _with_zones(cam: CameraDevice, zones: tuple[Zone, ...]) -> CameraDevice:
+    return cam.model_copy(update={"vision": cam.vision.model_copy(update={"zones": zones})})
 
 
 def default_state_dir(cfg: GatewayConfig) -> Path:
@@ -72,6 +89,7 @@ class Gateway:
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.api_token = cfg.api.token.read(loaded.base_dir).get_secret_value()
+        self.tokens = self._role_tokens(loaded)
         self.outbox = Outbox(
             self.state_dir / "outbox.sqlite3",
             budget_bytes=int(cfg.outbox.budget_mb * 1024 * 1024),
@@ -103,6 +121,8 @@ class Gateway:
         self.supervisors: list[Supervisor] = []
         self.cameras: dict[str, Camera] = {}
         self.camera_stages: dict[str, CameraVision] = {}
+        self.live_views = LiveViews(cfg.api.live_view, {}, {})
+        self._zones_lock = asyncio.Lock()
         self.link_watch = LinkWatch(cfg.site.link_offline_s, self.signal)
         self.overflow = OverflowWatch(cfg.site.box_id, self.signal)
         self.started = time.time()
@@ -116,17 +136,56 @@ class Gateway:
     def source(self, device: str) -> str:
         return f"{self.config.site.source_prefix}:{self.config.site.box_id}/{device}"
 
+    @staticmethod
+    def _role_tokens(loaded: LoadedConfig) -> dict[Role, str]:
+        api, base = loaded.config.api, loaded.base_dir
+        tokens = {Role.PLATFORM: api.token.read(base).get_secret_value().strip()}
+        for role, ref in ((Role.TECHNICIAN, api.technician_token), (Role.VIEWER, api.viewer_token)):
+            if ref is not None:
+                tokens[role] = ref.read(base).get_secret_value().strip()
+        return tokens
+
     def reload(self) -> None:
-        """SIGHUP: re-read the file and swap rules; open incidents stay as they are."""
+        """SIGHUP: re-read the file and swap rules and cameras' zones; open incidents stay as they are."""
         try:
             new = load(self.loaded.path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running rules: %s", "; ".join(exc.problems))
             return
-        if new.config.model_dump(exclude={"rules"}) != self.config.model_dump(exclude={"rules"}):
-            log.warning("reload: only [[rules]] are applied live; other changes need a restart")
+        restart = _without_live(new.config) != _without_live(self.config)
+        if restart:
+            log.warning("reload: only [[rules]] and cameras' zones are applied live; other changes need a restart")
         self.rules.reload(new.config.rules, time.time())
-        log.info("reload: %d rules active", len(new.config.rules))
+        zoned = 0
+        for d in new.config.devices:
+            if isinstance(d, CameraDevice) and d.id in self.camera_stages:
+                running = self.cameras[d.id].config
+                if _with_zones(running, d.vision.zones) != d:
+                    d = _with_zones(running, d.vision.zones)  # the zones now, the rest at the restart
+                # the stage takes the zones at its next frame, in its own thread
+                self.camera_stages[d.id].reconfigure(d)
+                self.cameras[d.id].config = d
+                zoned += len(d.vision.zones)
+        if not restart:
+            self.loaded, self.config = new, new.config
+        log.info("reload: %d rules and %d camera zones active", len(new.config.rules), zoned)
+
+    def motion_json(self, camera_id: str) -> dict[str, Any]:
+        return self.camera_stages[camera_id].motion_json()
+
+    def zones_json(self, camera_id: str) -> dict[str, Any]:
+        cam = self.cameras[camera_id]
+        zones = [z.model_dump(include={"name", "kind", "points", "min_fraction"}) for z in cam.config.vision.zones]
+        return {"camera": camera_id, "zones": zones}
+
+    async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]:
+        """Write the camera's zones into the site file (checked, with a backup) and reload as
+        SIGHUP does; :class:`gateway.zones.ZoneError` says why nothing was written."""
+        async with self._zones_lock:
+            backup = await asyncio.to_thread(save_zones, self.loaded, camera_id, zones)
+            self.reload()
+        log.info("zones of camera %s saved by the page (backup %s)", camera_id, backup.name)
+        return self.zones_json(camera_id) | {"backup": backup.name}
 
     # -- the incident path -----------------------------------------------------------------
 
@@ -226,6 +285,12 @@ class Gateway:
             on_alarm=lambda alarm: self.signal(alarm_signal(alarm)),
         )
         self.cameras, self.camera_stages = built.cameras, built.stages
+        self.live_views = LiveViews(
+            self.config.api.live_view,
+            built.cameras,
+            built.relays,
+            fps=lambda cid: self.cameras[cid].config.stream.analysis_fps,
+        )
         for link in built.links:
             if link.devices:
                 self.link_watch.watch(link.name, link.devices)
@@ -281,6 +346,7 @@ class Gateway:
                 self.notifier.status("compiling kernels")
                 await asyncio.to_thread(warm_kernels, log.info)
                 tick = tg.create_task(self._tick(), name="gw[core].tick")
+                viewers = tg.create_task(self.live_views.run(), name="gw[live-view].reaper")
                 sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
                 self.ready.set()
                 self.notifier.ready(self._status_line())
@@ -292,6 +358,8 @@ class Gateway:
                 for t in sup_tasks:
                     t.cancel()
                 await await_stopped(sup_tasks, _STOP_DRIVERS_S)
+                viewers.cancel()
+                await await_stopped([viewers], _STOP_DRIVERS_S)
                 await api.stop()
                 self._save_detector_state()
                 with contextlib.suppress(TimeoutError):

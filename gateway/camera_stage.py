@@ -68,6 +68,8 @@ class CameraVision:
         self._ir_checked = -_IR_CHECK_S
         self.frames = 0
         self.errors = 0
+        self._new_config: CameraDevice | None = None
+        self._last_motion: tuple[float, tuple[int, int], tuple[vision.Box, ...]] | None = None
 
     @property
     def stabilising(self) -> bool:
@@ -83,6 +85,51 @@ class CameraVision:
             "stabilising": self.stabilising,
             "vision_errors": self.errors,
         }
+
+    def motion_json(self) -> dict[str, Any]:
+        """The moving objects of the last analysed frame, in 0..1 of the frame (the zone editor
+        draws them and shows which the zones being drawn would report), and the smallest object
+        the events count (``min_area_fraction``, of the frame)."""
+        last = self._last_motion
+        boxes: list[dict[str, float]] = []
+        t = None
+        if last is not None:
+            t, (h, w), found = last
+            boxes = [
+                {
+                    "x": b.x / w,
+                    "y": b.y / h,
+                    "w": b.w / w,
+                    "h": b.h / h,
+                    "cx": b.cx / w,
+                    "cy": b.cy / h,
+                    "area": b.area / (w * h),
+                }
+                for b in found
+            ]
+        return {"t": t, "boxes": boxes, "min_area_fraction": self.config.vision.events.min_area_fraction}
+
+    def reconfigure(self, config: CameraDevice) -> None:
+        """Take new settings of this camera from the event loop (a reload after zones were saved).
+
+        Zones apply at the next frame, in the ingest thread, without losing the learned background
+        or an open event of a zone that did not change; any other change rebuilds the stage then.
+        """
+        self._new_config = config
+
+    def _apply_config(self, t: float) -> list[vision.VisionEvent]:
+        new, self._new_config = self._new_config, None
+        if new is None or new == self.config:
+            return []
+        old, self.config = self.config, new
+        if new.vision.model_copy(update={"zones": old.vision.zones}) != old.vision:
+            self._shape = None  # more than the zones: build afresh at this frame
+            return []
+        if self._det is None or self._events is None:
+            return []
+        self._det.set_zones(new.vision.zones)
+        logger.info("camera %s: %d zones in force", new.id, len(new.vision.zones))
+        return self._events.set_zones(new.vision.zones, t)
 
     def process(self, frame: DecodedFrame) -> None:
         """Analyse one frame (in the ingest thread); never raises.
@@ -107,6 +154,7 @@ class CameraVision:
 
     def _process(self, frame: DecodedFrame) -> None:
         luma, chroma = frame.compact()
+        ended = self._apply_config(frame.t) if self._new_config is not None else []
         shape = (int(luma.shape[0]), int(luma.shape[1]))
         if shape != self._shape:
             self._build(shape)
@@ -126,8 +174,9 @@ class CameraVision:
                 self.profile = name
                 det.set_settings(settings)
         self.frames += 1
-        out = tamper.process(luma, frame.t)
+        out = ended + tamper.process(luma, frame.t)
         motion = det.process(luma, frame.t, chroma)
+        self._last_motion = (motion.t, shape, motion.boxes)  # one reference: the page reads it
         out += events.update(motion, luma, suppressed=tamper.analysis_suppressed, chroma=chroma)
         for ev in out:
             self._emit(self._signal(ev, luma, chroma))

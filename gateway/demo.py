@@ -50,6 +50,7 @@ longitude = 102.12
 listen = "127.0.0.1"
 port = {api_port}
 token = {{ file = "api_token" }}
+technician_token = {{ file = "technician_token" }}
 
 [outbox]
 budget_mb = 64
@@ -233,9 +234,11 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
         state_dir = Path(tmp.name)
     state_dir.mkdir(parents=True, exist_ok=True)
     token_file = state_dir / "api_token"
-    if not token_file.exists():
-        token_file.write_text(secrets.token_urlsafe(24) + "\n")
-        token_file.chmod(0o600)
+    for name in ("api_token", "technician_token"):  # the platform's, and the technician's login
+        secret = state_dir / name
+        if not secret.exists():
+            secret.write_text(secrets.token_urlsafe(24) + "\n")
+            secret.chmod(0o600)
     mqtt_port = _free_port()
     api_port = port or _free_port()
     site = state_dir / "site.toml"
@@ -251,6 +254,7 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
     stop = stop or asyncio.Event()
     gw = Gateway(load(site))
     token = token_file.read_text().strip()
+    technician = (state_dir / "technician_token").read_text().strip()
     try:
         async with asyncio.TaskGroup() as tg:
             gw_task = tg.create_task(gw.run(stop), name="gw[demo].gateway")
@@ -260,7 +264,7 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
             base = f"http://127.0.0.1:{api_port}"
             print(
                 f"\nDemo site running (config {site}).\n"
-                f"  page:   {base}/#token={token}\n"
+                f"  page:   {base}/#token={technician}  (the technician's login: live view, zone editor)\n"
                 f"  feed:   {base}/api/v1/events?after=0&wait=30\n"
                 f"  token:  {token}\n"
                 f"  try:    curl -H 'Authorization: Bearer {token}' '{base}/api/v1/events?after=0&wait=30'\n"

@@ -28,6 +28,7 @@ from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.mapping import cameras_of, consumer_of
 from gateway.gb28181.media import camera_video
 from gateway.gb28181.telemetry import ChannelCollector
+from gateway.live_view import StreamRelay
 from gateway.metrics import Metrics
 from gateway.outbox import FEED, Outbox
 from gateway.supervisor import Target
@@ -53,6 +54,7 @@ class Links:
     cameras: dict[str, Camera] = field(default_factory=dict)
     stages: dict[str, CameraVision] = field(default_factory=dict)
     gb28181: dict[str, Gb28181Channel] = field(default_factory=dict)
+    relays: dict[str, StreamRelay] = field(default_factory=dict)
 
 
 def push_consumers(cfg: GatewayConfig) -> list[str]:
@@ -107,8 +109,9 @@ def build_links(
     for d in cfg.devices:
         if isinstance(d, CameraDevice):
             stage = CameraVision(d, emit, evidence)
-            cam = Camera.from_config(d, base_dir, evidence=evidence, frame_sink=stage.process)
-            out.cameras[d.id], out.stages[d.id] = cam, stage
+            relay = StreamRelay(d.id, asyncio.get_running_loop())
+            cam = Camera.from_config(d, base_dir, evidence=evidence, frame_sink=stage.process, packet_tap=relay)
+            out.cameras[d.id], out.stages[d.id], out.relays[d.id] = cam, stage, relay
             out.links.append(Link(f"camera:{d.id}", functools.partial(cam.run, on_signal)))
         if isinstance(d, OpcUaDevice):
             plc = OpcUaDriver(d, state_dir, base_dir, on_alarm=on_alarm)

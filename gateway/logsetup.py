@@ -26,7 +26,7 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party chatter that would drown a field technician's journal.
-    for noisy in ("gmqtt", "amqtt", "zeep", "aiohttp.access", "transitions"):
+    for noisy in ("gmqtt", "amqtt", "zeep", "aiohttp.access", "transitions", "aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # asyncua logs a traceback at ERROR whenever a server goes away; our driver already turns
     # that into one DriverError line with the device named, so its own logging is redundant.

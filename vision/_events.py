@@ -95,6 +95,22 @@ class MotionEvents:
         self._t_last: float | None = None  # the last frame's timestamp
         self._dt = 0.0  # smoothed frame interval (0: not known yet)
 
+    def set_zones(self, zones: Sequence[Zone], t: float) -> list[VisionEvent]:
+        """Take new zones (the technician saved them) without losing what is under way: a zone
+        that is unchanged keeps its state (an open event stays open); an open event of a zone
+        that is gone or redrawn ends now, at ``t``, and its end is returned to be reported."""
+        named = [z for z in zones if z.kind != "ignore"]
+        old = {(tr.kind, tr.zone): tr for tr in self._tracks}
+        wanted = (
+            [("intrusion" if z.kind == "restricted" else "motion-in-zone", z) for z in named]
+            if named
+            else [("motion", None)]
+        )
+        tracks = [old.pop((kind, zone)) if (kind, zone) in old else _Track(kind, zone) for kind, zone in wanted]
+        ended = [self._close(tr, t) for tr in old.values() if tr.active]
+        self._tracks = tracks
+        return ended
+
     def best_frame(self, zone: str | None = None) -> BestFrame | None:
         """The best frame so far of the open (or last) event of ``zone`` (None: whole frame)."""
         for tr in self._tracks:

@@ -232,6 +232,17 @@ class MotionDetector:
         self._settings = settings
         self._apply_settings(settings)
 
+    def set_zones(self, zones: Sequence[Zone]) -> None:
+        """Take new zones without losing the learned background (the technician saved them)."""
+        h, w = self._hw
+        self._zone_bits, self._ignore, self._zones = rasterise_zones(zones, (h, w))
+        self._zone_area = np.array(
+            [max(1, int(np.count_nonzero(self._zone_bits & (1 << z)))) for z in range(len(self._zones))],
+            dtype=np.float64,
+        )
+        self._zone_counts = np.zeros(len(self._zones), dtype=np.int64)
+        self._apply_settings(self._settings)  # the kernel's arguments hold the ignore mask
+
     def _apply_settings(self, s: MotionSettings) -> None:
         p = self._params
         p[K.P_THR_SIGMA] = s.threshold_sigma

@@ -86,55 +86,19 @@ async function refreshOutbox() {
 }
 
 async function act(id, verb) {
-  const by = prompt(verb === "ack" ? "Acknowledged by (name or department):" : "Closed by (name or department):");
+  const by = prompt(t(verb === "ack" ? "incidents.ack_by" : "incidents.close_by"));
   if (!by) return;
   const res = await api(`/api/v1/incidents/${id}/${verb}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ by }) });
   // A refused ack or close (the platform closed it meanwhile, the box forgot it) must not pass
   // for done: the technician would leave believing it was handled.
   if (!res.ok) {
     const problem = await res.json().catch(() => ({}));
-    alert(`${verb === "ack" ? "Acknowledging" : "Closing"} failed: ${problem.detail || res.statusText}`);
+    alert(t(verb === "ack" ? "incidents.ack_failed" : "incidents.close_failed", { detail: problem.detail || res.statusText }));
   }
   refreshIncidents();
 }
 
-async function refreshIncidents() {
-  const { incidents } = await (await api("/api/v1/incidents")).json();
-  const tbody = $("#incidents tbody");
-  tbody.replaceChildren();
-  $("#no-incidents").hidden = incidents.length > 0;
-  for (const i of incidents.slice().reverse()) {
-    const row = tbody.insertRow();
-    row.dataset.incident = i.incident_id;
-    cell(row, i.severity, i.severity);
-    cell(row, i.category);
-    cell(row, [i.place.device, i.place.zone].filter(Boolean).join(" / "));
-    const what = cell(row, i.summary);
-    if (i.evidence) {
-      const a = document.createElement("a");
-      a.textContent = " evidence";
-      a.href = "#";
-      a.onclick = async (ev) => {
-        ev.preventDefault();
-        // A sensor window is JSON for machines; people get its plot.
-        const blob = await (await api(i.evidence.preview_url || i.evidence.url)).blob();
-        window.open(URL.createObjectURL(blob));
-      };
-      what.append(a);
-    }
-    cell(row, new Date(i.started_at).toLocaleString());
-    cell(row, i.status);
-    const actions = cell(row, "");
-    for (const verb of ["ack", "close"]) {
-      if (verb === "ack" && i.status !== "open") continue;
-      if (i.status === "closed") continue;
-      const b = document.createElement("button");
-      b.textContent = verb;
-      b.onclick = () => act(i.incident_id, verb);
-      actions.append(b);
-    }
-  }
-}
+// refreshIncidents() is in incidents.js: thumbnails, filters, the evidence and history panel.
 
 async function followFeed(gen) {
   $("#feed").replaceChildren();
@@ -170,32 +134,10 @@ async function liveView(gen) {
   if (!cameras.length) return;
   $("#cameras-section").hidden = false;
   const box = $("#cameras");
+  for (const id of [...live.keys()]) closeLive(id);
   box.replaceChildren();  // a second login must not add a second set of views
-  for (const cam of cameras) {
-    const fig = document.createElement("figure");
-    fig.className = "cam";
-    fig.dataset.camera = cam.id;
-    const img = document.createElement("img");
-    img.alt = cam.id;
-    const cap = document.createElement("figcaption");
-    cap.textContent = cameraCaption(cam);
-    fig.append(img, cap);
-    box.append(fig);
-    // Snapshots of the decoded stream, one a second: cheap on the box and the LAN.
-    (async function loop() {
-      while (gen === generation) {
-        try {
-          const r = await api(`/api/v1/cameras/${cam.id}/snapshot.jpg`);
-          if (r.ok) {
-            const url = URL.createObjectURL(await r.blob());
-            img.onload = () => URL.revokeObjectURL(url);
-            img.src = url;
-          }
-        } catch (err) { if (err.message === "unauthorized") return; }
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    })();
-  }
+  // WebRTC where it connects, else JPEG snapshots (live.js); the page says which it shows.
+  for (const cam of cameras) box.append(buildCameraView(cam, gen));
 }
 
 // A camera's state (streaming, offline, ...) changes while the page is open: keep the captions true.
@@ -220,6 +162,7 @@ function cameraCaption(cam) {
 }
 
 let timers = [];
+let role = "";  // the token's role: technician, platform or viewer (GET /api/v1/me)
 // Each login starts one generation of loops; the loops of an earlier one stop at their next turn.
 let generation = 0;
 
@@ -230,17 +173,21 @@ async function start() {
     $("#box").textContent = `${info.box_id} · ${info.township} / ${info.village}`;
     document.title = `${info.box_id} · edge gateway`;
   } catch (err) { return; }
+  role = (await (await api("/api/v1/me")).json()).role;
+  $("#role").textContent = t(`role.${role}`);
   $("#login").hidden = true;
   $("#main").hidden = false;
+  const gen = ++generation;
+  liveView(gen);  // first: the picture is what a technician on a ladder waits for
   await refreshLinks();
   await refreshOutbox();
   await refreshIncidents();
   // Logging in again (a new token after a 401) restarts the polling instead of doubling it.
   for (const t of timers) clearInterval(t);
   timers = [setInterval(refreshLinks, 3000), setInterval(refreshOutbox, 10000), setInterval(refreshCameraStates, 5000)];
-  const gen = ++generation;
   followFeed(gen);
-  liveView(gen);
 }
 
-start();
+setupZoneEditor();
+setupIncidents();
+loadMessages().then(start);

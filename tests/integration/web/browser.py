@@ -71,8 +71,20 @@ class Page:
         await asyncio.to_thread(path.write_bytes, base64.b64decode(res["data"]))
 
 
+# WebRTC between the page and the box on 127.0.0.1: Chromium leaves loopback out of its ICE
+# candidates unless told, hides its host addresses behind mDNS names (resolving them would
+# multicast on the LAN), and asks for a gesture before playing video.
+WEBRTC_ON_LOOPBACK = (
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+)
+
+
 @asynccontextmanager
-async def browser(profile: Path) -> AsyncIterator[Page]:
+async def browser(profile: Path, *extra_args: str) -> AsyncIterator[Page]:
+    """Headless Chromium with its DevTools endpoint on loopback; ``extra_args`` are added to its
+    command line (see :data:`WEBRTC_ON_LOOPBACK`)."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         chromium_binary(),
@@ -88,6 +100,7 @@ async def browser(profile: Path) -> AsyncIterator[Page]:
         f"--user-data-dir={profile}",
         f"--remote-debugging-port={port}",
         "--remote-debugging-address=127.0.0.1",
+        *extra_args,
         "about:blank",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

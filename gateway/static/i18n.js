@@ -1,0 +1,34 @@
+"use strict";
+// The page's words from messages.json: the browser's language (zh-CN or English), or the one
+// chosen in the header's switch (kept in this browser). Incidents stay codes, never translated.
+
+let messages = {};
+let lang = localStorage.getItem("edge-lang") || ((navigator.language || "en").toLowerCase().startsWith("zh") ? "zh-CN" : "en");
+
+function t(key, vars = {}) {
+  const text = (messages[lang] && messages[lang][key]) || (messages.en && messages.en[key]) || key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+function translatePage() {
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
+
+async function loadMessages() {
+  try {
+    messages = await (await fetch("/static/messages.json")).json();
+  } catch (err) { messages = {}; }
+  if (!messages[lang]) lang = "en";
+  const sw = document.querySelector("#lang");
+  sw.replaceChildren();
+  for (const code of Object.keys(messages)) {
+    const o = document.createElement("option");
+    o.value = code;
+    o.textContent = messages[code]["lang.name"];
+    sw.append(o);
+  }
+  sw.value = lang;
+  sw.onchange = () => { lang = sw.value; localStorage.setItem("edge-lang", lang); location.reload(); };
+  translatePage();
+}
