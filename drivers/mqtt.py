@@ -144,6 +144,20 @@ def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[fl
     return value, t, unit
 
 
+class _OneShotClient(gmqtt.Client):  # type: ignore[misc]
+    """A gmqtt client that never reconnects by itself.
+
+    ``reconnect_retries: 0`` still lets gmqtt make one attempt (it counts failures, and a reconnect
+    that was already sleeping when the link dropped goes ahead anyway): that orphan came back with
+    the driver's client id after a broker restart and took the session over from the supervisor's
+    new client, which then took it back, again and again. Reconnecting is the supervisor's job.
+    """
+
+    async def reconnect(self, delay: bool = False) -> None:  # gmqtt calls it with delay=True
+        with contextlib.suppress(Exception):  # the socket is already gone
+            await self._disconnect()
+
+
 class _ClosedBeforeConnack(Exception):
     """The broker dropped the connection before accepting it."""
 
@@ -242,7 +256,7 @@ class MqttDriver:
         b = self._broker
         # Built on every connection, so a CA file fixed on disk is picked up by the next retry.
         tls = None if b.tls is None else client_context(b.tls, self._base_dir, link=self.name)
-        client = gmqtt.Client(self._client_id, clean_session=True)
+        client = _OneShotClient(self._client_id, clean_session=True)
         client.set_config({"reconnect_retries": 0})
         if b.username:
             client.set_auth_credentials(b.username, self._password)
@@ -302,11 +316,10 @@ class MqttDriver:
             await lost.wait()
             raise DriverConnectError(f"connection to {b.host}:{b.port} lost", device_id=self.name, code="lost")
         finally:
-            if client.is_connected:
-                try:
-                    async with asyncio.timeout(1.0):
-                        await client.disconnect()
-                except Exception:  # already gone: nothing left to tidy
-                    log.debug("%s: disconnect failed", self.name, exc_info=True)
-            else:
-                client.stop_reconnect()
+            # Always, connected or not: disconnect() is what marks the client inactive, and a client
+            # left active keeps its socket and timers (an FD and a task per broker restart).
+            try:
+                async with asyncio.timeout(1.0):
+                    await client.disconnect()
+            except Exception:  # already gone: nothing left to tidy
+                log.debug("%s: disconnect failed", self.name, exc_info=True)
