@@ -26,7 +26,7 @@ from edge_core.signals import Category, Signal
 from edge_core.tasks import TaskSet, await_stopped
 from gateway.api import ApiServer
 from gateway.camera_stage import CameraVision
-from gateway.device_signals import LinkWatch, OverflowWatch, alarm_signal
+from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, alarm_signal
 from gateway.envelope import incident_event, place_of
 from gateway.evidence import EvidenceStore
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
@@ -105,6 +105,7 @@ class Gateway:
         self.camera_stages: dict[str, CameraVision] = {}
         self.link_watch = LinkWatch(cfg.site.link_offline_s, self.signal)
         self.overflow = OverflowWatch(cfg.site.box_id, self.signal)
+        self.halts = HaltWatch(cfg.site.box_id, self.signal)
         self.started = time.time()
         # Set once the API listens and every link is supervised; cleared when stopping.
         self.ready = asyncio.Event()
@@ -117,7 +118,14 @@ class Gateway:
         return f"{self.config.site.source_prefix}:{self.config.site.box_id}/{device}"
 
     def reload(self) -> None:
-        """SIGHUP: re-read the file and swap rules; open incidents stay as they are."""
+        """SIGHUP: re-read the file and swap rules; open incidents stay as they are. Halted links
+        try again, with any cursor an operator moved (``edge-gateway outbox skip``)."""
+        halted = [s for s in self.supervisors if s.health.halted]
+        if halted:
+            self.outbox.refresh_cursors()
+            for sup in halted:
+                log.info("reload: %s tries again", sup.name)
+                sup.resume()
         try:
             new = load(self.loaded.path)
         except ConfigError as exc:
@@ -229,10 +237,12 @@ class Gateway:
         for link in built.links:
             if link.devices:
                 self.link_watch.watch(link.name, link.devices)
-            sup = Supervisor(
-                link.name, link.target, self.metrics, backoff=link.backoff, on_state=self.link_watch.on_state
-            )
+            sup = Supervisor(link.name, link.target, self.metrics, backoff=link.backoff, on_state=self._link_state)
             self.supervisors.append(sup)
+
+    def _link_state(self, h: SupervisorHealth) -> None:
+        self.link_watch.on_state(h)
+        self.halts.on_state(h)
 
     def _save_detector_state(self) -> None:
         for key, blob in self.rules.anomaly_states().items():

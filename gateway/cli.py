@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_config import GatewayConfig, check_secrets, load
-from edge_core.errors import ConfigError
+from edge_core.errors import ConfigError, GatewayError
 from gateway.logsetup import setup_logging
 
 __all__ = ["main"]
@@ -157,6 +157,20 @@ def _cmd_warm(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_outbox_skip(args: argparse.Namespace) -> int:
+    from gateway.app import default_state_dir
+    from gateway.outbox import skip_event
+
+    loaded = load(Path(args.config))
+    path = default_state_dir(loaded.config) / "outbox.sqlite3"
+    try:
+        print(skip_event(path, args.consumer, args.seq))
+    except GatewayError as exc:
+        print(f"edge-gateway outbox skip: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _seconds(text: str) -> float:
     """A wait given on the command line: a number of seconds, more than 0 and at most a minute."""
     try:
@@ -209,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     disc.add_argument("--timeout", type=_seconds, default=3.0, help="seconds to wait for answers (up to 60)")
     disc.add_argument("--config", action="store_true", help="print a ready [[devices]] stanza per camera")
     disc.set_defaults(func=_cmd_discover)
+    ob = sub.add_parser("outbox", help="act on the durable outbox")
+    ob_sub = ob.add_subparsers(dest="outbox_command", required=True)
+    skip = ob_sub.add_parser(
+        "skip", help="give up on the one event a push channel is stuck on (its receiver refuses it for good)"
+    )
+    skip.add_argument("--config", default="/etc/edge-gateway/site.toml", help="site TOML file")
+    skip.add_argument("--consumer", required=True, choices=["webhook", "mqtt"], help="push channel")
+    skip.add_argument("--seq", required=True, type=int, help="the event's sequence number, from the link's error")
+    skip.set_defaults(func=_cmd_outbox_skip)
     return p
 
 

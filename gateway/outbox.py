@@ -46,6 +46,7 @@ __all__ = [
     "StoredEvent",
     "covers_hours",
     "intake_since",
+    "skip_event",
 ]
 
 FEED = "feed"
@@ -308,6 +309,15 @@ class Outbox:
         with self._work:
             self._wake_writer()
             self._pending_kv[key] = value
+
+    def refresh_cursors(self) -> None:
+        """Take cursors moved on disk by ``edge-gateway outbox skip`` (they only move forward)."""
+        assert self._rconn is not None
+        with self._read_lock:
+            stored = dict(self._rconn.execute("SELECT name, seq FROM cursors").fetchall())
+        for name in self._consumers:
+            if int(stored.get(name, 0)) > self._cursors.get(name, 0):
+                self._cursors[name] = int(stored[name])
 
     def get_kv(self, key: str) -> bytes | None:
         # The read connection: the writer thread may be committing on the other one right now.
@@ -613,6 +623,36 @@ class Outbox:
         except TimeoutError:
             return False
         return True
+
+
+def skip_event(path: Path, consumer: str, seq: int) -> str:
+    """Move ``consumer``'s cursor past event ``seq``, which must be the next one it owes: how an
+    operator gives up on one event a receiver refuses for good. Safe while the daemon runs (it
+    takes the cursor on SIGHUP). Returns what was done; OutboxError says why not."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT seq FROM cursors WHERE name = ?", (consumer,)).fetchone()
+        cursor = 0 if row is None else int(row[0])
+        nxt = conn.execute("SELECT MIN(seq) FROM events WHERE seq > ?", (cursor,)).fetchone()[0]
+        if nxt != seq:
+            conn.execute("ROLLBACK")
+            owed = "nothing" if nxt is None else f"event {nxt}"
+            raise OutboxError(f"{consumer} is owed {owed} next, not event {seq}: only the next event can be skipped")
+        conn.execute(
+            "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+            (consumer, seq),
+        )
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot skip in {path}: {exc}") from exc
+    finally:
+        conn.close()
+    log.warning("outbox: event %d skipped for %s by the operator", seq, consumer)
+    return f"{consumer}: event {seq} skipped; the daemon takes it on reload (systemctl reload edge-gateway)"
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object) -> None:
