@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_config import LoadedConfig
-from edge_core.errors import ConfigError
+from edge_core.errors import ConfigError, OutboxError
 from gateway.envelope import encode_batch
 from gateway.incidents import Feedback, IncidentNotFound, IncidentStatus
 from gateway.metrics import Metrics
@@ -48,9 +48,11 @@ class GatewayView(Protocol):
 
     def incident_json(self, incident_id: str) -> dict[str, Any]: ...
 
-    def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]: ...
+    async def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """Apply it; return once it is durable (OutboxError when it cannot be)."""
 
-    def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]: ...
+    async def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """As acknowledge; a retried close of an incident closed earlier answers the same."""
 
     def camera_list(self) -> list[dict[str, Any]]: ...
 
@@ -217,9 +219,12 @@ def _feedback_route(action: str) -> Handler:
         gw = _gw(request)
         apply = gw.acknowledge if action == "ack" else gw.close
         try:
-            return web.json_response(apply(request.match_info["id"], fb))
+            return web.json_response(await apply(request.match_info["id"], fb))
         except IncidentNotFound:
             return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
+        except OutboxError as exc:
+            # Applied in memory but not stored: the platform must retry (the retry answers the same).
+            return _problem(503, "Service Unavailable", f"not stored, retry: {exc}")
 
     return handler
 

@@ -149,14 +149,20 @@ class Gateway:
         if change is not None:
             self._commit(change)
 
-    def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+    async def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """Apply the platform's acknowledgement and return once it is durable: the platform does
+        not retry after a 200, so an answer given before the commit could be lost to a crash."""
         change = self.incidents.acknowledge(incident_id, fb)
         self._commit(change)
-        return self.incident_json(change.incident.id)
+        await self.outbox.flush()
+        return self._incident_data(change.incident)
 
-    def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+    async def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """As :meth:`acknowledge`, for the platform's closure."""
         change = self.incidents.close(incident_id, fb)
-        self._commit(change)
+        if self.incidents.is_live(incident_id) or change.kind is not None:
+            self._commit(change)
+        await self.outbox.flush()
         return self._incident_data(change.incident)
 
     def incident_json(self, incident_id: str) -> dict[str, Any]:
