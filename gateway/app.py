@@ -22,18 +22,19 @@ from edge_config import LoadedConfig, load
 from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
 from edge_core.errors import ConfigError
+from edge_core.ratelimit import RateLimitedLogger
 from edge_core.signals import Category, Signal
 from edge_core.tasks import TaskSet, await_stopped
 from gateway.api import ApiServer
 from gateway.camera_stage import CameraVision
-from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, alarm_signal
+from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, StorageWatch, alarm_signal
 from gateway.envelope import incident_event, place_of
 from gateway.evidence import EvidenceStore
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
 from gateway.links import build_links, push_consumers
 from gateway.metrics import Metrics
 from gateway.notify import Notifier
-from gateway.outbox import Outbox, OutboxCapacity
+from gateway.outbox import Outbox, OutboxCapacity, StorageFullError
 from gateway.rules import AnomalyWindow, RuleEngine
 from gateway.sensor_evidence import store_window
 from gateway.supervisor import Supervisor, SupervisorHealth
@@ -80,6 +81,7 @@ class Gateway:
             consumers=push_consumers(cfg),
             metrics=self.metrics,
             on_overflow=lambda _n: self.overflow.dropped(self.outbox.dropped_total),
+            on_storage=self._storage_changed,
         )
         # Refreshed once a minute by the tick (a bisect and a sum over a day of events).
         self.capacity: OutboxCapacity | None = None
@@ -106,6 +108,8 @@ class Gateway:
         self.link_watch = LinkWatch(cfg.site.link_offline_s, self.signal)
         self.overflow = OverflowWatch(cfg.site.box_id, self.signal)
         self.halts = HaltWatch(cfg.site.box_id, self.signal)
+        self.storage = StorageWatch(cfg.site.box_id, self.signal)
+        self._refused_log = RateLimitedLogger(log)
         self.started = time.time()
         # Set once the API listens and every link is supervised; cleared when stopping.
         self.ready = asyncio.Event()
@@ -184,14 +188,20 @@ class Gateway:
             return
         place = self._places.get(inc.device) or place_of(self.config, inc.device)
         kind, source = change.kind, self.source(inc.device)
-        self.outbox.append(
-            source=source,
-            severity=int(inc.severity),
-            build=lambda seq: incident_event(
-                seq=seq, kind=kind, incident=inc, source=source, place=place, time=change.time
-            ),
-            incident=(inc.id, live, row),
-        )
+        try:
+            self.outbox.append(
+                source=source,
+                severity=int(inc.severity),
+                build=lambda seq: incident_event(
+                    seq=seq, kind=kind, incident=inc, source=source, place=place, time=change.time
+                ),
+                incident=(inc.id, live, row),
+            )
+        except StorageFullError as exc:
+            # The incident lives on in memory (API, status page); its event is not recorded.
+            self.outbox.save_incident(inc.id, live, row)
+            self._refused_log.warning("disk-full", "%s event of %s refused: %s", kind.value, inc.id, exc)
+            return
         self.metrics.incident_events.labels(inc.category.value, kind.value).inc()
 
     def _anomaly_evidence(self, window: AnomalyWindow) -> None:
@@ -245,6 +255,13 @@ class Gateway:
                 self.link_watch.watch(link.name, link.devices)
             sup = Supervisor(link.name, link.target, self.metrics, backoff=link.backoff, on_state=self._link_state)
             self.supervisors.append(sup)
+
+    def _storage_changed(self, why: str | None) -> None:
+        """The state disk filled up (``why``) or took a commit again (None)."""
+        if why is not None:
+            log.error("state disk full: %s; shedding old evidence, refusing minor events", why)
+            self._background.spawn(asyncio.to_thread(self.evidence_store.shed), "gw[core].shed-evidence")
+        self.storage.changed(why, self.outbox.refused_total)
 
     def _link_state(self, h: SupervisorHealth) -> None:
         self.link_watch.on_state(h)

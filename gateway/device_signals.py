@@ -12,7 +12,7 @@ from drivers.opcua import OpcUaAlarm
 from edge_core.signals import Category, Severity, Signal, SignalSink
 from gateway.supervisor import SupervisorHealth
 
-__all__ = ["HaltWatch", "LinkWatch", "OverflowWatch", "alarm_signal"]
+__all__ = ["HaltWatch", "LinkWatch", "OverflowWatch", "StorageWatch", "alarm_signal"]
 
 
 class LinkWatch:
@@ -157,5 +157,31 @@ class HaltWatch:
                 severity=Severity.MAJOR,
                 summary=summary,
                 detector="supervisor",
+            )
+        )
+
+
+class StorageWatch:
+    """gateway-fault on the box while its state disk is full (events are held in memory, minor
+    ones refused); resolved when commits succeed again."""
+
+    def __init__(self, box_id: str, sink: SignalSink) -> None:
+        self._box_id = box_id
+        self._sink = sink
+
+    def changed(self, why: str | None, refused: int) -> None:
+        summary = f"state disk full, low-severity events refused: {why}" if why else "state disk writable again"
+        self._sink(
+            Signal(
+                device=self._box_id,
+                rule="state-disk-full",
+                active=why is not None,
+                time=time.time(),
+                # Major: while the disk is full only major and critical events are kept.
+                category=Category.GATEWAY_FAULT,
+                severity=Severity.MAJOR,
+                summary=summary,
+                detector="outbox",
+                details={"refused": refused},
             )
         )
