@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,44 @@ _STOP_DRIVERS_S = 3.0
 # are debounced by their detectors already; the short cooldown only absorbs flapping, so that two
 # people crossing a gate a minute apart are two incidents, not one.
 _DETECTOR_POLICY = RoutingPolicy(cooldown_s=5.0, update_interval_s=60.0)
+
+
+def _in_daemon_thread(fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
+    """``fn(*args)`` in a daemon thread: unlike ``to_thread``'s pool, which the interpreter joins
+    at exit, nobody waits for it when the process ends."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[object] = loop.create_future()
+
+    def settle(result: object, exc: BaseException | None) -> None:
+        if not fut.done():
+            fut.set_exception(exc) if exc is not None else fut.set_result(result)
+
+    def work() -> None:
+        try:
+            result: object = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, which raises it
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="gw-warm", daemon=True).start()
+    return fut
+
+
+async def _unless_stopped(fut: asyncio.Future[object], stop: asyncio.Event) -> bool:
+    """Await ``fut`` unless ``stop`` is set first; True when it finished."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        waiters: set[asyncio.Future[Any]] = {fut, stopping}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if fut.done():
+        fut.result()
+        return True
+    return False
 
 
 def default_state_dir(cfg: GatewayConfig) -> Path:
@@ -312,13 +352,19 @@ class Gateway:
                 await api.start()
                 # The API answers (healthz) while the kernels compile in a thread; drivers start after.
                 self.notifier.status("compiling kernels")
-                await asyncio.to_thread(warm_kernels, log.info)
-                tick = tg.create_task(self._tick(), name="gw[core].tick")
-                sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
-                self.ready.set()
-                self.notifier.ready(self._status_line())
-                log.info("gateway %s running: API on http://%s:%d", self.config.site.box_id, *api.address)
-                await stop.wait()
+                sup_tasks: list[asyncio.Task[None]] = []
+                tick: asyncio.Task[None] | None = None
+                if await _unless_stopped(_in_daemon_thread(warm_kernels, log.info), stop):
+                    tick = tg.create_task(self._tick(), name="gw[core].tick")
+                    sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
+                    self.ready.set()
+                    self.notifier.ready(self._status_line())
+                    log.info("gateway %s running: API on http://%s:%d", self.config.site.box_id, *api.address)
+                    await stop.wait()
+                else:
+                    # A first start compiles for tens of seconds, past the unit's TimeoutStopSec:
+                    # the compiler is left to die with the process (the cache takes whole files only).
+                    log.info("stopped while the kernels compiled; not waiting for them")
                 log.info("stopping: intake off, flushing the outbox")
                 self.ready.clear()
                 self.notifier.stopping()
@@ -331,7 +377,8 @@ class Gateway:
                     async with asyncio.timeout(_STOP_FLUSH_S):
                         await self.outbox.flush()
                 self.outbox.stop_intake()
-                tick.cancel()
+                if tick is not None:
+                    tick.cancel()
                 writer.cancel()
         finally:
             await api.stop()
