@@ -170,10 +170,17 @@ class Gateway:
             for sup in halted:
                 log.info("reload: %s tries again", sup.name)
                 sup.resume()
+        self._background.spawn(self._reload_rules(), "gw[core].reload")
+
+    async def _reload_rules(self) -> None:
+        # Read in a thread: a big or hostile file must not stall the loop (and the watchdog).
         try:
-            new = load(self.loaded.path)
+            new = await asyncio.to_thread(load, self.loaded.path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running rules: %s", "; ".join(exc.problems))
+            return
+        except Exception:  # a file no check foresaw: keep running on the rules we have
+            log.exception("reload failed, keeping the running rules")
             return
         if new.config.model_dump(exclude={"rules"}) != self.config.model_dump(exclude={"rules"}):
             log.warning("reload: only [[rules]] are applied live; other changes need a restart")
