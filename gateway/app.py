@@ -23,7 +23,7 @@ from drivers.camera import Camera
 from edge_config import LoadedConfig, load
 from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
-from edge_core.errors import ConfigError
+from edge_core.errors import ConfigError, OutboxError
 from edge_core.ratelimit import RateLimitedLogger
 from edge_core.signals import Category, Signal
 from edge_core.tasks import TaskSet, await_stopped
@@ -380,9 +380,13 @@ class Gateway:
                 await await_stopped(sup_tasks, _STOP_DRIVERS_S)
                 await api.stop()
                 self._save_detector_state()
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(_STOP_FLUSH_S):
                         await self.outbox.flush()
+                except TimeoutError:
+                    pass
+                except OutboxError as exc:  # a full disk: what it never took is lost with the process
+                    log.error("stopping: %s", exc)
                 self.outbox.stop_intake()
                 if tick is not None:
                     tick.cancel()
