@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 10.0
 _ROUTE_CACHE_MAX = 65536
+# Topics can be 65,535 bytes long and anyone who may publish under a wildcard picks them: the cache
+# is bounded in bytes too (topic lengths plus a per-entry overhead), and very long topics are
+# routed without being cached at all.
+_ROUTE_CACHE_MAX_BYTES = 8 << 20
+_ROUTE_CACHE_ENTRY_BYTES = 200
+_ROUTE_CACHE_MAX_TOPIC = 1024
 
 
 class PayloadError(ValueError):
@@ -111,6 +117,16 @@ def _as_time(raw: Any) -> float:
     return t
 
 
+def _as_unit(raw: Any) -> str:
+    unit = str(raw)[:32]
+    try:
+        # JSON's \\ud800 escapes decode to lone surrogates, which no event can carry as UTF-8.
+        unit.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError("bad-unit", f"unit {unit!r} is not valid Unicode") from None
+    return unit
+
+
 def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[float, float, str | None]:
     """(value, time, unit) from one payload, or PayloadError saying what is wrong."""
     if point.value_path is None and point.time_path is None and point.unit_path is None:
@@ -127,7 +143,7 @@ def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[fl
             raise PayloadError("bad-json", f"payload {payload[:40]!r} is not JSON") from None
         raw = _walk(doc, point.value_path) if point.value_path else doc
         t = _as_time(_walk(doc, point.time_path)) if point.time_path else received
-        unit = str(_walk(doc, point.unit_path)) if point.unit_path else point.unit
+        unit = _as_unit(_walk(doc, point.unit_path)) if point.unit_path else point.unit
     if isinstance(raw, bool):
         raw = float(raw)
     if not isinstance(raw, int | float):
@@ -142,6 +158,20 @@ def parse_payload(payload: bytes, point: MqttPoint, received: float) -> tuple[fl
     if not math.isfinite(value):
         raise PayloadError("not-finite", f"value {raw!r} is not finite")
     return value, t, unit
+
+
+class _OneShotClient(gmqtt.Client):  # type: ignore[misc]
+    """A gmqtt client that never reconnects by itself.
+
+    ``reconnect_retries: 0`` still lets gmqtt make one attempt (it counts failures, and a reconnect
+    that was already sleeping when the link dropped goes ahead anyway): that orphan came back with
+    the driver's client id after a broker restart and took the session over from the supervisor's
+    new client, which then took it back, again and again. Reconnecting is the supervisor's job.
+    """
+
+    async def reconnect(self, delay: bool = False) -> None:  # gmqtt calls it with delay=True
+        with contextlib.suppress(Exception):  # the socket is already gone
+            await self._disconnect()
 
 
 class _ClosedBeforeConnack(Exception):
@@ -196,6 +226,7 @@ class MqttDriver:
             else:
                 self._exact.setdefault(topic, []).append((dev, p))
         self._cache: dict[str, list[tuple[str, MqttPoint]]] = {}
+        self._cache_bytes = 0
         self._badlog = RateLimitedLogger(log)
         self._sink: ReadingSink | None = None
 
@@ -212,9 +243,14 @@ class MqttDriver:
         if hit is None:
             hit = list(self._exact.get(topic, ()))
             hit += [(dev, p) for pat, dev, p in self._wild if topic_matches(pat, topic)]
-            if len(self._cache) >= _ROUTE_CACHE_MAX:
+            if len(topic) > _ROUTE_CACHE_MAX_TOPIC:
+                return hit
+            size = len(topic) + _ROUTE_CACHE_ENTRY_BYTES
+            if len(self._cache) >= _ROUTE_CACHE_MAX or self._cache_bytes + size > _ROUTE_CACHE_MAX_BYTES:
                 self._cache.clear()
+                self._cache_bytes = 0
             self._cache[topic] = hit
+            self._cache_bytes += size
         return hit
 
     def handle(self, topic: str, payload: bytes, received: float) -> None:
@@ -242,7 +278,7 @@ class MqttDriver:
         b = self._broker
         # Built on every connection, so a CA file fixed on disk is picked up by the next retry.
         tls = None if b.tls is None else client_context(b.tls, self._base_dir, link=self.name)
-        client = gmqtt.Client(self._client_id, clean_session=True)
+        client = _OneShotClient(self._client_id, clean_session=True)
         client.set_config({"reconnect_retries": 0})
         if b.username:
             client.set_auth_credentials(b.username, self._password)
@@ -302,11 +338,10 @@ class MqttDriver:
             await lost.wait()
             raise DriverConnectError(f"connection to {b.host}:{b.port} lost", device_id=self.name, code="lost")
         finally:
-            if client.is_connected:
-                try:
-                    async with asyncio.timeout(1.0):
-                        await client.disconnect()
-                except Exception:  # already gone: nothing left to tidy
-                    log.debug("%s: disconnect failed", self.name, exc_info=True)
-            else:
-                client.stop_reconnect()
+            # Always, connected or not: disconnect() is what marks the client inactive, and a client
+            # left active keeps its socket and timers (an FD and a task per broker restart).
+            try:
+                async with asyncio.timeout(1.0):
+                    await client.disconnect()
+            except Exception:  # already gone: nothing left to tidy
+                log.debug("%s: disconnect failed", self.name, exc_info=True)

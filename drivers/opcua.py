@@ -67,6 +67,7 @@ from edge_core.errors import (
 __all__ = ["AlarmSink", "OpcUaAlarm", "OpcUaDriver", "certificate_fingerprint"]
 
 _logger = logging.getLogger(__name__)
+_CLOSE_WHEN_STOPPING_S = 0.5
 
 PRODUCT_URI = "urn:township-edge-gateway"
 APPLICATION_NAME = "Township Edge Gateway"
@@ -471,8 +472,13 @@ class OpcUaDriver:
         if not connected:
             client.disconnect_socket()
             return
+        # Stopping (the task is being cancelled), a frozen PLC must not take the daemon's whole stop
+        # budget waiting to answer a CloseSession: a polite close gets a moment, then the socket goes.
+        task = asyncio.current_task()
+        stopping = task is not None and task.cancelling() > 0
+        timeout = min(self._device.timeout_s, _CLOSE_WHEN_STOPPING_S) if stopping else self._device.timeout_s
         try:
-            await asyncio.wait_for(client.disconnect(), timeout=self._device.timeout_s)
+            await asyncio.wait_for(client.disconnect(), timeout=timeout)
         except (TimeoutError, OSError, UaError) as exc:
             _logger.info("%s: disconnect did not finish cleanly: %r", self._device.id, exc)
             client.disconnect_socket()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
+from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, SecretStr, Strict, model_validator
 
 __all__ = ["Count", "HostName", "Identifier", "Number", "SecretRef", "Section"]
 
@@ -30,8 +31,9 @@ Identifier = Annotated[
 
 # Numbers in a site file must be written as numbers: pydantic would otherwise read "3.5" as 3.5
 # and true as 1, and a quoted limit or a flag in the wrong key would pass unnoticed. (An integer
-# is still a fine Number: 4 means 4.0.)
-Number = Annotated[float, Strict()]
+# is still a fine Number: 4 means 4.0.) TOML also writes nan and inf, which no setting means: a
+# threshold of nan never fires.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 Count = Annotated[int, Strict()]
 
 
@@ -77,7 +79,13 @@ class SecretRef(Section):
 
     def read(self, base_dir: Path) -> SecretStr:
         """Read the secret now. Raises OSError (with the path, never the value) when it is missing."""
-        return SecretStr(self.path(base_dir).read_text(encoding="utf-8").rstrip("\r\n"))
+        path = self.path(base_dir)
+        try:
+            return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError:
+            raise OSError(errno.EINVAL, "not UTF-8 text: write the secret as plain text", str(path)) from None
+        except ValueError:  # a NUL in the path
+            raise OSError(errno.EINVAL, "the path holds a NUL character", repr(str(path))) from None
 
     def path(self, base_dir: Path) -> Path:
         """Where the secret is, for libraries that take a file name (a TLS private key)."""

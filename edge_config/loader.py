@@ -69,7 +69,15 @@ def load_text(text: str, path: Path) -> LoadedConfig:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         line = m.group(1) if m else "?"
         raise ConfigError(f"{path}:{line}: TOML syntax: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}:{_deep_line(text)}: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # a number past Python's 4,300-digit limit for int()
+        raise ConfigError(f"{path}:{_long_number_line(text)}: {exc}") from None
     lines = _locate_keys(text)
+    nul = list(_nul_strings(data, ()))
+    if nul:
+        problems = [f"{path}:{_nearest_line(lines, loc)}: {_dotted(loc)}: holds a NUL character" for loc in nul]
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
     try:
         cfg = GatewayConfig.model_validate(data)
     except ValidationError as exc:
@@ -264,6 +272,35 @@ def _strip_tags(data: Any, loc: Loc) -> Loc:
     return tuple(out)
 
 
+def _nul_strings(node: Any, loc: Loc) -> Iterator[Loc]:
+    """Where a string holds a NUL (TOML allows \\u0000): no path, name or URL may."""
+    if isinstance(node, str):
+        if "\0" in node:
+            yield loc
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _nul_strings(v, (*loc, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _nul_strings(v, (*loc, i))
+
+
+def _deep_line(text: str) -> int:
+    """The line where brackets first nest past any sane depth (for a RecursionError)."""
+    depth = 0
+    for n, line in enumerate(text.splitlines(), start=1):
+        for ch in line:
+            depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+            if depth > 100:
+                return n
+    return 1
+
+
+def _long_number_line(text: str) -> int:
+    m = re.search(r"[0-9_]{1000}", text)
+    return 1 if m is None else text.count("\n", 0, m.start()) + 1
+
+
 def _nearest_line(lines: dict[Loc, int], loc: Loc) -> int:
     for n in range(len(loc), -1, -1):
         if loc[:n] in lines:
@@ -271,9 +308,29 @@ def _nearest_line(lines: dict[Loc, int], loc: Loc) -> int:
     return 1
 
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=""")
 _INLINE_KEY = re.compile(r"[{,]\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _header(raw: str) -> tuple[str, str] | None:
+    """('[' or '[[', name) of a table header line, else None.
+
+    By hand, in one pass: the regex it replaces backtracked cubically on a '[' followed by
+    thousands of spaces (seconds to minutes with the event loop blocked, on SIGHUP).
+    """
+    s = raw.strip()
+    if not s.startswith("["):
+        return None
+    opener = "[[" if s.startswith("[[") else "["
+    body = s[len(opener) :]
+    end = body.find("]")
+    name = body[:end].strip() if end >= 0 else ""
+    if not name:
+        return None
+    rest = body[end + 1 :].removeprefix("]").strip()
+    if rest and not rest.startswith("#"):
+        return None
+    return opener, name
 
 
 def _split_key(key: str) -> list[str]:
@@ -296,15 +353,15 @@ def _locate_keys(text: str) -> dict[Loc, int]:
         if in_multiline:
             in_multiline += line.count("[") - line.count("]")
             continue
-        h = _HEADER.match(raw)
+        h = _header(raw)
         if h and not _KEY.match(raw):
-            names = _split_key(h.group(2))
+            names = _split_key(h[1])
             # Resolve each prefix against the arrays of tables seen so far (their latest element).
             path: list[str | int] = []
             for i, name in enumerate(names):
                 path.append(name)
                 is_last = i == len(names) - 1
-                if is_last and h.group(1) == "[[":
+                if is_last and h[0] == "[[":
                     key = tuple(path)
                     counts[key] = counts.get(key, -1) + 1
                     # A new element of a parent array resets its children's counts.

@@ -220,8 +220,11 @@ class OpcUaDevice(Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_url(cls, v: str) -> str:
-        if not _ENDPOINT.match(v):
+        m = _ENDPOINT.match(v)
+        if not m:
             raise ValueError("an endpoint URL looks like 'opc.tcp://192.168.1.20:4840' or 'opc.tcp://plc:4840/path'")
+        if m.group(1) and not 1 <= int(m.group(1)[1:]) <= 65535:
+            raise ValueError(f"port {m.group(1)[1:]} is out of range: a TCP port is 1 to 65535 (OPC UA's is 4840)")
         return v
 
     @field_validator("server_certificate_sha256")

@@ -14,6 +14,7 @@ __all__ = [
     "DriverProtocolError",
     "DriverTimeoutError",
     "GatewayError",
+    "LinkHalted",
     "OutboxError",
 ]
 
@@ -60,6 +61,11 @@ class DriverAuthError(DriverProtocolError):
 
 class DriverTimeoutError(DriverError):
     """The device did not answer or stopped sending within the configured time."""
+
+
+class LinkHalted(DriverError):
+    """The link must not be retried until someone acts (a receiver that refuses every event):
+    its supervisor reports FAILED with this message and waits to be resumed."""
 
 
 class OutboxError(GatewayError):

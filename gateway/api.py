@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_config import LoadedConfig
-from edge_core.errors import ConfigError
+from edge_core.errors import ConfigError, OutboxError
 from gateway.api_page import (
     PAGE_VIEW,
     ROLE,
@@ -63,9 +63,11 @@ class GatewayView(PageView, Protocol):
 
     def incident_json(self, incident_id: str) -> dict[str, Any]: ...
 
-    def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]: ...
+    async def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """Apply it; return once it is durable (OutboxError when it cannot be)."""
 
-    def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]: ...
+    async def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """As acknowledge; a retried close of an incident closed earlier answers the same."""
 
     def camera_list(self) -> list[dict[str, Any]]: ...
 
@@ -79,6 +81,7 @@ class GatewayView(PageView, Protocol):
 GATEWAY: web.AppKey[GatewayView] = web.AppKey("gateway", object)  # type: ignore[arg-type]
 BATCH_TYPE = "application/cloudevents-batch+json"
 _MAX_LIMIT = 1000
+_MAX_WAIT_S = 300  # the most any box's [api] max_wait_s may be
 _LAST_EPOCH_S = 253402300800  # 10000-01-01: past it a time cannot be written as ISO 8601
 # The status page's HTML, script and style hold no data (the data comes from the token-protected
 # API), so they are public: a technician opens the page first and types the token there.
@@ -150,10 +153,12 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad_request(f"'{name}' must be an integer") from None
+    # ASCII digits only: int() also takes '١٢', '1_000', ' 7 ' and '+7', which no other server
+    # (and not the OpenAPI document) reads as integers.
+    if not (raw.isascii() and raw.isdigit()):
+        raise _bad_request(f"'{name}' must be an integer (ASCII digits)")
+    # Past 20 digits it is out of any range here, and int() refuses 4,300 digits with a ValueError.
+    value = int(raw) if len(raw.lstrip("0")) <= 20 else hi + 1
     if not lo <= value <= hi:
         raise _bad_request(f"'{name}' must be in {lo}..{hi}")
     return value
@@ -183,7 +188,8 @@ async def events(request: web.Request) -> web.Response:
     gw = _gw(request)
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, _MAX_LIMIT)
-    wait = _int_param(request, "wait", 0, 0, int(gw.loaded.config.api.max_wait_s))
+    # Any wait the document allows is taken; the box holds the answer at most its max_wait_s.
+    wait = min(_int_param(request, "wait", 0, 0, _MAX_WAIT_S), int(gw.loaded.config.api.max_wait_s))
     # The status page reads the feed to show it, not to take delivery (see Outbox.pull).
     peek = _int_param(request, "peek", 0, 0, 1) == 1
     try:
@@ -214,21 +220,43 @@ async def get_incident(request: web.Request) -> web.Response:
         return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
 
 
-async def _feedback(request: web.Request) -> Feedback:
+_decode_json = json.JSONDecoder().decode
+
+
+def _text(value: object) -> bool:
+    """A JSON string that is valid Unicode (JSON's \\ud800 escapes make lone surrogates, which
+    cannot be written out as UTF-8 later, in the event)."""
+    if not isinstance(value, str):
+        return False
     try:
-        body = await request.json() if request.can_read_body else {}
-    except json.JSONDecodeError:
-        raise _bad_request("body is not JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("by"), str) or not body["by"].strip():
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def _feedback(request: web.Request) -> Feedback:
+    raw = await request.read() if request.can_read_body else b""
+    charset = (request.charset or "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise _bad_request(f"send the body as UTF-8 JSON, not {charset[:40]!r}")
+    try:
+        body = _decode_json(raw.decode("utf-8")) if raw.strip() else {}
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, NaN, 30,000-deep, 5,000 digits
+        raise _bad_request("body is not UTF-8 JSON") from None
+    if not isinstance(body, dict) or not _text(body.get("by")) or not body["by"].strip():
         raise _bad_request("body needs 'by': who acts")
     note = body.get("note", "")
     at = body.get("at", time.time())
     # Python's JSON takes NaN and Infinity, and true is an int: none of them is a time. Caught
     # later, they failed the event's envelope after the incident had already changed.
     is_time = isinstance(at, int | float) and not isinstance(at, bool) and 0 <= at < _LAST_EPOCH_S
-    if not isinstance(note, str) or not is_time:
+    if not _text(note) or not is_time:
         raise _bad_request("'note' is text, 'at' epoch seconds (a number from 0 to year 9999)")
-    return Feedback(by=body["by"].strip()[:128], at=float(at), note=note[:2000])
+    by = body["by"].strip()
+    if len(body["by"]) > 128 or len(note) > 2000:
+        raise _bad_request("'by' is at most 128 characters, 'note' at most 2000")
+    return Feedback(by=by, at=float(at), note=note)
 
 
 def _feedback_route(action: str) -> Handler:
@@ -239,9 +267,12 @@ def _feedback_route(action: str) -> Handler:
         gw = _gw(request)
         apply = gw.acknowledge if action == "ack" else gw.close
         try:
-            return web.json_response(apply(request.match_info["id"], fb))
+            return web.json_response(await apply(request.match_info["id"], fb))
         except IncidentNotFound:
             return _problem(404, "Not Found", f"no live incident {request.match_info['id']!r}")
+        except OutboxError as exc:
+            # Applied in memory but not stored: the platform must retry (the retry answers the same).
+            return _problem(503, "Service Unavailable", f"not stored, retry: {exc}")
 
     return handler
 

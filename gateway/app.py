@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,13 @@ from edge_config import LoadedConfig, load
 from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
 from edge_config.vision import Zone
-from edge_core.errors import ConfigError
+from edge_core.errors import ConfigError, OutboxError
+from edge_core.ratelimit import RateLimitedLogger
 from edge_core.signals import Category, Signal
 from edge_core.tasks import TaskSet, await_stopped
 from gateway.api import ApiServer
 from gateway.camera_stage import CameraVision
-from gateway.device_signals import LinkWatch, OverflowWatch, alarm_signal
+from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, StorageWatch, alarm_signal
 from gateway.envelope import incident_event, place_of
 from gateway.evidence import EvidenceStore
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
@@ -35,7 +38,7 @@ from gateway.links import build_links, push_consumers
 from gateway.live_view import LiveViews
 from gateway.metrics import Metrics
 from gateway.notify import Notifier
-from gateway.outbox import Outbox, OutboxCapacity
+from gateway.outbox import Outbox, OutboxCapacity, StorageFullError
 from gateway.roles import Role
 from gateway.rules import AnomalyWindow, RuleEngine
 from gateway.sensor_evidence import store_window
@@ -70,6 +73,44 @@ def _with_zones(cam: CameraDevice, zones: tuple[Zone, ...]) -> CameraDevice:
     return cam.model_copy(update={"vision": cam.vision.model_copy(update={"zones": zones})})
 
 
+def _in_daemon_thread(fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
+    """``fn(*args)`` in a daemon thread: unlike ``to_thread``'s pool, which the interpreter joins
+    at exit, nobody waits for it when the process ends."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[object] = loop.create_future()
+
+    def settle(result: object, exc: BaseException | None) -> None:
+        if not fut.done():
+            fut.set_exception(exc) if exc is not None else fut.set_result(result)
+
+    def work() -> None:
+        try:
+            result: object = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, which raises it
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="gw-warm", daemon=True).start()
+    return fut
+
+
+async def _unless_stopped(fut: asyncio.Future[object], stop: asyncio.Event) -> bool:
+    """Await ``fut`` unless ``stop`` is set first; True when it finished."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        waiters: set[asyncio.Future[Any]] = {fut, stopping}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if fut.done():
+        fut.result()
+        return True
+    return False
+
+
 def default_state_dir(cfg: GatewayConfig) -> Path:
     if cfg.state_dir is not None:
         return cfg.state_dir
@@ -98,6 +139,7 @@ class Gateway:
             consumers=push_consumers(cfg),
             metrics=self.metrics,
             on_overflow=lambda _n: self.overflow.dropped(self.outbox.dropped_total),
+            on_storage=self._storage_changed,
         )
         # Refreshed once a minute by the tick (a bisect and a sum over a day of events).
         self.capacity: OutboxCapacity | None = None
@@ -125,6 +167,9 @@ class Gateway:
         self._zones_lock = asyncio.Lock()
         self.link_watch = LinkWatch(cfg.site.link_offline_s, self.signal)
         self.overflow = OverflowWatch(cfg.site.box_id, self.signal)
+        self.halts = HaltWatch(cfg.site.box_id, self.signal)
+        self.storage = StorageWatch(cfg.site.box_id, self.signal)
+        self._refused_log = RateLimitedLogger(log)
         self.started = time.time()
         # Set once the API listens and every link is supervised; cleared when stopping.
         self.ready = asyncio.Event()
@@ -146,11 +191,25 @@ class Gateway:
         return tokens
 
     def reload(self) -> None:
-        """SIGHUP: re-read the file and swap rules and cameras' zones; open incidents stay as they are."""
+        """SIGHUP: re-read the file and swap rules and cameras' zones; open incidents stay as they
+        are. Halted links try again, with any cursor an operator moved (``edge-gateway outbox skip``)."""
+        halted = [s for s in self.supervisors if s.health.halted]
+        if halted:
+            self.outbox.refresh_cursors()
+            for sup in halted:
+                log.info("reload: %s tries again", sup.name)
+                sup.resume()
+        self._background.spawn(self._reload_rules(), "gw[core].reload")
+
+    async def _reload_rules(self) -> None:
+        # Read in a thread: a big or hostile file must not stall the loop (and the watchdog).
         try:
-            new = load(self.loaded.path)
+            new = await asyncio.to_thread(load, self.loaded.path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running rules: %s", "; ".join(exc.problems))
+            return
+        except Exception:  # a file no check foresaw: keep running on the rules we have
+            log.exception("reload failed, keeping the running rules")
             return
         restart = _without_live(new.config) != _without_live(self.config)
         if restart:
@@ -200,14 +259,20 @@ class Gateway:
         if change is not None:
             self._commit(change)
 
-    def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+    async def acknowledge(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """Apply the platform's acknowledgement and return once it is durable: the platform does
+        not retry after a 200, so an answer given before the commit could be lost to a crash."""
         change = self.incidents.acknowledge(incident_id, fb)
         self._commit(change)
-        return self.incident_json(change.incident.id)
+        await self.outbox.flush()
+        return self._incident_data(change.incident)
 
-    def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+    async def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
+        """As :meth:`acknowledge`, for the platform's closure."""
         change = self.incidents.close(incident_id, fb)
-        self._commit(change)
+        if self.incidents.is_live(incident_id) or change.kind is not None:
+            self._commit(change)
+        await self.outbox.flush()
         return self._incident_data(change.incident)
 
     def incident_json(self, incident_id: str) -> dict[str, Any]:
@@ -229,14 +294,20 @@ class Gateway:
             return
         place = self._places.get(inc.device) or place_of(self.config, inc.device)
         kind, source = change.kind, self.source(inc.device)
-        self.outbox.append(
-            source=source,
-            severity=int(inc.severity),
-            build=lambda seq: incident_event(
-                seq=seq, kind=kind, incident=inc, source=source, place=place, time=change.time
-            ),
-            incident=(inc.id, live, row),
-        )
+        try:
+            self.outbox.append(
+                source=source,
+                severity=int(inc.severity),
+                build=lambda seq: incident_event(
+                    seq=seq, kind=kind, incident=inc, source=source, place=place, time=change.time
+                ),
+                incident=(inc.id, live, row),
+            )
+        except StorageFullError as exc:
+            # The incident lives on in memory (API, status page); its event is not recorded.
+            self.outbox.save_incident(inc.id, live, row)
+            self._refused_log.warning("disk-full", "%s event of %s refused: %s", kind.value, inc.id, exc)
+            return
         self.metrics.incident_events.labels(inc.category.value, kind.value).inc()
 
     def _anomaly_evidence(self, window: AnomalyWindow) -> None:
@@ -294,10 +365,19 @@ class Gateway:
         for link in built.links:
             if link.devices:
                 self.link_watch.watch(link.name, link.devices)
-            sup = Supervisor(
-                link.name, link.target, self.metrics, backoff=link.backoff, on_state=self.link_watch.on_state
-            )
+            sup = Supervisor(link.name, link.target, self.metrics, backoff=link.backoff, on_state=self._link_state)
             self.supervisors.append(sup)
+
+    def _storage_changed(self, why: str | None) -> None:
+        """The state disk filled up (``why``) or took a commit again (None)."""
+        if why is not None:
+            log.error("state disk full: %s; shedding old evidence, refusing minor events", why)
+            self._background.spawn(asyncio.to_thread(self.evidence_store.shed), "gw[core].shed-evidence")
+        self.storage.changed(why, self.outbox.refused_total)
+
+    def _link_state(self, h: SupervisorHealth) -> None:
+        self.link_watch.on_state(h)
+        self.halts.on_state(h)
 
     def _save_detector_state(self) -> None:
         for key, blob in self.rules.anomaly_states().items():
@@ -344,29 +424,42 @@ class Gateway:
                 await api.start()
                 # The API answers (healthz) while the kernels compile in a thread; drivers start after.
                 self.notifier.status("compiling kernels")
-                await asyncio.to_thread(warm_kernels, log.info)
-                tick = tg.create_task(self._tick(), name="gw[core].tick")
-                viewers = tg.create_task(self.live_views.run(), name="gw[live-view].reaper")
-                sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
-                self.ready.set()
-                self.notifier.ready(self._status_line())
-                log.info("gateway %s running: API on http://%s:%d", self.config.site.box_id, *api.address)
-                await stop.wait()
+                sup_tasks: list[asyncio.Task[None]] = []
+                tick: asyncio.Task[None] | None = None
+                viewers: asyncio.Task[None] | None = None
+                if await _unless_stopped(_in_daemon_thread(warm_kernels, log.info), stop):
+                    tick = tg.create_task(self._tick(), name="gw[core].tick")
+                    viewers = tg.create_task(self.live_views.run(), name="gw[live-view].reaper")
+                    sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
+                    self.ready.set()
+                    self.notifier.ready(self._status_line())
+                    log.info("gateway %s running: API on http://%s:%d", self.config.site.box_id, *api.address)
+                    await stop.wait()
+                else:
+                    # A first start compiles for tens of seconds, past the unit's TimeoutStopSec:
+                    # the compiler is left to die with the process (the cache takes whole files only).
+                    log.info("stopped while the kernels compiled; not waiting for them")
                 log.info("stopping: intake off, flushing the outbox")
                 self.ready.clear()
                 self.notifier.stopping()
                 for t in sup_tasks:
                     t.cancel()
                 await await_stopped(sup_tasks, _STOP_DRIVERS_S)
-                viewers.cancel()
-                await await_stopped([viewers], _STOP_DRIVERS_S)
+                if viewers is not None:
+                    viewers.cancel()
+                    await await_stopped([viewers], _STOP_DRIVERS_S)
                 await api.stop()
                 self._save_detector_state()
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(_STOP_FLUSH_S):
                         await self.outbox.flush()
+                except TimeoutError:
+                    pass
+                except OutboxError as exc:  # a full disk: what it never took is lost with the process
+                    log.error("stopping: %s", exc)
                 self.outbox.stop_intake()
-                tick.cancel()
+                if tick is not None:
+                    tick.cancel()
                 writer.cancel()
         finally:
             await api.stop()

@@ -6,24 +6,46 @@ import argparse
 import asyncio
 import importlib.metadata
 import json
+import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from edge_config import GatewayConfig, check_secrets, load
-from edge_core.errors import ConfigError
+from edge_core.errors import ConfigError, GatewayError
 from gateway.logsetup import setup_logging
 
 __all__ = ["main"]
 
+log = logging.getLogger(__name__)
+
 _SERVICE_CACHE = "/var/lib/edge-gateway/numba-cache"  # Environment=NUMBA_CACHE_DIR= in the unit
+
+
+_early_signals: list[int] = []
+
+
+def _note_early_signal(signum: int, _frame: object) -> None:
+    _early_signals.append(signum)
 
 
 async def run_daemon(config_path: Path) -> int:
     """`edge-gateway run`: load, run until SIGTERM/SIGINT, reload on SIGHUP."""
+    stop = asyncio.Event()
+    reload: list[Callable[[], None]] = []
+    loop = asyncio.get_running_loop()
+    # First of all: a stop that comes while the gateway is still being imported and built (seconds
+    # on a small box) must end the start cleanly, not kill the process by signal.
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: reload[0]() if reload else log.info("SIGHUP while starting: ignored")
+    )
+    if any(s in (signal.SIGTERM, signal.SIGINT) for s in _early_signals):
+        return 0
+    from edge_config import check_secrets, load
     from gateway.app import Gateway
 
     loaded = load(config_path)
@@ -31,17 +53,20 @@ async def run_daemon(config_path: Path) -> int:
     if problems or unchecked:
         # The daemon needs every secret now; a credential that cannot be checked is missing here.
         raise ConfigError(f"{config_path}: secrets missing", problems + unchecked)
+    await asyncio.sleep(0)  # a signal that came during the imports is handled now
+    if stop.is_set():
+        return 0
     gw = Gateway(loaded)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, gw.reload)
+    reload.append(gw.reload)
     await gw.run(stop)
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # Until the event loop takes the signals over, they are noted here (the default action of
+    # SIGTERM and SIGHUP would kill the process).
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _note_early_signal)
     setup_logging(args.log_level)
     return _run_reporting_config_problems(run_daemon(Path(args.config)))
 
@@ -80,6 +105,8 @@ def _config_problems(exc: BaseException) -> list[str] | None:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from edge_config import check_secrets, load
+
     try:
         loaded = load(args.file)
     except ConfigError as exc:
@@ -112,6 +139,8 @@ def _count(n: int, what: str) -> str:
 
 
 def _cmd_config_schema(_args: argparse.Namespace) -> int:
+    from edge_config import GatewayConfig
+
     print(json.dumps(GatewayConfig.model_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
@@ -160,6 +189,21 @@ def _cmd_warm(_args: argparse.Namespace) -> int:
             "cached beside the package (NUMBA_CACHE_DIR is not set), where the service does not look; "
             f"for the service run: NUMBA_CACHE_DIR={_SERVICE_CACHE} edge-gateway warm"
         )
+    return 0
+
+
+def _cmd_outbox_skip(args: argparse.Namespace) -> int:
+    from edge_config import load
+    from gateway.app import default_state_dir
+    from gateway.outbox import skip_event
+
+    loaded = load(Path(args.config))
+    path = default_state_dir(loaded.config) / "outbox.sqlite3"
+    try:
+        print(skip_event(path, args.consumer, args.seq))
+    except GatewayError as exc:
+        print(f"edge-gateway outbox skip: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -215,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     disc.add_argument("--timeout", type=_seconds, default=3.0, help="seconds to wait for answers (up to 60)")
     disc.add_argument("--config", action="store_true", help="print a ready [[devices]] stanza per camera")
     disc.set_defaults(func=_cmd_discover)
+    ob = sub.add_parser("outbox", help="act on the durable outbox")
+    ob_sub = ob.add_subparsers(dest="outbox_command", required=True)
+    skip = ob_sub.add_parser(
+        "skip", help="give up on the one event a push channel is stuck on (its receiver refuses it for good)"
+    )
+    skip.add_argument("--config", default="/etc/edge-gateway/site.toml", help="site TOML file")
+    skip.add_argument("--consumer", required=True, choices=["webhook", "mqtt"], help="push channel")
+    skip.add_argument("--seq", required=True, type=int, help="the event's sequence number, from the link's error")
+    skip.set_defaults(func=_cmd_outbox_skip)
     return p
 
 

@@ -12,7 +12,7 @@ from drivers.opcua import OpcUaAlarm
 from edge_core.signals import Category, Severity, Signal, SignalSink
 from gateway.supervisor import SupervisorHealth
 
-__all__ = ["LinkWatch", "OverflowWatch", "alarm_signal"]
+__all__ = ["HaltWatch", "LinkWatch", "OverflowWatch", "StorageWatch", "alarm_signal"]
 
 
 class LinkWatch:
@@ -125,5 +125,63 @@ class OverflowWatch:
                 detector="outbox",
                 value=float(dropped_total) if active else None,
                 details={"dropped": dropped_total},
+            )
+        )
+
+
+class HaltWatch:
+    """gateway-fault on the box while a link is halted (a push channel whose receiver refuses
+    every event: the events are kept, and someone has to act); resolved when it connects again."""
+
+    def __init__(self, box_id: str, sink: SignalSink) -> None:
+        self._box_id = box_id
+        self._sink = sink
+        self._halted: set[str] = set()
+
+    def on_state(self, h: SupervisorHealth) -> None:
+        if h.halted and h.name not in self._halted:
+            self._halted.add(h.name)
+            self._signal(h.name, True, h.last_error or "halted")
+        elif h.state is DriverState.CONNECTED and h.name in self._halted:
+            self._halted.discard(h.name)
+            self._signal(h.name, False, f"{h.name} delivering again")
+
+    def _signal(self, link: str, active: bool, summary: str) -> None:
+        self._sink(
+            Signal(
+                device=self._box_id,
+                rule=f"link-halted:{link}",
+                active=active,
+                time=time.time(),
+                category=Category.GATEWAY_FAULT,
+                severity=Severity.MAJOR,
+                summary=summary,
+                detector="supervisor",
+            )
+        )
+
+
+class StorageWatch:
+    """gateway-fault on the box while its state disk is full (events are held in memory, minor
+    ones refused); resolved when commits succeed again."""
+
+    def __init__(self, box_id: str, sink: SignalSink) -> None:
+        self._box_id = box_id
+        self._sink = sink
+
+    def changed(self, why: str | None, refused: int) -> None:
+        summary = f"state disk full, low-severity events refused: {why}" if why else "state disk writable again"
+        self._sink(
+            Signal(
+                device=self._box_id,
+                rule="state-disk-full",
+                active=why is not None,
+                time=time.time(),
+                # Major: while the disk is full only major and critical events are kept.
+                category=Category.GATEWAY_FAULT,
+                severity=Severity.MAJOR,
+                summary=summary,
+                detector="outbox",
+                details={"refused": refused},
             )
         )

@@ -63,11 +63,17 @@ class EvidenceStore:
         ref = f"{time.time_ns():016x}-{secrets.token_hex(6)}"
         path = self.directory / f"{ref}{ext}"
         tmp = self.directory / f"{ref}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            # A full disk: leave no partial file behind to make it fuller.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         with self._lock:
             self._files[ref] = (path, len(data))
             self._total += len(data)
@@ -87,6 +93,19 @@ class EvidenceStore:
             return path.read_bytes(), _MEDIA[path.suffix]
         except FileNotFoundError:
             return None
+
+    def shed(self, fraction: float = 0.5) -> int:
+        """Delete the oldest ``fraction`` of the files (the state disk is full); returns bytes freed."""
+        with self._lock:
+            victims = sorted(self._files)[: max(1, int(len(self._files) * fraction))] if self._files else []
+            freed = 0
+            for ref in victims:
+                path, size = self._files.pop(ref)
+                self._total -= size
+                freed += size
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        return freed
 
     def _evict(self) -> None:
         while self._total > self.budget_bytes and self._files:

@@ -146,6 +146,9 @@ class Change:
     time: float
 
 
+_REMEMBER_CLOSED = 1024
+
+
 def _new_id(t: float) -> str:
     # Time-ordered and unique without coordination: 48 bits of milliseconds, 48 random bits.
     return f"{int(t * 1000) & 0xFFFFFFFFFFFF:012x}{secrets.token_hex(6)}"
@@ -168,6 +171,9 @@ class IncidentManager:
         self._department_for_device = department_for_device
         self._by_key: dict[tuple[str, str, str], Incident] = {}
         self._by_id: dict[str, Incident] = {}
+        # Closed incidents that are no longer live, newest last: a retried close (the platform did
+        # not see our answer) gets the same answer, not a 404. Bounded; kept in memory only.
+        self._closed: dict[str, Incident] = {}
 
     def restore(self, rows: Iterable[dict[str, Any]]) -> None:
         """Load the incidents that were live at the last commit."""
@@ -308,7 +314,11 @@ class IncidentManager:
         return self._emit(inc, EventKind.ACKNOWLEDGED, fb.at)
 
     def close(self, incident_id: str, fb: Feedback) -> Change:
-        """Record the platform's closure (a retried one, as for acknowledge, publishes nothing)."""
+        """Record the platform's closure (a retried one, as for acknowledge, publishes nothing,
+        also once the incident is no longer live: the answer is the incident as it was closed)."""
+        gone = self._closed.get(incident_id)
+        if gone is not None and incident_id not in self._by_id:
+            return Change(gone, None, fb.at)
         inc = self.get(incident_id)
         if _same_feedback(inc.closed, fb):
             return Change(inc, None, fb.at)
@@ -340,6 +350,10 @@ class IncidentManager:
         return gone
 
     def _forget(self, inc: Incident) -> None:
+        if inc.status is IncidentStatus.CLOSED:
+            self._closed[inc.id] = inc
+            if len(self._closed) > _REMEMBER_CLOSED:
+                del self._closed[next(iter(self._closed))]
         self._by_id.pop(inc.id, None)
         if self._by_key.get(inc.key) is inc:
             del self._by_key[inc.key]

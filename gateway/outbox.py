@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -43,9 +44,11 @@ __all__ = [
     "FeedAheadError",
     "Outbox",
     "OutboxCapacity",
+    "StorageFullError",
     "StoredEvent",
     "covers_hours",
     "intake_since",
+    "skip_event",
 ]
 
 FEED = "feed"
@@ -64,6 +67,25 @@ class FeedAheadError(OutboxError):
         )
         self.after = after
         self.committed = committed
+
+
+class StorageFullError(OutboxError):
+    """The state disk is full: this event was refused (only events of at least
+    :data:`KEEP_WHEN_FULL` severity are held in memory until space returns)."""
+
+
+KEEP_WHEN_FULL = 2
+"""Severity (major) from which events are still taken, in memory, while the state disk is full."""
+_MAX_HELD_WHEN_FULL = 10_000
+_FULL_RETRY_S = 1.0
+
+
+def _disk_trouble(exc: BaseException | None) -> bool:
+    """A commit that failed for lack of space (or a failing disk): worth retrying, not dying for."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or "disk is full" in str(exc)
+    return isinstance(exc, OSError)
 
 
 log = logging.getLogger(__name__)
@@ -186,6 +208,8 @@ class Outbox:
         consumers: Sequence[str],
         metrics: Metrics,
         on_overflow: Callable[[int], None] = lambda _n: None,
+        on_storage: Callable[[str | None], None] = lambda _why: None,
+        reserve_bytes: int = 1 << 20,
     ) -> None:
         self.path = path
         self._budget = budget_bytes
@@ -194,6 +218,19 @@ class Outbox:
         self._consumers = tuple(consumers)
         self._metrics = metrics
         self._on_overflow = on_overflow
+        self._on_storage = on_storage
+        # Why the last commit could not be stored (disk full), until one succeeds; the writer
+        # keeps the group and retries, so nothing accepted is lost while the process lives.
+        self.storage_full: str | None = None
+        self.refused_total = 0
+        self._disk_failures = 0
+        # A file of zeros kept beside the database: released when the disk fills, it gives the
+        # room to delete delivered events and commit what is held; space has returned once it can
+        # be written again. Both belong to the writer thread.
+        self._reserve = path.with_name(path.name + ".reserve")
+        self._reserve_bytes = reserve_bytes
+        self._degraded = False
+        self._next_recovery_try = 0.0
         self._pending: list[_Pending] = []
         self._pending_rows: dict[str, tuple[int, str]] = {}
         self._pending_cursors: dict[str, int] = {}
@@ -250,6 +287,8 @@ class Outbox:
             "SELECT COALESCE(SUM(LENGTH(body)), 0) FROM events WHERE seq > ?", (self.delivered_seq,)
         ).fetchone()[0]
         self._update_gauges()
+        if not self._write_reserve():
+            log.warning("outbox: no room for the %d-byte reserve in %s", self._reserve_bytes, self.path.parent)
 
     def close(self) -> None:
         self._stop_writer()
@@ -279,6 +318,10 @@ class Outbox:
         """
         if self._closing:
             raise OutboxError("outbox is closing; no new events are taken")
+        if self.storage_full is not None and (severity < KEEP_WHEN_FULL or len(self._pending) >= _MAX_HELD_WHEN_FULL):
+            # Refused before a sequence is taken: the feed shows no gap for it.
+            self.refused_total += 1
+            raise StorageFullError(f"state disk full, event refused: {self.storage_full}")
         seq = self._next_seq
         self._next_seq += 1
         event = _Pending(seq, source, severity, time.time(), build(seq))
@@ -308,6 +351,15 @@ class Outbox:
         with self._work:
             self._wake_writer()
             self._pending_kv[key] = value
+
+    def refresh_cursors(self) -> None:
+        """Take cursors moved on disk by ``edge-gateway outbox skip`` (they only move forward)."""
+        assert self._rconn is not None
+        with self._read_lock:
+            stored = dict(self._rconn.execute("SELECT name, seq FROM cursors").fetchall())
+        for name in self._consumers:
+            if int(stored.get(name, 0)) > self._cursors.get(name, 0):
+                self._cursors[name] = int(stored[name])
 
     def get_kv(self, key: str) -> bytes | None:
         # The read connection: the writer thread may be committing on the other one right now.
@@ -365,7 +417,10 @@ class Outbox:
                 self._work.notify()
             else:
                 ticket = self._taken
+        failures = self._disk_failures
         while self._done < ticket and self._failure is None:
+            if self._disk_failures != failures:
+                raise OutboxError(f"not stored yet, the state disk is full: {self.storage_full}")
             await self._commit_seen.wait()
         if self._done < ticket:
             raise OutboxError(
@@ -405,8 +460,13 @@ class Outbox:
     def _write(self, loop: asyncio.AbstractEventLoop) -> None:
         """The writer thread: take the pending group, commit it, tell the loop; until stopped."""
         while True:
+            if self._degraded:
+                self._try_recovery(loop)
             with self._work:
-                self._work.wait_for(lambda: self._stopping or self._has_pending())
+                # Degraded, the writer also wakes to see whether space has returned.
+                retry = _FULL_RETRY_S if self._degraded else None
+                if not self._work.wait_for(lambda: self._stopping or self._has_pending(), timeout=retry):
+                    continue
                 if self._interval > 0:
                     # Let a burst gather so it shares one fsync; flush() and shutdown don't wait.
                     self._work.wait_for(lambda: self._stopping or self._urgent, timeout=self._interval)
@@ -419,9 +479,106 @@ class Outbox:
             try:
                 dropped = self._commit_batch(*batch)
             except Exception as exc:
-                _call_soon(loop, self._commit_failed, exc)
-                return
+                if not _disk_trouble(exc.__cause__ if isinstance(exc, OutboxError) else exc):
+                    _call_soon(loop, self._commit_failed, exc)
+                    return
+                if not self._hold_for_space(loop, batch, exc):
+                    return
+                continue
             _call_soon(loop, self._committed, dropped)
+
+    def _hold_for_space(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: tuple[list[_Pending], dict[str, tuple[int, str]], dict[str, int], dict[str, bytes]],
+        exc: Exception,
+    ) -> bool:
+        """A full disk: put the group back in front of what came since, tell the loop, make room,
+        and wait a moment before the next try. False when stopping (what is held is lost with the
+        process: the disk never took it)."""
+        events, rows, cursors, kv = batch
+        with self._work:
+            self._pending = events + self._pending
+            self._pending_rows = {**rows, **self._pending_rows}
+            for name, seq in cursors.items():
+                self._pending_cursors[name] = max(seq, self._pending_cursors.get(name, 0))
+            self._pending_kv = {**kv, **self._pending_kv}
+            self._taken -= 1  # the same group is taken again
+            held = len(self._pending)
+        why = str(exc.__cause__ or exc)
+        _call_soon(loop, self._storage_trouble, why)
+        log.warning("outbox: cannot store (%s); holding %d events in memory and retrying", why, held)
+        self._degraded = True
+        self._next_recovery_try = time.monotonic() + _FULL_RETRY_S
+        with contextlib.suppress(FileNotFoundError):
+            self._reserve.unlink()
+        self._make_room()
+        with self._work:
+            self._work.wait_for(lambda: self._stopping, timeout=_FULL_RETRY_S)
+            if self._stopping:
+                log.error("outbox: stopping with the state disk full; %d events were never stored", held)
+                return False
+        return True
+
+    def _make_room(self) -> None:
+        """Free space inside the database: delivered events go now, whatever their retention."""
+        conn = self._wconn
+        assert conn is not None
+        # The log is checkpointed and truncated first: the delete is written to it, and needs room.
+        # The pages it frees are then reused by the held events instead of growing the file.
+        try:
+            with self._write_lock:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.execute("DELETE FROM events WHERE seq <= ?", (self.delivered_seq,))
+                conn.execute("DELETE FROM incidents WHERE live = 0")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # the next try may have room
+            log.warning("outbox: making room failed: %s", exc)
+
+    def _write_reserve(self) -> bool:
+        """(Re)write the reserve file; False, leaving none, when the disk has no room for it."""
+        if self._reserve_bytes <= 0:
+            return True
+        try:
+            with open(self._reserve, "wb") as f:
+                f.write(bytes(self._reserve_bytes))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            return False
+        return True
+
+    def _try_recovery(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Degraded: once a second, see whether space has returned (the reserve fits again)."""
+        now = time.monotonic()
+        if now < self._next_recovery_try:
+            return
+        self._next_recovery_try = now + _FULL_RETRY_S
+        # Room for the reserve and as much again: else the reserve would just take back the
+        # room it left, and the box would flap between full and not.
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize >= 2 * self._reserve_bytes and self._write_reserve():
+            self._degraded = False
+            log.warning("outbox: the state disk has room again")
+            _call_soon(loop, self._storage_recovered)
+
+    def _storage_trouble(self, why: str) -> None:
+        first = self.storage_full is None
+        self.storage_full = why
+        self._disk_failures += 1
+        self._announce_commit()  # flush() waiters answer now instead of waiting for space
+        if first:
+            self._on_storage(why)
+
+    def _storage_recovered(self) -> None:
+        if self.storage_full is not None:
+            self.storage_full = None
+            self._on_storage(None)
 
     def _committed(self, dropped: int) -> None:
         self._done += 1
@@ -490,7 +647,13 @@ class Outbox:
             self._metrics.commit_batch.observe(len(events))
         if cursors:
             self._recount_undelivered()
-        dropped = self._enforce_budget() if self._undelivered_bytes > self._budget else 0
+        dropped = 0
+        if self._undelivered_bytes > self._budget:
+            # After the COMMIT: a failure here must not make the writer take the group again.
+            try:
+                dropped = self._enforce_budget()
+            except sqlite3.Error as exc:
+                log.warning("outbox: keeping to the budget failed, next commit tries again: %s", exc)
         self._update_gauges()
         return dropped
 
@@ -536,9 +699,13 @@ class Outbox:
         conn = self._wconn
         assert conn is not None
         cutoff = (time.time() if now is None else now) - self._keep_delivered_s
-        with self._write_lock, conn:
-            cur = conn.execute("DELETE FROM events WHERE seq <= ? AND created < ?", (self.delivered_seq, cutoff))
-            conn.execute("DELETE FROM incidents WHERE live = 0")
+        try:
+            with self._write_lock, conn:
+                cur = conn.execute("DELETE FROM events WHERE seq <= ? AND created < ?", (self.delivered_seq, cutoff))
+                conn.execute("DELETE FROM incidents WHERE live = 0")
+        except sqlite3.Error as exc:  # a full disk: the writer makes room its own way
+            log.warning("outbox: pruning failed: %s", exc)
+            return 0
         return cur.rowcount
 
     def _update_gauges(self) -> None:
@@ -613,6 +780,36 @@ class Outbox:
         except TimeoutError:
             return False
         return True
+
+
+def skip_event(path: Path, consumer: str, seq: int) -> str:
+    """Move ``consumer``'s cursor past event ``seq``, which must be the next one it owes: how an
+    operator gives up on one event a receiver refuses for good. Safe while the daemon runs (it
+    takes the cursor on SIGHUP). Returns what was done; OutboxError says why not."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT seq FROM cursors WHERE name = ?", (consumer,)).fetchone()
+        cursor = 0 if row is None else int(row[0])
+        nxt = conn.execute("SELECT MIN(seq) FROM events WHERE seq > ?", (cursor,)).fetchone()[0]
+        if nxt != seq:
+            conn.execute("ROLLBACK")
+            owed = "nothing" if nxt is None else f"event {nxt}"
+            raise OutboxError(f"{consumer} is owed {owed} next, not event {seq}: only the next event can be skipped")
+        conn.execute(
+            "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+            (consumer, seq),
+        )
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot skip in {path}: {exc}") from exc
+    finally:
+        conn.close()
+    log.warning("outbox: event %d skipped for %s by the operator", seq, consumer)
+    return f"{consumer}: event {seq} skipped; the daemon takes it on reload (systemctl reload edge-gateway)"
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object) -> None:

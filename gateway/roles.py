@@ -33,9 +33,12 @@ _VIEWER_ACTIONS = frozenset(
 
 def role_of(token: str, tokens: dict[Role, str]) -> Role | None:
     """The role whose token this is (compared in constant time; an empty token is nobody's)."""
+    # Header bytes that are not UTF-8 reach us as lone surrogates: encoded back as they came, they
+    # simply do not match (a plain encode() raised: a 500 and a traceback per request).
+    given = token.encode("utf-8", "surrogateescape")
     found = None
     for role, expected in tokens.items():
-        if expected and hmac.compare_digest(token.encode(), expected.encode()):
+        if expected and hmac.compare_digest(given, expected.encode()):
             found = role
     return found
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from drivers.base import DriverState
 from edge_core.backoff import Backoff
-from edge_core.errors import DriverError
+from edge_core.errors import DriverError, LinkHalted
 from gateway.metrics import Metrics
 
 __all__ = ["Supervisor", "SupervisorHealth"]
@@ -30,6 +30,8 @@ class SupervisorHealth:
     since: float
     restarts: int
     last_error: str | None
+    halted: bool = False
+    """Stopped on purpose (:class:`edge_core.errors.LinkHalted`) until resumed (SIGHUP)."""
 
 
 class Supervisor:
@@ -59,11 +61,19 @@ class Supervisor:
         self._since = time.time()
         self._restarts = 0
         self._last_error: str | None = None
+        self._halted = False
+        self._resume = asyncio.Event()
         self._set(DriverState.STARTING)
 
     @property
     def health(self) -> SupervisorHealth:
-        return SupervisorHealth(self.name, self._state, self._since, self._restarts, self._last_error)
+        return SupervisorHealth(
+            self.name, self._state, self._since, self._restarts, self._last_error, halted=self._halted
+        )
+
+    def resume(self) -> None:
+        """Let a halted link try again (the operator fixed what it was waiting for)."""
+        self._resume.set()
 
     def _set(self, state: DriverState) -> None:
         if state is self._state:
@@ -89,6 +99,9 @@ class Supervisor:
                     await self._target(self._connected)
                     self._last_error = "ended unexpectedly"
                     log.error("%s: ended without an error; restarting", self.name)
+                except LinkHalted as exc:
+                    await self._halt(str(exc))
+                    continue
                 except DriverError as exc:
                     # Expected field trouble (device down, broker restarting): one line, no traceback.
                     self._last_error = str(exc)
@@ -108,3 +121,17 @@ class Supervisor:
                     self._set(DriverState.STARTING)
         finally:
             self._set(DriverState.STOPPED)
+
+    async def _halt(self, why: str) -> None:
+        """FAILED with the reason, no retry until :meth:`resume`; then a fresh start."""
+        log.error("%s", why)
+        self._resume.clear()
+        self._last_error, self._halted = why, True
+        # Set directly: _set skips a state that did not change, and the reason must be seen.
+        self._state = DriverState.BACKOFF
+        self._set(DriverState.FAILED)
+        await self._resume.wait()
+        self._halted = False
+        self._backoff.reset()
+        self._failures.clear()
+        self._set(DriverState.STARTING)

@@ -25,7 +25,7 @@ from amqtt.errors import ClientError as AmqttClientError
 
 from drivers.tls import client_context, tls_failure, tls_files
 from edge_config.tls import TlsSettings
-from edge_core.errors import DriverConnectError
+from edge_core.errors import DriverConnectError, DriverProtocolError, LinkHalted
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 
@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Signature-256"
 _BATCH = 200
-# Answers that retrying cannot fix: the event itself is refused. Auth and routing errors
-# (401, 403, 404) are not here: they are configuration trouble and must not lose events.
-_REJECTED = frozenset({400, 409, 413, 415, 422})
+# 4xx answers mean "not like this": the same request will be refused again until someone changes
+# the receiver, the URL, the credentials or the event. Only these two ask us to come back later.
+_TRY_LATER = frozenset({408, 429})
+REFUSALS_BEFORE_HALT = 5
+"""Refusals of the same event in a row after which the webhook stops trying (events are kept)."""
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -99,6 +101,9 @@ class WebhookPusher(_CursorPusher):
         self._tls = tls
         self._base_dir = base_dir
         self._session: aiohttp.ClientSession | None = None
+        # (seq, refusals of it in a row): a refused event is never skipped, it is retried with
+        # backoff, and after REFUSALS_BEFORE_HALT the link halts until an operator acts.
+        self._refused: tuple[int, int] = (0, 0)
 
     async def run(self, on_connected: Callable[[], None]) -> None:
         # None keeps aiohttp's default: verify against the system's CAs.
@@ -114,9 +119,12 @@ class WebhookPusher(_CursorPusher):
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as resp:
+            # No redirects: aiohttp would follow a 301/302 as a bodiless GET, and the 2xx at its
+            # end would mark an event delivered that nobody received.
+            async with self._session.post(self._url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.read()
                 status = resp.status
+                location = resp.headers.get("Location", "")
         except aiohttp.ClientConnectorCertificateError as exc:
             self._metrics.delivery_failures.labels(self.consumer).inc()
             raise DriverConnectError(
@@ -128,12 +136,40 @@ class WebhookPusher(_CursorPusher):
                 f"webhook unreachable: {type(exc).__name__}: {exc}", device_id=self.name, code="connect"
             ) from None
         if 200 <= status < 300:
+            self._refused = (0, 0)
             return
         self._metrics.delivery_failures.labels(self.consumer).inc()
-        if status in _REJECTED:
-            log.error("%s: receiver refused event seq %d with HTTP %d; skipping it", self.name, seq, status)
-            return
+        if 300 <= status < 400:
+            raise DriverProtocolError(
+                f"webhook answered HTTP {status}, a redirect to {location[:200]!r}: a redirected POST is not "
+                "delivered; set upstream.webhook.url to the address it redirects to",
+                device_id=self.name,
+                code="redirect",
+            )
+        if 400 <= status < 500 and status not in _TRY_LATER:
+            self._refuse(seq, status)
         raise DriverConnectError(f"webhook answered HTTP {status}", device_id=self.name, code=f"http-{status}")
+
+    def _refuse(self, seq: int, status: int) -> None:
+        """Count a refusal of ``seq`` (the event stays undelivered) and halt after too many."""
+        last, n = self._refused
+        n = n + 1 if last == seq else 1
+        self._refused = (seq, n)
+        if n < REFUSALS_BEFORE_HALT:
+            raise DriverProtocolError(
+                f"receiver refused event seq {seq} with HTTP {status} ({n} of {REFUSALS_BEFORE_HALT} before "
+                "the webhook stops); the event is kept",
+                device_id=self.name,
+                code=f"http-{status}",
+            )
+        self._refused = (0, 0)
+        raise LinkHalted(
+            f"receiver refused event seq {seq} with HTTP {status} {n} times in a row: webhook delivery stopped, "
+            f"all events kept. Fix the receiver and reload (systemctl reload edge-gateway), or skip the event: "
+            f"edge-gateway outbox skip --consumer {self.consumer} --seq {seq}",
+            device_id=self.name,
+            code=f"http-{status}",
+        )
 
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:

@@ -305,6 +305,24 @@ def test_a_retried_acknowledgement_or_closure_publishes_nothing() -> None:
     assert m.close(inc.id, Feedback("chief", T0 + 25)).kind is None and inc.revision == rev
 
 
+def test_a_retried_close_of_an_incident_no_longer_live_answers_the_same() -> None:
+    # Closed after its condition ended, the incident is forgotten at once; the platform, which
+    # missed our 200, retries: it must get the same closed incident back, not a 404.
+    m = manager()
+    inc = must(m.apply(sig(True, T0))).incident
+    m.apply(sig(False, T0 + 10))
+    assert m.close(inc.id, Feedback("chief", T0 + 20)).kind is EventKind.CLOSED
+    assert not m.is_live(inc.id)
+    again = m.close(inc.id, Feedback("chief", T0 + 25))
+    assert again.kind is None and again.incident is inc and inc.closed == Feedback("chief", T0 + 20)
+    # Also when it was closed while the condition lasted and forgotten when the condition ended.
+    inc2 = must(m.apply(sig(True, T0 + 30))).incident
+    m.close(inc2.id, Feedback("chief", T0 + 31))
+    m.apply(sig(False, T0 + 40))
+    assert not m.is_live(inc2.id)
+    assert m.close(inc2.id, Feedback("chief", T0 + 50)).incident is inc2
+
+
 def test_feedback_for_unknown_incident() -> None:
     m = manager()
     with pytest.raises(IncidentNotFound):
