@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["TaskSet", "await_stopped"]
+__all__ = ["TaskSet", "await_stopped", "in_daemon_thread", "unless_stopped"]
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +71,41 @@ def _awaiting(task: asyncio.Task[None]) -> str:
         where.append(f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}")
         coro = coro.cr_await
     return " > ".join(where) or "(unknown)"
+
+
+def in_daemon_thread(fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
+    """``fn(*args)`` in a daemon thread: unlike ``to_thread``'s pool, which the interpreter joins
+    at exit, nobody waits for it when the process ends."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[object] = loop.create_future()
+
+    def settle(result: object, exc: BaseException | None) -> None:
+        if not fut.done():
+            fut.set_exception(exc) if exc is not None else fut.set_result(result)
+
+    def work() -> None:
+        try:
+            result: object = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, which raises it
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=work, name="gw-warm", daemon=True).start()
+    return fut
+
+
+async def unless_stopped(fut: asyncio.Future[object], stop: asyncio.Event) -> bool:
+    """Await ``fut`` unless ``stop`` is set first; True when it finished."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        waiters: set[asyncio.Future[Any]] = {fut, stopping}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if fut.done():
+        fut.result()
+        return True
+    return False

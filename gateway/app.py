@@ -8,13 +8,10 @@ gateway only through :class:`gateway.api.GatewayView`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +20,10 @@ from drivers.camera import Camera
 from edge_config import LoadedConfig, load
 from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
-from edge_config.vision import Zone
 from edge_core.errors import ConfigError, OutboxError
 from edge_core.ratelimit import RateLimitedLogger
 from edge_core.signals import Category, Signal
-from edge_core.tasks import TaskSet, await_stopped
+from edge_core.tasks import TaskSet, await_stopped, in_daemon_thread, unless_stopped
 from gateway.api import ApiServer
 from gateway.camera_stage import CameraVision
 from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, StorageWatch, alarm_signal
@@ -39,12 +35,12 @@ from gateway.live_view import LiveViews
 from gateway.metrics import Metrics
 from gateway.notify import Notifier
 from gateway.outbox import Outbox, OutboxCapacity, StorageFullError
-from gateway.roles import Role
+from gateway.roles import role_tokens
 from gateway.rules import AnomalyWindow, RuleEngine
 from gateway.sensor_evidence import store_window
 from gateway.supervisor import Supervisor, SupervisorHealth
 from gateway.warm import warm_kernels
-from gateway.zones import ZoneSpec, save_zones
+from gateway.zones import ZoneSpec, apply_zones, save_zones, without_live, zones_json
 
 __all__ = ["Gateway", "default_state_dir"]
 
@@ -58,57 +54,6 @@ _STOP_DRIVERS_S = 3.0
 # are debounced by their detectors already; the short cooldown only absorbs flapping, so that two
 # people crossing a gate a minute apart are two incidents, not one.
 _DETECTOR_POLICY = RoutingPolicy(cooldown_s=5.0, update_interval_s=60.0)
-
-
-def _without_live(cfg: GatewayConfig) -> dict[str, Any]:
-    """The config less what a reload applies live: rules, and cameras' zones."""
-    d = cfg.model_dump(exclude={"rules"})
-    for dev in d["devices"]:
-        if dev.get("kind") == "onvif":
-            dev["vision"].pop("zones", None)
-    return d
-
-
-def _with_zones(cam: CameraDevice, zones: tuple[Zone, ...]) -> CameraDevice:
-    return cam.model_copy(update={"vision": cam.vision.model_copy(update={"zones": zones})})
-
-
-def _in_daemon_thread(fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
-    """``fn(*args)`` in a daemon thread: unlike ``to_thread``'s pool, which the interpreter joins
-    at exit, nobody waits for it when the process ends."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[object] = loop.create_future()
-
-    def settle(result: object, exc: BaseException | None) -> None:
-        if not fut.done():
-            fut.set_exception(exc) if exc is not None else fut.set_result(result)
-
-    def work() -> None:
-        try:
-            result: object = fn(*args)
-        except BaseException as exc:  # handed to the awaiting task, which raises it
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(settle, None, exc)
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, result, None)
-
-    threading.Thread(target=work, name="gw-warm", daemon=True).start()
-    return fut
-
-
-async def _unless_stopped(fut: asyncio.Future[object], stop: asyncio.Event) -> bool:
-    """Await ``fut`` unless ``stop`` is set first; True when it finished."""
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        waiters: set[asyncio.Future[Any]] = {fut, stopping}
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if fut.done():
-        fut.result()
-        return True
-    return False
 
 
 def default_state_dir(cfg: GatewayConfig) -> Path:
@@ -130,7 +75,7 @@ class Gateway:
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.api_token = cfg.api.token.read(loaded.base_dir).get_secret_value()
-        self.tokens = self._role_tokens(loaded)
+        self.tokens = role_tokens(loaded)
         self.outbox = Outbox(
             self.state_dir / "outbox.sqlite3",
             budget_bytes=int(cfg.outbox.budget_mb * 1024 * 1024),
@@ -181,15 +126,6 @@ class Gateway:
     def source(self, device: str) -> str:
         return f"{self.config.site.source_prefix}:{self.config.site.box_id}/{device}"
 
-    @staticmethod
-    def _role_tokens(loaded: LoadedConfig) -> dict[Role, str]:
-        api, base = loaded.config.api, loaded.base_dir
-        tokens = {Role.PLATFORM: api.token.read(base).get_secret_value().strip()}
-        for role, ref in ((Role.TECHNICIAN, api.technician_token), (Role.VIEWER, api.viewer_token)):
-            if ref is not None:
-                tokens[role] = ref.read(base).get_secret_value().strip()
-        return tokens
-
     def reload(self) -> None:
         """SIGHUP: re-read the file and swap rules and cameras' zones; open incidents stay as they
         are. Halted links try again, with any cursor an operator moved (``edge-gateway outbox skip``)."""
@@ -211,20 +147,11 @@ class Gateway:
         except Exception:  # a file no check foresaw: keep running on the rules we have
             log.exception("reload failed, keeping the running rules")
             return
-        restart = _without_live(new.config) != _without_live(self.config)
+        restart = without_live(new.config) != without_live(self.config)
         if restart:
             log.warning("reload: only [[rules]] and cameras' zones are applied live; other changes need a restart")
         self.rules.reload(new.config.rules, time.time())
-        zoned = 0
-        for d in new.config.devices:
-            if isinstance(d, CameraDevice) and d.id in self.camera_stages:
-                running = self.cameras[d.id].config
-                if _with_zones(running, d.vision.zones) != d:
-                    d = _with_zones(running, d.vision.zones)  # the zones now, the rest at the restart
-                # the stage takes the zones at its next frame, in its own thread
-                self.camera_stages[d.id].reconfigure(d)
-                self.cameras[d.id].config = d
-                zoned += len(d.vision.zones)
+        zoned = apply_zones(new.config, self.cameras, self.camera_stages)
         if not restart:
             self.loaded, self.config = new, new.config
         log.info("reload: %d rules and %d camera zones active", len(new.config.rules), zoned)
@@ -233,9 +160,7 @@ class Gateway:
         return self.camera_stages[camera_id].motion_json()
 
     def zones_json(self, camera_id: str) -> dict[str, Any]:
-        cam = self.cameras[camera_id]
-        zones = [z.model_dump(include={"name", "kind", "points", "min_fraction"}) for z in cam.config.vision.zones]
-        return {"camera": camera_id, "zones": zones}
+        return zones_json(self.cameras[camera_id].config)
 
     async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]:
         """Write the camera's zones into the site file (checked, with a backup) and reload as
@@ -427,7 +352,7 @@ class Gateway:
                 sup_tasks: list[asyncio.Task[None]] = []
                 tick: asyncio.Task[None] | None = None
                 viewers: asyncio.Task[None] | None = None
-                if await _unless_stopped(_in_daemon_thread(warm_kernels, log.info), stop):
+                if await unless_stopped(in_daemon_thread(warm_kernels, log.info), stop):
                     tick = tg.create_task(self._tick(), name="gw[core].tick")
                     viewers = tg.create_task(self.live_views.run(), name="gw[live-view].reaper")
                     sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import enum
 import hmac
 
-__all__ = ["Role", "allowed", "role_of"]
+from edge_config import LoadedConfig
+
+__all__ = ["Role", "allowed", "role_of", "role_tokens"]
 
 
 class Role(enum.StrEnum):
@@ -50,3 +52,13 @@ def allowed(role: Role, method: str, route: str) -> bool:
     if role is Role.VIEWER:
         return method in ("GET", "HEAD") or (method, route) in _VIEWER_ACTIONS
     return True
+
+
+def role_tokens(loaded: LoadedConfig) -> dict[Role, str]:
+    """Each configured role's token, read from its secret (OSError names the path, not the value)."""
+    api, base = loaded.config.api, loaded.base_dir
+    tokens = {Role.PLATFORM: api.token.read(base).get_secret_value().strip()}
+    for role, ref in ((Role.TECHNICIAN, api.technician_token), (Role.VIEWER, api.viewer_token)):
+        if ref is not None:
+            tokens[role] = ref.read(base).get_secret_value().strip()
+    return tokens

@@ -21,14 +21,31 @@ import shutil
 import tempfile
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers.camera import Camera
 from edge_config import LoadedConfig, check_secrets, load_text
+from edge_config.camera import CameraDevice
+from edge_config.model import GatewayConfig
+from edge_config.vision import Zone
 from edge_core.errors import ConfigError
+from gateway.camera_stage import CameraVision
 
-__all__ = ["ZoneError", "ZoneSpec", "check_zones", "parse_zones", "rewrite_zones", "save_zones", "zones_toml"]
+__all__ = [
+    "ZoneError",
+    "ZoneSpec",
+    "apply_zones",
+    "check_zones",
+    "parse_zones",
+    "rewrite_zones",
+    "save_zones",
+    "without_live",
+    "zones_json",
+    "zones_toml",
+]
 
 _KINDS = ("restricted", "motion", "ignore")
 _MAX_ZONES = 32
@@ -365,3 +382,36 @@ def save_zones(loaded: LoadedConfig, camera_id: str, zones: list[ZoneSpec]) -> P
         Path(tmp).unlink(missing_ok=True)
         raise
     return backup
+
+
+def without_live(cfg: GatewayConfig) -> dict[str, Any]:
+    """The config less what a reload applies live: rules, and cameras' zones."""
+    d = cfg.model_dump(exclude={"rules"})
+    for dev in d["devices"]:
+        if dev.get("kind") == "onvif":
+            dev["vision"].pop("zones", None)
+    return d
+
+
+def _with_zones(cam: CameraDevice, zones: tuple[Zone, ...]) -> CameraDevice:
+    return cam.model_copy(update={"vision": cam.vision.model_copy(update={"zones": zones})})
+
+
+def apply_zones(new: GatewayConfig, cameras: Mapping[str, Camera], stages: Mapping[str, CameraVision]) -> int:
+    """Give each running camera its zones from ``new`` (the rest of its settings wait for a
+    restart); each stage takes them at its next frame, in its own thread. Returns how many zones."""
+    zoned = 0
+    for d in new.devices:
+        if isinstance(d, CameraDevice) and d.id in stages:
+            running = cameras[d.id].config
+            if _with_zones(running, d.vision.zones) != d:
+                d = _with_zones(running, d.vision.zones)  # the zones now, the rest at the restart
+            stages[d.id].reconfigure(d)
+            cameras[d.id].config = d
+            zoned += len(d.vision.zones)
+    return zoned
+
+
+def zones_json(cam: CameraDevice) -> dict[str, Any]:
+    zones = [z.model_dump(include={"name", "kind", "points", "min_fraction"}) for z in cam.vision.zones]
+    return {"camera": cam.id, "zones": zones}
