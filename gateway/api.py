@@ -69,12 +69,6 @@ class GatewayView(PageView, Protocol):
     async def close(self, incident_id: str, fb: Feedback) -> dict[str, Any]:
         """As acknowledge; a retried close of an incident closed earlier answers the same."""
 
-    def camera_list(self) -> list[dict[str, Any]]: ...
-
-    def has_camera(self, camera_id: str) -> bool: ...
-
-    async def camera_snapshot(self, camera_id: str) -> bytes | None: ...
-
     async def evidence(self, ref: str) -> tuple[bytes, str] | None: ...
 
 
@@ -326,15 +320,15 @@ async def outbox(request: web.Request) -> web.Response:
 
 
 async def cameras(request: web.Request) -> web.Response:
-    return web.json_response({"cameras": _gw(request).camera_list()})
+    return web.json_response({"cameras": _gw(request).camera_set.status()})
 
 
 async def camera_snapshot(request: web.Request) -> web.Response:
     gw, camera_id = _gw(request), request.match_info["id"]
     # A mistyped id and a camera that sends nothing call for different fixes: say which it is.
-    if not gw.has_camera(camera_id):
+    if camera_id not in gw.camera_set:
         return _problem(404, "Not Found", f"no camera {camera_id!r} in the site file (GET /api/v1/cameras lists them)")
-    jpeg = await gw.camera_snapshot(camera_id)
+    jpeg = await gw.camera_set.snapshot(camera_id)
     if jpeg is None:
         return _problem(404, "Not Found", f"no frame from camera {camera_id!r} yet")
     return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})

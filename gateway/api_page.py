@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.live_view import LiveViewRefused, LiveViews
+from gateway.cameras import CameraSet
+from gateway.live_view import LiveViewRefused
 from gateway.problems import bad_request, problem
 from gateway.roles import Role
 from gateway.zones import ZoneError, ZoneSpec, parse_zones
@@ -37,13 +38,7 @@ class PageView(Protocol):
 
     tokens: dict[Role, str]
     """Each role's bearer token (the platform's is also ``api_token``)."""
-    live_views: LiveViews
-
-    def has_camera(self, camera_id: str) -> bool: ...
-
-    def zones_json(self, camera_id: str) -> dict[str, Any]: ...
-
-    def motion_json(self, camera_id: str) -> dict[str, Any]: ...
+    camera_set: CameraSet
 
     async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]: ...
 
@@ -86,7 +81,7 @@ async def live_offer(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
         raise bad_request("body needs {'type': 'offer', 'sdp': '...'}")
     try:
-        answer = await gw.live_views.offer(camera_id, body["sdp"], _page_address(request))
+        answer = await gw.camera_set.live_views.offer(camera_id, body["sdp"], _page_address(request))
     except LiveViewRefused as exc:
         titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests"}
         return problem(exc.status, titles.get(exc.status, "Error"), exc.detail)
@@ -103,35 +98,35 @@ async def live_offer(request: web.Request) -> web.Response:
 
 
 async def live_keepalive(request: web.Request) -> web.Response:
-    if not _view(request).live_views.keepalive(request.match_info["id"]):
+    if not _view(request).camera_set.live_views.keepalive(request.match_info["id"]):
         return problem(404, "Not Found", "no such live view (closed, or idle too long)")
     return web.Response(status=204)
 
 
 async def live_close(request: web.Request) -> web.Response:
-    if not await _view(request).live_views.close(request.match_info["id"]):
+    if not await _view(request).camera_set.live_views.close(request.match_info["id"]):
         return problem(404, "Not Found", "no such live view")
     return web.Response(status=204)
 
 
 async def get_zones(request: web.Request) -> web.Response:
     gw, camera_id = _view(request), request.match_info["id"]
-    if not gw.has_camera(camera_id):
+    if camera_id not in gw.camera_set:
         return problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
-    return web.json_response(gw.zones_json(camera_id))
+    return web.json_response(gw.camera_set.zones_json(camera_id))
 
 
 async def get_motion(request: web.Request) -> web.Response:
     gw, camera_id = _view(request), request.match_info["id"]
-    if not gw.has_camera(camera_id):
+    if camera_id not in gw.camera_set:
         return problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
-    return web.json_response(gw.motion_json(camera_id), headers={"Cache-Control": "no-store"})
+    return web.json_response(gw.camera_set.motion_json(camera_id), headers={"Cache-Control": "no-store"})
 
 
 async def put_zones(request: web.Request) -> web.Response:
     """The technician saves a camera's zones: checked, written into the site file, reloaded."""
     gw, camera_id = _view(request), request.match_info["id"]
-    if not gw.has_camera(camera_id):
+    if camera_id not in gw.camera_set:
         return problem(404, "Not Found", f"no camera {camera_id!r} in the site file")
     try:
         zones = parse_zones(await _json_body(request))

@@ -16,38 +16,36 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import Reading
-from drivers.camera import Camera
-from edge_config import LoadedConfig, load
+from edge_config import LoadedConfig
 from edge_config.camera import CameraDevice
 from edge_config.model import GatewayConfig
-from edge_core.errors import ConfigError, OutboxError
+from edge_core.errors import OutboxError
 from edge_core.ratelimit import RateLimitedLogger
-from edge_core.signals import Category, Signal
+from edge_core.signals import Signal
 from edge_core.tasks import TaskSet, await_stopped, in_daemon_thread, unless_stopped
 from gateway.api import ApiServer
-from gateway.camera_stage import CameraVision
+from gateway.cameras import CameraSet
 from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, StorageWatch, alarm_signal
 from gateway.envelope import incident_event, place_of
 from gateway.evidence import EvidenceStore
+from gateway.housekeeping import Housekeeping
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
 from gateway.links import build_links, push_consumers
-from gateway.live_view import LiveViews
 from gateway.metrics import Metrics
 from gateway.notify import Notifier
-from gateway.outbox import Outbox, OutboxCapacity, StorageFullError
+from gateway.outbox import Outbox, StorageFullError
+from gateway.reload import reread, resume_halted
 from gateway.roles import role_tokens
 from gateway.rules import AnomalyWindow, RuleEngine
 from gateway.sensor_evidence import store_window
 from gateway.supervisor import Supervisor, SupervisorHealth
 from gateway.warm import warm_kernels
-from gateway.zones import ZoneSpec, apply_zones, save_zones, without_live, zones_json
+from gateway.zones import ZoneSpec, save_zones
 
 __all__ = ["Gateway", "default_state_dir"]
 
 log = logging.getLogger(__name__)
 
-_TICK_S = 1.0
-_PRUNE_EVERY_S = 60.0
 _STOP_FLUSH_S = 3.0
 _STOP_DRIVERS_S = 3.0
 # Signals that come from detectors rather than [[rules]] (vision, camera events, links, alarms)
@@ -86,8 +84,6 @@ class Gateway:
             on_overflow=lambda _n: self.overflow.dropped(self.outbox.dropped_total),
             on_storage=self._storage_changed,
         )
-        # Refreshed once a minute by the tick (a bisect and a sum over a day of events).
-        self.capacity: OutboxCapacity | None = None
         self.incidents = IncidentManager(
             default_department=cfg.site.default_department,
             policy_for=self._policy,
@@ -106,14 +102,14 @@ class Gateway:
         )
         self._background = TaskSet()
         self.supervisors: list[Supervisor] = []
-        self.cameras: dict[str, Camera] = {}
-        self.camera_stages: dict[str, CameraVision] = {}
-        self.live_views = LiveViews(cfg.api.live_view, {}, {})
-        self._zones_lock = asyncio.Lock()
+        self.camera_set = CameraSet(cfg.api.live_view)
         self.link_watch = LinkWatch(cfg.site.link_offline_s, self.signal)
         self.overflow = OverflowWatch(cfg.site.box_id, self.signal)
         self.halts = HaltWatch(cfg.site.box_id, self.signal)
         self.storage = StorageWatch(cfg.site.box_id, self.signal)
+        self.housekeeping = Housekeeping(
+            self.rules, self.incidents, self.outbox, self.metrics, self.notifier, self.supervisors, self._watch
+        )
         self._refused_log = RateLimitedLogger(log)
         self.started = time.time()
         # Set once the API listens and every link is supervised; cleared when stopping.
@@ -127,49 +123,24 @@ class Gateway:
         return f"{self.config.site.source_prefix}:{self.config.site.box_id}/{device}"
 
     def reload(self) -> None:
-        """SIGHUP: re-read the file and swap rules and cameras' zones; open incidents stay as they
-        are. Halted links try again, with any cursor an operator moved (``edge-gateway outbox skip``)."""
-        halted = [s for s in self.supervisors if s.health.halted]
-        if halted:
-            self.outbox.refresh_cursors()
-            for sup in halted:
-                log.info("reload: %s tries again", sup.name)
-                sup.resume()
-        self._background.spawn(self._reload_rules(), "gw[core].reload")
+        """SIGHUP: see :mod:`gateway.reload`."""
+        resume_halted(self.supervisors, self.outbox)
 
-    async def _reload_rules(self) -> None:
-        # Read in a thread: a big or hostile file must not stall the loop (and the watchdog).
-        try:
-            new = await asyncio.to_thread(load, self.loaded.path)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running rules: %s", "; ".join(exc.problems))
-            return
-        except Exception:  # a file no check foresaw: keep running on the rules we have
-            log.exception("reload failed, keeping the running rules")
-            return
-        restart = without_live(new.config) != without_live(self.config)
-        if restart:
-            log.warning("reload: only [[rules]] and cameras' zones are applied live; other changes need a restart")
-        self.rules.reload(new.config.rules, time.time())
-        zoned = apply_zones(new.config, self.cameras, self.camera_stages)
-        if not restart:
-            self.loaded, self.config = new, new.config
-        log.info("reload: %d rules and %d camera zones active", len(new.config.rules), zoned)
+        async def reread_file() -> None:
+            new = await reread(self.loaded, self.rules, self.camera_set)
+            if new is not None:
+                self.loaded, self.config = new, new.config
 
-    def motion_json(self, camera_id: str) -> dict[str, Any]:
-        return self.camera_stages[camera_id].motion_json()
-
-    def zones_json(self, camera_id: str) -> dict[str, Any]:
-        return zones_json(self.cameras[camera_id].config)
+        self._background.spawn(reread_file(), "gw[core].reload")
 
     async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]:
         """Write the camera's zones into the site file (checked, with a backup) and reload as
         SIGHUP does; :class:`gateway.zones.ZoneError` says why nothing was written."""
-        async with self._zones_lock:
+        async with self.camera_set.zones_lock:
             backup = await asyncio.to_thread(save_zones, self.loaded, camera_id, zones)
             self.reload()
         log.info("zones of camera %s saved by the page (backup %s)", camera_id, backup.name)
-        return self.zones_json(camera_id) | {"backup": backup.name}
+        return self.camera_set.zones_json(camera_id) | {"backup": backup.name}
 
     # -- the incident path -----------------------------------------------------------------
 
@@ -246,28 +217,10 @@ class Gateway:
     def link_health(self) -> list[SupervisorHealth]:
         return [s.health for s in self.supervisors]
 
-    def camera_list(self) -> list[dict[str, Any]]:
-        return [cam.status() | self.camera_stages[cid].status() for cid, cam in self.cameras.items()]
-
-    def has_camera(self, camera_id: str) -> bool:
-        return camera_id in self.cameras
-
-    async def camera_snapshot(self, camera_id: str) -> bytes | None:
-        cam = self.cameras.get(camera_id)
-        return None if cam is None else await cam.live_jpeg()
-
     async def evidence(self, ref: str) -> tuple[bytes, str] | None:
         return await asyncio.to_thread(self.evidence_store.get, ref)
 
     # -- life ------------------------------------------------------------------------------
-
-    def _status_line(self) -> str:
-        up = sum(1 for s in self.supervisors if s.health.state.value == "connected")
-        open_n = len(self.incidents.open)
-        lag = self.outbox.committed_seq - self.outbox.delivered_seq
-        line = f"{up}/{len(self.supervisors)} links up, {open_n} open incidents, {lag} events undelivered"
-        hours = None if self.capacity is None else self.capacity.covers_hours
-        return line if hours is None else f"{line}, outbox holds {hours:,.0f} h of outage"
 
     def _build_supervisors(self) -> None:
         built = build_links(
@@ -280,13 +233,7 @@ class Gateway:
             on_signal=self.signal,
             on_alarm=lambda alarm: self.signal(alarm_signal(alarm)),
         )
-        self.cameras, self.camera_stages = built.cameras, built.stages
-        self.live_views = LiveViews(
-            self.config.api.live_view,
-            built.cameras,
-            built.relays,
-            fps=lambda cid: self.cameras[cid].config.stream.analysis_fps,
-        )
+        self.camera_set.attach(built)
         for link in built.links:
             if link.devices:
                 self.link_watch.watch(link.name, link.devices)
@@ -300,43 +247,18 @@ class Gateway:
             self._background.spawn(asyncio.to_thread(self.evidence_store.shed), "gw[core].shed-evidence")
         self.storage.changed(why, self.outbox.refused_total)
 
+    def _watch(self, now: float) -> None:
+        self.link_watch.check(now)
+        self.overflow.check(self.outbox.committed_seq - self.outbox.delivered_seq, self.outbox.dropped_total)
+
     def _link_state(self, h: SupervisorHealth) -> None:
         self.link_watch.on_state(h)
         self.halts.on_state(h)
 
-    def _save_detector_state(self) -> None:
-        for key, blob in self.rules.anomaly_states().items():
-            self.outbox.set_kv(key, blob)
-
-    async def _tick(self) -> None:
-        last_prune = time.monotonic()
-        interval = min(_TICK_S, Notifier.watchdog_interval_s() or _TICK_S)
-        while True:
-            await asyncio.sleep(interval)
-            now = time.time()
-            self.rules.tick(now)
-            self.link_watch.check(now)
-            for inc in self.incidents.expire():
-                self.outbox.save_incident(inc.id, False, json.dumps(inc.to_row()))
-            self.metrics.outbox_oldest_age.set(await asyncio.to_thread(self.outbox.oldest_undelivered_age))
-            live = self.incidents.open
-            for cat in Category:
-                self.metrics.open_incidents.labels(cat.value).set(sum(1 for i in live if i.category is cat))
-            self.overflow.check(self.outbox.committed_seq - self.outbox.delivered_seq, self.outbox.dropped_total)
-            if time.monotonic() - last_prune > _PRUNE_EVERY_S:
-                last_prune = time.monotonic()
-                self._save_detector_state()
-                await asyncio.to_thread(self.outbox.prune_delivered)
-                self.capacity = await asyncio.to_thread(self.outbox.capacity)
-            # The watchdog ping comes from this loop on purpose: if the event loop or this tick
-            # wedges, systemd stops hearing from us and restarts the service.
-            self.notifier.watchdog()
-            self.notifier.status(self._status_line())
-
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then stop intake, flush the outbox, and return."""
         await asyncio.to_thread(self.outbox.open)
-        self.capacity = await asyncio.to_thread(self.outbox.capacity)
+        self.housekeeping.capacity = await asyncio.to_thread(self.outbox.capacity)
         self.incidents.restore(json.loads(r) for r in self.outbox.live_incident_rows())
         for inc in self.incidents.incidents:
             if inc.condition_active:
@@ -353,11 +275,11 @@ class Gateway:
                 tick: asyncio.Task[None] | None = None
                 viewers: asyncio.Task[None] | None = None
                 if await unless_stopped(in_daemon_thread(warm_kernels, log.info), stop):
-                    tick = tg.create_task(self._tick(), name="gw[core].tick")
-                    viewers = tg.create_task(self.live_views.run(), name="gw[live-view].reaper")
+                    tick = tg.create_task(self.housekeeping.run(), name="gw[core].tick")
+                    viewers = tg.create_task(self.camera_set.live_views.run(), name="gw[live-view].reaper")
                     sup_tasks = [tg.create_task(s.run(), name=f"gw[{s.name}].supervisor") for s in self.supervisors]
                     self.ready.set()
-                    self.notifier.ready(self._status_line())
+                    self.notifier.ready(self.housekeeping.status_line())
                     log.info("gateway %s running: API on http://%s:%d", self.config.site.box_id, *api.address)
                     await stop.wait()
                 else:
@@ -374,7 +296,7 @@ class Gateway:
                     viewers.cancel()
                     await await_stopped([viewers], _STOP_DRIVERS_S)
                 await api.stop()
-                self._save_detector_state()
+                self.housekeeping.save_detector_state()
                 try:
                     async with asyncio.timeout(_STOP_FLUSH_S):
                         await self.outbox.flush()

@@ -63,7 +63,7 @@ async def test_discovered_stanza_runs_and_offline_then_online_reaches_the_feed(
                 20,
                 "the camera link",
             )
-            await until(lambda: gw.camera_list()[0]["frames"] > 0, 10, "frames from the camera")
+            await until(lambda: gw.camera_set.status()[0]["frames"] > 0, 10, "frames from the camera")
             # The live view the status page shows: the latest analysed frame, behind the token.
             async with (
                 aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as s,

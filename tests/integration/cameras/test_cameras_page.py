@@ -25,7 +25,7 @@ async def test_live_view_and_caption_with_stream_state_and_motion_profile(tmp_pa
             f'[api]\nport = {api_port}\ntoken = {{ file = "api_token" }}\n' + device_stanza(device)
         )
         async with running(site) as gw, browser(tmp_path / "profile") as page:
-            await until(lambda: bool(gw.camera_list()) and gw.camera_list()[0]["frames"] > 0, 20, "frames")
+            await until(lambda: bool(gw.camera_set.status()) and gw.camera_set.status()[0]["frames"] > 0, 20, "frames")
             await page.goto(f"http://127.0.0.1:{api_port}/#token={TOKEN}")
             fig = f"document.querySelector('[data-camera=\"{cam.device['id']}\"]')"
             # the live view: the camera's video over WebRTC, or (this Chromium is not told to use
@@ -38,6 +38,6 @@ async def test_live_view_and_caption_with_stream_state_and_motion_profile(tmp_pa
             # the caption: the stream's state and the motion profile in force (the clock decides:
             # the demo scene is in colour, so the camera is never seen in its IR mode)
             await page.wait_for(f"/\\(streaming, (day|night)\\)$/.test({fig}.querySelector('figcaption').textContent)")
-            status = gw.camera_list()[0]
+            status = gw.camera_set.status()[0]
             assert status["vision_profile"] in ("day", "night")
             assert status["ir_mode"] is None

@@ -48,7 +48,7 @@ async def camera_site(
         async with running(site) as gw, browser(tmp_path / "profile", *WEBRTC_ON_LOOPBACK) as page:
             if block_webrtc:
                 await page.call("Page.addScriptToEvaluateOnNewDocument", source="delete window.RTCPeerConnection;")
-            await until(lambda: gw.camera_list()[0]["frames"] > 0, 30, "frames")
+            await until(lambda: gw.camera_set.status()[0]["frames"] > 0, 30, "frames")
             yield gw, api_port, cam.device["id"], page
 
 
@@ -70,12 +70,12 @@ async def test_live_view_plays_the_cameras_h264_over_webrtc_on_loopback(tmp_path
         await page.js("new Promise((r) => setTimeout(r, 1500))")
         later = await page.js(f"[{video}.currentTime, {video}.getVideoPlaybackQuality().totalVideoFrames]")
         assert later[0] > first[0] + 0.5 and later[1] > first[1] + 10, (first, later)
-        status = gw.live_views.status()
+        status = gw.camera_set.live_views.status()
         assert status["viewers"] == 1 and status["sessions"] == [{"camera": camera, "mode": "relay"}]
         await page.screenshot(tmp_path / "live-webrtc.png")
         # the page goes away: its viewer is closed
         await page.goto("about:blank")
-        await until(lambda: gw.live_views.viewers() == 0, 10, "the viewer closed")
+        await until(lambda: gw.camera_set.live_views.viewers() == 0, 10, "the viewer closed")
     print(f"screenshot: {tmp_path / 'live-webrtc.png'}")
 
 
@@ -87,7 +87,7 @@ async def test_the_jpeg_view_takes_over_when_webrtc_is_blocked(tmp_path: Path, s
         text = await page.js(f"{fig(camera)}.querySelector('.view-mode').textContent")
         assert "JPEG" in text and "no WebRTC" in text, text
         assert await page.js(f"{fig(camera)}.querySelector('video').hidden")
-        assert gw.live_views.viewers() == 0
+        assert gw.camera_set.live_views.viewers() == 0
         await page.screenshot(tmp_path / "live-jpeg.png")
 
 
@@ -165,7 +165,7 @@ async def test_zones_drawn_on_the_picture_are_saved_reloaded_and_catch_the_next_
         backups = await asyncio.to_thread(lambda: [p.read_text() for p in tmp_path.glob("site.toml.*.bak")])
         assert backups == [before]
         # reloaded: the running camera has the new zones, and the next walker opens an intrusion in it
-        assert [z.name for z in gw.cameras[camera].config.vision.zones] == ["gate", "yard"]
+        assert [z.name for z in gw.camera_set.cameras[camera].config.vision.zones] == ["gate", "yard"]
 
         def yard_intrusion() -> bool:
             return any(i["place"].get("zone") == "yard" for i in gw.incidents_json(None))
@@ -219,7 +219,7 @@ async def test_incidents_at_a_glance_on_a_phone(tmp_path: Path, scene_clip: Path
             await until(intrusion_with_evidence, 60, "an intrusion with its evidence")
         except AssertionError as exc:
             seen = [(i["category"], i["status"], bool(i["evidence"])) for i in gw.incidents_json(None)]
-            raise AssertionError(f"{exc}; incidents: {seen}; camera: {gw.camera_list()}") from None
+            raise AssertionError(f"{exc}; incidents: {seen}; camera: {gw.camera_set.status()}") from None
         # a 390-pixel-wide phone
         await page.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
         await page.goto(f"http://127.0.0.1:{port}/#token={TECH}")
