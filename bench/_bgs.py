@@ -72,7 +72,7 @@ def _scratch_cwd() -> Iterator[None]:
     there is no ./config): keep that in a scratch directory."""
     old = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="bgs-") as tmp:
-        os.mkdir(os.path.join(tmp, "config"))  # noqa: PTH102, PTH118 - next to chdir, one style
+        os.mkdir(os.path.join(tmp, "config"))
         os.chdir(tmp)
         try:
             yield
@@ -86,7 +86,7 @@ def bgs_method(cls_name: str) -> Callable[[tuple[int, int]], Callable[[np.ndarra
 
     def make(_shape: tuple[int, int]) -> Callable[[np.ndarray, float], np.ndarray]:
         mod = _pybgs()
-        with silenced():
+        with _scratch_cwd(), silenced():  # constructors read ./config/<name>.xml too
             algo = getattr(mod, cls_name)()
         first = [True]
 

@@ -68,6 +68,7 @@ __all__ = [
     "P_MAX_BOXES",
     "P_MIN_AREA",
     "P_MIN_THRESHOLD",
+    "P_NEIGHBOURS",
     "P_NOISE_ALPHA",
     "P_RADIUS",
     "P_RELEARN",
@@ -184,7 +185,8 @@ P_EDGE = 26  # motion_step: threshold added per grey level of background slope (
 P_CHROMA_REF = 27  # motion_frame: recent frames' coloured fraction (C_CHROMA_LEVEL; < 0 unknown)
 P_SHADE = 28  # 1.0: lighter darkening that keeps hue and local contrast is shade too (see motion_step)
 P_LEARN_ROWS = 29  # 0: every row learns; k in 1..LEARN_EVERY: rows i with (i + k) % LEARN_EVERY == 0
-N_PARAMS = 30
+P_NEIGHBOURS = 30  # motion_step: 1.0: luma foreground also differs from its 8 neighbours' background
+N_PARAMS = 31
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
 C_T = 0  # this frame's timestamp (s)
@@ -547,6 +549,7 @@ def _fg_span(row: Any, words: Any, n: int, n_words: int) -> tuple[int, int]:  # 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def _pixel_test(  # pragma: no cover
     d: np.float32,
+    dn: np.float32,
     nz: np.float32,
     slope: np.uint8,
     du: np.float32,
@@ -555,18 +558,26 @@ def _pixel_test(  # pragma: no cover
     k_sigma: np.float32,
     edge_gain: np.float32,
     cthr: np.float32,
-) -> tuple[np.bool_, np.float32, np.float32]:
+) -> tuple[np.bool_, np.bool_, np.float32, np.float32]:
     """motion_step's test of one pixel: (foreground, |d|, luma threshold) from its differences to
     the background (luma ``d``, centred chroma ``du`` and ``dv``), noise and slope.
 
     A camera shake of s pixels changes a pixel on an edge by about s times the slope: that much
     more is needed to be foreground (the weak test keeps the threshold, so such a difference
-    still counts half next to an object). Inlined, so that the loops around it vectorise.
+    still counts half next to an object).
+
+    ``dn`` is the smallest |x - background| over the pixel's 8 neighbours (``P_NEIGHBOURS``;
+    else a huge value). Returns (foreground, own, |d|, threshold): ``own`` is the test against
+    the pixel's own background alone; foreground also needs the luma to differ from every
+    neighbour's background (or the chroma to differ). Inlined, so that the loops around it
+    vectorise.
     """
     ad = abs(d)
     thr = max(floor, k_sigma * nz)
     thr_fg = thr + edge_gain * np.float32(slope)
-    return (ad > thr_fg) | (abs(du) > cthr) | (abs(dv) > cthr), ad, thr
+    colour = (abs(du) > cthr) | (abs(dv) > cthr)
+    own = (ad > thr_fg) | colour
+    return own & ((dn > thr_fg) | colour), own, ad, thr
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -591,6 +602,15 @@ def motion_step(  # pragma: no cover
     ``LEARN_EVERY`` learns (rows i with (i + k) % LEARN_EVERY == 0), at the rates compounded over
     that many frames (1 - (1 - rate)^LEARN_EVERY), and absorbs after ``P_ABSORB_FRAMES`` /
     LEARN_EVERY of its learning frames; every row is tested on every frame.
+
+    With ``P_NEIGHBOURS`` on, a luma difference is foreground only if the pixel also differs
+    (by its threshold plus the slope term) from the background of each of its 8 neighbours: the
+    spatial tolerance of ViBe and SuBSENSE (a leaf, a ripple or a camera shaken by a pixel
+    shows a value the background holds one pixel away), at one comparison per neighbour. A
+    pixel let off this way learns nothing on that frame (neither background nor noise): were
+    it to learn the value, its neighbour would match it on a later frame, and a stopped person
+    would wear away from the outline in, ring by ring (ViBe's known weakness). A chroma
+    difference stays foreground on its own.
 
     Args:
         luma: (H, W) uint8 luma plane of the decoded frame, C-contiguous (the planes' rows are
@@ -667,6 +687,9 @@ def motion_step(  # pragma: no cover
     # the raw mask 8 pixels a word, to find a row's foreground span fast (other widths: by byte)
     raw_words = raw_mask.view(np.uint64) if w % 8 == 0 else np.zeros((h, 0), dtype=np.uint64)
     xrow = np.empty(w, dtype=np.float32)
+    nrow = np.empty(w, dtype=np.float32)  # smallest |x - background| over the 8 neighbours
+    neighbours = params[P_NEIGHBOURS] > 0.5 and not relearn
+    big = np.float32(1e30)
     urow = np.zeros(w, dtype=np.float32)  # centred chroma; neutral without chroma planes
     vrow = np.zeros(w, dtype=np.float32)
     u_bg = bg_uv[0]
@@ -741,6 +764,26 @@ def motion_step(  # pragma: no cover
         vbr = _ptr(v_bg, i)
         cnr = _ptr(fg_count, i)
         rmr = _ptr(raw_mask, i)
+        nr_ = _ptr(nrow, 0)
+        if neighbours:
+            # the backgrounds of the row above (as learned on this frame, if it learned) and of
+            # this row and the row below (as before this frame); neighbours outside the frame
+            # are left out (the frame's edge rows and columns see their own row or column)
+            bu = _ptr(bg, max(i - 1, 0))
+            bd = _ptr(bg, min(i + 1, h - 1))
+            for j in range(w):
+                x = xr_[j]
+                nr_[j] = min(abs(x - bu[j]), abs(x - bd[j]))
+            if w > 1:
+                for j in range(1, w):
+                    x = xr_[j]
+                    nr_[j] = min(nr_[j], abs(x - bu[j - 1]), abs(x - bgr[j - 1]), abs(x - bd[j - 1]))
+                for j in range(w - 1):
+                    x = xr_[j]
+                    nr_[j] = min(nr_[j], abs(x - bu[j + 1]), abs(x - bgr[j + 1]), abs(x - bd[j + 1]))
+        else:
+            for j in range(w):
+                nr_[j] = big
         n_fg_before = n_fg
         # test and update; selects, not branches, so that the loops vectorise
         if learn_rows == 0 or (i + learn_rows) % LEARN_EVERY == 0:
@@ -754,13 +797,16 @@ def motion_step(  # pragma: no cover
                 d = x - b
                 du = ur_[j] - ub
                 dv = vr_[j] - vb
-                fg, ad, thr = _pixel_test(d, nz, slr[j], du, dv, floor, k_sigma, edge_gain, cthr_test)
-                rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else alpha
+                fg, own, ad, thr = _pixel_test(d, nr_[j], nz, slr[j], du, dv, floor, k_sigma, edge_gain, cthr_test)
+                # a pixel that differs from its own background but matches a neighbour's is not
+                # foreground and learns nothing: learning it would carry a stopped object's
+                # colour into the next pixel's neighbourhood, ring by ring
+                rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else (zero if own else alpha)
                 bgr[j] = b + rate * d
                 ubr[j] = ub + rate * du
                 vbr[j] = vb + rate * dv
-                # not foreground means ad <= thr_fg: the noise learns from every idle difference
-                nzr[j] = nz if fg else nz + nalpha * (ad - nz)
+                # not ``own`` means ad <= thr_fg: the noise learns from every idle difference
+                nzr[j] = nz if own else nz + nalpha * (ad - nz)
                 cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
                 # byte constants: LLVM blends them under the compare masks, no float-to-byte conversion
                 rmr[j] = _RAW_FG if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
@@ -768,8 +814,9 @@ def motion_step(  # pragma: no cover
                 idle_sum += zero if fg else ad
         else:  # tested only: the row learns on a later frame
             for j in range(w):
-                fg, ad, thr = _pixel_test(
+                fg, _own, ad, thr = _pixel_test(
                     xr_[j] - bgr[j],
+                    nr_[j],
                     nzr[j],
                     slr[j],
                     ur_[j] - ubr[j],

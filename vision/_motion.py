@@ -256,6 +256,7 @@ class MotionDetector:
         p[K.P_IDLE_FRACTION] = _IDLE_FRACTION
         p[K.P_IDLE_ALPHA] = _IDLE_ALPHA
         p[K.P_EDGE] = s.edge_tolerance
+        p[K.P_NEIGHBOURS] = 1.0 if s.neighbour_tolerance else 0.0
         self._chroma_on = s.chroma_threshold > 0
         rest = (p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats)
         self._kernel_args = (self._f, *rest)
