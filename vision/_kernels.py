@@ -5,6 +5,50 @@ allocation of frame-sized arrays. They release the GIL, so the daemon runs them 
 ``asyncio.to_thread`` while the event loop keeps serving. Inputs are checked by the typed wrappers
 in :mod:`vision._checks` and the public classes, never here.
 
+Map of this file
+================
+
+1. Constants: ``FASTMATH`` (the one fastmath setting), the raw-mask values, and the indices of
+   the vectors the kernels share: ``P_*`` into the motion parameter vector (``N_PARAMS``
+   float64), ``C_*`` into a stream's control vector (``N_CTL``), ``S_*`` into the statistics
+   a motion step returns (``N_STATS``), ``T_*`` into :func:`tamper_stats`'s output and
+   ``BOX_FIELDS`` for a box row.
+2. Typed builders (plain Python, not kernels): :class:`MotionParams` fills the settings part of
+   the parameter vector (``to_array``), :func:`reset_control` a stream's control vector; the
+   wrappers (:class:`vision.MotionDetector`) build the vectors only through them.
+3. Helpers: :func:`compiled` (a kernel's compiled entry point, no per-call dispatch), and the
+   intrinsics ``_prefetch`` (``llvm.prefetch``), ``_ptr`` / ``_ptr_at`` (borrowed pointers
+   into rows, no reference counts).
+4. The motion step, one fused pass per analysis row:
+   - :func:`downscale_area` / ``_downscale_row``: f x f area downscale of the luma plane;
+   - ``_chroma_rows``: the U and V samples of an analysis row;
+   - :func:`background_slope`: the background's slope (the shake tolerance reads it);
+   - ``_pixel_test``: the per-pixel test (own background, 8 neighbours' backgrounds, chroma);
+   - :func:`motion_step`: downscale, test, learn, shadow and shade, statistics. Reads every
+     ``P_*`` a step needs (thresholds, rates, shadow, ``P_EDGE``, ``P_NEIGHBOURS``,
+     ``P_LEARN_ROWS``); its state: background, noise, chroma background, foreground count,
+     slope, raw mask.
+5. Clean-up and boxes: :func:`majority_filter` (``P_RADIUS``), :func:`label_components`,
+   :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), :func:`zone_counts`.
+6. Tamper: :func:`tamper_stats`, :func:`blurred_edge_correlation`, :func:`plane_spread`
+   (no parameter vector; see :mod:`vision._tamper`).
+7. Shake compensation: :func:`shift_sample` and :func:`lk_step` (see :mod:`vision._stabilise`).
+8. Per-frame control, the whole stage in one call: :func:`frame_control` (derives the per-frame
+   entries ``P_FLOOR``, ``P_CHROMA_THR``, ``P_ABSORB_FRAMES``, ``P_ALPHA``, ``P_RELEARN``,
+   ``P_REPORT``, ``P_LEARN_ROWS``, ``P_CHROMA_REF`` from the settings entries and ``C_*``),
+   :func:`motion_frame` (control, step, clean-up, labelling, selection, feedback) and
+   :func:`frame_feedback` (idle level, global change and relearning window, colour level).
+
+Why one file
+============
+
+numba's on-disk cache (``cache=True``) is keyed on the source file: each kernel's entry is
+stored under the file's path and checked against its modification time, and a kernel that
+calls another compiles the callee into itself. Split across modules, a change to one helper
+would leave the cached callers in other files stale or force every import to recheck several
+files; :func:`motion_frame` inlines most of this file. So every kernel lives here, and
+``scripts/bootstrap`` (``edge-gateway warm``) compiles them all once.
+
 Parameter vectors are float64 arrays indexed by the ``P_*`` constants below, so that kernels keep a
 short, stable signature; a stream's state between frames is a float64 control vector indexed by
 ``C_*``. Some helpers are not kernels: :func:`compiled`, which the wrappers use to call a kernel's
@@ -16,6 +60,7 @@ of row views (see ``_ptr``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +94,7 @@ __all__ = [
     "N_PARAMS",
     "N_STATS",
     "N_TAMPER_STATS",
+    "PER_FRAME_PARAMS",
     "P_ABSORB_ALPHA",
     "P_ABSORB_FRAMES",
     "P_ABSORB_S",
@@ -93,6 +139,7 @@ __all__ = [
     "T_REF_DETAIL",
     "T_REF_EDGE",
     "T_STD",
+    "MotionParams",
     "background_slope",
     "blurred_edge_correlation",
     "compiled",
@@ -105,6 +152,7 @@ __all__ = [
     "motion_frame",
     "motion_step",
     "plane_spread",
+    "reset_control",
     "select_boxes",
     "shift_sample",
     "tamper_stats",
@@ -223,6 +271,98 @@ T_REF_EDGE = 4
 T_REF_DETAIL = 5
 T_CORR = 6  # Pearson correlation of gradient magnitudes, frame vs reference
 N_TAMPER_STATS = 7
+
+
+# Entries of the parameter vector that frame_control writes on every frame (from the settings
+# entries and the control vector); MotionParams leaves them 0.
+PER_FRAME_PARAMS = (
+    P_FLOOR,
+    P_CHROMA_THR,
+    P_ALPHA,
+    P_ABSORB_FRAMES,
+    P_RELEARN,
+    P_REPORT,
+    P_CHROMA_REF,
+    P_LEARN_ROWS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MotionParams:
+    """The settings part of the motion parameter vector, typed: one field per ``P_*`` entry.
+
+    :meth:`to_array` writes them at their indices (``PER_FRAME_PARAMS`` are left to
+    :func:`frame_control`). Booleans become 1.0 / 0.0, the kernels' convention.
+    """
+
+    threshold_sigma: float  # P_THR_SIGMA
+    noise_alpha: float  # P_NOISE_ALPHA
+    absorb_alpha: float  # P_ABSORB_ALPHA
+    blur: bool  # P_BLUR
+    weak: float  # P_WEAK (1e9: weak differences off)
+    shadow_lo: float  # P_SHADOW_LO
+    shadow_hi: float  # P_SHADOW_HI
+    shadow_chroma: float  # P_SHADOW_CHROMA
+    shade: bool  # P_SHADE
+    global_fraction: float  # P_GLOBAL
+    radius: int  # P_RADIUS
+    min_area: int  # P_MIN_AREA
+    max_boxes: int  # P_MAX_BOXES
+    min_threshold: float  # P_MIN_THRESHOLD
+    floor_gain: float  # P_FLOOR_GAIN
+    chroma_setting: float  # P_CHROMA_SETTING
+    absorb_s: float  # P_ABSORB_S
+    bg_alpha: float  # P_BG_ALPHA
+    relearn_s: float  # P_RELEARN_S
+    idle_fraction: float  # P_IDLE_FRACTION
+    idle_alpha: float  # P_IDLE_ALPHA
+    edge: float  # P_EDGE
+    neighbours: bool  # P_NEIGHBOURS
+
+    def to_array(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The parameter vector (``N_PARAMS`` float64), written into ``out`` if given (the
+        per-frame entries of an existing vector are kept)."""
+        p = np.zeros(N_PARAMS, dtype=np.float64) if out is None else out
+        if p.shape != (N_PARAMS,) or p.dtype != np.float64:
+            msg = f"a motion parameter vector is float64 of shape ({N_PARAMS},), got {p.dtype} {p.shape}"
+            raise ValueError(msg)
+        p[P_THR_SIGMA] = self.threshold_sigma
+        p[P_NOISE_ALPHA] = self.noise_alpha
+        p[P_ABSORB_ALPHA] = self.absorb_alpha
+        p[P_BLUR] = 1.0 if self.blur else 0.0
+        p[P_WEAK] = self.weak
+        p[P_SHADOW_LO] = self.shadow_lo
+        p[P_SHADOW_HI] = self.shadow_hi
+        p[P_SHADOW_CHROMA] = self.shadow_chroma
+        p[P_SHADE] = 1.0 if self.shade else 0.0
+        p[P_GLOBAL] = self.global_fraction
+        p[P_RADIUS] = self.radius
+        p[P_MIN_AREA] = self.min_area
+        p[P_MAX_BOXES] = self.max_boxes
+        p[P_MIN_THRESHOLD] = self.min_threshold
+        p[P_FLOOR_GAIN] = self.floor_gain
+        p[P_CHROMA_SETTING] = self.chroma_setting
+        p[P_ABSORB_S] = self.absorb_s
+        p[P_BG_ALPHA] = self.bg_alpha
+        p[P_RELEARN_S] = self.relearn_s
+        p[P_IDLE_FRACTION] = self.idle_fraction
+        p[P_IDLE_ALPHA] = self.idle_alpha
+        p[P_EDGE] = self.edge
+        p[P_NEIGHBOURS] = 1.0 if self.neighbours else 0.0
+        return p
+
+
+def reset_control(ctl: np.ndarray, dt: float, never: float) -> None:
+    """A stream's control vector (``N_CTL`` float64) as before its first frame, in place: frame
+    interval ``dt`` assumed until timestamps tell, no relearning window (until ``never``, a
+    finite time long past: the kernels assume no infinities), no colour level known."""
+    if ctl.shape != (N_CTL,) or ctl.dtype != np.float64:
+        msg = f"a control vector is float64 of shape ({N_CTL},), got {ctl.dtype} {ctl.shape}"
+        raise ValueError(msg)
+    ctl[:] = 0.0
+    ctl[C_DT] = dt
+    ctl[C_RELEARN_UNTIL] = never
+    ctl[C_CHROMA_LEVEL] = -1.0
 
 
 def compiled(kernel: Any, *args: object) -> Callable[..., Any]:

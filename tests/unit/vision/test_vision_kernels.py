@@ -750,3 +750,36 @@ def test_majority_filter_sparse_masks_with_empty_rows(seed: int, radius: int) ->
     ref = naive.majority_filter(mask, radius, ignore)
     npt.assert_allclose(out, ref, atol=0)
     assert n == int(ref.sum())
+
+
+def test_motion_params_builder_covers_every_settings_entry_once() -> None:
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(K.MotionParams)]
+    # distinct values per field, so that each lands at its own index
+    values = {name: float(k + 2) for k, name in enumerate(fields)}
+    for name in ("blur", "shade", "neighbours"):
+        values[name] = True
+    arr = K.MotionParams(**values).to_array()  # type: ignore[arg-type]
+    assert arr.shape == (K.N_PARAMS,) and arr.dtype == np.float64
+    written = {i for i in range(K.N_PARAMS) if arr[i] != 0.0}
+    per_frame = set(K.PER_FRAME_PARAMS)
+    every_p = {getattr(K, n) for n in dir(K) if n.startswith("P_") and isinstance(getattr(K, n), int)}
+    assert every_p == set(range(K.N_PARAMS))  # the map's indices are 0 .. N_PARAMS - 1, none twice
+    assert written | per_frame == every_p and not written & per_frame
+    assert len(written) == len(fields)  # one index per field
+    # an existing vector keeps its per-frame entries
+    out = np.full(K.N_PARAMS, 7.0)
+    K.MotionParams(**values).to_array(out)  # type: ignore[arg-type]
+    assert all(out[i] == 7.0 for i in per_frame)
+    with pytest.raises(ValueError, match="float64 of shape"):
+        K.MotionParams(**values).to_array(np.zeros(3))  # type: ignore[arg-type]
+
+
+def test_reset_control_starts_a_stream() -> None:
+    ctl = np.full(K.N_CTL, 5.0)
+    K.reset_control(ctl, 0.04, -1e300)
+    assert ctl[K.C_DT] == 0.04 and ctl[K.C_RELEARN_UNTIL] == -1e300 and ctl[K.C_CHROMA_LEVEL] == -1.0
+    assert ctl[K.C_FRAMES] == 0.0 and ctl[K.C_T_LAST] == 0.0
+    with pytest.raises(ValueError, match="control vector"):
+        K.reset_control(np.zeros(K.N_CTL, np.float32), 0.04, -1e300)
