@@ -39,10 +39,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import cv2
 
 from bench import _bgs
 from bench._cdnet_eval import Counts, LayoutError, all_methods, evaluate
+from vision import warm_up
+
+_Job = tuple[Path, tuple[int, int] | None, float, tuple[str, ...]]
 
 PEER_EXCLUDE = ("gateway",)  # methods named so are ours, not peers
 
@@ -122,6 +129,32 @@ def _summary(results: dict[str, dict[str, Counts]]) -> list[str]:
     return lines
 
 
+def _score(job: _Job) -> tuple[dict[str, Counts] | None, str]:
+    """One folder's counts for the named methods, or None and what is wrong with the folder."""
+    folder, jitter, shade, names = job
+    known = all_methods()
+    try:
+        return evaluate(folder, jitter=jitter, shade=shade, makers={n: known[n] for n in names}), ""
+    except LayoutError as exc:
+        return None, str(exc)
+
+
+def _worker_start() -> None:
+    cv2.setNumThreads(1)
+    warm_up()
+
+
+def _results(jobs: list[_Job], workers: int) -> Iterator[tuple[dict[str, Counts] | None, str]]:
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(_score, jobs)
+        return
+    # each worker loads the compiled kernels before its first frame is timed, and runs OpenCV on
+    # one thread: workers side by side would otherwise fight over its thread pools
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_start) as pool:
+        run: Callable[[_Job], tuple[dict[str, Counts] | None, str]] = _score
+        yield from pool.map(run, jobs)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation and print one line per method and folder, then the summary; returns the
     exit status (1 when a folder was not usable)."""
@@ -133,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="A,B",
         help="only these methods (comma-separated names as printed; default all)",
     )
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="folders scored at a time (default 1)")
     parser.add_argument(
         "--jitter",
         type=int,
@@ -151,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jitter < 0:
         parser.error("--jitter must be 0 or more")
+    if args.jobs < 1:
+        parser.error("--jobs must be 1 or more")
     if not 0.0 <= args.shade < 1.0:
         parser.error("--shade must be at least 0 and below 1")
     known = all_methods()
@@ -165,12 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     jitter = (args.jitter, args.seed) if args.jitter else None
     results: dict[str, dict[str, Counts]] = {}
     failed = 0
+    folders = []
     for folder in _expand(args.folder):
         missing = [n for n in ("input", "groundtruth", "temporalROI.txt") if not (folder / n).exists()]
         if missing:
             print(f"{folder}: not a CDnet-layout folder (missing {', '.join(missing)})", file=sys.stderr)
             failed += 1
-            continue
+        else:
+            folders.append(folder)
+    jobs: list[_Job] = [(folder, jitter, args.shade, tuple(makers)) for folder in folders]
+    for folder, (counts, error) in zip(folders, _results(jobs, args.jobs), strict=True):
         print(
             f"# {folder.resolve().name}: CDnet scoring (changedetection.net; Goyette et al. 2012, Wang et al. 2014)",
             flush=True,
@@ -187,10 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                 "view every 10 s; ground truth unchanged",
                 flush=True,
             )
-        try:
-            counts = evaluate(folder, jitter=jitter, shade=args.shade, makers=makers)
-        except LayoutError as exc:
-            print(f"{exc}; left out", file=sys.stderr, flush=True)
+        if counts is None:
+            print(f"{error}; left out", file=sys.stderr, flush=True)
             failed += 1
             continue
         for name, c in counts.items():
