@@ -235,3 +235,20 @@ def test_frame_level_false_alarms_and_misses(tmp_path: Path) -> None:
     assert (c.quiet_frames, c.false_alarm_frames) == (3, 1)  # frame 1
     assert (c.object_frames, c.miss_frames) == (3, 3)  # frame 4's box does not touch the object
     assert c.false_alarm_rate == pytest.approx(1 / 3) and c.miss_rate == pytest.approx(1.0)
+
+
+def test_jobs_score_folders_in_workers_with_the_same_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _folder(tmp_path / name, n=5, first=2)
+    argv = [str(tmp_path / "a"), str(tmp_path / "b"), "--methods", "gateway,mog2"]
+
+    def figures(out: str) -> list[str]:  # every line without the timings
+        return [re.sub(r"\(.*ms/frame.*\)|ms/frame: \S+", "", ln) for ln in out.splitlines()]
+
+    assert cdnet.main(argv) == 0
+    one = figures(capsys.readouterr().out)
+    assert cdnet.main([*argv, "--jobs", "2"]) == 0
+    assert figures(capsys.readouterr().out) == one
