@@ -13,6 +13,7 @@ ground truth stays as it is, since shade is not motion.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench import _bgs
 from drivers.rtsp import bgr_planes
 from edge_config.vision import MotionSettings, Stabilise
 from vision import MotionDetector
@@ -29,10 +31,14 @@ __all__ = [
     "METHODS",
     "Counts",
     "FrigateStyle",
+    "LayoutError",
+    "all_methods",
     "evaluate",
     "gateway_method",
     "iter_frames",
     "jitter_walk",
+    "min_box_pixels",
+    "read_roi",
     "read_temporal_roi",
     "shade_frame",
     "shift_frame",
@@ -46,15 +52,40 @@ FPS = 25.0  # timestamps given to detectors; CDnet frames carry none
 Method = Callable[[np.ndarray, float], np.ndarray]  # (bgr, t) -> bool mask (H, W)
 
 
+class LayoutError(ValueError):
+    """A folder that is not usable as a CDnet video, with what is wrong in the message."""
+
+
 @dataclass
 class Counts:
-    """Summed per-pixel counts of one method on one video."""
+    """Summed per-pixel counts of one method on one video, and its frame-level alarms.
+
+    ``quiet_frames``: scored frames whose ground truth has no foreground in the ROI;
+    ``false_alarm_frames``: those of them where the method reports a box (a connected component
+    of its mask, inside the ROI, of at least the minimum box size). ``object_frames``: scored
+    frames with a ground-truth object (at least the minimum box size of positive pixels);
+    ``miss_frames``: those where no reported box touches the object.
+    """
 
     tp: int = 0
     fp: int = 0
     fn: int = 0
     seconds: float = 0.0
     frames: int = 0
+    quiet_frames: int = 0
+    false_alarm_frames: int = 0
+    object_frames: int = 0
+    miss_frames: int = 0
+
+    @property
+    def false_alarm_rate(self) -> float:
+        """Fraction of quiet frames with a reported box (0 when there were none)."""
+        return self.false_alarm_frames / self.quiet_frames if self.quiet_frames else 0.0
+
+    @property
+    def miss_rate(self) -> float:
+        """Fraction of frames with an object where no reported box touches it."""
+        return self.miss_frames / self.object_frames if self.object_frames else 0.0
 
     @property
     def precision(self) -> float:
@@ -74,9 +105,45 @@ class Counts:
 
 
 def read_temporal_roi(folder: Path) -> tuple[int, int]:
-    """First and last scored frame numbers (1-based, inclusive)."""
-    first, last = (int(v) for v in (folder / "temporalROI.txt").read_text().split()[:2])
+    """First and last scored frame numbers (1-based, inclusive); :class:`LayoutError` if unreadable."""
+    path = folder / "temporalROI.txt"
+    try:
+        first, last = (int(v) for v in path.read_text().split()[:2])
+    except (OSError, ValueError) as exc:
+        msg = f"{path}: expected two frame numbers 'FIRST LAST' ({exc})"
+        raise LayoutError(msg) from None
+    if first > last:
+        msg = f"{path}: first frame {first} is after the last {last}"
+        raise LayoutError(msg)
     return first, last
+
+
+def read_roi(folder: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The scored region of a (height, width) video: ROI.bmp, else ROI.jpg, as uint8 (0 = outside).
+
+    Public copies of CDnet are not all clean (one has an ROI.bmp of the wrong width): a file that
+    is unreadable or of another size is passed over for the next, and when none fits the error
+    says what each one was. No ROI file at all: the whole frame counts (None).
+    """
+    found = []
+    for name in ("ROI.bmp", "ROI.jpg", "ROI.png"):
+        path = folder / name
+        if not path.exists():
+            continue
+        roi = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if roi is None:
+            found.append(f"{name} is not a readable image")
+            continue
+        if roi.shape != shape:
+            found.append(f"{name} is {roi.shape[1]}x{roi.shape[0]}")
+            continue
+        # a JPEG's edges are blurred by its compression: half-grey is the border
+        out: np.ndarray = np.where(roi > 127, 255, 0).astype(np.uint8)
+        return out
+    if not found:
+        return None
+    msg = f"{folder}: no ROI file fits the {shape[1]}x{shape[0]} frames ({'; '.join(found)})"
+    raise LayoutError(msg)
 
 
 def iter_frames(folder: Path) -> Iterator[tuple[int, np.ndarray]]:
@@ -85,8 +152,34 @@ def iter_frames(folder: Path) -> Iterator[tuple[int, np.ndarray]]:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             msg = f"cannot read {path}"
-            raise OSError(msg)
+            raise LayoutError(msg)
         yield int(path.stem[2:]), img
+
+
+def min_box_pixels(shape: tuple[int, int], settings: MotionSettings | None = None) -> int:
+    """The gateway's smallest reported box (``min_box_area`` analysis pixels) in source pixels:
+    the size at which any method's blob counts as a reported box in the frame-level rates."""
+    s = settings or MotionSettings()
+    f = max(1, shape[1] // s.analysis_width)
+    return int(s.min_box_area) * f * f
+
+
+def _frame_alarm(pred: np.ndarray, roi: np.ndarray | None, pos: np.ndarray, min_px: int) -> tuple[bool, bool, bool]:
+    """(object present, a box reported, a box touches the object) for one scored frame."""
+    inside = pred if roi is None else pred & (roi > 0)
+    has_object = int(np.count_nonzero(pos)) >= min_px
+    if not inside.any():
+        return has_object, False, False
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(inside.view(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1
+    if big.size == 0:
+        return has_object, False, False
+    touched = False
+    if has_object:
+        hit = np.zeros(n, dtype=bool)
+        hit[np.unique(labels[pos])] = True
+        touched = bool(hit[big].any())
+    return has_object, True, touched
 
 
 def jitter_walk(amplitude: int, seed: int) -> Iterator[tuple[int, int]]:
@@ -287,23 +380,37 @@ METHODS: dict[str, Callable[[tuple[int, int]], Method]] = {
 }
 
 
+def all_methods() -> dict[str, Callable[[tuple[int, int]], Method]]:
+    """:data:`METHODS`, then bgslibrary's when pybgs is installed (see :mod:`bench._bgs`)."""
+    out = dict(METHODS)
+    if _bgs.available():
+        for name, cls_name in _bgs.BGS_METHODS:
+            out[name] = _bgs.bgs_method(cls_name)
+    return out
+
+
 def evaluate(
     folder: Path,
     methods: dict[str, Method] | None = None,
     jitter: tuple[int, int] | None = None,
     shade: float = 0.0,
+    makers: dict[str, Callable[[tuple[int, int]], Method]] | None = None,
 ) -> dict[str, Counts]:
     """Run every method over the video once, in the same pass, and score the temporal ROI.
 
     ``jitter`` = (amplitude, seed) shakes the video first: frame ``k`` (in file order), its ground
     truth and the ROI move by the ``k``-th offset of :func:`jitter_walk` (see :func:`shift_frame`).
     ``shade`` > 0 passes cloud shade of that depth over the frames (see :func:`shade_frame`).
+    ``methods`` are ready runners; else ``makers`` (default :func:`all_methods`) build them for
+    the video's size. A folder that cannot be scored raises :class:`LayoutError`.
     """
     first, last = read_temporal_roi(folder)
-    roi_file = cv2.imread(str(folder / "ROI.bmp"), cv2.IMREAD_GRAYSCALE)
+    roi_file: np.ndarray | None = None
+    min_px = 0
     counts: dict[str, Counts] = {}
     runners: dict[str, Method] | None = methods
     offsets = jitter_walk(*jitter) if jitter else None
+    roi_shape = (0, 0)
     for k, (num, bgr) in enumerate(iter_frames(folder)):
         if num > last:
             break
@@ -311,7 +418,14 @@ def evaluate(
             bgr = shade_frame(bgr, k, shade)
         shape = (bgr.shape[0], bgr.shape[1])
         if runners is None:
-            runners = {name: make(shape) for name, make in METHODS.items()}
+            runners = {name: make(shape) for name, make in (makers or all_methods()).items()}
+        if min_px == 0:
+            roi_file = read_roi(folder, shape)
+            min_px = min_box_pixels(shape)
+        elif shape != roi_shape:
+            msg = f"{folder}: frame {num} is {shape[1]}x{shape[0]}, the first was {roi_shape[1]}x{roi_shape[0]}"
+            raise LayoutError(msg)
+        roi_shape = shape
         if not counts:
             counts = {name: Counts() for name in runners}
         t = num / FPS
@@ -320,8 +434,14 @@ def evaluate(
         if num >= first:
             gt = cv2.imread(str(folder / "groundtruth" / f"gt{num:06d}.png"), cv2.IMREAD_GRAYSCALE)
             if gt is None:
-                msg = f"missing ground truth for frame {num}"
-                raise OSError(msg)
+                msg = f"{folder}: missing or unreadable ground truth groundtruth/gt{num:06d}.png"
+                raise LayoutError(msg)
+            if gt.shape != shape:
+                msg = (
+                    f"{folder}: ground truth of frame {num} is {gt.shape[1]}x{gt.shape[0]}, "
+                    f"the frame {shape[1]}x{shape[0]}"
+                )
+                raise LayoutError(msg)
         roi = roi_file
         if offsets is not None:
             bgr, gt, roi = shift_frame(bgr, gt, roi, *next(offsets))
@@ -341,4 +461,18 @@ def evaluate(
                 c.tp += int(np.count_nonzero(pv & pos))
                 c.fp += int(np.count_nonzero(pv & ~pos))
                 c.fn += int(np.count_nonzero(~pred & valid & pos))
+                has_object, boxed, touched = _frame_alarm(pred, roi, pos & valid, min_px)
+                if has_object:
+                    c.object_frames += 1
+                    c.miss_frames += 0 if touched else 1
+                elif not (pos & valid).any():
+                    c.quiet_frames += 1
+                    c.false_alarm_frames += 1 if boxed else 0
+    if methods is None and runners is not None:
+        with _bgs.silenced():  # bgslibrary's destructors print their names
+            runners.clear()
+            gc.collect()
+    if not counts:
+        msg = f"{folder}: no input frames up to frame {last} (input/in%06d.jpg)"
+        raise LayoutError(msg)
     return counts

@@ -15,9 +15,14 @@ For each input size (320x180, 640x360, 1280x720, 1920x1080) the same decoded I42
 Frames come from CDnet highway (changedetection.net; Goyette et al. 2012, Wang et al. 2014) when
 the data folder is found, resized to each size, else from a synthetic scene. Each method runs
 single-threaded (``cv2.setNumThreads(1)``; one thread per stream), interleaved frame by frame
-so that all see the same load, and each frame keeps its fastest of ``--passes``. The last line is
-``min_ratio_vs_opencv: R  ratio_vs_mog2: Q`` (Q is the smallest ratio over the sizes). Times are
-printed, never asserted.
+so that all see the same load, and each frame keeps its fastest of ``--passes``.
+
+bgslibrary's SuBSENSE (pybgs, when installed: ``bench/install_peers``) is timed at one size, the
+analysis size 320x180, on the same frames as BGR (its input), one pass (it costs 100 times more:
+the fastest of several passes would change nothing), against the gateway's time at that size.
+The last lines are ``min_ratio_vs_opencv: R  ratio_vs_mog2: Q`` (Q the smallest ratio over the
+sizes) and then ``min_ratio_vs_mog2: Q ratio_vs_subsense: S`` (S at 320x180; ``n/a`` without
+pybgs). Times are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import cv2
 import numpy as np
 from numba import njit
 
+from bench import _bgs
 from bench._cdnet_eval import FrigateStyle, iter_frames, split_yuv420
 from edge_config.vision import MotionSettings
 from vision import MotionDetector, warm_up
@@ -135,6 +141,20 @@ def _bench_size(frames: list[Planes], size: tuple[int, int], passes: int, stabil
     )
 
 
+def _subsense_ms(frames_bgr: list[np.ndarray]) -> float:
+    """Mean ms per frame of bgslibrary's SuBSENSE over ``frames_bgr``, one pass after 5 warm-up frames."""
+    run = _bgs.bgs_method("SuBSENSE")(frames_bgr[0].shape[:2])
+    for bgr in frames_bgr[:5]:
+        run(bgr, 0.0)
+    t0 = time.perf_counter()
+    for bgr in frames_bgr:
+        run(bgr, 0.0)
+    ms = 1000.0 * (time.perf_counter() - t0) / len(frames_bgr)
+    with _bgs.silenced():  # its destructor prints its name
+        del run
+    return ms
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the speed table and the summary line."""
     parser = argparse.ArgumentParser(prog="python -m bench.motion_speed")
@@ -161,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ratios_f: list[float] = []
     ratios_m: list[float] = []
+    gateway_at: dict[tuple[int, int], float] = {}
     for w, h in SIZES:
         frames = [split_yuv420(cv2.resize(b, (w, h), interpolation=cv2.INTER_AREA)) for b in src]
         _read_all(frames[0][0])
         r = _bench_size(frames, (w, h), args.passes, args.stabilise)
+        gateway_at[(w, h)] = r["gateway"]
         rf = r["frigate"] / r["gateway"]
         rm = r["mog2"] / r["gateway"]
         ratios_f.append(rf)
@@ -176,6 +198,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         del frames
     print(f"min_ratio_vs_opencv: {min(ratios_f):.2f}  ratio_vs_mog2: {min(ratios_m):.2f}")
+    ratio_s = "n/a"
+    if _bgs.available():
+        bgrs = [cv2.resize(b, ANALYSIS, interpolation=cv2.INTER_AREA) for b in src]
+        sub = _subsense_ms(bgrs)
+        gw = gateway_at[ANALYSIS]
+        ratio_s = f"{sub / gw:.0f}"
+        print(
+            f"# bgs-SuBSENSE at {ANALYSIS[0]}x{ANALYSIS[1]} (BGR in, one pass): {sub:.3f} ms/frame; "
+            f"gateway there {gw:.3f} ms/frame",
+            flush=True,
+        )
+    else:
+        print(_bgs.MISSING_NOTE, flush=True)
+    print(f"min_ratio_vs_mog2: {min(ratios_m):.2f} ratio_vs_subsense: {ratio_s}")
     return 0
 
 

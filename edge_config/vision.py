@@ -120,10 +120,11 @@ class MotionSettings(VisionBase):
         description="Per-frame learning rate of the per-pixel noise level.",
     )
     absorb_after_s: Number = Field(
-        default=10.0,
+        default=120.0,
         ge=0.5,
         le=3600.0,
-        description="An object that stays still longer than this becomes background.",
+        description="An object that stays still longer than this becomes background: a person who stops "
+        "in a restricted zone stays an intrusion this long (more than a minute by default).",
     )
     global_change_fraction: Number = Field(
         default=0.6,
@@ -148,6 +149,12 @@ class MotionSettings(VisionBase):
         "analysis pixel), since a shake of s pixels changes a pixel on an edge by about s times "
         "the slope. A difference between the two thresholds counts half, like a weak one "
         "(0 = off).",
+    )
+    neighbour_tolerance: bool = Field(
+        default=True,
+        description="Moving leaves, ripples and a camera shaken by a pixel: a luma difference is motion only "
+        "where the pixel also differs from the background of each of its 8 neighbours (at analysis size). "
+        "Off, an object of a pixel or two is seen more surely.",
     )
     cleanup_radius: Count = Field(
         default=3,

@@ -5,6 +5,50 @@ allocation of frame-sized arrays. They release the GIL, so the daemon runs them 
 ``asyncio.to_thread`` while the event loop keeps serving. Inputs are checked by the typed wrappers
 in :mod:`vision._checks` and the public classes, never here.
 
+Map of this file
+================
+
+1. Constants: ``FASTMATH`` (the one fastmath setting), the raw-mask values, and the indices of
+   the vectors the kernels share: ``P_*`` into the motion parameter vector (``N_PARAMS``
+   float64), ``C_*`` into a stream's control vector (``N_CTL``), ``S_*`` into the statistics
+   a motion step returns (``N_STATS``), ``T_*`` into :func:`tamper_stats`'s output and
+   ``BOX_FIELDS`` for a box row.
+2. Typed builders (plain Python, not kernels): :class:`MotionParams` fills the settings part of
+   the parameter vector (``to_array``), :func:`reset_control` a stream's control vector; the
+   wrappers (:class:`vision.MotionDetector`) build the vectors only through them.
+3. Helpers: :func:`compiled` (a kernel's compiled entry point, no per-call dispatch), and the
+   intrinsics ``_prefetch`` (``llvm.prefetch``), ``_ptr`` / ``_ptr_at`` (borrowed pointers
+   into rows, no reference counts).
+4. The motion step, one fused pass per analysis row:
+   - :func:`downscale_area` / ``_downscale_row``: f x f area downscale of the luma plane;
+   - ``_chroma_rows``: the U and V samples of an analysis row;
+   - :func:`background_slope`: the background's slope (the shake tolerance reads it);
+   - ``_pixel_test``: the per-pixel test (own background, 8 neighbours' backgrounds, chroma);
+   - :func:`motion_step`: downscale, test, learn, shadow and shade, statistics. Reads every
+     ``P_*`` a step needs (thresholds, rates, shadow, ``P_EDGE``, ``P_NEIGHBOURS``,
+     ``P_LEARN_ROWS``); its state: background, noise, chroma background, foreground count,
+     slope, raw mask.
+5. Clean-up and boxes: :func:`majority_filter` (``P_RADIUS``), :func:`label_components`,
+   :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), :func:`zone_counts`.
+6. Tamper: :func:`tamper_stats`, :func:`blurred_edge_correlation`, :func:`plane_spread`
+   (no parameter vector; see :mod:`vision._tamper`).
+7. Shake compensation: :func:`shift_sample` and :func:`lk_step` (see :mod:`vision._stabilise`).
+8. Per-frame control, the whole stage in one call: :func:`frame_control` (derives the per-frame
+   entries ``P_FLOOR``, ``P_CHROMA_THR``, ``P_ABSORB_FRAMES``, ``P_ALPHA``, ``P_RELEARN``,
+   ``P_REPORT``, ``P_LEARN_ROWS``, ``P_CHROMA_REF`` from the settings entries and ``C_*``),
+   :func:`motion_frame` (control, step, clean-up, labelling, selection, feedback) and
+   :func:`frame_feedback` (idle level, global change and relearning window, colour level).
+
+Why one file
+============
+
+numba's on-disk cache (``cache=True``) is keyed on the source file: each kernel's entry is
+stored under the file's path and checked against its modification time, and a kernel that
+calls another compiles the callee into itself. Split across modules, a change to one helper
+would leave the cached callers in other files stale or force every import to recheck several
+files; :func:`motion_frame` inlines most of this file. So every kernel lives here, and
+``scripts/bootstrap`` (``edge-gateway warm``) compiles them all once.
+
 Parameter vectors are float64 arrays indexed by the ``P_*`` constants below, so that kernels keep a
 short, stable signature; a stream's state between frames is a float64 control vector indexed by
 ``C_*``. Some helpers are not kernels: :func:`compiled`, which the wrappers use to call a kernel's
@@ -16,6 +60,7 @@ of row views (see ``_ptr``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +94,7 @@ __all__ = [
     "N_PARAMS",
     "N_STATS",
     "N_TAMPER_STATS",
+    "PER_FRAME_PARAMS",
     "P_ABSORB_ALPHA",
     "P_ABSORB_FRAMES",
     "P_ABSORB_S",
@@ -68,6 +114,7 @@ __all__ = [
     "P_MAX_BOXES",
     "P_MIN_AREA",
     "P_MIN_THRESHOLD",
+    "P_NEIGHBOURS",
     "P_NOISE_ALPHA",
     "P_RADIUS",
     "P_RELEARN",
@@ -92,6 +139,7 @@ __all__ = [
     "T_REF_DETAIL",
     "T_REF_EDGE",
     "T_STD",
+    "MotionParams",
     "background_slope",
     "blurred_edge_correlation",
     "compiled",
@@ -104,6 +152,7 @@ __all__ = [
     "motion_frame",
     "motion_step",
     "plane_spread",
+    "reset_control",
     "select_boxes",
     "shift_sample",
     "tamper_stats",
@@ -184,7 +233,8 @@ P_EDGE = 26  # motion_step: threshold added per grey level of background slope (
 P_CHROMA_REF = 27  # motion_frame: recent frames' coloured fraction (C_CHROMA_LEVEL; < 0 unknown)
 P_SHADE = 28  # 1.0: lighter darkening that keeps hue and local contrast is shade too (see motion_step)
 P_LEARN_ROWS = 29  # 0: every row learns; k in 1..LEARN_EVERY: rows i with (i + k) % LEARN_EVERY == 0
-N_PARAMS = 30
+P_NEIGHBOURS = 30  # motion_step: 1.0: luma foreground also differs from its 8 neighbours' background
+N_PARAMS = 31
 
 # motion_frame control vector: a stream's state between frames, float64, indexed by C_*
 C_T = 0  # this frame's timestamp (s)
@@ -221,6 +271,98 @@ T_REF_EDGE = 4
 T_REF_DETAIL = 5
 T_CORR = 6  # Pearson correlation of gradient magnitudes, frame vs reference
 N_TAMPER_STATS = 7
+
+
+# Entries of the parameter vector that frame_control writes on every frame (from the settings
+# entries and the control vector); MotionParams leaves them 0.
+PER_FRAME_PARAMS = (
+    P_FLOOR,
+    P_CHROMA_THR,
+    P_ALPHA,
+    P_ABSORB_FRAMES,
+    P_RELEARN,
+    P_REPORT,
+    P_CHROMA_REF,
+    P_LEARN_ROWS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MotionParams:
+    """The settings part of the motion parameter vector, typed: one field per ``P_*`` entry.
+
+    :meth:`to_array` writes them at their indices (``PER_FRAME_PARAMS`` are left to
+    :func:`frame_control`). Booleans become 1.0 / 0.0, the kernels' convention.
+    """
+
+    threshold_sigma: float  # P_THR_SIGMA
+    noise_alpha: float  # P_NOISE_ALPHA
+    absorb_alpha: float  # P_ABSORB_ALPHA
+    blur: bool  # P_BLUR
+    weak: float  # P_WEAK (1e9: weak differences off)
+    shadow_lo: float  # P_SHADOW_LO
+    shadow_hi: float  # P_SHADOW_HI
+    shadow_chroma: float  # P_SHADOW_CHROMA
+    shade: bool  # P_SHADE
+    global_fraction: float  # P_GLOBAL
+    radius: int  # P_RADIUS
+    min_area: int  # P_MIN_AREA
+    max_boxes: int  # P_MAX_BOXES
+    min_threshold: float  # P_MIN_THRESHOLD
+    floor_gain: float  # P_FLOOR_GAIN
+    chroma_setting: float  # P_CHROMA_SETTING
+    absorb_s: float  # P_ABSORB_S
+    bg_alpha: float  # P_BG_ALPHA
+    relearn_s: float  # P_RELEARN_S
+    idle_fraction: float  # P_IDLE_FRACTION
+    idle_alpha: float  # P_IDLE_ALPHA
+    edge: float  # P_EDGE
+    neighbours: bool  # P_NEIGHBOURS
+
+    def to_array(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The parameter vector (``N_PARAMS`` float64), written into ``out`` if given (the
+        per-frame entries of an existing vector are kept)."""
+        p = np.zeros(N_PARAMS, dtype=np.float64) if out is None else out
+        if p.shape != (N_PARAMS,) or p.dtype != np.float64:
+            msg = f"a motion parameter vector is float64 of shape ({N_PARAMS},), got {p.dtype} {p.shape}"
+            raise ValueError(msg)
+        p[P_THR_SIGMA] = self.threshold_sigma
+        p[P_NOISE_ALPHA] = self.noise_alpha
+        p[P_ABSORB_ALPHA] = self.absorb_alpha
+        p[P_BLUR] = 1.0 if self.blur else 0.0
+        p[P_WEAK] = self.weak
+        p[P_SHADOW_LO] = self.shadow_lo
+        p[P_SHADOW_HI] = self.shadow_hi
+        p[P_SHADOW_CHROMA] = self.shadow_chroma
+        p[P_SHADE] = 1.0 if self.shade else 0.0
+        p[P_GLOBAL] = self.global_fraction
+        p[P_RADIUS] = self.radius
+        p[P_MIN_AREA] = self.min_area
+        p[P_MAX_BOXES] = self.max_boxes
+        p[P_MIN_THRESHOLD] = self.min_threshold
+        p[P_FLOOR_GAIN] = self.floor_gain
+        p[P_CHROMA_SETTING] = self.chroma_setting
+        p[P_ABSORB_S] = self.absorb_s
+        p[P_BG_ALPHA] = self.bg_alpha
+        p[P_RELEARN_S] = self.relearn_s
+        p[P_IDLE_FRACTION] = self.idle_fraction
+        p[P_IDLE_ALPHA] = self.idle_alpha
+        p[P_EDGE] = self.edge
+        p[P_NEIGHBOURS] = 1.0 if self.neighbours else 0.0
+        return p
+
+
+def reset_control(ctl: np.ndarray, dt: float, never: float) -> None:
+    """A stream's control vector (``N_CTL`` float64) as before its first frame, in place: frame
+    interval ``dt`` assumed until timestamps tell, no relearning window (until ``never``, a
+    finite time long past: the kernels assume no infinities), no colour level known."""
+    if ctl.shape != (N_CTL,) or ctl.dtype != np.float64:
+        msg = f"a control vector is float64 of shape ({N_CTL},), got {ctl.dtype} {ctl.shape}"
+        raise ValueError(msg)
+    ctl[:] = 0.0
+    ctl[C_DT] = dt
+    ctl[C_RELEARN_UNTIL] = never
+    ctl[C_CHROMA_LEVEL] = -1.0
 
 
 def compiled(kernel: Any, *args: object) -> Callable[..., Any]:
@@ -547,6 +689,7 @@ def _fg_span(row: Any, words: Any, n: int, n_words: int) -> tuple[int, int]:  # 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def _pixel_test(  # pragma: no cover
     d: np.float32,
+    dn: np.float32,
     nz: np.float32,
     slope: np.uint8,
     du: np.float32,
@@ -555,18 +698,26 @@ def _pixel_test(  # pragma: no cover
     k_sigma: np.float32,
     edge_gain: np.float32,
     cthr: np.float32,
-) -> tuple[np.bool_, np.float32, np.float32]:
+) -> tuple[np.bool_, np.bool_, np.float32, np.float32]:
     """motion_step's test of one pixel: (foreground, |d|, luma threshold) from its differences to
     the background (luma ``d``, centred chroma ``du`` and ``dv``), noise and slope.
 
     A camera shake of s pixels changes a pixel on an edge by about s times the slope: that much
     more is needed to be foreground (the weak test keeps the threshold, so such a difference
-    still counts half next to an object). Inlined, so that the loops around it vectorise.
+    still counts half next to an object).
+
+    ``dn`` is the smallest |x - background| over the pixel's 8 neighbours (``P_NEIGHBOURS``;
+    else a huge value). Returns (foreground, own, |d|, threshold): ``own`` is the test against
+    the pixel's own background alone; foreground also needs the luma to differ from every
+    neighbour's background (or the chroma to differ). Inlined, so that the loops around it
+    vectorise.
     """
     ad = abs(d)
     thr = max(floor, k_sigma * nz)
     thr_fg = thr + edge_gain * np.float32(slope)
-    return (ad > thr_fg) | (abs(du) > cthr) | (abs(dv) > cthr), ad, thr
+    colour = (abs(du) > cthr) | (abs(dv) > cthr)
+    own = (ad > thr_fg) | colour
+    return own & ((dn > thr_fg) | colour), own, ad, thr
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -591,6 +742,15 @@ def motion_step(  # pragma: no cover
     ``LEARN_EVERY`` learns (rows i with (i + k) % LEARN_EVERY == 0), at the rates compounded over
     that many frames (1 - (1 - rate)^LEARN_EVERY), and absorbs after ``P_ABSORB_FRAMES`` /
     LEARN_EVERY of its learning frames; every row is tested on every frame.
+
+    With ``P_NEIGHBOURS`` on, a luma difference is foreground only if the pixel also differs
+    (by its threshold plus the slope term) from the background of each of its 8 neighbours: the
+    spatial tolerance of ViBe and SuBSENSE (a leaf, a ripple or a camera shaken by a pixel
+    shows a value the background holds one pixel away), at one comparison per neighbour. A
+    pixel let off this way learns nothing on that frame (neither background nor noise): were
+    it to learn the value, its neighbour would match it on a later frame, and a stopped person
+    would wear away from the outline in, ring by ring (ViBe's known weakness). A chroma
+    difference stays foreground on its own.
 
     Args:
         luma: (H, W) uint8 luma plane of the decoded frame, C-contiguous (the planes' rows are
@@ -667,6 +827,9 @@ def motion_step(  # pragma: no cover
     # the raw mask 8 pixels a word, to find a row's foreground span fast (other widths: by byte)
     raw_words = raw_mask.view(np.uint64) if w % 8 == 0 else np.zeros((h, 0), dtype=np.uint64)
     xrow = np.empty(w, dtype=np.float32)
+    nrow = np.empty(w, dtype=np.float32)  # smallest |x - background| over the 8 neighbours
+    neighbours = params[P_NEIGHBOURS] > 0.5 and not relearn
+    big = np.float32(1e30)
     urow = np.zeros(w, dtype=np.float32)  # centred chroma; neutral without chroma planes
     vrow = np.zeros(w, dtype=np.float32)
     u_bg = bg_uv[0]
@@ -741,6 +904,26 @@ def motion_step(  # pragma: no cover
         vbr = _ptr(v_bg, i)
         cnr = _ptr(fg_count, i)
         rmr = _ptr(raw_mask, i)
+        nr_ = _ptr(nrow, 0)
+        if neighbours:
+            # the backgrounds of the row above (as learned on this frame, if it learned) and of
+            # this row and the row below (as before this frame); neighbours outside the frame
+            # are left out (the frame's edge rows and columns see their own row or column)
+            bu = _ptr(bg, max(i - 1, 0))
+            bd = _ptr(bg, min(i + 1, h - 1))
+            for j in range(w):
+                x = xr_[j]
+                nr_[j] = min(abs(x - bu[j]), abs(x - bd[j]))
+            if w > 1:
+                for j in range(1, w):
+                    x = xr_[j]
+                    nr_[j] = min(nr_[j], abs(x - bu[j - 1]), abs(x - bgr[j - 1]), abs(x - bd[j - 1]))
+                for j in range(w - 1):
+                    x = xr_[j]
+                    nr_[j] = min(nr_[j], abs(x - bu[j + 1]), abs(x - bgr[j + 1]), abs(x - bd[j + 1]))
+        else:
+            for j in range(w):
+                nr_[j] = big
         n_fg_before = n_fg
         # test and update; selects, not branches, so that the loops vectorise
         if learn_rows == 0 or (i + learn_rows) % LEARN_EVERY == 0:
@@ -754,13 +937,19 @@ def motion_step(  # pragma: no cover
                 d = x - b
                 du = ur_[j] - ub
                 dv = vr_[j] - vb
-                fg, ad, thr = _pixel_test(d, nz, slr[j], du, dv, floor, k_sigma, edge_gain, cthr_test)
-                rate = (absorb_alpha if cnt >= absorb_frames else zero) if fg else alpha
+                fg, own, ad, thr = _pixel_test(d, nr_[j], nz, slr[j], du, dv, floor, k_sigma, edge_gain, cthr_test)
+                # a pixel that differs from its own background but matches a neighbour's is not
+                # foreground and learns nothing: learning it would carry a stopped object's
+                # colour into the next pixel's neighbourhood, ring by ring
+                # arithmetic on 0/1 rather than nested selects: LLVM vectorises it (the selects
+                # cost the loop its vectorisation, and the step twice its time)
+                learn = one - np.float32(own)
+                rate = alpha * learn + absorb_alpha * np.float32(fg & (cnt >= absorb_frames))
                 bgr[j] = b + rate * d
                 ubr[j] = ub + rate * du
                 vbr[j] = vb + rate * dv
-                # not foreground means ad <= thr_fg: the noise learns from every idle difference
-                nzr[j] = nz if fg else nz + nalpha * (ad - nz)
+                # not ``own`` means ad <= thr_fg: the noise learns from every idle difference
+                nzr[j] = nz + learn * nalpha * (ad - nz)
                 cnr[j] = min(cnt + one, cnt_max) if fg else max(cnt - one, zero)
                 # byte constants: LLVM blends them under the compare masks, no float-to-byte conversion
                 rmr[j] = _RAW_FG if fg else (_RAW_WEAK if ad > weak * thr else _RAW_BG)
@@ -768,8 +957,9 @@ def motion_step(  # pragma: no cover
                 idle_sum += zero if fg else ad
         else:  # tested only: the row learns on a later frame
             for j in range(w):
-                fg, ad, thr = _pixel_test(
+                fg, _own, ad, thr = _pixel_test(
                     xr_[j] - bgr[j],
+                    nr_[j],
                     nzr[j],
                     slr[j],
                     ur_[j] - ubr[j],

@@ -245,28 +245,31 @@ class MotionDetector:
 
     def _apply_settings(self, s: MotionSettings) -> None:
         p = self._params
-        p[K.P_THR_SIGMA] = s.threshold_sigma
-        p[K.P_NOISE_ALPHA] = s.noise_alpha
-        p[K.P_ABSORB_ALPHA] = _ABSORB_ALPHA
-        p[K.P_BLUR] = 1.0 if s.blur else 0.0
-        p[K.P_WEAK] = s.weak_fraction if s.weak_fraction > 0 else 1e9
-        p[K.P_SHADOW_LO] = s.shadow_min_ratio
-        p[K.P_SHADOW_HI] = s.shadow_max_ratio
-        p[K.P_SHADOW_CHROMA] = s.shadow_chroma
-        p[K.P_SHADE] = 1.0 if s.shade else 0.0
-        p[K.P_GLOBAL] = s.global_change_fraction
-        p[K.P_RADIUS] = s.cleanup_radius
-        p[K.P_MIN_AREA] = s.min_box_area
-        p[K.P_MAX_BOXES] = s.max_boxes
-        p[K.P_MIN_THRESHOLD] = s.min_threshold
-        p[K.P_FLOOR_GAIN] = s.noise_floor_gain
-        p[K.P_CHROMA_SETTING] = s.chroma_threshold
-        p[K.P_ABSORB_S] = s.absorb_after_s
-        p[K.P_BG_ALPHA] = s.background_alpha
-        p[K.P_RELEARN_S] = s.relearn_s
-        p[K.P_IDLE_FRACTION] = _IDLE_FRACTION
-        p[K.P_IDLE_ALPHA] = _IDLE_ALPHA
-        p[K.P_EDGE] = s.edge_tolerance
+        K.MotionParams(
+            threshold_sigma=s.threshold_sigma,
+            noise_alpha=s.noise_alpha,
+            absorb_alpha=_ABSORB_ALPHA,
+            blur=s.blur,
+            weak=s.weak_fraction if s.weak_fraction > 0 else 1e9,
+            shadow_lo=s.shadow_min_ratio,
+            shadow_hi=s.shadow_max_ratio,
+            shadow_chroma=s.shadow_chroma,
+            shade=s.shade,
+            global_fraction=s.global_change_fraction,
+            radius=s.cleanup_radius,
+            min_area=s.min_box_area,
+            max_boxes=s.max_boxes,
+            min_threshold=s.min_threshold,
+            floor_gain=s.noise_floor_gain,
+            chroma_setting=s.chroma_threshold,
+            absorb_s=s.absorb_after_s,
+            bg_alpha=s.background_alpha,
+            relearn_s=s.relearn_s,
+            idle_fraction=_IDLE_FRACTION,
+            idle_alpha=_IDLE_ALPHA,
+            edge=s.edge_tolerance,
+            neighbours=s.neighbour_tolerance,
+        ).to_array(p)
         self._chroma_on = s.chroma_threshold > 0
         rest = (p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats)
         self._kernel_args = (self._f, *rest)
@@ -274,11 +277,7 @@ class MotionDetector:
 
     def reset(self) -> None:
         """Forget the background; the next frame is learned as the new one."""
-        c = self._ctl
-        c[:] = 0.0
-        c[K.C_DT] = _DT_INIT
-        c[K.C_RELEARN_UNTIL] = _NEVER
-        c[K.C_CHROMA_LEVEL] = -1.0  # no colour level known yet
+        K.reset_control(self._ctl, _DT_INIT, _NEVER)
         self._noise[:] = _NOISE_INIT
         self._fg_count[:] = 0
         self._mask[:] = 0

@@ -97,7 +97,8 @@ def motion_step(
     thr_fg = thr + F32(params[K.P_EDGE]) * slope.astype(F32)
     du = u - bg_uv[0]
     dv = v - bg_uv[1]
-    fg = (ad > thr_fg) | (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
+    colour = (np.abs(du) > cthr_test) | (np.abs(dv) > cthr_test)
+    own = (ad > thr_fg) | colour
     cnt = fg_count.astype(np.float64)
     # rows that learn this frame: all, or one in LEARN_EVERY at the rates of that many frames
     learn_rows = 0 if relearn else int(params[K.P_LEARN_ROWS])
@@ -111,7 +112,29 @@ def motion_step(
         absorb_frames = absorb_frames / F32(n)
     learns = ((np.arange(h) + learn_rows) % K.LEARN_EVERY == 0)[:, None] if learn_rows > 0 else np.ones((h, 1), bool)
     absorbed = cnt >= absorb_frames
-    rate = np.where(fg, np.where(absorbed, absorb_alpha, F32(0)), alpha)
+    if params[K.P_NEIGHBOURS] > 0.5 and not relearn:
+        # row by row, as the kernel: the row above as learned on this frame, this row and the
+        # one below as before it; each row's own rate decides what it learns
+        fg = np.zeros((h, w), bool)
+        new_bg = b.copy()
+        for i in range(h):
+            # neighbours outside the frame are left out (NaN, ignored by fmin); the frame's first
+            # and last rows see their own row in place of the missing one
+            near = np.full(w, np.nan, F32)
+            for k, r in enumerate((new_bg[max(i - 1, 0)], b[i], b[min(i + 1, h - 1)])):
+                padded = np.pad(r, 1, constant_values=np.nan)
+                for dx in (-1, 0, 1):
+                    if k == 1 and dx == 0:
+                        continue  # the pixel itself
+                    near = np.fmin(near, np.abs(x[i] - padded[1 + dx : 1 + dx + w]))
+            near = np.where(np.isnan(near), F32(1e30), near)  # a 1x1 frame has no neighbour
+            fg[i] = own[i] & ((near > thr_fg[i]) | colour[i])
+            rate_i = np.where(fg[i], np.where(absorbed[i], absorb_alpha, F32(0)), np.where(own[i], F32(0), alpha))
+            if learns[i, 0]:
+                new_bg[i] = (b[i] + rate_i.astype(F32) * d[i]).astype(F32)
+    else:
+        fg = own
+    rate = np.where(fg, np.where(absorbed, absorb_alpha, F32(0)), np.where(own, F32(0), alpha))
     rate = np.where(learns, rate, F32(0)).astype(F32)
     new_bg = (b + rate * d).astype(F32)
     new_uv = np.stack([bg_uv[0] + rate * du, bg_uv[1] + rate * dv]).astype(F32)
@@ -136,7 +159,7 @@ def motion_step(
             & (np.abs(contrast) <= thr * ratio_ok_b)
         )  # fmt: skip
         shadow |= light
-    new_noise = np.where(fg | ~learns, noise, noise + nalpha * (ad - noise)).astype(F32)
+    new_noise = np.where(own | ~learns, noise, noise + nalpha * (ad - noise)).astype(F32)
     new_cnt = np.where(learns, np.clip(cnt + np.where(fg, 1, -1), 0, 65535), cnt).astype(F32)
     if relearn:
         new_cnt[:] = 0

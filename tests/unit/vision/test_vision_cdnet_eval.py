@@ -15,12 +15,16 @@ from bench._cdnet_eval import (
     SHADE_CROSSING,
     SHADE_PERIOD,
     Counts,
+    LayoutError,
     evaluate,
     jitter_walk,
+    read_roi,
     read_temporal_roi,
     shade_frame,
     shift_frame,
 )
+
+OURS_AND_OPENCV = ["gateway", "mog2", "knn", "knn-tuned", "frigate-style", "gateway-stabilised"]
 
 
 def _folder(tmp_path: Path, n: int = 6, first: int = 3) -> Path:
@@ -71,8 +75,12 @@ def test_bench_prints_one_line_per_method_in_order(tmp_path: Path, capsys: pytes
     assert cdnet.main([str(folder)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
     names = [ln.split()[0] for ln in lines]
-    assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style", "gateway-stabilised"]
-    pattern = re.compile(r"^\S+ F-measure: \d\.\d{4} precision: \d\.\d{4} recall: \d\.\d{4}")
+    assert names[:6] == OURS_AND_OPENCV
+    assert all(n.startswith("bgs-") for n in names[6:])  # bgslibrary's, when pybgs is installed
+    pattern = re.compile(
+        r"^\S+ F-measure: \d\.\d{4} precision: \d\.\d{4} recall: \d\.\d{4} .* "
+        r"false_alarm: (\d\.\d{3}|n/a) miss: (\d\.\d{3}|n/a)$"
+    )
     assert all(pattern.match(ln) for ln in lines)
 
 
@@ -137,7 +145,7 @@ def test_bench_jitter_option_says_it_is_synthetic(tmp_path: Path, capsys: pytest
     out = capsys.readouterr().out
     assert "synthetic stress test" in out and "up to 2 px (seed 3)" in out
     names = [ln.split()[0] for ln in out.splitlines() if not ln.startswith("#")]
-    assert names == ["gateway", "mog2", "knn", "knn-tuned", "frigate-style", "gateway-stabilised"]
+    assert names[:6] == OURS_AND_OPENCV
 
 
 def test_shade_sweeps_a_soft_band_across_and_keeps_the_hue() -> None:
@@ -159,3 +167,88 @@ def test_bench_shade_option_says_it_is_synthetic(tmp_path: Path, capsys: pytest.
     assert "synthetic stress test" in out and "cloud shade 30% darker" in out
     with pytest.raises(SystemExit):
         cdnet.main([str(folder), "--shade", "1.5"])
+
+
+def test_bench_over_many_folders_ends_with_the_means_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a", "b"):
+        (tmp_path / "set" / name).mkdir(parents=True)
+        _folder(tmp_path / "set" / name, n=4, first=2)
+    # a folder of sequences stands for all of them
+    assert cdnet.main([str(tmp_path / "set"), "--methods", "gateway,mog2,knn"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sum(ln.startswith("gateway F-measure") for ln in out) == 2
+    assert any(ln.startswith("# set/a ") for ln in out) and any(ln.startswith("# set/b ") for ln in out)
+    means = [ln for ln in out if ln.startswith("mean ")]
+    assert [ln.split()[1] for ln in means] == ["gateway", "mog2", "knn"]
+    assert re.fullmatch(
+        r"mean_F gateway: \d\.\d{4} best_peer: (mog2|knn) \d\.\d{4} mog2: \d\.\d{4} sequences: 2", out[-1]
+    )
+
+
+def test_bench_rejects_unknown_methods(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        cdnet.main([str(_folder(tmp_path)), "--methods", "gateway,nope"])
+
+
+def test_a_wrong_size_roi_bmp_falls_back_to_roi_jpg(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    cv2.imwrite(str(folder / "ROI.bmp"), np.full((24, 30), 255, np.uint8))  # the wrong width
+    roi = np.full((24, 32), 255, np.uint8)
+    roi[:, 30:] = 0
+    cv2.imwrite(str(folder / "ROI.jpg"), roi)
+    npt.assert_array_equal(read_roi(folder, (24, 32)), roi)
+    pred = np.zeros((24, 32), bool)
+    pred[:, 31] = True  # outside the ROI: not scored
+    assert evaluate(folder, {"fixed": lambda _bgr, _t: pred})["fixed"].fp == 0
+
+
+def test_a_folder_whose_roi_fits_no_frame_is_left_out_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    good = _folder(tmp_path / "good")
+    bad = _folder(tmp_path / "bad")
+    cv2.imwrite(str(bad / "ROI.bmp"), np.full((24, 30), 255, np.uint8))
+    (bad / "ROI.jpg").write_bytes(b"not an image")
+    with pytest.raises(LayoutError, match=r"no ROI file fits the 32x24 frames \(ROI.bmp is 30x24; ROI.jpg"):
+        read_roi(bad, (24, 32))
+    assert cdnet.main([str(bad), str(good), "--methods", "gateway"]) == 1
+    captured = capsys.readouterr()
+    assert "no ROI file fits" in captured.err and "left out" in captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out.splitlines()[-1].endswith("sequences: 1")
+
+
+def test_frame_level_false_alarms_and_misses(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, n=6, first=1)
+    for i in (1, 2, 3):  # three frames without any object
+        gt = np.zeros((24, 32), np.uint8)
+        cv2.imwrite(str(folder / "groundtruth" / f"gt{i:06d}.png"), gt)
+    blob = np.zeros((24, 32), bool)
+    blob[10:16, 20:26] = True  # 36 pixels, away from the objects of frames 4 to 6
+
+    def method(_bgr: np.ndarray, t: float) -> np.ndarray:
+        return blob if round(t * 25) in (1, 4) else np.zeros((24, 32), bool)
+
+    c = evaluate(folder, {"m": method})["m"]
+    assert (c.quiet_frames, c.false_alarm_frames) == (3, 1)  # frame 1
+    assert (c.object_frames, c.miss_frames) == (3, 3)  # frame 4's box does not touch the object
+    assert c.false_alarm_rate == pytest.approx(1 / 3) and c.miss_rate == pytest.approx(1.0)
+
+
+def test_jobs_score_folders_in_workers_with_the_same_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _folder(tmp_path / name, n=5, first=2)
+    argv = [str(tmp_path / "a"), str(tmp_path / "b"), "--methods", "gateway,mog2"]
+
+    def figures(out: str) -> list[str]:  # every line without the timings
+        return [re.sub(r"\(.*ms/frame.*\)|ms/frame: \S+", "", ln) for ln in out.splitlines()]
+
+    assert cdnet.main(argv) == 0
+    one = figures(capsys.readouterr().out)
+    assert cdnet.main([*argv, "--jobs", "2"]) == 0
+    assert figures(capsys.readouterr().out) == one

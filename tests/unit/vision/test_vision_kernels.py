@@ -61,6 +61,7 @@ def _params(**over: float) -> np.ndarray:
     p[K.P_NOISE_ALPHA] = 0.01
     p[K.P_ABSORB_FRAMES] = 2
     p[K.P_ABSORB_ALPHA] = 0.05
+    p[K.P_NEIGHBOURS] = 1.0
     p[K.P_SHADOW_LO] = 0.12
     p[K.P_SHADOW_HI] = 0.35
     p[K.P_SHADOW_CHROMA] = 3.0
@@ -113,15 +114,16 @@ def _assert_step_equal(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("f", [1, 2, 3, 4, 6])  # chroma column strides 1/2, 1, 1.5, 2, 3
 @pytest.mark.parametrize("chroma", [True, False])
+@pytest.mark.parametrize("neighbours", [1.0, 0.0])
 def test_motion_step_matches_reference_on_random_frames(
-    seed: int, shape: tuple[int, int], f: int, chroma: bool
+    seed: int, shape: tuple[int, int], f: int, chroma: bool, neighbours: float
 ) -> None:
     rng = np.random.default_rng(seed)
     luma = rng.integers(0, 256, (shape[0] * f, shape[1] * f), dtype=np.uint8)
     hc, wc = max(1, shape[0] * f // 2), max(1, shape[1] * f // 2)
     u = rng.integers(0, 256, (hc, wc), dtype=np.uint8)
     v = rng.integers(0, 256, (hc, wc), dtype=np.uint8)
-    params = _params(P_CHROMA_THR=7.0 if chroma else 0.0)
+    params = _params(P_CHROMA_THR=7.0 if chroma else 0.0, P_NEIGHBOURS=neighbours)
     got, ref = _run_step(luma, f, u, v, params, seed)
     _assert_step_equal(got, ref)
 
@@ -163,6 +165,8 @@ def test_motion_step_alternate_rows_match_reference(seed: int, learn_rows: int, 
         ("saturated", {"P_BLUR": 1.0, "P_FLOOR": 1.0}),
         ("random", {"P_EDGE": 0.0}),
         ("saturated", {"P_EDGE": 8.0}),
+        ("random", {"P_NEIGHBOURS": 0.0}),
+        ("constant", {"P_NEIGHBOURS": 0.0, "P_RELEARN": 1.0, "P_ALPHA": 1.0}),
     ],
 )
 @pytest.mark.parametrize("shape", [(1, 1), (3, 2), (9, 14)])
@@ -212,7 +216,9 @@ def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> N
     """A textured grey background; rows 0-9 shaded 30% darker (hue and contrast kept), rows
     12-19 covered by a flat object as dark on average (and as grey). With shade on, the
     shaded rows are shade (1) and the object stays foreground (2); with it off, both are
-    foreground. Both agree with the NumPy reference."""
+    foreground. Both agree with the NumPy reference. The neighbours' test is off: on a
+    background of independent random grey levels a flat object's value is within the threshold
+    of one of the 8 neighbours' backgrounds at most pixels (what that test is for on leaves)."""
     rng = np.random.default_rng(5)
     h, w = 24, 48
     bg = (100 + 80 * rng.random((h, w))).astype(np.float32)
@@ -228,7 +234,7 @@ def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> N
         "slope": np.zeros((h, w), np.uint8),
     }
     for shade in (1.0, 0.0):
-        params = _params(P_SHADE=shade)
+        params = _params(P_SHADE=shade, P_NEIGHBOURS=0.0)
         ref = naive.motion_step(luma, 1, u, u, params, **{k: a.copy() for k, a in st.items()})
         got = {k: a.copy() for k, a in st.items()}
         raw = np.full((h, w), 9, np.uint8)
@@ -748,3 +754,36 @@ def test_majority_filter_sparse_masks_with_empty_rows(seed: int, radius: int) ->
     ref = naive.majority_filter(mask, radius, ignore)
     npt.assert_allclose(out, ref, atol=0)
     assert n == int(ref.sum())
+
+
+def test_motion_params_builder_covers_every_settings_entry_once() -> None:
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(K.MotionParams)]
+    # distinct values per field, so that each lands at its own index
+    values = {name: float(k + 2) for k, name in enumerate(fields)}
+    for name in ("blur", "shade", "neighbours"):
+        values[name] = True
+    arr = K.MotionParams(**values).to_array()  # type: ignore[arg-type]
+    assert arr.shape == (K.N_PARAMS,) and arr.dtype == np.float64
+    written = {i for i in range(K.N_PARAMS) if arr[i] != 0.0}
+    per_frame = set(K.PER_FRAME_PARAMS)
+    every_p = {getattr(K, n) for n in dir(K) if n.startswith("P_") and isinstance(getattr(K, n), int)}
+    assert every_p == set(range(K.N_PARAMS))  # the map's indices are 0 .. N_PARAMS - 1, none twice
+    assert written | per_frame == every_p and not written & per_frame
+    assert len(written) == len(fields)  # one index per field
+    # an existing vector keeps its per-frame entries
+    out = np.full(K.N_PARAMS, 7.0)
+    K.MotionParams(**values).to_array(out)  # type: ignore[arg-type]
+    assert all(out[i] == 7.0 for i in per_frame)
+    with pytest.raises(ValueError, match="float64 of shape"):
+        K.MotionParams(**values).to_array(np.zeros(3))  # type: ignore[arg-type]
+
+
+def test_reset_control_starts_a_stream() -> None:
+    ctl = np.full(K.N_CTL, 5.0)
+    K.reset_control(ctl, 0.04, -1e300)
+    assert ctl[K.C_DT] == 0.04 and ctl[K.C_RELEARN_UNTIL] == -1e300 and ctl[K.C_CHROMA_LEVEL] == -1.0
+    assert ctl[K.C_FRAMES] == 0.0 and ctl[K.C_T_LAST] == 0.0
+    with pytest.raises(ValueError, match="control vector"):
+        K.reset_control(np.zeros(K.N_CTL, np.float32), 0.04, -1e300)
