@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _note_early_signal)
     setup_logging(args.log_level)
-    return _run_reporting_config_problems(run_daemon(Path(args.config)))
+    rc = _run_reporting_config_problems(run_daemon(Path(args.config)))
+    if any(t.daemon and t.is_alive() for t in threading.enumerate()):
+        # A stop during a first start leaves the kernel compiler running in its daemon thread on
+        # purpose; finalising the interpreter under it aborts the process ("terminate called without
+        # an active exception", exit by SIGABRT). Everything durable is closed by now: leave as is.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 def _run_reporting_config_problems(main: Coroutine[Any, Any, int]) -> int:
