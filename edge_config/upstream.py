@@ -1,13 +1,14 @@
-"""Where incidents go: the platform's webhook and MQTT broker (the pull feed needs no config)."""
+"""Where incidents go: the platform's webhook, MQTT broker or NATS cluster (the pull feed needs no config)."""
 
 from __future__ import annotations
 
 from pydantic import Field, HttpUrl, model_validator
 
 from edge_config._base import Identifier, Number, SecretRef, Section
+from edge_config.nats import NatsUplink
 from edge_config.tls import TlsSettings
 
-__all__ = ["MqttUplink", "UpstreamSettings", "WebhookSettings"]
+__all__ = ["MqttUplink", "NatsUplink", "UpstreamSettings", "WebhookSettings"]
 
 
 class WebhookSettings(Section):
@@ -48,3 +49,4 @@ class UpstreamSettings(Section):
 
     webhook: WebhookSettings | None = Field(default=None, description="HTTP webhook receiver.")
     mqtt: MqttUplink | None = Field(default=None, description="MQTT uplink.")
+    nats: NatsUplink | None = Field(default=None, description="NATS JetStream uplink.")
