@@ -45,7 +45,7 @@ class NatsNode:
 class NatsCluster:
     """``size`` nodes in one cluster named 'county', JetStream and an MQTT listener on each."""
 
-    def __init__(self, workdir: Path, size: int = 3, *, binary: str | None = None) -> None:
+    def __init__(self, workdir: Path, size: int = 3, *, binary: str | None = None, no_advertise: bool = False) -> None:
         found = binary or nats_server_binary()
         if found is None:
             raise RuntimeError("nats-server is not installed: apt install nats-server (scripts/test does)")
@@ -53,7 +53,9 @@ class NatsCluster:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.nodes = [
-            NatsNode(f"n{i + 1}", free_port(), free_port(), free_port(), workdir / f"n{i + 1}", workdir / f"n{i + 1}.conf")
+            NatsNode(
+                f"n{i + 1}", free_port(), free_port(), free_port(), workdir / f"n{i + 1}", workdir / f"n{i + 1}.conf"
+            )
             for i in range(size)
         ]
         for node in self.nodes:
@@ -62,7 +64,10 @@ class NatsCluster:
                 f"server_name: {node.name}\n"
                 f"listen: 127.0.0.1:{node.port}\n"
                 "jetstream { store_dir: " + f'"{node.store}"' + ", max_memory_store: 64MB, max_file_store: 2GB }\n"
-                f"cluster {{ name: county, listen: 127.0.0.1:{node.route_port}, routes: [{routes}] }}\n"
+                f"cluster {{ name: county, listen: 127.0.0.1:{node.route_port}, routes: [{routes}]"
+                # no_advertise: clients learn no other node's address, so that a box whose seeds are
+                # proxies (the bench's cut uplink) cannot route around them.
+                 + (", no_advertise: true" if no_advertise else "") + " }\n"
                 f"mqtt {{ listen: 127.0.0.1:{node.mqtt_port} }}\n"
             )
 

@@ -105,11 +105,7 @@ async def _until(cond: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            import sys
-
-            for t in asyncio.all_tasks():
-                t.print_stack(file=sys.stderr)
-            raise AssertionError(f"timed out waiting for {what} {cond.__closure__ and [c.cell_contents for c in cond.__closure__]}")
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
 
 
