@@ -285,8 +285,21 @@ def _check(expected: list[tuple[int, str]], got: list[tuple[int, str]]) -> tuple
     return len(ids - seen), dup, ooo
 
 
-async def run(
+async def run(workdir: Path, **kw: object) -> FleetResult:
+    """Run the fleet (see :func:`_run` for the knobs); every daemon is gone when it returns or raises."""
+    fleet: list[Box] = []
+    try:
+        return await _run(workdir, fleet, **kw)  # type: ignore[arg-type]
+    finally:
+        for b in fleet:
+            if b.proc is not None and b.proc.poll() is None:
+                b.proc.kill()
+                b.proc.wait(10)
+
+
+async def _run(
     workdir: Path,
+    fleet: list[Box],
     *,
     boxes: int = 20,
     rate_hz: float = 1.0,
@@ -321,7 +334,6 @@ async def run(
         proxies = [Proxy(n.port) for n in cluster.nodes]
         for p in proxies:
             await p.open()
-        fleet: list[Box] = []
         for i in range(boxes):
             d = workdir / f"box-{i:03d}"
             d.mkdir(parents=True, exist_ok=True)
@@ -352,6 +364,8 @@ async def run(
         sub = gmqtt.Client("fleet-county-sub", clean_session=False)
 
         def on_message(_c: object, topic: str, payload: bytes, _q: int, _p: object) -> int:
+            if topic.endswith("/status"):
+                return 0  # the boxes' presence, not an event
             ev = json.loads(payload)
             mqtt_got.setdefault(topic.split("/")[1], []).append((int(ev["sequence"]), ev["id"]))
             return 0

@@ -151,7 +151,7 @@ class CountyConsumer:
                         ),
                     )
                 msgs = await sub.fetch(batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nothing new within the second (nats-py raises its own or asyncio's)
                 continue
             except (nats.errors.Error, OSError) as exc:
                 log.warning("fetch: %s: %s; retrying", type(exc).__name__, exc)
