@@ -26,54 +26,41 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import signal
-import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import gmqtt
 import nats
 import nats.errors
 from gmqtt.mqtt.constants import MQTTv311
 from nats.aio.msg import Msg
 
+from bench._fleet_parts import (
+    MQTT_PREFIX,
+    PREFIX,
+    STREAM,
+    Box,
+    Proxy,
+    check,
+    committed,
+    leader_of,
+    quiet,
+    ready,
+    site_toml,
+    start,
+    usage,
+)
 from bench._nats import NatsCluster
 from bench._peers import free_port, mosquitto
 from examples.county_consumer import BoxState, CountyConsumer, ensure_stream
 
 __all__ = ["FleetResult", "main", "run"]
-
-REPO = Path(__file__).resolve().parents[1]
-STREAM = "INCIDENTS"
-PREFIX = "county"
-TOWNSHIP = "panlian"
-MQTT_PREFIX = "county-mqtt"
-
-
-@dataclass
-class Box:
-    index: int
-    dir: Path
-    api_port: int
-    mqtt_uplink: bool
-    proc: subprocess.Popen[bytes] | None = None
-    kills: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"box-{self.index:03d}"
-
-    @property
-    def key(self) -> str:
-        return f"{TOWNSHIP}.{self.name}"
 
 
 @dataclass
@@ -102,187 +89,6 @@ class FleetResult:
             f"out_of_order: {self.out_of_order} p99_ms: {self.p99_ms:.0f} "
             f"reconnect_spread_s: {self.reconnect_spread_s:.1f}"
         )
-
-
-class Proxy:
-    """A TCP forwarder this process can cut: the stand-in for one box's uplink cable."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port = free_port()
-        self._target = target_port
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.StreamWriter] = set()
-
-    async def open(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for w in list(self._pipes):
-            w.transport.abort()
-        self._pipes.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self._target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._pipes |= {writer, up_w}
-
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            w.transport.abort()
-            self._pipes.discard(w)
-
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-
-
-def _site(box: Box, servers: list[str], mqtt_port: int, uplink_mqtt_port: int | None) -> str:
-    mqtt_uplink = (
-        f'\n[upstream.mqtt]\nbroker = "county"\ntopic_prefix = "{MQTT_PREFIX}"\n'
-        f'[[brokers]]\nid = "county"\nhost = "127.0.0.1"\nport = {uplink_mqtt_port}\n'
-        if uplink_mqtt_port is not None
-        else ""
-    )
-    return f"""state_dir = "{box.dir / "state"}"
-
-[site]
-box_id = "{box.name}"
-township = "{TOWNSHIP}"
-village = "v{box.index}"
-
-[api]
-port = {box.api_port}
-token = {{ file = "token" }}
-
-[outbox]
-commit_interval_ms = 2
-
-[upstream.nats]
-servers = {json.dumps(servers)}
-subject_prefix = "{PREFIX}"
-max_backoff_s = 5
-heartbeat_s = 5
-{mqtt_uplink}
-[[brokers]]
-id = "village"
-host = "127.0.0.1"
-port = {mqtt_port}
-
-[[devices]]
-kind = "mqtt"
-id = "river"
-broker = "village"
-  [[devices.points]]
-  name = "level"
-  topic = "fleet/{box.name}/level"
-  value_path = "v"
-
-[[rules]]
-kind = "threshold"
-id = "high"
-point = "level"
-above = 3.5
-hysteresis = 0.2
-cooldown_s = 0
-update_interval_s = 3600
-severity = "major"
-"""
-
-
-def _start(box: Box) -> None:
-    log = (box.dir / "gateway.log").open("ab")
-    env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".venv" / "numba-cache"))}
-    box.proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--log-level", "WARNING", "run", "--config", str(box.dir / "site.toml")],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    log.close()
-
-
-async def _ready(boxes: list[Box], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(headers={"Authorization": "Bearer fleet-token"}) as s:
-        for box in boxes:
-            while True:
-                assert box.proc is not None
-                if box.proc.poll() is not None:
-                    raise RuntimeError(f"{box.name} exited; see {box.dir / 'gateway.log'}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with s.get(f"http://127.0.0.1:{box.api_port}/readyz") as r:
-                        body = await r.json()
-                        if r.status == 200 and body["links"].get("upstream:nats") == "connected":
-                            break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{box.name} not ready in {timeout:.0f} s")
-                await asyncio.sleep(0.2)
-
-
-def _committed(box: Box) -> list[tuple[int, str]]:
-    """(seq, CloudEvent id) of every event the box's outbox committed."""
-    with contextlib.closing(sqlite3.connect(f"file:{box.dir / 'state' / 'outbox.sqlite3'}?mode=ro", uri=True)) as db:
-        return [(int(seq), json.loads(body)["id"]) for seq, body in db.execute("SELECT seq, body FROM events")]
-
-
-def _usage(pid: int) -> tuple[float, float]:
-    """(RSS MiB, CPU seconds) of a live process, from /proc."""
-    rss = 0.0
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) / 1024
-    cpu = 0.0
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return rss, cpu
-
-
-async def _leader(urls: list[str]) -> str:
-    nc = await nats.connect(servers=urls, connect_timeout=2, max_reconnect_attempts=2, error_cb=_quiet)
-    try:
-        js = nc.jetstream(timeout=2)
-        for _ in range(300):
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                info = await js.stream_info(STREAM)
-                if info.cluster is not None and info.cluster.leader:
-                    return info.cluster.leader
-            await asyncio.sleep(0.1)
-        raise RuntimeError("the stream has no leader")
-    finally:
-        await nc.close()
-
-
-async def _quiet(_exc: Exception) -> None:
-    """nats-py prints every reconnect attempt's traceback unless given a callback; the bench expects them."""
-
-
-def _check(expected: list[tuple[int, str]], got: list[tuple[int, str]]) -> tuple[int, int, int]:
-    """(lost, duplicated, out of order) of what one box committed against what arrived, in order."""
-    ids = {i for _, i in expected}
-    seen: set[str] = set()
-    dup = ooo = 0
-    last = 0
-    for seq, ident in got:
-        if ident in seen:
-            dup += 1
-            continue
-        seen.add(ident)
-        if seq <= last:
-            ooo += 1
-        last = max(last, seq)
-    return len(ids - seen), dup, ooo
 
 
 async def run(workdir: Path, **kw: object) -> FleetResult:
@@ -323,11 +129,11 @@ async def _run(
     cluster = NatsCluster(workdir / "nats", no_advertise=True)
     with mosquitto() as mqtt_port, cluster:
         nc = await nats.connect(
-            servers=cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=_quiet
+            servers=cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=quiet
         )
         js = nc.jetstream(timeout=5)
         await ensure_stream(js, stream=STREAM, subjects=[f"{PREFIX}.>"], replicas=3)
-        leader = cluster.node(await _leader(cluster.urls))
+        leader = cluster.node(await leader_of(cluster.urls))
         note(f"cluster up, stream {STREAM} R3, leader {leader.name}")
 
         # Box 0 reaches the cluster through proxies this process can cut.
@@ -341,10 +147,12 @@ async def _run(
             box = Box(i, d, free_port(), mqtt_uplink=1 <= i <= mqtt_boxes)
             servers = [f"nats://127.0.0.1:{p.port}" for p in proxies] if i == 0 else cluster.urls
             # The MQTT uplinks talk to the leader's own MQTT listener, so the leader kill is theirs too.
-            (d / "site.toml").write_text(_site(box, servers, mqtt_port, leader.mqtt_port if box.mqtt_uplink else None))
+            (d / "site.toml").write_text(
+                site_toml(box, servers, mqtt_port, leader.mqtt_port if box.mqtt_uplink else None)
+            )
             fleet.append(box)
-            _start(box)
-        await _ready(fleet, 60 + 3 * boxes)
+            start(box)
+        await ready(fleet, 60 + 3 * boxes)
         note(f"{boxes} gateways ready ({mqtt_boxes} with an MQTT uplink to {leader.name}'s MQTT listener)")
 
         # What the platform sees.
@@ -409,7 +217,7 @@ async def _run(
                 box.kills += 1
                 note(f"SIGKILL {box.name}")
                 await asyncio.sleep(random.uniform(1.0, 4.0))
-                _start(box)
+                start(box)
                 note(f"restarted {box.name}")
 
         s = seconds
@@ -417,7 +225,7 @@ async def _run(
         killer = asyncio.create_task(sigkills_at(kill_times)) if sigkills else None
 
         await at(0.08 * s)
-        leader = cluster.node(await _leader(cluster.urls))
+        leader = cluster.node(await leader_of(cluster.urls))
         cluster.kill(leader)
         note(f"SIGKILL stream leader {leader.name}")
         await at(0.15 * s)
@@ -456,7 +264,7 @@ async def _run(
         while time.monotonic() < deadline:
             behind = 0
             for b in fleet:
-                want = _committed(b)
+                want = committed(b)
                 have = {i for _, i, _, _ in records.get(b.key, [])}
                 behind += len({i for _, i in want} - have)
                 if b.mqtt_uplink:
@@ -467,7 +275,7 @@ async def _run(
         note("drained" if behind == 0 else f"drain deadline passed with {behind} events missing")
         await asyncio.sleep(2.0)  # any late duplicate has its chance to show
 
-        usage = [_usage(b.proc.pid) for b in fleet if b.proc is not None and b.proc.poll() is None]
+        usage = [usage(b.proc.pid) for b in fleet if b.proc is not None and b.proc.poll() is None]
         for b in fleet:
             if b.proc is not None and b.proc.poll() is None:
                 b.proc.terminate()
@@ -490,11 +298,11 @@ async def _run(
     latencies: list[float] = []
     firsts: list[float] = []
     for b in fleet:
-        want = _committed(b)
+        want = committed(b)
         total += len(want)
         got = records.get(b.key, [])
         latencies += [(now - stored) * 1000 for _, _, stored, now in got]
-        lo, du, oo = _check(want, [(seq, i) for seq, i, _, _ in got])
+        lo, du, oo = check(want, [(seq, i) for seq, i, _, _ in got])
         lost, dup, ooo = lost + lo, dup + du, ooo + oo
         if cluster_restart:
             after = [stored for _, _, stored, _ in got if stored >= up]
@@ -502,7 +310,7 @@ async def _run(
                 firsts.append(min(after))
         if b.mqtt_uplink:
             mtotal += len(want)
-            lo, du, oo = _check(want, mqtt_got.get(b.name, []))
+            lo, du, oo = check(want, mqtt_got.get(b.name, []))
             mlost, mdup, mooo = mlost + lo, mdup + du, mooo + oo
     if firsts:
         reconnect_spread = max(firsts) - min(firsts)
