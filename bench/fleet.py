@@ -275,7 +275,7 @@ async def _run(
         note("drained" if behind == 0 else f"drain deadline passed with {behind} events missing")
         await asyncio.sleep(2.0)  # any late duplicate has its chance to show
 
-        usage = [usage(b.proc.pid) for b in fleet if b.proc is not None and b.proc.poll() is None]
+        used = [usage(b.proc.pid) for b in fleet if b.proc is not None and b.proc.poll() is None]
         for b in fleet:
             if b.proc is not None and b.proc.poll() is None:
                 b.proc.terminate()
@@ -332,8 +332,8 @@ async def _run(
         mqtt_lost=mlost,
         mqtt_duplicated=mdup,
         mqtt_out_of_order=mooo,
-        rss_mib=[r for r, _ in usage],
-        cpu_s=[c for _, c in usage],
+        rss_mib=[r for r, _ in used],
+        cpu_s=[c for _, c in used],
         log=log,
     )
 

@@ -207,12 +207,13 @@ class MqttPusher(_CursorPusher):
                 await client.connect(self._host, self._port, ssl=ctx or False, version=MQTTv311)
                 client.stop_reconnect()
         except ssl.SSLError as exc:
+            await _close(client)
             self._metrics.delivery_failures.labels(self.consumer).inc()
             raise DriverConnectError(
                 f"uplink broker {self._where}: {tls_failure(exc)}", device_id=self.name, code="tls"
             ) from None
         except Exception as exc:  # OSError, TimeoutError, and gmqtt's own refusals (bare Exceptions)
-            client.stop_reconnect()
+            await _close(client)
             self._metrics.delivery_failures.labels(self.consumer).inc()
             raise DriverConnectError(
                 f"uplink broker {self._where} unreachable: {type(exc).__name__} {exc}".rstrip(),
@@ -224,15 +225,13 @@ class MqttPusher(_CursorPusher):
             await self._publish_acked(self.status_topic, self._status("online"), retain=True, what="presence")
             await self._pump(on_connected)
         finally:
-            if client.is_connected:
+            if client.is_connected and not lost.is_set():
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2.0):
                         await self._publish_acked(
                             self.status_topic, self._status("offline"), retain=True, what="presence"
                         )
-                        await client.disconnect()
-            else:
-                client.stop_reconnect()
+            await _close(client)
 
     async def _publish_acked(self, topic: str, body: bytes, *, retain: bool = False, what: str) -> None:
         assert self._client is not None and self._inflight is not None
@@ -254,3 +253,17 @@ class MqttPusher(_CursorPusher):
     async def _deliver(self, seq: int, body: bytes) -> None:
         category = json.loads(body).get("category", "incident")
         await self._publish_acked(f"{self._prefix}/{category}", body, what=f"seq {seq}")
+
+
+async def _close(client: gmqtt.Client) -> None:
+    """Stop this client for good, whatever state it is in.
+
+    gmqtt reconnects on its own after a lost connection (once even with reconnect_retries 0), and
+    a connect that timed out leaves its socket open: either would come back later with the same
+    client id as the next attempt, and the broker would keep replacing one with the other
+    (NATS's MQTT listener logs "Replacing old client"), so neither ever publishes.
+    """
+    client.stop_reconnect()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2.0):
+            await client.disconnect()
