@@ -113,8 +113,12 @@ class NatsPusher:
         nc = await self._connect(lost)
         js = nc.jetstream(timeout=self._cfg.ack_timeout_s)
         try:
-            async with asyncio.timeout(self._cfg.ack_timeout_s * 2):
-                await self._resume(js)
+            try:
+                async with asyncio.timeout(self._cfg.ack_timeout_s * 2):
+                    await self._resume(js)
+            except TimeoutError:
+                # Only a shortcut (see the module doc): the de-duplication window still covers us.
+                log.warning("%s: the stream did not say what it holds from this box in time", self.name)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pump(js, on_connected), name=f"gw[{self.name}].pump")
                 tg.create_task(self._watch(nc, lost), name=f"gw[{self.name}].watch")
