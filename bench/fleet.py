@@ -81,6 +81,7 @@ class FleetResult:
     mqtt_out_of_order: int
     rss_mib: list[float] = field(default_factory=list)
     cpu_s: list[float] = field(default_factory=list)
+    per_box: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
     def last_line(self) -> str:
@@ -275,7 +276,12 @@ async def _run(
         note("drained" if behind == 0 else f"drain deadline passed with {behind} events missing")
         await asyncio.sleep(2.0)  # any late duplicate has its chance to show
 
-        used = [usage(b.proc.pid) for b in fleet if b.proc is not None and b.proc.poll() is None]
+        alive = [b for b in fleet if b.proc is not None and b.proc.poll() is None]
+        used = [usage(b.proc.pid) for b in alive if b.proc is not None]
+        per_box = [
+            f"{b.name}: RSS {rss:.0f} MiB, CPU {cpu:.1f} s" + (" (since its restart)" if b.kills else "")
+            for b, (rss, cpu) in zip(alive, used, strict=True)
+        ]
         for b in fleet:
             if b.proc is not None and b.proc.poll() is None:
                 b.proc.terminate()
@@ -334,6 +340,7 @@ async def _run(
         mqtt_out_of_order=mooo,
         rss_mib=[r for r, _ in used],
         cpu_s=[c for _, c in used],
+        per_box=per_box,
         log=log,
     )
 
@@ -361,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     print(f"end to end: {r.events_per_s:.1f} events/s committed over the run; publish->consumer p50 {r.p50_ms:.0f} ms")
+    for line in r.per_box:
+        print(line)
     if r.rss_mib:
         print(
             f"per box: RSS {min(r.rss_mib):.0f}/{statistics.median(r.rss_mib):.0f}/{max(r.rss_mib):.0f} MiB "
