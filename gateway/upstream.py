@@ -67,9 +67,12 @@ class _CursorPusher:
         on_connected()
         while True:
             cursor = self._outbox.cursor(self.consumer)
+            # Taken before the read: a commit landing while the read runs in its thread must wake
+            # the wait below, not be waited past (for the 30 s timeout).
+            seen = self._outbox.committed_seq
             events = await asyncio.to_thread(self._outbox.read_after, cursor, _BATCH)
             if not events:
-                await self._outbox.wait_committed(self._outbox.committed_seq, 30.0)
+                await self._outbox.wait_committed(seen, 30.0)
                 continue
             for ev in events:
                 await self._deliver(ev.seq, ev.body)
