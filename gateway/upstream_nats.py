@@ -109,16 +109,20 @@ class NatsPusher:
         self._since = time.time()
 
     async def run(self, on_connected: Callable[[], None]) -> None:
+        me = asyncio.current_task()
+        base = 0 if me is None else me.cancelling()
         lost = asyncio.Event()
         nc = await self._connect(lost)
         js = nc.jetstream(timeout=self._cfg.ack_timeout_s)
         try:
+            _unless_cancelled(base)
             try:
                 async with asyncio.timeout(self._cfg.ack_timeout_s * 2):
                     await self._resume(js)
             except TimeoutError:
                 # Only a shortcut (see the module doc): the de-duplication window still covers us.
                 log.warning("%s: the stream did not say what it holds from this box in time", self.name)
+            _unless_cancelled(base)  # before the TaskGroup, which may raise the count itself
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pump(js, on_connected), name=f"gw[{self.name}].pump")
                 tg.create_task(self._watch(nc, lost), name=f"gw[{self.name}].watch")
@@ -261,7 +265,8 @@ class NatsPusher:
                 continue
             for ev in events:
                 await self._deliver(js, ev.seq, ev.body)
-                self._outbox.set_cursor(self.consumer, ev.seq)
+                self._outbox.set_cursor(self.consumer, ev.seq)  # stored: keep it even if cancelled now
+                _unless_cancelled()
                 self._metrics.delivered.labels(self.consumer).inc()
 
     async def _deliver(self, js: JetStreamContext, seq: int, body: bytes) -> None:
@@ -273,6 +278,7 @@ class NatsPusher:
             try:
                 ack = await js.publish(subject, body, stream=self._cfg.stream, headers=dict(headers))
             except nats.errors.ConnectionClosedError:
+                _unless_cancelled()
                 raise DriverConnectError(
                     f"NATS connection closed while publishing seq {seq}", device_id=self.name, code="connect"
                 ) from None
@@ -280,6 +286,7 @@ class NatsPusher:
                 # A leader election, or a node gone with our request: the same message id again.
                 self._metrics.delivery_failures.labels(self.consumer).inc()
                 self._slow.warning("publish", "%s: publish of seq %d: %s; retrying", self.name, seq, type(exc).__name__)
+                _unless_cancelled()
                 await asyncio.sleep(retry.next_delay())
                 continue
             except nats.js.errors.APIError as exc:
@@ -340,6 +347,7 @@ class NatsPusher:
             # A missed beat (an election in the bucket's own group) is made up by the next one.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await kv.put(self._presence_key, self._presence_record("online"))
+            _unless_cancelled()
             await asyncio.sleep(self._cfg.heartbeat_s)
 
     async def _say_offline(self, js: JetStreamContext, nc: NatsClient) -> None:
@@ -349,6 +357,19 @@ class NatsPusher:
             async with asyncio.timeout(2.0):
                 kv = await js.key_value(self._cfg.presence_bucket)
                 await kv.put(self._presence_key, self._presence_record("offline"))
+
+
+def _unless_cancelled(base: int = 0) -> None:
+    """Raise the cancellation nats-py swallowed.
+
+    nats-py's internal flush catches CancelledError (``_flush_pending``), so a task cancelled
+    while a publish queues its bytes carries on as if nothing happened: a supervisor cancelled at
+    shutdown would keep publishing, and the shutdown would wait for ever. The request is still
+    recorded on the task (``cancelling()``); act on it after every call into the client.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > base:
+        raise asyncio.CancelledError
 
 
 def _event_id(body: bytes) -> str | None:

@@ -66,7 +66,14 @@ async def _stored(
     nc = await nats.connect(servers=cluster.urls)
     try:
         js = nc.jetstream()
-        sub = await js.pull_subscribe(subjects, stream=stream)
+        for attempt in range(20):  # a node just restarted may not answer the first consumer request
+            try:
+                sub = await js.pull_subscribe(subjects, stream=stream)
+                break
+            except TimeoutError:
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
         out: list[tuple[int, str]] = []
         quiet = 0
         deadline = time.monotonic() + 30
@@ -160,8 +167,10 @@ async def test_a_restart_after_the_dedup_window_sends_nothing_twice(stream: Nats
             await ob.flush()
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: an uplink that does not stop when cancelled would hang a daemon's shutdown.
+            async with asyncio.timeout(15):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
