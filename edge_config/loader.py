@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge_config._base import SecretRef
 from edge_config.model import GatewayConfig
+from edge_config.nats import subject_token
 from edge_config.tls import TlsSettings
 from edge_core.errors import ConfigError
 
@@ -168,6 +169,16 @@ def _references(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
     if cfg.upstream.mqtt is not None and cfg.upstream.mqtt.broker not in brokers:
         out.append(
             (("upstream", "mqtt", "broker"), f"broker {cfg.upstream.mqtt.broker!r} is not defined in [[brokers]]")
+        )
+    nats = cfg.upstream.nats
+    if nats is not None and nats.township is None and subject_token(cfg.site.township) is None:
+        # A township written in hanzi cannot stand in a subject every ACL file can name.
+        out.append(
+            (
+                ("upstream", "nats", "township"),
+                f"[site] township {cfg.site.township!r} is not a subject token: set upstream.nats.township "
+                "(ASCII letters, digits, '_', '-'), such as its pinyin",
+            )
         )
     out += _gb28181_references(cfg)
     for i, rule in enumerate(cfg.rules):

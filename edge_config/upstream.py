@@ -1,5 +1,5 @@
-"""Where incidents go: the platform's webhook, MQTT broker and GB/T 28181 video platform (the pull
-feed needs no config)."""
+"""Where incidents go: the platform's webhook, MQTT broker, NATS cluster and GB/T 28181 video
+platform (the pull feed needs no config)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pydantic import Field, HttpUrl, model_validator
 
 from edge_config._base import Identifier, Number, SecretRef, Section
 from edge_config.gb28181 import Gb28181Settings
+from edge_config.nats import NatsUplink
 from edge_config.tls import TlsSettings
 
-__all__ = ["MqttUplink", "UpstreamSettings", "WebhookSettings"]
+__all__ = ["MqttUplink", "NatsUplink", "UpstreamSettings", "WebhookSettings"]
 
 
 class WebhookSettings(Section):
@@ -50,6 +51,7 @@ class UpstreamSettings(Section):
 
     webhook: WebhookSettings | None = Field(default=None, description="HTTP webhook receiver.")
     mqtt: MqttUplink | None = Field(default=None, description="MQTT uplink.")
+    nats: NatsUplink | None = Field(default=None, description="NATS JetStream uplink.")
     gb28181: list[Gb28181Settings] = Field(
         default_factory=list, max_length=8, description="County video platforms reached over GB/T 28181."
     )

@@ -113,6 +113,21 @@ def _peers(loaded: LoadedConfig) -> list[_Peer]:
                 (wh.tls or TlsSettings()) if https else None,
             )
         )
+    nc = cfg.upstream.nats
+    if nc is not None:
+        for server in nc.servers:
+            u = urlsplit(server)
+            tls = nc.tls or (TlsSettings() if u.scheme == "tls" else None)
+            peers.append(
+                _Peer(
+                    f"NATS server {u.hostname}:{u.port or 4222}",
+                    u.hostname or "",
+                    u.port or 4222,
+                    "one seed down is fine while another answers; all down: events wait in the outbox, "
+                    "check the route to the county network",
+                    tls,
+                )
+            )
     return peers
 
 

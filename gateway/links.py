@@ -33,6 +33,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import FEED, Outbox
 from gateway.supervisor import Target
 from gateway.upstream import MqttPusher, WebhookPusher
+from gateway.upstream_nats import NatsPusher
 
 __all__ = ["Link", "Links", "build_links", "push_consumers"]
 
@@ -65,6 +66,8 @@ def push_consumers(cfg: GatewayConfig) -> list[str]:
         consumers.append(WebhookPusher.consumer)
     if cfg.upstream.mqtt is not None:
         consumers.append(MqttPusher.consumer)
+    if cfg.upstream.nats is not None:
+        consumers.append(NatsPusher.consumer)
     consumers += [consumer_of(gb.id) for gb in cfg.upstream.gb28181]
     return consumers or [FEED]
 
@@ -163,6 +166,19 @@ def build_links(
         out.links.append(Link(channel.name, channel.run, backoff=Backoff(1.0, gb.max_backoff_s)))
     if out.gb28181:
         metrics.registry.register(ChannelCollector(list(out.gb28181.values())))
+    nc = cfg.upstream.nats
+    if nc is not None:
+        nats_pusher = NatsPusher(
+            outbox,
+            metrics,
+            nc,
+            township=cfg.site.township,
+            box_id=cfg.site.box_id,
+            password=secret(nc.password),
+            nkey_seed=secret(nc.nkey_seed),
+            base_dir=base_dir,
+        )
+        out.links.append(Link(nats_pusher.name, nats_pusher.run, backoff=Backoff(0.5, nc.max_backoff_s)))
     return out
 
 

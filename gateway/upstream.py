@@ -15,15 +15,16 @@ import hmac
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 
 import aiohttp
-from amqtt.client import MQTTClient
-from amqtt.errors import ClientError as AmqttClientError
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv311
+from gmqtt.storage import PersistentStorage
 
-from drivers.tls import client_context, tls_failure, tls_files
+from drivers.tls import client_context, tls_failure
 from edge_config.tls import TlsSettings
 from edge_core.errors import DriverConnectError, DriverProtocolError, LinkHalted
 from gateway.metrics import Metrics
@@ -40,6 +41,7 @@ _BATCH = 200
 _TRY_LATER = frozenset({408, 429})
 REFUSALS_BEFORE_HALT = 5
 """Refusals of the same event in a row after which the webhook stops trying (events are kept)."""
+_MQTT_CONNECT_S = 10.0
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -67,9 +69,12 @@ class _CursorPusher:
         on_connected()
         while True:
             cursor = self._outbox.cursor(self.consumer)
+            # Taken before the read: a commit landing while the read runs in its thread must wake
+            # the wait below, not be waited past (for the 30 s timeout).
+            seen = self._outbox.committed_seq
             events = await asyncio.to_thread(self._outbox.read_after, cursor, _BATCH)
             if not events:
-                await self._outbox.wait_committed(self._outbox.committed_seq, 30.0)
+                await self._outbox.wait_committed(seen, 30.0)
                 continue
             for ev in events:
                 await self._deliver(ev.seq, ev.body)
@@ -172,21 +177,17 @@ class WebhookPusher(_CursorPusher):
         )
 
 
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error under a library's own (amqtt wraps the handshake's error in ConnectError)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 class MqttPusher(_CursorPusher):
     """Publishes each event (the same JSON as the feed) with QoS 1 to '<prefix>/<box_id>/<category>'.
 
-    amqtt's client is used here because its publish() returns only after the broker's PUBACK,
-    which is what lets the cursor advance safely.
+    gmqtt, the drivers' client, both ways. Its publish() only queues the packet; with one publish
+    in flight at a time, the client's in-flight store running empty is the broker's PUBACK, and
+    only then does the cursor move. The session is persistent (clean_session off, a stable client
+    id), so a broker that keeps sessions holds the box's place across a reconnect.
+
+    Presence on '<prefix>/<box_id>/status', retained: 'online' (the birth) after each connect,
+    'offline' before a clean disconnect, and the same 'offline' as the will, which the broker
+    publishes when the box drops without a word.
     """
 
     name = "upstream:mqtt"
@@ -208,54 +209,100 @@ class MqttPusher(_CursorPusher):
         base_dir: Path = Path(),
     ) -> None:
         super().__init__(outbox, metrics)
-        auth = f"{quote(username, safe='')}:{quote(password or '', safe='')}@" if username else ""
-        self._uri = f"{'mqtt' if tls is None else 'mqtts'}://{auth}{host}:{port}/"
+        self._host, self._port = host, port
         self._where = f"{host}:{port}"
         self._tls = tls
         self._base_dir = base_dir
         self._prefix = f"{topic_prefix.rstrip('/')}/{box_id}"
+        self._box_id = box_id
         self._client_id = client_id
-        self._client: MQTTClient | None = None
+        self._username, self._password = username, password
+        self._client: gmqtt.Client | None = None
+        self._inflight: PersistentStorage | None = None
+        self._lost = asyncio.Event()
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self._prefix}/status"
+
+    def _status(self, state: str) -> bytes:
+        return json.dumps({"state": state, "box_id": self._box_id, "at": time.time()}).encode()
 
     async def run(self, on_connected: Callable[[], None]) -> None:
-        config: dict[str, object] = {"auto_reconnect": False}
-        cafile = None
-        if self._tls is not None:
-            # amqtt builds its own context from file names; building ours first checks the files
-            # and gives the same errors as the other links.
-            client_context(self._tls, self._base_dir, link=self.name)
-            files = tls_files(self._tls, self._base_dir)
-            cafile = None if files.ca_file is None else str(files.ca_file)
-            if files.client_cert is not None and files.client_key is not None:
-                config["connection"] = {"certfile": str(files.client_cert), "keyfile": str(files.client_key)}
-        client = MQTTClient(client_id=self._client_id, config=config)
+        # Built on every connection, so a CA file fixed on disk is picked up by the next retry.
+        ctx = None if self._tls is None else client_context(self._tls, self._base_dir, link=self.name)
+        will = gmqtt.Message(self.status_topic, self._status("offline"), qos=1, retain=True)
+        self._inflight = PersistentStorage()
+        client = gmqtt.Client(
+            self._client_id, clean_session=False, will_message=will, persistent_storage=self._inflight
+        )
+        client.set_config({"reconnect_retries": 0})
+        if self._username:
+            client.set_auth_credentials(self._username, self._password)
+        self._lost = lost = asyncio.Event()
+        client.on_disconnect = lambda *_a: lost.set()
         try:
-            # Passed to connect(), the CA file replaces the system's CAs instead of adding to them.
-            await client.connect(self._uri, cafile=cafile)
-        except (AmqttClientError, OSError) as exc:
+            async with asyncio.timeout(_MQTT_CONNECT_S):
+                await client.connect(self._host, self._port, ssl=ctx or False, version=MQTTv311)
+                client.stop_reconnect()
+        except ssl.SSLError as exc:
+            await _close(client)
             self._metrics.delivery_failures.labels(self.consumer).inc()
-            tls_exc = _ssl_cause(exc)
-            why = type(exc).__name__ if tls_exc is None else tls_failure(tls_exc)
             raise DriverConnectError(
-                f"uplink broker {self._where} unreachable: {why}",
+                f"uplink broker {self._where}: {tls_failure(exc)}", device_id=self.name, code="tls"
+            ) from None
+        except Exception as exc:  # OSError, TimeoutError, and gmqtt's own refusals (bare Exceptions)
+            await _close(client)
+            self._metrics.delivery_failures.labels(self.consumer).inc()
+            raise DriverConnectError(
+                f"uplink broker {self._where} unreachable: {type(exc).__name__} {exc}".rstrip(),
                 device_id=self.name,
-                code="connect" if tls_exc is None else "tls",
+                code="connect",
             ) from None
         self._client = client
         try:
+            await self._publish_acked(self.status_topic, self._status("online"), retain=True, what="presence")
             await self._pump(on_connected)
         finally:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
+            if client.is_connected and not lost.is_set():
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await self._publish_acked(
+                            self.status_topic, self._status("offline"), retain=True, what="presence"
+                        )
+            await _close(client)
+
+    async def _publish_acked(self, topic: str, body: bytes, *, retain: bool = False, what: str) -> None:
+        assert self._client is not None and self._inflight is not None
+        if self._lost.is_set() or not self._client.is_connected:
+            raise DriverConnectError(f"uplink broker {self._where}: connection lost", device_id=self.name, code="lost")
+        self._client.publish(topic, body, qos=1, retain=retain)
+        acked = asyncio.ensure_future(self._inflight.wait_empty())
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({acked, lost}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            acked.cancel()
+        if not acked.done() or acked.cancelled():
+            self._metrics.delivery_failures.labels(self.consumer).inc()
+            why = "connection lost" if self._lost.is_set() else "no PUBACK within 30 s"
+            raise DriverConnectError(f"uplink publish of {what}: {why}", device_id=self.name, code="publish")
 
     async def _deliver(self, seq: int, body: bytes) -> None:
-        assert self._client is not None
         category = json.loads(body).get("category", "incident")
-        try:
-            async with asyncio.timeout(30):
-                await self._client.publish(f"{self._prefix}/{category}", body, qos=1)
-        except (AmqttClientError, OSError, TimeoutError) as exc:
-            self._metrics.delivery_failures.labels(self.consumer).inc()
-            raise DriverConnectError(
-                f"uplink publish of seq {seq} failed: {type(exc).__name__}", device_id=self.name, code="publish"
-            ) from None
+        await self._publish_acked(f"{self._prefix}/{category}", body, what=f"seq {seq}")
+
+
+async def _close(client: gmqtt.Client) -> None:
+    """Stop this client for good, whatever state it is in.
+
+    gmqtt reconnects on its own after a lost connection (once even with reconnect_retries 0), and
+    a connect that timed out leaves its socket open: either would come back later with the same
+    client id as the next attempt, and the broker would keep replacing one with the other
+    (NATS's MQTT listener logs "Replacing old client"), so neither ever publishes.
+    """
+    client.stop_reconnect()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2.0):
+            await client.disconnect()

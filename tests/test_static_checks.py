@@ -8,7 +8,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PACKAGES = ["gateway", "drivers", "vision", "anomaly", "edge_config", "edge_core", "simulators", "bench", "tests"]
+PACKAGES = [
+    "gateway",
+    "drivers",
+    "vision",
+    "anomaly",
+    "edge_config",
+    "edge_core",
+    "simulators",
+    "bench",
+    "examples",
+    "tests",
+]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -151,10 +151,16 @@ async def test_mqtt_uplink_publishes_each_event_after_puback(mosquitto: Mosquitt
             await connected(gw)
             pub.publish("t/river/000/level", reading(4.0), qos=1)
             _, events = await feed(port, wait=5)
-            await until(lambda: len(got) >= 1, 10, "the uplink publish")
+            await until(lambda: len(got) >= 2, 10, "the uplink publish")
             await until(lambda: gw.outbox.cursor("mqtt") == 1, 5, "the uplink cursor to advance")
-    assert [t for t, _ in got] == ["county/incidents/box-1/threshold-breach"]
-    assert got[0][1]["id"] == events[0]["id"]
+    # The event between the box's birth and its clean goodbye, both retained on its status topic.
+    assert [t for t, _ in got] == [
+        "county/incidents/box-1/status",
+        "county/incidents/box-1/threshold-breach",
+        "county/incidents/box-1/status",
+    ]
+    assert [p["state"] for t, p in got if t.endswith("/status")] == ["online", "offline"]
+    assert got[1][1]["id"] == events[0]["id"]
 
 
 async def test_restart_resumes_open_incidents_instead_of_reraising(mosquitto: Mosquitto, tmp_path: Path) -> None:

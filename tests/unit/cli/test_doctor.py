@@ -126,3 +126,20 @@ def test_run_refuses_to_start_without_its_secrets(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert f"{site}:8: api.token: secret file missing" in err
     assert not (tmp_path / "state" / "outbox.sqlite3").exists()
+
+
+def test_doctor_reaches_every_nats_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    up, down = _port(), _port()
+    up.listen()
+    (tmp_path / "token").write_text("t")
+    site = tmp_path / "site.toml"
+    text = _site(tmp_path, _port().getsockname()[1], up.getsockname()[1])
+    servers = f'["nats://127.0.0.1:{up.getsockname()[1]}", "nats://127.0.0.1:{down.getsockname()[1]}"]'
+    site.write_text(text + f"[upstream.nats]\nservers = {servers}\n")
+    main(["doctor", "--config", str(site)])
+    out = capsys.readouterr().out
+    assert f"OK    NATS server 127.0.0.1:{up.getsockname()[1]} reachable" in out
+    assert f"FAIL  NATS server 127.0.0.1:{down.getsockname()[1]} not reachable" in out
+    assert "one seed down is fine while another answers" in out
+    up.close()
+    down.close()
