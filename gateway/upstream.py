@@ -30,7 +30,7 @@ from edge_core.errors import DriverConnectError, DriverProtocolError, LinkHalted
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 
-__all__ = ["SIGNATURE_HEADER", "MqttPusher", "WebhookPusher", "sign"]
+__all__ = ["SIGNATURE_HEADER", "CursorPusher", "MqttPusher", "WebhookPusher", "sign"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-class _CursorPusher:
+class CursorPusher:
     """Delivers committed events after this channel's durable cursor, one at a time, in order.
 
     A delivery failure raises DriverError; the supervisor backs off and restarts the loop, which
@@ -78,11 +78,16 @@ class _CursorPusher:
                 continue
             for ev in events:
                 await self._deliver(ev.seq, ev.body)
-                self._outbox.set_cursor(self.consumer, ev.seq)
+                self._outbox.set_cursor(self.consumer, ev.seq)  # stored: kept even if cancelled now
+                self._after_store()
                 self._metrics.delivered.labels(self.consumer).inc()
 
+    def _after_store(self) -> None:
+        """Called once an event's cursor is stored; a channel whose client can swallow a
+        cancellation acts on it here."""
 
-class WebhookPusher(_CursorPusher):
+
+class WebhookPusher(CursorPusher):
     """CloudEvents HTTP binding, structured mode, one POST per event, HMAC-signed."""
 
     name = "upstream:webhook"
@@ -177,7 +182,7 @@ class WebhookPusher(_CursorPusher):
         )
 
 
-class MqttPusher(_CursorPusher):
+class MqttPusher(CursorPusher):
     """Publishes each event (the same JSON as the feed) with QoS 1 to '<prefix>/<box_id>/<category>'.
 
     gmqtt, the drivers' client, both ways. Its publish() only queues the packet; with one publish

@@ -54,6 +54,7 @@ from edge_core.errors import DriverConnectError, DriverError, DriverProtocolErro
 from edge_core.ratelimit import RateLimitedLogger
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
+from gateway.upstream import CursorPusher
 
 __all__ = ["SEQ_HEADER", "NatsPusher", "nats_subject_prefix"]
 
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 SEQ_HEADER = "Edge-Seq"
 """Header carrying the event's outbox sequence (the same number as the CloudEvent's ``sequence``)."""
 _MSG_ID = "Nats-Msg-Id"
-_BATCH = 200
 # JetStream's "wrong expected stream" code: the subject is captured by some other stream.
 _WRONG_STREAM = 10060
 # Retrying one publish in place (an election takes a few seconds): short waits, short cap.
@@ -76,7 +76,7 @@ def nats_subject_prefix(cfg: NatsUplink, township: str, box_id: str) -> str:
     return f"{cfg.subject_prefix}.{cfg.township or township}.{box_id}"
 
 
-class NatsPusher:
+class NatsPusher(CursorPusher):
     """Delivers committed events after the ``nats`` cursor into a JetStream stream."""
 
     name = "upstream:nats"
@@ -94,8 +94,8 @@ class NatsPusher:
         nkey_seed: str | None,
         base_dir: Path = Path(),
     ) -> None:
-        self._outbox = outbox
-        self._metrics = metrics
+        super().__init__(outbox, metrics)
+        self._js: JetStreamContext | None = None
         self._cfg = cfg
         self._subject = nats_subject_prefix(cfg, township, box_id)
         self._presence_key = f"{cfg.township or township}.{box_id}"
@@ -113,7 +113,7 @@ class NatsPusher:
         base = 0 if me is None else me.cancelling()
         lost = asyncio.Event()
         nc = await self._connect(lost)
-        js = nc.jetstream(timeout=self._cfg.ack_timeout_s)
+        js = self._js = nc.jetstream(timeout=self._cfg.ack_timeout_s)
         try:
             _unless_cancelled(base)
             try:
@@ -124,7 +124,7 @@ class NatsPusher:
                 log.warning("%s: the stream did not say what it holds from this box in time", self.name)
             _unless_cancelled(base)  # before the TaskGroup, which may raise the count itself
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._pump(js, on_connected), name=f"gw[{self.name}].pump")
+                tg.create_task(self._pump(on_connected), name=f"gw[{self.name}].pump")
                 tg.create_task(self._watch(nc, lost), name=f"gw[{self.name}].watch")
                 if self._cfg.presence_bucket is not None:
                     tg.create_task(self._presence(js), name=f"gw[{self.name}].presence")
@@ -252,24 +252,12 @@ class NatsPusher:
         log.info("%s: the stream already holds up to seq %d; cursor %d moves there", self.name, held, cursor)
         self._outbox.set_cursor(self.consumer, held)
 
-    async def _pump(self, js: JetStreamContext, on_connected: Callable[[], None]) -> None:
-        on_connected()
-        while True:
-            cursor = self._outbox.cursor(self.consumer)
-            # Taken before the read: a commit landing while the read runs in its thread must wake
-            # the wait below, not be waited past (for the 30 s timeout).
-            seen = self._outbox.committed_seq
-            events = await asyncio.to_thread(self._outbox.read_after, cursor, _BATCH)
-            if not events:
-                await self._outbox.wait_committed(seen, 30.0)
-                continue
-            for ev in events:
-                await self._deliver(js, ev.seq, ev.body)
-                self._outbox.set_cursor(self.consumer, ev.seq)  # stored: keep it even if cancelled now
-                _unless_cancelled()
-                self._metrics.delivered.labels(self.consumer).inc()
+    def _after_store(self) -> None:
+        _unless_cancelled()
 
-    async def _deliver(self, js: JetStreamContext, seq: int, body: bytes) -> None:
+    async def _deliver(self, seq: int, body: bytes) -> None:
+        js = self._js
+        assert js is not None, "run() connects before the pump delivers"
         event = json.loads(body)
         subject = f"{self._subject}.{event.get('category') or 'incident'}"
         headers = {_MSG_ID: str(event["id"]), SEQ_HEADER: str(seq)}

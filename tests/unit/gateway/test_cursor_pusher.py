@@ -10,10 +10,10 @@ from pathlib import Path
 
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, StoredEvent
-from gateway.upstream import _CursorPusher
+from gateway.upstream import CursorPusher
 
 
-class _Recorder(_CursorPusher):
+class _Recorder(CursorPusher):
     name = "upstream:test"
     consumer = "test"
 
