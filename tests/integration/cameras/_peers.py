@@ -7,9 +7,15 @@ import gc
 import socket
 import subprocess
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from drivers.camera import Camera
+from edge_core.signals import Signal
 
 _ROOT = Path(__file__).resolve().parents[3]
 
@@ -101,3 +107,17 @@ class RtspServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+@asynccontextmanager
+async def running_camera(camera: Camera, signals: list[Signal]) -> AsyncIterator[asyncio.Task[None]]:
+    """``camera.run`` as a task until the block ends, once it is connected; cancelled after."""
+    connected = asyncio.Event()
+    task = asyncio.create_task(camera.run(signals.append, connected.set))
+    try:
+        await asyncio.wait_for(connected.wait(), 15)
+        yield task
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

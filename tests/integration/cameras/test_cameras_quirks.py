@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -20,7 +17,8 @@ from edge_config.camera import CameraDevice
 from edge_core.errors import DriverAuthError, DriverProtocolError
 from edge_core.signals import Signal
 from simulators.onvif_camera import NS, OnvifCameraSim
-from tests.integration.cameras._peers import PASSWORD, USER, free_port
+from tests.integration.cameras._peers import PASSWORD, USER, free_port, running_camera
+from tests.integration.gateway.conftest import until
 
 
 def _config(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:
@@ -43,27 +41,6 @@ def _snapshot_mode(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:
     return _config(sim, stream={"mode": "snapshot", "snapshot_interval_s": 0.2}, **overrides)
 
 
-async def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def _running(camera: Camera, signals: list[Signal]) -> AsyncIterator[asyncio.Task[None]]:
-    connected = asyncio.Event()
-    task = asyncio.create_task(camera.run(signals.append, connected.set))
-    try:
-        await asyncio.wait_for(connected.wait(), 15)
-        yield task
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-
 def _session(sim: OnvifCameraSim, password: str = PASSWORD) -> OnvifSession:
     return OnvifSession("gate-cam", "127.0.0.1", sim.port, USER, password, timeout_s=5)
 
@@ -78,8 +55,8 @@ async def test_camera_motion_gating_without_events_falls_back_to_always_and_says
     async with OnvifCameraSim(username=USER, password=PASSWORD, events=False) as sim:
         camera = Camera(_snapshot_mode(sim, gating="camera_motion"), password=PASSWORD, frame_sink=frames.append)
         with caplog.at_level(logging.INFO, logger="drivers.camera"):
-            async with _running(camera, []):
-                await _until(lambda: len(frames) >= 3, 10, "frames analysed although the camera cannot gate")
+            async with running_camera(camera, []):
+                await until(lambda: len(frames) >= 3, 10, "frames analysed although the camera cannot gate")
         status = camera.status()
     assert status["gating"] == "camera_motion"
     assert status["gating_in_force"] == "always"
@@ -104,8 +81,8 @@ async def test_a_camera_refusing_pullpoint_is_asked_once_not_every_30_s(caplog: 
         sim._op_CreatePullPointSubscription = refuse  # type: ignore[method-assign,assignment]
         camera = Camera(_snapshot_mode(sim), password=PASSWORD, frame_sink=lambda _f: None)
         with caplog.at_level(logging.WARNING, logger="drivers.camera"):
-            async with _running(camera, []):
-                await _until(lambda: camera.events_unavailable is not None, 10, "events given up")
+            async with running_camera(camera, []):
+                await until(lambda: camera.events_unavailable is not None, 10, "events given up")
                 await asyncio.sleep(1.5)
     assert sim.calls["CreatePullPointSubscription"] == 1
     assert "refuses PullPoint" in str(camera.status()["events_unavailable"])
@@ -119,12 +96,12 @@ async def test_analysed_counts_frames_analysed_not_frames_received() -> None:
     frames: list[DecodedFrame] = []
     async with OnvifCameraSim(username=USER, password=PASSWORD) as sim:
         camera = Camera(_snapshot_mode(sim, gating="camera_motion"), password=PASSWORD, frame_sink=frames.append)
-        async with _running(camera, []):
-            await _until(lambda: camera.status()["frames"] >= 3, 10, "snapshots")
+        async with running_camera(camera, []):
+            await until(lambda: camera.status()["frames"] >= 3, 10, "snapshots")
             assert camera.status()["analysed"] == 0 == len(frames)  # the camera saw no motion
             assert camera.status()["gating_fallback"] is None
             sim.motion(True)
-            await _until(lambda: len(frames) >= 2, 10, "frames analysed while the camera reports motion")
+            await until(lambda: len(frames) >= 2, 10, "frames analysed while the camera reports motion")
             assert camera.status()["analysed"] == len(frames)
 
 
@@ -151,7 +128,7 @@ async def test_png_snapshot_keeps_its_type_and_the_live_view_is_jpeg() -> None:
             snap = await s.snapshot("main")
         assert snap.content_type == "image/png" and snap.data[:4] == b"\x89PNG"
         camera = Camera(_snapshot_mode(sim), password=PASSWORD, frame_sink=lambda _f: None)
-        async with _running(camera, []):
+        async with running_camera(camera, []):
             camera._latest = None  # no frame yet: the live view asks the camera
             jpeg = await camera.live_jpeg()
     assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
@@ -161,8 +138,8 @@ async def test_snapshot_url_wanting_basic_auth_feeds_a_snapshot_mode_camera() ->
     frames: list[DecodedFrame] = []
     async with OnvifCameraSim(username=USER, password=PASSWORD, snapshot_auth="basic") as sim:
         camera = Camera(_snapshot_mode(sim), password=PASSWORD, frame_sink=frames.append)
-        async with _running(camera, []) as task:
-            await _until(lambda: len(frames) >= 3, 10, "snapshots over Basic auth")
+        async with running_camera(camera, []) as task:
+            await until(lambda: len(frames) >= 3, 10, "snapshots over Basic auth")
             assert not task.done()
         async with _session(sim) as s:
             sim.password = "changed-on-the-camera"
@@ -190,13 +167,13 @@ async def test_expiring_stream_uri_is_asked_for_again_before_the_stream_is_reope
         username=USER, password=PASSWORD, rtsp_main=dead, rtsp_sub=dead, stream_uri_timeout_s=0.5
     ) as sim:
         camera = Camera(_config(sim, events=False), password=PASSWORD)
-        async with _running(camera, []):
+        async with running_camera(camera, []):
             assert camera.analysis_profile is not None
             assert camera.analysis_profile.stream_uri_valid_s == 0.5
-            await _until(lambda: camera.stats.stream_uri_refreshes >= 2, 15, "stream URI refreshed")
+            await until(lambda: camera.stats.stream_uri_refreshes >= 2, 15, "stream URI refreshed")
             assert camera.ingest is not None
             first = camera.ingest.display_url
-            await _until(lambda: camera.ingest is not None and camera.ingest.display_url != first, 15, "a new URI")
+            await until(lambda: camera.ingest is not None and camera.ingest.display_url != first, 15, "a new URI")
     assert sim.calls["GetStreamUri"] >= 2 + 2  # two profiles at connect, then again per reopen
     assert "session=" in camera.ingest.display_url and PASSWORD not in camera.ingest.display_url
 
@@ -205,8 +182,8 @@ async def test_stream_uri_without_timeout_is_not_asked_for_again() -> None:
     dead = f"rtsp://127.0.0.1:{free_port()}/sub"
     async with OnvifCameraSim(username=USER, password=PASSWORD, rtsp_main=dead, rtsp_sub=dead) as sim:
         camera = Camera(_config(sim, events=False), password=PASSWORD)
-        async with _running(camera, []):
-            await _until(lambda: camera.ingest is not None and camera.ingest.stats.failures >= 2, 15, "reopens")
+        async with running_camera(camera, []):
+            await until(lambda: camera.ingest is not None and camera.ingest.stats.failures >= 2, 15, "reopens")
     assert sim.calls["GetStreamUri"] == 2 and camera.stats.stream_uri_refreshes == 0
 
 
@@ -249,18 +226,18 @@ async def test_a_tamper_still_in_force_stays_open_across_a_resubscription() -> N
     signals: list[Signal] = []
     async with OnvifCameraSim(username=USER, password=PASSWORD) as sim:
         camera = Camera(_snapshot_mode(sim), password=PASSWORD, frame_sink=lambda _f: None, pull_timeout_s=0.5)
-        async with _running(camera, signals):
-            await _until(lambda: camera.stats.subscriptions >= 1, 10, "subscribed")
+        async with running_camera(camera, signals):
+            await until(lambda: camera.stats.subscriptions >= 1, 10, "subscribed")
             await asyncio.sleep(0.3)
             sim.tamper(True)
-            await _until(lambda: any(s.rule == "camera-tamper" for s in signals), 10, "tamper raised")
+            await until(lambda: any(s.rule == "camera-tamper" for s in signals), 10, "tamper raised")
             sim.kill_subscriptions()
-            await _until(lambda: camera.stats.subscriptions >= 2, 10, "resubscribed")
+            await until(lambda: camera.stats.subscriptions >= 2, 10, "resubscribed")
             await asyncio.sleep(1.0)  # the new subscription's initial state has arrived
             tamper = [s for s in signals if s.rule == "camera-tamper"]
             assert [s.active for s in tamper] == [True]  # reported as still in force: not closed
             sim.tamper(False)
-            await _until(lambda: len([s for s in signals if s.rule == "camera-tamper"]) == 2, 10, "tamper ended")
+            await until(lambda: len([s for s in signals if s.rule == "camera-tamper"]) == 2, 10, "tamper ended")
     assert [s.active for s in signals if s.rule == "camera-tamper"] == [True, False]
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ from edge_config.camera import CameraDevice
 from edge_core.signals import Category, Signal
 from gateway.evidence import EvidenceStore
 from simulators.onvif_camera import OnvifCameraSim
-from tests.integration.cameras._peers import PASSWORD, USER, RtspServer, unclosed_http_reports
+from tests.integration.cameras._peers import PASSWORD, USER, RtspServer, running_camera, unclosed_http_reports
+from tests.integration.gateway.conftest import until
 
 
 def _config(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:
@@ -38,27 +38,6 @@ def _config(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:
     return CameraDevice.model_validate(data)
 
 
-async def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def _running(camera: Camera, signals: list[Signal]) -> AsyncIterator[asyncio.Task[None]]:
-    connected = asyncio.Event()
-    task = asyncio.create_task(camera.run(signals.append, connected.set))
-    try:
-        await asyncio.wait_for(connected.wait(), 15)
-        yield task
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-
 @pytest.fixture
 async def sim_with_rtsp(rtsp_server: RtspServer) -> AsyncIterator[OnvifCameraSim]:
     async with OnvifCameraSim(
@@ -74,8 +53,8 @@ async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
     frames: list[DecodedFrame] = []
     signals: list[Signal] = []
     camera = Camera(_config(sim_with_rtsp, events=False), password=PASSWORD, frame_sink=frames.append)
-    async with _running(camera, signals):
-        await _until(lambda: len(frames) >= 5, 10, "frames")
+    async with running_camera(camera, signals):
+        await until(lambda: len(frames) >= 5, 10, "frames")
         f = frames[-1]
         assert f.camera == "gate-cam"
         assert f.luma.shape == (360, 640)
@@ -95,7 +74,7 @@ async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
         assert live[:2] == b"\xff\xd8"
 
         rtsp_server.stop()
-        await _until(lambda: any(s.active for s in signals), 15, "camera-offline signal")
+        await until(lambda: any(s.active for s in signals), 15, "camera-offline signal")
         offline = signals[0]
         assert (offline.category, offline.rule, offline.device) == (
             Category.CAMERA_OFFLINE,
@@ -109,7 +88,7 @@ async def test_rtsp_server_stopped_raises_offline_and_restart_resolves_it(
 
         rtsp_server.start()
         back_at = time.monotonic()
-        await _until(lambda: len(signals) >= 2, 10, "camera-offline resolved")
+        await until(lambda: len(signals) >= 2, 10, "camera-offline resolved")
         assert time.monotonic() - back_at <= 5.0
         resolved = signals[1]
         assert (resolved.rule, resolved.active) == ("camera-offline", False)
@@ -123,7 +102,7 @@ async def test_keyframe_mode_decodes_only_keyframes(rtsp_server: RtspServer) -> 
     ingest = RtspIngest("c", rtsp_server.url("clip"), display_url=rtsp_server.url("clip"), keyframes_only=True)
     task = asyncio.create_task(ingest.run(frames.append))
     try:
-        await _until(lambda: ingest.stats.packets >= 100, 15, "100 packets")
+        await until(lambda: ingest.stats.packets >= 100, 15, "100 packets")
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -143,7 +122,7 @@ async def test_full_decode_is_rate_limited_to_analysis_fps(rtsp_server: RtspServ
     ingest = RtspIngest("c", rtsp_server.url("clip"), display_url="clip", analysis_fps=5.0)
     task = asyncio.create_task(ingest.run(frames.append))
     try:
-        await _until(lambda: ingest.stats.frames_decoded >= 75, 15, "75 decoded frames")
+        await until(lambda: ingest.stats.frames_decoded >= 75, 15, "75 decoded frames")
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -159,11 +138,11 @@ async def test_pullpoint_fault_reboot_and_silence_are_resubscribed(onvif_sim: On
     store = EvidenceStore(tmp_path / "evidence", budget_bytes=10_000_000)
     cfg = _config(onvif_sim, event_quiet_s=5.0, stream={"mode": "snapshot", "snapshot_interval_s": 0.5})
     camera = Camera(cfg, password=PASSWORD, evidence=store, pull_timeout_s=1.0)
-    async with _running(camera, signals):
-        await _until(lambda: camera.stats.subscriptions == 1 and camera.stats.events >= 3, 10, "first subscription")
+    async with running_camera(camera, signals):
+        await until(lambda: camera.stats.subscriptions == 1 and camera.stats.events >= 3, 10, "first subscription")
 
         onvif_sim.tamper(True)
-        await _until(lambda: any(s.rule == "camera-tamper" and s.evidence for s in signals), 10, "tamper + evidence")
+        await until(lambda: any(s.rule == "camera-tamper" and s.evidence for s in signals), 10, "tamper + evidence")
         tamper = [s for s in signals if s.rule == "camera-tamper"]
         assert tamper[0].active and tamper[0].category is Category.CAMERA_TAMPER
         evidence = tamper[-1].evidence
@@ -172,16 +151,16 @@ async def test_pullpoint_fault_reboot_and_silence_are_resubscribed(onvif_sim: On
         assert got is not None and got[1] == "image/jpeg" and got[0][:2] == b"\xff\xd8"
 
         onvif_sim.kill_subscriptions()  # SOAP fault on the next pull
-        await _until(lambda: camera.stats.subscriptions == 2, 10, "resubscription after a fault")
+        await until(lambda: camera.stats.subscriptions == 2, 10, "resubscription after a fault")
         onvif_sim.tamper(False)
-        await _until(lambda: any(s.rule == "camera-tamper" and not s.active for s in signals), 10, "tamper end")
+        await until(lambda: any(s.rule == "camera-tamper" and not s.active for s in signals), 10, "tamper end")
 
         onvif_sim.reboot(downtime_s=1.0)
-        await _until(lambda: camera.stats.subscriptions == 3, 15, "resubscription after a reboot")
+        await until(lambda: camera.stats.subscriptions == 3, 15, "resubscription after a reboot")
 
         onvif_sim.kill_subscriptions(quiet=True)  # answers, never delivers
-        await _until(lambda: camera.stats.quiet_resubscriptions == 1, 15, "resubscription after silence")
-        await _until(lambda: camera.stats.subscriptions == 4, 5, "fourth subscription")
+        await until(lambda: camera.stats.quiet_resubscriptions == 1, 15, "resubscription after silence")
+        await until(lambda: camera.stats.subscriptions == 4, 5, "fourth subscription")
         assert onvif_sim.live_subscriptions >= 1
         assert not camera.offline  # snapshots kept flowing through all of it
 
@@ -191,11 +170,11 @@ async def test_camera_motion_gates_analysis(onvif_sim: OnvifCameraSim) -> None:
     signals: list[Signal] = []
     cfg = _config(onvif_sim, gating="camera_motion", stream={"mode": "snapshot", "snapshot_interval_s": 0.2})
     camera = Camera(cfg, password=PASSWORD, frame_sink=frames.append, pull_timeout_s=1.0)
-    async with _running(camera, signals):
-        await _until(lambda: camera.snapshot_stats.frames_decoded >= 3, 10, "snapshots")
+    async with running_camera(camera, signals):
+        await until(lambda: camera.snapshot_stats.frames_decoded >= 3, 10, "snapshots")
         assert not frames
         onvif_sim.motion(True)
-        await _until(lambda: len(frames) >= 2, 10, "frames while the camera reports motion")
+        await until(lambda: len(frames) >= 2, 10, "frames while the camera reports motion")
         assert frames[0].luma.shape == (360, 640)
     assert not [s for s in signals if s.rule == "camera-motion"]  # gating only, no incident
 
@@ -209,7 +188,7 @@ async def test_rtsp_credentials_never_reach_logs_or_errors(
     url = with_credentials(f"rtsp://127.0.0.1:{free_port()}/main", USER, PASSWORD)
     ingest = RtspIngest("gate-cam", url, display_url=redact_url(url), open_timeout_s=1.0, reconnect_max_s=0.2)
     task = asyncio.create_task(ingest.run(lambda _: None))
-    await _until(lambda: ingest.stats.failures >= 2, 10, "two failed opens")
+    await until(lambda: ingest.stats.failures >= 2, 10, "two failed opens")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
