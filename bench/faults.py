@@ -292,19 +292,22 @@ def _spawn(site: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _mount(state: Path) -> bool:
-    """A 4 MB tmpfs on ``state``; False when this user may not mount one."""
+def mount_tmpfs(state: Path) -> str | None:
+    """Mount a 4 MB tmpfs on ``state`` (a real ENOSPC, with nothing else on that disk); None when
+    mounted, else why not. Undo with :func:`umount`."""
     if os.geteuid() != 0:
-        return False
+        return "mounting a small tmpfs for a real ENOSPC needs root (run as root, e.g. in CI)"
     cmd = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)]
-    return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+    done = subprocess.run(cmd, capture_output=True, check=False)
+    return None if done.returncode == 0 else f"cannot mount a tmpfs here: {done.stderr.decode().strip()}"
 
 
-def _umount(state: Path) -> None:
+def umount(state: Path) -> None:
     subprocess.run(["umount", "-l", str(state)], check=False)
 
 
-def _fill(directory: Path) -> Path:
+def fill_disk(directory: Path) -> Path:
+    """Fill the file system under ``directory`` to the last byte; returns the filler file."""
     filler = directory / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -329,7 +332,7 @@ async def disk_campaign(workdir: Path) -> str:
 
     state = workdir / "state"
     state.mkdir()
-    if not _mount(state):
+    if mount_tmpfs(state) is not None:
         return "skipped"
     broker = Broker(workdir)
     broker.start()
@@ -349,7 +352,7 @@ async def disk_campaign(workdir: Path) -> str:
             await asyncio.sleep(0.05)
         load_task = asyncio.create_task(_load(broker.port, load_stop))
         await asyncio.sleep(1.0)
-        filler = await asyncio.to_thread(_fill, state)
+        filler = await asyncio.to_thread(fill_disk, state)
         full_seen, api_up = False, True
         async with aiohttp.ClientSession() as session:
             # 3 s with the disk full (the outbox may store again for a moment when truncating its
@@ -373,7 +376,7 @@ async def disk_campaign(workdir: Path) -> str:
         await asyncio.wait_for(run, 20)
     finally:
         broker.stop()
-        _umount(state)
+        umount(state)
     return "yes" if survived else "no"
 
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import os
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.faults import fill_disk, mount_tmpfs, umount
 from edge_core.signals import Category
 from tests.conftest import Mosquitto
 from tests.integration.gateway.conftest import api, connected, feed, publisher, receiver, running, until, write_site
@@ -44,37 +42,14 @@ severity = "minor"
 @pytest.fixture
 def small_state(tmp_path: Path) -> Iterator[Path]:
     """tmp_path/state on a 4 MB tmpfs of its own."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs for a real ENOSPC needs root (run the suite as root, e.g. in CI)")
     state = tmp_path / "state"
     state.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)], capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    if (why := mount_tmpfs(state)) is not None:
+        pytest.skip(why)
     try:
         yield state
     finally:
-        subprocess.run(["umount", "-l", str(state)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the file system under ``directory`` to the last byte; returns the filler file."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for chunk in (65536, 4096, 1):
-            while True:
-                try:
-                    os.write(fd, b"\0" * chunk)
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    break
-    finally:
-        os.close(fd)
-    return filler
+        umount(state)
 
 
 def reading(v: float) -> str:
@@ -95,7 +70,7 @@ async def test_a_full_state_disk_degrades_then_recovers(
             delivered = gw.outbox.delivered_seq
             assert delivered >= 4
 
-            filler = await asyncio.to_thread(fill, small_state)
+            filler = await asyncio.to_thread(fill_disk, small_state)
             for v in (4.0, 2.0, 4.0):
                 pub.publish("t/river/000/level", reading(v), qos=1)
                 await asyncio.sleep(0.3)
