@@ -11,8 +11,17 @@ from edge_config.vision import VisionSettings
 from simulators.scene import FPS, SCENE_ZONE, SceneTimeline, scene_frames
 from vision import MotionDetector, MotionEvents, TamperDetector, draw_evidence
 
+Planes = tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]
 
-def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
+
+@pytest.fixture(scope="module")
+def clip() -> list[Planes]:
+    """The scene's frames as the daemon's decoder gives them; drawn once, as drawing them is most
+    of these tests' time."""
+    return [bgr_planes(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)) for _, rgb in scene_frames(SceneTimeline())]
+
+
+def test_walker_opens_one_intrusion_and_lights_raise_nothing(clip: list[Planes]) -> None:
     settings = VisionSettings.model_validate(
         {"zones": [{"name": "gate", "kind": "restricted", "points": [list(p) for p in SCENE_ZONE]}]}
     )
@@ -21,9 +30,9 @@ def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
     log: list[tuple[float, str, bool]] = []
     global_changes: list[float] = []
     best = None
-    for t, rgb in scene_frames(timeline):
-        h, w = rgb.shape[:2]
-        y, chroma = bgr_planes(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # as the daemon's decoder gives them
+    for k, (y, chroma) in enumerate(clip):
+        t = k / FPS
+        h, w = y.shape
         if det is None or tam is None or events is None:
             det = MotionDetector(settings.profiles.day, (h, w), settings.zones)
             events = MotionEvents(settings.events, (h, w), settings.zones)
@@ -55,7 +64,9 @@ def test_walker_opens_one_intrusion_and_lights_raise_nothing() -> None:
 
 @pytest.mark.parametrize("phase_s", [0.0, 1.5, 6.0])
 @pytest.mark.parametrize("fps", [5.0, 2.0])
-def test_looping_scene_at_the_daemons_rate_opens_one_intrusion_per_crossing(phase_s: float, fps: float) -> None:
+def test_looping_scene_at_the_daemons_rate_opens_one_intrusion_per_crossing(
+    clip: list[Planes], phase_s: float, fps: float
+) -> None:
     """The demo camera loops its clip, and the daemon analyses 5 frames a second (key-frame mode:
     fewer). Each loop starts dark again right after the lights came on: a global change, then a
     one-second relearning window of only five frames. It learned 0.25 a frame whatever the frame
@@ -66,7 +77,6 @@ def test_looping_scene_at_the_daemons_rate_opens_one_intrusion_per_crossing(phas
         {"zones": [{"name": "gate", "kind": "restricted", "points": [list(p) for p in SCENE_ZONE]}]}
     )
     timeline = SceneTimeline()
-    clip = [bgr_planes(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)) for _, rgb in scene_frames(timeline)]
     h, w = clip[0][0].shape
     det = MotionDetector(settings.profiles.day, (h, w), settings.zones)
     events = MotionEvents(settings.events, (h, w), settings.zones)
