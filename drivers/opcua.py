@@ -63,6 +63,7 @@ from edge_core.errors import (
     DriverProtocolError,
     DriverTimeoutError,
 )
+from edge_core.tasks import raise_if_cancelled
 
 __all__ = ["AlarmSink", "OpcUaAlarm", "OpcUaDriver", "certificate_fingerprint"]
 
@@ -432,6 +433,8 @@ class OpcUaDriver:
         dev = self._device
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[str] = loop.create_future()
+        me = asyncio.current_task()
+        base = 0 if me is None else me.cancelling()
 
         def lose(reason: str) -> None:
             if not lost.done():
@@ -462,6 +465,7 @@ class OpcUaDriver:
             if server_der is not None:
                 await self._remember_server(server_der)
             await self._subscribe(client, sink, lose)
+            raise_if_cancelled(base)  # a stop that came during asyncua's connect or subscribe
             on_connected()
             reason = await lost
             raise self._error(DriverConnectError, f"{dev.endpoint}: {reason}", "connection_lost")

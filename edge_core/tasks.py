@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["TaskSet", "await_stopped", "in_daemon_thread", "unless_stopped"]
+__all__ = ["TaskSet", "await_stopped", "in_daemon_thread", "raise_if_cancelled", "unless_stopped"]
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +109,16 @@ async def unless_stopped(fut: asyncio.Future[object], stop: asyncio.Event) -> bo
         fut.result()
         return True
     return False
+
+
+def raise_if_cancelled(base: int = 0) -> None:
+    """Raise the cancellation a client library swallowed.
+
+    Some clients catch CancelledError inside their own calls (nats-py's flush, asyncua's connect
+    and subscribe), so a task cancelled at shutdown carries on as if nothing happened, and the stop
+    waits for it. The request is still recorded on the task (``cancelling()``, above ``base``, the
+    count when the task's work began): act on it after every call into such a client.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > base:
+        raise asyncio.CancelledError

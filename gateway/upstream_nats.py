@@ -52,6 +52,7 @@ from edge_config.tls import TlsSettings
 from edge_core.backoff import Backoff
 from edge_core.errors import DriverConnectError, DriverError, DriverProtocolError
 from edge_core.ratelimit import RateLimitedLogger
+from edge_core.tasks import raise_if_cancelled
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.upstream import CursorPusher
@@ -115,14 +116,14 @@ class NatsPusher(CursorPusher):
         nc = await self._connect(lost)
         js = self._js = nc.jetstream(timeout=self._cfg.ack_timeout_s)
         try:
-            _unless_cancelled(base)
+            raise_if_cancelled(base)
             try:
                 async with asyncio.timeout(self._cfg.ack_timeout_s * 2):
                     await self._resume(js)
             except TimeoutError:
                 # Only a shortcut (see the module doc): the de-duplication window still covers us.
                 log.warning("%s: the stream did not say what it holds from this box in time", self.name)
-            _unless_cancelled(base)  # before the TaskGroup, which may raise the count itself
+            raise_if_cancelled(base)  # before the TaskGroup, which may raise the count itself
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._pump(on_connected), name=f"gw[{self.name}].pump")
                 tg.create_task(self._watch(nc, lost), name=f"gw[{self.name}].watch")
@@ -253,7 +254,7 @@ class NatsPusher(CursorPusher):
         self._outbox.set_cursor(self.consumer, held)
 
     def _after_store(self) -> None:
-        _unless_cancelled()
+        raise_if_cancelled()
 
     async def _deliver(self, seq: int, body: bytes) -> None:
         js = self._js
@@ -266,7 +267,7 @@ class NatsPusher(CursorPusher):
             try:
                 ack = await js.publish(subject, body, stream=self._cfg.stream, headers=dict(headers))
             except nats.errors.ConnectionClosedError:
-                _unless_cancelled()
+                raise_if_cancelled()
                 raise DriverConnectError(
                     f"NATS connection closed while publishing seq {seq}", device_id=self.name, code="connect"
                 ) from None
@@ -274,7 +275,7 @@ class NatsPusher(CursorPusher):
                 # A leader election, or a node gone with our request: the same message id again.
                 self._metrics.delivery_failures.labels(self.consumer).inc()
                 self._slow.warning("publish", "%s: publish of seq %d: %s; retrying", self.name, seq, type(exc).__name__)
-                _unless_cancelled()
+                raise_if_cancelled()
                 await asyncio.sleep(retry.next_delay())
                 continue
             except nats.js.errors.APIError as exc:
@@ -335,7 +336,7 @@ class NatsPusher(CursorPusher):
             # A missed beat (an election in the bucket's own group) is made up by the next one.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await kv.put(self._presence_key, self._presence_record("online"))
-            _unless_cancelled()
+            raise_if_cancelled()
             await asyncio.sleep(self._cfg.heartbeat_s)
 
     async def _say_offline(self, js: JetStreamContext, nc: NatsClient) -> None:
@@ -345,19 +346,6 @@ class NatsPusher(CursorPusher):
             async with asyncio.timeout(2.0):
                 kv = await js.key_value(self._cfg.presence_bucket)
                 await kv.put(self._presence_key, self._presence_record("offline"))
-
-
-def _unless_cancelled(base: int = 0) -> None:
-    """Raise the cancellation nats-py swallowed.
-
-    nats-py's internal flush catches CancelledError (``_flush_pending``), so a task cancelled
-    while a publish queues its bytes carries on as if nothing happened: a supervisor cancelled at
-    shutdown would keep publishing, and the shutdown would wait for ever. The request is still
-    recorded on the task (``cancelling()``); act on it after every call into the client.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling() > base:
-        raise asyncio.CancelledError
 
 
 def _event_id(body: bytes) -> str | None:
