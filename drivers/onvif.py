@@ -475,7 +475,17 @@ class OnvifSession:
     async def _service(self, what: str, factory: Callable[[], Awaitable[Any]]) -> Any:
         """A service client of the library, made ready for this camera: HTTP Digest when the camera
         asks for it, and an empty SOAP body reported as such rather than as an IndexError."""
-        svc = await self._call(what, factory)
+        # The library keeps a service, and so closes its HTTP session, only once its setup has
+        # finished: one cancelled mid-setup (a stop in the first second) is nobody's, and its
+        # session is reported unclosed at exit. So the setup ends in a task of its own, and a stop
+        # that came meanwhile closes what it made.
+        making = asyncio.ensure_future(self._call(what, factory))
+        try:
+            svc = await asyncio.shield(making)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await (await making).close()
+            raise
         for client in (svc.zeep_client, svc.zeep_client_authless):
             if not any(isinstance(p, _EmptyBodyCheck) for p in client.plugins):
                 client.plugins.append(_EmptyBodyCheck())
