@@ -15,6 +15,20 @@ from edge_core.signals import Signal
 from simulators.demo_camera import demo_camera
 
 
+async def _run_until_intrusion(camera: Camera, signals: list[Signal]) -> None:
+    """Run the camera until it is connected and one intrusion opens (or 12 s go by)."""
+    connected = asyncio.Event()
+    task = asyncio.create_task(camera.run(signals.append, connected.set))
+    try:
+        await asyncio.wait_for(connected.wait(), 15)
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline and not any(s.rule == "intrusion" and s.active for s in signals):
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_demo_camera_replays_the_scene_and_is_discoverable(tmp_path: Path, scene_clip: Path) -> None:
     shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")  # skip encoding the full demo scene
     frames: list[DecodedFrame] = []
@@ -57,16 +71,7 @@ async def test_vision_stage_raises_intrusion_in_the_zone_with_evidence(tmp_path:
         config = CameraDevice.model_validate(demo.device | {"events": False, "stream": stream})
         stage = CameraVision(config, signals.append, store)
         camera = Camera.from_config(config, tmp_path, evidence=store, frame_sink=stage.process)
-        connected = asyncio.Event()
-        task = asyncio.create_task(camera.run(signals.append, connected.set))
-        try:
-            await asyncio.wait_for(connected.wait(), 15)
-            deadline = time.monotonic() + 12
-            while time.monotonic() < deadline and not any(s.rule == "intrusion" and s.active for s in signals):
-                await asyncio.sleep(0.1)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await _run_until_intrusion(camera, signals)
     assert stage.frames > 10 and stage.errors == 0
     intrusions = [s for s in signals if s.rule == "intrusion" and s.active]
     assert intrusions, [(s.rule, s.zone, s.active) for s in signals]
@@ -93,16 +98,7 @@ async def test_a_camera_without_events_gated_on_its_motion_still_raises_intrusio
         config = CameraDevice.model_validate(demo.device | {"gating": "camera_motion", "stream": stream})
         stage = CameraVision(config, signals.append)
         camera = Camera.from_config(config, tmp_path, frame_sink=stage.process)
-        connected = asyncio.Event()
-        task = asyncio.create_task(camera.run(signals.append, connected.set))
-        try:
-            await asyncio.wait_for(connected.wait(), 15)
-            deadline = time.monotonic() + 12
-            while time.monotonic() < deadline and not any(s.rule == "intrusion" and s.active for s in signals):
-                await asyncio.sleep(0.1)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await _run_until_intrusion(camera, signals)
     assert camera.status()["gating_in_force"] == "always"
     assert any(s.rule == "intrusion" and s.active and s.zone == "gate" for s in signals), [
         (s.rule, s.zone, s.active) for s in signals
