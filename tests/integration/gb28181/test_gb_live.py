@@ -26,7 +26,7 @@ from gateway.gb28181.sip import SipMessage
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from tests.integration.gb28181.platform import DEVICE_ID, PLATFORM_ID, FakePlatform
-from tests.unit.gb28181.h264 import clip
+from tests.unit.gb28181.h264 import Frames, clip
 
 PASSWORD = "12345678"
 CAM = GbCamera("cam-1", "51042110301320000001", "gate", "510421103")
@@ -161,7 +161,7 @@ async def test_live_over_udp_until_the_camera_ends(outbox: Outbox) -> None:
     loop = asyncio.get_running_loop()
     rtp_t, rtp = await loop.create_datagram_endpoint(_Rtp, local_addr=("127.0.0.1", 0))
     try:
-        async with registered(channel(p.port, outbox, finite)):
+        async with registered(channel(p.port, outbox, Frames(finite))):
             inv, ok = await invite(p, offer(rtp_t.get_extra_info("sockname")[1]))
             assert ok.status == 200 and ok.get("Content-Type") == "application/sdp"
             sdp = ok.body.decode()
@@ -194,7 +194,7 @@ async def test_live_over_tcp_with_rfc4571_framing(outbox: Outbox, setup: str) ->
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     try:
-        async with registered(channel(p.port, outbox, finite, transport="tcp")):
+        async with registered(channel(p.port, outbox, Frames(finite), transport="tcp")):
             port = server.sockets[0].getsockname()[1]
             inv, ok = await invite(p, offer(port, tcp=True, setup=setup))
             assert ok.status == 200
@@ -231,7 +231,7 @@ async def test_bye_from_the_platform_stops_the_stream(outbox: Outbox) -> None:
     loop = asyncio.get_running_loop()
     rtp_t, rtp = await loop.create_datagram_endpoint(_Rtp, local_addr=("127.0.0.1", 0))
     try:
-        async with registered(ch := channel(p.port, outbox, endless)):
+        async with registered(ch := channel(p.port, outbox, Frames(endless))):
             inv, ok = await invite(p, offer(rtp_t.get_extra_info("sockname")[1]))
             ack(p, inv, ok)
             async with asyncio.timeout(5):
@@ -256,7 +256,7 @@ async def test_invites_we_refuse(outbox: Outbox) -> None:
     p = FakePlatform("udp", PASSWORD)
     await p.start()
     try:
-        async with registered(channel(p.port, outbox, endless, max_live_sessions=1)):
+        async with registered(channel(p.port, outbox, Frames(endless), max_live_sessions=1)):
             assert (await invite(p, offer(9), to="51042110301329999999"))[1].status == 404
             assert (await invite(p, offer(9, session="Playback")))[1].status == 488
             assert (await invite(p, b"v=0\r\ns=Play\r\n"))[1].status == 488
@@ -267,7 +267,7 @@ async def test_invites_we_refuse(outbox: Outbox) -> None:
         p.close()
 
 
-async def test_the_daemon_source_relays_a_file_without_decoding(tmp_path: Path) -> None:
+async def test_the_file_source_relays_without_decoding(tmp_path: Path) -> None:
     # An MP4 (length-prefixed NAL units, parameter sets in extradata) comes out as Annex B access
     # units that the PS muxer carries and libavformat decodes again.
     path = tmp_path / "clip.mp4"

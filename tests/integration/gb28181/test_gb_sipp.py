@@ -32,7 +32,7 @@ from gateway.gb28181.mapping import GbCamera
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from tests.conftest import free_port
-from tests.unit.gb28181.h264 import clip
+from tests.unit.gb28181.h264 import Frames, clip
 
 HERE = Path(__file__).parent / "sipp"
 DEVICE_ID = "51042110302000000002"
@@ -249,7 +249,7 @@ async def test_sipp_platform_invites_live_video_and_byes(proto: str, tmp_path: P
             camera_online=lambda _dev: True,
             box_name="Xinhe box",
             firmware="1.0",
-            video=_loop_clip,
+            video=Frames(_loop_clip),
         )
         task = asyncio.create_task(ch.run(lambda: None))
         rc = await asyncio.wait_for(sipp.wait(), 40)
