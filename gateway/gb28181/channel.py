@@ -8,6 +8,10 @@ Notify was not acknowledged is sent again after the next registration, in outbox
 
 Alarms come from the durable outbox with this channel's own cursor: the cursor passes an event
 only once the platform has answered its Notify with a 2xx, or when the event is not an alarm.
+
+Why this file is long: registration, keepalive, the alarm pump and the answers to the platform
+share one transport, one CSeq counter and one table of pending transactions; what needs none of
+that lives apart (``calls`` for INVITE dialogs, ``subscriptions``, ``mapping``, ``telemetry``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from gateway.gb28181.sip import (
     parse_challenge,
     reply,
 )
+from gateway.gb28181.subscriptions import Subscriptions
 from gateway.gb28181.transport import SipTransport, StreamClosed, open_transport
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
@@ -50,7 +55,7 @@ log = logging.getLogger(__name__)
 _BATCH = 200
 _UNREGISTER_WAIT_S = 2.0
 _ANSWERED_CACHE = 128
-_ALLOW = "REGISTER, MESSAGE, INVITE, ACK, OPTIONS, BYE"
+_ALLOW = "REGISTER, MESSAGE, INVITE, ACK, OPTIONS, BYE, SUBSCRIBE"
 # Answers to a Notify that retrying cannot fix: the platform refuses the alarm itself. 403/404
 # (the platform forgot our registration) are not here: registering again fixes those.
 _REJECTED = frozenset({400, 413, 415, 488, 501})
@@ -105,6 +110,7 @@ class Gb28181Channel:
             self,
             allow_h265=cfg.version == "2022",
         )
+        self._subs = Subscriptions(self.name, cfg, self, self._cameras, camera_online)
 
     # -- life --------------------------------------------------------------------------------
 
@@ -123,6 +129,7 @@ class Gb28181Channel:
                 asyncio.create_task(self._refresh(), name=f"{self.name}.refresh"),
                 asyncio.create_task(self._keepalive(), name=f"{self.name}.keepalive"),
                 asyncio.create_task(self._pump(), name=f"{self.name}.alarms"),
+                asyncio.create_task(self._subs.watch(), name=f"{self.name}.subscriptions"),
             ]
             try:
                 done, _ = await asyncio.wait([*tasks, receiver], return_when=asyncio.FIRST_COMPLETED)
@@ -136,6 +143,7 @@ class Gb28181Channel:
         finally:
             self._jobs.cancel()
             self._calls.stop()
+            self._subs.stop()
             if self.stats.registered:
                 # Best effort, also on shutdown: the platform shows us offline at once instead
                 # of after the registration times out.
@@ -358,7 +366,9 @@ class Gb28181Channel:
                 self._outbox.set_cursor(self.consumer, ev.seq)
 
     async def _send_alarm(self, seq: int, notice: manscdp.AlarmNotice) -> None:
-        resp = await self._message(manscdp.alarm(self._next_sn(), notice, self.cfg.charset))
+        body = manscdp.alarm(self._next_sn(), notice, self.cfg.charset)
+        sub = self._subs.alarm_subscription()
+        resp = await (self._message(body) if sub is None else self._subs.send_alarm(sub, body))
         if resp is not None and 200 <= resp.status < 300:
             self.stats.alarms_sent += 1
             self._metrics.delivered.labels(self.consumer).inc()
@@ -452,7 +462,7 @@ class Gb28181Channel:
                 if not self._calls.on_bye(req):
                     self.answer(req, 481)
             case "SUBSCRIBE":
-                self.answer(req, 489, warning="no event subscriptions are offered")
+                self._subs.on_subscribe(req)
             case _:
                 self._rlog.warning(
                     f"method-{req.method}", "%s: %s is not supported; answered 501", self.name, req.method
