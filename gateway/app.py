@@ -29,6 +29,7 @@ from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, StorageW
 from gateway.envelope import incident_event, place_of
 from gateway.evidence import EvidenceStore
 from gateway.gb28181.channel import Gb28181Channel
+from gateway.gb28181.telemetry import channel_status
 from gateway.housekeeping import Housekeeping
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
 from gateway.links import build_links, push_consumers
@@ -219,6 +220,11 @@ class Gateway:
 
     def link_health(self) -> list[SupervisorHealth]:
         return [s.health for s in self.supervisors]
+
+    def gb28181_status(self) -> list[dict[str, Any]]:
+        """Each GB/T 28181 channel as the status page shows it (blocking: call in a thread)."""
+        states = {s.name: s.health.state.value for s in self.supervisors}
+        return [channel_status(ch, states.get(ch.name)) for ch in self.gb28181.values()]
 
     async def evidence(self, ref: str) -> tuple[bytes, str] | None:
         return await asyncio.to_thread(self.evidence_store.get, ref)

@@ -32,6 +32,7 @@ from gateway.gb28181 import manscdp
 from gateway.gb28181.calls import LiveCalls
 from gateway.gb28181.live import VideoSource
 from gateway.gb28181.mapping import ChannelStats, GbCamera, alarm_notice, clock_skew, consumer_of, respond
+from gateway.gb28181.pending import PendingAlarms
 from gateway.gb28181.sip import (
     REASONS,
     SipMessage,
@@ -111,6 +112,7 @@ class Gb28181Channel:
             allow_h265=cfg.version == "2022",
         )
         self._subs = Subscriptions(self.name, cfg, self, self._cameras, camera_online)
+        self.pending = PendingAlarms(outbox, self.consumer, self._channel_of)
 
     # -- life --------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
@@ -153,11 +155,27 @@ async def test_intrusions_reach_the_platform_in_order_after_an_outage(
             gw.signal(_intrusion("yard"))
             await platform.wait_for("Alarm", 2)
             await asyncio.sleep(2)
+            # The status page and /metrics: one alarm sent, two waiting in the outbox.
+            (quiet,) = await _page(gw)
+            assert (quiet["id"], quiet["alarms_sent"], quiet["alarms_pending"], quiet["alarms_pending_exact"]) == (
+                "county",
+                1,
+                2,
+                True,
+            )
+            scrape = generate_latest(gw.metrics.registry).decode()
+            assert 'gateway_gb28181_alarms_pending{channel="county"} 2.0' in scrape
+            assert 'gateway_gb28181_alarms_sent_total{channel="county"} 1.0' in scrape
             registers_before = len(platform.accepted)
             platform.answer_alarms = True
             async with asyncio.timeout(20):
                 while "person in yard" not in _alarms(platform):
                     await asyncio.sleep(0.05)
+            async with asyncio.timeout(5):
+                while (now := (await _page(gw))[0])["alarms_pending"]:
+                    await asyncio.sleep(0.05)
+            assert now["alarms_sent"] == 3 and now["registered"] and now["state"] == "connected"
+            assert now["registrations"] >= 2 and now["keepalive_misses"] == 0 and now["live_sessions"] == 0
             assert len(platform.accepted) > registers_before  # sent again after registering again
             order = _alarms(platform)
             # In order: the yard alarm goes only once the fence alarm (re-sent until answered) is acknowledged.
@@ -166,6 +184,14 @@ async def test_intrusions_reach_the_platform_in_order_after_an_outage(
         assert platform.accepted[-1] == 0  # unregistered on stop
     finally:
         platform.close()
+
+
+async def _page(gw: Gateway) -> list[dict[str, Any]]:
+    """The GB/T 28181 channels as the status page reads them (GET /api/v1/devices)."""
+    url = f"http://127.0.0.1:{gw.loaded.config.api.port}/api/v1/devices"
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as s, s.get(url) as r:
+        assert r.status == 200
+        return list((await r.json())["gb28181"])
 
 
 def _alarms(platform: FakePlatform) -> list[str | None]:
