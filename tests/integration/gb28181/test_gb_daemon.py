@@ -316,3 +316,27 @@ async def test_sigkill_mid_burst_loses_no_committed_alarm(tmp_path: Path) -> Non
             proc.terminate()
             proc.wait(20)
         platform.close()
+
+
+async def test_a_refused_registration_is_named_by_doctor_and_the_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    platform = FakePlatform("udp", "another-password")
+    await platform.start()
+    site = _site(tmp_path, platform.port)
+    try:
+        async with running(site) as gw:
+            sup = next(s for s in gw.supervisors if s.name == "upstream:gb28181:county")
+            async with asyncio.timeout(10):
+                while sup.health.last_error is None:
+                    await asyncio.sleep(0.05)
+            (page,) = await _page(gw)
+            assert not page["registered"] and page["state"] != "connected"
+            capsys.readouterr()
+            assert await run_doctor(site, unit=tmp_path / "no-unit") == 1
+            report = capsys.readouterr().out
+        assert f"GB/T 28181 platform county answers at 127.0.0.1:{platform.port}/udp: 200 OK" in report
+        line = next(ln for ln in report.splitlines() if "GB/T 28181 county: the gateway is not registered" in ln)
+        assert "403" in line and "wrong password" in line
+    finally:
+        platform.close()
