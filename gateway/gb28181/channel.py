@@ -399,7 +399,7 @@ class Gb28181Channel:
                 self.stats.registered = False
                 raise DriverConnectError(f"connection lost: {item}", device_id=self.name, code="connect")
             if isinstance(item, SipParseError):
-                self._rlog.warning(f"bad-{item.status}", "%s: bad message from the platform: %s", self.name, item)
+                self._rlog.warning(_kind("sip", item), "%s: bad message from the platform: %s", self.name, item)
                 if item.request is not None:
                     self.answer(item.request, item.status)
                 continue
@@ -481,7 +481,9 @@ class Gb28181Channel:
         try:
             q = manscdp.parse(req.body, cfg.charset)
         except manscdp.ManscdpError as exc:
-            self._rlog.warning("xml", "%s: unreadable MESSAGE body: %s; answered %d", self.name, exc, exc.status)
+            self._rlog.warning(
+                _kind("xml", exc), "%s: unreadable MESSAGE body: %s; answered %d", self.name, exc, exc.status
+            )
             self.answer(req, exc.status, warning=str(exc))
             return
         if q.root == "Response":
@@ -510,3 +512,12 @@ class Gb28181Channel:
                 what = "no answer" if resp is None else f"{resp.status} {resp.reason}"
                 self._rlog.warning("resp", "%s: %s response %d/%d: %s", self.name, cmd, i, len(bodies), what)
                 return
+
+
+_VARIABLE = re.compile(r"""'[^']*'|"[^"]*"|<[^>]*>|[0-9]+""")
+
+
+def _kind(layer: str, exc: Exception) -> str:
+    """The rate limiter's key of an error: its message without numbers, quoted text or tags, so
+    each kind of bad input logs once in a while and garbage cannot grow the keys without bound."""
+    return f"{layer}:{_VARIABLE.sub('', str(exc))[:60]}"
