@@ -22,12 +22,13 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
-from edge_config import load
 from edge_core.signals import Category, Severity, Signal
 from gateway.app import Gateway
 from gateway.doctor import run_doctor
 from tests.conftest import REPO, free_port
-from tests.integration.gb28181.platform import DEVICE_ID, PLATFORM_ID, FakePlatform
+from tests.integration.gateway.conftest import running, until
+from tests.integration.gb28181.daemon import PASSWORD, TOKEN, gb_site
+from tests.integration.gb28181.platform import DEVICE_ID, FakePlatform
 
 CHANNEL = "51042110301320000007"
 
@@ -49,37 +50,7 @@ def _channel(i: int) -> str:
     return f"5104211030132000{i + 100:04d}"
 
 
-def _site(tmp_path: Path, port: int, extra: str = "") -> Path:
-    (tmp_path / "token").write_text("t\n")
-    (tmp_path / "gbpw").write_text("s3cret\n")
-    site = tmp_path / "site.toml"
-    site.write_text(
-        f"""
-state_dir = "{tmp_path / "state"}"
-[site]
-box_id = "box-1"
-township = "Panlian"
-village = "Xinhe"
-civil_code = "510421103"
-[api]
-port = {free_port()}
-token = {{ file = "token" }}
-
-[[upstream.gb28181]]
-id = "county"
-platform_id = "{PLATFORM_ID}"
-host = "127.0.0.1"
-port = {port}
-device_id = "{DEVICE_ID}"
-password = {{ file = "gbpw" }}
-request_timeout_s = 0.5
-max_backoff_s = 1
-keepalive_s = 5
-keepalive_misses = 1
-
-[outbox]
-commit_interval_ms = 2
-
+GATE = f"""
 [[devices]]
 kind = "onvif"
 id = "cam-gate"
@@ -88,26 +59,26 @@ host = "127.0.0.1"
 port = {free_port()}
 national_id = "{CHANNEL}"
 location = {{ zone = "gate", latitude = 26.8912, longitude = 102.1187 }}
-{extra}"""
-    )
-    return site
+"""
+
+
+def _site(tmp_path: Path, port: int, extra: str = "") -> Path:
+    """The gate camera (and ``extra`` devices), one channel that registers again after a missed keepalive."""
+    return gb_site(tmp_path, {"county": {"port": port, "keepalive_s": 5, "keepalive_misses": 1}}, GATE + extra)
 
 
 @asynccontextmanager
-async def running(site: Path) -> AsyncIterator[Gateway]:
-    gw = Gateway(load(site))
-    stop = asyncio.Event()
-    task = asyncio.create_task(gw.run(stop))
+async def registered(tmp_path: Path, password: str = PASSWORD) -> AsyncIterator[tuple[FakePlatform, Gateway]]:
+    """The in-process daemon with a platform whose password is ``password``, once it has answered
+    a REGISTER (accepted or refused)."""
+    platform = FakePlatform("udp", password)
+    await platform.start()
     try:
-        async with asyncio.timeout(60):
-            while not (gw.ready.is_set() or task.done()):
-                await asyncio.sleep(0.05)
-        if task.done():
-            task.result()
-        yield gw
+        async with running(_site(tmp_path, platform.port)) as gw:
+            await until(lambda: bool(platform.registers), 10, "a REGISTER")
+            yield platform, gw
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
+        platform.close()
 
 
 def _intrusion(zone: str) -> Signal:
@@ -127,69 +98,60 @@ def _intrusion(zone: str) -> Signal:
 async def test_intrusions_reach_the_platform_in_order_after_an_outage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    platform = FakePlatform("udp", "s3cret")
-    await platform.start()
-    site = _site(tmp_path, platform.port)
-    try:
-        async with running(site) as gw:
-            async with asyncio.timeout(10):
-                while not platform.accepted:
-                    await asyncio.sleep(0.05)
-            # /metrics and doctor see the registration.
-            scrape = generate_latest(gw.metrics.registry).decode()
-            assert 'gateway_gb28181_registered{channel="county"} 1.0' in scrape
-            assert 'gateway_gb28181_live_sessions{channel="county"} 0.0' in scrape
-            capsys.readouterr()
-            await run_doctor(site, unit=tmp_path / "no-unit")
-            report = capsys.readouterr().out
-            assert f"GB/T 28181 platform county answers at 127.0.0.1:{platform.port}/udp: 200 OK" in report
-            assert f"GB/T 28181 county: the gateway is registered as {DEVICE_ID}" in report
-            gw.signal(_intrusion("gate"))
-            (first,) = await platform.wait_for("Alarm", 1)
-            assert first.xml.findtext("DeviceID") == CHANNEL
-            assert (first.xml.findtext("AlarmMethod"), first.xml.findtext("Info/AlarmType")) == ("5", "6")
-            assert first.xml.findtext("Latitude") == "26.891200"
-            # The platform goes quiet: two more intrusions wait in the outbox meanwhile.
-            platform.answer_alarms = False
-            gw.signal(_intrusion("fence"))
-            gw.signal(_intrusion("yard"))
-            await platform.wait_for("Alarm", 2)
-            await asyncio.sleep(2)
-            # The status page and /metrics: one alarm sent, two waiting in the outbox.
-            (quiet,) = await _page(gw)
-            assert (quiet["id"], quiet["alarms_sent"], quiet["alarms_pending"], quiet["alarms_pending_exact"]) == (
-                "county",
-                1,
-                2,
-                True,
-            )
-            scrape = generate_latest(gw.metrics.registry).decode()
-            assert 'gateway_gb28181_alarms_pending{channel="county"} 2.0' in scrape
-            assert 'gateway_gb28181_alarms_sent_total{channel="county"} 1.0' in scrape
-            registers_before = len(platform.accepted)
-            platform.answer_alarms = True
-            async with asyncio.timeout(20):
-                while "person in yard" not in _alarms(platform):
-                    await asyncio.sleep(0.05)
-            async with asyncio.timeout(5):
-                while (now := (await _page(gw))[0])["alarms_pending"]:
-                    await asyncio.sleep(0.05)
-            assert now["alarms_sent"] == 3 and now["registered"] and now["state"] == "connected"
-            assert now["registrations"] >= 2 and now["keepalive_misses"] == 0 and now["live_sessions"] == 0
-            assert len(platform.accepted) > registers_before  # sent again after registering again
-            order = _alarms(platform)
-            # In order: the yard alarm goes only once the fence alarm (re-sent until answered) is acknowledged.
-            assert order.index("person in yard") > max(i for i, d in enumerate(order) if d == "person in fence")
-            assert order[0] == "person in gate" and order.count("person in yard") == 1
-        assert platform.accepted[-1] == 0  # unregistered on stop
-    finally:
-        platform.close()
+    async with registered(tmp_path) as (platform, gw):
+        # /metrics and doctor see the registration.
+        scrape = generate_latest(gw.metrics.registry).decode()
+        assert 'gateway_gb28181_registered{channel="county"} 1.0' in scrape
+        assert 'gateway_gb28181_live_sessions{channel="county"} 0.0' in scrape
+        capsys.readouterr()
+        await run_doctor(gw.loaded.path, unit=tmp_path / "no-unit")
+        report = capsys.readouterr().out
+        assert f"GB/T 28181 platform county answers at 127.0.0.1:{platform.port}/udp: 200 OK" in report
+        assert f"GB/T 28181 county: the gateway is registered as {DEVICE_ID}" in report
+        gw.signal(_intrusion("gate"))
+        (first,) = await platform.wait_for("Alarm", 1)
+        assert first.xml.findtext("DeviceID") == CHANNEL
+        assert (first.xml.findtext("AlarmMethod"), first.xml.findtext("Info/AlarmType")) == ("5", "6")
+        assert first.xml.findtext("Latitude") == "26.891200"
+        # The platform goes quiet: two more intrusions wait in the outbox meanwhile.
+        platform.answer_alarms = False
+        gw.signal(_intrusion("fence"))
+        gw.signal(_intrusion("yard"))
+        await platform.wait_for("Alarm", 2)
+        await asyncio.sleep(2)
+        # The status page and /metrics: one alarm sent, two waiting in the outbox.
+        (quiet,) = await _page(gw)
+        assert (quiet["id"], quiet["alarms_sent"], quiet["alarms_pending"], quiet["alarms_pending_exact"]) == (
+            "county",
+            1,
+            2,
+            True,
+        )
+        scrape = generate_latest(gw.metrics.registry).decode()
+        assert 'gateway_gb28181_alarms_pending{channel="county"} 2.0' in scrape
+        assert 'gateway_gb28181_alarms_sent_total{channel="county"} 1.0' in scrape
+        registers_before = len(platform.accepted)
+        platform.answer_alarms = True
+        async with asyncio.timeout(20):
+            while "person in yard" not in _alarms(platform):
+                await asyncio.sleep(0.05)
+        async with asyncio.timeout(5):
+            while (now := (await _page(gw))[0])["alarms_pending"]:
+                await asyncio.sleep(0.05)
+        assert now["alarms_sent"] == 3 and now["registered"] and now["state"] == "connected"
+        assert now["registrations"] >= 2 and now["keepalive_misses"] == 0 and now["live_sessions"] == 0
+        assert len(platform.accepted) > registers_before  # sent again after registering again
+        order = _alarms(platform)
+        # In order: the yard alarm goes only once the fence alarm (re-sent until answered) is acknowledged.
+        assert order.index("person in yard") > max(i for i, d in enumerate(order) if d == "person in fence")
+        assert order[0] == "person in gate" and order.count("person in yard") == 1
+    assert platform.accepted[-1] == 0  # unregistered on stop
 
 
 async def _page(gw: Gateway) -> list[dict[str, Any]]:
     """The GB/T 28181 channels as the status page reads them (GET /api/v1/devices)."""
     url = f"http://127.0.0.1:{gw.loaded.config.api.port}/api/v1/devices"
-    async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as s, s.get(url) as r:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as s, s.get(url) as r:
         assert r.status == 200
         return list((await r.json())["gb28181"])
 
@@ -202,45 +164,36 @@ OUTAGE_S = 60.0  # the issue's figure: the uplink pulled for a minute
 
 
 async def test_alarms_raised_while_the_platform_is_gone_for_a_minute_arrive_in_order_once(tmp_path: Path) -> None:
-    platform = FakePlatform("udp", "s3cret")
-    port = await platform.start()
-    site = _site(tmp_path, port)
     raised = [f"person in zone {i}" for i in range(5)]
-    try:
-        async with running(site) as gw:
-            async with asyncio.timeout(10):
-                while not platform.accepted:
-                    await asyncio.sleep(0.05)
-            channel = gw.gb28181["county"]
-            # The uplink is pulled: nothing listens at the platform's address for a minute,
-            # while intrusions keep being raised through it.
-            platform.close()
-            sent_before = channel.stats.alarms_sent
-            t0 = time.monotonic()
-            for i in range(len(raised)):
-                await asyncio.sleep(max(0.0, t0 + i * OUTAGE_S / len(raised) - time.monotonic()))
-                gw.signal(_intrusion(f"zone {i}"))
-            await asyncio.sleep(max(0.0, t0 + OUTAGE_S - time.monotonic()))
-            assert not channel.stats.registered and channel.stats.alarms_sent == sent_before
-            back = FakePlatform("udp", "s3cret")
-            await back.start(port)
-            try:
-                async with asyncio.timeout(20):
-                    while [d for d in _alarms(back) if d in raised] != raised or channel.stats.alarms_sent < 5:
-                        await asyncio.sleep(0.05)
-                await asyncio.sleep(1.0)  # room for a duplicate to show up, if one were sent
-                intrusions = [m for m in back.messages if m.cmd == "Alarm" and m.xml.findtext("Info/AlarmType") == "6"]
-                # In the order raised, each sent once (one MESSAGE, answered 200 OK: the cursor
-                # moves only on a 2xx, and alarms_sent counts those).
-                assert [m.xml.findtext("AlarmDescription") for m in intrusions] == raised
-                assert len({m.msg.get("Call-ID") for m in intrusions}) == len(raised)
-                assert channel.stats.alarms_sent - sent_before == sum(m.cmd == "Alarm" for m in back.messages)
-                assert all(m.xml.findtext("DeviceID") == CHANNEL for m in intrusions)
-                assert back.accepted[0] == 3600  # registered again before sending
-            finally:
-                back.close()
-    finally:
+    async with registered(tmp_path) as (platform, gw):
+        channel = gw.gb28181["county"]
+        # The uplink is pulled: nothing listens at the platform's address for a minute,
+        # while intrusions keep being raised through it.
         platform.close()
+        sent_before = channel.stats.alarms_sent
+        t0 = time.monotonic()
+        for i in range(len(raised)):
+            await asyncio.sleep(max(0.0, t0 + i * OUTAGE_S / len(raised) - time.monotonic()))
+            gw.signal(_intrusion(f"zone {i}"))
+        await asyncio.sleep(max(0.0, t0 + OUTAGE_S - time.monotonic()))
+        assert not channel.stats.registered and channel.stats.alarms_sent == sent_before
+        back = FakePlatform("udp", PASSWORD)
+        await back.start(platform.port)
+        try:
+            async with asyncio.timeout(20):
+                while [d for d in _alarms(back) if d in raised] != raised or channel.stats.alarms_sent < 5:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # room for a duplicate to show up, if one were sent
+            intrusions = [m for m in back.messages if m.cmd == "Alarm" and m.xml.findtext("Info/AlarmType") == "6"]
+            # In the order raised, each sent once (one MESSAGE, answered 200 OK: the cursor
+            # moves only on a 2xx, and alarms_sent counts those).
+            assert [m.xml.findtext("AlarmDescription") for m in intrusions] == raised
+            assert len({m.msg.get("Call-ID") for m in intrusions}) == len(raised)
+            assert channel.stats.alarms_sent - sent_before == sum(m.cmd == "Alarm" for m in back.messages)
+            assert all(m.xml.findtext("DeviceID") == CHANNEL for m in intrusions)
+            assert back.accepted[0] == 3600  # registered again before sending
+        finally:
+            back.close()
 
 
 CAMERAS = 12
@@ -283,7 +236,7 @@ def _received(platform: FakePlatform) -> list[tuple[str, str]]:
 async def test_sigkill_mid_burst_loses_no_committed_alarm(tmp_path: Path) -> None:
     # A slow platform (0.2 s an answer) and twelve cameras going offline at once: a burst of
     # Alarm 2/1 that takes seconds to deliver, killed a few alarms in.
-    platform = FakePlatform("udp", "s3cret", alarm_delay_s=0.2)
+    platform = FakePlatform("udp", PASSWORD, alarm_delay_s=0.2)
     await platform.start()
     site = _site(tmp_path, platform.port, "".join(_camera(i) for i in range(CAMERAS)))
     log = tmp_path / "gateway.log"
@@ -321,22 +274,16 @@ async def test_sigkill_mid_burst_loses_no_committed_alarm(tmp_path: Path) -> Non
 async def test_a_refused_registration_is_named_by_doctor_and_the_page(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    platform = FakePlatform("udp", "another-password")
-    await platform.start()
-    site = _site(tmp_path, platform.port)
-    try:
-        async with running(site) as gw:
-            sup = next(s for s in gw.supervisors if s.name == "upstream:gb28181:county")
-            async with asyncio.timeout(10):
-                while sup.health.last_error is None:
-                    await asyncio.sleep(0.05)
-            (page,) = await _page(gw)
-            assert not page["registered"] and page["state"] != "connected"
-            capsys.readouterr()
-            assert await run_doctor(site, unit=tmp_path / "no-unit") == 1
-            report = capsys.readouterr().out
-        assert f"GB/T 28181 platform county answers at 127.0.0.1:{platform.port}/udp: 200 OK" in report
-        line = next(ln for ln in report.splitlines() if "GB/T 28181 county: the gateway is not registered" in ln)
-        assert "403" in line and "wrong password" in line
-    finally:
-        platform.close()
+    async with registered(tmp_path, password="another-password") as (platform, gw):
+        sup = next(s for s in gw.supervisors if s.name == "upstream:gb28181:county")
+        async with asyncio.timeout(10):
+            while sup.health.last_error is None:
+                await asyncio.sleep(0.05)
+        (page,) = await _page(gw)
+        assert not page["registered"] and page["state"] != "connected"
+        capsys.readouterr()
+        assert await run_doctor(gw.loaded.path, unit=tmp_path / "no-unit") == 1
+        report = capsys.readouterr().out
+    assert f"GB/T 28181 platform county answers at 127.0.0.1:{platform.port}/udp: 200 OK" in report
+    line = next(ln for ln in report.splitlines() if "GB/T 28181 county: the gateway is not registered" in ln)
+    assert "403" in line and "wrong password" in line

@@ -25,7 +25,8 @@ from simulators.onvif_camera import OnvifCameraSim
 from tests.conftest import free_port
 from tests.integration.cameras._peers import RtspServer, gstreamer_missing
 from tests.integration.gateway.conftest import running, until
-from tests.integration.gb28181.platform import DEVICE_ID, PLATFORM_ID, FakePlatform
+from tests.integration.gb28181.daemon import PASSWORD, gb_site
+from tests.integration.gb28181.platform import FakePlatform
 from tests.integration.gb28181.test_gb_live import _Rtp, _wait_bye, ack, decode, invite, offer
 
 CHANNEL = "51042110301320000009"
@@ -56,37 +57,8 @@ def _clip(path: Path, codec: str, seconds: float = 2.0) -> Path:
 
 
 def _site(tmp_path: Path, sim: OnvifCameraSim, platforms: dict[str, tuple[int, str]]) -> Path:
-    (tmp_path / "token").write_text("t\n")
-    (tmp_path / "gbpw").write_text("s3cret\n")
     (tmp_path / "campw").write_text("cam-pass\n")
-    tables = "".join(
-        f"""
-[[upstream.gb28181]]
-id = "{name}"
-platform_id = "{PLATFORM_ID}"
-host = "127.0.0.1"
-port = {port}
-device_id = "{DEVICE_ID}"
-password = {{ file = "gbpw" }}
-version = "{version}"
-request_timeout_s = 1
-max_backoff_s = 1
-"""
-        for name, (port, version) in platforms.items()
-    )
-    site = tmp_path / "site.toml"
-    site.write_text(
-        f"""
-state_dir = "{tmp_path / "state"}"
-[site]
-box_id = "box-1"
-township = "Panlian"
-village = "Xinhe"
-civil_code = "510421103"
-[api]
-port = {free_port()}
-token = {{ file = "token" }}
-{tables}
+    camera = f"""
 [[devices]]
 kind = "onvif"
 id = "{CAMERA}"
@@ -98,13 +70,13 @@ national_id = "{CHANNEL}"
 events = false
 stream = {{ analysis_fps = 2.0, stall_timeout_s = 2.0, reconnect_max_s = 30 }}
 """
-    )
-    return site
+    tables = {name: {"port": port, "version": version} for name, (port, version) in platforms.items()}
+    return gb_site(tmp_path, tables, camera)
 
 
 @asynccontextmanager
 async def platforms(*versions: str) -> AsyncIterator[list[FakePlatform]]:
-    ps = [FakePlatform("udp", "s3cret") for _ in versions]
+    ps = [FakePlatform("udp", PASSWORD) for _ in versions]
     try:
         for p in ps:
             await p.start()
