@@ -43,6 +43,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.stream import VideoStream
 
 from edge_config.gb28181 import Gb28181Settings
 from gateway.gb28181.channel import Gb28181Channel
@@ -156,15 +157,19 @@ async def alarm_latency(n: int, workdir: Path) -> list[float]:
     return latencies
 
 
-def make_clip(path: Path, width: int, height: int, seconds: float = 2.0) -> None:
-    """An H.264 clip: a moving bar over a noisy gradient (so frames are not trivially small)."""
+def make_clip(path: Path, width: int, height: int, seconds: float = 2.0, codec: str = "libx264") -> Path:
+    """A clip (H.264, or H.265 with ``codec="libx265"``): a moving bar over a noisy gradient (so
+    frames are not trivially small), a key frame a second, no B-frames."""
     rng = np.random.default_rng(7)
     noise = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
     ramp = np.linspace(0, 200, width, dtype=np.uint8)[None, :, None]
     with av.open(str(path), mode="w") as out:
-        st = out.add_stream("libx264", rate=FPS)
+        st = out.add_stream(codec, rate=FPS)
+        assert isinstance(st, VideoStream)
         st.width, st.height, st.pix_fmt = width, height, "yuv420p"
         st.codec_context.options = {"preset": "veryfast", "g": str(FPS), "bf": "0", "crf": "23"}
+        if codec == "libx265":
+            st.codec_context.options |= {"x265-params": "log-level=error"}
         for i in range(int(seconds * FPS)):
             img = (noise + ramp).astype(np.uint8)
             x = (i * width // 50) % (width - width // 10)
@@ -175,6 +180,7 @@ def make_clip(path: Path, width: int, height: int, seconds: float = 2.0) -> None
                 out.mux(pkt)
         for pkt in st.encode(None):
             out.mux(pkt)
+    return path
 
 
 async def _replayed(path: Path, until: float) -> AsyncIterator[AccessUnit]:

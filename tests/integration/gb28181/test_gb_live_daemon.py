@@ -15,10 +15,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
-from av.video.stream import VideoStream
 
+from bench.gb28181 import FPS, make_clip
 from drivers.camera import CameraState
 from gateway.app import Gateway
 from simulators.onvif_camera import OnvifCameraSim
@@ -31,29 +30,6 @@ from tests.integration.gb28181.test_gb_live import _Rtp, _wait_bye, ack, decode,
 
 CHANNEL = "51042110301320000009"
 CAMERA = "cam-gate"
-FPS = 25
-
-
-def _clip(path: Path, codec: str, seconds: float = 2.0) -> Path:
-    """A clip of a bar moving over a ramp, one key frame a second, no B-frames."""
-    with av.open(str(path), mode="w") as out:
-        st = out.add_stream(codec, rate=FPS)
-        assert isinstance(st, VideoStream)
-        st.width, st.height, st.pix_fmt = 320, 192, "yuv420p"
-        st.codec_context.options = {"preset": "ultrafast", "g": str(FPS), "bf": "0"}
-        if codec == "libx265":
-            st.codec_context.options |= {"x265-params": "log-level=error:bframes=0"}
-        ramp = np.linspace(0, 200, 320, dtype=np.uint8)[None, :, None].repeat(192, 0).repeat(3, 2)
-        for i in range(int(seconds * FPS)):
-            img = ramp.copy()
-            img[:, (i * 6) % 280 : (i * 6) % 280 + 40] = 255
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    return path
 
 
 def _site(tmp_path: Path, sim: OnvifCameraSim, platforms: dict[str, tuple[int, str]]) -> Path:
@@ -113,7 +89,7 @@ async def test_live_from_an_rtsp_camera_through_the_daemon_until_the_camera_drop
     reason = gstreamer_missing()
     if reason:
         pytest.skip(reason)
-    server = RtspServer(_clip(tmp_path / "clip.mp4", "libx264"), free_port())
+    server = RtspServer(make_clip(tmp_path / "clip.mp4", 320, 192), free_port())
     server.start()
     try:
         async with (
@@ -143,7 +119,7 @@ async def test_live_from_an_rtsp_camera_through_the_daemon_until_the_camera_drop
 
 
 async def test_h265_is_relayed_for_2022_and_refused_for_2016(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    clip = _clip(tmp_path / "clip-h265.mp4", "libx265")
+    clip = make_clip(tmp_path / "clip-h265.mp4", 320, 192, codec="libx265")
     async with (
         # No RTSP server here sends H.265: the ingest replays the file (as the demo does without GStreamer).
         OnvifCameraSim(password="cam-pass", rtsp_main=str(clip), rtsp_sub=str(clip)) as sim,
