@@ -7,8 +7,6 @@ sets in front of key frames that lack them (RTSP and MP4 carry them out of band)
 connection to the camera, no decoding, no re-encoding. A session starts at a key frame, drops to
 the next key frame when it falls behind, and ends when the camera's stream does (the ingest
 disconnects, or nothing arrives for the camera's stall timeout).
-
-:func:`demux_access_units` reads a file or URL by itself, in a worker thread (the bench's source).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -25,7 +22,7 @@ from drivers.rtsp import PacketTap
 from gateway.gb28181.live import AccessUnit
 from gateway.h264 import annexb_parameter_sets, split_annexb, to_annexb
 
-__all__ = ["CameraTap", "CameraVideo", "demux_access_units", "hevc_parameter_sets"]
+__all__ = ["CameraTap", "CameraVideo", "hevc_parameter_sets"]
 
 log = logging.getLogger(__name__)
 
@@ -180,82 +177,3 @@ class CameraVideo:
         stall_s = cam.config.stream.stall_timeout_s
         async for au in tap.watch(lambda: self._streaming(device), stall_s):
             yield au
-
-
-async def demux_access_units(
-    url: str, *, replay: bool = False, label: str = "", open_timeout_s: float = 10.0
-) -> AsyncIterator[AccessUnit]:
-    """Access units of the first video stream at ``url`` until it ends or the caller stops."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[AccessUnit | None] = asyncio.Queue(_QUEUE)
-    stop = threading.Event()
-
-    def put(item: AccessUnit | None) -> None:
-        if item is None:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(None)
-        elif not queue.full():
-            queue.put_nowait(item)
-
-    def deliver(item: AccessUnit | None) -> None:
-        with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-            loop.call_soon_threadsafe(put, item)
-
-    thread = threading.Thread(
-        target=_read,
-        args=(url, replay, open_timeout_s, stop, deliver, label or "stream"),
-        daemon=True,
-        name="gb28181.live",
-    )
-    thread.start()
-    try:
-        while (item := await queue.get()) is not None:
-            yield item
-    finally:
-        stop.set()
-
-
-def _read(
-    url: str,
-    replay: bool,
-    open_timeout_s: float,
-    stop: threading.Event,
-    deliver: Callable[[AccessUnit | None], None],
-    label: str,
-) -> None:
-    import av
-    import av.error
-    from av.bitstream import BitStreamFilterContext
-
-    try:
-        options = {} if replay else {"rtsp_transport": "tcp", "allowed_media_types": "video"}
-        with av.open(url, options=options, timeout=(open_timeout_s, open_timeout_s)) as container:
-            stream = container.streams.video[0]
-            codec = stream.codec_context.name
-            extradata = bytes(stream.codec_context.extradata or b"")
-            annexb_params = extradata if extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")) else b""
-            tb = float(stream.time_base) if stream.time_base else 1 / 90_000
-            start, first_pts = time.monotonic(), None
-            # MP4/MKV carry length-prefixed NAL units: libavformat's filter makes them Annex B.
-            bsf = None
-            if extradata and not annexb_params and codec in ("h264", "hevc"):
-                bsf = BitStreamFilterContext(f"{codec}_mp4toannexb", stream)
-            for raw in container.demux(stream):
-                for packet in bsf.filter(raw) if bsf is not None else [raw]:
-                    if stop.is_set():
-                        return
-                    if packet.size == 0 or packet.pts is None:
-                        continue
-                    data = bytes(packet)
-                    if packet.is_keyframe and annexb_params and codec in _SPS and not _has_sps(data, codec):
-                        data = annexb_params + data
-                    if replay:
-                        first_pts = packet.pts if first_pts is None else first_pts
-                        due = start + (packet.pts - first_pts) * tb
-                        time.sleep(max(0.0, due - time.monotonic()))
-                    deliver(AccessUnit(data, round(packet.pts * tb * 90_000), bool(packet.is_keyframe), codec))
-    except (av.error.FFmpegError, OSError, IndexError) as exc:
-        log.warning("live: %s ended: %s", label, type(exc).__name__)
-    finally:
-        deliver(None)

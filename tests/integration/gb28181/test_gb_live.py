@@ -9,19 +9,15 @@ import io
 import re
 import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 import pytest
 
 from edge_config.gb28181 import Gb28181Settings
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.live import AccessUnit
 from gateway.gb28181.mapping import GbCamera
-from gateway.gb28181.media import demux_access_units
-from gateway.gb28181.ps import mux_frame
 from gateway.gb28181.sip import SipMessage
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
@@ -265,28 +261,3 @@ async def test_invites_we_refuse(outbox: Outbox) -> None:
             assert (await invite(p, offer(9)))[1].status == 486  # over the cap
     finally:
         p.close()
-
-
-async def test_the_file_source_relays_without_decoding(tmp_path: Path) -> None:
-    # An MP4 (length-prefixed NAL units, parameter sets in extradata) comes out as Annex B access
-    # units that the PS muxer carries and libavformat decodes again.
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), mode="w") as out:
-        st = out.add_stream("h264", rate=25)
-        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
-        st.codec_context.options = {"g": "10", "bf": "0", "preset": "ultrafast"}
-        for i in range(25):
-            frame = av.VideoFrame.from_ndarray(np.full((180, 320, 3), i * 9, np.uint8), format="rgb24")
-            frame = frame.reformat(format="yuv420p")
-            frame.pts = i
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    aus = [au async for au in demux_access_units(str(path))]
-    assert len(aus) == 25 and aus[0].key and aus[0].codec == "h264"
-    assert all(au.data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")) for au in aus)
-    ps = b"".join(mux_frame(au.data, au.pts, key=au.key) for au in aus)
-    with av.open(io.BytesIO(ps), mode="r", format="mpeg") as c:
-        frames = sum(len(p.decode()) for p in c.demux(video=0))
-    assert frames == 25
