@@ -29,6 +29,7 @@ from tests.conftest import REPO, free_port
 from tests.integration.gateway.conftest import running, until
 from tests.integration.gb28181.daemon import PASSWORD, TOKEN, gb_site
 from tests.integration.gb28181.platform import DEVICE_ID, FakePlatform
+from tests.integration.web.browser import browser
 
 CHANNEL = "51042110301320000007"
 
@@ -130,6 +131,14 @@ async def test_intrusions_reach_the_platform_in_order_after_an_outage(
         scrape = generate_latest(gw.metrics.registry).decode()
         assert 'gateway_gb28181_alarms_pending{channel="county"} 2.0' in scrape
         assert 'gateway_gb28181_alarms_sent_total{channel="county"} 1.0' in scrape
+        # The technician's page, in a real browser, shows the same in its own section.
+        async with browser(tmp_path / "profile") as page:
+            await page.goto(f"http://127.0.0.1:{gw.loaded.config.api.port}/#token={TOKEN}")
+            await page.wait_for("!document.querySelector('#gb-section').hidden")
+            await page.wait_for("document.querySelectorAll('#gb tbody tr').length === 1")
+            cells = await page.js("[...document.querySelectorAll('#gb tbody td')].map((td) => td.textContent)")
+        assert cells[0] == f"county: {DEVICE_ID} to {quiet['platform']}"
+        assert cells[4] == "1 / 2" and cells[5] == "0"
         registers_before = len(platform.accepted)
         platform.answer_alarms = True
         async with asyncio.timeout(20):
