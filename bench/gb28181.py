@@ -9,9 +9,10 @@ Usage: ``python -m bench.gb28181 [--alarms N] [--window S]``.
    (alarm raised) until the channel counts its Notify acknowledged by SIPp's 200 OK. That is an
    upper bound of raised -> Notify sent (it adds one loopback round trip).
 2. Live sessions. Clips made once with libx264 (640x360 and 1920x1080, 25 fps, GOP 25) are
-   replayed in real time by the daemon's own live source
-   (:func:`gateway.gb28181.media.demux_access_units`: libavformat demux in a worker thread, no
-   decoding; the clips last two seconds longer than the window, so nothing loops), muxed into
+   replayed in real time as the daemon relays a camera: one libavformat demux in a worker thread
+   (the camera's ingest; the clips last two seconds longer than the window, so nothing loops)
+   hands each packet to the camera's tap (:class:`gateway.gb28181.media.CameraTap`: Annex B,
+   parameter sets before key frames, no decoding), which every session watches; each is muxed into
    PS, cut into RTP and sent over UDP to a local socket, K sessions at once for ``--window``
    seconds, K = 16 at 640x360 and 4 at 1080p (the issue's targets; halved while a
    run falls behind). CPU is the process's CPU time over the window (all threads). A run keeps up
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -41,12 +43,13 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.stream import VideoStream
 
 from edge_config.gb28181 import Gb28181Settings
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.live import AccessUnit, LiveSession, Offer
 from gateway.gb28181.mapping import GbCamera
-from gateway.gb28181.media import demux_access_units
+from gateway.gb28181.media import CameraTap
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 
@@ -154,15 +157,19 @@ async def alarm_latency(n: int, workdir: Path) -> list[float]:
     return latencies
 
 
-def make_clip(path: Path, width: int, height: int, seconds: float = 2.0) -> None:
-    """An H.264 clip: a moving bar over a noisy gradient (so frames are not trivially small)."""
+def make_clip(path: Path, width: int, height: int, seconds: float = 2.0, codec: str = "libx264") -> Path:
+    """A clip (H.264, or H.265 with ``codec="libx265"``): a moving bar over a noisy gradient (so
+    frames are not trivially small), a key frame a second, no B-frames."""
     rng = np.random.default_rng(7)
     noise = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
     ramp = np.linspace(0, 200, width, dtype=np.uint8)[None, :, None]
     with av.open(str(path), mode="w") as out:
-        st = out.add_stream("libx264", rate=FPS)
+        st = out.add_stream(codec, rate=FPS)
+        assert isinstance(st, VideoStream)
         st.width, st.height, st.pix_fmt = width, height, "yuv420p"
         st.codec_context.options = {"preset": "veryfast", "g": str(FPS), "bf": "0", "crf": "23"}
+        if codec == "libx265":
+            st.codec_context.options |= {"x265-params": "log-level=error"}
         for i in range(int(seconds * FPS)):
             img = (noise + ramp).astype(np.uint8)
             x = (i * width // 50) % (width - width // 10)
@@ -173,18 +180,39 @@ def make_clip(path: Path, width: int, height: int, seconds: float = 2.0) -> None
                 out.mux(pkt)
         for pkt in st.encode(None):
             out.mux(pkt)
+    return path
 
 
-async def _replayed(path: Path, until: float) -> AsyncIterator[AccessUnit]:
-    # The clip outlasts the window: a loop would reopen the file, a pause no camera makes.
-    async for au in demux_access_units(str(path), replay=True):
-        if time.monotonic() >= until:
-            return
-        yield au
+def _camera(path: Path, tap: CameraTap, until: float) -> None:
+    """The camera's ingest, as far as the sessions see it: the clip's packets, as the container
+    gives them (length-prefixed, parameter sets in extradata), in real time, into the tap. The clip
+    outlasts the window: a loop would reopen the file, a pause no camera makes."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        tap.stream_opened(ctx.name, bytes(ctx.extradata or b""), ctx.width, ctx.height)
+        tb = float(stream.time_base or 0)
+        start = time.monotonic()
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            time.sleep(max(0.0, start + packet.pts * tb - time.monotonic()))
+            if time.monotonic() >= until:
+                return
+            tap.packet(bytes(packet), bool(packet.is_keyframe))
 
 
-def _ignore_device(frames: AsyncIterator[AccessUnit], _device: str) -> AsyncIterator[AccessUnit]:
-    return frames
+@dataclasses.dataclass(frozen=True)
+class _Tapped:
+    """One session's video source: the camera's tap, whatever the device."""
+
+    frames: AsyncIterator[AccessUnit]
+
+    def codec(self, _device: str) -> str:
+        return "h264"
+
+    def open(self, _device: str) -> AsyncIterator[AccessUnit]:
+        return self.frames
 
 
 async def live_run(path: Path, sessions: int, window: float) -> tuple[bool, float, float]:
@@ -213,16 +241,22 @@ async def live_run(path: Path, sessions: int, window: float) -> tuple[bool, floa
     firsts: dict[int, float] = {}
     counts: dict[int, int] = {}
 
+    tap = CameraTap(None, asyncio.get_running_loop(), CAMERA.device)
+
     async def counted(i: int) -> AsyncIterator[AccessUnit]:
-        # Frames due are counted from the session's first frame: opening the file is not relaying.
-        async for au in _replayed(path, until):
+        # Frames due are counted from the session's first frame (a key frame): the wait for it
+        # is not relaying.
+        async for au in tap.watch(lambda: time.monotonic() < until, stall_s=2.0):
             firsts.setdefault(i, time.monotonic())
             counts[i] = counts.get(i, 0) + 1
             yield au
 
     cpu0, wall0 = time.process_time(), time.monotonic()
     drainer = asyncio.create_task(drain())
-    await asyncio.gather(*(s.run(functools.partial(_ignore_device, counted(i))) for i, s in enumerate(runs)))
+    sessions_done = asyncio.gather(*(s.run(_Tapped(counted(i))) for i, s in enumerate(runs)))
+    await asyncio.sleep(0.05)  # the sessions watch before the first packet
+    await asyncio.to_thread(_camera, path, tap, until)
+    await sessions_done
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     drainer.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -186,12 +186,6 @@ class RtspIngest:
     def __repr__(self) -> str:
         return f"RtspIngest({self.camera_id!r}, {self.display_url!r})"
 
-    @property
-    def source_url(self) -> str:
-        """The stream's URL with its credentials, for a second reader of the same stream (a
-        GB/T 28181 live session relays it without decoding). Never log it: log display_url."""
-        return self._url
-
     async def run(self, sink: FrameSink) -> None:
         """Ingest until cancelled. Never raises for stream trouble: it reconnects with backoff."""
         backoff = Backoff(0.5, self.reconnect_max_s)

@@ -59,6 +59,9 @@ class GatewayView(PageView, Protocol):
 
     def link_health(self) -> list[SupervisorHealth]: ...
 
+    def gb28181_status(self) -> list[dict[str, Any]]:
+        """Blocking (it reads the outbox): call it in a worker thread."""
+
     def incidents_json(self, status: IncidentStatus | None) -> list[dict[str, Any]]: ...
 
     def incident_json(self, incident_id: str) -> dict[str, Any]: ...
@@ -273,8 +276,10 @@ def _feedback_route(action: str) -> Handler:
 
 async def devices(request: web.Request) -> web.Response:
     gw = _gw(request)
+    gb28181 = await asyncio.to_thread(gw.gb28181_status)
     return web.json_response(
         {
+            "gb28181": gb28181,
             "links": [
                 {
                     "name": h.name,
@@ -284,7 +289,7 @@ async def devices(request: web.Request) -> web.Response:
                     "last_error": h.last_error,
                 }
                 for h in gw.link_health()
-            ]
+            ],
         }
     )
 

@@ -28,6 +28,8 @@ from gateway.cameras import CameraSet
 from gateway.device_signals import HaltWatch, LinkWatch, OverflowWatch, StorageWatch, alarm_signal
 from gateway.envelope import incident_event, place_of
 from gateway.evidence import EvidenceStore
+from gateway.gb28181.channel import Gb28181Channel
+from gateway.gb28181.telemetry import channel_status
 from gateway.housekeeping import Housekeeping
 from gateway.incidents import Change, Feedback, IncidentManager, IncidentStatus, RoutingPolicy, incident_data
 from gateway.links import build_links, push_consumers
@@ -103,6 +105,8 @@ class Gateway:
         self._background = TaskSet()
         self.supervisors: list[Supervisor] = []
         self.camera_set = CameraSet(cfg.api.live_view)
+        self.gb28181: dict[str, Gb28181Channel] = {}
+        """The GB/T 28181 channels by their table's id (the status page shows their state)."""
         self.link_watch = LinkWatch(cfg.site.link_offline_s, self.signal)
         self.overflow = OverflowWatch(cfg.site.box_id, self.signal)
         self.halts = HaltWatch(cfg.site.box_id, self.signal)
@@ -217,6 +221,11 @@ class Gateway:
     def link_health(self) -> list[SupervisorHealth]:
         return [s.health for s in self.supervisors]
 
+    def gb28181_status(self) -> list[dict[str, Any]]:
+        """Each GB/T 28181 channel as the status page shows it (blocking: call in a thread)."""
+        states = {s.name: s.health.state.value for s in self.supervisors}
+        return [channel_status(ch, states.get(ch.name)) for ch in self.gb28181.values()]
+
     async def evidence(self, ref: str) -> tuple[bytes, str] | None:
         return await asyncio.to_thread(self.evidence_store.get, ref)
 
@@ -234,6 +243,7 @@ class Gateway:
             on_alarm=lambda alarm: self.signal(alarm_signal(alarm)),
         )
         self.camera_set.attach(built)
+        self.gb28181.update(built.gb28181)
         for link in built.links:
             if link.devices:
                 self.link_watch.watch(link.name, link.devices)

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -376,23 +377,23 @@ async def _api_check(loaded: LoadedConfig) -> Check:
 async def _gb28181_checks(loaded: LoadedConfig) -> list[Check]:
     """Each county video platform: does a SIP server answer there (one OPTIONS, no REGISTER: a
     second registration with the box's id would replace the daemon's), and is the running
-    daemon registered (its link's state from /readyz)?"""
+    daemon registered (its link's state and last error from /api/v1/devices)?"""
     gbs = loaded.config.upstream.gb28181
     if not gbs:
         return []
     api = loaded.config.api
     host = "127.0.0.1" if api.listen in ("0.0.0.0", "::") else api.listen
-    links: dict[str, str] = {}
+    links: dict[str, dict[str, Any]] = {}
     try:
         token = api.token.read(loaded.base_dir).get_secret_value()
         timeout = aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT_S)
         headers = {"Authorization": f"Bearer {token}"}
         async with (
             aiohttp.ClientSession(timeout=timeout, headers=headers) as s,
-            s.get(f"http://{host}:{api.port}/readyz") as r,
+            s.get(f"http://{host}:{api.port}/api/v1/devices") as r,
         ):
-            links = (await r.json()).get("links", {})
-    except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+            links = {link["name"]: link for link in (await r.json()).get("links", [])}
+    except (aiohttp.ClientError, TimeoutError, ValueError, OSError, KeyError, TypeError):
         pass  # no running gateway (the API check says so), or no token to ask it with
     checks = []
     for gb in gbs:
@@ -409,14 +410,17 @@ async def _gb28181_checks(loaded: LoadedConfig) -> list[Check]:
                     "alarms wait in the outbox; check the route to the county video network, host, port and transport",
                 )
             )
-        state = links.get(f"upstream:gb28181:{gb.id}")
-        if state == "connected":
+        link = links.get(f"upstream:gb28181:{gb.id}")
+        if link is None:
+            continue
+        if link.get("state") == "connected":
             checks.append(Check("OK", f"GB/T 28181 {gb.id}: the gateway is registered as {gb.device_id}"))
-        elif state is not None:
+        else:
+            why = f": {link['last_error']}" if link.get("last_error") else ""
             checks.append(
                 Check(
                     "FAIL",
-                    f"GB/T 28181 {gb.id}: the gateway is not registered ({state})",
+                    f"GB/T 28181 {gb.id}: the gateway is not registered ({link.get('state')}){why}",
                     "the status page shows the link's last error: a 403 means a wrong password or a device_id "
                     "the platform does not know",
                 )

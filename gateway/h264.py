@@ -64,7 +64,7 @@ def annexb_parameter_sets(extradata: bytes) -> tuple[bytes, int]:
 def to_annexb(data: bytes, length_size: int) -> bytes:
     """One access unit as Annex B: unchanged when it is already, else its length prefixes
     (``length_size`` bytes, big-endian) replaced by start codes."""
-    if length_size == 0 or _is_annexb(data):
+    if length_size == 0 or (_is_annexb(data) and not _tiles(data, length_size)):
         return data
     out = bytearray()
     pos, n = 0, len(data)
@@ -77,6 +77,18 @@ def to_annexb(data: bytes, length_size: int) -> bytes:
         out += data[pos : pos + size]
         pos += size
     return bytes(out)
+
+
+def _tiles(data: bytes, length_size: int) -> bool:
+    """Whether ``data`` reads as length-prefixed units end to end. A first unit of 256 to 511
+    bytes starts with 00 00 01 under a 4-byte length: only this tells it from a start code."""
+    pos, n = 0, len(data)
+    while pos + length_size <= n:
+        size = int.from_bytes(data[pos : pos + length_size], "big")
+        if size <= 0:
+            return False
+        pos += length_size + size
+    return pos == n
 
 
 def has_parameter_sets(annexb: bytes) -> bool:

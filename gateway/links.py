@@ -26,7 +26,7 @@ from edge_core.signals import EvidenceSink, Signal, SignalSink
 from gateway.camera_stage import CameraVision
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.mapping import cameras_of, consumer_of
-from gateway.gb28181.media import camera_video
+from gateway.gb28181.media import CameraTap, CameraVideo
 from gateway.gb28181.telemetry import ChannelCollector
 from gateway.live_view import StreamRelay
 from gateway.metrics import Metrics
@@ -56,6 +56,7 @@ class Links:
     stages: dict[str, CameraVision] = field(default_factory=dict)
     gb28181: dict[str, Gb28181Channel] = field(default_factory=dict)
     relays: dict[str, StreamRelay] = field(default_factory=dict)
+    taps: dict[str, CameraTap] = field(default_factory=dict)
 
 
 def push_consumers(cfg: GatewayConfig) -> list[str]:
@@ -113,8 +114,10 @@ def build_links(
         if isinstance(d, CameraDevice):
             stage = CameraVision(d, emit, evidence)
             relay = StreamRelay(d.id, asyncio.get_running_loop())
-            cam = Camera.from_config(d, base_dir, evidence=evidence, frame_sink=stage.process, packet_tap=relay)
-            out.cameras[d.id], out.stages[d.id], out.relays[d.id] = cam, stage, relay
+            # The live view's relay and the GB/T 28181 sessions share the one stream the ingest reads.
+            tap = CameraTap(relay, asyncio.get_running_loop(), d.id)
+            cam = Camera.from_config(d, base_dir, evidence=evidence, frame_sink=stage.process, packet_tap=tap)
+            out.cameras[d.id], out.stages[d.id], out.relays[d.id], out.taps[d.id] = cam, stage, relay, tap
             out.links.append(Link(f"camera:{d.id}", functools.partial(cam.run, on_signal)))
         if isinstance(d, OpcUaDevice):
             plc = OpcUaDriver(d, state_dir, base_dir, on_alarm=on_alarm)
@@ -159,7 +162,7 @@ def build_links(
             camera_online=functools.partial(_streaming, out.cameras),
             box_name=f"{cfg.site.township} {cfg.site.village} ({cfg.site.box_id})",
             firmware=_version(),
-            video=camera_video(out.cameras),
+            video=CameraVideo(out.cameras, out.taps),
         )
         out.gb28181[gb.id] = channel
         # A county platform restart must not meet every box in the same second: jittered backoff.

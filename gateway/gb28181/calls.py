@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edge_core.tasks import TaskSet
-from gateway.gb28181.live import LiveSession, VideoSource, answer_sdp, parse_offer
+from gateway.gb28181.live import LiveSession, VideoSource, answer_sdp, parse_offer, refusal
 from gateway.gb28181.mapping import GbCamera
 from gateway.gb28181.sip import SipMessage
 
@@ -103,6 +103,16 @@ class LiveCalls:
             return
         if self._video is None:
             self._d.answer(req, 503, warning="live video is not available on this box")
+            return
+        codec = self._video.codec(cam.device)
+        if codec is None:
+            log.warning("%s: INVITE for %s refused: the camera streams nothing now", self._name, cam.channel_id)
+            self._d.answer(req, 480, warning=f"camera {cam.device} streams nothing now")
+            return
+        why = refusal(codec, allow_h265=self._allow_h265)
+        if why is not None:
+            log.warning("%s: INVITE for %s refused: %s", self._name, cam.channel_id, why)
+            self._d.answer(req, 488, warning=why)
             return
         if len(self._calls) >= self._max:
             log.warning("%s: INVITE for %s refused: %d live sessions already", self._name, cam.channel_id, self._max)

@@ -8,6 +8,10 @@ Notify was not acknowledged is sent again after the next registration, in outbox
 
 Alarms come from the durable outbox with this channel's own cursor: the cursor passes an event
 only once the platform has answered its Notify with a 2xx, or when the event is not an alarm.
+
+Why this file is long: registration, keepalive, the alarm pump and the answers to the platform
+share one transport, one CSeq counter and one table of pending transactions; what needs none of
+that lives apart (``calls`` for INVITE dialogs, ``subscriptions``, ``mapping``, ``telemetry``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from gateway.gb28181 import manscdp
 from gateway.gb28181.calls import LiveCalls
 from gateway.gb28181.live import VideoSource
 from gateway.gb28181.mapping import ChannelStats, GbCamera, alarm_notice, clock_skew, consumer_of, respond
+from gateway.gb28181.pending import PendingAlarms
 from gateway.gb28181.sip import (
     REASONS,
     SipMessage,
@@ -39,6 +44,7 @@ from gateway.gb28181.sip import (
     parse_challenge,
     reply,
 )
+from gateway.gb28181.subscriptions import Subscriptions
 from gateway.gb28181.transport import SipTransport, StreamClosed, open_transport
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
@@ -50,7 +56,7 @@ log = logging.getLogger(__name__)
 _BATCH = 200
 _UNREGISTER_WAIT_S = 2.0
 _ANSWERED_CACHE = 128
-_ALLOW = "REGISTER, MESSAGE, INVITE, ACK, OPTIONS, BYE"
+_ALLOW = "REGISTER, MESSAGE, INVITE, ACK, OPTIONS, BYE, SUBSCRIBE"
 # Answers to a Notify that retrying cannot fix: the platform refuses the alarm itself. 403/404
 # (the platform forgot our registration) are not here: registering again fixes those.
 _REJECTED = frozenset({400, 413, 415, 488, 501})
@@ -105,6 +111,8 @@ class Gb28181Channel:
             self,
             allow_h265=cfg.version == "2022",
         )
+        self._subs = Subscriptions(self.name, cfg, self, self._cameras, camera_online)
+        self.pending = PendingAlarms(outbox, self.consumer, self._channel_of)
 
     # -- life --------------------------------------------------------------------------------
 
@@ -123,6 +131,7 @@ class Gb28181Channel:
                 asyncio.create_task(self._refresh(), name=f"{self.name}.refresh"),
                 asyncio.create_task(self._keepalive(), name=f"{self.name}.keepalive"),
                 asyncio.create_task(self._pump(), name=f"{self.name}.alarms"),
+                asyncio.create_task(self._subs.watch(), name=f"{self.name}.subscriptions"),
             ]
             try:
                 done, _ = await asyncio.wait([*tasks, receiver], return_when=asyncio.FIRST_COMPLETED)
@@ -136,6 +145,7 @@ class Gb28181Channel:
         finally:
             self._jobs.cancel()
             self._calls.stop()
+            self._subs.stop()
             if self.stats.registered:
                 # Best effort, also on shutdown: the platform shows us offline at once instead
                 # of after the registration times out.
@@ -358,7 +368,9 @@ class Gb28181Channel:
                 self._outbox.set_cursor(self.consumer, ev.seq)
 
     async def _send_alarm(self, seq: int, notice: manscdp.AlarmNotice) -> None:
-        resp = await self._message(manscdp.alarm(self._next_sn(), notice, self.cfg.charset))
+        body = manscdp.alarm(self._next_sn(), notice, self.cfg.charset)
+        sub = self._subs.alarm_subscription()
+        resp = await (self._message(body) if sub is None else self._subs.send_alarm(sub, body))
         if resp is not None and 200 <= resp.status < 300:
             self.stats.alarms_sent += 1
             self._metrics.delivered.labels(self.consumer).inc()
@@ -387,7 +399,7 @@ class Gb28181Channel:
                 self.stats.registered = False
                 raise DriverConnectError(f"connection lost: {item}", device_id=self.name, code="connect")
             if isinstance(item, SipParseError):
-                self._rlog.warning(f"bad-{item.status}", "%s: bad message from the platform: %s", self.name, item)
+                self._rlog.warning(_kind("sip", item), "%s: bad message from the platform: %s", self.name, item)
                 if item.request is not None:
                     self.answer(item.request, item.status)
                 continue
@@ -452,7 +464,7 @@ class Gb28181Channel:
                 if not self._calls.on_bye(req):
                     self.answer(req, 481)
             case "SUBSCRIBE":
-                self.answer(req, 489, warning="no event subscriptions are offered")
+                self._subs.on_subscribe(req)
             case _:
                 self._rlog.warning(
                     f"method-{req.method}", "%s: %s is not supported; answered 501", self.name, req.method
@@ -469,7 +481,9 @@ class Gb28181Channel:
         try:
             q = manscdp.parse(req.body, cfg.charset)
         except manscdp.ManscdpError as exc:
-            self._rlog.warning("xml", "%s: unreadable MESSAGE body: %s; answered %d", self.name, exc, exc.status)
+            self._rlog.warning(
+                _kind("xml", exc), "%s: unreadable MESSAGE body: %s; answered %d", self.name, exc, exc.status
+            )
             self.answer(req, exc.status, warning=str(exc))
             return
         if q.root == "Response":
@@ -498,3 +512,12 @@ class Gb28181Channel:
                 what = "no answer" if resp is None else f"{resp.status} {resp.reason}"
                 self._rlog.warning("resp", "%s: %s response %d/%d: %s", self.name, cmd, i, len(bodies), what)
                 return
+
+
+_VARIABLE = re.compile(r"""'[^']*'|"[^"]*"|<[^>]*>|[0-9]+""")
+
+
+def _kind(layer: str, exc: Exception) -> str:
+    """The rate limiter's key of an error: its message without numbers, quoted text or tags, so
+    each kind of bad input logs once in a while and garbage cannot grow the keys without bound."""
+    return f"{layer}:{_VARIABLE.sub('', str(exc))[:60]}"

@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from gateway.gb28181.ps import STREAM_H264, STREAM_H265, RtpPacker, mux_frame, tcp_frame
 
-__all__ = ["AccessUnit", "LiveSession", "Offer", "VideoSource", "answer_sdp", "parse_offer"]
+__all__ = ["AccessUnit", "LiveSession", "Offer", "VideoSource", "answer_sdp", "parse_offer", "refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,14 @@ class AccessUnit(NamedTuple):
     codec: str = "h264"
 
 
-VideoSource = Callable[[str], AsyncIterator[AccessUnit]]
-"""Opens a camera's stream by device id; ends when the camera's stream ends."""
+class VideoSource(Protocol):
+    """The cameras' streams, by device id."""
+
+    def codec(self, device: str) -> str | None:
+        """The codec the camera streams now ("h264", "hevc"); None when it streams nothing."""
+
+    def open(self, device: str) -> AsyncIterator[AccessUnit]:
+        """The camera's access units from a key frame on; ends when the camera's stream ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +194,14 @@ class LiveSession:
         packer = RtpPacker(self.ssrc, self.offer.payload_type)
         try:
             await self._sink.connect(self.offer)
-            async for au in source(self.device):
+            async for au in source.open(self.device):
+                # The INVITE was refused for such a codec; a camera reconnecting with another one
+                # ends the session.
+                why = refusal(au.codec, allow_h265=self.allow_h265)
+                if why is not None:
+                    return why
                 stream_type = stream_type_of(au.codec)
-                if stream_type is None or (stream_type == STREAM_H265 and not self.allow_h265):
-                    # No re-encoding: a codec the platform's edition cannot carry ends the session.
-                    edition = "2022" if self.allow_h265 else "2016"
-                    return f"the camera sends {au.codec}, which GB/T 28181-{edition} does not carry"
+                assert stream_type is not None
                 data = mux_frame(au.data, au.pts, key=au.key, stream_type=stream_type)
                 await self._sink.send(packer.packets(data, au.pts))
                 self.frames_sent += 1
@@ -212,3 +220,13 @@ class LiveSession:
 def stream_type_of(codec: str) -> int | None:
     """The PSM stream type of a codec name, None for codecs PS carries no code for here."""
     return {"h264": STREAM_H264, "hevc": STREAM_H265, "h265": STREAM_H265}.get(codec.lower())
+
+
+def refusal(codec: str, *, allow_h265: bool) -> str | None:
+    """Why a camera streaming ``codec`` cannot be relayed in this edition (no re-encoding), or None."""
+    stream_type = stream_type_of(codec)
+    if stream_type is None:
+        return f"the camera sends {codec}, which GB/T 28181 PS carries no code for (H.264, H.265)"
+    if stream_type == STREAM_H265 and not allow_h265:
+        return 'the camera sends H.265, which GB/T 28181-2016 does not carry (version = "2022" does)'
+    return None

@@ -129,14 +129,22 @@ class CatalogItem:
 
 
 def catalog_pages(
-    sn: str, device_id: str, items: Sequence[CatalogItem], page: int, charset: str, *, version: str = "2016"
+    sn: str,
+    device_id: str,
+    items: Sequence[CatalogItem],
+    page: int,
+    charset: str,
+    *,
+    version: str = "2016",
+    event: str | None = None,
 ) -> list[bytes]:
     """The Catalog answer split over MESSAGEs of at most ``page`` items: each says SumNum (all
-    channels) and DeviceList Num (its own). An empty catalog is one page with Num 0."""
+    channels) and DeviceList Num (its own). An empty catalog is one page with Num 0. With
+    ``event`` (ADD, ON, OFF, ...) it is a subscription's Notify instead: each item says that."""
     chunks = [items[i : i + page] for i in range(0, len(items), page)] or [[]]
     out = []
     for chunk in chunks:
-        root = _root("Response", "Catalog", sn, device_id)
+        root = _root("Response" if event is None else "Notify", "Catalog", sn, device_id)
         _element(root, "SumNum", len(items))
         dl = ET.SubElement(root, "DeviceList", Num=str(len(chunk)))
         for it in chunk:
@@ -162,6 +170,8 @@ def catalog_pages(
             if version == "2022" or it.grassroots_code is not None:
                 _element(item, "BusinessGroupID", "")
                 _element(item, "OrgCode", it.grassroots_code or "000000")
+            if event is not None:
+                _element(item, "Event", event)
         out.append(_encode(root, charset))
     return out
 

@@ -17,7 +17,16 @@ from edge_config.gb28181 import Gb28181Settings
 from edge_config.model import GatewayConfig
 from gateway.gb28181 import manscdp
 
-__all__ = ["ChannelStats", "GbCamera", "alarm_notice", "cameras_of", "clock_skew", "consumer_of", "respond"]
+__all__ = [
+    "ChannelStats",
+    "GbCamera",
+    "alarm_notice",
+    "cameras_of",
+    "catalog_items",
+    "clock_skew",
+    "consumer_of",
+    "respond",
+]
 
 _PRIORITY = {"critical": 1, "major": 2, "minor": 3, "info": 4}
 
@@ -132,6 +141,26 @@ class ChannelStats:
     clock_skew_s: float | None = None
 
 
+def catalog_items(
+    cfg: Gb28181Settings, cameras: Sequence[GbCamera], online: Callable[[str], bool]
+) -> list[manscdp.CatalogItem]:
+    """The catalog's items: our channels, ON or OFF as their cameras stream or not."""
+    return [
+        manscdp.CatalogItem(
+            channel_id=c.channel_id,
+            name=c.name,
+            civil_code=c.civil_code,
+            parent_id=cfg.device_id,
+            online=online(c.device),
+            longitude=c.longitude,
+            latitude=c.latitude,
+            address=c.address,
+            grassroots_code=c.grassroots_code,
+        )
+        for c in cameras
+    ]
+
+
 def respond(
     q: manscdp.Query,
     cfg: Gb28181Settings,
@@ -146,20 +175,7 @@ def respond(
     by_channel = {c.channel_id: c for c in cameras}
     cam = by_channel.get(q.device_id)
     if q.root == "Query" and q.cmd == "Catalog":
-        items = [
-            manscdp.CatalogItem(
-                channel_id=c.channel_id,
-                name=c.name,
-                civil_code=c.civil_code,
-                parent_id=cfg.device_id,
-                online=online(c.device),
-                longitude=c.longitude,
-                latitude=c.latitude,
-                address=c.address,
-                grassroots_code=c.grassroots_code,
-            )
-            for c in cameras
-        ]
+        items = catalog_items(cfg, cameras, online)
         return manscdp.catalog_pages(q.sn, cfg.device_id, items, cfg.catalog_page, cs, version=cfg.version)
     if q.root == "Query" and q.cmd == "DeviceInfo":
         name, n = (box_name, len(cameras)) if cam is None else (cam.name, 1)

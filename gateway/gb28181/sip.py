@@ -64,10 +64,14 @@ REASONS = {
     404: "Not Found",
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
+    480: "Temporarily Unavailable",
+    486: "Busy Here",
+    488: "Not Acceptable Here",
     481: "Call/Transaction Does Not Exist",
     489: "Bad Event",
     501: "Not Implemented",
     500: "Server Internal Error",
+    503: "Service Unavailable",
 }
 """Reason phrases of the answers the device gives (RFC 3261 21)."""
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")

@@ -1,9 +1,11 @@
-"""What the channels export at /metrics, read from their stats at scrape time, and doctor's probe.
+"""What the channels export at /metrics and to the status page, read from their stats when
+asked, and doctor's probe.
 
-The link's state, last error and alarm delivery (``gateway_delivered_events_total`` and
-``gateway_delivery_failures_total`` with consumer ``gb28181:<id>``) are already exported for
-every link; this adds what only a GB/T 28181 channel has. The probe sends one SIP OPTIONS (no
-registration: a second REGISTER with the box's id would take the daemon's place on the platform).
+The link's state (``gateway_task_state``), last error and delivery attempts
+(``gateway_delivered_events_total`` and ``gateway_delivery_failures_total`` with consumer
+``gb28181:<id>``) are exported for every link; this adds what only a GB/T 28181 channel has. The
+probe sends one SIP OPTIONS (no registration: a second REGISTER with the box's id would take the
+daemon's place on the platform).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -19,7 +22,11 @@ from edge_config.gb28181 import Gb28181Settings
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.sip import SipMessage, SipParseError, new_branch, new_tag, parse_head
 
-__all__ = ["ChannelCollector", "probe"]
+__all__ = ["ChannelCollector", "channel_status", "probe"]
+
+# Outbox events read per scrape or page refresh to count pending alarms (see pending.py).
+_SCRAPE_BUDGET = 2_000
+_PAGE_BUDGET = 20_000
 
 
 class ChannelCollector(Collector):
@@ -42,6 +49,14 @@ class ChannelCollector(Collector):
         skew = GaugeMetricFamily(
             "gateway_gb28181_clock_skew_seconds", "Platform's Date minus our clock at registration.", labels=["channel"]
         )
+        sent = CounterMetricFamily(
+            "gateway_gb28181_alarms_sent", "Alarms the platform acknowledged with a 2xx.", labels=["channel"]
+        )
+        pending = GaugeMetricFamily(
+            "gateway_gb28181_alarms_pending",
+            "Alarms in the outbox the platform has not acknowledged yet (a lower bound while counting).",
+            labels=["channel"],
+        )
         for ch in self._channels:
             name = ch.cfg.id
             registered.add_metric([name], 1.0 if ch.stats.registered else 0.0)
@@ -50,7 +65,30 @@ class ChannelCollector(Collector):
             live.add_metric([name], float(ch.live_sessions))
             if ch.stats.clock_skew_s is not None:
                 skew.add_metric([name], ch.stats.clock_skew_s)
-        yield from (registered, registrations, misses, live, skew)
+            sent.add_metric([name], float(ch.stats.alarms_sent))
+            pending.add_metric([name], float(ch.pending.count(_SCRAPE_BUDGET)[0]))
+        yield from (registered, registrations, misses, live, skew, sent, pending)
+
+
+def channel_status(ch: Gb28181Channel, state: str | None) -> dict[str, Any]:
+    """The status page's view of one channel (blocking: it counts pending alarms)."""
+    pending, exact = ch.pending.count(_PAGE_BUDGET)
+    cfg = ch.cfg
+    return {
+        "id": cfg.id,
+        "platform": f"{cfg.platform_id} at {cfg.host}:{cfg.port}/{cfg.transport}",
+        "device_id": cfg.device_id,
+        "version": cfg.version,
+        "state": state,
+        "registered": ch.stats.registered,
+        "registrations": ch.stats.registrations,
+        "last_register_at": ch.stats.last_register_at,
+        "keepalive_misses": ch.stats.keepalive_misses,
+        "alarms_sent": ch.stats.alarms_sent,
+        "alarms_pending": pending,
+        "alarms_pending_exact": exact,
+        "live_sessions": ch.live_sessions,
+    }
 
 
 class _Answer(asyncio.DatagramProtocol):

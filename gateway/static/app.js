@@ -52,7 +52,8 @@ async function refreshLinks() {
   const body = await ready.json();
   $("#ready").textContent = body.ready ? "ready" : "not ready";
   $("#ready").className = `pill ${body.ready ? "ready" : "down"}`;
-  const { links } = await (await api("/api/v1/devices")).json();
+  const { links, gb28181 } = await (await api("/api/v1/devices")).json();
+  showGb28181(gb28181 || []);
   const tbody = $("#links tbody");
   tbody.replaceChildren();
   for (const l of links) {
@@ -67,6 +68,26 @@ async function refreshLinks() {
     cell(row, age(l.since));
     cell(row, String(l.restarts));
     cell(row, l.last_error || "");
+  }
+}
+
+// The county video platform's channels: registered or not, keepalives missed, alarms
+// acknowledged and still in the outbox ("+" while the count catches up), live sessions.
+function showGb28181(channels) {
+  $("#gb-section").hidden = !channels.length;
+  const tbody = $("#gb tbody");
+  tbody.replaceChildren();
+  for (const c of channels) {
+    const row = tbody.insertRow();
+    cell(row, t("gb.channel_as", { id: c.id, device: c.device_id, platform: c.platform }));
+    const pill = document.createElement("span");
+    pill.className = `pill ${c.state || "starting"}`;
+    pill.textContent = c.state || "";
+    cell(row, "").append(pill);
+    cell(row, c.registered ? t("gb.yes", { n: c.registrations }) : t("gb.no"), c.registered ? "" : "warn");
+    cell(row, String(c.keepalive_misses), c.keepalive_misses ? "warn" : "");
+    cell(row, `${c.alarms_sent} / ${c.alarms_pending}${c.alarms_pending_exact ? "" : "+"}`);
+    cell(row, String(c.live_sessions));
   }
 }
 

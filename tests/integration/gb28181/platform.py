@@ -49,6 +49,7 @@ class FakePlatform:
     answer_keepalives: bool = True
     answer_alarms: bool = True
     grant_s: int | None = None
+    alarm_delay_s: float = 0.0
     registers: list[SipMessage] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
     messages: list[Received] = field(default_factory=list)
@@ -63,7 +64,8 @@ class FakePlatform:
     _nonce: str = field(default_factory=lambda: secrets.token_hex(8))
     _cseq: int = 100
 
-    async def start(self) -> int:
+    async def start(self, port: int = 0) -> int:
+        """Listen on ``port`` (0: a free one; the port of a stopped platform brings it back)."""
         loop = asyncio.get_running_loop()
         if self.proto == "udp":
             platform = self
@@ -77,10 +79,10 @@ class FakePlatform:
                             platform._peer = addr
                         platform._on(msg)
 
-            self._udp, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+            self._udp, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", port))
             self.port = self._udp.get_extra_info("sockname")[1]
         else:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", port, reuse_address=True)
             self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -135,6 +137,10 @@ class FakePlatform:
             if got.cmd == "Keepalive" and not self.answer_keepalives:
                 return
             if got.cmd == "Alarm" and not self.answer_alarms:
+                return
+            if got.cmd == "Alarm" and self.alarm_delay_s:
+                # A slow platform: the device's next alarm waits for this answer.
+                asyncio.get_running_loop().call_later(self.alarm_delay_s, self._answer, msg, 200, "OK")
                 return
             self._answer(msg, 200, "OK")
         else:

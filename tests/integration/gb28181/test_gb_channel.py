@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from edge_config.gb28181 import Gb28181Settings
 from edge_core.errors import DriverAuthError, DriverConnectError, DriverTimeoutError
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.mapping import GbCamera
+from gateway.gb28181.sip import SipMessage
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.supervisor import Supervisor
@@ -55,14 +57,16 @@ Factory = Callable[..., Gb28181Channel]
 def make(outbox: Outbox) -> Factory:
     online = {f"cam-{i}": i % 3 != 0 for i in range(45)}
 
-    def factory(port: int, proto: str, password: str = PASSWORD, **over: Any) -> Gb28181Channel:
+    def factory(
+        port: int, proto: str, password: str = PASSWORD, camera_online: dict[str, bool] = online, **over: Any
+    ) -> Gb28181Channel:
         return Gb28181Channel(
             settings(port, proto, **over),
             password=password,
             outbox=outbox,
             metrics=Metrics(),
             cameras=CAMERAS,
-            camera_online=online.__getitem__,
+            camera_online=camera_online.__getitem__,
             box_name="Xinhe box",
             firmware="1.0",
         )
@@ -248,6 +252,10 @@ async def test_bad_input_gets_sip_errors_and_the_channel_lives_on(
             broken = platform.build("MESSAGE", b"")
             platform.send_raw(broken.encode().replace(b"Max-Forwards: 70\r\n", b"Max-Forwards 70\r\n"))
             assert (await platform.answer_to(broken)).status == 400
+            # A Content-Length that is no number.
+            nan = platform.build("MESSAGE", b"<Query/>")
+            platform.send_raw(nan.encode().replace(b"Content-Length: 8", b"Content-Length: eight"))
+            assert (await platform.answer_to(nan)).status == 400
             platform.send_raw(b"\x00\x01garbage that is not SIP\r\n\r\n")
             platform.send_raw(b"NOTSIP\r\n\r\n")
         big = platform.build("MESSAGE", b"x" * (10 * 1024 * 1024))
@@ -261,22 +269,48 @@ async def test_bad_input_gets_sip_errors_and_the_channel_lives_on(
         # Still registered and answering.
         assert (await platform.query("DeviceInfo", DEVICE_ID, 9)).status == 200
         assert not task.done() and ch.stats.registered
-    assert "refused" in caplog.text or "DTD" in caplog.text
-    assert "413" in caplog.text or "over" in caplog.text
+    # Each kind of bad input says what was wrong in its own log line.
+    said = [
+        "XML with a DTD or entity declarations is refused (MANSCDP needs none); answered 400",
+        "malformed XML",
+        "body is not text in GB2312 (nor UTF-8 or GB18030); answered 415",
+        "bytes is over the 262144 byte limit",
+    ]
+    if platform.proto == "udp":
+        said += [
+            "Content-Length 80 but only 8 body bytes arrived",
+            "malformed header line 'Max-Forwards 70'",
+            "Content-Length 'eight' is not a number",
+            "not a SIP start line",
+        ]
+    assert [s for s in said if s not in caplog.text] == []
 
 
-async def test_tcp_wrong_content_length_closes_and_reregisters(make: Factory) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        (b"Content-Length: 8", b"Content-Length: 80", "wrong Content-Length"),
+        (b"Content-Length: 8", b"Content-Length: eight", "unparseable message head"),
+        (b"Max-Forwards: 70", b"Max-Forwards 70", "unparseable message head"),
+    ],
+)
+async def test_tcp_bad_framing_gets_a_400_then_closes_and_reregisters(
+    make: Factory, old: bytes, new: bytes, why: str
+) -> None:
+    # On a stream, where the next message starts is lost: the box answers what it can, closes
+    # the connection, and the supervisor connects and registers again.
     p = FakePlatform("tcp", PASSWORD)
     await p.start()
     try:
-        ch = make(p.port, "tcp")
+        # No keepalive within the body wait: its answer would fill the missing bytes.
+        ch = make(p.port, "tcp", keepalive_s=60)
         up = asyncio.Event()
         task = asyncio.create_task(ch.run(up.set))
         await asyncio.wait_for(up.wait(), 5)
-        short = p.build("MESSAGE", b"<Query/>")
-        p.send_raw(short.encode().replace(b"Content-Length: 8", b"Content-Length: 80"))
-        assert (await p.answer_to(short)).status == 400
-        with pytest.raises(DriverConnectError, match="connection lost: wrong Content-Length"):
+        bad = p.build("MESSAGE", b"<Query/>")
+        p.send_raw(bad.encode().replace(old, new))
+        assert (await p.answer_to(bad)).status == 400
+        with pytest.raises(DriverConnectError, match=f"connection lost: {why}"):
             await asyncio.wait_for(task, 10)
     finally:
         p.close()
@@ -359,6 +393,86 @@ async def test_alarms_from_the_outbox_in_order_after_reregistration(
         )
         assert a.findtext("Longitude") == "102.100000" and a.findtext("Latitude") == "26.900000"
         assert ch.stats.alarms_sent == 2
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+
+def _subscribe(
+    platform: FakePlatform, event: str, expires: int, sn: int, *, dialog: SipMessage | None = None
+) -> SipMessage:
+    body = (
+        f'<?xml version="1.0" encoding="GB2312"?>\r\n<Query>\r\n<CmdType>{event.split(";")[0]}</CmdType>\r\n'
+        f"<SN>{sn}</SN>\r\n<DeviceID>{DEVICE_ID}</DeviceID>\r\n</Query>\r\n"
+    ).encode("gb2312")
+    msg = platform.build("SUBSCRIBE", body)
+    msg.headers += [("Event", event), ("Expires", str(expires)), ("Contact", f"<sip:{PLATFORM_ID}@127.0.0.1>")]
+    if dialog is not None:  # a refresh or the end of that subscription: its dialog
+        msg.set("Call-ID", dialog.get("Call-ID") or "")
+        msg.set("From", dialog.get("From") or "")
+    platform.send_raw(msg.encode())
+    return msg
+
+
+async def _notifies(platform: FakePlatform, count: int) -> list[tuple[SipMessage, ET.Element | None]]:
+    async with asyncio.timeout(10):
+        while len(got := [m for m in platform.others if m.method == "NOTIFY"]) < count:
+            await asyncio.sleep(0.02)
+    return [(m, ET.fromstring(m.body.decode("gb2312").split("?>", 1)[1]) if m.body else None) for m in got]
+
+
+async def test_catalog_and_alarm_subscriptions_are_honoured(
+    platform: FakePlatform, make: Factory, outbox: Outbox
+) -> None:
+    online = {c.device: True for c in CAMERAS}
+    writer = asyncio.create_task(outbox.run())
+    try:
+        async with running(make(platform.port, platform.proto, camera_online=online, catalog_page=20)):
+            sub = _subscribe(platform, "Catalog;id=7", 600, 31)
+            ok = await platform.answer_to(sub)
+            assert (ok.status, ok.get("Expires")) == (200, "600")
+            assert b"<CmdType>Catalog</CmdType>" in ok.body and b"<Result>OK</Result>" in ok.body
+            # At once: the whole catalog, as NOTIFYs in the subscription's dialog.
+            first = await _notifies(platform, 3)
+            for msg, xml in first:
+                assert msg.get("Call-ID") == sub.get("Call-ID") and msg.get("Event") == "Catalog"
+                assert (msg.get("Subscription-State") or "").startswith("active;expires=")
+                assert xml is not None and (xml.tag, xml.findtext("SumNum")) == ("Notify", "45")
+            items = [i for _m, xml in first for i in xml.iter("Item")]  # type: ignore[union-attr]
+            assert [i.findtext("DeviceID") for i in items] == [c.channel_id for c in CAMERAS]
+            assert {i.findtext("Event") for i in items} == {"ADD"}
+            # A camera stops streaming: its channel goes OFF on the platform.
+            online["cam-4"] = False
+            (_msg, change) = (await _notifies(platform, 4))[-1]
+            (item,) = change.iter("Item")  # type: ignore[union-attr]
+            assert [item.findtext(t) for t in ("DeviceID", "Status", "Event")] == [CAMERAS[4].channel_id, "OFF", "OFF"]
+
+            # An alarm subscription: alarms now go as NOTIFY in its dialog, acknowledged as before.
+            asub = _subscribe(platform, "Alarm", 600, 32)
+            assert (await platform.answer_to(asub)).status == 200
+            outbox.append(source="s", severity=2, build=functools.partial(_same, _event(1, "cam-3", "intrusion")))
+            await outbox.flush()
+            (msg, alarm) = (await _notifies(platform, 5))[-1]
+            assert msg.get("Call-ID") == asub.get("Call-ID") and msg.get("Event") == "Alarm"
+            assert alarm is not None and alarm.findtext("CmdType") == "Alarm"
+            assert alarm.findtext("DeviceID") == CAMERAS[3].channel_id
+            async with asyncio.timeout(5):
+                while outbox.cursor("gb28181:county") < 1:
+                    await asyncio.sleep(0.02)
+            assert not [m for m in platform.messages if m.cmd == "Alarm"]
+
+            # The platform ends the catalog subscription: 200, then a last NOTIFY saying so.
+            end = _subscribe(platform, "Catalog", 0, 33, dialog=sub)
+            ended = await platform.answer_to(end)
+            assert (ended.status, ended.get("Expires")) == (200, "0")
+            (last, _body) = (await _notifies(platform, 6))[-1]
+            assert last.get("Call-ID") == sub.get("Call-ID")
+            assert (last.get("Subscription-State") or "").startswith("terminated")
+            # An event package we do not offer.
+            other = _subscribe(platform, "presence", 600, 34)
+            refused = await platform.answer_to(other)
+            assert refused.status == 489 and "Catalog" in (refused.get("Allow-Events") or "")
     finally:
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -9,24 +9,20 @@ import io
 import re
 import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 import pytest
 
 from edge_config.gb28181 import Gb28181Settings
 from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.live import AccessUnit
 from gateway.gb28181.mapping import GbCamera
-from gateway.gb28181.media import demux_access_units
-from gateway.gb28181.ps import mux_frame
 from gateway.gb28181.sip import SipMessage
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from tests.integration.gb28181.platform import DEVICE_ID, PLATFORM_ID, FakePlatform
-from tests.unit.gb28181.h264 import clip
+from tests.unit.gb28181.h264 import Frames, clip
 
 PASSWORD = "12345678"
 CAM = GbCamera("cam-1", "51042110301320000001", "gate", "510421103")
@@ -161,7 +157,7 @@ async def test_live_over_udp_until_the_camera_ends(outbox: Outbox) -> None:
     loop = asyncio.get_running_loop()
     rtp_t, rtp = await loop.create_datagram_endpoint(_Rtp, local_addr=("127.0.0.1", 0))
     try:
-        async with registered(channel(p.port, outbox, finite)):
+        async with registered(channel(p.port, outbox, Frames(finite))):
             inv, ok = await invite(p, offer(rtp_t.get_extra_info("sockname")[1]))
             assert ok.status == 200 and ok.get("Content-Type") == "application/sdp"
             sdp = ok.body.decode()
@@ -194,7 +190,7 @@ async def test_live_over_tcp_with_rfc4571_framing(outbox: Outbox, setup: str) ->
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     try:
-        async with registered(channel(p.port, outbox, finite, transport="tcp")):
+        async with registered(channel(p.port, outbox, Frames(finite), transport="tcp")):
             port = server.sockets[0].getsockname()[1]
             inv, ok = await invite(p, offer(port, tcp=True, setup=setup))
             assert ok.status == 200
@@ -231,7 +227,7 @@ async def test_bye_from_the_platform_stops_the_stream(outbox: Outbox) -> None:
     loop = asyncio.get_running_loop()
     rtp_t, rtp = await loop.create_datagram_endpoint(_Rtp, local_addr=("127.0.0.1", 0))
     try:
-        async with registered(ch := channel(p.port, outbox, endless)):
+        async with registered(ch := channel(p.port, outbox, Frames(endless))):
             inv, ok = await invite(p, offer(rtp_t.get_extra_info("sockname")[1]))
             ack(p, inv, ok)
             async with asyncio.timeout(5):
@@ -256,7 +252,7 @@ async def test_invites_we_refuse(outbox: Outbox) -> None:
     p = FakePlatform("udp", PASSWORD)
     await p.start()
     try:
-        async with registered(channel(p.port, outbox, endless, max_live_sessions=1)):
+        async with registered(channel(p.port, outbox, Frames(endless), max_live_sessions=1)):
             assert (await invite(p, offer(9), to="51042110301329999999"))[1].status == 404
             assert (await invite(p, offer(9, session="Playback")))[1].status == 488
             assert (await invite(p, b"v=0\r\ns=Play\r\n"))[1].status == 488
@@ -265,28 +261,3 @@ async def test_invites_we_refuse(outbox: Outbox) -> None:
             assert (await invite(p, offer(9)))[1].status == 486  # over the cap
     finally:
         p.close()
-
-
-async def test_the_daemon_source_relays_a_file_without_decoding(tmp_path: Path) -> None:
-    # An MP4 (length-prefixed NAL units, parameter sets in extradata) comes out as Annex B access
-    # units that the PS muxer carries and libavformat decodes again.
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), mode="w") as out:
-        st = out.add_stream("h264", rate=25)
-        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
-        st.codec_context.options = {"g": "10", "bf": "0", "preset": "ultrafast"}
-        for i in range(25):
-            frame = av.VideoFrame.from_ndarray(np.full((180, 320, 3), i * 9, np.uint8), format="rgb24")
-            frame = frame.reformat(format="yuv420p")
-            frame.pts = i
-            for pkt in st.encode(frame):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    aus = [au async for au in demux_access_units(str(path))]
-    assert len(aus) == 25 and aus[0].key and aus[0].codec == "h264"
-    assert all(au.data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")) for au in aus)
-    ps = b"".join(mux_frame(au.data, au.pts, key=au.key) for au in aus)
-    with av.open(io.BytesIO(ps), mode="r", format="mpeg") as c:
-        frames = sum(len(p.decode()) for p in c.demux(video=0))
-    assert frames == 25

@@ -19,7 +19,9 @@ import shutil
 import socket
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -32,7 +34,7 @@ from gateway.gb28181.mapping import GbCamera
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from tests.conftest import free_port
-from tests.unit.gb28181.h264 import clip
+from tests.unit.gb28181.h264 import Frames, clip
 
 HERE = Path(__file__).parent / "sipp"
 DEVICE_ID = "51042110302000000002"
@@ -75,35 +77,41 @@ async def _wait_listening(port: int, proto: str) -> None:
             await asyncio.sleep(0.05)
 
 
-@pytest.mark.parametrize("proto", ["udp", "tcp"])
-async def test_sipp_platform_registers_queries_takes_alarms_and_keepalives(
-    proto: str, tmp_path: Path, outbox: Outbox
-) -> None:
+@dataclass
+class Sipp:
+    """What SIPp said: its exit code, and its message log (what it sent and received)."""
+
+    rc: int | None = None
+    log: str = ""
+
+
+@contextlib.asynccontextmanager
+async def sipp_platform(
+    scenario: str, ids: Path, proto: str, tmp_path: Path, outbox: Outbox, calls: int, timeout_s: int, **channel: Any
+) -> AsyncIterator[tuple[Sipp, Gb28181Channel]]:
+    """SIPp playing ``scenario`` as the platform, and the channel registering with it; the block
+    runs once SIPp has exited by itself (or timed out), with its verdict checked."""
     port = free_port()
-    log = tmp_path / "messages.log"
-    errors = tmp_path / "errors.log"
+    log, errors = tmp_path / "messages.log", tmp_path / "errors.log"
     args = [
-        "-sf", str(HERE / "platform.xml"),
-        "-inf", str(HERE / "ids.csv"),
+        "-sf", str(HERE / scenario),
+        "-inf", str(ids),
         "-i", "127.0.0.1",
         "-p", str(port),
         "-t", "u1" if proto == "udp" else "t1",
-        "-m", str(CALLS),
+        "-m", str(calls),
         "-nostdin",
-        "-timeout", "40s",
+        "-timeout", f"{timeout_s}s",
         "-timeout_error",
         "-trace_msg", "-message_file", str(log),
         "-trace_err", "-error_file", str(errors),
     ]  # fmt: skip
     with (tmp_path / "stderr.txt").open("wb") as stderr:
-        sipp = await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             "sipp", *args, stdout=asyncio.subprocess.DEVNULL, stderr=stderr, cwd=tmp_path
         )
-    writer = asyncio.create_task(outbox.run())
     task = None
     try:
-        outbox.append(source="s", severity=3, build=functools.partial(_same, _event("cam-1")))
-        await outbox.flush()
         await _wait_listening(port, proto)
         cfg = Gb28181Settings.model_validate(
             {
@@ -115,8 +123,7 @@ async def test_sipp_platform_registers_queries_takes_alarms_and_keepalives(
                 "transport": proto,
                 "device_id": DEVICE_ID,
                 "password": {"file": "pw"},
-                "keepalive_s": 5,
-                "catalog_page": 2,
+                **channel.pop("settings", {}),
             }
         )
         ch = Gb28181Channel(
@@ -125,32 +132,45 @@ async def test_sipp_platform_registers_queries_takes_alarms_and_keepalives(
             outbox=outbox,
             metrics=Metrics(),
             cameras=CAMERAS,
-            camera_online=lambda dev: dev != "cam-0",
             box_name="Xinhe box",
             firmware="1.0",
+            **channel,
         )
         task = asyncio.create_task(ch.run(lambda: None))
-        rc = await asyncio.wait_for(sipp.wait(), 45)
-        text = log.read_text(errors="replace") if log.exists() else ""
-        why = (errors.read_text(errors="replace") if errors.exists() else "") + (tmp_path / "stderr.txt").read_text(
-            errors="replace"
-        )
-        assert rc == 0, f"SIPp exit {rc}: {why[-3000:]}\n{text[-3000:]}"
+        result = Sipp(await asyncio.wait_for(proc.wait(), timeout_s + 5))
+        result.log = log.read_text(errors="replace") if log.exists() else ""
+        why = "".join(f.read_text(errors="replace") for f in (errors, tmp_path / "stderr.txt") if f.exists())
+        assert result.rc == 0, f"SIPp exit {result.rc}: {why[-3000:]}\n{result.log[-3000:]}"
         # Still up, or (TCP) ended only because SIPp closed the connection on its way out.
         assert not task.done() or "connection lost" in str(task.exception())
-        assert outbox.cursor(ch.consumer) == 1  # the alarm was acknowledged
+        yield result, ch
     finally:
-        if sipp.returncode is None:
-            sipp.kill()
-            await sipp.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, DriverError):
                 await task
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+async def test_sipp_platform_registers_queries_takes_alarms_and_keepalives(
+    proto: str, tmp_path: Path, outbox: Outbox
+) -> None:
+    writer = asyncio.create_task(outbox.run())
+    try:
+        outbox.append(source="s", severity=3, build=functools.partial(_same, _event("cam-1")))
+        await outbox.flush()
+        setup = {"settings": {"keepalive_s": 5, "catalog_page": 2}, "camera_online": lambda dev: dev != "cam-0"}
+        platform = sipp_platform("platform.xml", HERE / "ids.csv", proto, tmp_path, outbox, CALLS, 40, **setup)
+        async with platform as (sipp, ch):
+            assert outbox.cursor(ch.consumer) == 1  # the alarm was acknowledged
+    finally:
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
-    bodies = _bodies(text)
+    bodies = _bodies(sipp.log)
     catalog = [b for b in bodies if "<CmdType>Catalog</CmdType>" in b and "<Response>" in b]
     assert len(catalog) == 2
     assert all("<SN>101</SN>" in b and "<SumNum>3</SumNum>" in b for b in catalog)
@@ -202,73 +222,20 @@ class _Rtp(asyncio.DatagramProtocol):
 
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 async def test_sipp_platform_invites_live_video_and_byes(proto: str, tmp_path: Path, outbox: Outbox) -> None:
-    port = free_port()
     loop = asyncio.get_running_loop()
     rtp_t, rtp = await loop.create_datagram_endpoint(_Rtp, local_addr=("127.0.0.1", 0))
     rtp_port = rtp_t.get_extra_info("sockname")[1]
     ids = tmp_path / "ids.csv"
     ids.write_text(f"SEQUENTIAL\n{DEVICE_ID};{CAMERAS[0].channel_id};51042110301329999999;{rtp_port};\n")
-    log = tmp_path / "messages.log"
-    args = [
-        "-sf", str(HERE / "live.xml"),
-        "-inf", str(ids),
-        "-i", "127.0.0.1",
-        "-p", str(port),
-        "-t", "u1" if proto == "udp" else "t1",
-        "-m", "1",
-        "-nostdin",
-        "-timeout", "30s",
-        "-timeout_error",
-        "-trace_msg", "-message_file", str(log),
-    ]  # fmt: skip
-    with (tmp_path / "stderr.txt").open("wb") as stderr:
-        sipp = await asyncio.create_subprocess_exec(
-            "sipp", *args, stdout=asyncio.subprocess.DEVNULL, stderr=stderr, cwd=tmp_path
-        )
-    task = None
+    video = {"camera_online": lambda _dev: True, "video": Frames(_loop_clip)}
     try:
-        await _wait_listening(port, proto)
-        cfg = Gb28181Settings.model_validate(
-            {
-                "id": "county",
-                "platform_id": PLATFORM_ID,
-                "realm": "5104211030",
-                "host": "127.0.0.1",
-                "port": port,
-                "transport": proto,
-                "device_id": DEVICE_ID,
-                "password": {"file": "pw"},
-            }
-        )
-        ch = Gb28181Channel(
-            cfg,
-            password="12345678",
-            outbox=outbox,
-            metrics=Metrics(),
-            cameras=CAMERAS,
-            camera_online=lambda _dev: True,
-            box_name="Xinhe box",
-            firmware="1.0",
-            video=_loop_clip,
-        )
-        task = asyncio.create_task(ch.run(lambda: None))
-        rc = await asyncio.wait_for(sipp.wait(), 40)
-        text = log.read_text(errors="replace") if log.exists() else ""
-        why = (tmp_path / "stderr.txt").read_text(errors="replace")
-        assert rc == 0, f"SIPp exit {rc}: {why[-3000:]}\n{text[-3000:]}"
-        assert ch.live_sessions == 0  # SIPp's BYE ended it
-        n = len(rtp.packets)
-        await asyncio.sleep(0.3)
-        assert len(rtp.packets) == n  # and nothing is sent after it
+        async with sipp_platform("live.xml", ids, proto, tmp_path, outbox, 1, 30, **video) as (_sipp, ch):
+            assert ch.live_sessions == 0  # SIPp's BYE ended it
+            n = len(rtp.packets)
+            await asyncio.sleep(0.3)
+            assert len(rtp.packets) == n  # and nothing is sent after it
     finally:
         rtp_t.close()
-        if sipp.returncode is None:
-            sipp.kill()
-            await sipp.wait()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, DriverError):
-                await task
     # About two seconds of 25 fps video, from the SSRC the platform's y= line named.
     assert {struct.unpack(">I", p[8:12])[0] for p in rtp.packets} == {100000001}
     ps = b"".join(p[12:] for p in sorted(rtp.packets, key=lambda p: struct.unpack(">H", p[2:4])[0]))

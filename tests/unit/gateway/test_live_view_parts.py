@@ -34,6 +34,14 @@ def test_avcc_parameter_sets_and_length_prefixed_units_become_annex_b() -> None:
     assert has_parameter_sets(sets) and not has_parameter_sets(START + IDR)
 
 
+def test_a_unit_of_256_to_511_bytes_is_not_taken_for_a_start_code() -> None:
+    # Its 4-byte length is 00 00 01 xx: what a start code looks like.
+    slice_ = b"\x41" + bytes(299)
+    unit = len(slice_).to_bytes(4, "big") + slice_
+    assert unit.startswith(b"\x00\x00\x01")
+    assert to_annexb(unit, 4) == START + slice_
+
+
 def test_annex_b_passes_unchanged_and_a_truncated_unit_is_cut() -> None:
     sets, size = annexb_parameter_sets(START + SPS + b"\x00\x00\x01" + PPS)
     assert size == 0 and split_annexb(sets) == [SPS, PPS]

@@ -1,11 +1,16 @@
-"""A small H.264 clip (Annex B access units) made with PyAV's libx264, for the PS/RTP tests."""
+"""A small H.264 clip (Annex B access units) made with PyAV's libx264, for the PS/RTP tests, and a
+video source of the channel's live sessions made of a function."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import av
 import numpy as np
+
+from gateway.gb28181.live import AccessUnit
 
 
 @functools.cache
@@ -25,3 +30,18 @@ def clip(frames: int = 30, width: int = 320, height: int = 180, gop: int = 10) -
         out += [(bytes(p), bool(p.is_keyframe)) for p in codec.encode(frame)]
     out += [(bytes(p), bool(p.is_keyframe)) for p in codec.encode(None)]
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A :class:`gateway.gb28181.live.VideoSource` whose every camera streams ``codec``: the access
+    units ``frames(device)`` yields."""
+
+    frames: Callable[[str], AsyncIterator[AccessUnit]]
+    streams: str = "h264"
+
+    def codec(self, _device: str) -> str | None:
+        return self.streams
+
+    def open(self, device: str) -> AsyncIterator[AccessUnit]:
+        return self.frames(device)
