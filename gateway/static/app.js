@@ -168,17 +168,19 @@ let generation = 0;
 
 async function start() {
   if (!token) { showLogin(); return; }
+  const gen = ++generation;
+  // The picture first, asked for beside the page's own questions, not after them: it is what a
+  // technician on a ladder waits for. A wrong token shows the login (api()) and ends them all.
+  liveView(gen).catch(() => {});
   try {
-    const info = await (await api("/api/v1/site")).json();
+    const [info, me] = await Promise.all([api("/api/v1/site"), api("/api/v1/me")].map((r) => r.then((res) => res.json())));
     $("#box").textContent = `${info.box_id} · ${info.township} / ${info.village}`;
     document.title = `${info.box_id} · edge gateway`;
+    role = me.role;
   } catch (err) { return; }
-  role = (await (await api("/api/v1/me")).json()).role;
   $("#role").textContent = t(`role.${role}`);
   $("#login").hidden = true;
   $("#main").hidden = false;
-  const gen = ++generation;
-  liveView(gen);  // first: the picture is what a technician on a ladder waits for
   await refreshLinks();
   await refreshOutbox();
   await refreshIncidents();

@@ -81,13 +81,14 @@ async function jpegLoop(cam, fig, gen) {
   }
 }
 
-// The offer goes out when gathering completes, or shortly after the first candidate: the box
-// needs no more than one (it learns the others from the browser's checks).
+// The offer goes out with the first candidate (or when gathering completes): the box needs no
+// more than one, it learns the others from the browser's checks, and each wait here is a wait
+// for the picture.
 function gathered(pc, ms) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
-    pc.addEventListener("icecandidate", (ev) => { if (ev.candidate) setTimeout(resolve, 150); });
+    pc.addEventListener("icecandidate", (ev) => { if (ev.candidate) resolve(); });
     setTimeout(resolve, ms);
   });
 }

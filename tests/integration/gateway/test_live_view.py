@@ -15,7 +15,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from drivers.rtsp import DecodedFrame
 from edge_config.site import LiveViewSettings
-from gateway.live_view import _OFFERED, LiveViewRefused, LiveViews, StreamRelay, _install_address_lister
+from gateway.live_relay import StreamRelay
+from gateway.live_view import _OFFERED, LiveViewRefused, LiveViews, _install_address_lister
 
 
 class Camera:
@@ -72,11 +73,11 @@ async def test_an_h264_camera_is_relayed_unless_the_browser_takes_no_h264() -> N
     views._relays["cam"].stream_opened("h264", b"", 160, 120)
     async with viewer(views) as (_pc, answer):
         assert (answer.mode, answer.codec) == ("relay", "H.264")
-        assert views._relays["cam"].wanted  # the ingest now hands its packets over
+        assert views._relays["cam"].watching == 1  # the relay now hands the camera's packets over
     async with viewer(views, drop_h264=True) as (_pc, answer):
         assert (answer.mode, answer.codec) == ("encode", "VP8")
     await views.close_all()
-    assert not views._relays["cam"].wanted  # nobody watches: the tap costs one attribute read
+    assert views._relays["cam"].watching == 0
 
 
 async def test_limits_per_camera_and_in_all_and_idle_viewers_are_closed() -> None:
