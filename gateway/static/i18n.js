@@ -10,6 +10,13 @@ function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
 
+// A code from the box (a link's or a camera's state, a motion profile) in words where the catalog
+// has them, else the code itself.
+function tCode(prefix, code) {
+  const key = `${prefix}.${code}`;
+  return (messages[lang] && messages[lang][key]) || (messages.en && messages.en[key]) || code;
+}
+
 function translatePage() {
   document.documentElement.lang = lang;
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
