@@ -4,6 +4,7 @@
 // Uses api(), generation and role from app.js.
 
 const WEBRTC_CONNECT_MS = 6000;  // no frame by then: the JPEG view takes over
+const WEBRTC_RETRY_MS = [5000, 10000, 20000, 60000];  // then WebRTC is tried again, less and less often
 const KEEPALIVE_MS = 10000;
 const live = new Map();  // camera id -> { pc, session }
 
@@ -52,23 +53,34 @@ function buildCameraView(cam, gen) {
   return fig;
 }
 
-async function startView(cam, fig, gen) {
+// A refused or failed live view is not final: a page opened while the camera was still
+// connecting (the box has no video to relay yet), or one that lost its connection, shows the
+// JPEG snapshots at once and tries WebRTC again after a while.
+async function startView(cam, fig, gen, attempt = 0) {
   try {
     await startWebRTC(cam, fig, gen);
   } catch (err) {
-    if (err.message === "unauthorized") return;
-    closeLive(cam.id);
-    fig.querySelector("video").hidden = true;
-    setMode(fig, "jpeg", err.message);
-    jpegLoop(cam, fig, gen);
+    if (err.message !== "unauthorized") fallBack(cam, fig, gen, err.message, attempt);
   }
 }
 
-// Snapshots of the decoded stream, one a second: cheap on the box and the LAN.
+function fallBack(cam, fig, gen, why, attempt) {
+  closeLive(cam.id);
+  fig.querySelector("video").hidden = true;
+  const running = fig.querySelector(".view-mode").dataset.mode === "jpeg";
+  setMode(fig, "jpeg", why);
+  if (!running) jpegLoop(cam, fig, gen);
+  if (typeof RTCPeerConnection !== "function") return;
+  const wait = WEBRTC_RETRY_MS[Math.min(attempt, WEBRTC_RETRY_MS.length - 1)];
+  setTimeout(() => { if (gen === generation && fig.isConnected) startView(cam, fig, gen, attempt + 1); }, wait);
+}
+
+// Snapshots of the decoded stream, one a second: cheap on the box and the LAN. They stop when
+// the live video takes over.
 async function jpegLoop(cam, fig, gen) {
   const img = fig.querySelector("img");
   img.hidden = false;
-  while (gen === generation) {
+  while (gen === generation && fig.querySelector(".view-mode").dataset.mode === "jpeg") {
     try {
       const r = await api(`/api/v1/cameras/${encodeURIComponent(cam.id)}/snapshot.jpg`);
       if (r.ok) {
@@ -141,12 +153,7 @@ async function startWebRTC(cam, fig, gen) {
     if (r && r.status === 404) { closeLive(cam.id); startView(cam, fig, gen); }
   }, KEEPALIVE_MS);
   pc.addEventListener("connectionstatechange", () => {
-    if (pc.connectionState === "failed" && live.get(cam.id) === entry) {
-      closeLive(cam.id);
-      video.hidden = true;
-      setMode(fig, "jpeg", t("live.failed"));
-      jpegLoop(cam, fig, gen);
-    }
+    if (pc.connectionState === "failed" && live.get(cam.id) === entry) fallBack(cam, fig, gen, t("live.failed"), 0);
   });
 }
 

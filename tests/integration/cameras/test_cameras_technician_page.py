@@ -56,12 +56,34 @@ def fig(camera: str) -> str:
     return f"document.querySelector('[data-camera=\"{camera}\"]')"
 
 
+# The box refuses the page's first offer, as it does while the camera has sent no video yet (a
+# page opened the moment the gateway starts).
+_REFUSE_FIRST_OFFER = """
+if (!sessionStorage.getItem("refused")) {
+  const realFetch = window.fetch;
+  window.fetch = (url, opts) => {
+    if (String(url).endsWith("/live") && !sessionStorage.getItem("refused")) {
+      sessionStorage.setItem("refused", "1");
+      const body = JSON.stringify({ detail: "no video from camera 'x' yet" });
+      return Promise.resolve(new Response(body, { status: 409 }));
+    }
+    return realFetch(url, opts);
+  };
+}
+"""
+
+
 async def test_live_view_plays_the_cameras_h264_over_webrtc_on_loopback(tmp_path: Path, scene_clip: Path) -> None:
     async with camera_site(tmp_path, scene_clip) as (gw, port, camera, page):
+        await page.call("Page.addScriptToEvaluateOnNewDocument", source=_REFUSE_FIRST_OFFER)
         await page.goto(f"http://127.0.0.1:{port}/#token={TECH}")
         await page.wait_for(f"{fig(camera)} !== null")
+        # refused: the snapshots meanwhile, and WebRTC again a few seconds later
+        await page.wait_for(f"{fig(camera)}.querySelector('img').naturalWidth === 640")
+        assert "no video from camera" in await page.js(f"{fig(camera)}.querySelector('.view-mode').textContent")
         # the box relays the camera's own H.264, and the page says so
         await page.wait_for(f"{fig(camera)}.querySelector('.view-mode').dataset.mode === 'relay'", 20)
+        assert await page.js(f"{fig(camera)}.querySelector('img').hidden")
         assert "H.264" in await page.js(f"{fig(camera)}.querySelector('.view-mode').textContent")
         video = f"{fig(camera)}.querySelector('video')"
         assert await page.js(f"{video}.videoWidth") == 640
