@@ -200,6 +200,8 @@ async def test_zones_drawn_on_the_picture_are_saved_reloaded_and_catch_the_next_
         await _pointer(page, "pointerup", 0.03, 0.42)
         await page.js("document.querySelector('#zone-save').click()")
         await page.wait_for("document.querySelector('#zone-msg').className === 'ok'")
+        # the answer comes once the file is reread: the zones it counts are the ones in force
+        assert "Saved: 2 zones in force" in await page.js("document.querySelector('#zone-msg').textContent")
         await page.screenshot(tmp_path / "zones-saved.png")
 
         zones = _zones_in(site, camera)
