@@ -112,6 +112,7 @@ async def _box(viewers: int, window: float, ttff_runs: int) -> tuple[float, floa
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    views.prepare()  # as loading the page does: aiortc imported before the first offer
     ingest_task = asyncio.create_task(ingest.run(camera.sink), name="bench.ingest")
     try:
         await asyncio.sleep(_SETTLE_S)
