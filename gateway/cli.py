@@ -36,7 +36,7 @@ def _note_early_signal(signum: int, _frame: object) -> None:
 async def run_daemon(config_path: Path) -> int:
     """`edge-gateway run`: load, run until SIGTERM/SIGINT, reload on SIGHUP."""
     stop = asyncio.Event()
-    reload: list[Callable[[], None]] = []
+    reload: list[Callable[[], object]] = []  # SIGHUP's reread runs in the task gw.reload returns
     loop = asyncio.get_running_loop()
     # First of all: a stop that comes while the gateway is still being imported and built (seconds
     # on a small box) must end the start cleanly, not kill the process by signal.
