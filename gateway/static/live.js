@@ -352,7 +352,7 @@ async function saveZones() {
   });
   const body = await res.json().catch(() => ({}));
   if (res.ok) {
-    msg.textContent = t("zones.saved", { n: body.zones.length, backup: body.backup });
+    msg.textContent = t(body.zones.length === 1 ? "zones.saved_one" : "zones.saved", { n: body.zones.length, backup: body.backup });
     msg.className = "ok";
   } else {
     msg.textContent = body.detail || res.statusText;
