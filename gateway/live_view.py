@@ -61,12 +61,14 @@ _REAP_S = 2.0
 
 
 class LiveViewRefused(Exception):
-    """An offer the box will not answer; ``status`` is the HTTP status to say it with."""
+    """An offer the box will not answer; ``status`` is the HTTP status to say it with, ``code`` a
+    stable name of the reason (the page says it in the technician's language)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, code: str) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,31 +290,36 @@ class LiveViews:
         page was loaded from (offered when no interfaces are configured)."""
         st = self.settings
         if not st.enabled:
-            raise LiveViewRefused(409, "the live view over WebRTC is off ([api.live_view] enabled = false)")
+            raise LiveViewRefused(409, "the live view over WebRTC is off ([api.live_view] enabled = false)", "off")
         source = self._cameras.get(camera_id)
         if source is None:
-            raise LiveViewRefused(404, f"no camera {camera_id!r} in the site file")
+            raise LiveViewRefused(404, f"no camera {camera_id!r} in the site file", "no_camera")
         if "m=video" not in sdp:
-            raise LiveViewRefused(400, "the offer has no video section: the page must ask to receive video")
+            raise LiveViewRefused(
+                400, "the offer has no video section: the page must ask to receive video", "no_video_section"
+            )
         relay = self._relays.get(camera_id)
         takes_h264 = "H264/90000" in sdp
         if relay is not None and relay.codec == "h264" and takes_h264:
             mode = "relay"
         elif st.encode_fallback:
             if source.latest_frame is None:
-                raise LiveViewRefused(409, f"no video from camera {camera_id!r} yet")
+                raise LiveViewRefused(409, f"no video from camera {camera_id!r} yet", "no_video_yet")
             mode = "encode"
         else:
             why = "the browser takes no H.264" if relay is not None and relay.codec == "h264" else "not H.264"
-            raise LiveViewRefused(409, f"cannot relay camera {camera_id!r} ({why}) and encode_fallback is off")
+            raise LiveViewRefused(
+                409, f"cannot relay camera {camera_id!r} ({why}) and encode_fallback is off", "cannot_relay"
+            )
         async with self._lock:
             if self.viewers(camera_id) >= st.max_viewers_per_camera:
                 raise LiveViewRefused(
                     429,
                     f"camera {camera_id!r} has {st.max_viewers_per_camera} viewers already (max_viewers_per_camera)",
+                    "camera_full",
                 )
             if self.viewers() >= st.max_viewers:
-                raise LiveViewRefused(429, f"the box has {st.max_viewers} viewers already (max_viewers)")
+                raise LiveViewRefused(429, f"the box has {st.max_viewers} viewers already (max_viewers)", "box_full")
             return await self._answer(camera_id, sdp, page_address, mode, relay, source)
 
     async def _answer(
@@ -348,7 +355,7 @@ class LiveViews:
             await pc.setLocalDescription(answer)
         except (ValueError, RuntimeError, OSError) as exc:
             await pc.close()
-            raise LiveViewRefused(400, f"cannot answer the offer: {exc}") from exc
+            raise LiveViewRefused(400, f"cannot answer the offer: {exc}", "bad_offer") from exc
         finally:
             _OFFERED.reset(token)
         if mode == "relay" and relay is not None:

@@ -10,11 +10,12 @@ function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
 
-// A code from the box (a link's or a camera's state, a motion profile) in words where the catalog
-// has them, else the code itself.
-function tCode(prefix, code) {
+// A code from the box (a link's or a camera's state, a motion profile, why a live view was
+// refused) in words where the catalog has them, else ``fallback``: the code itself, or the
+// box's own sentence.
+function tCode(prefix, code, fallback = code) {
   const key = `${prefix}.${code}`;
-  return (messages[lang] && messages[lang][key]) || (messages.en && messages.en[key]) || code;
+  return (messages[lang] && messages[lang][key]) || (messages.en && messages.en[key]) || fallback;
 }
 
 function translatePage() {

@@ -126,7 +126,7 @@ async function startWebRTC(cam, fig, gen) {
   });
   if (!res.ok) {
     const problem = await res.json().catch(() => ({}));
-    throw new Error(problem.detail || res.statusText);
+    throw new Error(tCode("live.refused", problem.code, problem.detail || res.statusText));
   }
   const answer = await res.json();
   marks.answer = performance.now();

@@ -64,7 +64,7 @@ if (!sessionStorage.getItem("refused")) {
   window.fetch = (url, opts) => {
     if (String(url).endsWith("/live") && !sessionStorage.getItem("refused")) {
       sessionStorage.setItem("refused", "1");
-      const body = JSON.stringify({ detail: "no video from camera 'x' yet" });
+      const body = JSON.stringify({ detail: "no video from camera 'x' yet", code: "no_video_yet" });
       return Promise.resolve(new Response(body, { status: 409 }));
     }
     return realFetch(url, opts);
@@ -80,7 +80,8 @@ async def test_live_view_plays_the_cameras_h264_over_webrtc_on_loopback(tmp_path
         await page.wait_for(f"{fig(camera)} !== null")
         # refused: the snapshots meanwhile, and WebRTC again a few seconds later
         await page.wait_for(f"{fig(camera)}.querySelector('img').naturalWidth === 640")
-        assert "no video from camera" in await page.js(f"{fig(camera)}.querySelector('.view-mode').textContent")
+        said = await page.js(f"{fig(camera)}.querySelector('.view-mode').textContent")
+        assert "(WebRTC: no video from the camera yet)" in said, said  # the reason's code, in the page's words
         # the box relays the camera's own H.264, and the page says so
         await page.wait_for(f"{fig(camera)}.querySelector('.view-mode').dataset.mode === 'relay'", 20)
         assert await page.js(f"{fig(camera)}.querySelector('img').hidden")

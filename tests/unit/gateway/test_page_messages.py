@@ -40,6 +40,11 @@ def test_every_key_the_page_uses_is_in_the_catalog() -> None:
     used |= {f"state.{s}" for s in ("starting", "connected", "backoff", "failed", "stopped")}
     used |= {f"state.{s}" for s in ("connecting", "streaming", "offline")}
     used |= {"camera.profile.day", "camera.profile.night"}  # tCode("camera.profile", ...)
+    # tCode("live.refused", problem.code, ...): each reason the box gives for refusing an offer
+    live_view = (STATIC.parent / "live_view.py").read_text(encoding="utf-8")
+    refusals = re.findall(r"raise LiveViewRefused\((.*?)\)(?: from exc)?\n", live_view, re.DOTALL)
+    assert len(refusals) >= 8, "the refusals' pattern above is stale"
+    used |= {"live.refused." + re.findall(r'"(\w+)"', args)[-1] for args in refusals}
     used |= {f"live.{m}" for m in ("relay", "encode", "jpeg", "connecting")}
     used |= {f"incidents.{v}" for v in ("ack", "close", "ack_by", "close_by", "ack_failed", "close_failed")}
     assert used, "no t() calls found: the pattern above is stale"
