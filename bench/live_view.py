@@ -16,6 +16,12 @@ threads) is measured over ``--window`` seconds three times: with no viewer (the 
 with N WebRTC viewers, with N JPEG viewers. Per viewer: (CPU with N - CPU with none) / N, in
 percent of one core. Every packet stays on 127.0.0.0/8: both sides offer only 127.0.0.1.
 
+Before the CPU cases, time to first frame: ``--ttff-runs`` times (at random moments of the
+camera's group of pictures), one aiortc viewer offers, and the time from the start of its offer
+(gathering included) to its first decoded frame is printed per step (answer, ICE and DTLS
+connected, first frame), then min / median / max. The page adds its own requests and the
+browser's gathering to this (the page test prints the browser's figures).
+
 The last line is ``webrtc_viewers_per_core: N cpu_pct_per_viewer: X jpeg_cpu_pct_per_viewer: Y``
 where N is 100 / X rounded down.
 """
@@ -27,6 +33,8 @@ import asyncio
 import contextlib
 import json
 import os
+import random
+import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +46,8 @@ from aiohttp import web
 from drivers.camera import _encode_jpeg
 from drivers.rtsp import DecodedFrame, RtspIngest
 from edge_config.site import LiveViewSettings
-from gateway.live_view import _OFFERED, LiveViewRefused, LiveViews, StreamRelay, _install_address_lister
+from gateway.live_relay import StreamRelay
+from gateway.live_view import _OFFERED, LiveViewRefused, LiveViews, _install_address_lister
 from simulators.scene import SceneTimeline, encode_scene
 
 _SETTLE_S = 4.0
@@ -73,7 +82,7 @@ async def _cpu_over(window: float) -> float:
     return 100.0 * (time.process_time() - c0) / (time.monotonic() - t0)
 
 
-async def _box(viewers: int, window: float) -> tuple[float, float, float]:
+async def _box(viewers: int, window: float, ttff_runs: int) -> tuple[float, float, float]:
     camera = _Latest()
     relay = StreamRelay("bench", asyncio.get_running_loop())
     ingest = RtspIngest("bench", str(_clip()), display_url="clip", analysis_fps=5.0, replay=True)
@@ -103,9 +112,12 @@ async def _box(viewers: int, window: float) -> tuple[float, float, float]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    views.prepare()  # as loading the page does: aiortc imported before the first offer
     ingest_task = asyncio.create_task(ingest.run(camera.sink), name="bench.ingest")
     try:
         await asyncio.sleep(_SETTLE_S)
+        await _time_to_first_frame(port, ttff_runs)
+        await views.close_all()
         base = await _cpu_over(window)
         print(f"no viewer (ingest, 5 fps analysed frames kept): {base:.1f} % of a core", flush=True)
         results = []
@@ -141,6 +153,66 @@ async def _box(viewers: int, window: float) -> tuple[float, float, float]:
             await ingest_task
         await views.close_all()
         await runner.cleanup()
+
+
+async def _time_to_first_frame(port: int, runs: int) -> None:
+    """One viewer at a time in a child process; its steps' times printed, then the spread."""
+    firsts: list[float] = []
+    for _ in range(runs):
+        await asyncio.sleep(random.uniform(0.2, 1.2))  # a random moment of the 1 s GOP
+        args = ("--client", "ttff", "--port", str(port), "--viewers", "1")
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.live_view", *args, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(child.communicate(), 60)
+        steps = json.loads(out.decode().strip().splitlines()[-1])
+        if "first_frame" not in steps:
+            raise SystemExit(f"no frame reached the viewer: {steps}")
+        firsts.append(steps["first_frame"])
+        print("time to first frame: " + ", ".join(f"{k} {v:.3f} s" for k, v in steps.items()), flush=True)
+    print(
+        f"time_to_first_frame_s over {runs} runs: min {min(firsts):.3f} median {statistics.median(firsts):.3f} "
+        f"max {max(firsts):.3f}",
+        flush=True,
+    )
+
+
+async def _ttff_client(port: int) -> None:
+    """A viewer's steps, in seconds from the start of its offer: printed as one JSON line."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    _install_address_lister()
+    _OFFERED.set(("127.0.0.1",))
+    t0 = time.monotonic()
+    steps: dict[str, float] = {}
+    first = asyncio.get_running_loop().create_future()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+
+    @pc.on("connectionstatechange")
+    def _state() -> None:
+        if pc.connectionState == "connected":
+            steps["connected"] = time.monotonic() - t0
+
+    async def consume(track: object) -> None:
+        await track.recv()  # type: ignore[attr-defined]
+        if not first.done():
+            first.set_result(time.monotonic() - t0)
+
+    pc.on("track", lambda track: asyncio.ensure_future(consume(track)))
+    await pc.setLocalDescription(await pc.createOffer())
+    steps["offer"] = time.monotonic() - t0
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"http://127.0.0.1:{port}/offer", json={"sdp": pc.localDescription.sdp}) as r,
+    ):
+        answer = await r.json()
+    steps["answer"] = time.monotonic() - t0
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    with contextlib.suppress(TimeoutError):
+        steps["first_frame"] = await asyncio.wait_for(first, 15)
+    await pc.close()
+    print(json.dumps(steps), flush=True)
 
 
 async def _webrtc_clients(port: int, n: int) -> None:
@@ -214,16 +286,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--viewers", type=int, default=4, help="viewers at once (default 4)")
     parser.add_argument("--window", type=float, default=15.0, help="seconds measured per case (default 15)")
-    parser.add_argument("--client", choices=("webrtc", "jpeg"), help=argparse.SUPPRESS)
+    parser.add_argument("--ttff-runs", type=int, default=8, help="time-to-first-frame runs (default 8)")
+    parser.add_argument("--client", choices=("webrtc", "jpeg", "ttff"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client == "webrtc":
         asyncio.run(_webrtc_clients(args.port, args.viewers))
         return
+    if args.client == "ttff":
+        asyncio.run(_ttff_client(args.port))
+        return
     if args.client == "jpeg":
         asyncio.run(_jpeg_clients(args.port, args.viewers))
         return
-    _base, webrtc, jpeg = asyncio.run(_box(args.viewers, args.window))
+    _base, webrtc, jpeg = asyncio.run(_box(args.viewers, args.window, args.ttff_runs))
     per_core = int(100.0 // max(webrtc, 0.01))
     print(f"webrtc_viewers_per_core: {per_core} cpu_pct_per_viewer: {webrtc:.2f} jpeg_cpu_pct_per_viewer: {jpeg:.2f}")
 

@@ -19,12 +19,15 @@ import re
 import socket
 import sys
 import time
+import unicodedata
 import uuid
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from lxml import etree
+
+from edge_core.i18n import say
 
 __all__ = ["WS_DISCOVERY_GROUP", "WS_DISCOVERY_PORT", "DiscoveredCamera", "discover", "discover_command"]
 
@@ -256,24 +259,25 @@ def discover_command(
     try:
         cams = asyncio.run(discover(timeout, target=target))
     except (OSError, ValueError) as exc:
-        print(f"discovery failed: {exc}", file=sys.stderr)
+        print(say("discover.failed", why=exc), file=sys.stderr)
         return 2
     if not cams:
-        print(
-            f"no ONVIF camera answered within {timeout:g} s (is ONVIF/WS-Discovery enabled on the cameras, "
-            "and are they on this box's LAN segment?)",
-            file=sys.stderr,
-        )
+        print(say("discover.none", s=f"{timeout:g}"), file=sys.stderr)
         return 1
     if as_config:
         used: set[str] = set()
         stream.write("\n".join(config_stanza(c, _device_id(c, used)) for c in cams))
         return 0
-    rows = [("ADDRESS", "MANUFACTURER", "MODEL", "SERIAL", "SCOPES")]
+    rows = [tuple(say(f"discover.col.{c}") for c in ("address", "manufacturer", "model", "serial", "scopes"))]
     for c in cams:
         short = " ".join(s.removeprefix("onvif://www.onvif.org/") for s in c.scopes)
         rows.append((c.address, c.manufacturer or "-", c.model or "-", c.serial or "-", short))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    widths = [max(_columns(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        stream.write("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] + "\n")
+        stream.write("  ".join(r[i] + " " * (widths[i] - _columns(r[i])) for i in range(4)) + "  " + r[4] + "\n")
     return 0
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of ``text``: a Chinese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)

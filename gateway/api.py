@@ -347,7 +347,8 @@ async def evidence(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
 
 
-async def page(_request: web.Request) -> web.Response:
+async def page(request: web.Request) -> web.Response:
+    request.app[PAGE_VIEW].camera_set.live_views.prepare()  # the live view is what the page asks for first
     html = resources.files("gateway").joinpath("static/index.html").read_text(encoding="utf-8")
     return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
 

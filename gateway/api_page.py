@@ -84,7 +84,7 @@ async def live_offer(request: web.Request) -> web.Response:
         answer = await gw.camera_set.live_views.offer(camera_id, body["sdp"], _page_address(request))
     except LiveViewRefused as exc:
         titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests"}
-        return problem(exc.status, titles.get(exc.status, "Error"), exc.detail)
+        return problem(exc.status, titles.get(exc.status, "Error"), exc.detail, exc.code)
     return web.json_response(
         {
             "type": "answer",

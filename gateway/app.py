@@ -126,8 +126,8 @@ class Gateway:
     def source(self, device: str) -> str:
         return f"{self.config.site.source_prefix}:{self.config.site.box_id}/{device}"
 
-    def reload(self) -> None:
-        """SIGHUP: see :mod:`gateway.reload`."""
+    def reload(self) -> asyncio.Task[None]:
+        """SIGHUP: see :mod:`gateway.reload`. The file is reread in the returned task."""
         resume_halted(self.supervisors, self.outbox)
 
         async def reread_file() -> None:
@@ -135,14 +135,16 @@ class Gateway:
             if new is not None:
                 self.loaded, self.config = new, new.config
 
-        self._background.spawn(reread_file(), "gw[core].reload")
+        return self._background.spawn(reread_file(), "gw[core].reload")
 
     async def save_zones(self, camera_id: str, zones: list[ZoneSpec]) -> dict[str, Any]:
         """Write the camera's zones into the site file (checked, with a backup) and reload as
         SIGHUP does; :class:`gateway.zones.ZoneError` says why nothing was written."""
         async with self.camera_set.zones_lock:
             backup = await asyncio.to_thread(save_zones, self.loaded, camera_id, zones)
-            self.reload()
+            # reread before answering: the page says the saved zones are in force, and a second
+            # save must start from this one's file
+            await self.reload()
         log.info("zones of camera %s saved by the page (backup %s)", camera_id, backup.name)
         return self.camera_set.zones_json(camera_id) | {"backup": backup.name}
 

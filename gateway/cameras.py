@@ -11,7 +11,8 @@ from edge_config.model import GatewayConfig
 from edge_config.site import LiveViewSettings
 from gateway.camera_stage import CameraVision
 from gateway.links import Links
-from gateway.live_view import LiveViews, StreamRelay
+from gateway.live_relay import StreamRelay
+from gateway.live_view import LiveViews
 from gateway.zones import apply_zones, zones_json
 
 __all__ = ["CameraSet"]

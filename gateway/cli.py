@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_core.errors import ConfigError, GatewayError
+from edge_core.i18n import say
 from gateway.logsetup import setup_logging
 
 __all__ = ["main"]
@@ -35,7 +36,7 @@ def _note_early_signal(signum: int, _frame: object) -> None:
 async def run_daemon(config_path: Path) -> int:
     """`edge-gateway run`: load, run until SIGTERM/SIGINT, reload on SIGHUP."""
     stop = asyncio.Event()
-    reload: list[Callable[[], None]] = []
+    reload: list[Callable[[], object]] = []  # SIGHUP's reread runs in the task gw.reload returns
     loop = asyncio.get_running_loop()
     # First of all: a stop that comes while the gateway is still being imported and built (seconds
     # on a small box) must end the start cleanly, not kill the process by signal.
@@ -251,13 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_config_check)
     schema = cfg_sub.add_parser("schema", help="print the JSON Schema of site files")
     schema.set_defaults(func=_cmd_config_schema)
-    doctor = sub.add_parser("doctor", help="check the site file, secrets, state directory and every peer")
-    doctor.add_argument("--config", default="/etc/edge-gateway/site.toml", help="site TOML file")
-    doctor.add_argument(
-        "--unit",
-        default="/etc/systemd/system/edge-gateway.service",
-        help="installed unit file, whose LoadCredential= lines are checked against the site file's credentials",
-    )
+    doctor = sub.add_parser("doctor", help=say("cli.doctor.help"))
+    doctor.add_argument("--config", default="/etc/edge-gateway/site.toml", help=say("cli.doctor.config"))
+    doctor.add_argument("--unit", default="/etc/systemd/system/edge-gateway.service", help=say("cli.doctor.unit"))
     doctor.set_defaults(func=_cmd_doctor)
     warm = sub.add_parser("warm", help="compile the numba kernels into $NUMBA_CACHE_DIR (done at install)")
     warm.set_defaults(func=_cmd_warm)
@@ -265,9 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8780, help="API port (0 picks a free one)")
     demo.add_argument("--state-dir", default=None, help="keep demo state here (default: a temporary folder)")
     demo.set_defaults(func=_cmd_demo)
-    disc = sub.add_parser("discover", help="find ONVIF cameras on the LAN (WS-Discovery probe)")
-    disc.add_argument("--timeout", type=_seconds, default=3.0, help="seconds to wait for answers (up to 60)")
-    disc.add_argument("--config", action="store_true", help="print a ready [[devices]] stanza per camera")
+    disc = sub.add_parser("discover", help=say("cli.discover.help"))
+    disc.add_argument("--timeout", type=_seconds, default=3.0, help=say("cli.discover.timeout"))
+    disc.add_argument("--config", action="store_true", help=say("cli.discover.config"))
     disc.set_defaults(func=_cmd_discover)
     ob = sub.add_parser("outbox", help="act on the durable outbox")
     ob_sub = ob.add_subparsers(dest="outbox_command", required=True)

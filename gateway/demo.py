@@ -21,7 +21,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
@@ -30,6 +30,9 @@ from edge_config import load
 from edge_core.errors import ConfigError
 from simulators.demo_camera import demo_camera
 from simulators.pumphouse import pumphouse
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 __all__ = ["DEMO_SITE", "run_demo"]
 
@@ -223,6 +226,16 @@ async def _start_broker(port: int) -> object:
     return broker
 
 
+async def _streaming(gw: Gateway, timeout_s: float = 60.0) -> None:
+    """Until the gateway is ready and its camera has sent video (so that the page printed next
+    opens on live video, not on a camera still connecting), or ``timeout_s`` has passed."""
+    await gw.ready.wait()
+    for _ in range(int(timeout_s / 0.2)):  # the camera's frames are counted, not signalled
+        if all(c.get("frames", 0) > 0 for c in gw.camera_set.status()):
+            return
+        await asyncio.sleep(0.2)
+
+
 async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asyncio.Event | None = None) -> int:
     from gateway.app import Gateway
 
@@ -258,7 +271,7 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
     try:
         async with asyncio.TaskGroup() as tg:
             gw_task = tg.create_task(gw.run(stop), name="gw[demo].gateway")
-            ready = asyncio.create_task(gw.ready.wait())
+            ready = asyncio.create_task(_streaming(gw))
             await asyncio.wait([ready, gw_task], return_when=asyncio.FIRST_COMPLETED)
             tg.create_task(_publish_terminals(mqtt_port, stop), name="gw[demo].terminals")
             base = f"http://127.0.0.1:{api_port}"

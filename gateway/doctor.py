@@ -31,6 +31,7 @@ from edge_config.loader import models_of
 from edge_config.opcua import OpcUaDevice
 from edge_config.tls import TlsSettings
 from edge_core.errors import ConfigError, DriverProtocolError
+from edge_core.i18n import say
 from gateway.app import default_state_dir
 from gateway.gb28181.telemetry import probe
 from gateway.outbox import CAPACITY_WINDOW_S, covers_hours, intake_since
@@ -68,18 +69,18 @@ async def _reach(peer: _Peer, base_dir: Path) -> tuple[str, str] | None:
         try:
             ctx = client_context(peer.tls, base_dir, link=peer.name)
         except DriverProtocolError as exc:
-            return str(exc).removeprefix(f"{peer.name}: "), "fix the path in the site file, or put the file there"
+            return str(exc).removeprefix(f"{peer.name}: "), say("doctor.hint.fix_path")
     try:
         async with asyncio.timeout(_CONNECT_TIMEOUT_S):
             _reader, writer = await asyncio.open_connection(peer.host, peer.port, ssl=ctx)
     except TimeoutError:
-        return f"no answer within {_CONNECT_TIMEOUT_S:.0f} s", peer.hint
+        return say("doctor.no_answer_within", s=f"{_CONNECT_TIMEOUT_S:.0f}"), peer.hint
     except ssl.SSLError as exc:
-        return tls_failure(exc), "the CA that signed the server's certificate belongs in tls.ca_file"
+        return tls_failure(exc), say("doctor.hint.tls_ca")
     except ConnectionRefusedError:
         # asyncio's own wording ("Connect call failed ('10.0.0.5', 1883)") repeats the address
         # and hides the one fact that matters: the host answered, the port did not.
-        return "connection refused: the host is up but nothing listens on that port", peer.hint
+        return say("doctor.refused"), peer.hint
     except OSError as exc:
         return exc.strerror or type(exc).__name__, peer.hint
     writer.close()
@@ -89,27 +90,26 @@ async def _reach(peer: _Peer, base_dir: Path) -> tuple[str, str] | None:
 def _peers(loaded: LoadedConfig) -> list[_Peer]:
     cfg = loaded.config
     peers = [
-        _Peer(f"MQTT broker {b.id}", b.host, b.port, "is the broker running, and the address and port right?", b.tls)
-        for b in cfg.brokers
+        _Peer(say("doctor.peer.mqtt", id=b.id), b.host, b.port, say("doctor.hint.broker"), b.tls) for b in cfg.brokers
     ]
     for d in cfg.devices:
         if isinstance(d, OpcUaDevice):
             u = urlsplit(d.endpoint)
             peers.append(
-                _Peer(f"OPC-UA server of {d.id}", u.hostname or "", u.port or 4840, "is the PLC on and cabled?")
+                _Peer(say("doctor.peer.opcua", id=d.id), u.hostname or "", u.port or 4840, say("doctor.hint.plc"))
             )
         elif isinstance(d, CameraDevice):
-            peers.append(_Peer(f"camera {d.id} (ONVIF)", d.host, d.port, "is the camera powered and on this LAN?"))
+            peers.append(_Peer(say("doctor.peer.camera", id=d.id), d.host, d.port, say("doctor.hint.camera")))
     wh = cfg.upstream.webhook
     if wh is not None:
         u = urlsplit(str(wh.url))
         https = u.scheme == "https"
         peers.append(
             _Peer(
-                "platform webhook",
+                say("doctor.peer.webhook"),
                 u.hostname or "",
                 u.port or (443 if https else 80),
-                "no uplink: events wait in the outbox; check the route to the county network",
+                say("doctor.hint.webhook"),
                 # An https webhook without a tls table still verifies, against the system's CAs.
                 (wh.tls or TlsSettings()) if https else None,
             )
@@ -121,11 +121,10 @@ def _peers(loaded: LoadedConfig) -> list[_Peer]:
             tls = nc.tls or (TlsSettings() if u.scheme == "tls" else None)
             peers.append(
                 _Peer(
-                    f"NATS server {u.hostname}:{u.port or 4222}",
+                    say("doctor.peer.nats", server=f"{u.hostname}:{u.port or 4222}"),
                     u.hostname or "",
                     u.port or 4222,
-                    "one seed down is fine while another answers; all down: events wait in the outbox, "
-                    "check the route to the county network",
+                    say("doctor.hint.nats"),
                     tls,
                 )
             )
@@ -140,11 +139,10 @@ def _outage_check(conn: sqlite3.Connection, budget: int) -> Check:
     intake, history_start = intake_since(conn, now - CAPACITY_WINDOW_S)
     per_hour, hours = covers_hours(budget - owed, intake, history_start, now, CAPACITY_WINDOW_S)
     if hours is None:
-        return Check("OK", "outbox: no events in the last day, so the budget holds any outage")
-    rate = f"{per_hour / 1024:,.1f} KiB/h"
-    text = f"outbox: at the last day's rate ({rate}) the budget holds {hours:,.1f} h of uplink outage"
+        return Check("OK", say("doctor.outbox.no_events"))
+    text = say("doctor.outbox.holds", rate=f"{per_hour / 1024:,.1f} KiB/h", hours=f"{hours:,.1f}")
     if hours < 24:
-        return Check("WARN", text, "raise [outbox] budget_mb, or a day without uplink drops the least severe events")
+        return Check("WARN", text, say("doctor.hint.outbox_budget"))
     return Check("OK", text)
 
 
@@ -156,20 +154,20 @@ def _state_checks(loaded: LoadedConfig) -> list[Check]:
         return [
             Check(
                 "WARN",
-                f"state directory {state} does not exist yet",
-                "it is created on first start (systemd: StateDirectory=edge-gateway)",
+                say("doctor.state.missing", path=state),
+                say("doctor.hint.state_created"),
             )
         ]
     try:
         with tempfile.NamedTemporaryFile(dir=state):
             pass
-        out.append(Check("OK", f"state directory {state} is writable"))
+        out.append(Check("OK", say("doctor.state.writable", path=state)))
     except OSError as exc:
         out.append(
             Check(
                 "FAIL",
-                f"state directory {state} is not writable: {exc.strerror}",
-                "fix its owner or permissions (systemd: StateDirectory= sets them)",
+                say("doctor.state.not_writable", path=state, why=exc.strerror),
+                say("doctor.hint.state_perms"),
             )
         )
     free_mb = shutil.disk_usage(state).free / 2**20
@@ -178,12 +176,12 @@ def _state_checks(loaded: LoadedConfig) -> list[Check]:
         out.append(
             Check(
                 "WARN",
-                f"{free_mb:.0f} MiB free on the state disk, outbox budget is {need:.0f} MiB",
-                "lower [outbox] budget_mb or free space, or a long outage will fill the disk",
+                say("doctor.disk.low", free=f"{free_mb:.0f}", need=f"{need:.0f}"),
+                say("doctor.hint.disk"),
             )
         )
     else:
-        out.append(Check("OK", f"{free_mb:.0f} MiB free on the state disk (outbox budget {need:.0f} MiB)"))
+        out.append(Check("OK", say("doctor.disk.ok", free=f"{free_mb:.0f}", need=f"{need:.0f}")))
     db = state / "outbox.sqlite3"
     if db.exists():
         try:
@@ -194,22 +192,22 @@ def _state_checks(loaded: LoadedConfig) -> list[Check]:
             out.append(
                 Check(
                     "OK" if ok == "ok" else "FAIL",
-                    f"outbox {db}: integrity {ok}, {n} events kept",
-                    "" if ok == "ok" else "stop the service and move the file aside; report it",
+                    say("doctor.outbox.integrity", path=db, result=ok, n=n),
+                    "" if ok == "ok" else say("doctor.hint.outbox_corrupt"),
                 )
             )
             if held is not None:
                 out.append(held)
         except sqlite3.Error as exc:
-            out.append(Check("FAIL", f"outbox {db} cannot be read: {exc}", "stop the service and move the file aside"))
+            out.append(
+                Check("FAIL", say("doctor.outbox.unreadable", path=db, why=exc), say("doctor.hint.outbox_unreadable"))
+            )
     cache = Path(os.environ.get("NUMBA_CACHE_DIR", state / "numba-cache"))
     out.append(
         Check(
             "OK" if os.access(cache if cache.exists() else cache.parent, os.W_OK) else "WARN",
-            f"numba cache {cache}",
-            ""
-            if os.access(cache if cache.exists() else cache.parent, os.W_OK)
-            else "not writable: kernels will be compiled at every start",
+            say("doctor.numba", path=cache),
+            "" if os.access(cache if cache.exists() else cache.parent, os.W_OK) else say("doctor.hint.numba"),
         )
     )
     return out
@@ -246,9 +244,6 @@ def _is_blank(path: Path) -> bool:
         return False
 
 
-_BLANK_HINT = "write the secret into it (a new API token: head -c 24 /dev/urandom | base64)"
-
-
 def _is_file(path: Path) -> bool | None:
     try:
         return path.is_file()
@@ -266,43 +261,44 @@ def _credential_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
     out: list[Check] = []
     for name in [*names, *(n for n in loads if n not in names)]:
         source = loads.get(name)
+        quoted = repr(name)
         if name not in loads:
             out.append(
                 Check(
                     "FAIL",
-                    f"credential {name!r}: the site file names it, but {unit} does not load it",
-                    f"add LoadCredential={name}:/etc/edge-gateway/credentials/{name} under [Service] "
-                    "(systemctl edit edge-gateway), then systemctl restart edge-gateway",
+                    say("doctor.cred.not_loaded", name=quoted, unit=unit),
+                    say("doctor.hint.cred_add", name=name),
                 )
             )
         elif source is None:
-            out.append(Check("OK", f"credential {name!r}: from systemd's credential store"))
+            out.append(Check("OK", say("doctor.cred.store", name=quoted)))
         elif (found := _is_file(source)) is None:
-            out.append(Check("WARN", f"credential {name!r}: cannot look at {source}", "run doctor as root"))
+            out.append(
+                Check("WARN", say("doctor.cred.cannot_look", name=quoted, path=source), say("doctor.hint.as_root"))
+            )
         elif not found and name in defaults and name not in names:
-            out.append(Check("OK", f"credential {name!r}: not used by this site ({source} may stay absent)"))
+            out.append(Check("OK", say("doctor.cred.unused", name=quoted, path=source)))
         elif not found and name in defaults:
             out.append(
                 Check(
                     "FAIL",
-                    f"credential {name!r}: {source} does not exist: the service gets the unit's empty default, "
-                    "and an empty secret is refused",
-                    f"create it, readable by root only (chmod 600): {_BLANK_HINT}",
+                    say("doctor.cred.missing_default", name=quoted, path=source),
+                    say("doctor.hint.cred_create_blank", blank=say("doctor.hint.blank")),
                 )
             )
         elif not found:
-            used = "the site file names it" if name in names else "the site file does not use it, an empty file will do"
+            used = say("doctor.cred.named" if name in names else "doctor.cred.not_named")
             out.append(
                 Check(
                     "FAIL",
-                    f"credential {name!r}: {source} does not exist, and systemd will not start the service without it",
-                    f"create it, readable by root only (chmod 600); {used}",
+                    say("doctor.cred.missing", name=quoted, path=source),
+                    say("doctor.hint.cred_create", used=used),
                 )
             )
         elif name in names and _is_blank(source):
-            out.append(Check("FAIL", f"credential {name!r}: {source} is empty", _BLANK_HINT))
+            out.append(Check("FAIL", say("doctor.cred.empty", name=quoted, path=source), say("doctor.hint.blank")))
         else:
-            out.append(Check("OK", f"credential {name!r}: {source}"))
+            out.append(Check("OK", say("doctor.cred.ok", name=quoted, path=source)))
     return out
 
 
@@ -320,7 +316,7 @@ async def _camera_checks(loaded: LoadedConfig) -> list[Check]:
     try:
         token = loaded.config.api.token.read(loaded.base_dir).get_secret_value().strip()
     except OSError as exc:
-        return [Check("WARN", f"cameras: not asked, the API token cannot be read here ({exc})")]
+        return [Check("WARN", say("doctor.cameras.no_token", why=exc))]
     url = f"{_api_base(loaded)}/api/v1/cameras"
     try:
         async with (
@@ -330,33 +326,37 @@ async def _camera_checks(loaded: LoadedConfig) -> list[Check]:
             r.raise_for_status()
             cameras = (await r.json()).get("cameras", [])
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return [Check("WARN", f"cameras: the gateway did not list them at {url} ({type(exc).__name__})")]
+        return [Check("WARN", say("doctor.cameras.not_listed", url=url, why=type(exc).__name__))]
     out: list[Check] = []
     for cam in cameras:
-        name = f"camera {cam.get('id')}"
+        name = say("doctor.camera", id=cam.get("id"))
         if cam.get("gating_fallback"):
             out.append(
                 Check(
                     "WARN",
                     f"{name} {cam['gating_fallback']}",
-                    f'set gating = "always" for {cam.get("id")} in the site file (it has no motion events to '
-                    "gate on), or enable ONVIF events on the camera",
+                    say("doctor.hint.gating", id=cam.get("id")),
                 )
             )
         elif cam.get("events_unavailable") and cam["events_unavailable"] != "events = false in the site file":
             out.append(
                 Check(
                     "WARN",
-                    f"{name}: its own ONVIF events are not received: {cam['events_unavailable']}",
-                    "tamper and motion are still detected on the box; enable ONVIF events on the camera for its own",
+                    say("doctor.camera.no_events", camera=name, why=cam["events_unavailable"]),
+                    say("doctor.hint.events"),
                 )
             )
         else:
             out.append(
                 Check(
                     "OK",
-                    f"{name}: {cam.get('state')}, gating {cam.get('gating_in_force')}, "
-                    f"{cam.get('analysed')} frames analysed",
+                    say(
+                        "doctor.camera.ok",
+                        camera=name,
+                        state=cam.get("state"),
+                        gating=cam.get("gating_in_force"),
+                        analysed=cam.get("analysed"),
+                    ),
                 )
             )
     return out
@@ -367,10 +367,10 @@ async def _api_check(loaded: LoadedConfig) -> Check:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_CONNECT_TIMEOUT_S)) as s, s.get(url) as r:
             body = await r.json()
-        return Check("OK", f"a gateway answers at {url}: {body.get('status')}")
+        return Check("OK", say("doctor.api.ok", url=url, status=body.get("status")))
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return Check(
-            "WARN", f"no gateway answers at {url}", "systemctl status edge-gateway; journalctl -u edge-gateway -n 50"
+            "WARN", say("doctor.api.none", url=url), "systemctl status edge-gateway; journalctl -u edge-gateway -n 50"
         )
 
 
@@ -400,29 +400,28 @@ async def _gb28181_checks(loaded: LoadedConfig) -> list[Check]:
         where = f"{gb.host}:{gb.port}/{gb.transport}"
         try:
             answer = await probe(gb, _CONNECT_TIMEOUT_S)
-            checks.append(Check("OK", f"GB/T 28181 platform {gb.id} answers at {where}: {answer}"))
+            checks.append(Check("OK", say("doctor.gb.answers", id=gb.id, where=where, answer=answer)))
         except (OSError, TimeoutError) as exc:
-            why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+            why = say("doctor.gb.no_answer") if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
             checks.append(
                 Check(
                     "FAIL",
-                    f"GB/T 28181 platform {gb.id} not reachable at {where}: {why}",
-                    "alarms wait in the outbox; check the route to the county video network, host, port and transport",
+                    say("doctor.gb.unreachable", id=gb.id, where=where, why=why),
+                    say("doctor.hint.gb_route"),
                 )
             )
         link = links.get(f"upstream:gb28181:{gb.id}")
         if link is None:
             continue
         if link.get("state") == "connected":
-            checks.append(Check("OK", f"GB/T 28181 {gb.id}: the gateway is registered as {gb.device_id}"))
+            checks.append(Check("OK", say("doctor.gb.registered", id=gb.id, device_id=gb.device_id)))
         else:
             why = f": {link['last_error']}" if link.get("last_error") else ""
             checks.append(
                 Check(
                     "FAIL",
-                    f"GB/T 28181 {gb.id}: the gateway is not registered ({link.get('state')}){why}",
-                    "the status page shows the link's last error: a 403 means a wrong password or a device_id "
-                    "the platform does not know",
+                    say("doctor.gb.not_registered", id=gb.id, state=link.get("state"), why=why),
+                    say("doctor.hint.gb_register"),
                 )
             )
     return checks
@@ -431,13 +430,12 @@ async def _gb28181_checks(loaded: LoadedConfig) -> list[Check]:
 def _load_site(path: Path) -> LoadedConfig | None:
     """The site file, or None after printing why it cannot be used."""
     if not path.exists():
-        hint = "pass --config FILE (default /etc/edge-gateway/site.toml); start from edge_config/examples/"
-        print(Check("FAIL", f"site file {path} does not exist", hint).line())
+        print(Check("FAIL", say("doctor.site.missing", path=path), say("doctor.hint.no_site")).line())
         return None
     try:
         return load(path)
     except ConfigError as exc:
-        print(Check("FAIL", f"site file {path} is invalid", "fix these, then run doctor again").line())
+        print(Check("FAIL", say("doctor.site.invalid", path=path), say("doctor.hint.site_invalid")).line())
         for line in exc.problems:
             print(f"      {line}")
         return None
@@ -449,11 +447,13 @@ def _secret_checks(loaded: LoadedConfig, unit: Path) -> list[Check]:
         Check(
             "FAIL",
             p,
-            _BLANK_HINT
-            if p.endswith(" is empty")
-            else "fix the path in the site file, or put the file there"
-            if " not found" in p
-            else "create the file, readable by the service only (chmod 600)",
+            say(
+                "doctor.hint.blank"
+                if p.endswith(" is empty")
+                else "doctor.hint.fix_path"
+                if " not found" in p
+                else "doctor.hint.secret_create"
+            ),
         )
         for p in problems
     ]
@@ -470,8 +470,13 @@ async def run_doctor(path: Path, unit: Path = UNIT) -> int:
     checks = [
         Check(
             "OK",
-            f"site file {path}: box {loaded.config.site.box_id}, "
-            f"{len(loaded.config.devices)} devices, {len(loaded.config.rules)} rules",
+            say(
+                "doctor.site.ok",
+                path=path,
+                box=loaded.config.site.box_id,
+                devices=len(loaded.config.devices),
+                rules=len(loaded.config.rules),
+            ),
         )
     ]
     checks += _secret_checks(loaded, unit)
@@ -481,9 +486,11 @@ async def run_doctor(path: Path, unit: Path = UNIT) -> int:
     for p, failure in zip(peers, results, strict=True):
         where = f"{p.host}:{p.port}" + (" (TLS)" if p.tls is not None else "")
         if failure is None:
-            checks.append(Check("OK", f"{p.name} reachable at {where}"))
+            checks.append(Check("OK", say("doctor.peer.reachable", peer=p.name, where=where)))
         else:
-            checks.append(Check("FAIL", f"{p.name} not reachable at {where}: {failure[0]}", failure[1]))
+            checks.append(
+                Check("FAIL", say("doctor.peer.unreachable", peer=p.name, where=where, why=failure[0]), failure[1])
+            )
     api = await _api_check(loaded)
     checks.append(api)
     if api.status == "OK":
@@ -492,5 +499,5 @@ async def run_doctor(path: Path, unit: Path = UNIT) -> int:
     for c in checks:
         print(c.line())
     failed = sum(c.status == "FAIL" for c in checks)
-    print(f"\n{failed} problem(s), {sum(c.status == 'WARN' for c in checks)} warning(s)")
+    print("\n" + say("doctor.summary", failed=failed, warnings=sum(c.status == "WARN" for c in checks)))
     return 1 if failed else 0

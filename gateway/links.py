@@ -28,7 +28,7 @@ from gateway.gb28181.channel import Gb28181Channel
 from gateway.gb28181.mapping import cameras_of, consumer_of
 from gateway.gb28181.media import CameraTap, CameraVideo
 from gateway.gb28181.telemetry import ChannelCollector
-from gateway.live_view import StreamRelay
+from gateway.live_relay import StreamRelay
 from gateway.metrics import Metrics
 from gateway.outbox import FEED, Outbox
 from gateway.supervisor import Target

@@ -9,10 +9,14 @@ from aiohttp import web
 __all__ = ["bad_request", "problem"]
 
 
-def problem(status: int, title: str, detail: str) -> web.Response:
-    # RFC 9457 problem details, so clients get one error shape everywhere.
+def problem(status: int, title: str, detail: str, code: str | None = None) -> web.Response:
+    # RFC 9457 problem details, so clients get one error shape everywhere; ``code`` (an extension
+    # member) names the reason for a client that says it in its own words.
+    body: dict[str, object] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if code is not None:
+        body["code"] = code
     return web.json_response(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        body,
         status=status,
         content_type="application/problem+json",
     )

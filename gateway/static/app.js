@@ -25,7 +25,7 @@ async function api(path, options = {}) {
 function showLogin() {
   $("#login").hidden = false;
   $("#main").hidden = true;
-  $("#ready").textContent = "token needed";
+  $("#ready").textContent = t("ready.token_needed");
 }
 
 $("#login").addEventListener("submit", (ev) => {
@@ -35,9 +35,9 @@ $("#login").addEventListener("submit", (ev) => {
   start();
 });
 
-const age = (t) => {
-  const s = Math.max(0, Date.now() / 1000 - t);
-  return s < 120 ? `${s.toFixed(0)} s` : s < 7200 ? `${(s / 60).toFixed(0)} min` : `${(s / 3600).toFixed(1)} h`;
+const age = (since) => {
+  const s = Math.max(0, Date.now() / 1000 - since);
+  return s < 120 ? t("age.s", { n: s.toFixed(0) }) : s < 7200 ? t("age.min", { n: (s / 60).toFixed(0) }) : t("age.h", { n: (s / 3600).toFixed(1) });
 };
 
 function cell(row, text, cls) {
@@ -50,7 +50,7 @@ function cell(row, text, cls) {
 async function refreshLinks() {
   const ready = await api("/readyz");
   const body = await ready.json();
-  $("#ready").textContent = body.ready ? "ready" : "not ready";
+  $("#ready").textContent = t(body.ready ? "ready.ready" : "ready.not_ready");
   $("#ready").className = `pill ${body.ready ? "ready" : "down"}`;
   const { links, gb28181 } = await (await api("/api/v1/devices")).json();
   showGb28181(gb28181 || []);
@@ -63,7 +63,7 @@ async function refreshLinks() {
     const st = cell(row, "");
     const pill = document.createElement("span");
     pill.className = `pill ${l.state}`;
-    pill.textContent = l.state;
+    pill.textContent = tCode("state", l.state);
     st.append(pill);
     cell(row, age(l.since));
     cell(row, String(l.restarts));
@@ -95,14 +95,19 @@ const size = (b) => b < 2 ** 20 ? `${(b / 1024).toFixed(0)} KiB` : `${(b / 2 ** 
 
 async function refreshOutbox() {
   const o = await (await api("/api/v1/outbox")).json();
+  const span = o.covers_hours !== null && o.covers_hours < 48
+    ? t("age.h", { n: o.covers_hours.toFixed(1) })
+    : t("age.days", { n: (o.covers_hours / 24).toFixed(0) });
   const holds = o.covers_hours === null
-    ? "no events in the last day, so any outage fits"
-    : `at the last day's rate (${size(o.intake_bytes_per_hour)}/h) it holds ${o.covers_hours < 48 ? `${o.covers_hours.toFixed(1)} h` : `${(o.covers_hours / 24).toFixed(0)} days`} of uplink outage`;
+    ? t("outbox.no_events")
+    : t("outbox.holds", { rate: size(o.intake_bytes_per_hour), span });
   const owed = o.undelivered_events
-    ? `${o.undelivered_events} event${o.undelivered_events === 1 ? "" : "s"} owed upstream (${size(o.undelivered_bytes)}, oldest ${age(Date.now() / 1000 - o.oldest_undelivered_age_s)} old)`
-    : "everything delivered";
-  const lost = o.dropped_total ? `; ${o.dropped_total} dropped when the budget was full` : "";
-  $("#outbox").textContent = `Outbox ${size(o.budget_bytes)}: ${owed}; ${holds}${lost}.`;
+    ? t(o.undelivered_events === 1 ? "outbox.owed_one" : "outbox.owed", {
+      n: o.undelivered_events, size: size(o.undelivered_bytes), age: age(Date.now() / 1000 - o.oldest_undelivered_age_s),
+    })
+    : t("outbox.delivered");
+  const dropped = o.dropped_total ? t("outbox.dropped", { n: o.dropped_total }) : "";
+  $("#outbox").textContent = t("outbox.line", { budget: size(o.budget_bytes), owed, holds, dropped });
   $("#outbox").className = o.dropped_total || (o.covers_hours !== null && o.covers_hours < 24) ? "warn" : "hint";
 }
 
@@ -176,10 +181,11 @@ async function refreshCameraStates() {
 // on a windy day that the gateway aligns the shaking picture. A camera set to gate on its own
 // motion that has no events to gate with says so: it analyses every frame instead.
 function cameraCaption(cam) {
-  const profile = cam.vision_profile ? `, ${cam.vision_profile}${cam.ir_mode ? " IR" : ""}` : "";
-  const shake = cam.stabilising ? ", stabilising" : "";  // aligning frames against camera shake
-  const gate = cam.gating_fallback ? ", cannot gate: every frame analysed" : "";
-  return `${cam.name || cam.id} (${cam.state}${profile}${shake}${gate})`;
+  const parts = [tCode("state", cam.state)];
+  if (cam.vision_profile) parts.push(tCode("camera.profile", cam.vision_profile) + (cam.ir_mode ? ` ${t("camera.ir")}` : ""));
+  if (cam.stabilising) parts.push(t("camera.stabilising"));  // aligning frames against camera shake
+  if (cam.gating_fallback) parts.push(t("camera.cannot_gate"));
+  return t("camera.caption", { name: cam.name || cam.id, details: parts.join(t("camera.sep")) });
 }
 
 let timers = [];
@@ -189,17 +195,19 @@ let generation = 0;
 
 async function start() {
   if (!token) { showLogin(); return; }
+  const gen = ++generation;
+  // The picture first, asked for beside the page's own questions, not after them: it is what a
+  // technician on a ladder waits for. A wrong token shows the login (api()) and ends them all.
+  liveView(gen).catch(() => {});
   try {
-    const info = await (await api("/api/v1/site")).json();
+    const [info, me] = await Promise.all([api("/api/v1/site"), api("/api/v1/me")].map((r) => r.then((res) => res.json())));
     $("#box").textContent = `${info.box_id} · ${info.township} / ${info.village}`;
-    document.title = `${info.box_id} · edge gateway`;
+    document.title = `${info.box_id} · ${t("page.title")}`;
+    role = me.role;
   } catch (err) { return; }
-  role = (await (await api("/api/v1/me")).json()).role;
   $("#role").textContent = t(`role.${role}`);
   $("#login").hidden = true;
   $("#main").hidden = false;
-  const gen = ++generation;
-  liveView(gen);  // first: the picture is what a technician on a ladder waits for
   await refreshLinks();
   await refreshOutbox();
   await refreshIncidents();

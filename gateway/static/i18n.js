@@ -10,6 +10,14 @@ function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
 
+// A code from the box (a link's or a camera's state, a motion profile, why a live view was
+// refused) in words where the catalog has them, else ``fallback``: the code itself, or the
+// box's own sentence.
+function tCode(prefix, code, fallback = code) {
+  const key = `${prefix}.${code}`;
+  return (messages[lang] && messages[lang][key]) || (messages.en && messages.en[key]) || fallback;
+}
+
 function translatePage() {
   document.documentElement.lang = lang;
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);

@@ -4,6 +4,7 @@
 // Uses api(), generation and role from app.js.
 
 const WEBRTC_CONNECT_MS = 6000;  // no frame by then: the JPEG view takes over
+const WEBRTC_RETRY_MS = [5000, 10000, 20000, 60000];  // then WebRTC is tried again, less and less often
 const KEEPALIVE_MS = 10000;
 const live = new Map();  // camera id -> { pc, session }
 
@@ -52,23 +53,34 @@ function buildCameraView(cam, gen) {
   return fig;
 }
 
-async function startView(cam, fig, gen) {
+// A refused or failed live view is not final: a page opened while the camera was still
+// connecting (the box has no video to relay yet), or one that lost its connection, shows the
+// JPEG snapshots at once and tries WebRTC again after a while.
+async function startView(cam, fig, gen, attempt = 0) {
   try {
     await startWebRTC(cam, fig, gen);
   } catch (err) {
-    if (err.message === "unauthorized") return;
-    closeLive(cam.id);
-    fig.querySelector("video").hidden = true;
-    setMode(fig, "jpeg", err.message);
-    jpegLoop(cam, fig, gen);
+    if (err.message !== "unauthorized") fallBack(cam, fig, gen, err.message, attempt);
   }
 }
 
-// Snapshots of the decoded stream, one a second: cheap on the box and the LAN.
+function fallBack(cam, fig, gen, why, attempt) {
+  closeLive(cam.id);
+  fig.querySelector("video").hidden = true;
+  const running = fig.querySelector(".view-mode").dataset.mode === "jpeg";
+  setMode(fig, "jpeg", why);
+  if (!running) jpegLoop(cam, fig, gen);
+  if (typeof RTCPeerConnection !== "function") return;
+  const wait = WEBRTC_RETRY_MS[Math.min(attempt, WEBRTC_RETRY_MS.length - 1)];
+  setTimeout(() => { if (gen === generation && fig.isConnected) startView(cam, fig, gen, attempt + 1); }, wait);
+}
+
+// Snapshots of the decoded stream, one a second: cheap on the box and the LAN. They stop when
+// the live video takes over.
 async function jpegLoop(cam, fig, gen) {
   const img = fig.querySelector("img");
   img.hidden = false;
-  while (gen === generation) {
+  while (gen === generation && fig.querySelector(".view-mode").dataset.mode === "jpeg") {
     try {
       const r = await api(`/api/v1/cameras/${encodeURIComponent(cam.id)}/snapshot.jpg`);
       if (r.ok) {
@@ -81,13 +93,14 @@ async function jpegLoop(cam, fig, gen) {
   }
 }
 
-// The offer goes out when gathering completes, or shortly after the first candidate: the box
-// needs no more than one (it learns the others from the browser's checks).
+// The offer goes out with the first candidate (or when gathering completes): the box needs no
+// more than one, it learns the others from the browser's checks, and each wait here is a wait
+// for the picture.
 function gathered(pc, ms) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
-    pc.addEventListener("icecandidate", (ev) => { if (ev.candidate) setTimeout(resolve, 150); });
+    pc.addEventListener("icecandidate", (ev) => { if (ev.candidate) resolve(); });
     setTimeout(resolve, ms);
   });
 }
@@ -113,7 +126,7 @@ async function startWebRTC(cam, fig, gen) {
   });
   if (!res.ok) {
     const problem = await res.json().catch(() => ({}));
-    throw new Error(problem.detail || res.statusText);
+    throw new Error(tCode("live.refused", problem.code, problem.detail || res.statusText));
   }
   const answer = await res.json();
   marks.answer = performance.now();
@@ -140,12 +153,7 @@ async function startWebRTC(cam, fig, gen) {
     if (r && r.status === 404) { closeLive(cam.id); startView(cam, fig, gen); }
   }, KEEPALIVE_MS);
   pc.addEventListener("connectionstatechange", () => {
-    if (pc.connectionState === "failed" && live.get(cam.id) === entry) {
-      closeLive(cam.id);
-      video.hidden = true;
-      setMode(fig, "jpeg", t("live.failed"));
-      jpegLoop(cam, fig, gen);
-    }
+    if (pc.connectionState === "failed" && live.get(cam.id) === entry) fallBack(cam, fig, gen, t("live.failed"), 0);
   });
 }
 
@@ -344,7 +352,7 @@ async function saveZones() {
   });
   const body = await res.json().catch(() => ({}));
   if (res.ok) {
-    msg.textContent = t("zones.saved", { n: body.zones.length, backup: body.backup });
+    msg.textContent = t(body.zones.length === 1 ? "zones.saved_one" : "zones.saved", { n: body.zones.length, backup: body.backup });
     msg.className = "ok";
   } else {
     msg.textContent = body.detail || res.statusText;

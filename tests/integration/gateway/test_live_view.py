@@ -15,7 +15,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 
 from drivers.rtsp import DecodedFrame
 from edge_config.site import LiveViewSettings
-from gateway.live_view import _OFFERED, LiveViewRefused, LiveViews, StreamRelay, _install_address_lister
+from gateway.live_relay import StreamRelay
+from gateway.live_view import _OFFERED, LiveViewRefused, LiveViews, _install_address_lister
 
 
 class Camera:
@@ -72,11 +73,11 @@ async def test_an_h264_camera_is_relayed_unless_the_browser_takes_no_h264() -> N
     views._relays["cam"].stream_opened("h264", b"", 160, 120)
     async with viewer(views) as (_pc, answer):
         assert (answer.mode, answer.codec) == ("relay", "H.264")
-        assert views._relays["cam"].wanted  # the ingest now hands its packets over
+        assert views._relays["cam"].watching == 1  # the relay now hands the camera's packets over
     async with viewer(views, drop_h264=True) as (_pc, answer):
         assert (answer.mode, answer.codec) == ("encode", "VP8")
     await views.close_all()
-    assert not views._relays["cam"].wanted  # nobody watches: the tap costs one attribute read
+    assert views._relays["cam"].watching == 0
 
 
 async def test_limits_per_camera_and_in_all_and_idle_viewers_are_closed() -> None:
@@ -102,11 +103,11 @@ async def test_offers_the_box_will_not_answer() -> None:
     views = live_views()
     with pytest.raises(LiveViewRefused) as no_camera:
         await views.offer("nope", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "127.0.0.1")
-    assert no_camera.value.status == 404
+    assert (no_camera.value.status, no_camera.value.code) == (404, "no_camera")
     with pytest.raises(LiveViewRefused) as no_video:
         await views.offer("cam", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "127.0.0.1")
-    assert no_video.value.status == 400
+    assert (no_video.value.status, no_video.value.code) == (400, "no_video_section")
     off = live_views(enabled=False)
     with pytest.raises(LiveViewRefused) as disabled:
         await off.offer("cam", "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "127.0.0.1")
-    assert disabled.value.status == 409
+    assert (disabled.value.status, disabled.value.code) == (409, "off")

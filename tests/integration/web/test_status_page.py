@@ -56,6 +56,15 @@ async def test_page_shows_links_incidents_and_feed_and_acknowledges(mosquitto: M
         await page.wait_for(
             f"document.querySelector('[data-incident=\"{incident_id}\"]').innerText.includes('acknowledged')"
         )
+        # The same page in Chinese, as the header's switch sets it: the words change, the codes stay.
+        await page.js("localStorage.setItem('edge-lang', 'zh-CN'); location.reload()")
+        await page.wait_for("document.querySelector('#outbox').textContent.startsWith('发件箱')")
+        assert await page.js("document.querySelector('#ready').textContent") == "就绪"
+        assert await page.js("document.querySelector('[data-link=\"mqtt:village\"] .pill').textContent") == "已连接"
+        assert "threshold-breach" in await page.js(
+            f"document.querySelector('[data-incident=\"{incident_id}\"]').innerText"
+        )
+        await page.screenshot(tmp_path / "page-zh.png")
         _, body = await api(port, "GET", f"/api/v1/incidents/{incident_id}")
     assert body["status"] == "acknowledged"
     assert body["feedback"]["acknowledged"]["by"] == "tech-wang"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.h264 import annexb_parameter_sets, has_parameter_sets, split_annexb, to_annexb
+from gateway.live_relay import _GOP_BYTES, StreamRelay
 from gateway.live_view import _same_scope, filter_candidates
 from gateway.roles import Role, allowed, role_of
 
@@ -81,3 +84,46 @@ def test_roles() -> None:
     assert allowed(Role.PLATFORM, *ack) and allowed(Role.TECHNICIAN, *ack) and not allowed(Role.VIEWER, *ack)
     assert allowed(Role.VIEWER, "GET", "/api/v1/incidents")
     assert allowed(Role.VIEWER, "POST", "/api/v1/cameras/{id}/live")
+
+
+class _Viewer:
+    def __init__(self) -> None:
+        self.got: list[tuple[bytes, bool]] = []
+
+    def push(self, data: bytes, keyframe: bool, t: float) -> None:
+        self.got.append((data, keyframe))
+
+
+async def test_a_new_viewer_gets_the_group_of_pictures_in_progress_first_and_each_unit_once() -> None:
+    relay = StreamRelay("cam", asyncio.get_running_loop())
+    relay.stream_opened("h264", START + SPS + START + PPS, 160, 120)
+    relay.packet(START + b"\x41p0", False)  # before any key frame: undecodable, not kept
+    relay.packet(START + IDR, True)
+    relay.packet(START + b"\x41p1", False)
+    first = _Viewer()
+    relay.attach(first)
+    assert first.got == [(START + SPS + START + PPS + START + IDR, True), (START + b"\x41p1", False)]
+    relay.packet(START + b"\x41p2", False)  # scheduled for the viewers, on the loop
+    second = _Viewer()
+    relay.attach(second)  # joins after p2 was kept, before the loop fanned it out
+    await asyncio.sleep(0)
+    assert [u for u, _k in first.got][-1] == START + b"\x41p2"
+    assert [u for u, _k in second.got] == [u for u, _k in first.got]  # p2 once, from the kept GOP
+    relay.detach(first)
+    relay.packet(START + b"\x41p3", False)
+    await asyncio.sleep(0)
+    assert len(first.got) == 3 and second.got[-1] == (START + b"\x41p3", False)
+    assert relay.watching == 1
+
+
+async def test_a_group_of_pictures_too_long_to_keep_is_dropped_until_the_next_key_frame() -> None:
+    relay = StreamRelay("cam", asyncio.get_running_loop())
+    relay.stream_opened("h264", START + SPS + START + PPS, 160, 120)
+    relay.packet(START + IDR, True)
+    relay.packet(START + b"\x41" + bytes(_GOP_BYTES), False)
+    late = _Viewer()
+    relay.attach(late)
+    assert late.got == []  # it waits for the next key frame, as without a kept GOP
+    relay.packet(START + IDR, True)
+    await asyncio.sleep(0)
+    assert late.got and late.got[0][1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_config import check_secrets, load
+from gateway.zones import save_zones
+from tests.unit.gateway.test_zones import CAMERA, HEAD, NEW
 
 UNIT = Path(__file__).resolve().parents[3] / "systemd" / "edge-gateway.service"
 
@@ -89,3 +92,34 @@ def test_only_the_api_token_is_required_and_an_unsigned_site_starts_without_a_we
     site.write_text(example.read_text())
     problems, _notes = check_secrets(load(site))
     assert len(problems) == 1 and problems[0].endswith("upstream.webhook.secret: credential 'webhook_secret' is empty")
+
+
+def _tree(root: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in root.rglob("*") if p.is_file()}
+
+
+def test_the_service_may_write_what_zone_save_writes_and_nothing_more_of_etc(tmp_path: Path) -> None:
+    svc = unit()["Service"]
+    folder = "/etc/edge-gateway"  # ${CONFIGURATION_DIRECTORY}, where ExecStart's site file is
+    assert svc["ExecStart"].endswith("--config ${CONFIGURATION_DIRECTORY}/site.toml")
+    assert svc["ReadWritePaths"] == folder
+    assert svc["ReadOnlyPaths"] == f"-{folder}/credentials"
+    # the rest of the sandbox is unchanged
+    hardening = {"ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes"}
+    assert {k: svc[k] for k in hardening} == hardening
+    assert svc["NoNewPrivileges"] == svc["RestrictSUIDSGID"] == "yes" and svc["CapabilityBoundingSet"] == ""
+    # a static user owns what Save leaves in /etc: a dynamic UID would be recycled to another unit
+    assert svc["User"] == svc["Group"] == "edge-gateway" and svc["DynamicUser"] == "yes"
+    sysusers = (UNIT.parent / "edge-gateway.sysusers.conf").read_text()
+    assert re.search(r"^u edge-gateway - ", sysusers, re.MULTILINE), sysusers
+    # What Save writes: the site file (a new one, renamed over it) and one backup, in its folder.
+    etc = tmp_path / "etc" / "edge-gateway"
+    (etc / "credentials").mkdir(parents=True)
+    (etc / "credentials" / "api_token").write_text("t\n")
+    site = etc / "site.toml"
+    site.write_text(HEAD.replace('{ file = "api_token" }', '{ file = "credentials/api_token" }') + CAMERA)
+    before = _tree(tmp_path)
+    backup = save_zones(load(site), "gate", NEW)
+    after = _tree(tmp_path)
+    changed = {p for p in after if before.get(p) != after[p]}
+    assert changed == {site, backup} and backup.parent == etc, changed
