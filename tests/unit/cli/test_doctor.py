@@ -139,7 +139,12 @@ def test_doctor_reaches_every_nats_seed(tmp_path: Path, capsys: pytest.CaptureFi
     main(["doctor", "--config", str(site)])
     out = capsys.readouterr().out
     assert f"OK    NATS server 127.0.0.1:{up.getsockname()[1]} reachable" in out
-    assert f"FAIL  NATS server 127.0.0.1:{down.getsockname()[1]} not reachable" in out
+    # One seed down while another answers: the cluster is still reached, a warning, not a failure.
+    assert f"WARN  NATS server 127.0.0.1:{down.getsockname()[1]} not reachable" in out
     assert "one seed down is fine while another answers" in out
+    ports = up.getsockname()[1], down.getsockname()[1]
     up.close()
+    main(["doctor", "--config", str(site)])
+    out = capsys.readouterr().out
+    assert all(f"FAIL  NATS server 127.0.0.1:{p} not reachable" in out for p in ports), out
     down.close()
