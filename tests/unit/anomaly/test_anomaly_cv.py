@@ -85,6 +85,23 @@ def test_coordinate_search_moves_only_on_a_training_gain() -> None:
     assert flat([0], STANDARD)[3] == "alarm_z=3"
 
 
+def test_coordinate_search_chooses_one_configuration_for_the_three_profiles() -> None:
+    # alarm_z 3: an early detection and four false positives before the window (standard: 1 - 4 *
+    # 0.11 = 0.56; low FP: 1 - 4 * 0.22 = 0.12). alarm_z 3.5: a detection on the window's last row
+    # only (about 0.25 in every profile). Standard prefers 3, low FP alone would prefer 3.5.
+    def run(cfg: EnsembleSettings) -> list[np.ndarray]:
+        if cfg.alarm_z == 3.5:
+            return [_scores(r29=0.9)]
+        return [_scores(r20=0.9, r10=0.9, r11=0.9, r12=0.9, r13=0.9)]
+
+    low_fp = PROFILES["reward_low_FP_rate"]
+    search = CoordinateSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)})
+    _, threshold, raw, label = search([0], low_fp)
+    assert label == "alarm_z=3" and threshold == 0.9 and raw == pytest.approx(1.0 - 4 * 0.22)
+    alone = CoordinateSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)}, select=low_fp)
+    assert alone([0], low_fp)[3] == "alarm_z=3.5"
+
+
 def test_field_corpus_is_seeded_labelled_and_irregular() -> None:
     one = field_corpus(seed=3, per_kind=1)
     again = field_corpus(seed=3, per_kind=1)
