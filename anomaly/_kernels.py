@@ -27,6 +27,7 @@ __all__ = [
     "FASTMATH",
     "GAUSS_NSTATE",
     "MAX_ABS",
+    "ensemble_max_run",
     "ensemble_run",
     "gauss_run",
 ]
@@ -398,3 +399,19 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
             state[_SUP] = suppress
             score *= _recurrence(day, params, times[i])
         out[i] = score
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def ensemble_max_run(states: F64, tables: F64, days: F64, params: F64, values: F64, times: F64, out: F64) -> None:
+    """Several ensembles over the same values, one per row of the 2-D arrays; out: the largest score.
+
+    The rows differ only in their parameters (the fast span): each member keeps its own state,
+    suppression and recurrence memory, exactly as if it ran alone, and a reading's score is the
+    largest of the members' scores.
+    """
+    scratch = np.empty_like(out)
+    for j in range(states.shape[0]):
+        ensemble_run(states[j], tables[j], days[j], params[j], values, times, out if j == 0 else scratch)
+        if j > 0:
+            for i in range(out.shape[0]):
+                out[i] = max(out[i], scratch[i])

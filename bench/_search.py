@@ -37,7 +37,6 @@ F64 = npt.NDArray[np.float64]
 SEARCH_SPACE: dict[str, tuple[float, ...]] = {
     "alarm_z": (2.5, 3.0, 3.5, 4.0),
     "short_span": (3.0, 5.0, 8.0),
-    "fast_span": (1.5, 2.0, 3.0),
     "long_span": (500, 1000, 2000),
     "day_min": (5, 10, 20),
     "day_span": (5.0, 10.0, 20.0),

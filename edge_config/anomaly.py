@@ -10,13 +10,13 @@ series (bench/ANOMALY_RESULTS.md).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
 from edge_config._base import Count, Number, Section
 
-__all__ = ["DEFAULT_THRESHOLD", "AnomalySettings", "EnsembleSettings", "WindowedGaussianSettings"]
+__all__ = ["DEFAULT_THRESHOLD", "AnomalySettings", "EnsembleSettings", "FastSpan", "WindowedGaussianSettings"]
 
 # The score at which an anomaly rule opens an incident, by default. It is what the full protocol
 # of `python -m bench.nab DIR --cv` chooses when its automatic search runs on all 41 shared NAB
@@ -25,6 +25,8 @@ __all__ = ["DEFAULT_THRESHOLD", "AnomalySettings", "EnsembleSettings", "Windowed
 # that keeps every one of those detections (0.2392 loses that window; 0.239 adds a false alarm).
 # The score is z / (z + z_scale): 0.2391 means a likelihood z of about 3.14 with z_scale = 10.
 DEFAULT_THRESHOLD = 0.2391
+
+FastSpan = Annotated[Number, Field(ge=1.0, le=10_000.0)]
 
 
 class WindowedGaussianSettings(Section):
@@ -51,11 +53,14 @@ class EnsembleSettings(Section):
         le=10_000_000,
         description="Span (1/rate) of the slow location/spread estimates of values and changes.",
     )
-    fast_span: Number = Field(
-        default=2.0,
-        ge=1.0,
-        le=10_000.0,
-        description="Span of the fast mean and spread that reveal level and variance shifts.",
+    fast_spans: tuple[FastSpan, ...] = Field(
+        default=(1.5, 2.0, 3.0),
+        min_length=1,
+        max_length=4,
+        description="Spans of the fast mean that reveals level and variance shifts. One detector runs per "
+        "span (memory and time grow with their number) and a reading's score is the largest of theirs: "
+        "a shift is judged at several speeds instead of one chosen on data. The default is the list "
+        "the benchmark's search used to choose one span from (bench/ANOMALY_RESULTS.md).",
     )
     clip: Number = Field(
         default=8.0,

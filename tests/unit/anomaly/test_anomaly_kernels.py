@@ -40,7 +40,7 @@ RNG = np.random.default_rng(20261127)
 # table's renormalisation are all exercised within a few thousand values.
 SMALL_ENS = EnsembleSettings(
     level_span=50,
-    fast_span=3.0,
+    fast_spans=(2.0, 3.0),
     clip=3.0,
     short_span=4.0,
     long_span=80,
@@ -322,6 +322,8 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
     with pytest.raises(ValueError, match="another detector or state layout"):
         PointDetector.restore(AnomalySettings(ensemble=EnsembleSettings(day_bins=48)), blob)
     with pytest.raises(ValueError, match="another detector or state layout"):
+        PointDetector.restore(AnomalySettings(ensemble=EnsembleSettings(fast_spans=(2.0,))), blob)
+    with pytest.raises(ValueError, match="another detector or state layout"):
         PointDetector.restore(AnomalySettings(detector="windowed_gaussian"), blob)
     with pytest.raises(ValueError, match="not a detector state"):
         PointDetector.restore(AnomalySettings(), b"nope")
@@ -333,11 +335,11 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
 
 def test_restore_refuses_state_saved_in_an_older_format() -> None:
     # Format 1 had no alarm memory in the daily state, format 2 no clock (last time, nominal
-    # interval): such a blob must start afresh, cleanly.
+    # interval), format 3 one member only: such a blob must start afresh, cleanly.
     blob = make_detector().state()
-    for version in (1, 2):
+    for version in (1, 2, 3):
         old = blob[:4] + version.to_bytes(2, "little") + blob[6:]
-        with pytest.raises(ValueError, match=rf"state format {version}, this is format 3.*start afresh"):
+        with pytest.raises(ValueError, match=rf"state format {version}, this is format 4.*start afresh"):
             PointDetector.restore(AnomalySettings(), old)
 
 
@@ -373,6 +375,10 @@ def test_non_contiguous_input_is_accepted() -> None:
 def test_settings_are_strict_bounded_and_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
         EnsembleSettings(level_span=1)
+    for spans in ((), (0.5,), (1.5, 2.0, 3.0, 4.0, 5.0), ("2",)):
+        with pytest.raises(pydantic.ValidationError):
+            EnsembleSettings(fast_spans=spans)  # type: ignore[arg-type]
+    assert EnsembleSettings.model_validate({"fast_spans": [2, 3]}).fast_spans == (2.0, 3.0)
     with pytest.raises(pydantic.ValidationError):
         EnsembleSettings(unknown_field=1)  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError):
