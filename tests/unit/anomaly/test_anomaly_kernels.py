@@ -242,12 +242,12 @@ def test_an_alarm_recurring_daily_fades_and_a_one_off_keeps_its_score() -> None:
         values[one_off + k] += 10.0
     faded = make_detector().score_batch(values, times)
     plain = make_detector(AnomalySettings(ensemble=EnsembleSettings(recur_decay=1.0))).score_batch(values, times)
-    # Only the alarms of days 4 to 13 are scaled, by 0.95 per consecutive day (the likelihood z
+    # Only the alarms of days 4 to 13 are scaled, by recur_decay per consecutive day (the likelihood z
     # itself does not depend on the recurrences); the first day's and the one-off alarm are not.
     scaled = np.flatnonzero(faded != plain)
     assert len(scaled) == 10
     assert all(daily[d] <= i < daily[d] + 4 for d, i in zip(range(1, 11), scaled, strict=True))
-    npt.assert_allclose(faded[scaled] / plain[scaled], 0.95 ** np.arange(1, 11))
+    npt.assert_allclose(faded[scaled] / plain[scaled], EnsembleSettings().recur_decay ** np.arange(1, 11))
     # Both unscaled steps did raise an alarm (a score, then the suppression's zeros).
     for start in (daily[0], one_off):
         assert faded[start : start + 4].max() > 0.2
