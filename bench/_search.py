@@ -8,8 +8,10 @@ from two starting points, every searched constant at its lowest listed value and
 highest, and keeps the end point that scores best on the training series (a tie: the first). So
 what it chooses does not depend on the shipped defaults of the searched constants, which were set
 on all the shared series before cross-validation existed; from one start alone it can stop in a
-local optimum (from the lowest values, 61.23 held out). Every configuration is run once over the whole corpus and cached, so the folds and
-profiles share the detector runs; what differs between folds is only which series are scored.
+local optimum (from the lowest values, 61.23 held out).
+
+Every configuration is run once over the whole corpus and cached, so the folds and profiles share
+the detector runs; what differs between folds is only which series are scored.
 
 One configuration per fold, thresholds per profile: the constants are searched under NAB's
 standard profile (its default application profile) whatever profile is being scored, and only the

@@ -96,7 +96,7 @@ def test_coordinate_search_starts_from_both_ends_of_the_lists() -> None:
             return [_scores(r20=0.9)]
         return [_scores()]
 
-    space = {"alarm_z": (2.5, 3.5), "short_span": (3.0, 8.0)}
+    space: dict[str, tuple[float, ...]] = {"alarm_z": (2.5, 3.5), "short_span": (3.0, 8.0)}
     search = CoordinateSearch([SWEEP], run, EnsembleSettings(), space=space)
     _, _, raw, label = search([0], STANDARD)
     assert label == "alarm_z=3.5 short_span=8" and raw == pytest.approx(1.0)
