@@ -19,7 +19,7 @@ _MAGIC = b"TEGA"
 # 2: the ensemble's daily state gained each bin's last alarm time and recurrence count.
 # 3: the ensemble's state gained the last reading's time, the nominal sampling interval and how
 #    long the value has not changed.
-# 4: the ensemble holds one member per fast span (each with its whole state).
+# 4: the ensemble holds one member per fast span (each with its own state but one pattern table).
 _VERSION = 4
 _HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
@@ -101,7 +101,7 @@ class PointDetector:
     def __init__(self, settings: AnomalySettings) -> None:
         self._kind = settings.detector
         self._fingerprint = _fingerprint(settings)
-        # The ensemble's arrays hold one row per member; the windowed Gaussian's are 1-D.
+        # The ensemble's state, day and params hold one row per member; the other arrays are 1-D.
         self._params: F64
         self._state: F64
         self._aux: F64
@@ -113,7 +113,7 @@ class PointDetector:
             self._state = np.zeros((members, _kernels.ENS_NSTATE))
             self._state[:, _kernels.ENS_GROWTH_INDEX] = 1.0
             self._state[:, _kernels.ENS_TIME_INDEX] = np.nan  # no timed reading yet
-            self._aux = np.zeros((members, 1 << cfg.context_bits))
+            self._aux = np.zeros(1 << cfg.context_bits)  # the members share one pattern table
             self._day = np.zeros((members, _kernels.ENS_DAY_FIELDS * cfg.day_bins))
             alarms = _kernels.ENS_DAY_ALARM_FIELD * cfg.day_bins
             self._day[:, alarms : alarms + cfg.day_bins] = -np.inf  # no alarm seen in any bin yet
