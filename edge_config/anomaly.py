@@ -58,10 +58,10 @@ class EnsembleSettings(Section):
         default=(1.5, 2.0, 3.0),
         min_length=1,
         max_length=4,
-        description="Spans of the fast mean that reveals level and variance shifts. One detector runs per "
-        "span (memory and time grow with their number) and a reading's score is the largest of theirs: "
-        "a shift is judged at several speeds instead of one chosen on data. The default is the list "
-        "the benchmark's search used to choose one span from (bench/ANOMALY_RESULTS.md).",
+        description="Spans of the fast mean that reveals level and variance shifts. One detector runs "
+        "per span (time grows with their number; they share the pattern table) and a reading's score "
+        "is the largest of theirs: a shift is judged at several speeds instead of one chosen on data. "
+        "The default is the list the benchmark's search used to choose one span from (bench/ANOMALY_RESULTS.md).",
     )
     clip: Number = Field(
         default=8.0,
