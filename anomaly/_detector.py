@@ -19,7 +19,8 @@ _MAGIC = b"TEGA"
 # 2: the ensemble's daily state gained each bin's last alarm time and recurrence count.
 # 3: the ensemble's state gained the last reading's time, the nominal sampling interval and how
 #    long the value has not changed.
-_VERSION = 3
+# 4: the ensemble holds one member per fast span (each with its own state but one pattern table).
+_VERSION = 4
 _HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
 
@@ -32,34 +33,36 @@ def _fingerprint(settings: AnomalySettings) -> bytes:
     """
     if settings.detector == "ensemble":
         cfg = settings.ensemble
-        text = f"ensemble:context_bits={cfg.context_bits}:day_bins={cfg.day_bins}"
+        text = f"ensemble:context_bits={cfg.context_bits}:day_bins={cfg.day_bins}:members={len(cfg.fast_spans)}"
     else:
         text = f"windowed_gaussian:window={settings.windowed_gaussian.window}"
     return hashlib.sha256(text.encode()).digest()
 
 
 def _ensemble_params(cfg: EnsembleSettings) -> F64:
-    params = np.zeros(_kernels.ENS_NPARAM)
-    params[:] = (
-        1.0 / cfg.level_span,
-        1.0 / cfg.fast_span,
-        cfg.clip,
-        1.0 / cfg.short_span,
-        1.0 / cfg.long_span,
-        cfg.suppress,
-        cfg.alarm_z,
-        cfg.warmup,
-        cfg.quantum,
-        1.0 / cfg.context_span,
-        cfg.levels,
-        cfg.z_scale,
-        1.0 / cfg.day_span,
-        cfg.day_min,
-        cfg.day_clip,
-        cfg.rearm_z,
-        cfg.recur_decay,
-        cfg.recur_days,
-    )
+    """One row of kernel parameters per member (per fast span)."""
+    params = np.zeros((len(cfg.fast_spans), _kernels.ENS_NPARAM))
+    for row, fast_span in zip(params, cfg.fast_spans, strict=True):
+        row[:] = (
+            1.0 / cfg.level_span,
+            1.0 / fast_span,
+            cfg.clip,
+            1.0 / cfg.short_span,
+            1.0 / cfg.long_span,
+            cfg.suppress,
+            cfg.alarm_z,
+            cfg.warmup,
+            cfg.quantum,
+            1.0 / cfg.context_span,
+            cfg.levels,
+            cfg.z_scale,
+            1.0 / cfg.day_span,
+            cfg.day_min,
+            cfg.day_clip,
+            cfg.rearm_z,
+            cfg.recur_decay,
+            cfg.recur_days,
+        )
     return params
 
 
@@ -98,16 +101,22 @@ class PointDetector:
     def __init__(self, settings: AnomalySettings) -> None:
         self._kind = settings.detector
         self._fingerprint = _fingerprint(settings)
+        # The ensemble's state, day and params hold one row per member; the other arrays are 1-D.
+        self._params: F64
+        self._state: F64
+        self._aux: F64
+        self._day: F64
         if settings.detector == "ensemble":
             cfg = settings.ensemble
+            members = len(cfg.fast_spans)
             self._params = _ensemble_params(cfg)
-            self._state = np.zeros(_kernels.ENS_NSTATE)
-            self._state[_kernels.ENS_GROWTH_INDEX] = 1.0
-            self._state[_kernels.ENS_TIME_INDEX] = np.nan  # no timed reading yet
-            self._aux = np.zeros(1 << cfg.context_bits)
-            self._day = np.zeros(_kernels.ENS_DAY_FIELDS * cfg.day_bins)
+            self._state = np.zeros((members, _kernels.ENS_NSTATE))
+            self._state[:, _kernels.ENS_GROWTH_INDEX] = 1.0
+            self._state[:, _kernels.ENS_TIME_INDEX] = np.nan  # no timed reading yet
+            self._aux = np.zeros(1 << cfg.context_bits)  # the members share one pattern table
+            self._day = np.zeros((members, _kernels.ENS_DAY_FIELDS * cfg.day_bins))
             alarms = _kernels.ENS_DAY_ALARM_FIELD * cfg.day_bins
-            self._day[alarms : alarms + cfg.day_bins] = -np.inf  # no alarm seen in any bin yet
+            self._day[:, alarms : alarms + cfg.day_bins] = -np.inf  # no alarm seen in any bin yet
         else:
             self._params = np.zeros(0)
             self._state = np.zeros(_kernels.GAUSS_NSTATE)
@@ -124,7 +133,7 @@ class PointDetector:
 
     def _run(self, values: F64, times: F64, out: F64) -> None:
         if self._kind == "ensemble":
-            _kernels.ensemble_run(self._state, self._aux, self._day, self._params, values, times, out)
+            _kernels.ensemble_max_run(self._state, self._aux, self._day, self._params, values, times, out)
         else:
             _kernels.gauss_run(self._state, self._aux, values, out)
 
@@ -156,7 +165,7 @@ class PointDetector:
             self._aux.size,
             self._day.size,
         )
-        body = np.concatenate([self._state, self._aux, self._day]).astype("<f8")
+        body = np.concatenate([self._state.ravel(), self._aux.ravel(), self._day.ravel()]).astype("<f8")
         return header + body.tobytes()
 
     @classmethod
@@ -183,7 +192,7 @@ class PointDetector:
         if kind != _KINDS[det._kind] or fingerprint != det._fingerprint:
             raise ValueError(
                 "detector state was saved with another detector or state layout (detector, "
-                "context_bits, day_bins or window changed); discard it and start afresh with "
+                "context_bits, day_bins, the number of fast_spans or window changed); discard it and start afresh with "
                 "make_detector(settings)"
             )
         expected = _HEADER.size + 8 * (n_state + n_aux + n_day)
@@ -191,9 +200,9 @@ class PointDetector:
         if (n_state, n_aux, n_day) != sizes or len(blob) != expected:
             raise ValueError(f"detector state is truncated or corrupt ({len(blob)} bytes)")
         body = np.frombuffer(blob, dtype="<f8", offset=_HEADER.size)
-        det._state[:] = body[:n_state]
-        det._aux[:] = body[n_state : n_state + n_aux]
-        det._day[:] = body[n_state + n_aux :]
+        det._state.reshape(-1)[:] = body[:n_state]
+        det._aux.reshape(-1)[:] = body[n_state : n_state + n_aux]
+        det._day.reshape(-1)[:] = body[n_state + n_aux :]
         return det
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "FASTMATH",
     "GAUSS_NSTATE",
     "MAX_ABS",
+    "ensemble_max_run",
     "ensemble_run",
     "gauss_run",
 ]
@@ -284,8 +285,15 @@ def _recurrence(day: F64, params: F64, t: float) -> float:
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, times: F64, out: F64) -> None:
-    """Score each value (taken at ``times``, in seconds) with the ensemble detector."""
+def ensemble_run(
+    state: F64, table: F64, day: F64, params: F64, values: F64, times: F64, out: F64, context: F64
+) -> None:
+    """Score each value (taken at ``times``, in seconds) with the ensemble detector.
+
+    ``context`` (one slot per value) carries the context channel's raw score: a member with a
+    pattern table computes it and writes it there; a member given an empty table reads it (the
+    channel depends only on the level estimates, which members share, so it is the same for all).
+    """
     a_level = params[_P_A_LEVEL]
     a_fast = params[_P_A_FAST]
     clip = params[_P_CLIP]
@@ -323,24 +331,28 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
         raw[0] = min(abs(x - m) / (s + eps), Z_CAP)
         raw[1] = min(abs(d - state[_MD]) / (state[_SD] + eps), Z_CAP)
         raw[2] = min(abs(state[_MS] - m) / (s + eps), Z_CAP)
-        # context channel: decayed count of (q, q1, q2), decay done lazily through _GS
-        qf = math.floor((x - m) / (quantum * s + eps))
-        q = int(min(max(qf, -levels), levels))
-        key = ((q + 64) * 131 + (int(state[_Q1]) + 64)) * 131 + (int(state[_Q2]) + 64)
-        slot = (key * 2654435761) % tsize
-        gs = state[_GS]
-        raw[3] = 1.0 / (1.0 + table[slot] / gs)
-        table[slot] += gs
-        # After a gap, forget as for k readings; a factor of e**230 (1e100) already makes every
-        # count negligible, and capping it there keeps gs finite (it is at most 1e200 before).
-        gs *= growth if k == 1.0 else math.exp(min(k * math.log(growth), 230.0))
-        if gs > 1e200:
-            for j in range(tsize):
-                table[j] /= gs
-            gs = 1.0
-        state[_GS] = gs
-        state[_Q2] = state[_Q1]
-        state[_Q1] = q
+        if tsize > 0:
+            # context channel: decayed count of (q, q1, q2), decay done lazily through _GS
+            qf = math.floor((x - m) / (quantum * s + eps))
+            q = int(min(max(qf, -levels), levels))
+            key = ((q + 64) * 131 + (int(state[_Q1]) + 64)) * 131 + (int(state[_Q2]) + 64)
+            slot = (key * 2654435761) % tsize
+            gs = state[_GS]
+            raw[3] = 1.0 / (1.0 + table[slot] / gs)
+            table[slot] += gs
+            # After a gap, forget as for k readings; a factor of e**230 (1e100) already makes every
+            # count negligible, and capping it there keeps gs finite (it is at most 1e200 before).
+            gs *= growth if k == 1.0 else math.exp(min(k * math.log(growth), 230.0))
+            if gs > 1e200:
+                for j in range(tsize):
+                    table[j] /= gs
+                gs = 1.0
+            state[_GS] = gs
+            state[_Q2] = state[_Q1]
+            state[_Q1] = q
+            context[i] = raw[3]
+        else:
+            raw[3] = context[i]
         raw[4] = _daily(day, params, x, times[i], s, eps)
         # robust updates: after warm-up a value moves the estimates at most clip spreads
         a = _ew_rate(a_level, count)
@@ -398,3 +410,23 @@ def ensemble_run(state: F64, table: F64, day: F64, params: F64, values: F64, tim
             state[_SUP] = suppress
             score *= _recurrence(day, params, times[i])
         out[i] = score
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def ensemble_max_run(states: F64, table: F64, days: F64, params: F64, values: F64, times: F64, out: F64) -> None:
+    """Several ensembles over the same values, one per row of the 2-D arrays; out: the largest score.
+
+    The rows differ only in their parameters (the fast span): each member keeps its own state,
+    suppression and recurrence memory, exactly as if it ran alone, and a reading's score is the
+    largest of the members' scores. The context channel does not depend on the fast span, so the
+    first member keeps the one pattern ``table`` and hands its scores to the others.
+    """
+    scratch = np.empty_like(out)
+    context = np.empty_like(out)
+    none = np.empty(0)
+    for j in range(states.shape[0]):
+        member_table = table if j == 0 else none
+        ensemble_run(states[j], member_table, days[j], params[j], values, times, out if j == 0 else scratch, context)
+        if j > 0:
+            for i in range(out.shape[0]):
+                out[i] = max(out[i], scratch[i])

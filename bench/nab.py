@@ -14,8 +14,9 @@ JIT compilation, the whole corpus, fastest of three passes.
 
 With ``--cv``: leave-one-category-out cross-validation (bench/_cv.py) of our detectors and of the
 published detectors whose result files are in ``DIR/results`` (bench/_published.py), through the
-same protocol in the same run. Every threshold, and every constant of the ensemble listed in
-bench/_search.py, is chosen per fold on the other categories only. Prints one table (one line per
+same protocol in the same run. Every threshold (per fold and profile), and every constant of the
+ensemble listed in bench/_search.py (per fold, one configuration for the three profiles), is chosen
+on the other categories only. Prints one table (one line per
 detector, cross-validated and in-sample scores), the choices of every fold with ``--verbose``,
 and a last line::
 
@@ -149,8 +150,8 @@ def run_cv(
 ) -> int:
     """The cross-validated comparison, then the field set; prints the tables and the summary line."""
     categories = [s.name.split("/", 1)[0] for s in corpus]
-    print(f"# leave-one-category-out CV over {len(set(categories))} categories; thresholds (and the")
-    print("# ensemble's searched constants) chosen per fold and profile on the other categories only")
+    print(f"# leave-one-category-out CV over {len(set(categories))} categories, chosen on the other categories")
+    print("# only: thresholds per fold and profile, the ensemble's searched constants per fold (standard profile)")
     print(f"{'detector':<26} {'cv standard / low_FP / low_FN':<28} | in-sample standard / low_FP / low_FN")
     ours: dict[str, dict[str, ProfileCV]] = {}
     folds: dict[str, dict[str, ProfileCV]] = {}

@@ -44,7 +44,13 @@ def windowed_gaussian(values: F64, window: int) -> F64:
 
 
 def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
-    """The ensemble detector, one value at a time, with every estimate a named variable."""
+    """The ensemble detector: one member per fast span, each alone; a reading scores their largest."""
+    out: F64 = np.max([_member(values, times, cfg, span) for span in cfg.fast_spans], axis=0)
+    return out
+
+
+def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) -> F64:
+    """One member, one value at a time, with every estimate a named variable."""
     n_ch = 5
     bins = cfg.day_bins
     day_loc = [0.0] * bins
@@ -66,7 +72,7 @@ def ensemble(values: F64, times: F64, cfg: EnsembleSettings) -> F64:
     long_mean = [0.0] * n_ch
     long_var = [0.0] * n_ch
     a_level = 1.0 / cfg.level_span
-    a_fast = 1.0 / cfg.fast_span
+    a_fast = 1.0 / fast_span
     for i, x in enumerate(values.tolist()):
         if _missing(x):
             continue

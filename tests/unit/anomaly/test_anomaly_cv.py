@@ -80,9 +80,43 @@ def test_coordinate_search_moves_only_on_a_training_gain() -> None:
     assert label == "alarm_z=3.5" and search.last.alarm_z == 3.5 and raw == pytest.approx(1.0)
     _, _, _, label = search([1], STANDARD)
     assert label == "alarm_z=2.5"
-    # Where nothing gains, the start stays.
-    flat = CoordinateSearch([SWEEP], lambda cfg: [_scores()], EnsembleSettings(), space={"alarm_z": (2.5, 3.5)})
-    assert flat([0], STANDARD)[3] == "alarm_z=3"
+    # Where nothing gains, the lowest listed values stay (the first start), whatever the base holds.
+    for base in (EnsembleSettings(), EnsembleSettings(alarm_z=3.5)):
+        flat = CoordinateSearch([SWEEP], lambda cfg: [_scores()], base, space={"alarm_z": (2.5, 3.5)})
+        assert flat([0], STANDARD)[3] == "alarm_z=2.5"
+
+
+def test_coordinate_search_starts_from_both_ends_of_the_lists() -> None:
+    # From the lowest values, moving one constant at a time only loses (0.25 -> -1): a local
+    # optimum. From the highest values the search finds the best configuration (1.0), and keeps it.
+    def run(cfg: EnsembleSettings) -> list[np.ndarray]:
+        if (cfg.alarm_z, cfg.short_span) == (2.5, 3.0):
+            return [_scores(r29=0.9)]
+        if (cfg.alarm_z, cfg.short_span) == (3.5, 8.0):
+            return [_scores(r20=0.9)]
+        return [_scores()]
+
+    space: dict[str, tuple[float, ...]] = {"alarm_z": (2.5, 3.5), "short_span": (3.0, 8.0)}
+    search = CoordinateSearch([SWEEP], run, EnsembleSettings(), space=space)
+    _, _, raw, label = search([0], STANDARD)
+    assert label == "alarm_z=3.5 short_span=8" and raw == pytest.approx(1.0)
+
+
+def test_coordinate_search_chooses_one_configuration_for_the_three_profiles() -> None:
+    # alarm_z 3: an early detection and four false positives before the window (standard: 1 - 4 *
+    # 0.11 = 0.56; low FP: 1 - 4 * 0.22 = 0.12). alarm_z 3.5: a detection on the window's last row
+    # only (about 0.25 in every profile). Standard prefers 3, low FP alone would prefer 3.5.
+    def run(cfg: EnsembleSettings) -> list[np.ndarray]:
+        if cfg.alarm_z == 3.5:
+            return [_scores(r29=0.9)]
+        return [_scores(r20=0.9, r10=0.9, r11=0.9, r12=0.9, r13=0.9)]
+
+    low_fp = PROFILES["reward_low_FP_rate"]
+    search = CoordinateSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)})
+    _, threshold, raw, label = search([0], low_fp)
+    assert label == "alarm_z=3" and threshold == 0.9 and raw == pytest.approx(1.0 - 4 * 0.22)
+    alone = CoordinateSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)}, select=low_fp)
+    assert alone([0], low_fp)[3] == "alarm_z=3.5"
 
 
 def test_field_corpus_is_seeded_labelled_and_irregular() -> None:

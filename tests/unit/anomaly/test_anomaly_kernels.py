@@ -40,7 +40,7 @@ RNG = np.random.default_rng(20261127)
 # table's renormalisation are all exercised within a few thousand values.
 SMALL_ENS = EnsembleSettings(
     level_span=50,
-    fast_span=3.0,
+    fast_spans=(2.0, 3.0),
     clip=3.0,
     short_span=4.0,
     long_span=80,
@@ -242,12 +242,12 @@ def test_an_alarm_recurring_daily_fades_and_a_one_off_keeps_its_score() -> None:
         values[one_off + k] += 10.0
     faded = make_detector().score_batch(values, times)
     plain = make_detector(AnomalySettings(ensemble=EnsembleSettings(recur_decay=1.0))).score_batch(values, times)
-    # Only the alarms of days 4 to 13 are scaled, by 0.95 per consecutive day (the likelihood z
+    # Only the alarms of days 4 to 13 are scaled, by recur_decay per consecutive day (the likelihood z
     # itself does not depend on the recurrences); the first day's and the one-off alarm are not.
     scaled = np.flatnonzero(faded != plain)
     assert len(scaled) == 10
     assert all(daily[d] <= i < daily[d] + 4 for d, i in zip(range(1, 11), scaled, strict=True))
-    npt.assert_allclose(faded[scaled] / plain[scaled], 0.95 ** np.arange(1, 11))
+    npt.assert_allclose(faded[scaled] / plain[scaled], EnsembleSettings().recur_decay ** np.arange(1, 11))
     # Both unscaled steps did raise an alarm (a score, then the suppression's zeros).
     for start in (daily[0], one_off):
         assert faded[start : start + 4].max() > 0.2
@@ -322,6 +322,8 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
     with pytest.raises(ValueError, match="another detector or state layout"):
         PointDetector.restore(AnomalySettings(ensemble=EnsembleSettings(day_bins=48)), blob)
     with pytest.raises(ValueError, match="another detector or state layout"):
+        PointDetector.restore(AnomalySettings(ensemble=EnsembleSettings(fast_spans=(2.0,))), blob)
+    with pytest.raises(ValueError, match="another detector or state layout"):
         PointDetector.restore(AnomalySettings(detector="windowed_gaussian"), blob)
     with pytest.raises(ValueError, match="not a detector state"):
         PointDetector.restore(AnomalySettings(), b"nope")
@@ -333,11 +335,11 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
 
 def test_restore_refuses_state_saved_in_an_older_format() -> None:
     # Format 1 had no alarm memory in the daily state, format 2 no clock (last time, nominal
-    # interval): such a blob must start afresh, cleanly.
+    # interval), format 3 one member only: such a blob must start afresh, cleanly.
     blob = make_detector().state()
-    for version in (1, 2):
+    for version in (1, 2, 3):
         old = blob[:4] + version.to_bytes(2, "little") + blob[6:]
-        with pytest.raises(ValueError, match=rf"state format {version}, this is format 3.*start afresh"):
+        with pytest.raises(ValueError, match=rf"state format {version}, this is format 4.*start afresh"):
             PointDetector.restore(AnomalySettings(), old)
 
 
@@ -373,6 +375,10 @@ def test_non_contiguous_input_is_accepted() -> None:
 def test_settings_are_strict_bounded_and_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
         EnsembleSettings(level_span=1)
+    for spans in ((), (0.5,), (1.5, 2.0, 3.0, 4.0, 5.0), ("2",)):
+        with pytest.raises(pydantic.ValidationError):
+            EnsembleSettings(fast_spans=spans)  # type: ignore[arg-type]
+    assert EnsembleSettings.model_validate({"fast_spans": [2, 3]}).fast_spans == (2.0, 3.0)
     with pytest.raises(pydantic.ValidationError):
         EnsembleSettings(unknown_field=1)  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError):
