@@ -170,6 +170,7 @@ def motion_step(
     stats[K.S_IDLE_COUNT] = np.count_nonzero(~fg)
     if use_chroma:  # every 8th analysis row
         stats[K.S_CHROMA] = float(np.mean(np.abs(u[::8]) + np.abs(v[::8]) > F32(K.COLOURED)))
+    stats[K.S_CORR] = block_correlation(x, b)
     return {
         "bg": new_bg,
         "noise": new_noise,
@@ -178,6 +179,18 @@ def motion_step(
         "raw": raw,
         "stats": stats,
     }
+
+
+def block_correlation(x: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of the 4x4 block sums of ``x`` and ``b`` over whole blocks (1.0 when
+    either is flat, its block means' variance below 1e-4, or there is no whole block)."""
+    h, w = (n - n % 4 for n in x.shape)
+    if h == 0 or w == 0:
+        return 1.0
+    xs, bs = (a[:h, :w].astype(np.float64).reshape(h // 4, 4, w // 4, 4).sum(axis=(1, 3)).ravel() for a in (x, b))
+    if xs.var() <= 1e-4 * 16**2 or bs.var() <= 1e-4 * 16**2:
+        return 1.0
+    return float(np.corrcoef(xs, bs)[0, 1])
 
 
 def frame_control(params: np.ndarray, ctl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
