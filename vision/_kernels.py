@@ -861,8 +861,8 @@ def motion_step(  # pragma: no cover
     mid = 128.0 * _BLOCK * _BLOCK
     c_n = 0.0
     wb = w // _BLOCK
-    blk_x = np.zeros(max(wb, 1), dtype=np.float32)
-    blk_b = np.zeros(max(wb, 1), dtype=np.float32)
+    col_x = np.zeros(w, dtype=np.float32)
+    col_b = np.zeros(w, dtype=np.float32)
     c_x = 0.0
     c_b = 0.0
     c_xx = 0.0
@@ -949,23 +949,25 @@ def motion_step(  # pragma: no cover
             for j in range(w):
                 nr_[j] = big
         n_fg_before = n_fg
-        # block sums of the frame and of the background before this frame's learning, for S_CORR
-        for k in range(wb):
-            q = _BLOCK * k
-            blk_x[k] += xr_[q] + xr_[q + 1] + xr_[q + 2] + xr_[q + 3]
-            blk_b[k] += bgr[q] + bgr[q + 1] + bgr[q + 2] + bgr[q + 3]
+        # column sums over a band of _BLOCK rows of the frame and of the background before this
+        # frame's learning (one vectorised add a pixel), then block sums for S_CORR once a band
+        for j in range(w):
+            col_x[j] += xr_[j]
+            col_b[j] += bgr[j]
         if i % _BLOCK == _BLOCK - 1:
             # in float64 and about mid-grey: the variance is a difference of two large sums
             for k in range(wb):
-                bx = np.float64(blk_x[k]) - mid
-                bb = np.float64(blk_b[k]) - mid
+                q = _BLOCK * k
+                bx = np.float64(col_x[q] + col_x[q + 1] + col_x[q + 2] + col_x[q + 3]) - mid
+                bb = np.float64(col_b[q] + col_b[q + 1] + col_b[q + 2] + col_b[q + 3]) - mid
                 c_x += bx
                 c_b += bb
                 c_xx += bx * bx
                 c_bb += bb * bb
                 c_xb += bx * bb
-                blk_x[k] = zero
-                blk_b[k] = zero
+            for j in range(w):
+                col_x[j] = zero
+                col_b[j] = zero
             c_n += wb
         # test and update; selects, not branches, so that the loops vectorise
         if learn_rows == 0 or (i + learn_rows) % LEARN_EVERY == 0:
