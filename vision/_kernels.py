@@ -75,6 +75,7 @@ __all__ = [
     "COLOURED",
     "COLOUR_NARROW",
     "COLOUR_WIDE",
+    "C_CHANGED_FOR",
     "C_CHROMA",
     "C_CHROMA_LEVEL",
     "C_CHROMA_SEEN",
@@ -89,6 +90,7 @@ __all__ = [
     "C_T_LAST",
     "FASTMATH",
     "GLOBAL_EXPLAINED",
+    "GLOBAL_HOLD_S",
     "LEARN_EVERY",
     "MAX_RADIUS",
     "N_CTL",
@@ -200,6 +202,11 @@ _RELEARN_LEFT = 0.05  # of the old view, left in the background when a relearnin
 # explained); foliage, people behind it and smoke over a chart (SBI2015) at 0.64 or less, and
 # those frames were relearned as lights before: no mask for a second each time.
 GLOBAL_EXPLAINED = 0.5
+# A lighting change the structure test misses would stay motion until absorbed (absorb_after_s).
+# So a view with more than P_GLOBAL raw foreground for GLOBAL_HOLD_S without a break is a global
+# change whatever its structure: the longest such spell on the shared sequences is 3.2 s (SBI
+# Foliage, leaves across the lens, which are its ground truth's foreground).
+GLOBAL_HOLD_S = 5.0
 _BLOCK = 4  # S_CORR compares BLOCK x BLOCK means: a dark frame's sensor noise averages out
 
 # motion_step prefetches the input rows of analysis row i + _AHEAD while it works on row i
@@ -261,7 +268,8 @@ C_FIRST = 8  # out: this frame was learned as a new background
 C_RELEARNING = 9  # out: this frame was in a relearning window
 C_GLOBAL = 10  # out: this frame was a global change (a relearning window starts)
 C_CHROMA_LEVEL = 11  # smoothed S_CHROMA of recent frames with chroma (< 0: none yet)
-N_CTL = 12
+C_CHANGED_FOR = 12  # seconds the frames have had more than P_GLOBAL raw foreground without a break
+N_CTL = 13
 
 # motion_step statistics vector
 S_FG = 0  # foreground pixels (raw)
@@ -1699,8 +1707,10 @@ def frame_feedback(  # pragma: no cover
     """After a frame: count it, learn the idle level, and open a relearning window on a global change.
 
     ``n_boxes`` is what the frame returned (-1: no mask). A global change is a frame without a
-    mask that was neither learned as new nor relearning: ``C_GLOBAL`` is set, relearning lasts
-    ``P_RELEARN_S`` from now, and every pixel's foreground count restarts. A frame with chroma
+    mask, or the frame that ends ``GLOBAL_HOLD_S`` of frames with more than ``P_GLOBAL`` raw
+    foreground (``C_CHANGED_FOR``), that was neither learned as new nor relearning: ``C_GLOBAL``
+    is set, relearning lasts ``P_RELEARN_S`` from now, and every pixel's foreground count
+    restarts. A frame with chroma
     moves ``C_CHROMA_LEVEL`` towards its coloured fraction, or sets it outright on a new view.
     """
     first = ctl[C_FIRST] > 0.5
@@ -1713,8 +1723,12 @@ def frame_feedback(  # pragma: no cover
     if idle_n > 0 and raw_fraction < params[P_IDLE_FRACTION] and not relearning:
         ctl[C_IDLE_LEVEL] += params[P_IDLE_ALPHA] * (stats[S_IDLE_ABSDIFF] / idle_n - ctl[C_IDLE_LEVEL])
     ctl[C_GLOBAL] = 0.0
-    global_change = n_boxes < 0 and not first and not relearning
+    changed = raw_fraction > params[P_GLOBAL] and not first and not relearning
+    ctl[C_CHANGED_FOR] = ctl[C_CHANGED_FOR] + ctl[C_DT] if changed else 0.0
+    held = ctl[C_CHANGED_FOR] >= GLOBAL_HOLD_S
+    global_change = (n_boxes < 0 or held) and not first and not relearning
     if global_change:
+        ctl[C_CHANGED_FOR] = 0.0
         ctl[C_GLOBAL] = 1.0
         ctl[C_RELEARN_UNTIL] = ctl[C_T] + params[P_RELEARN_S]
         fg_count[:] = 0

@@ -237,9 +237,14 @@ def frame_feedback(
     idle_n = stats[K.S_IDLE_COUNT]
     if idle_n > 0 and stats[K.S_FG] / cnt.size < params[K.P_IDLE_FRACTION] and not relearning:
         c[K.C_IDLE_LEVEL] += params[K.P_IDLE_ALPHA] * (stats[K.S_IDLE_ABSDIFF] / idle_n - c[K.C_IDLE_LEVEL])
-    global_change = n_boxes < 0 and not c[K.C_FIRST] > 0.5 and not relearning
+    fresh_or_relearning = c[K.C_FIRST] > 0.5 or relearning
+    # frames with more than P_GLOBAL raw foreground for GLOBAL_HOLD_S without a break: a new view
+    changed = stats[K.S_FG] / cnt.size > params[K.P_GLOBAL] and not fresh_or_relearning
+    c[K.C_CHANGED_FOR] = c[K.C_CHANGED_FOR] + c[K.C_DT] if changed else 0.0
+    global_change = (n_boxes < 0 or c[K.C_CHANGED_FOR] >= K.GLOBAL_HOLD_S) and not fresh_or_relearning
     c[K.C_GLOBAL] = float(global_change)
     if global_change:
+        c[K.C_CHANGED_FOR] = 0.0
         c[K.C_RELEARN_UNTIL] = c[K.C_T] + params[K.P_RELEARN_S]
         cnt[:] = 0
     if c[K.C_CHROMA] > 0.5:
