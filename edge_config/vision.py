@@ -131,7 +131,9 @@ class MotionSettings(VisionBase):
         ge=0.1,
         le=1.0,
         description="When more than this fraction of the frame changes at once (lights, IR switch, "
-        "clouds) the frame is reported as a global change and the background relearns fast.",
+        "clouds) while the frame keeps the old view's structure, the frame is reported as a global change "
+        "and the background relearns fast; a change that replaces the structure (leaves or a person in "
+        "front of the lens) stays motion, for 5 s at most: a view changed that long is relearned.",
     )
     relearn_s: Number = Field(
         default=1.0,

@@ -170,6 +170,7 @@ def motion_step(
     stats[K.S_IDLE_COUNT] = np.count_nonzero(~fg)
     if use_chroma:  # every 8th analysis row
         stats[K.S_CHROMA] = float(np.mean(np.abs(u[::8]) + np.abs(v[::8]) > F32(K.COLOURED)))
+    stats[K.S_CORR] = block_correlation(x, b)
     return {
         "bg": new_bg,
         "noise": new_noise,
@@ -178,6 +179,18 @@ def motion_step(
         "raw": raw,
         "stats": stats,
     }
+
+
+def block_correlation(x: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of the 4x4 block sums of ``x`` and ``b`` over whole blocks (1.0 when
+    either is flat, its block means' variance below 1e-4, or there is no whole block)."""
+    h, w = (n - n % 4 for n in x.shape)
+    if h == 0 or w == 0:
+        return 1.0
+    xs, bs = (a[:h, :w].astype(np.float64).reshape(h // 4, 4, w // 4, 4).sum(axis=(1, 3)).ravel() for a in (x, b))
+    if xs.var() <= 1e-4 * 16**2 or bs.var() <= 1e-4 * 16**2:
+        return 1.0
+    return float(np.corrcoef(xs, bs)[0, 1])
 
 
 def frame_control(params: np.ndarray, ctl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +237,14 @@ def frame_feedback(
     idle_n = stats[K.S_IDLE_COUNT]
     if idle_n > 0 and stats[K.S_FG] / cnt.size < params[K.P_IDLE_FRACTION] and not relearning:
         c[K.C_IDLE_LEVEL] += params[K.P_IDLE_ALPHA] * (stats[K.S_IDLE_ABSDIFF] / idle_n - c[K.C_IDLE_LEVEL])
-    global_change = n_boxes < 0 and not c[K.C_FIRST] > 0.5 and not relearning
+    fresh_or_relearning = c[K.C_FIRST] > 0.5 or relearning
+    # frames with more than P_GLOBAL raw foreground for GLOBAL_HOLD_S without a break: a new view
+    changed = stats[K.S_FG] / cnt.size > params[K.P_GLOBAL] and not fresh_or_relearning
+    c[K.C_CHANGED_FOR] = c[K.C_CHANGED_FOR] + c[K.C_DT] if changed else 0.0
+    global_change = (n_boxes < 0 or c[K.C_CHANGED_FOR] >= K.GLOBAL_HOLD_S) and not fresh_or_relearning
     c[K.C_GLOBAL] = float(global_change)
     if global_change:
+        c[K.C_CHANGED_FOR] = 0.0
         c[K.C_RELEARN_UNTIL] = c[K.C_T] + params[K.P_RELEARN_S]
         cnt[:] = 0
     if c[K.C_CHROMA] > 0.5:

@@ -597,11 +597,16 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     assert stats[K.S_MASK] == ref_mask.sum()
     npt.assert_allclose(ctl_in, ref_c, rtol=1e-6, atol=1e-9)  # idle level: float32 sums in the step
     npt.assert_array_equal(st["slope"], slope_in)  # five frames before: not a refresh frame
-    # a global change (raw foreground above P_GLOBAL) yields no mask and opens a relearning window
+    # raw foreground above P_GLOBAL in a frame unrelated to the background: motion, not a global change
     params[K.P_GLOBAL] = 0.0
-    assert K.motion_frame(luma, u, v, True, 1.04, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats) == -1
+    assert K.motion_frame(luma, u, v, True, 1.04, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats) >= 0
+    assert stats[K.S_CORR] ** 2 <= K.GLOBAL_EXPLAINED and ctl_in[K.C_GLOBAL] == 0.0
+    # the same view relit: a global change, no mask, and a relearning window opens
+    relit = np.clip(st["bg"] * 1.5 + 30, 0, 255).astype(np.uint8)
+    assert K.motion_frame(relit, u, v, True, 1.08, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats) == -1
+    assert stats[K.S_CORR] ** 2 > K.GLOBAL_EXPLAINED
     assert not mask.any()
-    assert ctl_in[K.C_GLOBAL] == 1.0 and ctl_in[K.C_RELEARN_UNTIL] == 1.04 + params[K.P_RELEARN_S]
+    assert ctl_in[K.C_GLOBAL] == 1.0 and ctl_in[K.C_RELEARN_UNTIL] == 1.08 + params[K.P_RELEARN_S]
     assert not st["fg_count"].any()
 
 

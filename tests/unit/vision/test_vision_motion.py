@@ -118,6 +118,47 @@ def test_lights_switch_is_a_global_change_with_no_boxes() -> None:
     assert not any(r.global_change for r in out[61:])
 
 
+def test_something_right_in_front_of_the_lens_is_motion_not_a_lights_switch() -> None:
+    # leaves blown across the lens, or a person walking up to it: most of the view changes at once,
+    # but it no longer shows the old view relit, so it is motion and the background keeps the view
+    bg = scenes.textured_background((90, 160))
+    cover = scenes.textured_background((90, 160), seed=9) // 4 + 10  # dark leaves, their own texture
+    rng = np.random.default_rng(3)
+    det = MotionDetector(MotionSettings(), (90, 160))
+    out = []
+    for i in range(90):
+        y = scenes.noisy(bg, rng)
+        if 60 <= i < 70:
+            y[:, :140] = scenes.noisy(cover, rng)[:, :140]  # seven eighths of the view
+        out.append(det.process(y, i / scenes.FPS))
+    assert not any(r.global_change for r in out)
+    assert all(r.foreground > 0.6 and r.boxes for r in out[60:70])
+    assert all(r.boxes == () for r in out[80:])  # gone again: the view was never relearned
+
+
+def test_a_view_replaced_for_longer_than_the_hold_is_relearned() -> None:
+    # a change of most of the view that the structure test does not take for lights (an odd
+    # lighting change, a sheet over the camera) is motion at first, but not for absorb_after_s:
+    # after GLOBAL_HOLD_S without a break it is a global change and the new view is learned
+    from vision import _kernels as K
+
+    bg = scenes.textured_background((90, 160))
+    cover = scenes.textured_background((90, 160), seed=9) // 4 + 10
+    rng = np.random.default_rng(3)
+    det = MotionDetector(MotionSettings(), (90, 160))
+    hold = int(K.GLOBAL_HOLD_S * scenes.FPS)
+    out = []
+    for i in range(60 + hold + 60):
+        y = scenes.noisy(bg, rng)
+        if i >= 60:
+            y[:, :140] = scenes.noisy(cover, rng)[:, :140]
+        out.append(det.process(y, i / scenes.FPS))
+    assert not any(r.global_change for r in out)  # the frame that ends the hold still had its mask
+    quiet = next(i for i in range(60, len(out)) if out[i].boxes == ())
+    assert 60 + hold - 2 <= quiet <= 60 + hold + 2
+    assert all(r.boxes == () for r in out[quiet:])  # relearned: the covered view is the background now
+
+
 def test_zones_fractions_boxes_and_ignore() -> None:
     bg = scenes.textured_background((180, 320))
     ignore = Zone(name="tree", kind="ignore", points=((0.0, 0.0), (1.0, 0.0), (1.0, 0.2), (0.0, 0.2)))
