@@ -95,7 +95,9 @@ async def test_sigkill_mid_burst_loses_no_committed_event(mosquitto: Mosquitto, 
                 await asyncio.sleep(0.2)
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
+            # The unit's TimeoutStopSec: the stop commits what the burst left in memory, which on
+            # a box loaded by other work was seen to take over 10 s.
+            proc.wait(15)
 
     after = committed_event_ids(tmp_path / "state")
     received = {e["id"] for e in rec.events}
