@@ -9,6 +9,7 @@ import pytest
 
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
+from tests.integration.cameras.conftest import scene_clip  # noqa: F401  (the demo camera tests' clip, as a fixture here)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -25,7 +26,9 @@ from prometheus_client import generate_latest
 
 from edge_core.signals import Category, Severity, Signal
 from gateway.app import Gateway
+from gateway.demo import device_stanza
 from gateway.doctor import run_doctor
+from simulators.demo_camera import demo_camera
 from tests.conftest import REPO, free_port
 from tests.integration.gateway.conftest import running, until
 from tests.integration.gb28181.daemon import PASSWORD, TOKEN, gb_site
@@ -281,3 +284,29 @@ async def test_a_refused_registration_is_named_by_doctor_and_the_page(
     assert f"GB/T 28181 platform county answers at 127.0.0.1:{platform.port}/udp: 200 OK" in report
     line = next(ln for ln in report.splitlines() if "GB/T 28181 county: the gateway is not registered" in ln)
     assert line.startswith("FAIL") and "403" in line and "wrong password" in line
+
+
+async def test_the_demo_cameras_own_intrusion_reaches_the_platform_as_alarm_5_6(
+    tmp_path: Path, scene_clip: Path
+) -> None:
+    # The whole path: the demo camera's clip through ONVIF, the RTSP ingest and the vision stage
+    # to an intrusion, the incident committed to the outbox, then the Alarm on the channel's id.
+    shutil.copy(scene_clip, tmp_path / "demo-scene.mp4")  # the short clip, not the demo's long scene
+    platform = FakePlatform("udp", PASSWORD)
+    await platform.start()
+    try:
+        async with demo_camera(tmp_path, use_gstreamer=False, discovery_port=None) as demo:
+            device = demo.device | {
+                "national_id": CHANNEL,
+                # The short clip's walker crosses the zone in 0.4 s: every frame analysed.
+                "stream": demo.device["stream"] | {"analysis_fps": 25.0},
+                "location": {"zone": "gate", "latitude": 26.8912, "longitude": 102.1187},
+            }
+            site = gb_site(tmp_path, {"county": {"port": platform.port}}, device_stanza(device))
+            async with running(site):
+                (alarm, *_) = await platform.wait_for("Alarm", 1, timeout=30)
+    finally:
+        platform.close()
+    assert alarm.xml.findtext("DeviceID") == CHANNEL
+    assert (alarm.xml.findtext("AlarmMethod"), alarm.xml.findtext("Info/AlarmType")) == ("5", "6")
+    assert alarm.xml.findtext("Longitude") == "102.1187" and alarm.xml.findtext("Latitude") == "26.8912"
