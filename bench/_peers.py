@@ -1,4 +1,4 @@
-"""Real peers for benchmarks: a mosquitto on a free loopback port."""
+"""Real peers for benchmarks: a mosquitto on a free loopback port, and the demo scene's clip."""
 
 from __future__ import annotations
 
@@ -10,7 +10,21 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["free_port", "mosquitto", "site_header"]
+from simulators.scene import SceneTimeline, encode_scene
+
+__all__ = ["free_port", "mosquitto", "scene_clip", "site_header"]
+
+
+def scene_clip() -> Path:
+    """The demo scene (640x360, GOP 25, 768 kbit/s, 12 s), encoded once into the user's cache."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edge-gateway-bench"
+    path = cache / "scene-640x360-gop25-768k.mp4"
+    if not path.exists():
+        try:
+            encode_scene(path, SceneTimeline(seconds=12.0))
+        except OSError:
+            path = encode_scene(Path(tempfile.mkdtemp()) / "scene.mp4", SceneTimeline(seconds=12.0))
+    return path
 
 
 def free_port() -> int:

@@ -32,36 +32,22 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
+from bench._peers import scene_clip
 from drivers.camera import _encode_jpeg
 from drivers.rtsp import DecodedFrame, RtspIngest
 from edge_config.site import LiveViewSettings
 from gateway.live_relay import StreamRelay
 from gateway.live_view import _OFFERED, LiveViewRefused, LiveViews, _install_address_lister
-from simulators.scene import SceneTimeline, encode_scene
 
 _SETTLE_S = 4.0
-
-
-def _clip() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edge-gateway-bench"
-    path = cache / "scene-640x360-gop25-768k.mp4"
-    if not path.exists():
-        try:
-            encode_scene(path, SceneTimeline(seconds=12.0))
-        except OSError:
-            path = encode_scene(Path(tempfile.mkdtemp()) / "scene.mp4", SceneTimeline(seconds=12.0))
-    return path
 
 
 class _Latest:
@@ -85,7 +71,7 @@ async def _cpu_over(window: float) -> float:
 async def _box(viewers: int, window: float, ttff_runs: int) -> tuple[float, float, float]:
     camera = _Latest()
     relay = StreamRelay("bench", asyncio.get_running_loop())
-    ingest = RtspIngest("bench", str(_clip()), display_url="clip", analysis_fps=5.0, replay=True)
+    ingest = RtspIngest("bench", str(scene_clip()), display_url="clip", analysis_fps=5.0, replay=True)
     ingest.packet_tap = relay
     views = LiveViews(
         LiveViewSettings(max_viewers=16, max_viewers_per_camera=16, idle_s=3600), {"bench": camera}, {"bench": relay}

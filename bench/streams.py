@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import os
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -44,24 +43,14 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from bench._peers import scene_clip
 from drivers.rtsp import DecodedFrame, RtspIngest
 from edge_config.camera import CameraDevice
 from gateway.camera_stage import CameraVision
-from simulators.scene import FPS, SceneTimeline, encode_scene
+from simulators.scene import FPS
 from vision import warm_up
 
 CORES = os.cpu_count() or 1
-
-
-def _clip() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edge-gateway-bench"
-    path = cache / "scene-640x360-gop25-768k.mp4"
-    if not path.exists():
-        try:
-            encode_scene(path, SceneTimeline(seconds=12.0))
-        except OSError:
-            path = encode_scene(Path(tempfile.mkdtemp()) / "scene.mp4", SceneTimeline(seconds=12.0))
-    return path
 
 
 def _camera_stage(name: str) -> CameraVision:
@@ -351,7 +340,7 @@ def main() -> None:
         args.window, args.warm, args.calibrate, args.max_keyframe, args.max_full = 3.0, 2.0, 6.0, 8, 4
     cv2.setNumThreads(1)
     warm_up()
-    path = _clip()
+    path = scene_clip()
     print(f"clip: {path.name} (640x360, {FPS} fps, GOP 25, H.264); {CORES} cores", flush=True)
 
     print("calibration: CPU seconds per second of video, one stream, single thread", flush=True)

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from drivers.camera import Camera
+from edge_config.camera import CameraDevice
 from edge_core.signals import Signal
+from simulators.onvif_camera import OnvifCameraSim
 
 _ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,6 +49,21 @@ async def unclosed_http_reports(scenario: Callable[[], Awaitable[None]]) -> list
     finally:
         loop.set_exception_handler(previous)
     return [m for m in reports if "Unclosed" in m]
+
+
+def camera_config(sim: OnvifCameraSim, timings: dict[str, Any], /, **overrides: Any) -> CameraDevice:
+    """The simulator as a site's camera, ``gate-cam``: ``timings`` is the test's own ``stream``
+    table, merged with any ``stream=`` override; other keys override the stanza's."""
+    data: dict[str, Any] = {
+        "kind": "onvif",
+        "id": "gate-cam",
+        "host": "127.0.0.1",
+        "port": sim.port,
+        "username": USER,
+        "password": {"file": "unused"},
+    }
+    data |= overrides | {"stream": timings | overrides.get("stream", {})}
+    return CameraDevice.model_validate(data)
 
 
 def gstreamer_missing() -> str | None:

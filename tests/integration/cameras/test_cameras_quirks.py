@@ -17,24 +17,13 @@ from edge_config.camera import CameraDevice
 from edge_core.errors import DriverAuthError, DriverProtocolError
 from edge_core.signals import Signal
 from simulators.onvif_camera import NS, OnvifCameraSim
-from tests.integration.cameras._peers import PASSWORD, USER, free_port, running_camera
+from tests.integration.cameras._peers import PASSWORD, USER, camera_config, free_port, running_camera
 from tests.integration.gateway.conftest import until
 
 
 def _config(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:
     stream = {"offline_after_s": 30.0, "stall_timeout_s": 1.0, "reconnect_max_s": 0.2, "open_timeout_s": 1.0}
-    stream.update(overrides.pop("stream", {}))
-    data: dict[str, Any] = {
-        "kind": "onvif",
-        "id": "gate-cam",
-        "host": "127.0.0.1",
-        "port": sim.port,
-        "username": USER,
-        "password": {"file": "unused"},
-        "stream": stream,
-    }
-    data.update(overrides)
-    return CameraDevice.model_validate(data)
+    return camera_config(sim, stream, **overrides)
 
 
 def _snapshot_mode(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:

@@ -16,26 +16,21 @@ from edge_config.camera import CameraDevice
 from edge_core.signals import Category, Signal
 from gateway.evidence import EvidenceStore
 from simulators.onvif_camera import OnvifCameraSim
-from tests.integration.cameras._peers import PASSWORD, USER, RtspServer, running_camera, unclosed_http_reports
+from tests.integration.cameras._peers import (
+    PASSWORD,
+    USER,
+    RtspServer,
+    camera_config,
+    running_camera,
+    unclosed_http_reports,
+)
 from tests.integration.gateway.conftest import until
 
 
 def _config(sim: OnvifCameraSim, **overrides: Any) -> CameraDevice:
     stream = {"offline_after_s": 2.0, "stall_timeout_s": 1.0, "reconnect_max_s": 0.5, "open_timeout_s": 3.0}
-    stream.update(overrides.pop("stream", {}))
-    data: dict[str, Any] = {
-        "kind": "onvif",
-        "id": "gate-cam",
-        "host": "127.0.0.1",
-        "port": sim.port,
-        "username": USER,
-        "password": {"file": "unused"},
-        "department": "public-security",
-        "stream": stream,
-        "national_id": "51042100001320000001",
-    }
-    data.update(overrides)
-    return CameraDevice.model_validate(data)
+    identity = {"department": "public-security", "national_id": "51042100001320000001"}
+    return camera_config(sim, stream, **(identity | overrides))
 
 
 @pytest.fixture
