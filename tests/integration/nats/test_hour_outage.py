@@ -18,6 +18,7 @@ from edge_core.backoff import Backoff
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.supervisor import Supervisor
+from tests.conftest import cancel_and_wait
 from tests.integration.nats.test_nats_uplink import _pusher, _stored, _until
 
 pytestmark = pytest.mark.network
@@ -94,12 +95,7 @@ async def test_an_hour_without_uplink_fits_as_capacity_said_and_then_arrives_in_
         task = uplink()
         await _until(lambda: ob.cursor("nats") >= 3 * per_hour, 120, "the hour's backlog to be delivered")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await cancel_and_wait(task, writer)
         ob.close()
     stored = await _stored(stream, 3 * per_hour)
     assert [s for s, _ in stored] == list(range(1, 3 * per_hour + 1)), "lost, repeated or out of order"

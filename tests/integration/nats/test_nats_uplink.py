@@ -21,6 +21,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.supervisor import Supervisor
 from gateway.upstream_nats import SEQ_HEADER, NatsPusher
+from tests.conftest import cancel_and_wait
 from tests.integration.nats.conftest import STREAM
 
 pytestmark = pytest.mark.network
@@ -136,12 +137,7 @@ async def test_every_event_once_in_order_through_a_leader_kill(stream: NatsClust
         _add(ob, 50)
         await _until(lambda: ob.cursor("nats") >= 350, 25, "the events after the restart")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await cancel_and_wait(task, writer)
         ob.close()
     stored = await _stored(stream, 350)
     assert [s for s, _ in stored] == list(range(1, 351)), "lost, duplicated or out of order"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, StoredEvent
 from gateway.upstream import CursorPusher
+from tests.conftest import cancel_and_wait
 
 
 class _Recorder(CursorPusher):
@@ -60,10 +60,5 @@ async def test_an_event_committed_during_the_read_is_delivered_at_once(tmp_path:
             while pusher.got != [1]:
                 await asyncio.sleep(0.01)
     finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await cancel_and_wait(pump, writer)
         ob.close()
