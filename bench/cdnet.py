@@ -38,6 +38,7 @@ middle (0.3 = 30%) and 40% of the width wide, sweeps across the view every 10 s 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -149,8 +150,11 @@ def _results(jobs: list[_Job], workers: int) -> Iterator[tuple[dict[str, Counts]
         yield from map(_score, jobs)
         return
     # each worker loads the compiled kernels before its first frame is timed, and runs OpenCV on
-    # one thread: workers side by side would otherwise fight over its thread pools
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_start) as pool:
+    # one thread: workers side by side would otherwise fight over its thread pools. Spawned, not
+    # forked: a fork copies whatever locks the caller's other threads (a test runner's, OpenCV's
+    # pools) held at that instant, and a child waiting on one never wakes.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start) as pool:
         run: Callable[[_Job], tuple[dict[str, Counts] | None, str]] = _score
         yield from pool.map(run, jobs)
 
