@@ -6,12 +6,24 @@ import asyncio
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["TaskSet", "await_stopped", "in_daemon_thread", "raise_if_cancelled", "unless_stopped"]
+__all__ = [
+    "TaskSet",
+    "await_stopped",
+    "daemon_work_running",
+    "in_daemon_thread",
+    "raise_if_cancelled",
+    "unless_stopped",
+]
 
 log = logging.getLogger(__name__)
+
+# The threads in_daemon_thread started, so that the process's exit can tell them from the daemon
+# threads of everything else it runs in (a driver's ingest, a test runner's own).
+_left_running: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 class TaskSet:
@@ -93,8 +105,15 @@ def in_daemon_thread(fn: Callable[..., object], *args: object) -> asyncio.Future
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, None)
 
-    threading.Thread(target=work, name="gw-warm", daemon=True).start()
+    thread = threading.Thread(target=work, name="gw-warm", daemon=True)
+    _left_running.add(thread)
+    thread.start()
     return fut
+
+
+def daemon_work_running() -> bool:
+    """True while a job of ``in_daemon_thread`` has not finished."""
+    return any(t.is_alive() for t in list(_left_running))
 
 
 async def unless_stopped(fut: asyncio.Future[object], stop: asyncio.Event) -> bool:

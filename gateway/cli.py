@@ -10,13 +10,13 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from edge_core.errors import ConfigError, GatewayError
 from edge_core.i18n import say
+from edge_core.tasks import daemon_work_running
 from gateway.logsetup import setup_logging
 
 __all__ = ["main"]
@@ -71,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signum, _note_early_signal)
     setup_logging(args.log_level)
     rc = _run_reporting_config_problems(run_daemon(Path(args.config)))
-    if any(t.daemon and t.is_alive() for t in threading.enumerate()):
+    if daemon_work_running():
         # A stop during a first start leaves the kernel compiler running in its daemon thread on
         # purpose; finalising the interpreter under it aborts the process ("terminate called without
         # an active exception", exit by SIGABRT). Everything durable is closed by now: leave as is.

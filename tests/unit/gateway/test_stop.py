@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 
 import pytest
 
-from edge_core.tasks import await_stopped
+from edge_core.tasks import await_stopped, daemon_work_running, in_daemon_thread
 
 
 async def stubborn() -> None:
@@ -46,3 +47,23 @@ async def test_a_lost_cancellation_does_not_stall_the_stop() -> None:
     task.cancel()
     await asyncio.wait_for(await_stopped([task], 0.05), 5)
     assert task.cancelled()
+
+
+async def test_only_the_jobs_left_to_the_daemon_thread_keep_the_exit_short() -> None:
+    # `edge-gateway run` ends with os._exit while such a job still runs (a kernel compile the
+    # interpreter's finalisation would abort); other daemon threads, a driver's or a test
+    # runner's, must not take that path, or an in-process run ends the process hosting it.
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    assert not daemon_work_running()
+    job = in_daemon_thread(release.wait, 5.0)
+    assert daemon_work_running()
+    release.set()
+    assert await job is True
+    other.join(5.0)
+    for _ in range(500):  # the thread ends just after it hands its result over
+        if not daemon_work_running():
+            break
+        await asyncio.sleep(0.01)
+    assert not daemon_work_running()
