@@ -53,8 +53,6 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.alarm_z,
             cfg.warmup,
             cfg.quantum,
-            1.0 / cfg.context_span,
-            cfg.levels,
             cfg.z_scale,
             1.0 / cfg.day_span,
             cfg.day_min,

@@ -111,7 +111,9 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #   0 level:    |x - m| / s          (m, s: slow, clipped EW location and mean absolute deviation)
 #   1 change:   |d - md| / sd        (d = x - previous x; md, sd as above, over the differences)
 #   2 shift:    |ms - m| / s         (ms: fast EW mean: a level shift builds up over a few values)
-#   3 context:  1 / (1 + c)          (c: decayed count of the current 3-value quantised pattern)
+#   3 context:  1 / (1 + c)          (c: decayed count of the current 3-value quantised pattern;
+#                                    bins of ``quantum`` spreads out to ``clip`` spreads either
+#                                    side, forgotten at the level's rate)
 #   4 daily:    |x - mb| / (sb + 0.1 s)  (mb, sb: clipped EW location and spread of the values
 #                                    seen in the same time-of-day bin; 0 until the bin has
 #                                    ``day_min`` values, or when the time is not finite)
@@ -154,22 +156,23 @@ _P_SUPPRESS = 5
 _P_ALARM = 6
 _P_WARMUP = 7
 _P_QUANTUM = 8
-_P_A_CONTEXT = 9
-_P_LEVELS = 10
-_P_ZSCALE = 11
-_P_A_DAY = 12
-_P_DAY_MIN = 13
-_P_DAY_CLIP = 14
-_P_REARM = 15
-_P_RECUR_DECAY = 16
-_P_RECUR_DAYS = 17
-ENS_NPARAM = 18
+_P_ZSCALE = 9
+_P_A_DAY = 10
+_P_DAY_MIN = 11
+_P_DAY_CLIP = 12
+_P_REARM = 13
+_P_RECUR_DECAY = 14
+_P_RECUR_DAYS = 15
+ENS_NPARAM = 16
 # The daily state holds, per time-of-day bin: location, spread, count, time of the last alarm in
 # the bin (-inf: none yet) and that alarm's recurrence count (5 * bins values).
 ENS_DAY_FIELDS = 5
 ENS_DAY_ALARM_FIELD = 3
 
 Z_CAP = 50.0
+# The context channel's pattern key packs three bin indices offset by 64 in base 131: no index may
+# leave [-64, 64] whatever clip / quantum a configuration asks for.
+CONTEXT_LEVEL_CAP = 64.0
 DAY_SECONDS = 86400.0
 DAY_SPREAD_FLOOR = 0.1
 # An alarm repeats an earlier one only if that one is at least half a day older: a long event
@@ -303,8 +306,11 @@ def ensemble_run(
     alarm = params[_P_ALARM]
     warmup = params[_P_WARMUP]
     quantum = params[_P_QUANTUM]
-    growth = 1.0 + params[_P_A_CONTEXT]
-    levels = params[_P_LEVELS]
+    # The pattern bins are measured in spreads around the level, so a remembered pattern means the
+    # same thing only as long as the level estimate does: it is forgotten at the level's rate. The
+    # bins reach out to the clip: beyond it a value is an outlier for the level too, one end bin.
+    growth = 1.0 + a_level
+    levels = min(clip / quantum, CONTEXT_LEVEL_CAP)
     zscale = params[_P_ZSCALE]
     rearm = params[_P_REARM]
     tsize = table.shape[0]

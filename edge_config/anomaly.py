@@ -52,7 +52,8 @@ class EnsembleSettings(Section):
         default=2000,
         ge=2,
         le=10_000_000,
-        description="Span (1/rate) of the slow location/spread estimates of values and changes.",
+        description="Span (1/rate) of the slow location/spread estimates of values and changes; the "
+        "context channel forgets its patterns at the same rate (they are measured against these estimates).",
     )
     fast_spans: tuple[FastSpan, ...] = Field(
         default=(1.5, 2.0, 3.0),
@@ -110,19 +111,8 @@ class EnsembleSettings(Section):
         default=0.25,
         ge=0.01,
         le=100.0,
-        description="Width, in spreads, of the bins of the quantised-pattern (context) channel.",
-    )
-    levels: Count = Field(
-        default=6,
-        ge=1,
-        le=60,
-        description="Bins each side of the location in the context channel (values beyond clip).",
-    )
-    context_span: Count = Field(
-        default=5000,
-        ge=1,
-        le=100_000_000,
-        description="Span over which remembered patterns are forgotten in the context channel.",
+        description="Width, in spreads, of the bins of the quantised-pattern (context) channel; the bins "
+        "reach out to clip spreads either side (at most 64 bins a side), a value beyond that is in the end bin.",
     )
     context_bits: Count = Field(
         default=12,

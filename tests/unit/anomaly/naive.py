@@ -108,12 +108,13 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
             0.0,
             0.0,
         ]
-        q = int(np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -cfg.levels, cfg.levels))
+        levels = min(cfg.clip / cfg.quantum, 64.0)
+        q = int(np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -levels, levels))
         key = ((q + 64) * 131 + (q1 + 64)) * 131 + (q2 + 64)
         slot = (key * 2654435761) % len(table)
         raw[3] = 1.0 / (1.0 + table[slot] / growth)
         table[slot] += growth
-        g = 1.0 + 1.0 / cfg.context_span
+        g = 1.0 + a_level  # patterns are forgotten at the level's rate
         growth *= g if k == 1.0 else math.exp(min(k * math.log(g), 230.0))
         if growth > 1e200:
             table /= growth

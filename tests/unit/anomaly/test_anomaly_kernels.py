@@ -36,8 +36,8 @@ def _load_naive() -> ModuleType:
 naive = _load_naive()
 RNG = np.random.default_rng(20261127)
 
-# A small, busy configuration: short spans and warm-up so clipping, suppression and the context
-# table's renormalisation are all exercised within a few thousand values.
+# A small, busy configuration: short spans and warm-up so clipping and suppression are exercised
+# within a few thousand values (the context table's renormalisation: see EDGE_ENS below).
 SMALL_ENS = EnsembleSettings(
     level_span=50,
     fast_spans=(2.0, 3.0),
@@ -48,9 +48,7 @@ SMALL_ENS = EnsembleSettings(
     alarm_z=2.0,
     suppress=5,
     rearm_z=2.5,
-    quantum=0.5,
-    levels=6,
-    context_span=2,  # growth 1.5 per value: renormalises every ~1100 values
+    quantum=0.5,  # six bins a side, out to the clip
     context_bits=6,
     day_bins=8,
     day_span=4.0,
@@ -131,6 +129,23 @@ def test_ensemble_matches_reference(case: str) -> None:
     det = make_detector(AnomalySettings(detector="ensemble", ensemble=SMALL_ENS))
     got = det.score_batch(values, _times(len(values)))
     want = naive.ensemble(values, _times(len(values)), SMALL_ENS)
+    npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+
+
+# The context table forgets at the level's rate: level_span 2 makes that 1.5 per value, so the table
+# renormalises every ~1100 values; quantum 0.01 asks for 300 bins a side, capped at 64 by the key.
+EDGE_ENS = {
+    "renormalising_table": SMALL_ENS.model_copy(update={"level_span": 2}),
+    "capped_bins": SMALL_ENS.model_copy(update={"quantum": 0.01}),
+}
+
+
+@pytest.mark.parametrize("edge", sorted(EDGE_ENS))
+def test_ensemble_matches_reference_at_the_context_table_s_edges(edge: str) -> None:
+    cfg = EDGE_ENS[edge]
+    values = CASES["random_walk_spikes"]
+    got = make_detector(AnomalySettings(ensemble=cfg)).score_batch(values, _times(len(values)))
+    want = naive.ensemble(values, _times(len(values)), cfg)
     npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
