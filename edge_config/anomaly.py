@@ -52,8 +52,7 @@ class EnsembleSettings(Section):
         default=2000,
         ge=2,
         le=10_000_000,
-        description="Span (1/rate) of the slow location/spread estimates of values and changes; the "
-        "context channel forgets its patterns at the same rate (they are measured against these estimates).",
+        description="Span (1/rate) of the slow location/spread estimates of values and changes.",
     )
     fast_spans: tuple[FastSpan, ...] = Field(
         default=(1.5, 2.0, 3.0),

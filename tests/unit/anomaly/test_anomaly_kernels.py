@@ -37,7 +37,7 @@ naive = _load_naive()
 RNG = np.random.default_rng(20261127)
 
 # A small, busy configuration: short spans and warm-up so clipping and suppression are exercised
-# within a few thousand values (the context table's renormalisation: see EDGE_ENS below).
+# within a few thousand values.
 SMALL_ENS = EnsembleSettings(
     level_span=50,
     fast_spans=(2.0, 3.0),
@@ -132,17 +132,9 @@ def test_ensemble_matches_reference(case: str) -> None:
     npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
-# The context table forgets at the level's rate: level_span 2 makes that 1.5 per value, so the table
-# renormalises every ~1100 values; quantum 0.01 asks for 300 bins a side, capped at 64 by the key.
-EDGE_ENS = {
-    "renormalising_table": SMALL_ENS.model_copy(update={"level_span": 2}),
-    "capped_bins": SMALL_ENS.model_copy(update={"quantum": 0.01}),
-}
-
-
-@pytest.mark.parametrize("edge", sorted(EDGE_ENS))
-def test_ensemble_matches_reference_at_the_context_table_s_edges(edge: str) -> None:
-    cfg = EDGE_ENS[edge]
+def test_ensemble_matches_reference_with_the_context_bins_capped() -> None:
+    # quantum 0.01 asks for 300 bins either side of the level (clip 3): the key allows 64.
+    cfg = SMALL_ENS.model_copy(update={"quantum": 0.01})
     values = CASES["random_walk_spikes"]
     got = make_detector(AnomalySettings(ensemble=cfg)).score_batch(values, _times(len(values)))
     want = naive.ensemble(values, _times(len(values)), cfg)
@@ -350,11 +342,12 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
 
 def test_restore_refuses_state_saved_in_an_older_format() -> None:
     # Format 1 had no alarm memory in the daily state, format 2 no clock (last time, nominal
-    # interval), format 3 one member only: such a blob must start afresh, cleanly.
+    # interval), format 3 one member only, format 4 a forgetting pattern table (its growth factor
+    # in the state): such a blob must start afresh, cleanly.
     blob = make_detector().state()
-    for version in (1, 2, 3):
+    for version in (1, 2, 3, 4):
         old = blob[:4] + version.to_bytes(2, "little") + blob[6:]
-        with pytest.raises(ValueError, match=rf"state format {version}, this is format 4.*start afresh"):
+        with pytest.raises(ValueError, match=rf"state format {version}, this is format 5.*start afresh"):
             PointDetector.restore(AnomalySettings(), old)
 
 
