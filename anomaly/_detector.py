@@ -20,7 +20,8 @@ _MAGIC = b"TEGA"
 # 3: the ensemble's state gained the last reading's time, the nominal sampling interval and how
 #    long the value has not changed.
 # 4: the ensemble holds one member per fast span (each with its own state but one pattern table).
-_VERSION = 4
+# 5: the pattern table keeps plain counts (no forgetting, no growth factor in the state).
+_VERSION = 5
 _HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
 
@@ -53,8 +54,6 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.alarm_z,
             cfg.warmup,
             cfg.quantum,
-            1.0 / cfg.context_span,
-            cfg.levels,
             cfg.z_scale,
             1.0 / cfg.day_span,
             cfg.day_min,
@@ -111,7 +110,6 @@ class PointDetector:
             members = len(cfg.fast_spans)
             self._params = _ensemble_params(cfg)
             self._state = np.zeros((members, _kernels.ENS_NSTATE))
-            self._state[:, _kernels.ENS_GROWTH_INDEX] = 1.0
             self._state[:, _kernels.ENS_TIME_INDEX] = np.nan  # no timed reading yet
             self._aux = np.zeros(1 << cfg.context_bits)  # the members share one pattern table
             self._day = np.zeros((members, _kernels.ENS_DAY_FIELDS * cfg.day_bins))

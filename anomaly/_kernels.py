@@ -19,7 +19,6 @@ from numba import njit
 __all__ = [
     "ENS_DAY_ALARM_FIELD",
     "ENS_DAY_FIELDS",
-    "ENS_GROWTH_INDEX",
     "ENS_NCH",
     "ENS_NPARAM",
     "ENS_NSTATE",
@@ -111,7 +110,9 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #   0 level:    |x - m| / s          (m, s: slow, clipped EW location and mean absolute deviation)
 #   1 change:   |d - md| / sd        (d = x - previous x; md, sd as above, over the differences)
 #   2 shift:    |ms - m| / s         (ms: fast EW mean: a level shift builds up over a few values)
-#   3 context:  1 / (1 + c)          (c: decayed count of the current 3-value quantised pattern)
+#   3 context:  1 / (1 + c)          (c: how often the current 3-value quantised pattern was seen
+#                                    before; bins of ``quantum`` spreads out to ``clip`` spreads
+#                                    either side of the level)
 #   4 daily:    |x - mb| / (sb + 0.1 s)  (mb, sb: clipped EW location and spread of the values
 #                                    seen in the same time-of-day bin; 0 until the bin has
 #                                    ``day_min`` values, or when the time is not finite)
@@ -131,18 +132,16 @@ _MS = 3  # fast mean
 _MD = 4  # change location
 _SD = 5  # change spread
 _PREV = 6  # previous value
-_GS = 7  # context-count growth factor (lazy decay); starts at 1
-_Q1 = 8  # previous quantised value
-_Q2 = 9  # the one before
-_SUP = 10  # values still suppressed
-_SH = 11  # ENS_NCH short-term means of channel scores
+_Q1 = 7  # previous quantised value
+_Q2 = 8  # the one before
+_SUP = 9  # values still suppressed
+_SH = 10  # ENS_NCH short-term means of channel scores
 _LM = _SH + ENS_NCH  # ENS_NCH long-term means
 _LV = _LM + ENS_NCH  # ENS_NCH long-term variances
 _T = _LV + ENS_NCH  # time of the latest reading with a finite time; NaN until one is seen
 _NOM = _T + 1  # nominal sampling interval, seconds (0 until two timed readings are seen)
 _RUN = _NOM + 1  # nominal intervals the value has not changed for
 ENS_NSTATE = _RUN + 1
-ENS_GROWTH_INDEX = _GS
 ENS_TIME_INDEX = _T
 # params layout
 _P_A_LEVEL = 0
@@ -154,22 +153,23 @@ _P_SUPPRESS = 5
 _P_ALARM = 6
 _P_WARMUP = 7
 _P_QUANTUM = 8
-_P_A_CONTEXT = 9
-_P_LEVELS = 10
-_P_ZSCALE = 11
-_P_A_DAY = 12
-_P_DAY_MIN = 13
-_P_DAY_CLIP = 14
-_P_REARM = 15
-_P_RECUR_DECAY = 16
-_P_RECUR_DAYS = 17
-ENS_NPARAM = 18
+_P_ZSCALE = 9
+_P_A_DAY = 10
+_P_DAY_MIN = 11
+_P_DAY_CLIP = 12
+_P_REARM = 13
+_P_RECUR_DECAY = 14
+_P_RECUR_DAYS = 15
+ENS_NPARAM = 16
 # The daily state holds, per time-of-day bin: location, spread, count, time of the last alarm in
 # the bin (-inf: none yet) and that alarm's recurrence count (5 * bins values).
 ENS_DAY_FIELDS = 5
 ENS_DAY_ALARM_FIELD = 3
 
 Z_CAP = 50.0
+# The context channel's pattern key packs three bin indices offset by 64 in base 131: no index may
+# leave [-64, 64] whatever clip / quantum a configuration asks for.
+CONTEXT_LEVEL_CAP = 64.0
 DAY_SECONDS = 86400.0
 DAY_SPREAD_FLOOR = 0.1
 # An alarm repeats an earlier one only if that one is at least half a day older: a long event
@@ -179,8 +179,8 @@ RECUR_MIN_SECONDS = 0.5 * DAY_SECONDS
 # the intervals between readings: an interval more than this factor (2**(1/8)) longer or shorter
 # moves it one factor up or down (a doubling of the reporting rate is followed within 8 readings,
 # one gap moves it by 9%); an interval within that factor is a regular one (k = 1) and leaves it
-# alone. A reading that comes k nominal intervals after the previous one advances the suppression and the context
-# table's forgetting by k (not by 1), and its change from the previous value is divided by sqrt(k)
+# alone. A reading that comes k nominal intervals after the previous one advances the suppression by k
+# (not by 1), and its change from the previous value is divided by sqrt(k)
 # when k > 1 (a random walk's change grows as the square root of the elapsed time: a gap is not a
 # jump). The daily channel and the recurrence rule work on the clock already. The averages still
 # take one step per reading: weighting them by k too was tried and lost on NAB's irregular traffic
@@ -303,8 +303,11 @@ def ensemble_run(
     alarm = params[_P_ALARM]
     warmup = params[_P_WARMUP]
     quantum = params[_P_QUANTUM]
-    growth = 1.0 + params[_P_A_CONTEXT]
-    levels = params[_P_LEVELS]
+    # The pattern bins are measured in spreads around the running level, so a pattern's meaning does
+    # not age with the readings and a pattern once seen stays known (as CAD OSE's contexts do): no
+    # forgetting rate to set. The bins reach out to the clip: beyond it a value is an outlier for
+    # the level too, and shares the end bin.
+    levels = min(clip / quantum, CONTEXT_LEVEL_CAP)
     zscale = params[_P_ZSCALE]
     rearm = params[_P_REARM]
     tsize = table.shape[0]
@@ -332,22 +335,13 @@ def ensemble_run(
         raw[1] = min(abs(d - state[_MD]) / (state[_SD] + eps), Z_CAP)
         raw[2] = min(abs(state[_MS] - m) / (s + eps), Z_CAP)
         if tsize > 0:
-            # context channel: decayed count of (q, q1, q2), decay done lazily through _GS
+            # context channel: how often (q, q1, q2) was seen before
             qf = math.floor((x - m) / (quantum * s + eps))
             q = int(min(max(qf, -levels), levels))
             key = ((q + 64) * 131 + (int(state[_Q1]) + 64)) * 131 + (int(state[_Q2]) + 64)
             slot = (key * 2654435761) % tsize
-            gs = state[_GS]
-            raw[3] = 1.0 / (1.0 + table[slot] / gs)
-            table[slot] += gs
-            # After a gap, forget as for k readings; a factor of e**230 (1e100) already makes every
-            # count negligible, and capping it there keeps gs finite (it is at most 1e200 before).
-            gs *= growth if k == 1.0 else math.exp(min(k * math.log(growth), 230.0))
-            if gs > 1e200:
-                for j in range(tsize):
-                    table[j] /= gs
-                gs = 1.0
-            state[_GS] = gs
+            raw[3] = 1.0 / (1.0 + table[slot])
+            table[slot] += 1.0
             state[_Q2] = state[_Q1]
             state[_Q1] = q
             context[i] = raw[3]

@@ -1,6 +1,6 @@
 """Run anomaly detectors over a NAB-layout folder and score them with our NAB v1.1 scorer.
 
-    python -m bench.nab DIR [--out RESULTS] [--detector NAME ...] [--cv] [--verbose]
+    python -m bench.nab DIR [--out RESULTS] [--detector NAME ...] [--cv [--holdout NAB]] [--verbose]
 
 DIR holds ``data/<category>/<file>.csv`` (``timestamp,value``) and ``labels/combined_windows.json``.
 Writes ``RESULTS/<detector>/<category>/<detector>_<file>.csv`` (``timestamp,value,anomaly_score``,
@@ -21,6 +21,12 @@ detector, cross-validated and in-sample scores), the choices of every fold with 
 and a last line::
 
     cv_standard: A cv_low_fp: B cv_low_fn: C best_published_cv: D E F points/s: P
+
+With ``--holdout NAB`` (a NAB-layout folder such as a checkout of github.com/numenta/NAB), the
+series there that are not in DIR are scored too, with the configuration and thresholds the full
+protocol chose on DIR, beside the published detectors' result files there at the thresholds
+NAB's optimiser chooses for them on DIR: series on which no constant of any detector here was
+set by this project.
 """
 
 from __future__ import annotations
@@ -138,6 +144,42 @@ def _stuck_alarms(field: list[FieldSeries], scores: list[F64], threshold: float)
     return inside, after
 
 
+def _score_holdout(
+    root: Path,
+    known: set[str],
+    ours: dict[str, dict[str, tuple[AnomalySettings, float]]],
+    published_at: dict[str, dict[str, float]],
+) -> None:
+    """Score the series of ``root`` not in ``known`` with the configurations and thresholds chosen on those.
+
+    ``ours``: per detector and profile, the configuration and threshold; ``published_at``: per
+    published detector and profile, the threshold (their result files are read from ``root``).
+    """
+    corpus = [s for s in load_corpus(root) if s.name not in known]
+    sweeps = [sweep_series(s.timestamps, s.windows) for s in corpus]
+    print(
+        f"# held-out NAB series ({root}, not in the scored folder): {len(corpus)} series, "
+        f"{sum(len(s.values) for s in corpus)} points, {sum(sw.n_windows for sw in sweeps)} windows, "
+        f"categories {', '.join(sorted({s.name.split('/', 1)[0] for s in corpus}))}; every configuration "
+        "and threshold chosen on the scored folder"
+    )
+    print(f"{'detector':<26} {'held-out standard / low_FP / low_FN':<28} | optimal thresholds on them (in-sample)")
+    runs = {
+        name: {p: run_detector(cfg, corpus, repeats=1)[0] for p, (cfg, _) in per.items()} for name, per in ours.items()
+    }
+    thresholds = {name: {p: t for p, (_, t) in per.items()} for name, per in ours.items()}
+    for label, scores in load_published(root, corpus).items():
+        runs[label] = dict.fromkeys(PROFILES, scores)
+        thresholds[label] = published_at[label]
+    for det, per_profile in runs.items():
+        at = [
+            _normalised_at(sweeps, per_profile[p], {q: thresholds[det][p] for q in PROFILES})[i]
+            for i, p in enumerate(PROFILES)
+        ]
+        best = [score_corpus(sweeps, per_profile[p], {p: PROFILES[p]})[p].normalised for p in PROFILES]
+        print(f"{'held-out ' + det:<26} {_fmt(at)}   | {_fmt(best)}", flush=True)
+
+
 def run_cv(
     corpus: list[LabelledSeries],
     sweeps: list[SeriesSweep],
@@ -147,6 +189,7 @@ def run_cv(
     verbose: bool = False,
     field_seed: int = 14,
     field_per_kind: int = 4,
+    holdout: Path | None = None,
 ) -> int:
     """The cross-validated comparison, then the field set; prints the tables and the summary line."""
     categories = [s.name.split("/", 1)[0] for s in corpus]
@@ -186,8 +229,11 @@ def run_cv(
         ours[name] = cv
         folds[name] = cv
     published: dict[str, dict[str, ProfileCV]] = {}
+    published_at: dict[str, dict[str, float]] = {}  # NAB's optimal threshold on all series, per profile
     for label, scores in load_published(root, corpus).items():
-        cv = cross_validate(categories, sweeps, grid_chooser(sweeps, [scores]))
+        choose = grid_chooser(sweeps, [scores])
+        cv = cross_validate(categories, sweeps, choose)
+        published_at[label] = {p: choose(everything, cost)[1] for p, cost in PROFILES.items()}
         published[label] = cv
         folds[label] = cv
         print(_cv_row(label + " (published)", cv, score_corpus(sweeps, scores)), flush=True)
@@ -219,6 +265,8 @@ def run_cv(
         inside, after = _stuck_alarms(field, per_profile["standard"], chosen[name]["standard"][1])
         note = f"alarms in stuck periods: {inside} (+{after} in the 50 rows after)"
         print(f"{'field ' + name:<26} {_fmt(at)}   | {_fmt(best)}  {note}", flush=True)
+    if holdout is not None:
+        _score_holdout(holdout, {s.name for s in corpus}, {n: chosen[n] for n in names}, published_at)
     if "ensemble" not in ours:
         return 0
     mine = [ours["ensemble"][p].normalised for p in PROFILES]
@@ -256,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave-one-category-out cross-validation beside the published detectors in DIR/results",
     )
+    parser.add_argument(
+        "--holdout",
+        type=Path,
+        help="with --cv: a NAB-layout folder whose series not in DIR are scored with what DIR chose",
+    )
     args = parser.parse_args(argv)
     try:
         corpus = load_corpus(args.dir)
@@ -279,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             verbose=args.verbose,
             field_seed=args.field_seed,
             field_per_kind=args.field_per_kind,
+            holdout=args.holdout,
         )
     for name in args.detector or list(DETECTORS):
         scores, pps = run_detector(DETECTORS[name], corpus)

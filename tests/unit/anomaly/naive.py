@@ -60,7 +60,6 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
     day_alarm_repeats = [0] * bins
     out = np.zeros(len(values))
     table = np.zeros(1 << cfg.context_bits)
-    growth = 1.0
     count = 0
     level = spread = fast_mean = change_mean = change_spread = previous = 0.0
     q1 = q2 = 0
@@ -108,16 +107,12 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
             0.0,
             0.0,
         ]
-        q = int(np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -cfg.levels, cfg.levels))
+        levels = min(cfg.clip / cfg.quantum, 64.0)
+        q = int(np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -levels, levels))
         key = ((q + 64) * 131 + (q1 + 64)) * 131 + (q2 + 64)
         slot = (key * 2654435761) % len(table)
-        raw[3] = 1.0 / (1.0 + table[slot] / growth)
-        table[slot] += growth
-        g = 1.0 + 1.0 / cfg.context_span
-        growth *= g if k == 1.0 else math.exp(min(k * math.log(g), 230.0))
-        if growth > 1e200:
-            table /= growth
-            growth = 1.0
+        raw[3] = 1.0 / (1.0 + table[slot])  # a pattern once seen stays known
+        table[slot] += 1.0
         q1, q2 = q, q1
         if bins and math.isfinite(t):
             b = math.floor((t % 86400.0) / 86400.0 * bins) % bins

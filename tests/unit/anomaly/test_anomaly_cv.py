@@ -139,11 +139,13 @@ def test_field_corpus_is_seeded_labelled_and_irregular() -> None:
             assert hi - lo >= 2 and np.all(s.values[lo:hi] == s.values[lo])
 
 
-def _tiny_nab(root: Path) -> None:
+def _tiny_nab(root: Path, categories: tuple[str, ...] = ("alpha", "beta"), flagged: float = 0.9) -> None:
+    """Two series per category, a spike in a window in each; the fake published detector scores it ``flagged``
+    in the categories after the first two (0.9 in those)."""
     rng = np.random.default_rng(5)
     stamps = T0 + np.arange(400) * np.timedelta64(300, "s")
     labels = {}
-    for category in ("alpha", "beta"):
+    for category in categories:
         (root / "data" / category).mkdir(parents=True)
         for k in range(2):
             values = rng.normal(size=400)
@@ -157,7 +159,7 @@ def _tiny_nab(root: Path) -> None:
             published = root / "results" / "numenta" / category
             published.mkdir(parents=True, exist_ok=True)
             fake = np.zeros(400)
-            fake[300 + 10 * k] = 0.9
+            fake[300 + 10 * k] = 0.9 if category in categories[:2] else flagged
             rows = ["timestamp,value,anomaly_score"] + [
                 f"{str(ts).replace('T', ' ')[:19]},{v},{p}" for ts, v, p in zip(stamps, values, fake, strict=True)
             ]
@@ -189,3 +191,21 @@ def test_bench_cv_prints_one_line_per_detector_and_the_summary(
     in_sample = re.search(r"^HTM \(published\) .*\|\s+(-?[\d.]+)", printed, re.M)
     assert in_sample is not None
     assert float(match.group(4)) == pytest.approx(float(in_sample.group(1))) and float(match.group(4)) > 80.0
+
+
+def test_bench_cv_scores_held_out_series_with_what_the_scored_folder_chose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, full = tmp_path / "nab", tmp_path / "full"
+    _tiny_nab(root)
+    _tiny_nab(full, ("alpha", "beta", "gamma"), flagged=0.6)
+    assert nab.main([str(root), "--cv", "--field-per-kind", "1", "--holdout", str(full)]) == 0
+    printed = capsys.readouterr().out
+    # Only gamma is new: alpha and beta of the full folder are the scored folder's series.
+    assert re.search(r"^# held-out NAB series .*: 2 series, 800 points, 2 windows, categories gamma;", printed, re.M)
+    assert re.search(r"^held-out ensemble ", printed, re.M), printed
+    # The fake published detector's threshold chosen on alpha and beta (0.9) misses gamma's two
+    # spikes (scored 0.6): NAB's null score, 0, where the threshold optimal on gamma (0.6) finds both.
+    row = re.search(r"^held-out HTM\s+(-?[\d.]+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s+\|\s+(-?[\d.]+)", printed, re.M)
+    assert row is not None, printed
+    assert float(row.group(1)) == pytest.approx(0.0) and float(row.group(4)) > 80.0

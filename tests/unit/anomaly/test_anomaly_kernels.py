@@ -36,8 +36,8 @@ def _load_naive() -> ModuleType:
 naive = _load_naive()
 RNG = np.random.default_rng(20261127)
 
-# A small, busy configuration: short spans and warm-up so clipping, suppression and the context
-# table's renormalisation are all exercised within a few thousand values.
+# A small, busy configuration: short spans and warm-up so clipping and suppression are exercised
+# within a few thousand values.
 SMALL_ENS = EnsembleSettings(
     level_span=50,
     fast_spans=(2.0, 3.0),
@@ -48,9 +48,7 @@ SMALL_ENS = EnsembleSettings(
     alarm_z=2.0,
     suppress=5,
     rearm_z=2.5,
-    quantum=0.5,
-    levels=6,
-    context_span=2,  # growth 1.5 per value: renormalises every ~1100 values
+    quantum=0.5,  # six bins a side, out to the clip
     context_bits=6,
     day_bins=8,
     day_span=4.0,
@@ -131,6 +129,15 @@ def test_ensemble_matches_reference(case: str) -> None:
     det = make_detector(AnomalySettings(detector="ensemble", ensemble=SMALL_ENS))
     got = det.score_batch(values, _times(len(values)))
     want = naive.ensemble(values, _times(len(values)), SMALL_ENS)
+    npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+
+
+def test_ensemble_matches_reference_with_the_context_bins_capped() -> None:
+    # quantum 0.01 asks for 300 bins either side of the level (clip 3): the key allows 64.
+    cfg = SMALL_ENS.model_copy(update={"quantum": 0.01})
+    values = CASES["random_walk_spikes"]
+    got = make_detector(AnomalySettings(ensemble=cfg)).score_batch(values, _times(len(values)))
+    want = naive.ensemble(values, _times(len(values)), cfg)
     npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
@@ -335,11 +342,12 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
 
 def test_restore_refuses_state_saved_in_an_older_format() -> None:
     # Format 1 had no alarm memory in the daily state, format 2 no clock (last time, nominal
-    # interval), format 3 one member only: such a blob must start afresh, cleanly.
+    # interval), format 3 one member only, format 4 a forgetting pattern table (its growth factor
+    # in the state): such a blob must start afresh, cleanly.
     blob = make_detector().state()
-    for version in (1, 2, 3):
+    for version in (1, 2, 3, 4):
         old = blob[:4] + version.to_bytes(2, "little") + blob[6:]
-        with pytest.raises(ValueError, match=rf"state format {version}, this is format 4.*start afresh"):
+        with pytest.raises(ValueError, match=rf"state format {version}, this is format 5.*start afresh"):
             PointDetector.restore(AnomalySettings(), old)
 
 
