@@ -105,7 +105,9 @@ class MotionSettings(VisionBase):
         default=True,
         description="Lighter darkening too (a luma ratio above shadow_max_ratio, as under a passing cloud) is "
         "shade, not motion, where the chroma darkens alike and the local contrast scales by the same "
-        "ratio (within the pixel's threshold): an object brings its own contrast.",
+        "ratio (within the pixel's threshold): an object brings its own contrast. Where the background has "
+        "neither colour nor contrast to test (flat grey), a shadow or shade must also have come gradually: "
+        "a darkening that arrives at once there is an object.",
     )
     background_alpha: Number = Field(
         default=0.04,

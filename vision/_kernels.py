@@ -27,7 +27,7 @@ Map of this file
    - :func:`motion_step`: downscale, test, learn, shadow and shade, statistics. Reads every
      ``P_*`` a step needs (thresholds, rates, shadow, ``P_EDGE``, ``P_NEIGHBOURS``,
      ``P_LEARN_ROWS``); its state: background, noise, chroma background, foreground count,
-     slope, raw mask.
+     slope, raw mask, last analysis frame (the shadow test reads the last two).
 5. Clean-up and boxes: :func:`majority_filter` (``P_RADIUS``), :func:`label_components`,
    :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), :func:`zone_counts`.
 6. Tamper: :func:`tamper_stats`, :func:`blurred_edge_correlation`, :func:`plane_spread`
@@ -754,6 +754,7 @@ def motion_step(  # pragma: no cover
     fg_count: np.ndarray,
     slope: np.ndarray,
     raw_mask: np.ndarray,
+    last: np.ndarray,
     stats: np.ndarray,
 ) -> None:
     """One frame of motion detection, fused row by row: downscale, (blur), test, update.
@@ -790,7 +791,10 @@ def motion_step(  # pragma: no cover
             the frames the pixel's row learns on.
         slope: (h, w) uint8 background slope from :func:`background_slope` (read only); the
             luma threshold of foreground rises by ``P_EDGE`` times it.
-        raw_mask: (h, w) uint8 output: 2 foreground, 1 shadow or weak difference, 0 background.
+        raw_mask: (h, w) uint8: in, the previous frame's (read by the shadow test); out, 2
+            foreground, 1 shadow or weak difference, 0 background.
+        last: (h, w) uint8: in, the previous frame's analysis frame, rounded (read by the
+            shadow test); out, this frame's.
         stats: float64 vector indexed by ``S_*`` (overwritten).
     """
     h, w = bg.shape
@@ -845,6 +849,7 @@ def motion_step(  # pragma: no cover
     tmp = np.empty(w, dtype=np.float32)
     xpad = np.empty(w + 2, dtype=np.float32)  # the shadow test's spans, padded by their neighbours
     bpad = np.empty(w + 2, dtype=np.float32)
+    prev = np.empty(w, dtype=np.uint8)  # this row of the previous frame's raw mask (shadow test)
     # the raw mask 8 pixels a word, to find a row's foreground span fast (other widths: by byte)
     raw_words = raw_mask.view(np.uint64) if w % 8 == 0 else np.zeros((h, 0), dtype=np.uint64)
     xrow = np.empty(w, dtype=np.float32)
@@ -977,6 +982,9 @@ def motion_step(  # pragma: no cover
                 col_x[j] = zero
                 col_b[j] = zero
             c_n += wb
+        if shadows:
+            for j in range(w):
+                prev[j] = rmr[j]
         # test and update; selects, not branches, so that the loops vectorise
         if learn_rows == 0 or (i + learn_rows) % LEARN_EVERY == 0:
             for j in range(w):
@@ -1046,6 +1054,8 @@ def motion_step(  # pragma: no cover
             vbs = _ptr_at(v_bg, i, a)
             nzs = _ptr_at(noise, i, a)
             rs = _ptr_at(raw_mask, i, a)
+            ps = _ptr(prev, a)
+            ls = _ptr_at(last, i, a)
             xm = _ptr(xpad, 1)
             bm = _ptr(bpad, 1)
             for k in range(n):
@@ -1065,15 +1075,30 @@ def motion_step(  # pragma: no cover
                 sv = vs[k] * bb - x * vbs[k]
                 lim = sh_c * bb
                 thr = max(floor, k_sigma * nzs[k])
-                contrast = (xr[k] - xpad[k]) * bb - x * (br[k] - bpad[k])
+                across = br[k] - bpad[k]
+                contrast = (xr[k] - xpad[k]) * bb - x * across
                 deep = x <= sh_hi * bb
+                # Both tests hold for any darker object on a flat grey background: with no
+                # colour to keep and no contrast to scale, a grey bird on grey water or a dark
+                # car on a grey road was shade. So a shadow also needs something a dark object
+                # would fail: colour on the background (a grey object loses it), contrast
+                # across it (a flat object loses it), or a gradual arrival: within the threshold
+                # of the last frame and not foreground then, as under a cloud's soft edge (an
+                # object's edge arrives at once, and its inside was foreground before)
+                told = (
+                    (x * abs(across) > thr * bb) | (x * abs(ubs[k]) > lim) | (x * abs(vbs[k]) > lim)
+                    | ((ps[k] != _RAW_FG) & (abs(x - np.float32(ls[k])) <= thr))
+                )  # fmt: skip
                 light = (x <= light_hi * bb) & (abs(contrast) <= thr * bb)
-                sh = (x < b) & (x >= sh_lo * bb) & (abs(su) <= lim) & (abs(sv) <= lim) & (deep | light)
+                sh = (x < b) & (x >= sh_lo * bb) & (abs(su) <= lim) & (abs(sv) <= lim) & (deep | light) & told
                 r = rs[k]
                 rs[k] = _RAW_SHADOW if (sh & (r == _RAW_FG)) else r
         if relearn:
             for j in range(w):
                 cnr[j] = zero
+        lr = _ptr(last, i)  # for the next frame's shadow test
+        for j in range(w):
+            lr[j] = np.uint8(xr_[j] + np.float32(0.5))
     stats[S_FG] = n_fg
     stats[S_IDLE_ABSDIFF] = idle_sum
     stats[S_IDLE_COUNT] = h * w - n_fg
@@ -1750,7 +1775,7 @@ def motion_frame(  # pragma: no cover
     f: int,
     params: np.ndarray,
     ctl: np.ndarray,
-    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ignore: np.ndarray,
     mask: np.ndarray,
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -1762,8 +1787,8 @@ def motion_frame(  # pragma: no cover
 
     ``use_chroma`` says whether the chroma planes are real (else (1, 1) dummies) and ``t`` is the
     frame's timestamp; both go into ``ctl``, the stream's control vector (``C_*``). ``state`` is
-    ``(bg, noise, bg_uv, fg_count, slope, raw_mask)`` and ``scratch`` is ``(colsum, runs, parent)`` as
-    for the kernels called. Returns the number of boxes kept by
+    ``(bg, noise, bg_uv, fg_count, slope, raw_mask, last)`` and ``scratch`` is ``(colsum, runs,
+    parent)`` as for the kernels called. Returns the number of boxes kept by
     :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), at the top of ``boxes``, or -1 when
     the mask was not produced (``P_REPORT`` off, or a global change: more than ``P_GLOBAL`` of the
     frame in raw foreground while the old view still explains it, see ``GLOBAL_EXPLAINED``, or
@@ -1798,7 +1823,7 @@ def _detect(  # pragma: no cover
     chroma_u: np.ndarray,
     chroma_v: np.ndarray,
     params: np.ndarray,
-    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ignore: np.ndarray,
     mask: np.ndarray,
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -1806,9 +1831,9 @@ def _detect(  # pragma: no cover
     stats: np.ndarray,
 ) -> int:
     """:func:`motion_frame` between control and feedback: step, clean-up, labelling, selection."""
-    bg, noise, bg_uv, fg_count, slope, raw = state
+    bg, noise, bg_uv, fg_count, slope, raw, last = state
     colsum, runs, parent = scratch
-    motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, slope, raw, stats)
+    motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, slope, raw, last, stats)
     h, w = bg.shape
     stats[S_MASK] = 0
     relit = stats[S_FG] > params[P_GLOBAL] * h * w and stats[S_CORR] * stats[S_CORR] > GLOBAL_EXPLAINED

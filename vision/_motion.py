@@ -141,6 +141,7 @@ class MotionDetector:
         self._fg_count = np.zeros((h, w), dtype=np.float32)
         self._slope = np.zeros((h, w), dtype=np.uint8)
         self._raw = np.zeros((h, w), dtype=np.uint8)
+        self._last = np.zeros((h, w), dtype=np.uint8)
         self._mask = np.zeros((h, w), dtype=np.uint8)
         self._colsum = np.zeros(w + 2 * K.MAX_RADIUS, dtype=np.uint8)
         n_runs = h * (w // 2 + 1)
@@ -156,7 +157,7 @@ class MotionDetector:
             dtype=np.float64,
         )
         self._zone_counts = np.zeros(len(self._zones), dtype=np.int64)
-        self._state = (self._bg, self._noise, self._bg_uv, self._fg_count, self._slope, self._raw)
+        self._state = (self._bg, self._noise, self._bg_uv, self._fg_count, self._slope, self._raw, self._last)
         self._scratch = (self._colsum, self._runs, self._parent)
         self._n_px = float(h * w)
         self._luma_strides = (width, 1)  # with shape (height, width): C-contiguous

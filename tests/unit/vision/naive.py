@@ -66,8 +66,13 @@ def motion_step(
     bg_uv: np.ndarray,
     fg_count: np.ndarray,
     slope: np.ndarray,
+    last: np.ndarray,
+    raw: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Reference of :func:`vision._kernels.motion_step`; returns the new state and outputs."""
+    """Reference of :func:`vision._kernels.motion_step`; returns the new state and outputs.
+
+    ``last`` and ``raw`` are the previous frame's rounded analysis frame and raw mask.
+    """
     h, w = bg.shape
     x = downscale_area(luma, f)
     if params[K.P_BLUR] > 0.5:
@@ -144,26 +149,33 @@ def motion_step(
     su = u * ratio_ok_b - x * new_uv[0]  # chroma is centred: U - 128, V - 128
     sv = v * ratio_ok_b - x * new_uv[1]
     lim = sh_c * ratio_ok_b
+    xp = np.pad(x, ((0, 0), (1, 1)), mode="edge")
+    bp = np.pad(new_bg, ((0, 0), (1, 1)), mode="edge")
+    across = bp[:, 2:] - bp[:, :-2]  # the background's contrast across the pixel (one-sided at the edges)
+    # only where a dark object would fail: colour or contrast on the background, or a gradual
+    # arrival (within the threshold of the last frame, which was not foreground there)
+    told = (
+        (x * np.abs(across) > thr * ratio_ok_b) | (x * np.abs(new_uv[0]) > lim) | (x * np.abs(new_uv[1]) > lim)
+        | ((raw != 2) & (np.abs(x - last.astype(F32)) <= thr))
+    )  # fmt: skip
     shadow = (
         (x < new_bg) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)
-        & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
+        & (np.abs(su) <= lim) & (np.abs(sv) <= lim) & told
     )  # fmt: skip
     if params[K.P_SHADE] > 0.5 and sh_hi > 0:
-        # lighter shade: same darkening and hue, and the contrast across the pixel (neighbour to
-        # neighbour, one-sided at the edges) scaled by the same ratio to within its threshold
-        xp = np.pad(x, ((0, 0), (1, 1)), mode="edge")
-        bp = np.pad(new_bg, ((0, 0), (1, 1)), mode="edge")
-        contrast = (xp[:, 2:] - xp[:, :-2]) * ratio_ok_b - x * (bp[:, 2:] - bp[:, :-2])
+        # lighter shade: same darkening and hue, and the contrast across the pixel scaled by
+        # the same ratio to within its threshold
+        contrast = (xp[:, 2:] - xp[:, :-2]) * ratio_ok_b - x * across
         light = (
             (x < new_bg) & (x > sh_hi * ratio_ok_b) & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
-            & (np.abs(contrast) <= thr * ratio_ok_b)
+            & (np.abs(contrast) <= thr * ratio_ok_b) & told
         )  # fmt: skip
         shadow |= light
     new_noise = np.where(own | ~learns, noise, noise + nalpha * (ad - noise)).astype(F32)
     new_cnt = np.where(learns, np.clip(cnt + np.where(fg, 1, -1), 0, 65535), cnt).astype(F32)
     if relearn:
         new_cnt[:] = 0
-    raw = np.where(fg, np.where(shadow, 1, 2), np.where(ad > weak * thr, 1, 0)).astype(np.uint8)
+    new_raw = np.where(fg, np.where(shadow, 1, 2), np.where(ad > weak * thr, 1, 0)).astype(np.uint8)
     stats = np.zeros(K.N_STATS)
     stats[K.S_FG] = np.count_nonzero(fg)
     stats[K.S_IDLE_ABSDIFF] = float(ad[~fg].astype(np.float64).sum())
@@ -176,8 +188,9 @@ def motion_step(
         "noise": new_noise,
         "bg_uv": new_uv,
         "fg_count": new_cnt,
-        "raw": raw,
+        "raw": new_raw,
         "stats": stats,
+        "last": np.floor(x + F32(0.5)).astype(np.uint8),
     }
 
 

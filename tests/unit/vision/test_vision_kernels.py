@@ -85,6 +85,7 @@ def _state(h: int, w: int, seed: int) -> dict[str, np.ndarray]:
         "bg_uv": (rng.random((2, h, w)) * 255 - 128).astype(np.float32),
         "fg_count": rng.integers(0, 4, (h, w)).astype(np.float32),
         "slope": rng.integers(0, 40, (h, w), dtype=np.uint8),
+        "last": rng.integers(0, 256, (h, w), dtype=np.uint8),
     }
 
 
@@ -93,12 +94,19 @@ def _run_step(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     h, w = luma.shape[0] // f, luma.shape[1] // f
     st = _state(h, w, seed)
-    ref = naive.motion_step(luma, f, u, v, params, **{k: a.copy() for k, a in st.items()})
-    raw = np.full((h, w), 9, dtype=np.uint8)
+    # the previous raw mask: some foreground, so that the shadow test's gradual arrival is
+    # checked both ways
+    raw = np.random.default_rng(seed + 200).integers(0, 3, (h, w), dtype=np.uint8)
+    ref = naive.motion_step(luma, f, u, v, params, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, f, u, v, params, st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
+    K.motion_step(luma, f, u, v, params, *_step_state(st), raw, st["last"], stats)
     got = dict(st, raw=raw, stats=stats)
     return got, ref
+
+
+def _step_state(st: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """motion_step's state arguments before the raw mask, from a state dict."""
+    return st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"]
 
 
 def _assert_step_equal(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
@@ -107,6 +115,7 @@ def _assert_step_equal(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -
     npt.assert_allclose(got["bg_uv"], ref["bg_uv"], rtol=1e-5, atol=1e-3)
     npt.assert_allclose(got["fg_count"], ref["fg_count"], atol=0)
     npt.assert_allclose(got["raw"], ref["raw"], atol=0)
+    npt.assert_array_equal(got["last"], ref["last"])
     npt.assert_allclose(got["stats"], ref["stats"], rtol=1e-4, atol=1e-2)
 
 
@@ -199,12 +208,13 @@ def test_motion_step_shadows_match_reference_among_absorbed_pixels(seed: int) ->
         "bg_uv": rng.normal(0, 0.5, (2, h, w)).astype(np.float32),
         "fg_count": rng.integers(0, 4, (h, w)).astype(np.float32),  # absorbed from 2 frames on
         "slope": np.zeros((h, w), np.uint8),
+        "last": luma.copy(),  # on a grey background a shadow is told by its gradual arrival
     }
     params = _params()
-    ref = naive.motion_step(luma, 1, u, v, params, **{k: a.copy() for k, a in st.items()})
-    raw = np.full((h, w), 9, np.uint8)
+    raw = np.ones((h, w), np.uint8)
+    ref = naive.motion_step(luma, 1, u, v, params, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, 1, u, v, params, st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
+    K.motion_step(luma, 1, u, v, params, *_step_state(st), raw, st["last"], stats)
     _assert_step_equal(dict(st, raw=raw, stats=stats), ref)
     dark = luma < 100
     absorbed = dark & (ref["fg_count"] >= 3)  # counts 2 and 3 were absorbed this frame
@@ -213,12 +223,13 @@ def test_motion_step_shadows_match_reference_among_absorbed_pixels(seed: int) ->
 
 
 def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> None:
-    """A textured grey background; rows 0-9 shaded 30% darker (hue and contrast kept), rows
-    12-19 covered by a flat object as dark on average (and as grey). With shade on, the
-    shaded rows are shade (1) and the object stays foreground (2); with it off, both are
-    foreground. Both agree with the NumPy reference. The neighbours' test is off: on a
-    background of independent random grey levels a flat object's value is within the threshold
-    of one of the 8 neighbours' backgrounds at most pixels (what that test is for on leaves)."""
+    """A textured grey background; rows 0-9 shaded 30% darker (hue and contrast kept), as they
+    were on the last frame too, rows 12-19 covered at once by a flat object as dark on average
+    (and as grey). With shade on, the shaded rows are shade (1) and the object stays
+    foreground (2); with it off, both are foreground. Both agree with the NumPy reference. The
+    neighbours' test is off: on a background of independent random grey levels a flat object's
+    value is within the threshold of one of the 8 neighbours' backgrounds at most pixels (what
+    that test is for on leaves)."""
     rng = np.random.default_rng(5)
     h, w = 24, 48
     bg = (100 + 80 * rng.random((h, w))).astype(np.float32)
@@ -232,16 +243,17 @@ def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> N
         "bg_uv": np.zeros((2, h, w), np.float32),
         "fg_count": np.zeros((h, w), np.float32),
         "slope": np.zeros((h, w), np.uint8),
+        "last": np.where(np.arange(h)[:, None] < 10, luma, np.rint(bg)).astype(np.uint8),
     }
+    before = np.zeros((h, w), np.uint8)  # last frame's raw mask: the shaded rows were shade then
+    before[:10] = 1
     for shade in (1.0, 0.0):
         params = _params(P_SHADE=shade, P_NEIGHBOURS=0.0)
-        ref = naive.motion_step(luma, 1, u, u, params, **{k: a.copy() for k, a in st.items()})
+        ref = naive.motion_step(luma, 1, u, u, params, raw=before.copy(), **{k: a.copy() for k, a in st.items()})
         got = {k: a.copy() for k, a in st.items()}
-        raw = np.full((h, w), 9, np.uint8)
+        raw = before.copy()
         stats = np.zeros(K.N_STATS)
-        K.motion_step(
-            luma, 1, u, u, params, got["bg"], got["noise"], got["bg_uv"], got["fg_count"], got["slope"], raw, stats
-        )
+        K.motion_step(luma, 1, u, u, params, *_step_state(got), raw, got["last"], stats)
         _assert_step_equal(dict(got, raw=raw, stats=stats), ref)
         mask = np.zeros_like(raw)
         K.majority_filter(raw, 1, np.zeros_like(raw), mask, np.zeros(w + 2 * K.MAX_RADIUS, np.uint8))
@@ -298,27 +310,66 @@ def test_pointers_address_the_right_elements(i: int, j: int) -> None:
 
 
 def test_motion_step_finds_shadow_and_object() -> None:
-    # hand-made: grey road (bg 120, chroma neutral); a shadow pixel at 30 (ratio 0.25, neutral
-    # chroma) and an object pixel at 30 with a colour shift
-    h, w = 2, 2
-    luma = np.array([[120, 30], [30, 120]], dtype=np.uint8)
-    u = np.array([[128]], dtype=np.uint8)
-    v = np.array([[128]], dtype=np.uint8)
+    # hand-made, in 2x2 blocks (one chroma sample each): a bluish grey road (bg 120, U - 128 =
+    # -14); a shadow at 30 (ratio 0.25) whose colour darkened alike, and an object at 30 where
+    # the road was bluer (its hue changed). The road's colour tells the shadow: on a neutral grey
+    # road a darkening that arrives at once could be either.
+    h, w = 2, 6
+    luma = np.array([[120, 120, 30, 30, 30, 30]] * 2, dtype=np.uint8)
+    u = np.array([[114, 125, 125]], dtype=np.uint8)
+    v = np.full((1, 3), 128, np.uint8)
     st: dict[str, np.ndarray] = {
         "bg": np.full((h, w), 120, np.float32),
         "noise": np.ones((h, w), np.float32),
-        "bg_uv": np.zeros((2, h, w), np.float32),  # centred: neutral chroma
+        "bg_uv": np.zeros((2, h, w), np.float32),  # centred
         "fg_count": np.zeros((h, w), np.float32),
         "slope": np.zeros((h, w), np.uint8),
     }
-    st["bg_uv"][0, 1, 0] = -28  # the background there was bluish: the dark pixel changed hue
+    st["bg_uv"][0] = -14
+    st["bg_uv"][0, :, 4:] = -28
     raw = np.zeros((h, w), np.uint8)
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, 1, u, v, _params(), st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
-    assert raw.tolist() == [[0, 1], [2, 0]]
-    assert stats[K.S_FG] == 2
-    assert stats[K.S_IDLE_COUNT] == 2
-    assert st["bg"][0, 1] == 120  # foreground kept out of the background
+    last = np.full((h, w), 120, np.uint8)  # both arrived at once
+    K.motion_step(luma, 1, u, v, _params(), *_step_state(st), raw, last, stats)
+    assert raw.tolist() == [[0, 0, 1, 1, 2, 2]] * 2
+    assert stats[K.S_FG] == 8
+    assert stats[K.S_IDLE_COUNT] == 4
+    assert st["bg"][0, 2] == 120  # foreground kept out of the background
+    assert last.tolist() == luma.tolist()
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.7])  # a deep shadow's darkening, and shade's
+@pytest.mark.parametrize(
+    ("arrived", "before", "want"),
+    [("at once", 0, 2), ("gradually", 1, 1), ("gradually", 2, 2)],  # the last: an object that stands
+)
+def test_motion_step_darkening_of_a_flat_grey_view_is_shadow_only_if_it_came_gradually(
+    ratio: float, arrived: str, before: int, want: int
+) -> None:
+    """On a flat, colourless grey background neither the hue nor the contrast can tell a shadow
+    from a flat dark object (a grey bird on grey water, a dark car on a grey road): a darkening
+    is shadow or shade only if it came gradually (within the threshold of the last frame, which
+    was not foreground there). The kernel agrees with the NumPy reference."""
+    h, w = 8, 16
+    luma = np.full((h, w), 120, np.uint8)
+    luma[2:6, 4:12] = round(120 * ratio)
+    u = np.full((h // 2, w // 2), 128, np.uint8)
+    st: dict[str, np.ndarray] = {
+        "bg": np.full((h, w), 120, np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "fg_count": np.zeros((h, w), np.float32),
+        "slope": np.zeros((h, w), np.uint8),
+        "last": np.full((h, w), 120, np.uint8) if arrived == "at once" else luma.copy(),
+    }
+    raw = np.full((h, w), before, np.uint8)
+    ref = naive.motion_step(luma, 1, u, u, _params(), raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
+    stats = np.zeros(K.N_STATS)
+    K.motion_step(luma, 1, u, u, _params(), *_step_state(st), raw, st["last"], stats)
+    _assert_step_equal(dict(st, raw=raw, stats=stats), ref)
+    # inside the patch (at its sharp left and right edges the contrast is an object's, not shade's)
+    assert (raw[2:6, 5:11] == want).all()
+    assert stats[K.S_FG] == 32
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
@@ -576,17 +627,17 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     st = _state(h, w, 11)
     ref_p, ref_c = naive.frame_control(params, ctl)
     assert ref_p[K.P_REPORT] == 1.0
-    ref = naive.motion_step(luma, 1, u, v, ref_p, **{k: a.copy() for k, a in st.items()})
+    raw = np.zeros((h, w), np.uint8)
+    ref = naive.motion_step(luma, 1, u, v, ref_p, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
     ref_mask = naive.majority_filter(ref["raw"], 1, np.zeros((h, w), np.uint8))
     ref_boxes = naive.select_boxes(naive.label_components(ref_mask), 3, 5)
     ref_c, _ = naive.frame_feedback(ref_p, ref_c, ref["stats"], ref["fg_count"], len(ref_boxes))
-    raw = np.zeros((h, w), np.uint8)
     mask = np.zeros((h, w), np.uint8)
     runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
     parent = np.zeros(h * (w // 2 + 1), np.int32)
     boxes = np.zeros((512, K.BOX_FIELDS), np.int64)
     stats = np.zeros(K.N_STATS)
-    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw)
+    state = (*_step_state(st), raw, st["last"])
     slope_in = st["slope"].copy()
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent)
     ignore = np.zeros((h, w), np.uint8)
@@ -635,7 +686,7 @@ def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
     ctl = np.zeros(K.N_CTL)
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL], ctl[K.C_CHROMA_LEVEL] = 0.04, -1e300, -1.0
     st = _state(h, w, 5)
-    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], np.zeros((h, w), np.uint8))
+    state = (*_step_state(st), np.zeros((h, w), np.uint8), st["last"])
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     ignore = np.zeros((h, w), np.uint8)
@@ -691,7 +742,7 @@ def test_motion_frame_refreshes_the_slope_every_few_frames() -> None:
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL] = 0.04, -1e300
     st = _state(h, w, 3)
     raw, mask = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
-    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw)
+    state = (*_step_state(st), raw, st["last"])
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     boxes = np.zeros((16, K.BOX_FIELDS), np.int64)
