@@ -160,6 +160,12 @@ class MotionSettings(VisionBase):
         "where the pixel also differs from the background of each of its 8 neighbours (at analysis size). "
         "Off, an object of a pixel or two is seen more surely.",
     )
+    sample_veto: bool = Field(
+        default=True,
+        description="Water, waves and leaves from the first frame on: each pixel keeps a few past values of itself "
+        "and its neighbours, with their local texture (ViBe/LOBSTER-style sample sets, 24 bytes a pixel at "
+        "analysis size); motion whose value and texture match two of them counts only next to other motion.",
+    )
     cleanup_radius: Count = Field(
         default=3,
         ge=0,

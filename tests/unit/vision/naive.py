@@ -2,6 +2,9 @@
 
 Each function returns fresh arrays instead of updating preallocated ones; the tests compare them
 with the numba kernels on random frames and edge cases.
+
+Why this file is long: it mirrors vision/_kernels.py (one file, for numba's cache) reference by
+reference, so that each kernel and its reference can be read side by side.
 """
 
 from __future__ import annotations
@@ -422,3 +425,90 @@ def blurred_edge_correlation(cur: np.ndarray, ref: np.ndarray, radius: int) -> f
     if gc.var() <= 1e-9 * max(1.0, gc.mean() ** 2) or gr.var() <= 1e-9 * max(1.0, gr.mean() ** 2):
         return 0.0
     return float(np.corrcoef(gc.ravel(), gr.ravel())[0, 1])
+
+
+def xorshift(state: int) -> int:
+    """The next state of the 32-bit xorshift generator of sample_veto."""
+    m = 0xFFFFFFFF
+    state ^= (state << 13) & m
+    state ^= state >> 17
+    state ^= (state << 5) & m
+    return state
+
+
+def lbsp(frame: np.ndarray) -> np.ndarray:
+    """Every pixel's 16-bit texture descriptor: bit k set where ring pixel k (the 5x5 border, in
+    the kernel's order) differs from the pixel by more than its relative threshold; the frame's
+    edge repeats outside it."""
+    h, w = frame.shape
+    c = frame.astype(F32)
+    pad = np.pad(c, 2, mode="edge")
+    t = c * F32(K._LBSP_REL) + F32(K._LBSP_ABS)
+    out = np.zeros((h, w), np.uint16)
+    for k, (dy, dx) in enumerate(zip(K._RING_DY, K._RING_DX, strict=True)):
+        ring = pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
+        out |= np.where(np.abs(ring - c) > t, np.uint16(1 << k), np.uint16(0))
+    return out
+
+
+def sample_veto(
+    params: np.ndarray,
+    rng: int,
+    frame: np.ndarray,
+    chroma: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    noise: np.ndarray,
+    raw: np.ndarray,
+    samples: np.ndarray,
+    texture: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Reference of :func:`vision._kernels.sample_veto`, the random draws in the same order;
+    ``chroma`` is (U plane, V plane, background chroma), or None without chroma.
+
+    Returns (random state, raw, samples, texture, pixels demoted)."""
+    raw, samples, texture = raw.copy(), samples.copy(), texture.copy()
+    rng = rng or K.RNG_SEED
+    h, w, n = samples.shape
+    desc = lbsp(frame)
+    if params[K.P_RELEARN] > 0.5:
+        for k in range(n):
+            for i in range(h):
+                for j in range(w):
+                    rng = xorshift(rng)
+                    ii = min(h - 1, max(0, i + int(K._SPREAD[rng & 63])))
+                    jj = min(w - 1, max(0, j + int(K._SPREAD[(rng >> 6) & 63])))
+                    samples[i, j, k] = frame[ii, jj]
+                    texture[i, j, k] = desc[ii, jj]
+        return rng, raw, samples, texture, 0
+    demoted = 0
+    if params[K.P_SAMPLES] > 0.5:
+        reach = F32(K._SAMPLE_REACH) * np.maximum(F32(params[K.P_FLOOR]), F32(params[K.P_THR_SIGMA]) * noise)
+        near = np.abs(frame.astype(F32)[:, :, None] - samples.astype(F32)) <= reach[:, :, None]
+        diff = desc[:, :, None] ^ texture
+        bits = np.array([[[bin(int(v)).count("1") for v in px] for px in row] for row in diff]).reshape(h, w, n)
+        matches = np.count_nonzero(near & (bits <= K._SAMPLE_BITS), axis=2)
+        demote = (raw == 2) & (matches >= K._SAMPLE_MATCHES)
+        cthr = F32(K._SAMPLE_REACH) * F32(params[K.P_CHROMA_THR])
+        if chroma is not None and cthr > 0:  # foreground by colour (as far off as the reach) stays
+            u, v, bg_uv = chroma
+            du = _sample_chroma(u, h, w) - bg_uv[0]
+            dv = _sample_chroma(v, h, w) - bg_uv[1]
+            demote &= (np.abs(du) <= cthr) & (np.abs(dv) <= cthr)
+        raw[demote] = 1
+        demoted = int(np.count_nonzero(demote))
+    every = K._SAMPLE_EVERY
+    for i in range(h):
+        rng = xorshift(rng)
+        j = rng % every
+        while j < w:
+            if raw[i, j] == 0:
+                rng = xorshift(rng)
+                samples[i, j, rng % n] = frame[i, j]
+                texture[i, j, rng % n] = desc[i, j]
+                k, q = (rng >> 8) % n, (rng >> 16) & 7
+                ii = min(h - 1, max(0, i + int(K._NB_DY[q])))
+                jj = min(w - 1, max(0, j + int(K._NB_DX[q])))
+                samples[ii, jj, k] = frame[i, j]
+                texture[ii, jj, k] = desc[i, j]
+            rng = xorshift(rng)
+            j += 1 + rng % (2 * every - 1)
+    return rng, raw, samples, texture, demoted

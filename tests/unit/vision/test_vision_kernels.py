@@ -72,6 +72,7 @@ def _params(**over: float) -> np.ndarray:
     p[K.P_GLOBAL] = 1.0
     p[K.P_RADIUS] = 1
     p[K.P_EDGE] = 0.5
+    p[K.P_SAMPLES] = 1.0
     for name, value in over.items():
         p[getattr(K, name)] = value
     return p
@@ -102,6 +103,13 @@ def _run_step(
     K.motion_step(luma, f, u, v, params, *_step_state(st), raw, st["last"], stats)
     got = dict(st, raw=raw, stats=stats)
     return got, ref
+
+
+def _samples(h: int, w: int, seed: int, spread: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Random sample sets and textures of K.SAMPLES a pixel, values within 0..spread - 1."""
+    rng = np.random.default_rng(seed + 300)
+    values = rng.integers(0, spread, (h, w, K.SAMPLES), dtype=np.uint8)
+    return values, rng.integers(0, 1 << 16, (h, w, K.SAMPLES), dtype=np.uint16)
 
 
 def _step_state(st: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -373,6 +381,68 @@ def test_motion_step_darkening_of_a_flat_grey_view_is_shadow_only_if_it_came_gra
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", [*SHAPES, (24, 40)])  # 40: raw rows read eight pixels a word
+def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> None:
+    """A learning frame draws the samples, then three frames test and update them: the same
+    samples, textures, raw masks, demoted counts and random state as the NumPy reference."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    samples, texture = _samples(h, w, seed)
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_RNG] = 12345 + seed
+    state = int(ctl[K.C_RNG])
+    first = rng.integers(0, 256, shape, dtype=np.uint8)
+    for k in range(4):
+        # later frames: the first one's values give or take a few grey levels, some far off
+        frame = first if k == 0 else np.clip(first + rng.integers(-40, 41, shape), 0, 255).astype(np.uint8)
+        params = _params(P_RELEARN=1.0 if k == 0 else 0.0, P_SAMPLES=float(k != 3))
+        noise = (rng.random(shape) * 6).astype(np.float32)
+        raw = rng.integers(0, 3, shape, dtype=np.uint8)
+        u = rng.integers(0, 256, (max(1, h // 2), max(1, w // 2)), dtype=np.uint8)
+        v = rng.integers(100, 156, u.shape, dtype=np.uint8)
+        bg_uv = rng.normal(0, 10, (2, h, w)).astype(np.float32)
+        state, ref_raw, ref_samples, ref_texture, ref_n = naive.sample_veto(
+            params, state, frame, (u, v, bg_uv), noise, raw, samples, texture
+        )
+        n = K.sample_veto(params, ctl, frame, u, v, bg_uv, noise, raw, samples, texture)
+        npt.assert_array_equal(raw, ref_raw)
+        npt.assert_array_equal(samples, ref_samples)
+        npt.assert_array_equal(texture, ref_texture)
+        assert n == ref_n and ctl[K.C_RNG] == state
+        if k == 3:  # with P_SAMPLES off nothing is demoted, the samples still learn
+            assert n == 0
+
+
+def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
+    """Samples drawn from a view of smooth waves explain the same view a pixel further on (as
+    ripples or leaves look a frame later), which the running background calls foreground; a flat
+    patch brighter than the view stays foreground, and no sample learns from either."""
+    h, w = 32, 48
+    yy, xx = np.mgrid[0:h, 0:w]
+    view = np.rint(120 + 50 * np.sin(xx / 4.0 + yy / 4.0)).astype(np.uint8)
+    samples = np.zeros((h, w, K.SAMPLES), np.uint8)
+    texture = np.zeros((h, w, K.SAMPLES), np.uint16)
+    ctl = np.zeros(K.N_CTL)
+    noise = np.ones((h, w), np.float32)
+    grey = np.full((1, 1), 128, np.uint8)  # no chroma planes
+    bg_uv = np.zeros((2, h, w), np.float32)
+    zeros = np.zeros((h, w), np.uint8)
+    K.sample_veto(_params(P_RELEARN=1.0), ctl, view, grey, grey, bg_uv, noise, zeros, samples, texture)
+    moved = np.roll(view, 1, axis=1)
+    moved[8:20, 16:32] = 250
+    raw = np.full((h, w), 2, np.uint8)
+    before = samples.copy()
+    demoted = K.sample_veto(_params(P_CHROMA_THR=0.0), ctl, moved, grey, grey, bg_uv, noise, raw, samples, texture)
+    assert (raw[8:20, 16:32] == 2).all()
+    waves = np.ones((h, w), bool)
+    waves[8:20, 16:32] = False
+    waves[:, 0] = False  # rolled in from the other side
+    assert (raw[waves] == 1).mean() > 0.8
+    assert demoted == np.count_nonzero(raw == 1)
+    npt.assert_array_equal(samples, before)  # nothing was clean background: nothing learned
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("radius", [0, 1, 2, 3, 4])
 def test_majority_filter_matches_reference(seed: int, shape: tuple[int, int], radius: int) -> None:
@@ -629,15 +699,20 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     assert ref_p[K.P_REPORT] == 1.0
     raw = np.zeros((h, w), np.uint8)
     ref = naive.motion_step(luma, 1, u, v, ref_p, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
-    ref_mask = naive.majority_filter(ref["raw"], 1, np.zeros((h, w), np.uint8))
+    samples, texture = _samples(h, w, 11)
+    ref_rng, ref_raw, _, _, _ = naive.sample_veto(
+        ref_p, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture
+    )
+    ref_mask = naive.majority_filter(ref_raw, 1, np.zeros((h, w), np.uint8))
     ref_boxes = naive.select_boxes(naive.label_components(ref_mask), 3, 5)
     ref_c, _ = naive.frame_feedback(ref_p, ref_c, ref["stats"], ref["fg_count"], len(ref_boxes))
+    ref_c[K.C_RNG] = ref_rng
     mask = np.zeros((h, w), np.uint8)
     runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
     parent = np.zeros(h * (w // 2 + 1), np.int32)
     boxes = np.zeros((512, K.BOX_FIELDS), np.int64)
     stats = np.zeros(K.N_STATS)
-    state = (*_step_state(st), raw, st["last"])
+    state = (*_step_state(st), raw, st["last"], samples, texture)
     slope_in = st["slope"].copy()
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent)
     ignore = np.zeros((h, w), np.uint8)
@@ -686,7 +761,7 @@ def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
     ctl = np.zeros(K.N_CTL)
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL], ctl[K.C_CHROMA_LEVEL] = 0.04, -1e300, -1.0
     st = _state(h, w, 5)
-    state = (*_step_state(st), np.zeros((h, w), np.uint8), st["last"])
+    state = (*_step_state(st), np.zeros((h, w), np.uint8), st["last"], *_samples(h, w, 5))
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     ignore = np.zeros((h, w), np.uint8)
@@ -742,7 +817,7 @@ def test_motion_frame_refreshes_the_slope_every_few_frames() -> None:
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL] = 0.04, -1e300
     st = _state(h, w, 3)
     raw, mask = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
-    state = (*_step_state(st), raw, st["last"])
+    state = (*_step_state(st), raw, st["last"], *_samples(h, w, 3))
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     boxes = np.zeros((16, K.BOX_FIELDS), np.int64)
