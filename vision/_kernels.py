@@ -1209,8 +1209,11 @@ def sample_veto(  # pragma: no cover
     """After :func:`motion_step`: foreground that the pixel's sample set explains counts half,
     then the sample sets learn (see ``SAMPLES``). Returns the number of pixels demoted.
 
-    On a learning frame (``P_RELEARN``: the first, or a relearning window) every pixel's
-    samples are drawn anew from ``frame`` around it (offsets ``_SPREAD``) and nothing is tested.
+    On a new view (the first frame, ``C_FIRST``, or the first of a relearning window: the
+    frame before was a global change, ``C_GLOBAL``) every pixel's samples are drawn anew from
+    ``frame`` around it (offsets ``_SPREAD``) and nothing is tested: about 10 ms at 320x180,
+    so not on every frame of the window, whose frames only teach the samples as below (nothing
+    in them is foreground).
     Otherwise, with ``P_SAMPLES`` on, a ``_RAW_FG`` pixel of ``raw`` becomes ``_RAW_WEAK`` when
     ``_SAMPLE_MATCHES`` of its samples lie within ``_SAMPLE_REACH`` times its threshold
     (``max(P_FLOOR, P_THR_SIGMA * noise)``) with at most ``_SAMPLE_BITS`` texture bits different,
@@ -1239,7 +1242,7 @@ def sample_veto(  # pragma: no cover
     rng = np.uint64(ctl[C_RNG])
     if rng == 0:  # xorshift's fixed point: a control vector never reset
         rng = np.uint64(RNG_SEED)
-    if params[P_RELEARN] > 0.5:
+    if params[P_RELEARN] > 0.5 and (ctl[C_FIRST] > 0.5 or ctl[C_GLOBAL] > 0.5):
         for k in range(n):
             for i in range(h):
                 for j in range(w):

@@ -453,6 +453,7 @@ def lbsp(frame: np.ndarray) -> np.ndarray:
 
 def sample_veto(
     params: np.ndarray,
+    new_view: bool,
     rng: int,
     frame: np.ndarray,
     chroma: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
@@ -469,7 +470,7 @@ def sample_veto(
     rng = rng or K.RNG_SEED
     h, w, n = samples.shape
     desc = lbsp(frame)
-    if params[K.P_RELEARN] > 0.5:
+    if params[K.P_RELEARN] > 0.5 and new_view:  # the first frame, or the first after a global change
         for k in range(n):
             for i in range(h):
                 for j in range(w):

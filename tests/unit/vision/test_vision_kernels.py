@@ -383,8 +383,9 @@ def test_motion_step_darkening_of_a_flat_grey_view_is_shadow_only_if_it_came_gra
 @pytest.mark.parametrize("seed", RNG_SEEDS)
 @pytest.mark.parametrize("shape", [*SHAPES, (24, 40)])  # 40: raw rows read eight pixels a word
 def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> None:
-    """A learning frame draws the samples, then three frames test and update them: the same
-    samples, textures, raw masks, demoted counts and random state as the NumPy reference."""
+    """A new view draws the samples, a relearning frame and two ordinary ones update them (the
+    ordinary ones test them first): the same samples, textures, raw masks, demoted counts and
+    random state as the NumPy reference."""
     rng = np.random.default_rng(seed)
     h, w = shape
     samples, texture = _samples(h, w, seed)
@@ -395,14 +396,16 @@ def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> Non
     for k in range(4):
         # later frames: the first one's values give or take a few grey levels, some far off
         frame = first if k == 0 else np.clip(first + rng.integers(-40, 41, shape), 0, 255).astype(np.uint8)
-        params = _params(P_RELEARN=1.0 if k == 0 else 0.0, P_SAMPLES=float(k != 3))
+        # a new view, a relearning frame after it, two tested frames (the last with P_SAMPLES off)
+        params = _params(P_RELEARN=float(k < 2), P_SAMPLES=float(k != 3))
+        ctl[K.C_FIRST] = float(k == 0)
         noise = (rng.random(shape) * 6).astype(np.float32)
         raw = rng.integers(0, 3, shape, dtype=np.uint8)
         u = rng.integers(0, 256, (max(1, h // 2), max(1, w // 2)), dtype=np.uint8)
         v = rng.integers(100, 156, u.shape, dtype=np.uint8)
         bg_uv = rng.normal(0, 10, (2, h, w)).astype(np.float32)
         state, ref_raw, ref_samples, ref_texture, ref_n = naive.sample_veto(
-            params, state, frame, (u, v, bg_uv), noise, raw, samples, texture
+            params, k == 0, state, frame, (u, v, bg_uv), noise, raw, samples, texture
         )
         n = K.sample_veto(params, ctl, frame, u, v, bg_uv, noise, raw, samples, texture)
         npt.assert_array_equal(raw, ref_raw)
@@ -423,11 +426,13 @@ def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     samples = np.zeros((h, w, K.SAMPLES), np.uint8)
     texture = np.zeros((h, w, K.SAMPLES), np.uint16)
     ctl = np.zeros(K.N_CTL)
+    ctl[K.C_FIRST] = 1.0
     noise = np.ones((h, w), np.float32)
     grey = np.full((1, 1), 128, np.uint8)  # no chroma planes
     bg_uv = np.zeros((2, h, w), np.float32)
     zeros = np.zeros((h, w), np.uint8)
     K.sample_veto(_params(P_RELEARN=1.0), ctl, view, grey, grey, bg_uv, noise, zeros, samples, texture)
+    ctl[K.C_FIRST] = 0.0
     moved = np.roll(view, 1, axis=1)
     moved[8:20, 16:32] = 250
     raw = np.full((h, w), 2, np.uint8)
@@ -701,7 +706,7 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     ref = naive.motion_step(luma, 1, u, v, ref_p, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
     samples, texture = _samples(h, w, 11)
     ref_rng, ref_raw, _, _, _ = naive.sample_veto(
-        ref_p, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture
+        ref_p, False, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture
     )
     ref_mask = naive.majority_filter(ref_raw, 1, np.zeros((h, w), np.uint8))
     ref_boxes = naive.select_boxes(naive.label_components(ref_mask), 3, 5)
