@@ -1205,15 +1205,16 @@ def sample_veto(  # pragma: no cover
     raw: np.ndarray,
     samples: np.ndarray,
     texture: np.ndarray,
+    desc: np.ndarray,
 ) -> int:
     """After :func:`motion_step`: foreground that the pixel's sample set explains counts half,
     then the sample sets learn (see ``SAMPLES``). Returns the number of pixels demoted.
 
     On a new view (the first frame, ``C_FIRST``, or the first of a relearning window: the
     frame before was a global change, ``C_GLOBAL``) every pixel's samples are drawn anew from
-    ``frame`` around it (offsets ``_SPREAD``) and nothing is tested: about 10 ms at 320x180,
-    so not on every frame of the window, whose frames only teach the samples as below (nothing
-    in them is foreground).
+    ``frame`` around it (offsets ``_SPREAD``; the frame's textures computed once into ``desc``)
+    and nothing is tested: a few ms at 320x180, so not on every frame of the window, whose
+    frames only teach the samples as below (nothing in them is foreground).
     Otherwise, with ``P_SAMPLES`` on, a ``_RAW_FG`` pixel of ``raw`` becomes ``_RAW_WEAK`` when
     ``_SAMPLE_MATCHES`` of its samples lie within ``_SAMPLE_REACH`` times its threshold
     (``max(P_FLOOR, P_THR_SIGMA * noise)``) with at most ``_SAMPLE_BITS`` texture bits different,
@@ -1235,6 +1236,7 @@ def sample_veto(  # pragma: no cover
         raw: (h, w) uint8 raw mask, changed in place.
         samples: (h, w, n) uint8 sample values, a pixel's together (n = 0: nothing to do).
         texture: (h, w, n) uint16 their LBSP descriptors.
+        desc: (h, w) uint16 scratch (overwritten on a new view).
     """
     h, w, n = samples.shape
     if n == 0:
@@ -1243,6 +1245,9 @@ def sample_veto(  # pragma: no cover
     if rng == 0:  # xorshift's fixed point: a control vector never reset
         rng = np.uint64(RNG_SEED)
     if params[P_RELEARN] > 0.5 and (ctl[C_FIRST] > 0.5 or ctl[C_GLOBAL] > 0.5):
+        for i in range(h):
+            for j in range(w):
+                desc[i, j] = _lbsp(frame, i, j)
         for k in range(n):
             for i in range(h):
                 for j in range(w):
@@ -1250,7 +1255,7 @@ def sample_veto(  # pragma: no cover
                     ii = min(h - 1, max(0, i + _SPREAD[rng & np.uint64(63)]))
                     jj = min(w - 1, max(0, j + _SPREAD[(rng >> np.uint64(6)) & np.uint64(63)]))
                     samples[i, j, k] = frame[ii, jj]
-                    texture[i, j, k] = _lbsp(frame, ii, jj)
+                    texture[i, j, k] = desc[ii, jj]
         ctl[C_RNG] = np.float64(rng)
         return 0
     demoted = 0
@@ -2035,7 +2040,9 @@ def _detect(  # pragma: no cover
     bg, noise, bg_uv, fg_count, slope, raw, last, samples, texture = state
     colsum, runs, parent = scratch
     motion_step(luma, f, chroma_u, chroma_v, params, bg, noise, bg_uv, fg_count, slope, raw, last, stats)
-    sample_veto(params, ctl, last, chroma_u, chroma_v, bg_uv, noise, raw, samples, texture)
+    # the labelling's scratch, free until the clean-up, holds the textures of a new view
+    desc = parent.view(np.uint16)[: raw.size].reshape(raw.shape)
+    sample_veto(params, ctl, last, chroma_u, chroma_v, bg_uv, noise, raw, samples, texture, desc)
     h, w = bg.shape
     stats[S_MASK] = 0
     relit = stats[S_FG] > params[P_GLOBAL] * h * w and stats[S_CORR] * stats[S_CORR] > GLOBAL_EXPLAINED

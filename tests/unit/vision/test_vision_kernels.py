@@ -407,7 +407,7 @@ def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> Non
         state, ref_raw, ref_samples, ref_texture, ref_n = naive.sample_veto(
             params, k == 0, state, frame, (u, v, bg_uv), noise, raw, samples, texture
         )
-        n = K.sample_veto(params, ctl, frame, u, v, bg_uv, noise, raw, samples, texture)
+        n = K.sample_veto(params, ctl, frame, u, v, bg_uv, noise, raw, samples, texture, np.zeros(shape, np.uint16))
         npt.assert_array_equal(raw, ref_raw)
         npt.assert_array_equal(samples, ref_samples)
         npt.assert_array_equal(texture, ref_texture)
@@ -431,13 +431,16 @@ def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     grey = np.full((1, 1), 128, np.uint8)  # no chroma planes
     bg_uv = np.zeros((2, h, w), np.float32)
     zeros = np.zeros((h, w), np.uint8)
-    K.sample_veto(_params(P_RELEARN=1.0), ctl, view, grey, grey, bg_uv, noise, zeros, samples, texture)
+    desc = np.zeros((h, w), np.uint16)
+    K.sample_veto(_params(P_RELEARN=1.0), ctl, view, grey, grey, bg_uv, noise, zeros, samples, texture, desc)
     ctl[K.C_FIRST] = 0.0
     moved = np.roll(view, 1, axis=1)
     moved[8:20, 16:32] = 250
     raw = np.full((h, w), 2, np.uint8)
     before = samples.copy()
-    demoted = K.sample_veto(_params(P_CHROMA_THR=0.0), ctl, moved, grey, grey, bg_uv, noise, raw, samples, texture)
+    demoted = K.sample_veto(
+        _params(P_CHROMA_THR=0.0), ctl, moved, grey, grey, bg_uv, noise, raw, samples, texture, desc
+    )
     assert (raw[8:20, 16:32] == 2).all()
     waves = np.ones((h, w), bool)
     waves[8:20, 16:32] = False
