@@ -105,7 +105,9 @@ class MotionSettings(VisionBase):
         default=True,
         description="Lighter darkening too (a luma ratio above shadow_max_ratio, as under a passing cloud) is "
         "shade, not motion, where the chroma darkens alike and the local contrast scales by the same "
-        "ratio (within the pixel's threshold): an object brings its own contrast.",
+        "ratio (within the pixel's threshold): an object brings its own contrast. Where the background has "
+        "neither colour nor contrast to test (flat grey), a shadow or shade must also have come gradually: "
+        "a darkening that arrives at once there is an object.",
     )
     background_alpha: Number = Field(
         default=0.04,
@@ -157,6 +159,12 @@ class MotionSettings(VisionBase):
         description="Moving leaves, ripples and a camera shaken by a pixel: a luma difference is motion only "
         "where the pixel also differs from the background of each of its 8 neighbours (at analysis size). "
         "Off, an object of a pixel or two is seen more surely.",
+    )
+    sample_veto: bool = Field(
+        default=True,
+        description="Water, waves and leaves from the first frame on: each pixel keeps a few past values of itself "
+        "and its neighbours, with their local texture (ViBe/LOBSTER-style sample sets, 24 bytes a pixel at "
+        "analysis size); motion whose value and texture match two of them counts only next to other motion.",
     )
     cleanup_radius: Count = Field(
         default=3,

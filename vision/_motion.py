@@ -141,6 +141,9 @@ class MotionDetector:
         self._fg_count = np.zeros((h, w), dtype=np.float32)
         self._slope = np.zeros((h, w), dtype=np.uint8)
         self._raw = np.zeros((h, w), dtype=np.uint8)
+        self._last = np.zeros((h, w), dtype=np.uint8)
+        self._samples = np.zeros((h, w, K.SAMPLES), dtype=np.uint8)
+        self._texture = np.zeros((h, w, K.SAMPLES), dtype=np.uint16)
         self._mask = np.zeros((h, w), dtype=np.uint8)
         self._colsum = np.zeros(w + 2 * K.MAX_RADIUS, dtype=np.uint8)
         n_runs = h * (w // 2 + 1)
@@ -156,7 +159,17 @@ class MotionDetector:
             dtype=np.float64,
         )
         self._zone_counts = np.zeros(len(self._zones), dtype=np.int64)
-        self._state = (self._bg, self._noise, self._bg_uv, self._fg_count, self._slope, self._raw)
+        self._state = (
+            self._bg,
+            self._noise,
+            self._bg_uv,
+            self._fg_count,
+            self._slope,
+            self._raw,
+            self._last,
+            self._samples,
+            self._texture,
+        )
         self._scratch = (self._colsum, self._runs, self._parent)
         self._n_px = float(h * w)
         self._luma_strides = (width, 1)  # with shape (height, width): C-contiguous
@@ -269,6 +282,7 @@ class MotionDetector:
             idle_alpha=_IDLE_ALPHA,
             edge=s.edge_tolerance,
             neighbours=s.neighbour_tolerance,
+            samples=s.sample_veto,
         ).to_array(p)
         self._chroma_on = s.chroma_threshold > 0
         rest = (p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats)

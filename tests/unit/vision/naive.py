@@ -2,6 +2,9 @@
 
 Each function returns fresh arrays instead of updating preallocated ones; the tests compare them
 with the numba kernels on random frames and edge cases.
+
+Why this file is long: it mirrors vision/_kernels.py (one file, for numba's cache) reference by
+reference, so that each kernel and its reference can be read side by side.
 """
 
 from __future__ import annotations
@@ -66,8 +69,13 @@ def motion_step(
     bg_uv: np.ndarray,
     fg_count: np.ndarray,
     slope: np.ndarray,
+    last: np.ndarray,
+    raw: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Reference of :func:`vision._kernels.motion_step`; returns the new state and outputs."""
+    """Reference of :func:`vision._kernels.motion_step`; returns the new state and outputs.
+
+    ``last`` and ``raw`` are the previous frame's rounded analysis frame and raw mask.
+    """
     h, w = bg.shape
     x = downscale_area(luma, f)
     if params[K.P_BLUR] > 0.5:
@@ -144,26 +152,33 @@ def motion_step(
     su = u * ratio_ok_b - x * new_uv[0]  # chroma is centred: U - 128, V - 128
     sv = v * ratio_ok_b - x * new_uv[1]
     lim = sh_c * ratio_ok_b
+    xp = np.pad(x, ((0, 0), (1, 1)), mode="edge")
+    bp = np.pad(new_bg, ((0, 0), (1, 1)), mode="edge")
+    across = bp[:, 2:] - bp[:, :-2]  # the background's contrast across the pixel (one-sided at the edges)
+    # only where a dark object would fail: colour or contrast on the background, or a gradual
+    # arrival (within the threshold of the last frame, which was not foreground there)
+    told = (
+        (x * np.abs(across) > thr * ratio_ok_b) | (x * np.abs(new_uv[0]) > lim) | (x * np.abs(new_uv[1]) > lim)
+        | ((raw != 2) & (np.abs(x - last.astype(F32)) <= thr))
+    )  # fmt: skip
     shadow = (
         (x < new_bg) & (x >= sh_lo * ratio_ok_b) & (x <= sh_hi * ratio_ok_b)
-        & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
+        & (np.abs(su) <= lim) & (np.abs(sv) <= lim) & told
     )  # fmt: skip
     if params[K.P_SHADE] > 0.5 and sh_hi > 0:
-        # lighter shade: same darkening and hue, and the contrast across the pixel (neighbour to
-        # neighbour, one-sided at the edges) scaled by the same ratio to within its threshold
-        xp = np.pad(x, ((0, 0), (1, 1)), mode="edge")
-        bp = np.pad(new_bg, ((0, 0), (1, 1)), mode="edge")
-        contrast = (xp[:, 2:] - xp[:, :-2]) * ratio_ok_b - x * (bp[:, 2:] - bp[:, :-2])
+        # lighter shade: same darkening and hue, and the contrast across the pixel scaled by
+        # the same ratio to within its threshold
+        contrast = (xp[:, 2:] - xp[:, :-2]) * ratio_ok_b - x * across
         light = (
             (x < new_bg) & (x > sh_hi * ratio_ok_b) & (np.abs(su) <= lim) & (np.abs(sv) <= lim)
-            & (np.abs(contrast) <= thr * ratio_ok_b)
+            & (np.abs(contrast) <= thr * ratio_ok_b) & told
         )  # fmt: skip
         shadow |= light
     new_noise = np.where(own | ~learns, noise, noise + nalpha * (ad - noise)).astype(F32)
     new_cnt = np.where(learns, np.clip(cnt + np.where(fg, 1, -1), 0, 65535), cnt).astype(F32)
     if relearn:
         new_cnt[:] = 0
-    raw = np.where(fg, np.where(shadow, 1, 2), np.where(ad > weak * thr, 1, 0)).astype(np.uint8)
+    new_raw = np.where(fg, np.where(shadow, 1, 2), np.where(ad > weak * thr, 1, 0)).astype(np.uint8)
     stats = np.zeros(K.N_STATS)
     stats[K.S_FG] = np.count_nonzero(fg)
     stats[K.S_IDLE_ABSDIFF] = float(ad[~fg].astype(np.float64).sum())
@@ -176,8 +191,9 @@ def motion_step(
         "noise": new_noise,
         "bg_uv": new_uv,
         "fg_count": new_cnt,
-        "raw": raw,
+        "raw": new_raw,
         "stats": stats,
+        "last": np.floor(x + F32(0.5)).astype(np.uint8),
     }
 
 
@@ -409,3 +425,91 @@ def blurred_edge_correlation(cur: np.ndarray, ref: np.ndarray, radius: int) -> f
     if gc.var() <= 1e-9 * max(1.0, gc.mean() ** 2) or gr.var() <= 1e-9 * max(1.0, gr.mean() ** 2):
         return 0.0
     return float(np.corrcoef(gc.ravel(), gr.ravel())[0, 1])
+
+
+def xorshift(state: int) -> int:
+    """The next state of the 32-bit xorshift generator of sample_veto."""
+    m = 0xFFFFFFFF
+    state ^= (state << 13) & m
+    state ^= state >> 17
+    state ^= (state << 5) & m
+    return state
+
+
+def lbsp(frame: np.ndarray) -> np.ndarray:
+    """Every pixel's 16-bit texture descriptor: bit k set where ring pixel k (the 5x5 border, in
+    the kernel's order) differs from the pixel by more than its relative threshold; the frame's
+    edge repeats outside it."""
+    h, w = frame.shape
+    c = frame.astype(F32)
+    pad = np.pad(c, 2, mode="edge")
+    t = c * F32(K._LBSP_REL) + F32(K._LBSP_ABS)
+    out = np.zeros((h, w), np.uint16)
+    for k, (dy, dx) in enumerate(zip(K._RING_DY, K._RING_DX, strict=True)):
+        ring = pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
+        out |= np.where(np.abs(ring - c) > t, np.uint16(1 << k), np.uint16(0))
+    return out
+
+
+def sample_veto(
+    params: np.ndarray,
+    new_view: bool,
+    rng: int,
+    frame: np.ndarray,
+    chroma: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    noise: np.ndarray,
+    raw: np.ndarray,
+    samples: np.ndarray,
+    texture: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Reference of :func:`vision._kernels.sample_veto`, the random draws in the same order;
+    ``chroma`` is (U plane, V plane, background chroma), or None without chroma.
+
+    Returns (random state, raw, samples, texture, pixels demoted)."""
+    raw, samples, texture = raw.copy(), samples.copy(), texture.copy()
+    rng = rng or K.RNG_SEED
+    h, w, n = samples.shape
+    desc = lbsp(frame)
+    if params[K.P_RELEARN] > 0.5 and new_view:  # the first frame, or the first after a global change
+        for k in range(n):
+            for i in range(h):
+                for j in range(w):
+                    rng = xorshift(rng)
+                    ii = min(h - 1, max(0, i + int(K._SPREAD[rng & 63])))
+                    jj = min(w - 1, max(0, j + int(K._SPREAD[(rng >> 6) & 63])))
+                    samples[i, j, k] = frame[ii, jj]
+                    texture[i, j, k] = desc[ii, jj]
+        return rng, raw, samples, texture, 0
+    demoted = 0
+    if params[K.P_SAMPLES] > 0.5:
+        reach = F32(K._SAMPLE_REACH) * np.maximum(F32(params[K.P_FLOOR]), F32(params[K.P_THR_SIGMA]) * noise)
+        near = np.abs(frame.astype(F32)[:, :, None] - samples.astype(F32)) <= reach[:, :, None]
+        diff = desc[:, :, None] ^ texture
+        bits = np.array([[[bin(int(v)).count("1") for v in px] for px in row] for row in diff]).reshape(h, w, n)
+        matches = np.count_nonzero(near & (bits <= K._SAMPLE_BITS), axis=2)
+        demote = (raw == 2) & (matches >= K._SAMPLE_MATCHES)
+        cthr = F32(K._SAMPLE_REACH) * F32(params[K.P_CHROMA_THR])
+        if chroma is not None and cthr > 0:  # foreground by colour (as far off as the reach) stays
+            u, v, bg_uv = chroma
+            du = _sample_chroma(u, h, w) - bg_uv[0]
+            dv = _sample_chroma(v, h, w) - bg_uv[1]
+            demote &= (np.abs(du) <= cthr) & (np.abs(dv) <= cthr)
+        raw[demote] = 1
+        demoted = int(np.count_nonzero(demote))
+    every = K._SAMPLE_EVERY
+    for i in range(h):
+        rng = xorshift(rng)
+        j = rng % every
+        while j < w:
+            if raw[i, j] == 0:
+                rng = xorshift(rng)
+                samples[i, j, rng % n] = frame[i, j]
+                texture[i, j, rng % n] = desc[i, j]
+                k, q = (rng >> 8) % n, (rng >> 16) & 7
+                ii = min(h - 1, max(0, i + int(K._NB_DY[q])))
+                jj = min(w - 1, max(0, j + int(K._NB_DX[q])))
+                samples[ii, jj, k] = frame[i, j]
+                texture[ii, jj, k] = desc[i, j]
+            rng = xorshift(rng)
+            j += 1 + rng % (2 * every - 1)
+    return rng, raw, samples, texture, demoted

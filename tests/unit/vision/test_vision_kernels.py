@@ -72,6 +72,7 @@ def _params(**over: float) -> np.ndarray:
     p[K.P_GLOBAL] = 1.0
     p[K.P_RADIUS] = 1
     p[K.P_EDGE] = 0.5
+    p[K.P_SAMPLES] = 1.0
     for name, value in over.items():
         p[getattr(K, name)] = value
     return p
@@ -85,6 +86,7 @@ def _state(h: int, w: int, seed: int) -> dict[str, np.ndarray]:
         "bg_uv": (rng.random((2, h, w)) * 255 - 128).astype(np.float32),
         "fg_count": rng.integers(0, 4, (h, w)).astype(np.float32),
         "slope": rng.integers(0, 40, (h, w), dtype=np.uint8),
+        "last": rng.integers(0, 256, (h, w), dtype=np.uint8),
     }
 
 
@@ -93,12 +95,26 @@ def _run_step(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     h, w = luma.shape[0] // f, luma.shape[1] // f
     st = _state(h, w, seed)
-    ref = naive.motion_step(luma, f, u, v, params, **{k: a.copy() for k, a in st.items()})
-    raw = np.full((h, w), 9, dtype=np.uint8)
+    # the previous raw mask: some foreground, so that the shadow test's gradual arrival is
+    # checked both ways
+    raw = np.random.default_rng(seed + 200).integers(0, 3, (h, w), dtype=np.uint8)
+    ref = naive.motion_step(luma, f, u, v, params, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, f, u, v, params, st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
+    K.motion_step(luma, f, u, v, params, *_step_state(st), raw, st["last"], stats)
     got = dict(st, raw=raw, stats=stats)
     return got, ref
+
+
+def _samples(h: int, w: int, seed: int, spread: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Random sample sets and textures of K.SAMPLES a pixel, values within 0..spread - 1."""
+    rng = np.random.default_rng(seed + 300)
+    values = rng.integers(0, spread, (h, w, K.SAMPLES), dtype=np.uint8)
+    return values, rng.integers(0, 1 << 16, (h, w, K.SAMPLES), dtype=np.uint16)
+
+
+def _step_state(st: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """motion_step's state arguments before the raw mask, from a state dict."""
+    return st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"]
 
 
 def _assert_step_equal(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> None:
@@ -107,6 +123,7 @@ def _assert_step_equal(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -
     npt.assert_allclose(got["bg_uv"], ref["bg_uv"], rtol=1e-5, atol=1e-3)
     npt.assert_allclose(got["fg_count"], ref["fg_count"], atol=0)
     npt.assert_allclose(got["raw"], ref["raw"], atol=0)
+    npt.assert_array_equal(got["last"], ref["last"])
     npt.assert_allclose(got["stats"], ref["stats"], rtol=1e-4, atol=1e-2)
 
 
@@ -199,12 +216,13 @@ def test_motion_step_shadows_match_reference_among_absorbed_pixels(seed: int) ->
         "bg_uv": rng.normal(0, 0.5, (2, h, w)).astype(np.float32),
         "fg_count": rng.integers(0, 4, (h, w)).astype(np.float32),  # absorbed from 2 frames on
         "slope": np.zeros((h, w), np.uint8),
+        "last": luma.copy(),  # on a grey background a shadow is told by its gradual arrival
     }
     params = _params()
-    ref = naive.motion_step(luma, 1, u, v, params, **{k: a.copy() for k, a in st.items()})
-    raw = np.full((h, w), 9, np.uint8)
+    raw = np.ones((h, w), np.uint8)
+    ref = naive.motion_step(luma, 1, u, v, params, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, 1, u, v, params, st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
+    K.motion_step(luma, 1, u, v, params, *_step_state(st), raw, st["last"], stats)
     _assert_step_equal(dict(st, raw=raw, stats=stats), ref)
     dark = luma < 100
     absorbed = dark & (ref["fg_count"] >= 3)  # counts 2 and 3 were absorbed this frame
@@ -213,12 +231,13 @@ def test_motion_step_shadows_match_reference_among_absorbed_pixels(seed: int) ->
 
 
 def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> None:
-    """A textured grey background; rows 0-9 shaded 30% darker (hue and contrast kept), rows
-    12-19 covered by a flat object as dark on average (and as grey). With shade on, the
-    shaded rows are shade (1) and the object stays foreground (2); with it off, both are
-    foreground. Both agree with the NumPy reference. The neighbours' test is off: on a
-    background of independent random grey levels a flat object's value is within the threshold
-    of one of the 8 neighbours' backgrounds at most pixels (what that test is for on leaves)."""
+    """A textured grey background; rows 0-9 shaded 30% darker (hue and contrast kept), as they
+    were on the last frame too, rows 12-19 covered at once by a flat object as dark on average
+    (and as grey). With shade on, the shaded rows are shade (1) and the object stays
+    foreground (2); with it off, both are foreground. Both agree with the NumPy reference. The
+    neighbours' test is off: on a background of independent random grey levels a flat object's
+    value is within the threshold of one of the 8 neighbours' backgrounds at most pixels (what
+    that test is for on leaves)."""
     rng = np.random.default_rng(5)
     h, w = 24, 48
     bg = (100 + 80 * rng.random((h, w))).astype(np.float32)
@@ -232,16 +251,17 @@ def test_motion_step_tells_cloud_shade_from_a_dark_object_by_its_contrast() -> N
         "bg_uv": np.zeros((2, h, w), np.float32),
         "fg_count": np.zeros((h, w), np.float32),
         "slope": np.zeros((h, w), np.uint8),
+        "last": np.where(np.arange(h)[:, None] < 10, luma, np.rint(bg)).astype(np.uint8),
     }
+    before = np.zeros((h, w), np.uint8)  # last frame's raw mask: the shaded rows were shade then
+    before[:10] = 1
     for shade in (1.0, 0.0):
         params = _params(P_SHADE=shade, P_NEIGHBOURS=0.0)
-        ref = naive.motion_step(luma, 1, u, u, params, **{k: a.copy() for k, a in st.items()})
+        ref = naive.motion_step(luma, 1, u, u, params, raw=before.copy(), **{k: a.copy() for k, a in st.items()})
         got = {k: a.copy() for k, a in st.items()}
-        raw = np.full((h, w), 9, np.uint8)
+        raw = before.copy()
         stats = np.zeros(K.N_STATS)
-        K.motion_step(
-            luma, 1, u, u, params, got["bg"], got["noise"], got["bg_uv"], got["fg_count"], got["slope"], raw, stats
-        )
+        K.motion_step(luma, 1, u, u, params, *_step_state(got), raw, got["last"], stats)
         _assert_step_equal(dict(got, raw=raw, stats=stats), ref)
         mask = np.zeros_like(raw)
         K.majority_filter(raw, 1, np.zeros_like(raw), mask, np.zeros(w + 2 * K.MAX_RADIUS, np.uint8))
@@ -298,27 +318,136 @@ def test_pointers_address_the_right_elements(i: int, j: int) -> None:
 
 
 def test_motion_step_finds_shadow_and_object() -> None:
-    # hand-made: grey road (bg 120, chroma neutral); a shadow pixel at 30 (ratio 0.25, neutral
-    # chroma) and an object pixel at 30 with a colour shift
-    h, w = 2, 2
-    luma = np.array([[120, 30], [30, 120]], dtype=np.uint8)
-    u = np.array([[128]], dtype=np.uint8)
-    v = np.array([[128]], dtype=np.uint8)
+    # hand-made, in 2x2 blocks (one chroma sample each): a bluish grey road (bg 120, U - 128 =
+    # -14); a shadow at 30 (ratio 0.25) whose colour darkened alike, and an object at 30 where
+    # the road was bluer (its hue changed). The road's colour tells the shadow: on a neutral grey
+    # road a darkening that arrives at once could be either.
+    h, w = 2, 6
+    luma = np.array([[120, 120, 30, 30, 30, 30]] * 2, dtype=np.uint8)
+    u = np.array([[114, 125, 125]], dtype=np.uint8)
+    v = np.full((1, 3), 128, np.uint8)
     st: dict[str, np.ndarray] = {
         "bg": np.full((h, w), 120, np.float32),
         "noise": np.ones((h, w), np.float32),
-        "bg_uv": np.zeros((2, h, w), np.float32),  # centred: neutral chroma
+        "bg_uv": np.zeros((2, h, w), np.float32),  # centred
         "fg_count": np.zeros((h, w), np.float32),
         "slope": np.zeros((h, w), np.uint8),
     }
-    st["bg_uv"][0, 1, 0] = -28  # the background there was bluish: the dark pixel changed hue
+    st["bg_uv"][0] = -14
+    st["bg_uv"][0, :, 4:] = -28
     raw = np.zeros((h, w), np.uint8)
     stats = np.zeros(K.N_STATS)
-    K.motion_step(luma, 1, u, v, _params(), st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw, stats)
-    assert raw.tolist() == [[0, 1], [2, 0]]
-    assert stats[K.S_FG] == 2
-    assert stats[K.S_IDLE_COUNT] == 2
-    assert st["bg"][0, 1] == 120  # foreground kept out of the background
+    last = np.full((h, w), 120, np.uint8)  # both arrived at once
+    K.motion_step(luma, 1, u, v, _params(), *_step_state(st), raw, last, stats)
+    assert raw.tolist() == [[0, 0, 1, 1, 2, 2]] * 2
+    assert stats[K.S_FG] == 8
+    assert stats[K.S_IDLE_COUNT] == 4
+    assert st["bg"][0, 2] == 120  # foreground kept out of the background
+    assert last.tolist() == luma.tolist()
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.7])  # a deep shadow's darkening, and shade's
+@pytest.mark.parametrize(
+    ("arrived", "before", "want"),
+    [("at once", 0, 2), ("gradually", 1, 1), ("gradually", 2, 2)],  # the last: an object that stands
+)
+def test_motion_step_darkening_of_a_flat_grey_view_is_shadow_only_if_it_came_gradually(
+    ratio: float, arrived: str, before: int, want: int
+) -> None:
+    """On a flat, colourless grey background neither the hue nor the contrast can tell a shadow
+    from a flat dark object (a grey bird on grey water, a dark car on a grey road): a darkening
+    is shadow or shade only if it came gradually (within the threshold of the last frame, which
+    was not foreground there). The kernel agrees with the NumPy reference."""
+    h, w = 8, 16
+    luma = np.full((h, w), 120, np.uint8)
+    luma[2:6, 4:12] = round(120 * ratio)
+    u = np.full((h // 2, w // 2), 128, np.uint8)
+    st: dict[str, np.ndarray] = {
+        "bg": np.full((h, w), 120, np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "fg_count": np.zeros((h, w), np.float32),
+        "slope": np.zeros((h, w), np.uint8),
+        "last": np.full((h, w), 120, np.uint8) if arrived == "at once" else luma.copy(),
+    }
+    raw = np.full((h, w), before, np.uint8)
+    ref = naive.motion_step(luma, 1, u, u, _params(), raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
+    stats = np.zeros(K.N_STATS)
+    K.motion_step(luma, 1, u, u, _params(), *_step_state(st), raw, st["last"], stats)
+    _assert_step_equal(dict(st, raw=raw, stats=stats), ref)
+    # inside the patch (at its sharp left and right edges the contrast is an object's, not shade's)
+    assert (raw[2:6, 5:11] == want).all()
+    assert stats[K.S_FG] == 32
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", [*SHAPES, (24, 40)])  # 40: raw rows read eight pixels a word
+def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> None:
+    """A new view draws the samples, a relearning frame and two ordinary ones update them (the
+    ordinary ones test them first): the same samples, textures, raw masks, demoted counts and
+    random state as the NumPy reference."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    samples, texture = _samples(h, w, seed)
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_RNG] = 12345 + seed
+    state = int(ctl[K.C_RNG])
+    first = rng.integers(0, 256, shape, dtype=np.uint8)
+    for k in range(4):
+        # later frames: the first one's values give or take a few grey levels, some far off
+        frame = first if k == 0 else np.clip(first + rng.integers(-40, 41, shape), 0, 255).astype(np.uint8)
+        # a new view, a relearning frame after it, two tested frames (the last with P_SAMPLES off)
+        params = _params(P_RELEARN=float(k < 2), P_SAMPLES=float(k != 3))
+        ctl[K.C_FIRST] = float(k == 0)
+        noise = (rng.random(shape) * 6).astype(np.float32)
+        raw = rng.integers(0, 3, shape, dtype=np.uint8)
+        u = rng.integers(0, 256, (max(1, h // 2), max(1, w // 2)), dtype=np.uint8)
+        v = rng.integers(100, 156, u.shape, dtype=np.uint8)
+        bg_uv = rng.normal(0, 10, (2, h, w)).astype(np.float32)
+        state, ref_raw, ref_samples, ref_texture, ref_n = naive.sample_veto(
+            params, k == 0, state, frame, (u, v, bg_uv), noise, raw, samples, texture
+        )
+        n = K.sample_veto(params, ctl, frame, u, v, bg_uv, noise, raw, samples, texture, np.zeros(shape, np.uint16))
+        npt.assert_array_equal(raw, ref_raw)
+        npt.assert_array_equal(samples, ref_samples)
+        npt.assert_array_equal(texture, ref_texture)
+        assert n == ref_n and ctl[K.C_RNG] == state
+        if k == 3:  # with P_SAMPLES off nothing is demoted, the samples still learn
+            assert n == 0
+
+
+def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
+    """Samples drawn from a view of smooth waves explain the same view a pixel further on (as
+    ripples or leaves look a frame later), which the running background calls foreground; a flat
+    patch brighter than the view stays foreground, and no sample learns from either."""
+    h, w = 32, 48
+    yy, xx = np.mgrid[0:h, 0:w]
+    view = np.rint(120 + 50 * np.sin(xx / 4.0 + yy / 4.0)).astype(np.uint8)
+    samples = np.zeros((h, w, K.SAMPLES), np.uint8)
+    texture = np.zeros((h, w, K.SAMPLES), np.uint16)
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_FIRST] = 1.0
+    noise = np.ones((h, w), np.float32)
+    grey = np.full((1, 1), 128, np.uint8)  # no chroma planes
+    bg_uv = np.zeros((2, h, w), np.float32)
+    zeros = np.zeros((h, w), np.uint8)
+    desc = np.zeros((h, w), np.uint16)
+    K.sample_veto(_params(P_RELEARN=1.0), ctl, view, grey, grey, bg_uv, noise, zeros, samples, texture, desc)
+    ctl[K.C_FIRST] = 0.0
+    moved = np.roll(view, 1, axis=1)
+    moved[8:20, 16:32] = 250
+    raw = np.full((h, w), 2, np.uint8)
+    before = samples.copy()
+    demoted = K.sample_veto(
+        _params(P_CHROMA_THR=0.0), ctl, moved, grey, grey, bg_uv, noise, raw, samples, texture, desc
+    )
+    assert (raw[8:20, 16:32] == 2).all()
+    waves = np.ones((h, w), bool)
+    waves[8:20, 16:32] = False
+    waves[:, 0] = False  # rolled in from the other side
+    assert (raw[waves] == 1).mean() > 0.8
+    assert demoted == np.count_nonzero(raw == 1)
+    npt.assert_array_equal(samples, before)  # nothing was clean background: nothing learned
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
@@ -576,17 +705,22 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     st = _state(h, w, 11)
     ref_p, ref_c = naive.frame_control(params, ctl)
     assert ref_p[K.P_REPORT] == 1.0
-    ref = naive.motion_step(luma, 1, u, v, ref_p, **{k: a.copy() for k, a in st.items()})
-    ref_mask = naive.majority_filter(ref["raw"], 1, np.zeros((h, w), np.uint8))
+    raw = np.zeros((h, w), np.uint8)
+    ref = naive.motion_step(luma, 1, u, v, ref_p, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
+    samples, texture = _samples(h, w, 11)
+    ref_rng, ref_raw, _, _, _ = naive.sample_veto(
+        ref_p, False, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture
+    )
+    ref_mask = naive.majority_filter(ref_raw, 1, np.zeros((h, w), np.uint8))
     ref_boxes = naive.select_boxes(naive.label_components(ref_mask), 3, 5)
     ref_c, _ = naive.frame_feedback(ref_p, ref_c, ref["stats"], ref["fg_count"], len(ref_boxes))
-    raw = np.zeros((h, w), np.uint8)
+    ref_c[K.C_RNG] = ref_rng
     mask = np.zeros((h, w), np.uint8)
     runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
     parent = np.zeros(h * (w // 2 + 1), np.int32)
     boxes = np.zeros((512, K.BOX_FIELDS), np.int64)
     stats = np.zeros(K.N_STATS)
-    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw)
+    state = (*_step_state(st), raw, st["last"], samples, texture)
     slope_in = st["slope"].copy()
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent)
     ignore = np.zeros((h, w), np.uint8)
@@ -635,7 +769,7 @@ def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
     ctl = np.zeros(K.N_CTL)
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL], ctl[K.C_CHROMA_LEVEL] = 0.04, -1e300, -1.0
     st = _state(h, w, 5)
-    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], np.zeros((h, w), np.uint8))
+    state = (*_step_state(st), np.zeros((h, w), np.uint8), st["last"], *_samples(h, w, 5))
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     ignore = np.zeros((h, w), np.uint8)
@@ -691,7 +825,7 @@ def test_motion_frame_refreshes_the_slope_every_few_frames() -> None:
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL] = 0.04, -1e300
     st = _state(h, w, 3)
     raw, mask = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
-    state = (st["bg"], st["noise"], st["bg_uv"], st["fg_count"], st["slope"], raw)
+    state = (*_step_state(st), raw, st["last"], *_samples(h, w, 3))
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     boxes = np.zeros((16, K.BOX_FIELDS), np.int64)
