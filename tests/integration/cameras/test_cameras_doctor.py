@@ -13,27 +13,15 @@ import pytest
 from aiohttp import web
 
 from drivers.camera import Camera
-from edge_config.camera import CameraDevice
 from gateway.doctor import run_doctor
 from simulators.onvif_camera import OnvifCameraSim
-from tests.integration.cameras._peers import PASSWORD, USER
+from tests.integration.cameras._peers import PASSWORD, USER, camera_config
 from tests.sites import one_terminal_site
 
 
 async def _status_of_a_camera_without_events() -> dict[str, Any]:
     async with OnvifCameraSim(username=USER, password=PASSWORD, events=False) as sim:
-        cfg = CameraDevice.model_validate(
-            {
-                "kind": "onvif",
-                "id": "gate-cam",
-                "host": "127.0.0.1",
-                "port": sim.port,
-                "username": USER,
-                "password": {"file": "unused"},
-                "gating": "camera_motion",
-                "stream": {"mode": "snapshot", "snapshot_interval_s": 0.2},
-            }
-        )
+        cfg = camera_config(sim, {"mode": "snapshot", "snapshot_interval_s": 0.2}, gating="camera_motion")
         camera = Camera(cfg, password=PASSWORD, frame_sink=lambda _f: None)
         connected = asyncio.Event()
         task = asyncio.create_task(camera.run(lambda _s: None, connected.set))
