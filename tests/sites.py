@@ -31,3 +31,12 @@ broker = "village"
   topic = "r/1"
 """
     )
+
+
+# The box of the GB/T 28181 tests: its civil code is what the channel ids are checked against.
+GB_BOX = """[site]
+box_id = "box-1"
+township = "Panlian"
+village = "Xinhe"
+civil_code = "510421103"
+"""

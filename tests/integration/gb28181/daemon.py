@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.conftest import free_port
 from tests.integration.gb28181.platform import DEVICE_ID, PLATFORM_ID
+from tests.sites import GB_BOX
 
 PASSWORD = "s3cret"
 TOKEN = "t"
@@ -28,12 +29,7 @@ def gb_site(tmp_path: Path, tables: dict[str, dict[str, object]], devices: str) 
     site.write_text(
         f"""
 state_dir = "{tmp_path / "state"}"
-[site]
-box_id = "box-1"
-township = "Panlian"
-village = "Xinhe"
-civil_code = "510421103"
-[api]
+{GB_BOX}[api]
 port = {free_port()}
 token = {{ file = "token" }}
 {upstream}

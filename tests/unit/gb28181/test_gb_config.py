@@ -10,14 +10,11 @@ from edge_config import load
 from edge_core.errors import ConfigError
 from gateway.cli import main
 from gateway.links import push_consumers
+from tests.sites import GB_BOX
 
-SITE = """\
-[site]
-box_id = "box-1"
-township = "Panlian"
-village = "Xinhe"
-civil_code = "510421103"
-
+SITE = (
+    GB_BOX
+    + """
 [api]
 token = {{ file = "token" }}
 
@@ -35,6 +32,7 @@ id = "cam-1"
 host = "192.168.1.10"
 national_id = "{nid}"
 """
+)
 
 
 def write(tmp_path: Path, extra: str = "", nid: str = "51042110301320000001") -> Path:
