@@ -124,6 +124,8 @@ async def test_intrusions_reach_the_platform_and_wait_out_a_minute_without_it(
     try:
         async with registered(tmp_path) as (platform, gw):
             channel = gw.gb28181["county"]
+            # The platform has had the REGISTER; its 200 OK may still be on its way to the channel.
+            await until(lambda: channel.stats.registered, 10, "the REGISTER's 200 OK")
             # /metrics and doctor see the registration.
             scrape = generate_latest(gw.metrics.registry).decode()
             assert 'gateway_gb28181_registered{channel="county"} 1.0' in scrape
