@@ -1620,7 +1620,9 @@ def ghost_reset(  # pragma: no cover
     on, sampled as motion_step does) as chroma background, a foreground count of 0, and the value
     and texture as every sample. Age: the mean of ``fg_count`` (counted on learning frames, one in
     ``LEARN_EVERY``) reaches ``_GHOST_AFTER_S`` at the frame interval ``C_DT``. The outline is the
-    component's pixels with a 4-neighbour outside it (or outside the frame). Nothing happens with
+    component's pixels with a 4-neighbour in the frame outside it: the frame's edge is no outline
+    (a person who fills the view's lower edge would show the inside of their coat there, against
+    the background's edges, as a ghost would). Nothing happens with
     ``P_GHOSTS`` off.
 
     Args:
@@ -1671,7 +1673,10 @@ def ghost_reset(  # pragma: no cover
         a = runs[q, 1]
         z = runs[q, 2]
         for j in range(a, z):
-            outline = j == a or j == z - 1 or i == 0 or i == h - 1 or mask[i - 1, j] == 0 or mask[i + 1, j] == 0
+            outline = (
+                (j == a and a > 0) or (j == z - 1 and z < w)
+                or (i > 0 and mask[i - 1, j] == 0) or (i < h - 1 and mask[i + 1, j] == 0)
+            )  # fmt: skip
             if outline:
                 e_frame[r] += _span_gradient(frame, i, j, h, w)
                 e_bg[r] += _span_gradient(bg, i, j, h, w)

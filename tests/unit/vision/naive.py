@@ -549,7 +549,7 @@ def ghost_reset(
         gy = np.abs(pad[2 * s : 2 * s + h, s : s + w] - pad[:h, s : s + w])
         return gx + gy
 
-    inside = np.pad(mask != 0, 1)  # outside the frame counts as outside the component
+    inside = np.pad(mask != 0, 1, constant_values=True)  # the frame's edge is no outline
     interior = inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
     outline = (mask != 0) & ~interior
     g_frame, g_bg = gradient(frame), gradient(st["bg"])

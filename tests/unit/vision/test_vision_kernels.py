@@ -569,6 +569,32 @@ def test_ghost_reset_learns_what_left_and_keeps_who_stays() -> None:
     assert (st["bg"][10:30, 65:85] == 220.0).all() and (st["bg"][10:30, 95:115] == 220.0).all()
 
 
+def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
+    """Someone close to the camera fills the view's lower edge; the mask holds the middle of their
+    dark coat (its sides passed as shadow). Along the frame's edge the coat is flat and the
+    background behind it has a railing: read as outline, that edge was a ghost's (the
+    background's edges, not the frame's). The frame's edge is no outline, and the coat stays."""
+    h, w = 40, 60
+    frame = np.full((h, w), 100, np.uint8)
+    frame[15:, 5:55] = 20
+    bg = np.full((h, w), 100.0, np.float32)
+    bg[h - 3 :, 20:40:2] = 230.0
+    mask = np.zeros((h, w), np.uint8)
+    mask[22:, 15:45] = 1
+    st: dict[str, np.ndarray] = {
+        "bg": bg,
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "fg_count": np.full((h, w), 40.0, np.float32),  # old
+        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
+        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
+    }
+    grey = np.full((1, 1), 128, np.uint8)
+    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
+    assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 0
+    assert mask[22:, 15:45].all()
+
+
 @pytest.mark.parametrize("seed", RNG_SEEDS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("radius", [0, 1, 2, 3, 4])
