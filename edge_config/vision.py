@@ -166,6 +166,12 @@ class MotionSettings(VisionBase):
         "and its neighbours, with their local texture (ViBe/LOBSTER-style sample sets, 24 bytes a pixel at "
         "analysis size); motion whose value and texture match two of them counts only next to other motion.",
     )
+    ghost_reset: bool = Field(
+        default=True,
+        description="Ghosts: where an object that was learned as background (there in the first frame) has left, the "
+        "revealed background is learned at once when the edges along its outline are the background's and not the "
+        "frame's and it has not moved for 0.8 s; a person who stops keeps their own outline and stays motion.",
+    )
     cleanup_radius: Count = Field(
         default=3,
         ge=0,

@@ -142,6 +142,7 @@ class MotionDetector:
         self._slope = np.zeros((h, w), dtype=np.uint8)
         self._raw = np.zeros((h, w), dtype=np.uint8)
         self._last = np.zeros((h, w), dtype=np.uint8)
+        self._prev = np.zeros((h, w), dtype=np.uint8)
         self._samples = np.zeros((h, w, K.SAMPLES), dtype=np.uint8)
         self._texture = np.zeros((h, w, K.SAMPLES), dtype=np.uint16)
         self._mask = np.zeros((h, w), dtype=np.uint8)
@@ -167,6 +168,7 @@ class MotionDetector:
             self._slope,
             self._raw,
             self._last,
+            self._prev,
             self._samples,
             self._texture,
         )
@@ -283,6 +285,7 @@ class MotionDetector:
             edge=s.edge_tolerance,
             neighbours=s.neighbour_tolerance,
             samples=s.sample_veto,
+            ghosts=s.ghost_reset,
         ).to_array(p)
         self._chroma_on = s.chroma_threshold > 0
         rest = (p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats)

@@ -289,34 +289,40 @@ def majority_filter(mask: np.ndarray, radius: int, ignore: np.ndarray) -> np.nda
     return out
 
 
-def label_components(mask: np.ndarray) -> np.ndarray:
-    """8-connected components by breadth-first flood fill, in raster order of first pixel.
-
-    Returns an (n, 7) int64 array: x0, y0, x1, y1 (exclusive), area, sum_x, sum_y.
-    """
+def component_labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components by breadth-first flood fill: an int64 label image (0 outside the
+    mask, 1..n in raster order of each component's first pixel) and n."""
     h, w = mask.shape
-    seen = np.zeros((h, w), dtype=bool)
-    rows: list[list[int]] = []
+    labels = np.zeros((h, w), dtype=np.int64)
+    n = 0
     for y in range(h):
         for x in range(w):
-            if mask[y, x] == 0 or seen[y, x]:
+            if mask[y, x] == 0 or labels[y, x]:
                 continue
-            x0, y0, x1, y1, area, sx, sy = x, y, x + 1, y + 1, 0, 0, 0
+            n += 1
             queue = deque([(y, x)])
-            seen[y, x] = True
+            labels[y, x] = n
             while queue:
                 cy, cx = queue.popleft()
-                area += 1
-                sx += cx
-                sy += cy
-                x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + 1), max(y1, cy + 1)
                 for dy in (-1, 0, 1):
                     for dx in (-1, 0, 1):
                         ny, nx = cy + dy, cx + dx
-                        if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
-                            seen[ny, nx] = True
+                        if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not labels[ny, nx]:
+                            labels[ny, nx] = n
                             queue.append((ny, nx))
-            rows.append([x0, y0, x1, y1, area, sx, sy])
+    return labels, n
+
+
+def label_components(mask: np.ndarray) -> np.ndarray:
+    """8-connected components in raster order of first pixel.
+
+    Returns an (n, 7) int64 array: x0, y0, x1, y1 (exclusive), area, sum_x, sum_y.
+    """
+    labels, n = component_labels(mask)
+    rows: list[list[int]] = []
+    for c in range(1, n + 1):
+        ys, xs = np.nonzero(labels == c)
+        rows.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, xs.size, xs.sum(), ys.sum()])
     return np.array(rows, dtype=np.int64).reshape(-1, K.BOX_FIELDS)
 
 
@@ -513,3 +519,56 @@ def sample_veto(
             rng = xorshift(rng)
             j += 1 + rng % (2 * every - 1)
     return rng, raw, samples, texture, demoted
+
+
+def ghost_reset(
+    params: np.ndarray,
+    dt: float,
+    frame: np.ndarray,
+    prev: np.ndarray,
+    chroma: tuple[np.ndarray, np.ndarray] | None,
+    state: dict[str, np.ndarray],
+    mask: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """Reference of :func:`vision._kernels.ghost_reset` on a labelled mask. ``chroma`` is the
+    (U, V) planes, or None without chroma; ``state`` holds bg, bg_uv, noise, fg_count, samples and
+    texture. Returns (the state, changed copies; the mask; pixels cleared)."""
+    st = {k: a.copy() for k, a in state.items()}
+    mask = mask.copy()
+    if params[K.P_GHOSTS] < 0.5:
+        return st, mask, 0
+    h, w = mask.shape
+    labels, n = component_labels(mask)
+    thr = np.maximum(F32(params[K.P_FLOOR]), F32(params[K.P_THR_SIGMA]) * st["noise"])
+    moved = np.abs(frame.astype(F32) - prev.astype(F32)) > thr
+    s = K._GHOST_SPAN
+
+    def gradient(img: np.ndarray) -> np.ndarray:
+        pad = np.pad(img.astype(np.float64), s, mode="edge")
+        gx = np.abs(pad[s : s + h, 2 * s : 2 * s + w] - pad[s : s + h, :w])
+        gy = np.abs(pad[2 * s : 2 * s + h, s : s + w] - pad[:h, s : s + w])
+        return gx + gy
+
+    inside = np.pad(mask != 0, 1, constant_values=True)  # the frame's edge is no outline
+    interior = inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
+    outline = (mask != 0) & ~interior
+    g_frame, g_bg = gradient(frame), gradient(st["bg"])
+    need = K._GHOST_AFTER_S / (max(dt, 1e-3) * K.LEARN_EVERY)
+    ghost = np.zeros((h, w), bool)
+    for c in range(1, n + 1):
+        comp = labels == c
+        area = comp.sum()
+        old = st["fg_count"][comp].astype(np.float64).sum() >= need * area
+        still = moved[comp].sum() * K._GHOST_STILL <= area
+        edges = g_bg[comp & outline].sum() > K._GHOST_EDGES * g_frame[comp & outline].sum()
+        if old and still and edges:
+            ghost |= comp
+    st["bg"][ghost] = frame[ghost]
+    if chroma is not None and params[K.P_CHROMA_THR] > 0:
+        for plane, k in zip(chroma, (0, 1), strict=True):
+            st["bg_uv"][k][ghost] = _sample_chroma(plane, h, w)[ghost]
+    st["fg_count"][ghost] = 0
+    st["samples"][ghost] = frame[ghost][:, None]
+    st["texture"][ghost] = lbsp(frame)[ghost][:, None]
+    mask[ghost] = 0
+    return st, mask, int(ghost.sum())

@@ -73,6 +73,7 @@ def _params(**over: float) -> np.ndarray:
     p[K.P_RADIUS] = 1
     p[K.P_EDGE] = 0.5
     p[K.P_SAMPLES] = 1.0
+    p[K.P_GHOSTS] = 1.0
     for name, value in over.items():
         p[getattr(K, name)] = value
     return p
@@ -450,6 +451,150 @@ def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     npt.assert_array_equal(samples, before)  # nothing was clean background: nothing learned
 
 
+def _ghost_scene(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(frame, prev, state, mask): a textured view; blocks that the background holds and the
+    frame does not (ghosts), blocks that the frame holds and the background does not (objects),
+    each in the mask, some old and some young, some moving; random specks besides."""
+    rng = np.random.default_rng(seed + 400)
+    h, w = shape
+    view = rng.normal(100, 6, shape).clip(0, 255)
+    frame = np.rint(view).astype(np.uint8)
+    bg = view.astype(np.float32) + rng.normal(0, 1, shape).astype(np.float32)
+    prev = frame.copy()
+    mask = (rng.random(shape) < 0.03).astype(np.uint8)
+    fg_count = rng.integers(0, 4, shape).astype(np.float32)
+    for _ in range(max(1, h * w // 150)):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        bh, bw = rng.integers(1, 9), rng.integers(1, 9)
+        block = (slice(y, y + bh), slice(x, x + bw))
+        if rng.random() < 0.5:
+            bg[block] = 200.0 + rng.normal(0, 20, bg[block].shape).astype(np.float32)  # the one who left
+        else:
+            frame[block] = 30  # someone who came
+        mask[max(0, y - 1) : y + bh + 1, max(0, x - 1) : x + bw + 1] = 1
+        fg_count[block] = rng.choice([3.0, 12.0, 40.0])
+        if rng.random() < 0.3:
+            prev[block] = rng.integers(0, 256, prev[block].shape)
+    st = {
+        "bg": bg,
+        "bg_uv": rng.normal(0, 10, (2, h, w)).astype(np.float32),
+        "noise": (rng.random(shape) * 6).astype(np.float32),
+        "fg_count": fg_count,
+        "samples": _samples(h, w, seed)[0],
+        "texture": _samples(h, w, seed)[1],
+    }
+    return frame, prev, st, mask
+
+
+def _ghost_reset(
+    params: np.ndarray, dt: float, frame: np.ndarray, prev: np.ndarray, chroma: tuple[np.ndarray, np.ndarray],
+    st: dict[str, np.ndarray], mask: np.ndarray,
+) -> int:  # fmt: skip
+    """K.ghost_reset on ``mask`` labelled by K.label_runs, state changed in place."""
+    h, w = mask.shape
+    runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
+    parent = np.zeros(h * (w // 2 + 1), np.int32)
+    n_runs = K.label_runs(mask, runs, parent)
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_DT] = dt
+    return int(
+        K.ghost_reset(
+            params, ctl, frame, prev, *chroma, st["bg"], st["bg_uv"], st["noise"], st["fg_count"], st["samples"],
+            st["texture"], mask, runs, parent, n_runs,
+        )
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", [*SHAPES, (24, 40), (60, 90)])
+@pytest.mark.parametrize("ghosts", [1.0, 0.0])
+@pytest.mark.parametrize("chroma_thr", [7.0, 0.0])
+def test_ghost_reset_matches_reference(seed: int, shape: tuple[int, int], ghosts: float, chroma_thr: float) -> None:
+    """The same background, chroma, counts, samples, textures, mask and count cleared as the
+    NumPy reference, on scenes with ghosts, objects and specks, old and young, still and moving."""
+    frame, prev, st, mask = _ghost_scene(shape, seed)
+    h, w = shape
+    rng = np.random.default_rng(seed)
+    chroma = (rng.integers(0, 256, (max(1, h // 2), max(1, w // 2)), dtype=np.uint8),
+              rng.integers(0, 256, (max(1, h // 2), max(1, w // 2)), dtype=np.uint8))  # fmt: skip
+    params = _params(P_GHOSTS=ghosts, P_CHROMA_THR=chroma_thr, P_FLOOR=14.0, P_THR_SIGMA=3.5)
+    ref_st, ref_mask, ref_n = naive.ghost_reset(params, 0.04, frame, prev, chroma, st, mask)
+    n = _ghost_reset(params, 0.04, frame, prev, chroma, st, mask)
+    for k, a in ref_st.items():
+        npt.assert_array_equal(st[k], a, err_msg=k)
+    npt.assert_array_equal(mask, ref_mask)
+    assert n == ref_n
+    if ghosts == 0.0:
+        assert n == 0
+
+
+def test_ghost_reset_learns_what_left_and_keeps_who_stays() -> None:
+    """A patch the background holds from the first frame, gone from the frame (a ghost), is
+    learned and leaves the mask once it has been foreground for _GHOST_AFTER_S; a patch the
+    frame holds and the background does not (a person standing still), as old, stays; so do a
+    young ghost and a ghost that still moves."""
+    h, w = 40, 120
+    view = np.rint(np.random.default_rng(4).normal(100, 4, (h, w))).astype(np.uint8)
+    bg = view.astype(np.float32)
+    frame = view.copy()
+    bg[10:30, 5:25] = 220.0  # left
+    frame[10:30, 35:55] = 20  # stays
+    bg[10:30, 65:85] = 220.0  # left, but too recently
+    bg[10:30, 95:115] = 220.0  # left, but the frame moves there (leaves in front of the lens)
+    prev = frame.copy()
+    prev[10:30, 95:115] = 180
+    mask = np.zeros((h, w), np.uint8)
+    for x0 in (5, 35, 65, 95):
+        mask[9:31, x0 - 1 : x0 + 21] = 1
+    dt = 0.04
+    need = K._GHOST_AFTER_S / (dt * K.LEARN_EVERY)
+    fg_count = np.full((h, w), np.float32(np.ceil(need)))
+    fg_count[:, 60:90] = np.floor(need / 2)
+    st: dict[str, np.ndarray] = {
+        "bg": bg,
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "fg_count": fg_count,
+        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
+        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
+    }
+    grey = np.full((1, 1), 128, np.uint8)
+    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
+    cleared = _ghost_reset(params, dt, frame, prev, (grey, grey), st, mask)
+    assert cleared == 22 * 22
+    assert not mask[:, :30].any() and mask[:, 30:].sum() == 3 * 22 * 22
+    npt.assert_array_equal(st["bg"][9:31, 4:26], frame[9:31, 4:26])
+    assert (st["samples"][9:31, 4:26] == frame[9:31, 4:26, None]).all()
+    assert not st["fg_count"][9:31, 4:26].any() and st["fg_count"][:, 30:].all()
+    assert (st["bg"][10:30, 65:85] == 220.0).all() and (st["bg"][10:30, 95:115] == 220.0).all()
+
+
+def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
+    """Someone close to the camera fills the view's lower edge; the mask holds the middle of their
+    dark coat (its sides passed as shadow). Along the frame's edge the coat is flat and the
+    background behind it has a railing: read as outline, that edge was a ghost's (the
+    background's edges, not the frame's). The frame's edge is no outline, and the coat stays."""
+    h, w = 40, 60
+    frame = np.full((h, w), 100, np.uint8)
+    frame[15:, 5:55] = 20
+    bg = np.full((h, w), 100.0, np.float32)
+    bg[h - 3 :, 20:40:2] = 230.0
+    mask = np.zeros((h, w), np.uint8)
+    mask[22:, 15:45] = 1
+    st: dict[str, np.ndarray] = {
+        "bg": bg,
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "fg_count": np.full((h, w), 40.0, np.float32),  # old
+        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
+        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
+    }
+    grey = np.full((1, 1), 128, np.uint8)
+    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
+    assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 0
+    assert mask[22:, 15:45].all()
+
+
 @pytest.mark.parametrize("seed", RNG_SEEDS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("radius", [0, 1, 2, 3, 4])
@@ -703,29 +848,36 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     ctl[K.C_CHROMA_LEVEL] = -1.0  # no colour level yet (the colour-switch test has its own test)
     ctl_in = ctl.copy()
     st = _state(h, w, 11)
+    st["fg_count"][:] = 40.0  # old foreground: the ghost test looks at every component
     ref_p, ref_c = naive.frame_control(params, ctl)
     assert ref_p[K.P_REPORT] == 1.0
     raw = np.zeros((h, w), np.uint8)
     ref = naive.motion_step(luma, 1, u, v, ref_p, raw=raw.copy(), **{k: a.copy() for k, a in st.items()})
     samples, texture = _samples(h, w, 11)
-    ref_rng, ref_raw, _, _, _ = naive.sample_veto(
+    prev = st["last"].copy()
+    ref_rng, ref_raw, ref_samples, ref_texture, _ = naive.sample_veto(
         ref_p, False, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture
     )
     ref_mask = naive.majority_filter(ref_raw, 1, np.zeros((h, w), np.uint8))
+    ref_ghost_in = {k: ref[k] for k in ("bg", "bg_uv", "noise", "fg_count")}
+    ref_ghost_in |= {"samples": ref_samples, "texture": ref_texture}
+    ref_ghost, ref_mask, _ = naive.ghost_reset(ref_p, 0.04, ref["last"], prev, (u, v), ref_ghost_in, ref_mask)
     ref_boxes = naive.select_boxes(naive.label_components(ref_mask), 3, 5)
-    ref_c, _ = naive.frame_feedback(ref_p, ref_c, ref["stats"], ref["fg_count"], len(ref_boxes))
+    ref_c, _ = naive.frame_feedback(ref_p, ref_c, ref["stats"], ref_ghost["fg_count"], len(ref_boxes))
     ref_c[K.C_RNG] = ref_rng
     mask = np.zeros((h, w), np.uint8)
     runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
     parent = np.zeros(h * (w // 2 + 1), np.int32)
     boxes = np.zeros((512, K.BOX_FIELDS), np.int64)
     stats = np.zeros(K.N_STATS)
-    state = (*_step_state(st), raw, st["last"], samples, texture)
+    state = (*_step_state(st), raw, st["last"], np.zeros((h, w), np.uint8), samples, texture)
     slope_in = st["slope"].copy()
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), runs, parent)
     ignore = np.zeros((h, w), np.uint8)
     n = K.motion_frame(luma, u, v, True, 1.0, 1, params, ctl_in, state, ignore, mask, scratch, boxes, stats)
     npt.assert_allclose(mask, ref_mask, atol=0)
+    npt.assert_allclose(st["bg"], ref_ghost["bg"], rtol=1e-5, atol=1e-3)
+    npt.assert_array_equal(samples, ref_ghost["samples"])
     assert n == len(ref_boxes)
     npt.assert_allclose(boxes[:n], ref_boxes, atol=0)
     assert stats[K.S_MASK] == ref_mask.sum()
@@ -769,7 +921,7 @@ def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
     ctl = np.zeros(K.N_CTL)
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL], ctl[K.C_CHROMA_LEVEL] = 0.04, -1e300, -1.0
     st = _state(h, w, 5)
-    state = (*_step_state(st), np.zeros((h, w), np.uint8), st["last"], *_samples(h, w, 5))
+    state = (*_step_state(st), np.zeros((h, w), np.uint8), st["last"], np.zeros((h, w), np.uint8), *_samples(h, w, 5))
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     ignore = np.zeros((h, w), np.uint8)
@@ -825,7 +977,7 @@ def test_motion_frame_refreshes_the_slope_every_few_frames() -> None:
     ctl[K.C_DT], ctl[K.C_RELEARN_UNTIL] = 0.04, -1e300
     st = _state(h, w, 3)
     raw, mask = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
-    state = (*_step_state(st), raw, st["last"], *_samples(h, w, 3))
+    state = (*_step_state(st), raw, st["last"], np.zeros((h, w), np.uint8), *_samples(h, w, 3))
     scratch = (np.zeros(w + 2 * K.MAX_RADIUS, np.uint8), np.zeros((h * (w // 2 + 1), 3), np.int32),
                np.zeros(h * (w // 2 + 1), np.int32))  # fmt: skip
     boxes = np.zeros((16, K.BOX_FIELDS), np.int64)

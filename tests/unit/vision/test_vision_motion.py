@@ -103,6 +103,24 @@ def test_still_object_is_absorbed_after_absorb_time() -> None:
     assert boxes_per_frame[-1] == 0  # parked for 6 s: part of the background now
 
 
+@pytest.mark.parametrize("ghost_reset", [True, False])
+def test_what_was_there_at_the_start_and_left_is_forgotten_within_a_second(ghost_reset: bool) -> None:
+    """A parcel in the first frame is learned as background; when it is taken away, the revealed
+    view is a ghost: learned within about a second (its outline's edges are the background's, not
+    the frame's), where without the ghost test it stayed until absorbed (two minutes)."""
+    bg = scenes.textured_background((90, 160))
+    rng = np.random.default_rng(3)
+    det = MotionDetector(MotionSettings(ghost_reset=ghost_reset), (90, 160))
+    parcel = bg.copy()
+    parcel[30:50, 60:90] = 20
+    boxes = [len(det.process(scenes.noisy(parcel if i < 25 else bg, rng), i / scenes.FPS).boxes) for i in range(75)]
+    assert boxes[26] == 1  # the ghost, at first
+    if ghost_reset:
+        assert boxes[25 + int(scenes.FPS) :] == [0] * (75 - 25 - int(scenes.FPS)), boxes
+    else:
+        assert boxes[-1] == 1
+
+
 def test_lights_switch_is_a_global_change_with_no_boxes() -> None:
     bg = scenes.textured_background((90, 160))
     rng = np.random.default_rng(3)
