@@ -199,7 +199,11 @@ SLOPE_EVERY = 8
 # global-change test can miss it. So a frame is a global change too when the coloured part of the
 # view (S_CHROMA) goes from at least COLOUR_WIDE (recent level) to below COLOUR_NARROW, or back.
 # CDnet highway stays within 0.32 to 0.44, the demo scene near 0.24; a car entering a grey view
-# covers less than COLOUR_WIDE, and over several frames.
+# covers less than COLOUR_WIDE, and over several frames. Like a relit view (GLOBAL_EXPLAINED), a
+# switched one keeps its structure: green leaves sweeping in front of a grey chart (SBI Snellen)
+# bring and take the colour too, but replace the view (a correlation of 0.37 at the first such
+# frame there), and were relearned as switches: no mask for a second, four times in 13 s (each
+# window learned leaves into the background, which set up the next).
 COLOURED = 6.0  # |U - 128| + |V - 128| above this is colour; monochrome chroma sits within 2 of 128
 COLOUR_WIDE = 0.15
 COLOUR_NARROW = 0.05
@@ -2169,7 +2173,7 @@ def motion_frame(  # pragma: no cover
     :func:`select_boxes` (``P_MIN_AREA``, ``P_MAX_BOXES``), at the top of ``boxes``, or -1 when
     the mask was not produced (``P_REPORT`` off, or a global change: more than ``P_GLOBAL`` of the
     frame in raw foreground while the old view still explains it, see ``GLOBAL_EXPLAINED``, or
-    its colour lost or gained at once, see ``COLOUR_WIDE``); ``mask``
+    its colour lost or gained at once with its structure kept, see ``COLOUR_WIDE``); ``mask``
     is then all zero. After every ``SLOPE_EVERY``-th frame (``C_FRAMES`` before it a multiple)
     ``slope`` is refreshed from the learned background.
     """
@@ -2185,9 +2189,9 @@ def motion_frame(  # pragma: no cover
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _colour_jump(params: np.ndarray, stats: np.ndarray) -> bool:  # pragma: no cover
-    """The view lost or gained its colour in this frame (see ``COLOUR_WIDE``)."""
+    """The view lost or gained its colour in this frame and kept its structure (see ``COLOUR_WIDE``)."""
     ref = params[P_CHROMA_REF]
-    if params[P_CHROMA_THR] <= 0.0 or ref < 0.0:
+    if params[P_CHROMA_THR] <= 0.0 or ref < 0.0 or stats[S_CORR] * stats[S_CORR] <= GLOBAL_EXPLAINED:
         return False
     now = float(stats[S_CHROMA])
     return (ref >= COLOUR_WIDE and now < COLOUR_NARROW) or (ref < COLOUR_NARROW and now >= COLOUR_WIDE)

@@ -273,7 +273,7 @@ def frame_feedback(
 def colour_jump(params: np.ndarray, stats: np.ndarray) -> bool:
     """Reference of the colour-switch test that makes a frame a global change."""
     ref, spread = params[K.P_CHROMA_REF], stats[K.S_CHROMA]
-    if params[K.P_CHROMA_THR] <= 0 or ref < 0:
+    if params[K.P_CHROMA_THR] <= 0 or ref < 0 or stats[K.S_CORR] ** 2 <= K.GLOBAL_EXPLAINED:
         return False
     lost = ref >= K.COLOUR_WIDE and spread < K.COLOUR_NARROW
     return bool(lost or (ref < K.COLOUR_NARROW and spread >= K.COLOUR_WIDE))

@@ -6,6 +6,8 @@ their reference tests follow them one to one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.testing as npt
 import pytest
@@ -899,22 +901,20 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
 @pytest.mark.parametrize("ref", [-1.0, 0.0, 0.049, 0.05, 0.149, 0.15, 0.9])
 @pytest.mark.parametrize("spread", [0.0, 0.049, 0.05, 0.149, 0.15, 0.9])
 @pytest.mark.parametrize("chroma_thr", [0.0, 7.0])
-def test_colour_jump_matches_reference(ref: float, spread: float, chroma_thr: float) -> None:
+@pytest.mark.parametrize("corr", [-1.0, 0.0, 0.7, 0.71, 1.0])  # around GLOBAL_EXPLAINED's root, 0.707
+def test_colour_jump_matches_reference(ref: float, spread: float, chroma_thr: float, corr: float) -> None:
     params = np.zeros(K.N_PARAMS)
     params[K.P_CHROMA_REF], params[K.P_CHROMA_THR] = ref, chroma_thr
     stats = np.zeros(K.N_STATS)
-    stats[K.S_CHROMA] = spread
+    stats[K.S_CHROMA], stats[K.S_CORR] = spread, corr
     assert K._colour_jump(params, stats) == naive.colour_jump(params, stats)
 
 
-def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
-    # the camera's IR mode: the same luma, the colour gone; then colour back after relearning
-    rng = np.random.default_rng(5)
-    h, w = 36, 48
-    luma = np.full((h, w), 120, np.uint8)
-    u = np.clip(128 + rng.normal(0, 10, (h // 2, w // 2)), 0, 255).astype(np.uint8)
-    v = np.clip(128 + rng.normal(0, 10, (h // 2, w // 2)), 0, 255).astype(np.uint8)
-    flat = np.full_like(u, 128)
+def _colour_stream(
+    h: int, w: int, rng: np.random.Generator
+) -> tuple[Callable[[float, np.ndarray, np.ndarray, np.ndarray], int], np.ndarray, np.ndarray]:
+    """A stream of (h, w) frames for the colour-switch tests: ``frame(t, luma, u, v)`` runs
+    :func:`motion_frame` and returns its result; its parameter and control vectors come with it."""
     params = _ctl_params(rng)
     params[K.P_GLOBAL], params[K.P_RADIUS], params[K.P_MIN_AREA], params[K.P_MAX_BOXES] = 0.9, 1, 1, 8
     params[K.P_BG_ALPHA], params[K.P_ABSORB_S] = 0.04, 10.0
@@ -929,9 +929,24 @@ def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
     boxes = np.zeros((64, K.BOX_FIELDS), np.int64)
     stats = np.zeros(K.N_STATS)
 
+    def frame(t: float, luma: np.ndarray, cu: np.ndarray, cv: np.ndarray) -> int:
+        return int(K.motion_frame(luma, cu, cv, True, t, 1, params, ctl, state, ignore, mask, scratch, boxes, stats))
+
+    return frame, params, ctl
+
+
+def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
+    # the camera's IR mode: the same luma, the colour gone; then colour back after relearning
+    rng = np.random.default_rng(5)
+    h, w = 36, 48
+    grey = np.full((h, w), 120, np.uint8)
+    u = np.clip(128 + rng.normal(0, 10, (h // 2, w // 2)), 0, 255).astype(np.uint8)
+    v = np.clip(128 + rng.normal(0, 10, (h // 2, w // 2)), 0, 255).astype(np.uint8)
+    flat = np.full_like(u, 128)
+    stream, params, ctl = _colour_stream(h, w, rng)
+
     def frame(t: float, cu: np.ndarray, cv: np.ndarray) -> int:
-        args = (params, ctl, state, ignore, mask, scratch, boxes, stats)
-        return int(K.motion_frame(luma, cu, cv, True, t, 1, *args))
+        return stream(t, grey, cu, cv)
 
     for k in range(10):  # a steady colour view: learned, then nothing moves
         frame(k * 0.04, u, v)
@@ -947,6 +962,26 @@ def test_a_view_losing_its_colour_at_once_is_a_global_change() -> None:
     assert frame(t, flat, flat) == 0
     assert frame(t + 0.04, u, v) == -1  # and the colour coming back is one too
     assert ctl[K.C_GLOBAL] == 1.0
+
+
+def test_colour_that_brings_its_own_structure_is_motion_not_a_switch() -> None:
+    # SBI Snellen: green leaves sweep in front of a grey eye chart. The colour arrives at once, as
+    # when an IR mode ends, but the leaves replace the chart's structure: motion, not a new view
+    rng = np.random.default_rng(9)
+    h, w = 36, 48
+    chart = np.kron(rng.integers(0, 2, (h // 4, w // 4)) * 200 + 30, np.ones((4, 4))).astype(np.uint8)
+    grey = np.full((h // 2, w // 2), 128, np.uint8)
+    stream, _, ctl = _colour_stream(h, w, rng)
+    for k in range(10):
+        stream(k * 0.04, chart, grey, grey)
+    assert stream(0.4, chart, grey, grey) == 0
+    leaves = chart.copy()
+    leaves[:, : w * 2 // 3] = np.kron(rng.integers(60, 140, (h // 4, w // 6)), np.ones((4, 4))).astype(np.uint8)
+    green = grey.copy()
+    green[:, : w // 3] = 96
+    assert stream(0.44, leaves, green, green) >= 1  # boxes, not a relearning window
+    assert ctl[K.C_GLOBAL] == 0.0
+    assert stream(0.48, chart, grey, grey) == 0  # the chart behind them was not forgotten
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
