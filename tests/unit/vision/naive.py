@@ -552,6 +552,9 @@ def ghost_reset(
     inside = np.pad(mask != 0, 1, constant_values=True)  # the frame's edge is no outline
     interior = inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
     outline = (mask != 0) & ~interior
+    band = np.zeros((h, w), bool)  # gradients that reach the frame's outer rows and columns
+    band[: s + 1], band[h - 1 - s :], band[:, : s + 1], band[:, w - 1 - s :] = True, True, True, True
+    outline &= ~band
     g_frame, g_bg = gradient(frame), gradient(st["bg"])
     need = K._GHOST_AFTER_S / (max(dt, 1e-3) * K.LEARN_EVERY)
     ghost = np.zeros((h, w), bool)

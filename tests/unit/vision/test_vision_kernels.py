@@ -597,6 +597,33 @@ def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
     assert mask[22:, 15:45].all()
 
 
+def test_ghost_reset_reads_no_outline_where_the_gradient_reaches_the_frames_edge() -> None:
+    """SBI CAVIAR2: a camera whose last two columns darken (a border of its own, 135 to 115 and
+    90) and a ghost that reaches the column before the last. Read there, the outline's gradient
+    is the border's, in the frame and not in the ghost's background, and the ghost kept for the
+    whole sequence. Outline pixels whose gradient reaches the frame's outer rows or columns are
+    none; the rest of the outline is the ghost's."""
+    h, w = 40, 60
+    frame = np.full((h, w), 135, np.uint8)
+    frame[:, w - 2], frame[:, w - 1] = 115, 90
+    bg = frame.astype(np.float32)
+    bg[10:26, 53 : w - 1] = 85.0  # someone dark at the right edge in the first frame, since gone
+    mask = np.zeros((h, w), np.uint8)
+    mask[10:26, 53 : w - 1] = 1
+    st: dict[str, np.ndarray] = {
+        "bg": bg,
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "fg_count": np.full((h, w), 40.0, np.float32),  # old
+        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
+        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
+    }
+    grey = np.full((1, 1), 128, np.uint8)
+    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
+    assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 16 * 6
+    assert not mask.any() and (st["bg"][10:26, 53 : w - 1] == frame[10:26, 53 : w - 1]).all()
+
+
 @pytest.mark.parametrize("seed", RNG_SEEDS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("radius", [0, 1, 2, 3, 4])
