@@ -549,12 +549,24 @@ def ghost_reset(
         gy = np.abs(pad[2 * s : 2 * s + h, s : s + w] - pad[:h, s : s + w])
         return gx + gy
 
-    inside = np.pad(mask != 0, 1, constant_values=True)  # the frame's edge is no outline
-    interior = inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
-    outline = (mask != 0) & ~interior
+    def outline_of(comp: np.ndarray) -> np.ndarray:
+        # the pixels outside the component joined to the frame's edge through them (not its
+        # holes), then the component's pixels next to one; the frame's edge is no outline
+        free = ~comp
+        outer = np.zeros((h, w), bool)
+        outer[0], outer[-1], outer[:, 0], outer[:, -1] = free[0], free[-1], free[:, 0], free[:, -1]
+        while True:
+            pad = np.pad(outer, 1)
+            grown = (outer | pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]) & free
+            if (grown == outer).all():
+                break
+            outer = grown
+        pad = np.pad(outer, 1)
+        out: np.ndarray = comp & (pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]) & ~band
+        return out
+
     band = np.zeros((h, w), bool)  # gradients that reach the frame's outer rows and columns
     band[: s + 1], band[h - 1 - s :], band[:, : s + 1], band[:, w - 1 - s :] = True, True, True, True
-    outline &= ~band
     g_frame, g_bg = gradient(frame), gradient(st["bg"])
     need = K._GHOST_AFTER_S / (max(dt, 1e-3) * K.LEARN_EVERY)
     ghost = np.zeros((h, w), bool)
@@ -563,8 +575,10 @@ def ghost_reset(
         area = comp.sum()
         old = st["fg_count"][comp].astype(np.float64).sum() >= need * area
         still = moved[comp].sum() * K._GHOST_STILL <= area
-        edges = g_bg[comp & outline].sum() > K._GHOST_EDGES * g_frame[comp & outline].sum()
-        if old and still and edges:
+        if not (old and still):
+            continue
+        outline = outline_of(comp)
+        if g_bg[outline].sum() > K._GHOST_EDGES * g_frame[outline].sum():
             ghost |= comp
     st["bg"][ghost] = frame[ghost]
     if chroma is not None and params[K.P_CHROMA_THR] > 0:

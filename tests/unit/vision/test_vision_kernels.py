@@ -597,6 +597,37 @@ def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
     assert mask[22:, 15:45].all()
 
 
+def test_ghost_reset_reads_no_outline_around_holes() -> None:
+    """SBI PeopleAndFoliage: a dark coat close to the lens fills the view's lower left corner, over
+    a bright car learned as background. Where the coat matches the car's dark tyre the mask has
+    holes, and around them the background has the tyre's edges and the frame the flat coat: read
+    as outline, they made the coat a ghost (5.0 here), and it was learned. A ghost's evidence is
+    its outer contour, where the departed object ended: holes are no outline, and the coat stays."""
+    h, w = 40, 60
+    frame = np.full((h, w), 100, np.uint8)
+    frame[15:, :30] = 20
+    bg = np.full((h, w), 100.0, np.float32)
+    bg[15:, :30] = 230.0
+    bg[22:28, 8:16] = bg[30:36, 18:24] = 20.0  # the tyre: as dark as the coat
+    mask = (np.abs(frame - bg) > 14).astype(np.uint8)
+    st: dict[str, np.ndarray] = {
+        "bg": bg,
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "fg_count": np.full((h, w), 40.0, np.float32),  # old
+        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
+        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
+    }
+    grey = np.full((1, 1), 128, np.uint8)
+    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
+    kept = mask.copy()
+    ref_st, ref_mask, ref_n = naive.ghost_reset(params, 0.04, frame, frame.copy(), None, st, mask)
+    assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 0 == ref_n
+    npt.assert_array_equal(mask, kept)
+    npt.assert_array_equal(ref_mask, kept)
+    npt.assert_array_equal(st["bg"], ref_st["bg"])
+
+
 def test_ghost_reset_reads_no_outline_where_the_gradient_reaches_the_frames_edge() -> None:
     """SBI CAVIAR2: a camera whose last two columns darken (a border of its own, 135 to 115 and
     90) and a ghost that reaches the column before the last. Read there, the outline's gradient
