@@ -571,6 +571,20 @@ def test_ghost_reset_learns_what_left_and_keeps_who_stays() -> None:
     assert (st["bg"][10:30, 65:85] == 220.0).all() and (st["bg"][10:30, 95:115] == 220.0).all()
 
 
+def _old_still_state(bg: np.ndarray) -> dict[str, np.ndarray]:
+    """ghost_reset's state for a grey view with background ``bg``, every pixel foreground long
+    enough to be a ghost's."""
+    h, w = bg.shape
+    return {
+        "bg": bg,
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "fg_count": np.full((h, w), 40.0, np.float32),
+        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
+        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
+    }
+
+
 def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
     """Someone close to the camera fills the view's lower edge; the mask holds the middle of their
     dark coat (its sides passed as shadow). Along the frame's edge the coat is flat and the
@@ -583,14 +597,7 @@ def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
     bg[h - 3 :, 20:40:2] = 230.0
     mask = np.zeros((h, w), np.uint8)
     mask[22:, 15:45] = 1
-    st: dict[str, np.ndarray] = {
-        "bg": bg,
-        "bg_uv": np.zeros((2, h, w), np.float32),
-        "noise": np.ones((h, w), np.float32),
-        "fg_count": np.full((h, w), 40.0, np.float32),  # old
-        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
-        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
-    }
+    st = _old_still_state(bg)
     grey = np.full((1, 1), 128, np.uint8)
     params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
     assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 0
@@ -610,14 +617,7 @@ def test_ghost_reset_reads_no_outline_around_holes() -> None:
     bg[15:, :30] = 230.0
     bg[22:28, 8:16] = bg[30:36, 18:24] = 20.0  # the tyre: as dark as the coat
     mask = (np.abs(frame - bg) > 14).astype(np.uint8)
-    st: dict[str, np.ndarray] = {
-        "bg": bg,
-        "bg_uv": np.zeros((2, h, w), np.float32),
-        "noise": np.ones((h, w), np.float32),
-        "fg_count": np.full((h, w), 40.0, np.float32),  # old
-        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
-        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
-    }
+    st = _old_still_state(bg)
     grey = np.full((1, 1), 128, np.uint8)
     params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
     kept = mask.copy()
@@ -641,14 +641,7 @@ def test_ghost_reset_reads_no_outline_where_the_gradient_reaches_the_frames_edge
     bg[10:26, 53 : w - 1] = 85.0  # someone dark at the right edge in the first frame, since gone
     mask = np.zeros((h, w), np.uint8)
     mask[10:26, 53 : w - 1] = 1
-    st: dict[str, np.ndarray] = {
-        "bg": bg,
-        "bg_uv": np.zeros((2, h, w), np.float32),
-        "noise": np.ones((h, w), np.float32),
-        "fg_count": np.full((h, w), 40.0, np.float32),  # old
-        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
-        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
-    }
+    st = _old_still_state(bg)
     grey = np.full((1, 1), 128, np.uint8)
     params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
     assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 16 * 6
