@@ -248,11 +248,23 @@ _ALTERNATE_BELOW = 0.1
 # with ViBe's diffusion, which wears ghosts away from their outline. In a prototype on the shared
 # sequences, 8 samples scored as 16 (mean F 0.4852, 0.4851); reach 2 and 2 bits a little above
 # reach 1.5 or 2 bits 3 (0.4830, 0.4827). Memory: 3 bytes a sample a pixel.
+# Where the samples themselves spread (standard deviation) by more than _SAMPLE_MOVING times the
+# pixel's threshold, the background is known to move there (water, waves, leaves), and a match
+# makes the pixel background, not half an object. Sensor noise alone spreads the samples by about
+# 1.25 times the noise (mean absolute deviation), i.e. at most 0.36 of a threshold of 3.5 times
+# it: 0.7 is twice that (at 0.5 office lost 0.005 of F, at 2 nothing changed; VISION_RESULTS.md).
+# A young model (the first frames of a stream, scored from the first on short clips) updates
+# its samples faster, about one pixel in (t + 1) / 2 a row on frame t, from every
+# _SAMPLE_EVERY_YOUNG-th (SuBSENSE's shortest update period) to every _SAMPLE_EVERY-th by frame 31:
+# the sets drawn from the first frame's neighbourhood take in the pixel's own recent values
+# while the running background is still learning at its young rate 1 / (t + 1).
 SAMPLES = 8
 _SAMPLE_REACH = 2.0
 _SAMPLE_BITS = 2
 _SAMPLE_MATCHES = 2
 _SAMPLE_EVERY = 16
+_SAMPLE_EVERY_YOUNG = 2
+_SAMPLE_MOVING = 0.7
 # LBSP: bit k of a pixel's texture is set when ring pixel k (the 16 on the border of its 5x5
 # neighbourhood) differs from it by more than _LBSP_REL of its value plus _LBSP_ABS (LOBSTER's
 # relative threshold for grey images; the offset keeps sensor noise on dark flat areas out)
@@ -1271,14 +1283,17 @@ def sample_veto(  # pragma: no cover
     (``max(P_FLOOR, P_THR_SIGMA * noise)``) with at most ``_SAMPLE_BITS`` texture bits different,
     unless its colour differs from the background's by more than ``_SAMPLE_REACH`` times
     ``P_CHROMA_THR`` (sampled as motion_step does): the samples hold luma only, and an object of
-    the background's brightness in another colour is no moving background;
-    then, along each row, about one pixel in ``_SAMPLE_EVERY`` that is clean background (raw 0)
-    writes its value and texture into a random sample of its own and of a random neighbour.
+    the background's brightness in another colour is no moving background; it becomes
+    ``_RAW_BG`` instead where its samples' standard deviation exceeds ``_SAMPLE_MOVING`` times its
+    threshold (a moving background);
+    then, along each row, about one pixel in ``every`` that is clean background (raw 0) writes
+    its value and texture into a random sample of its own and of a random neighbour, where
+    ``every`` is ``(C_FRAMES + 1) // 2`` within [``_SAMPLE_EVERY_YOUNG``, ``_SAMPLE_EVERY``].
 
     Args:
         params: float64 vector indexed by ``P_*``.
         ctl: the stream's control vector; ``C_RNG`` holds the random state, advanced here
-            (0: ``RNG_SEED``).
+            (0: ``RNG_SEED``); ``C_FRAMES`` (frames analysed before this one) sets the update rate.
         frame: (h, w) uint8 analysis frame (motion_step's ``last``).
         chroma_u: the U plane as given to motion_step (a (1, 1) dummy without chroma).
         chroma_v: the V plane, the same shape.
@@ -1328,19 +1343,30 @@ def sample_veto(  # pragma: no cover
                     if abs(du) > cthr or abs(dv) > cthr:
                         continue
                 x = np.float32(frame[i, j])
-                r = reach * max(floor, k_sigma * noise[i, j])
+                thr = max(floor, k_sigma * noise[i, j])
+                r = reach * thr
                 d = int(_lbsp(frame, i, j))
                 c = 0
                 for k in range(n):
                     near = abs(x - np.float32(samples[i, j, k])) <= r
                     c += 1 if (near and _bits(d ^ int(texture[i, j, k])) <= _SAMPLE_BITS) else 0
                 if c >= _SAMPLE_MATCHES:
-                    raw[i, j] = _RAW_WEAK
+                    # the samples' spread, on matched pixels only: n values at most 255, exact in float32
+                    s1 = np.float32(0.0)
+                    s2 = np.float32(0.0)
+                    for k in range(n):
+                        sv = np.float32(samples[i, j, k])
+                        s1 += sv
+                        s2 += sv * sv
+                    spread = np.float32(n) * s2 - s1 * s1  # n^2 times the variance
+                    moving = spread > (np.float32(n * _SAMPLE_MOVING) * thr) ** 2
+                    raw[i, j] = _RAW_BG if moving else _RAW_WEAK
                     demoted += 1
-    gap = np.uint64(2 * _SAMPLE_EVERY - 1)  # gaps of 1 to 2 * _SAMPLE_EVERY - 1: _SAMPLE_EVERY on average
+    every = min(_SAMPLE_EVERY, max(_SAMPLE_EVERY_YOUNG, (int(ctl[C_FRAMES]) + 1) // 2))
+    gap = np.uint64(2 * every - 1)  # gaps of 1 to 2 * every - 1: every on average
     for i in range(h):
         rng = _xorshift(rng)
-        col = np.int64(rng % np.uint64(_SAMPLE_EVERY))
+        col = np.int64(rng % np.uint64(every))
         while col < w:
             if raw[i, col] == _RAW_BG:
                 rng = _xorshift(rng)

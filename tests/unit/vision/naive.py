@@ -467,9 +467,11 @@ def sample_veto(
     raw: np.ndarray,
     samples: np.ndarray,
     texture: np.ndarray,
+    frames: int,
 ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, int]:
     """Reference of :func:`vision._kernels.sample_veto`, the random draws in the same order;
-    ``chroma`` is (U plane, V plane, background chroma), or None without chroma.
+    ``chroma`` is (U plane, V plane, background chroma), or None without chroma; ``frames`` is
+    ``C_FRAMES``, the frames analysed before this one (a young model updates its samples faster).
 
     Returns (random state, raw, samples, texture, pixels demoted)."""
     raw, samples, texture = raw.copy(), samples.copy(), texture.copy()
@@ -488,7 +490,8 @@ def sample_veto(
         return rng, raw, samples, texture, 0
     demoted = 0
     if params[K.P_SAMPLES] > 0.5:
-        reach = F32(K._SAMPLE_REACH) * np.maximum(F32(params[K.P_FLOOR]), F32(params[K.P_THR_SIGMA]) * noise)
+        thr = np.maximum(F32(params[K.P_FLOOR]), F32(params[K.P_THR_SIGMA]) * noise)
+        reach = F32(K._SAMPLE_REACH) * thr
         near = np.abs(frame.astype(F32)[:, :, None] - samples.astype(F32)) <= reach[:, :, None]
         diff = desc[:, :, None] ^ texture
         bits = np.array([[[bin(int(v)).count("1") for v in px] for px in row] for row in diff]).reshape(h, w, n)
@@ -500,9 +503,14 @@ def sample_veto(
             du = _sample_chroma(u, h, w) - bg_uv[0]
             dv = _sample_chroma(v, h, w) - bg_uv[1]
             demote &= (np.abs(du) <= cthr) & (np.abs(dv) <= cthr)
-        raw[demote] = 1
+        # where the samples spread by more than _SAMPLE_MOVING thresholds the background moves:
+        # a match is background there (n^2 times the variance, exact in float32)
+        s1 = samples.astype(F32).sum(axis=2)
+        s2 = (samples.astype(F32) ** 2).sum(axis=2)
+        moving = F32(n) * s2 - s1 * s1 > (F32(n * K._SAMPLE_MOVING) * thr) ** 2
+        raw[demote] = np.where(moving[demote], 0, 1)
         demoted = int(np.count_nonzero(demote))
-    every = K._SAMPLE_EVERY
+    every = min(K._SAMPLE_EVERY, max(K._SAMPLE_EVERY_YOUNG, (frames + 1) // 2))
     for i in range(h):
         rng = xorshift(rng)
         j = rng % every

@@ -387,28 +387,34 @@ def test_motion_step_darkening_of_a_flat_grey_view_is_shadow_only_if_it_came_gra
 @pytest.mark.parametrize("shape", [*SHAPES, (24, 40)])  # 40: raw rows read eight pixels a word
 def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> None:
     """A new view draws the samples, a relearning frame and two ordinary ones update them (the
-    ordinary ones test them first): the same samples, textures, raw masks, demoted counts and
-    random state as the NumPy reference."""
+    ordinary ones test them first; the first of them in a young model, which updates more
+    pixels): the same samples, textures, raw masks, demoted counts and random state as the NumPy
+    reference."""
     rng = np.random.default_rng(seed)
     h, w = shape
     samples, texture = _samples(h, w, seed)
     ctl = np.zeros(K.N_CTL)
     ctl[K.C_RNG] = 12345 + seed
     state = int(ctl[K.C_RNG])
-    first = rng.integers(0, 256, shape, dtype=np.uint8)
+    # the left half waves (their samples spread: a match there is background), the right half a
+    # flat view (a match there counts half)
+    xx = np.arange(w)[None, :] + np.zeros((h, 1))
+    first = np.where(xx < (w + 1) // 2, 120 + 60 * np.sin(xx / 2.0), 100).astype(np.uint8)
     for k in range(4):
         # later frames: the first one's values give or take a few grey levels, some far off
-        frame = first if k == 0 else np.clip(first + rng.integers(-40, 41, shape), 0, 255).astype(np.uint8)
+        jitter = np.where(rng.random(shape) < 0.3, 40, 2)
+        frame = first if k == 0 else np.clip(first + rng.integers(-jitter, jitter + 1), 0, 255).astype(np.uint8)
         # a new view, a relearning frame after it, two tested frames (the last with P_SAMPLES off)
         params = _params(P_RELEARN=float(k < 2), P_SAMPLES=float(k != 3))
         ctl[K.C_FIRST] = float(k == 0)
+        ctl[K.C_FRAMES] = (0, 1, 3, 40)[k]
         noise = (rng.random(shape) * 6).astype(np.float32)
         raw = rng.integers(0, 3, shape, dtype=np.uint8)
         u = rng.integers(0, 256, (max(1, h // 2), max(1, w // 2)), dtype=np.uint8)
         v = rng.integers(100, 156, u.shape, dtype=np.uint8)
         bg_uv = rng.normal(0, 10, (2, h, w)).astype(np.float32)
         state, ref_raw, ref_samples, ref_texture, ref_n = naive.sample_veto(
-            params, k == 0, state, frame, (u, v, bg_uv), noise, raw, samples, texture
+            params, k == 0, state, frame, (u, v, bg_uv), noise, raw, samples, texture, int(ctl[K.C_FRAMES])
         )
         n = K.sample_veto(params, ctl, frame, u, v, bg_uv, noise, raw, samples, texture, np.zeros(shape, np.uint16))
         npt.assert_array_equal(raw, ref_raw)
@@ -421,11 +427,15 @@ def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> Non
 
 def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     """Samples drawn from a view of smooth waves explain the same view a pixel further on (as
-    ripples or leaves look a frame later), which the running background calls foreground; a flat
-    patch brighter than the view stays foreground, and no sample learns from either."""
+    ripples or leaves look a frame later), which the running background calls foreground: their
+    samples spread, so the waves are background there and teach the samples. On the flat part of
+    the view a uniform brightening within the samples' reach counts half (samples that do not
+    spread say nothing about a moving background), and a flat patch brighter than the waves stays
+    foreground; neither teaches the samples. All as the NumPy reference."""
     h, w = 32, 48
     yy, xx = np.mgrid[0:h, 0:w]
     view = np.rint(120 + 50 * np.sin(xx / 4.0 + yy / 4.0)).astype(np.uint8)
+    view[:, 36:] = 120
     samples = np.zeros((h, w, K.SAMPLES), np.uint8)
     texture = np.zeros((h, w, K.SAMPLES), np.uint16)
     ctl = np.zeros(K.N_CTL)
@@ -437,20 +447,32 @@ def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     desc = np.zeros((h, w), np.uint16)
     K.sample_veto(_params(P_RELEARN=1.0), ctl, view, grey, grey, bg_uv, noise, zeros, samples, texture, desc)
     ctl[K.C_FIRST] = 0.0
+    ctl[K.C_FRAMES] = 40
     moved = np.roll(view, 1, axis=1)
-    moved[8:20, 16:32] = 250
+    moved[8:20, 16:28] = 250
+    moved[:, 36:] = 140  # 20 brighter: beyond the threshold (14), within the reach (28)
     raw = np.full((h, w), 2, np.uint8)
+    params = _params(P_CHROMA_THR=0.0)
+    ref = naive.sample_veto(params, False, int(ctl[K.C_RNG]), moved, None, noise, raw, samples, texture, 40)
     before = samples.copy()
-    demoted = K.sample_veto(
-        _params(P_CHROMA_THR=0.0), ctl, moved, grey, grey, bg_uv, noise, raw, samples, texture, desc
-    )
-    assert (raw[8:20, 16:32] == 2).all()
-    waves = np.ones((h, w), bool)
-    waves[8:20, 16:32] = False
-    waves[:, 0] = False  # rolled in from the other side
-    assert (raw[waves] == 1).mean() > 0.8
-    assert demoted == np.count_nonzero(raw == 1)
-    npt.assert_array_equal(samples, before)  # nothing was clean background: nothing learned
+    demoted = K.sample_veto(params, ctl, moved, grey, grey, bg_uv, noise, raw, samples, texture, desc)
+    npt.assert_array_equal(raw, ref[1])
+    npt.assert_array_equal(samples, ref[2])
+    assert (raw[8:20, 16:28] == 2).all()
+    waves = np.zeros((h, w), bool)
+    waves[:, 1:33] = True  # rolled in from the other side at 0; near the flat part at 33 to 35
+    waves[8:20, 16:28] = False
+    # explained; background where the samples spread, half at the crests and troughs, where
+    # the neighbourhood they came from is nearly flat
+    assert (raw[waves] != 2).mean() > 0.8
+    assert (raw[waves] == 0).mean() > 0.5
+    assert (raw[:, 40:] == 1).all()  # beyond the 7x7 reach of the first draw from the waves
+    assert demoted == np.count_nonzero(raw != 2) == ref[4]
+    assert (samples != before).any()  # the waves learned
+    # neither the patch nor the flat part (background on no pixel there) learned, bar the
+    # diffusion from the waves across their borders
+    npt.assert_array_equal(samples[9:19, 17:27], before[9:19, 17:27])
+    npt.assert_array_equal(samples[:, 40:], before[:, 40:])
 
 
 def _ghost_scene(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
@@ -909,7 +931,7 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     samples, texture = _samples(h, w, 11)
     prev = st["last"].copy()
     ref_rng, ref_raw, ref_samples, ref_texture, _ = naive.sample_veto(
-        ref_p, False, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture
+        ref_p, False, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture, 5
     )
     ref_mask = naive.majority_filter(ref_raw, 1, np.zeros((h, w), np.uint8))
     ref_ghost_in = {k: ref[k] for k in ("bg", "bg_uv", "noise", "fg_count")}
