@@ -249,10 +249,13 @@ _ALTERNATE_BELOW = 0.1
 # sequences, 8 samples scored as 16 (mean F 0.4852, 0.4851); reach 2 and 2 bits a little above
 # reach 1.5 or 2 bits 3 (0.4830, 0.4827). Memory: 3 bytes a sample a pixel.
 # Where the samples themselves spread (standard deviation) by more than _SAMPLE_MOVING times the
-# pixel's threshold, the background is known to move there (water, waves, leaves), and a match
-# makes the pixel background, not half an object. Sensor noise alone spreads the samples by about
-# 1.25 times the noise (mean absolute deviation), i.e. at most 0.36 of a threshold of 3.5 times
-# it: 0.7 is twice that (at 0.5 office lost 0.005 of F, at 2 nothing changed; VISION_RESULTS.md).
+# pixel's threshold, the background is known to move there by more than the running background's
+# test can hold (water, waves, leaves; sensor noise alone spreads them by about 1.25 times the
+# noise, a third of a threshold of 3.5 times it), and a match makes the pixel background, whether
+# it was foreground or a weak difference (which would otherwise count half: windows of weak water
+# pixels with a few foreground ones among them made objects). Elsewhere a match only demotes
+# foreground to weak. 0.7 and 0.5 thresholds scored about as 1 but took office's F down to
+# SuBSENSE's (VISION_RESULTS.md, issue 13 session 9).
 # A young model (the first frames of a stream, scored from the first on short clips) updates
 # its samples faster, about one pixel in (t + 1) / 2 a row on frame t, from every
 # _SAMPLE_EVERY_YOUNG-th (SuBSENSE's shortest update period) to every _SAMPLE_EVERY-th by frame 31:
@@ -264,7 +267,7 @@ _SAMPLE_BITS = 2
 _SAMPLE_MATCHES = 2
 _SAMPLE_EVERY = 16
 _SAMPLE_EVERY_YOUNG = 2
-_SAMPLE_MOVING = 0.7
+_SAMPLE_MOVING = 1.0
 # LBSP: bit k of a pixel's texture is set when ring pixel k (the 16 on the border of its 5x5
 # neighbourhood) differs from it by more than _LBSP_REL of its value plus _LBSP_ABS (LOBSTER's
 # relative threshold for grey images; the offset keeps sensor noise on dark flat areas out)
@@ -1271,7 +1274,7 @@ def sample_veto(  # pragma: no cover
     desc: np.ndarray,
 ) -> int:
     """After :func:`motion_step`: foreground that the pixel's sample set explains counts half,
-    then the sample sets learn (see ``SAMPLES``). Returns the number of pixels demoted.
+    then the sample sets learn (see ``SAMPLES``). Returns the number of foreground pixels demoted.
 
     On a new view (the first frame, ``C_FIRST``, or the first of a relearning window: the
     frame before was a global change, ``C_GLOBAL``) every pixel's samples are drawn anew from
@@ -1285,7 +1288,9 @@ def sample_veto(  # pragma: no cover
     ``P_CHROMA_THR`` (sampled as motion_step does): the samples hold luma only, and an object of
     the background's brightness in another colour is no moving background; it becomes
     ``_RAW_BG`` instead where its samples' standard deviation exceeds ``_SAMPLE_MOVING`` times its
-    threshold (a moving background);
+    threshold (a moving background), and there a ``_RAW_WEAK`` pixel so matched becomes
+    ``_RAW_BG`` too (elsewhere it stays weak; only weak pixels within the row's span from its
+    first foreground pixel to its last are tested, the span the test scans);
     then, along each row, about one pixel in ``every`` that is clean background (raw 0) writes
     its value and texture into a random sample of its own and of a random neighbour, where
     ``every`` is ``(C_FRAMES + 1) // 2`` within [``_SAMPLE_EVERY_YOUNG``, ``_SAMPLE_EVERY``].
@@ -1335,7 +1340,8 @@ def sample_veto(  # pragma: no cover
         for i in range(h):
             a, z = _fg_span(_ptr(raw, i), _ptr(words, i), w, words.shape[1])
             for j in range(a, z):
-                if raw[i, j] != _RAW_FG:
+                rv = raw[i, j]
+                if rv == _RAW_BG:
                     continue
                 if cthr > 0.0:
                     du = _chroma_at(chroma_u, i, j, h, w) - bg_uv[0, i, j]
@@ -1361,7 +1367,7 @@ def sample_veto(  # pragma: no cover
                     spread = np.float32(n) * s2 - s1 * s1  # n^2 times the variance
                     moving = spread > (np.float32(n * _SAMPLE_MOVING) * thr) ** 2
                     raw[i, j] = _RAW_BG if moving else _RAW_WEAK
-                    demoted += 1
+                    demoted += 1 if rv == _RAW_FG else 0
     every = min(_SAMPLE_EVERY, max(_SAMPLE_EVERY_YOUNG, (int(ctl[C_FRAMES]) + 1) // 2))
     gap = np.uint64(2 * every - 1)  # gaps of 1 to 2 * every - 1: every on average
     for i in range(h):

@@ -496,20 +496,26 @@ def sample_veto(
         diff = desc[:, :, None] ^ texture
         bits = np.array([[[bin(int(v)).count("1") for v in px] for px in row] for row in diff]).reshape(h, w, n)
         matches = np.count_nonzero(near & (bits <= K._SAMPLE_BITS), axis=2)
-        demote = (raw == 2) & (matches >= K._SAMPLE_MATCHES)
+        # weak pixels are tested within each row's span from its first foreground pixel to its last
+        cols = np.arange(w)[None, :]
+        fg = raw == 2
+        first = np.where(fg.any(axis=1), fg.argmax(axis=1), w)[:, None]
+        last = np.where(fg.any(axis=1), w - 1 - fg[:, ::-1].argmax(axis=1), -1)[:, None]
+        tested = fg | ((raw == 1) & (cols >= first) & (cols <= last))
+        demote = tested & (matches >= K._SAMPLE_MATCHES)
         cthr = F32(K._SAMPLE_REACH) * F32(params[K.P_CHROMA_THR])
         if chroma is not None and cthr > 0:  # foreground by colour (as far off as the reach) stays
             u, v, bg_uv = chroma
             du = _sample_chroma(u, h, w) - bg_uv[0]
             dv = _sample_chroma(v, h, w) - bg_uv[1]
             demote &= (np.abs(du) <= cthr) & (np.abs(dv) <= cthr)
-        # where the samples spread by more than _SAMPLE_MOVING thresholds the background moves:
-        # a match is background there (n^2 times the variance, exact in float32)
+        # where the samples spread by more than _SAMPLE_MOVING thresholds the background moves: a
+        # match is background there, foreground or weak (n^2 times the variance, exact in float32)
         s1 = samples.astype(F32).sum(axis=2)
         s2 = (samples.astype(F32) ** 2).sum(axis=2)
         moving = F32(n) * s2 - s1 * s1 > (F32(n * K._SAMPLE_MOVING) * thr) ** 2
+        demoted = int(np.count_nonzero(demote & fg))
         raw[demote] = np.where(moving[demote], 0, 1)
-        demoted = int(np.count_nonzero(demote))
     every = min(K._SAMPLE_EVERY, max(K._SAMPLE_EVERY_YOUNG, (frames + 1) // 2))
     for i in range(h):
         rng = xorshift(rng)

@@ -428,13 +428,14 @@ def test_sample_veto_matches_reference(seed: int, shape: tuple[int, int]) -> Non
 def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     """Samples drawn from a view of smooth waves explain the same view a pixel further on (as
     ripples or leaves look a frame later), which the running background calls foreground: their
-    samples spread, so the waves are background there and teach the samples. On the flat part of
-    the view a uniform brightening within the samples' reach counts half (samples that do not
-    spread say nothing about a moving background), and a flat patch brighter than the waves stays
-    foreground; neither teaches the samples. All as the NumPy reference."""
+    samples spread, so the waves (weak differences too) are background there and teach the
+    samples. On the flat part of the view a uniform brightening within the samples' reach counts
+    half (samples that do not spread say nothing about a moving background), and a flat patch
+    brighter than the waves stays foreground; neither teaches the samples. All as the NumPy
+    reference."""
     h, w = 32, 48
     yy, xx = np.mgrid[0:h, 0:w]
-    view = np.rint(120 + 50 * np.sin(xx / 4.0 + yy / 4.0)).astype(np.uint8)
+    view = np.rint(120 + 80 * np.sin(xx / 4.0 + yy / 4.0)).astype(np.uint8)
     view[:, 36:] = 120
     samples = np.zeros((h, w, K.SAMPLES), np.uint8)
     texture = np.zeros((h, w, K.SAMPLES), np.uint16)
@@ -452,9 +453,12 @@ def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     moved[8:20, 16:28] = 250
     moved[:, 36:] = 140  # 20 brighter: beyond the threshold (14), within the reach (28)
     raw = np.full((h, w), 2, np.uint8)
+    raw[22:26, 2:10] = 1  # weak differences on the waves and on the flat part
+    raw[22:26, 40:44] = 1
     params = _params(P_CHROMA_THR=0.0)
     ref = naive.sample_veto(params, False, int(ctl[K.C_RNG]), moved, None, noise, raw, samples, texture, 40)
     before = samples.copy()
+    raw_in = raw.copy()
     demoted = K.sample_veto(params, ctl, moved, grey, grey, bg_uv, noise, raw, samples, texture, desc)
     npt.assert_array_equal(raw, ref[1])
     npt.assert_array_equal(samples, ref[2])
@@ -464,10 +468,11 @@ def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     waves[8:20, 16:28] = False
     # explained; background where the samples spread, half at the crests and troughs, where
     # the neighbourhood they came from is nearly flat
-    assert (raw[waves] != 2).mean() > 0.8
+    assert (raw[waves] != 2).mean() > 0.7
     assert (raw[waves] == 0).mean() > 0.5
+    assert (raw[22:26, 2:10] == 0).mean() > 0.5  # weak on the waves: background too where they spread
     assert (raw[:, 40:] == 1).all()  # beyond the 7x7 reach of the first draw from the waves
-    assert demoted == np.count_nonzero(raw != 2) == ref[4]
+    assert demoted == np.count_nonzero((raw_in == 2) & (raw != 2)) == ref[4]  # foreground demoted
     assert (samples != before).any()  # the waves learned
     # neither the patch nor the flat part (background on no pixel there) learned, bar the
     # diffusion from the waves across their borders
