@@ -257,13 +257,10 @@ _ALTERNATE_BELOW = 0.1
 # foreground to weak. 0.7 and 0.5 thresholds scored about as 1 but took office's F down to
 # SuBSENSE's (VISION_RESULTS.md, issue 13 session 9).
 # A young model (the first frames of a stream, scored from the first on short clips) updates
-# its samples faster, about one pixel in (t + 1) / SAMPLES a row on frame t: a pixel then writes
-# about SAMPLES samples of its own over each e-fold of its age (frames 3 to 8, 8 to 22, ...), so
-# that its set weighs every stretch of its past alike, as the running background's young rate
-# 1 / (t + 1) weighs every frame alike; from every _SAMPLE_EVERY_YOUNG-th pixel (SuBSENSE's
-# shortest update period) until frame 23 to every _SAMPLE_EVERY-th from frame 127. Periods that
-# reach 16 by frame 31 or 63 scored 0.4886 and 0.4902, this 0.4913; a period of 2 for ever wore
-# away the person standing in CDnet office (0.96 to 0.93).
+# its samples faster, about one pixel in (t + 1) / 2 a row on frame t, from every
+# _SAMPLE_EVERY_YOUNG-th (SuBSENSE's shortest update period) to every _SAMPLE_EVERY-th by frame 31:
+# the sets drawn from the first frame's neighbourhood take in the pixel's own recent values
+# while the running background is still learning at its young rate 1 / (t + 1).
 SAMPLES = 8
 _SAMPLE_REACH = 2.0
 _SAMPLE_BITS = 2
@@ -1296,7 +1293,7 @@ def sample_veto(  # pragma: no cover
     first foreground pixel to its last are tested, the span the test scans);
     then, along each row, about one pixel in ``every`` that is clean background (raw 0) writes
     its value and texture into a random sample of its own and of a random neighbour, where
-    ``every`` is ``(C_FRAMES + 1) // n`` within [``_SAMPLE_EVERY_YOUNG``, ``_SAMPLE_EVERY``].
+    ``every`` is ``(C_FRAMES + 1) // 2`` within [``_SAMPLE_EVERY_YOUNG``, ``_SAMPLE_EVERY``].
 
     Args:
         params: float64 vector indexed by ``P_*``.
@@ -1371,7 +1368,7 @@ def sample_veto(  # pragma: no cover
                     moving = spread > (np.float32(n * _SAMPLE_MOVING) * thr) ** 2
                     raw[i, j] = _RAW_BG if moving else _RAW_WEAK
                     demoted += 1 if rv == _RAW_FG else 0
-    every = min(_SAMPLE_EVERY, max(_SAMPLE_EVERY_YOUNG, (int(ctl[C_FRAMES]) + 1) // n))
+    every = min(_SAMPLE_EVERY, max(_SAMPLE_EVERY_YOUNG, (int(ctl[C_FRAMES]) + 1) // 2))
     gap = np.uint64(2 * every - 1)  # gaps of 1 to 2 * every - 1: every on average
     for i in range(h):
         rng = _xorshift(rng)

@@ -516,7 +516,7 @@ def sample_veto(
         moving = F32(n) * s2 - s1 * s1 > (F32(n * K._SAMPLE_MOVING) * thr) ** 2
         demoted = int(np.count_nonzero(demote & fg))
         raw[demote] = np.where(moving[demote], 0, 1)
-    every = min(K._SAMPLE_EVERY, max(K._SAMPLE_EVERY_YOUNG, (frames + 1) // n))
+    every = min(K._SAMPLE_EVERY, max(K._SAMPLE_EVERY_YOUNG, (frames + 1) // 2))
     for i in range(h):
         rng = xorshift(rng)
         j = rng % every
