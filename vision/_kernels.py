@@ -254,8 +254,8 @@ _ALTERNATE_BELOW = 0.1
 # noise, a third of a threshold of 3.5 times it), and a match makes the pixel background, whether
 # it was foreground or a weak difference (which would otherwise count half: windows of weak water
 # pixels with a few foreground ones among them made objects). Elsewhere a match only demotes
-# foreground to weak. 0.7 and 0.5 thresholds scored about as 1 but took office's F down to
-# SuBSENSE's (VISION_RESULTS.md, issue 13 session 9).
+# foreground to weak. 0.7 of a threshold scored 0.001 higher over the shared sequences but took
+# office's F down to SuBSENSE's and Snellen's by 0.03 (VISION_RESULTS.md, issue 13 session 9).
 # A young model (the first frames of a stream, scored from the first on short clips) updates
 # its samples faster, about one pixel in (t + 1) / 2 a row on frame t, from every
 # _SAMPLE_EVERY_YOUNG-th (SuBSENSE's shortest update period) to every _SAMPLE_EVERY-th by frame 31:
