@@ -557,6 +557,25 @@ def test_ghost_reset_matches_reference(seed: int, shape: tuple[int, int], ghosts
         assert n == 0
 
 
+# ghost_reset's grey scenes below: no chroma planes, the defaults' threshold
+_NO_CHROMA = (np.full((1, 1), 128, np.uint8), np.full((1, 1), 128, np.uint8))
+_GREY_PARAMS = _params(P_CHROMA_THR=0.0)
+
+
+def _old_still_state(bg: np.ndarray) -> dict[str, np.ndarray]:
+    """ghost_reset's state for a grey view with background ``bg``, every pixel foreground long
+    enough to be a ghost's."""
+    h, w = bg.shape
+    return {
+        "bg": bg,
+        "bg_uv": np.zeros((2, h, w), np.float32),
+        "noise": np.ones((h, w), np.float32),
+        "fg_count": np.full((h, w), 40.0, np.float32),
+        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
+        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
+    }
+
+
 def test_ghost_reset_learns_what_left_and_keeps_who_stays() -> None:
     """A patch the background holds from the first frame, gone from the frame (a ghost), is
     learned and leaves the mask once it has been foreground for _GHOST_AFTER_S; a patch the
@@ -577,39 +596,16 @@ def test_ghost_reset_learns_what_left_and_keeps_who_stays() -> None:
         mask[9:31, x0 - 1 : x0 + 21] = 1
     dt = 0.04
     need = K._GHOST_AFTER_S / (dt * K.LEARN_EVERY)
-    fg_count = np.full((h, w), np.float32(np.ceil(need)))
-    fg_count[:, 60:90] = np.floor(need / 2)
-    st: dict[str, np.ndarray] = {
-        "bg": bg,
-        "bg_uv": np.zeros((2, h, w), np.float32),
-        "noise": np.ones((h, w), np.float32),
-        "fg_count": fg_count,
-        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
-        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
-    }
-    grey = np.full((1, 1), 128, np.uint8)
-    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
-    cleared = _ghost_reset(params, dt, frame, prev, (grey, grey), st, mask)
+    st = _old_still_state(bg)
+    st["fg_count"][:] = np.ceil(need)
+    st["fg_count"][:, 60:90] = np.floor(need / 2)
+    cleared = _ghost_reset(_GREY_PARAMS, dt, frame, prev, _NO_CHROMA, st, mask)
     assert cleared == 22 * 22
     assert not mask[:, :30].any() and mask[:, 30:].sum() == 3 * 22 * 22
     npt.assert_array_equal(st["bg"][9:31, 4:26], frame[9:31, 4:26])
     assert (st["samples"][9:31, 4:26] == frame[9:31, 4:26, None]).all()
     assert not st["fg_count"][9:31, 4:26].any() and st["fg_count"][:, 30:].all()
     assert (st["bg"][10:30, 65:85] == 220.0).all() and (st["bg"][10:30, 95:115] == 220.0).all()
-
-
-def _old_still_state(bg: np.ndarray) -> dict[str, np.ndarray]:
-    """ghost_reset's state for a grey view with background ``bg``, every pixel foreground long
-    enough to be a ghost's."""
-    h, w = bg.shape
-    return {
-        "bg": bg,
-        "bg_uv": np.zeros((2, h, w), np.float32),
-        "noise": np.ones((h, w), np.float32),
-        "fg_count": np.full((h, w), 40.0, np.float32),
-        "samples": np.zeros((h, w, K.SAMPLES), np.uint8),
-        "texture": np.zeros((h, w, K.SAMPLES), np.uint16),
-    }
 
 
 def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
@@ -625,9 +621,7 @@ def test_ghost_reset_reads_no_outline_on_the_frames_edge() -> None:
     mask = np.zeros((h, w), np.uint8)
     mask[22:, 15:45] = 1
     st = _old_still_state(bg)
-    grey = np.full((1, 1), 128, np.uint8)
-    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
-    assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 0
+    assert _ghost_reset(_GREY_PARAMS, 0.04, frame, frame.copy(), _NO_CHROMA, st, mask) == 0
     assert mask[22:, 15:45].all()
 
 
@@ -645,11 +639,9 @@ def test_ghost_reset_reads_no_outline_around_holes() -> None:
     bg[22:28, 8:16] = bg[30:36, 18:24] = 20.0  # the tyre: as dark as the coat
     mask = (np.abs(frame - bg) > 14).astype(np.uint8)
     st = _old_still_state(bg)
-    grey = np.full((1, 1), 128, np.uint8)
-    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
     kept = mask.copy()
-    ref_st, ref_mask, ref_n = naive.ghost_reset(params, 0.04, frame, frame.copy(), None, st, mask)
-    assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 0 == ref_n
+    ref_st, ref_mask, ref_n = naive.ghost_reset(_GREY_PARAMS, 0.04, frame, frame.copy(), None, st, mask)
+    assert _ghost_reset(_GREY_PARAMS, 0.04, frame, frame.copy(), _NO_CHROMA, st, mask) == 0 == ref_n
     npt.assert_array_equal(mask, kept)
     npt.assert_array_equal(ref_mask, kept)
     npt.assert_array_equal(st["bg"], ref_st["bg"])
@@ -669,9 +661,7 @@ def test_ghost_reset_reads_no_outline_where_the_gradient_reaches_the_frames_edge
     mask = np.zeros((h, w), np.uint8)
     mask[10:26, 53 : w - 1] = 1
     st = _old_still_state(bg)
-    grey = np.full((1, 1), 128, np.uint8)
-    params = _params(P_CHROMA_THR=0.0, P_FLOOR=14.0, P_THR_SIGMA=3.5)
-    assert _ghost_reset(params, 0.04, frame, frame.copy(), (grey, grey), st, mask) == 16 * 6
+    assert _ghost_reset(_GREY_PARAMS, 0.04, frame, frame.copy(), _NO_CHROMA, st, mask) == 16 * 6
     assert not mask.any() and (st["bg"][10:26, 53 : w - 1] == frame[10:26, 53 : w - 1]).all()
 
 
