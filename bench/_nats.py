@@ -42,6 +42,9 @@ class NatsNode:
         return self.proc is not None and self.proc.poll() is None
 
 
+_PORT_TRIES = 3
+
+
 class NatsCluster:
     """``size`` nodes in one cluster named 'county', JetStream and an MQTT listener on each."""
 
@@ -52,12 +55,16 @@ class NatsCluster:
         self.binary = found
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        self.no_advertise = no_advertise
         self.nodes = [
-            NatsNode(
-                f"n{i + 1}", free_port(), free_port(), free_port(), workdir / f"n{i + 1}", workdir / f"n{i + 1}.conf"
-            )
-            for i in range(size)
+            NatsNode(f"n{i + 1}", 0, 0, 0, workdir / f"n{i + 1}", workdir / f"n{i + 1}.conf") for i in range(size)
         ]
+        self._configure()
+
+    def _configure(self) -> None:
+        """Free ports for every node, and each node's config file naming the others' routes."""
+        for node in self.nodes:
+            node.port, node.route_port, node.mqtt_port = free_port(), free_port(), free_port()
         for node in self.nodes:
             routes = ", ".join(f"nats-route://127.0.0.1:{o.route_port}" for o in self.nodes if o is not node)
             node.conf.write_text(
@@ -67,7 +74,7 @@ class NatsCluster:
                 f"cluster {{ name: county, listen: 127.0.0.1:{node.route_port}, routes: [{routes}]"
                 # no_advertise: clients learn no other node's address, so that a box whose seeds are
                 # proxies (the bench's cut uplink) cannot route around them.
-                 + (", no_advertise: true" if no_advertise else "") + " }\n"
+                 + (", no_advertise: true" if self.no_advertise else "") + " }\n"
                 f"mqtt {{ listen: 127.0.0.1:{node.mqtt_port} }}\n"
             )
 
@@ -110,6 +117,22 @@ class NatsCluster:
             n.proc = None
 
     def __enter__(self) -> NatsCluster:
+        # A port found free can be taken before the node binds it (two test workers, or anything
+        # else on the box, picking ports at once): then the whole cluster gets fresh ports, the
+        # routes naming each other's, at most _PORT_TRIES times.
+        for _ in range(_PORT_TRIES - 1):
+            try:
+                self.start()
+                return self
+            except RuntimeError:
+                self.stop()
+                logs = [self.workdir / f"{n.name}.log" for n in self.nodes]
+                if not any(b"address already in use" in log.read_bytes() for log in logs if log.exists()):
+                    raise
+                for n, log in zip(self.nodes, logs, strict=True):
+                    log.unlink(missing_ok=True)
+                    shutil.rmtree(n.store, ignore_errors=True)  # a first start's cluster state, of the old routes
+                self._configure()
         self.start()
         return self
 
