@@ -172,6 +172,12 @@ class MotionSettings(VisionBase):
         "revealed background is learned at once when the edges along its outline are the background's and not the "
         "frame's and it has not moved for 0.8 s; a person who stops keeps their own outline and stays motion.",
     )
+    veil: bool = Field(
+        default=True,
+        description="Smoke, fog or steam over the view: a connected region of foreground that is brighter than the "
+        "background and flat (no structure of its own) and covers at least a fifth of the view counts only next to "
+        "other motion; an object in it keeps its edges and stays motion.",
+    )
     cleanup_radius: Count = Field(
         default=3,
         ge=0,

@@ -286,6 +286,7 @@ class MotionDetector:
             neighbours=s.neighbour_tolerance,
             samples=s.sample_veto,
             ghosts=s.ghost_reset,
+            veil=s.veil,
         ).to_array(p)
         self._chroma_on = s.chroma_threshold > 0
         rest = (p, self._ctl, self._state, self._ignore, self._mask, self._scratch, self._boxes, self._stats)

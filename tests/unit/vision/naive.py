@@ -535,6 +535,30 @@ def sample_veto(
     return rng, raw, samples, texture, demoted
 
 
+def veil_test(
+    params: np.ndarray, frame: np.ndarray, bg: np.ndarray, noise: np.ndarray, raw: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Reference of :func:`vision._kernels.veil_test`: (the raw mask, a changed copy; pixels
+    demoted). The veil-like pixels' regions are labelled whatever their number (the kernel looks
+    only when enough pixels are foreground, which changes nothing: a smaller count makes no
+    region large enough)."""
+    raw = raw.copy()
+    if params[K.P_VEIL] < 0.5 or params[K.P_REPORT] < 0.5:
+        return raw, 0
+    h, w = raw.shape
+    x = frame.astype(F32)
+    thr = np.maximum(F32(params[K.P_FLOOR]), F32(params[K.P_THR_SIGMA]) * noise)
+    pad = np.pad(x, 2, mode="edge")
+    flat = np.ones((h, w), bool)
+    for dy, dx in zip(K._RING_DY, K._RING_DX, strict=True):
+        flat &= np.abs(pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] - x) <= thr
+    labels, n = component_labels(((raw == 2) & (x > bg) & flat).astype(np.uint8))
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    veil = (labels > 0) & (areas[labels] >= K._VEIL_AREA * h * w)
+    raw[veil] = 1
+    return raw, int(veil.sum())
+
+
 def ghost_reset(
     params: np.ndarray,
     dt: float,

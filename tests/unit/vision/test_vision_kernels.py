@@ -76,6 +76,7 @@ def _params(**over: float) -> np.ndarray:
     p[K.P_EDGE] = 0.5
     p[K.P_SAMPLES] = 1.0
     p[K.P_GHOSTS] = 1.0
+    p[K.P_VEIL] = 1.0
     for name, value in over.items():
         p[getattr(K, name)] = value
     return p
@@ -478,6 +479,79 @@ def test_sample_veto_explains_a_moving_background_not_an_object() -> None:
     # diffusion from the waves across their borders
     npt.assert_array_equal(samples[9:19, 17:27], before[9:19, 17:27])
     npt.assert_array_equal(samples[:, 40:], before[:, 40:])
+
+
+def _veil_test(params: np.ndarray, frame: np.ndarray, bg: np.ndarray, noise: np.ndarray, raw: np.ndarray) -> int:
+    """K.veil_test with fresh scratch arrays, ``raw`` changed in place."""
+    h, w = raw.shape
+    scratch = np.zeros((h, w), np.uint8)
+    runs = np.zeros((h * (w // 2 + 1), 3), np.int32)
+    parent = np.zeros(h * (w // 2 + 1), np.int32)
+    n: int = K.veil_test(params, frame, bg, noise, raw, float(np.count_nonzero(raw == 2)), scratch, runs, parent)
+    return n
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(("veil", "report"), [(1.0, 1.0), (0.0, 1.0), (1.0, 0.0)])
+def test_veil_test_matches_reference(seed: int, shape: tuple[int, int], veil: float, report: float) -> None:
+    # a random view with flat patches of several sizes, brighter than the background or not, most
+    # of them foreground, some at the frame's edges (the ring repeats the edge there)
+    rng = np.random.default_rng(seed + 500)
+    h, w = shape
+    frame = rng.integers(0, 256, shape).astype(np.int64)
+    bg = (rng.random(shape) * 255).astype(np.float32)
+    noise = (rng.random(shape) * 6).astype(np.float32)
+    raw = rng.integers(0, 3, shape, dtype=np.uint8)
+    for k in range(4):  # a large patch (about a veil's size), then smaller ones on it
+        bh = int(rng.integers(max(1, h // 3), h + 1)) if k == 0 else int(rng.integers(1, max(2, h // 4)))
+        bw = int(rng.integers(max(1, w // 2), w + 1)) if k == 0 else int(rng.integers(1, max(2, w // 4)))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        block = (slice(y, y + bh), slice(x, x + bw))
+        level = int(rng.integers(40, 230))
+        frame[block] = level + rng.integers(-6, 7, frame[block].shape)  # mostly within the floor (14)
+        bg[block] = level - float(rng.choice([60.0, 20.0, 0.0, -30.0]))
+        if k == 0 or rng.random() < 0.8:
+            raw[block] = 2
+    frame_u8 = frame.clip(0, 255).astype(np.uint8)
+    params = _params(P_VEIL=veil, P_REPORT=report)
+    ref_raw, ref_n = naive.veil_test(params, frame_u8, bg, noise, raw)
+    n = _veil_test(params, frame_u8, bg, noise, raw)
+    npt.assert_array_equal(raw, ref_raw)
+    assert n == ref_n
+
+
+def test_veil_test_demotes_smoke_over_the_view_and_keeps_what_is_in_it() -> None:
+    """Dense smoke over two thirds of a textured view: flat, brighter than the trees it hides,
+    foreground everywhere. It counts half; a dark figure in it and the smoke's pixels next to the
+    figure (not flat there) stay foreground, and so does a small flat white car elsewhere (flat
+    and brighter too, but not a fifth of the view). The same smoke over a tenth of the view stays
+    foreground, and so does all of it with the veil test off. All as the NumPy reference."""
+    h, w = 40, 60
+    rng = np.random.default_rng(9)
+    trees = rng.integers(40, 130, (h, w)).astype(np.float32)
+    frame = np.rint(trees).astype(np.uint8)
+    frame[:, :40] = 200 + rng.integers(-3, 4, (h, 40))  # the smoke
+    frame[15:30, 15:21] = 30  # a figure in it
+    frame[10:16, 48:56] = 235  # a white car over the trees, away from the smoke
+    noise = np.full((h, w), 2.0, np.float32)
+    raw = np.full((h, w), 2, np.uint8)
+    params = _params(P_FLOOR=14.0, P_THR_SIGMA=3.5)
+    got = raw.copy()
+    n = _veil_test(params, frame, trees, noise, got)
+    ref_raw, ref_n = naive.veil_test(params, frame, trees, noise, raw)
+    npt.assert_array_equal(got, ref_raw)
+    assert n == ref_n == np.count_nonzero(got == 1)
+    assert (got[2:-2, 2:13] == 1).all() and (got[2:-2, 23:37] == 1).all()  # the smoke, away from the figure
+    assert (got[15:30, 13:23] == 2).all()  # the figure, and the smoke two pixels around it
+    assert (got[:, 38:] == 2).all()  # the smoke's edge next to the trees, the trees, the car
+    small = raw.copy()
+    small_frame = frame.copy()
+    small_frame[:, 6:40] = np.rint(trees[:, 6:40]).astype(np.uint8)  # smoke over 6 of 60 columns
+    assert _veil_test(params, small_frame, trees, noise, small) == 0
+    assert (small == 2).all()
+    assert _veil_test(_params(P_VEIL=0.0), frame, trees, noise, raw) == 0
+    assert (raw == 2).all()
 
 
 def _ghost_scene(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
@@ -928,6 +1002,7 @@ def test_motion_frame_is_control_step_cleanup_labels_selection_feedback() -> Non
     ref_rng, ref_raw, ref_samples, ref_texture, _ = naive.sample_veto(
         ref_p, False, 0, ref["last"], (u, v, ref["bg_uv"]), ref["noise"], ref["raw"], samples, texture, 5
     )
+    ref_raw, _ = naive.veil_test(ref_p, ref["last"], ref["bg"], ref["noise"], ref_raw)
     ref_mask = naive.majority_filter(ref_raw, 1, np.zeros((h, w), np.uint8))
     ref_ghost_in = {k: ref[k] for k in ("bg", "bg_uv", "noise", "fg_count")}
     ref_ghost_in |= {"samples": ref_samples, "texture": ref_texture}
