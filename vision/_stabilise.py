@@ -96,6 +96,14 @@ class ShakeCompensator:
                     self._calm = 0
         return self.active
 
+    def released(self) -> None:
+        """The model follows a panning camera (:mod:`vision._pan`): frames line up with it, and
+        shake is probed afresh once the pan ends."""
+        self.shift = (0.0, 0.0)
+        self.active = self._always
+        self.countdown = _PROBE_EVERY
+        self._shaky = 0
+
     def align(
         self, luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None, background: np.ndarray | None
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
