@@ -371,7 +371,7 @@ class MotionDetector:
         if n_boxes == 0 and not self._zones:
             return _new(MotionResult, (t, (), self._stats.item(_S_MASK) / self._n_px, _NO_ZONES, _NO_ZONES, False))
         if pan is not None and n_boxes > 0 and not pan.following and self._stats.item(_S_MASK) > _FLOOD * self._n_px:
-            pan.flooded(self._prev, self._last, t)  # a panning camera floods the view: measure it
+            pan.flooded(self._prev, self._last, t, self._ctl.item(K.C_DT))  # a pan floods the view
         if n_boxes < 0:
             return MotionResult(
                 t, (), 0.0, dict.fromkeys((z.name for z in self._zones), 0.0), {}, bool(self._ctl[_C_GLOBAL] > 0.5)

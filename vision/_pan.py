@@ -24,9 +24,10 @@ still camera does not pay for it: it runs only after a frame with more than ``FL
 in motion (a pan floods the view along every edge), at most every ``_GAP_S`` seconds, a gap that
 doubles after each measurement that finds the camera still (up to ``_GAP_MAX_S``: a busy street
 is measured every few seconds), and it compares the two last analysis frames the motion test
-keeps anyway. ``_RUN`` measurements in a row that move every corner of the view by more than
-``_SPEED`` px a frame, in one direction, and together by more than ``_SPAN`` px are a pan (a shake
-goes back and forth about one place; an object, however large, leaves part of the view still).
+keeps anyway. ``_RUN`` measurements in a row, on consecutive frames, that move every corner of
+the view by more than ``_SPEED`` px a frame, in one direction, and together by more than
+``_SPAN`` px are a pan (a shake goes back and forth about one place: over frames in a row it
+moves by at most twice its amplitude; an object, however large, leaves part of the view still).
 The model learned while the camera began to move is then out of place and smeared, so the next
 frame is learned as a new view (what the camera follows is learned with it, and shows once the
 view has slid from under it: the ghost left behind is revealed background, see
@@ -85,16 +86,18 @@ class PanFollower:
         and smeared, so the next frame is learned as a new view (the caller's part) and
         followed from there."""
         self._next_t = _NEVER
+        self._last_t = _NEVER  # the last measurement in a run
         self._gap = _GAP_S
         self._run = 0
         self._span = np.zeros(2)
         self._still = 0
         self._motion = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # the last measured while following
 
-    def flooded(self, prev: np.ndarray, last: np.ndarray, t: float) -> None:
+    def flooded(self, prev: np.ndarray, last: np.ndarray, t: float, dt: float) -> None:
         """The frame at ``t`` had more than ``FLOOD`` of its view in motion: measure the camera's
         motion from the frame before (``prev``, uint8 at the analysis size) to it (``last``),
-        when the gap since the last measurement allows; a run of them may start following."""
+        when the gap since the last measurement allows; a run of them (on consecutive frames,
+        ``dt`` apart) may start following."""
         if t < self._next_t:
             return
         motion = self.measure(prev, last)
@@ -104,9 +107,13 @@ class PanFollower:
             self._span[:] = 0.0
             self._gap = min(2.0 * self._gap, _GAP_MAX_S)
         else:
-            if self._run > 0 and float(self._span @ step) <= 0.0:  # turned back: a shake
+            # a run is of consecutive frames, so that its moves add up to the camera's: a shake
+            # goes back and forth about one place, and over any frames in a row it moves by at
+            # most twice its amplitude (moves sampled a few frames apart could add up to more)
+            if self._run > 0 and (t - self._last_t > 1.5 * dt or float(self._span @ step) <= 0.0):
                 self._run = 0
                 self._span[:] = 0.0
+            self._last_t = t
             self._run += 1
             self._span += step
             self._gap = _GAP_S
