@@ -54,7 +54,7 @@ _SPAN = 8.0  # px (analysis size) a run of moving measurements must add up to: a
 _RUN = 3  # moving measurements in a row, in one direction, that make a pan
 _STILL = 0.5  # px a frame: the camera at rest
 _STILL_FRAMES = 10  # frames at rest in a row that end a pan
-_CORNERS = 200  # corners tracked
+_CORNERS = 120  # corners tracked
 _QUALITY = 0.001  # weakest corner kept, of the strongest's score (a bright object's corners outscore a view's)
 _MIN_TRACKS = 12  # fewer tracked corners, or fewer agreeing on the motion: no measurement
 _AGREE = 0.4  # fraction of the tracked corners that must agree on the motion
@@ -191,7 +191,7 @@ class PanFollower:
         if found is None or len(found) < _MIN_TRACKS:
             return None
         corners = found * np.float32(2.0) + np.float32(0.5)
-        moved, status, _err = cv2.calcOpticalFlowPyrLK(a, b, corners, None, winSize=(15, 15), maxLevel=3)
+        moved, status, _err = cv2.calcOpticalFlowPyrLK(a, b, corners, None, winSize=(15, 15), maxLevel=2)
         tracked = status[:, 0] == 1
         n = int(np.count_nonzero(tracked))
         if n < _MIN_TRACKS:
