@@ -34,7 +34,8 @@ view has slid from under it: the ghost left behind is revealed background, see
 ``vision._kernels.ghost_reset``); from then on each frame is measured against the last and the
 model moves with it, at 5 to 10 ms a frame at 468 x 348 (most of it in the tracking). A frame
 that cannot be measured moves as the last one did. ``_STILL_FRAMES`` frames in a row moving less
-than ``_STILL`` px end the pan: the model stays where the camera stopped.
+than ``_STILL`` px end the pan, and so do more than ``_BLIND_FRAMES`` in a row that cannot be
+measured: the model stays where the camera stopped.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ _GAP_S = 0.02  # seconds at least between measurements after floods (every frame
 _GAP_MAX_S = 4.0  # the gap doubles up to this while the camera is found still
 _SPEED = 1.0  # px a frame (analysis size) that count as the camera moving
 _SPAN = 8.0  # px (analysis size) a run of moving measurements must add up to: a pan
-_RUN = 3  # moving measurements in a row, in one direction, that make a pan
+_RUN = 3  # moving measurements in a row (consecutive frames), in one direction, that make a pan
 _STILL = 0.5  # px a frame: the camera at rest
 _STILL_FRAMES = 10  # frames at rest in a row that end a pan
+_BLIND_FRAMES = 5  # frames in a row that cannot be measured (moved as the last one) that end it
 _CORNERS = 120  # corners tracked
 _QUALITY = 0.001  # weakest corner kept, of the strongest's score (a bright object's corners outscore a view's)
 _MIN_TRACKS = 12  # fewer tracked corners, or fewer agreeing on the motion: no measurement
@@ -91,6 +93,7 @@ class PanFollower:
         self._run = 0
         self._span = np.zeros(2)
         self._still = 0
+        self._blind = 0  # frames in a row that could not be measured while following
         self._motion = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # the last measured while following
 
     def flooded(self, prev: np.ndarray, last: np.ndarray, t: float, dt: float) -> None:
@@ -119,7 +122,7 @@ class PanFollower:
             self._gap = _GAP_S
             if self._run >= _RUN and float(np.hypot(*self._span)) > _SPAN:
                 self.following = self.starting = True
-                self._still = 0
+                self._still = self._blind = 0
                 self._motion = motion
         self._next_t = t + self._gap
 
@@ -139,15 +142,17 @@ class PanFollower:
         np.add(self._small, 0.5, out=self._small)
         self._frame[...] = self._small  # rounded to uint8
         # a pan goes on as it went when a frame cannot be measured (blur, a flat view): a model
-        # left behind once would stay behind, each frame measured against the last
+        # left behind once would stay behind, each frame measured against the last; but not
+        # for long, where nothing says how the camera moves
         motion = self.measure(state[6], self._frame)
+        self._blind = self._blind + 1 if motion is None else 0
         if motion is None:
             motion = self._motion
         self._motion = motion
         step = self._step(motion)
         assert step is not None
         self._still = self._still + 1 if float(np.hypot(*step)) < _STILL else 0
-        if self._still >= _STILL_FRAMES:
+        if self._still >= _STILL_FRAMES or self._blind > _BLIND_FRAMES:
             self.following = False
             self._run = 0
             self._span[:] = 0.0

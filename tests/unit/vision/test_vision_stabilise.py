@@ -1,4 +1,5 @@
-"""Shake compensation: the shift is measured, the test runs aligned, boxes come back in frame pixels."""
+"""Camera motion: shake compensation (the shift is measured, the test runs aligned, boxes come back
+in frame pixels) and a background model that follows a camera that pans (vision._pan)."""
 
 from __future__ import annotations
 
@@ -216,3 +217,19 @@ def test_neither_shake_nor_a_large_object_is_a_pan() -> None:
             frame[20:170, x0:x1] = texture[:, x0 - x : x1 - x]
         still.process(scenes.noisy(frame, rng), i / scenes.FPS)
         assert not still.panning
+
+
+def test_a_pan_into_a_view_without_corners_stops_being_followed() -> None:
+    # fog closes in mid-pan: nothing can be tracked, the model moves on as the camera last moved
+    # for a few frames, then stays put
+    det = MotionDetector(MotionSettings(), SHAPE)
+    rng = np.random.default_rng(23)
+    for i, (luma, _pans, _obj) in enumerate(_panning(30, 20, 0, 4, seed=23)):
+        det.process(luma, i / scenes.FPS)
+    assert det.panning
+    fog = np.full(SHAPE, 128.0)
+    for i in range(50, 55):
+        det.process(scenes.noisy(fog, rng), i / scenes.FPS)
+        assert det.panning  # moved as the last frame moved
+    det.process(scenes.noisy(fog, rng), 55 / scenes.FPS)  # the sixth frame without a measurement
+    assert not det.panning
