@@ -17,6 +17,10 @@ while the camera shakes: every ``_PROBE_EVERY``-th frame the shift is measured a
 two probes in a row above ``_SHAKY`` switch aligning on, and ``_CALM_FRAMES`` aligned frames in a
 row with a shift under ``_CALM`` (the camera back at rest) switch it off. A camera that settles
 somewhere else stays aligned to where it was. "on" aligns every frame, "off" never.
+
+A camera that pans is not shake: its shift grows without bound and the view leaves the fixed
+background. :mod:`vision._pan` finds pans and moves the model with the camera instead; while it
+does, frames are not aligned (:meth:`ShakeCompensator.released`).
 """
 
 from __future__ import annotations
