@@ -158,8 +158,10 @@ __all__ = [
     "blurred_edge_correlation",
     "compiled",
     "downscale_area",
+    "follow_map",
     "frame_control",
     "frame_feedback",
+    "gather_pixels",
     "ghost_reset",
     "label_components",
     "label_runs",
@@ -168,6 +170,7 @@ __all__ = [
     "motion_frame",
     "motion_step",
     "plane_spread",
+    "renew_pixels",
     "reset_control",
     "runs_to_boxes",
     "sample_veto",
@@ -1266,6 +1269,16 @@ def _lbsp(frame: np.ndarray, i: Any, j: Any) -> np.uint16:  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def _spread_draw(rng: np.uint64, i: Any, j: Any, h: int, w: int) -> tuple[np.uint64, Any, Any]:  # pragma: no cover
+    """The next random state and the pixel of an (h, w) frame a new sample of pixel (i, j) is
+    drawn from: an offset of about 1.5 pixels (``_SPREAD``), clamped to the frame."""
+    rng = _xorshift(rng)
+    ii = min(h - 1, max(0, i + _SPREAD[rng & np.uint64(63)]))
+    jj = min(w - 1, max(0, j + _SPREAD[(rng >> np.uint64(6)) & np.uint64(63)]))
+    return rng, ii, jj
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def _bits(v: int) -> int:  # pragma: no cover
     """Set bits of a 16-bit value."""
     v = v - ((v >> 1) & 0x5555)
@@ -1347,9 +1360,7 @@ def sample_veto(  # pragma: no cover
         for k in range(n):
             for i in range(h):
                 for j in range(w):
-                    rng = _xorshift(rng)
-                    ii = min(h - 1, max(0, i + _SPREAD[rng & np.uint64(63)]))
-                    jj = min(w - 1, max(0, j + _SPREAD[(rng >> np.uint64(6)) & np.uint64(63)]))
+                    rng, ii, jj = _spread_draw(rng, i, j, h, w)
                     samples[i, j, k] = frame[ii, jj]
                     texture[i, j, k] = desc[ii, jj]
         ctl[C_RNG] = np.float64(rng)
@@ -2257,6 +2268,97 @@ def lk_step(
     out[6] = sgy
     out[7] = sd
     out[8] = count
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def follow_map(inv: np.ndarray, src: np.ndarray) -> int:  # pragma: no cover
+    """Where each pixel of a model that follows the camera comes from: ``src[i, j]`` = the flat
+    index ``y * w + x`` of the old model's pixel nearest to ``inv`` applied to (j, i) (``inv``, a
+    2 x 3 affine map from this frame's pixels (x, y) to the old model's), or -1 where that lies
+    outside (the view the camera brought in). Returns the number of such pixels.
+    """
+    h, w = src.shape
+    a, b, c = inv[0, 0], inv[0, 1], inv[0, 2]
+    d, e, f = inv[1, 0], inv[1, 1], inv[1, 2]
+    fresh = 0
+    for i in range(h):
+        for j in range(w):
+            x = int(np.floor(a * j + b * i + c + 0.5))
+            y = int(np.floor(d * j + e * i + f + 0.5))
+            inside = 0 <= x < w and 0 <= y < h
+            src[i, j] = y * w + x if inside else -1
+            fresh += 0 if inside else 1
+    return fresh
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def gather_pixels(a: np.ndarray, tmp: np.ndarray, src: np.ndarray) -> None:  # pragma: no cover
+    """A per-pixel state array moved with the camera in place: ``a`` holds one element a pixel,
+    (h * w,) (a plane, or a pixel's set of values viewed as one wider element: a loop over a
+    pixel's values cost more than the move), and pixel p takes the old ``a``'s pixel ``src[p]``
+    (``src`` from :func:`follow_map`, flattened); pixels with ``src`` -1 keep their values (the
+    caller renews them). ``tmp`` is scratch of ``a``'s length and dtype (overwritten)."""
+    n = a.shape[0]
+    for p in range(n):  # not tmp[:] = a: numba's slice copy took as long as the whole move
+        tmp[p] = a[p]
+    for p in range(n):
+        k = src[p]
+        if k >= 0:
+            a[p] = tmp[k]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def renew_pixels(  # pragma: no cover
+    frame: np.ndarray,
+    chroma_u: np.ndarray,
+    chroma_v: np.ndarray,
+    use_chroma: bool,
+    src: np.ndarray,
+    noise_init: float,
+    ctl: np.ndarray,
+    state: MotionState,
+) -> None:
+    """After the model moved with the camera (:func:`gather_pixels` on each state array): the
+    pixels the camera brought into view (``src`` -1) learned from ``frame`` as a first frame
+    learns them: background and last frames the frame's values, noise ``noise_init``, no
+    foreground count, background chroma from the planes (neutral without), sample
+    sets drawn around each pixel (offsets ``_SPREAD``, random state ``C_RNG``) with their
+    textures. The slope is left to the caller (:func:`background_slope`).
+
+    Args:
+        frame: (h, w) uint8 analysis frame.
+        chroma_u: the U plane as motion_step reads it, or a (1, 1) dummy.
+        chroma_v: the V plane, the same shape.
+        use_chroma: the planes are real.
+        src: (h, w) int32 from :func:`follow_map`.
+        noise_init: per-pixel noise of a pixel that has not learned any.
+        ctl: the stream's control vector (``C_RNG`` advanced here).
+        state: motion_frame's per-stream arrays.
+    """
+    bg, noise, bg_uv, fg_count, _slope, raw, last, prev, samples, texture = state
+    h, w = bg.shape
+    n = samples.shape[2]
+    rng = np.uint64(ctl[C_RNG])
+    if rng == 0:
+        rng = np.uint64(RNG_SEED)
+    for i in range(h):
+        for j in range(w):
+            if src[i, j] >= 0:
+                continue
+            v = frame[i, j]
+            bg[i, j] = np.float32(v)
+            noise[i, j] = np.float32(noise_init)
+            bg_uv[0, i, j] = _chroma_at(chroma_u, i, j, h, w) if use_chroma else np.float32(0.0)
+            bg_uv[1, i, j] = _chroma_at(chroma_v, i, j, h, w) if use_chroma else np.float32(0.0)
+            fg_count[i, j] = np.float32(0.0)
+            raw[i, j] = _RAW_BG
+            last[i, j] = v
+            prev[i, j] = v
+            for k in range(n):
+                rng, ii, jj = _spread_draw(rng, i, j, h, w)
+                samples[i, j, k] = frame[ii, jj]
+                texture[i, j, k] = _lbsp(frame, ii, jj)
+    ctl[C_RNG] = np.float64(rng)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

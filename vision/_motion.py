@@ -12,6 +12,8 @@ import numpy as np
 from edge_config.vision import MotionSettings, Stabilise, Zone
 from vision import _kernels as K
 from vision._checks import check_frame_shape, check_plane
+from vision._pan import FLOOD as _FLOOD
+from vision._pan import PanFollower
 from vision._stabilise import ShakeCompensator
 
 __all__ = ["Box", "MotionDetector", "MotionResult", "rasterise_zones"]
@@ -116,7 +118,8 @@ class MotionDetector:
         stabilise: shake compensation, frames aligned to the learned background before the test
             (see :mod:`vision._stabilise`; 0.2 to 0.6 ms a frame while aligning): "auto" while
             shake is measured, "on" always, "off" never. Boxes stay in the frame's coordinates;
-            zone fractions are taken in the background's, a shake's few pixels off.
+            zone fractions are taken in the background's, a shake's few pixels off. Unless
+            "off", the background model also follows a camera that pans (see :mod:`vision._pan`).
     """
 
     def __init__(
@@ -183,6 +186,7 @@ class MotionDetector:
         self._stabiliser = (
             ShakeCompensator(self._shape, self._f, self._hw, always=stabilise == "on") if stabilise != "off" else None
         )
+        self._pan = PanFollower(self._hw) if stabilise != "off" else None
         self._apply_settings(settings)
         # process() checks every plane before the call: uint8, 2-D, C-contiguous, like _dummy
         self._motion_frame = K.compiled(
@@ -210,6 +214,12 @@ class MotionDetector:
         """Frames are being aligned to the background (always with "on"; with "auto", while the
         camera shakes)."""
         return self._stabiliser is not None and self._stabiliser.active
+
+    @property
+    def panning(self) -> bool:
+        """The background model follows a panning camera (see :mod:`vision._pan`; not with
+        stabilise "off")."""
+        return self._pan is not None and self._pan.following
 
     @property
     def scale(self) -> int:
@@ -295,6 +305,11 @@ class MotionDetector:
 
     def reset(self) -> None:
         """Forget the background; the next frame is learned as the new one."""
+        if self._pan is not None:
+            self._pan = PanFollower(self._hw)
+        self._forget()
+
+    def _forget(self) -> None:
         K.reset_control(self._ctl, _DT_INIT, _NEVER)
         self._noise[:] = _NOISE_INIT
         self._fg_count[:] = 0
@@ -332,7 +347,16 @@ class MotionDetector:
         use_chroma = u is not self._dummy
         args = self._kernel_args
         stab = self._stabiliser
-        if stab is not None:
+        pan = self._pan
+        if pan is not None and pan.following:
+            if pan.starting:
+                pan.starting = False
+                self._forget()
+            else:
+                pan.follow(luma, self._f, (u, v) if use_chroma else None, _NOISE_INIT, self._ctl, self._state)
+            if stab is not None:
+                stab.released()
+        elif stab is not None:
             if not stab.active:
                 stab.countdown -= 1  # shake probes are rare: the frames between cost one decrement
             if stab.active or stab.countdown <= 0:
@@ -347,6 +371,8 @@ class MotionDetector:
         n_boxes = self._motion_frame(luma, u, v, use_chroma, t, *args)
         if n_boxes == 0 and not self._zones:
             return _new(MotionResult, (t, (), self._stats.item(_S_MASK) / self._n_px, _NO_ZONES, _NO_ZONES, False))
+        if pan is not None and n_boxes > 0 and not pan.following and self._stats.item(_S_MASK) > _FLOOD * self._n_px:
+            pan.flooded(self._prev, self._last, t, self._ctl.item(K.C_DT))  # a pan floods the view
         if n_boxes < 0:
             return MotionResult(
                 t, (), 0.0, dict.fromkeys((z.name for z in self._zones), 0.0), {}, bool(self._ctl[_C_GLOBAL] > 0.5)

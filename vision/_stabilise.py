@@ -17,6 +17,10 @@ while the camera shakes: every ``_PROBE_EVERY``-th frame the shift is measured a
 two probes in a row above ``_SHAKY`` switch aligning on, and ``_CALM_FRAMES`` aligned frames in a
 row with a shift under ``_CALM`` (the camera back at rest) switch it off. A camera that settles
 somewhere else stays aligned to where it was. "on" aligns every frame, "off" never.
+
+A camera that pans is not shake: its shift grows without bound and the view leaves the fixed
+background. :mod:`vision._pan` finds pans and moves the model with the camera instead; while it
+does, frames are not aligned (:meth:`ShakeCompensator.released`).
 """
 
 from __future__ import annotations
@@ -95,6 +99,14 @@ class ShakeCompensator:
                     self.active = True
                     self._calm = 0
         return self.active
+
+    def released(self) -> None:
+        """The model follows a panning camera (:mod:`vision._pan`): frames line up with it, and
+        shake is probed afresh once the pan ends."""
+        self.shift = (0.0, 0.0)
+        self.active = self._always
+        self.countdown = _PROBE_EVERY
+        self._shaky = 0
 
     def align(
         self, luma: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None, background: np.ndarray | None

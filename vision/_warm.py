@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from edge_config.vision import MotionSettings, TamperSettings, Zone
@@ -51,6 +52,14 @@ def warm_up(progress: Callable[[str], None] | None = None) -> float:
     full = rng.integers(0, 256, wide, dtype=np.uint8)  # 4:4:4 chroma takes the other path
     steady.process(luma, 0.2, (full, full.copy()))
     IrModeTracker().update(luma, (uv, uv), 0.0)
+    # a camera that pans (vision._pan): a view sliding 3 px a frame is found to pan within a
+    # few frames, and the model moves with it from then on
+    view = cv2.GaussianBlur(rng.normal(120.0, 50.0, (96, 200)), (0, 0), 1.5).clip(0, 255).astype(np.uint8)
+    panning = MotionDetector(MotionSettings(analysis_width=128), (96, 128))
+    for i in range(12):
+        x = 3 * i
+        planes = np.ascontiguousarray(view[:, x : x + 128])
+        panning.process(planes, i * 0.04, (planes[::2, ::2].copy(), planes[::2, ::2].copy()))
     say("vision: compiling tamper kernels...")
     # past the learning time on unrelated frames, so that the moved check's blurred comparison runs
     tam = TamperDetector(TamperSettings(analysis_width=32, learn_s=0.5), shape)

@@ -413,6 +413,53 @@ def lk_step(cur: np.ndarray, bg: np.ndarray, sx: float, sy: float, max_diff: flo
     return sums
 
 
+def follow_map(inv: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Reference of :func:`vision._kernels.follow_map`: (source map, pixels brought into view)."""
+    h, w = shape
+    ii, jj = np.mgrid[0:h, 0:w]
+    x = np.floor(inv[0, 0] * jj + inv[0, 1] * ii + inv[0, 2] + 0.5).astype(np.int64)
+    y = np.floor(inv[1, 0] * jj + inv[1, 1] * ii + inv[1, 2] + 0.5).astype(np.int64)
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    return np.where(inside, y * w + x, -1).astype(np.int32), int(np.count_nonzero(~inside))
+
+
+def gather_pixels(a: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Reference of :func:`vision._kernels.gather_pixels` on (h * w,) ``a`` and flat ``src``."""
+    out = a.copy()
+    kept = src >= 0
+    out[kept] = a[src[kept]]
+    return out
+
+
+def renew_pixels(
+    frame: np.ndarray, chroma: tuple[np.ndarray, np.ndarray] | None, src: np.ndarray, noise_init: float, rng: int,
+    state: tuple[np.ndarray, ...],
+) -> tuple[int, tuple[np.ndarray, ...]]:  # fmt: skip
+    """Reference of :func:`vision._kernels.renew_pixels`, the random draws in the same order
+    (pixel by pixel in raster order, a pixel's samples in turn); ``chroma`` None: neutral.
+
+    Returns (random state, the state arrays renewed)."""
+    bg, noise, bg_uv, fg_count, slope, raw, last, prev, samples, texture = (a.copy() for a in state)
+    h, w = frame.shape
+    rng = rng or K.RNG_SEED
+    desc = lbsp(frame)
+    uv = (_sample_chroma(chroma[0], h, w), _sample_chroma(chroma[1], h, w)) if chroma is not None else None
+    for i, j in zip(*np.nonzero(src < 0), strict=True):
+        bg[i, j] = frame[i, j]
+        noise[i, j] = noise_init
+        bg_uv[:, i, j] = (uv[0][i, j], uv[1][i, j]) if uv is not None else (0.0, 0.0)
+        fg_count[i, j] = 0.0
+        raw[i, j] = 0
+        last[i, j] = prev[i, j] = frame[i, j]
+        for k in range(samples.shape[2]):
+            rng = xorshift(rng)
+            ii = min(h - 1, max(0, i + int(K._SPREAD[rng & 63])))
+            jj = min(w - 1, max(0, j + int(K._SPREAD[(rng >> 6) & 63])))
+            samples[i, j, k] = frame[ii, jj]
+            texture[i, j, k] = desc[ii, jj]
+    return rng, (bg, noise, bg_uv, fg_count, slope, raw, last, prev, samples, texture)
+
+
 def blurred_edge_correlation(cur: np.ndarray, ref: np.ndarray, radius: int) -> float:
     """Reference of :func:`vision._kernels.blurred_edge_correlation`."""
     c = cur.astype(np.float64)

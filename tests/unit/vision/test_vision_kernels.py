@@ -933,6 +933,90 @@ def test_lk_step_matches_reference(shape: tuple[int, int], shift: tuple[float, f
     npt.assert_allclose(out, naive.lk_step(cur, bg, *shift, 60.0), rtol=1e-9, atol=1e-6)
 
 
+# maps from a frame's pixels to the old model's: none, whole pixels, a pan with shear and zoom
+# (UCSD landing's kind), a turn; coefficients off the halves, where rounding may go either way
+FOLLOW_MAPS = (
+    ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
+    ((1.0, 0.0, -3.0), (0.0, 1.0, 2.0)),
+    ((1.007, -0.0121, -6.413), (0.0013, 1.006, 1.377)),
+    ((0.9659, -0.2588, 4.11), (0.2588, 0.9659, -3.07)),
+)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("inv", FOLLOW_MAPS)
+def test_follow_map_matches_reference(shape: tuple[int, int], inv: tuple[tuple[float, ...], ...]) -> None:
+    src = np.full(shape, 99, np.int32)
+    fresh = K.follow_map(np.array(inv), src)
+    ref, ref_fresh = naive.follow_map(np.array(inv), shape)
+    npt.assert_array_equal(src, ref)
+    assert fresh == ref_fresh
+
+
+def test_follow_map_of_whole_pixels_moves_the_picture() -> None:
+    src = np.zeros((20, 30), np.int32)
+    # the frame's (x, y) shows the old model's (x - 3, y + 2): the view moved 3 right, 2 up
+    assert K.follow_map(np.array(FOLLOW_MAPS[1]), src) == 3 * 20 + 2 * 30 - 3 * 2
+    a = np.arange(600, dtype=np.float32)
+    K.gather_pixels(a, np.zeros_like(a), src.reshape(600))
+    moved = a.reshape(20, 30)
+    old = np.arange(600, dtype=np.float32).reshape(20, 30)
+    npt.assert_array_equal(moved[:-2, 3:], old[2:, :-3])
+    npt.assert_array_equal(moved[-2:, :], old[-2:, :])  # brought into view: left for renew_pixels
+
+
+@pytest.mark.parametrize("inv", FOLLOW_MAPS)
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.uint64])
+def test_gather_pixels_matches_reference(inv: tuple[tuple[float, ...], ...], dtype: type) -> None:
+    h, w = 17, 31
+    rng = np.random.default_rng(h)
+    a: np.ndarray = rng.integers(0, 250, h * w).astype(dtype)
+    src = np.zeros((h, w), np.int32)
+    K.follow_map(np.array(inv), src)
+    ref = naive.gather_pixels(a, src.reshape(-1))
+    K.gather_pixels(a, np.zeros_like(a), src.reshape(-1))
+    npt.assert_array_equal(a, ref)
+    # a strided column: a pixel's textures are moved as two uint64 columns of one array
+    wide = rng.integers(0, 2**63, (h * w, 2), dtype=np.uint64)
+    ref = naive.gather_pixels(wide[:, 1], src.reshape(-1))
+    K.gather_pixels(wide[:, 1], np.zeros(h * w, np.uint64), src.reshape(-1))
+    npt.assert_array_equal(wide[:, 1], ref)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("coloured", [True, False])
+def test_renew_pixels_matches_reference(shape: tuple[int, int], coloured: bool) -> None:
+    h, w = shape
+    rng = np.random.default_rng(h * w)
+    state = (
+        rng.random(shape, np.float32) * 255,
+        rng.random(shape, np.float32) * 9,
+        rng.normal(0, 10, (2, h, w)).astype(np.float32),
+        rng.integers(0, 50, shape).astype(np.float32),
+        rng.integers(0, 9, shape, dtype=np.uint8),
+        rng.integers(0, 3, shape, dtype=np.uint8),
+        rng.integers(0, 256, shape, dtype=np.uint8),
+        rng.integers(0, 256, shape, dtype=np.uint8),
+        rng.integers(0, 256, (h, w, K.SAMPLES), dtype=np.uint8),
+        rng.integers(0, 65536, (h, w, K.SAMPLES), dtype=np.uint16),
+    )
+    frame = rng.integers(0, 256, shape, dtype=np.uint8)
+    u = (
+        rng.integers(0, 256, (max(1, h // 2), max(1, w // 2)), dtype=np.uint8)
+        if coloured
+        else np.zeros((1, 1), np.uint8)
+    )
+    v = rng.integers(0, 256, u.shape, dtype=np.uint8) if coloured else u
+    src = np.where(rng.random(shape) < 0.3, -1, 0).astype(np.int32)
+    ctl = np.zeros(K.N_CTL)
+    ctl[K.C_RNG] = 777
+    ref_rng, ref = naive.renew_pixels(frame, (u, v) if coloured else None, src, 2.0, 777, state)
+    K.renew_pixels(frame, u, v, coloured, src, 2.0, ctl, state)
+    for got, want in zip(state, ref, strict=True):
+        npt.assert_array_equal(got, want)
+    assert ctl[K.C_RNG] == ref_rng
+
+
 def _ctl_params(rng: np.random.Generator) -> np.ndarray:
     p = _params()
     p[K.P_MIN_THRESHOLD] = 14.0

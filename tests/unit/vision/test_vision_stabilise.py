@@ -1,4 +1,5 @@
-"""Shake compensation: the shift is measured, the test runs aligned, boxes come back in frame pixels."""
+"""Camera motion: shake compensation (the shift is measured, the test runs aligned, boxes come back
+in frame pixels) and a background model that follows a camera that pans (vision._pan)."""
 
 from __future__ import annotations
 
@@ -141,3 +142,94 @@ def test_lights_going_on_are_no_shake() -> None:
     shaken = _shifted(np.clip(view, 0, 255).astype(np.uint8), 1.5, -1.0)
     assert not stab.engaged(shaken, view)  # one shaky probe
     assert stab.engaged(shaken, view)  # two in a row
+
+
+def _panning(still: int, moving: int, after: int, speed: int, seed: int) -> Iterator[tuple[np.ndarray, bool, bool]]:
+    """A camera that looks still at a textured view, then pans right by ``speed`` px a frame
+    (the view slides left) following a bright object that stays in the middle of the frame, then
+    stops as the object leaves; yields (luma, panning now, object in view)."""
+    rng = np.random.default_rng(seed)
+    h, w = SHAPE
+    wide = scenes.textured_background((h, w + moving * speed), seed=seed)
+    x = 0
+    for i in range(still + moving + after):
+        pans = still <= i < still + moving
+        x += speed if pans else 0
+        frame = wide[:, x : x + w].astype(np.float32)
+        if pans:
+            frame[PLANE] = 245
+        yield scenes.noisy(frame, rng), pans, pans
+
+
+PLANE = (slice(80, 100), slice(150, 190))  # the followed object: 20 x 40 px in the frame's middle
+
+
+def test_a_panning_camera_sees_what_it_follows_and_not_the_view() -> None:
+    det = MotionDetector(MotionSettings(), SHAPE)
+    seen = quiet = 0
+    for i, (luma, pans, _obj) in enumerate(_panning(30, 75, 0, 3, seed=21)):
+        result = det.process(luma, i / scenes.FPS)
+        # the pan is found within a few frames; the model then starts afresh from the frame and
+        # the object, learned with it, shows in full once the view has slid from under it
+        if i < 30 + 30 or not pans:
+            continue
+        assert det.panning
+        mask = det.foreground_mask.astype(bool)
+        outside = mask.copy()
+        outside[80 - 3 : 100 + 3, 150 - 3 : 190 + 3] = False
+        assert outside.mean() < 0.005  # the sliding view is background
+        boxes = [b for b in result.boxes if abs(b.cx - 170) < 6 and abs(b.cy - 90) < 6]
+        if boxes and abs(boxes[0].w - 40) <= 4 and abs(boxes[0].h - 20) <= 4:
+            seen += 1
+        quiet += 1
+    assert quiet == 45 and seen >= 40
+
+
+def test_a_pan_that_stops_leaves_the_model_where_the_camera_rests() -> None:
+    det = MotionDetector(MotionSettings(), SHAPE)
+    boxes_after = 0
+    for i, (luma, _pans, obj) in enumerate(_panning(30, 40, 60, 4, seed=22)):
+        result = det.process(luma, i / scenes.FPS)
+        if i == 30 + 39:
+            assert det.panning
+        if i >= 30 + 40 + 20:  # the camera rests: the view it stopped at is background
+            assert not obj
+            boxes_after += len(result.boxes)
+            assert not det.panning
+    assert boxes_after == 0
+
+
+def test_neither_shake_nor_a_large_object_is_a_pan() -> None:
+    shaken = MotionDetector(MotionSettings(), SHAPE)
+    for i, (luma, _x, _s) in enumerate(_shaking(200, 3.0, 4, square=True)):
+        shaken.process(luma, i / scenes.FPS)
+        assert not shaken.panning
+    still = MotionDetector(MotionSettings(), SHAPE)
+    bg = scenes.textured_background(SHAPE, seed=8)
+    # a lorry near the lens, with more corners than the view: most corners move together
+    texture = scenes.fine_texture((150, 160), seed=3)
+    rng = np.random.default_rng(8)
+    for i in range(150):
+        frame = bg.astype(np.float32)
+        x = -160 + 5 * i % (SHAPE[1] + 160)
+        x0, x1 = max(0, x), min(SHAPE[1], x + 160)
+        if x1 > x0:
+            frame[20:170, x0:x1] = texture[:, x0 - x : x1 - x]
+        still.process(scenes.noisy(frame, rng), i / scenes.FPS)
+        assert not still.panning
+
+
+def test_a_pan_into_a_view_without_corners_stops_being_followed() -> None:
+    # fog closes in mid-pan: nothing can be tracked, the model moves on as the camera last moved
+    # for a few frames, then stays put
+    det = MotionDetector(MotionSettings(), SHAPE)
+    rng = np.random.default_rng(23)
+    for i, (luma, _pans, _obj) in enumerate(_panning(30, 20, 0, 4, seed=23)):
+        det.process(luma, i / scenes.FPS)
+    assert det.panning
+    fog = np.full(SHAPE, 128.0)
+    for i in range(50, 55):
+        det.process(scenes.noisy(fog, rng), i / scenes.FPS)
+        assert det.panning  # moved as the last frame moved
+    det.process(scenes.noisy(fog, rng), 55 / scenes.FPS)  # the sixth frame without a measurement
+    assert not det.panning
