@@ -76,13 +76,21 @@ class CameraVision:
         """Frames are being aligned against camera shake (see ``vision.stabilise``)."""
         return self._det is not None and bool(self._det.stabilising)
 
+    @property
+    def panning(self) -> bool:
+        """The motion model follows the camera as it pans (see ``vision._pan``); the page shows
+        it, so a technician sees a fixed camera that someone is turning."""
+        return self._det is not None and bool(self._det.panning)
+
     def status(self) -> dict[str, Any]:
         """What the status page shows of the stage: which motion settings are in force, the IR
-        mode the picture shows (None: never seen), and frames the stage failed on."""
+        mode the picture shows (None: never seen), whether the motion test aligns against shake or
+        follows a pan, and frames the stage failed on."""
         return {
             "vision_profile": self.profile,
             "ir_mode": self.ir.ir_on,
             "stabilising": self.stabilising,
+            "panning": self.panning,
             "vision_errors": self.errors,
         }
 

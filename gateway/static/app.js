@@ -184,6 +184,7 @@ function cameraCaption(cam) {
   const parts = [tCode("state", cam.state)];
   if (cam.vision_profile) parts.push(tCode("camera.profile", cam.vision_profile) + (cam.ir_mode ? ` ${t("camera.ir")}` : ""));
   if (cam.stabilising) parts.push(t("camera.stabilising"));  // aligning frames against camera shake
+  if (cam.panning) parts.push(t("camera.panning"));  // the motion model follows a camera that pans
   if (cam.gating_fallback) parts.push(t("camera.cannot_gate"));
   return t("camera.caption", { name: cam.name || cam.id, details: parts.join(t("camera.sep")) });
 }

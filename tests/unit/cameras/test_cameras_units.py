@@ -187,6 +187,21 @@ async def test_offline_is_counted_from_the_first_connect_not_from_start_up(monke
     assert [(s.rule, s.active) for s in signals] == [("camera-offline", True)] and cam.offline
 
 
+def test_camera_status_says_when_the_motion_model_follows_a_pan() -> None:
+    from gateway.camera_stage import CameraVision
+    from tests.unit.vision import scenes
+
+    cv = CameraVision(_camera(), lambda _signal: None)  # stabilise "auto", as a camera gets it
+    states: list[tuple[bool, bool]] = []
+    for i, (luma, pans, _obj) in enumerate(scenes.panning((180, 320), 30, 40, 40, 4, seed=24)):
+        cv.process(DecodedFrame("c1", i / scenes.FPS, luma, False))
+        states.append((pans, cv.status()["panning"]))
+    assert cv.errors == 0
+    assert not any(status for _pans, status in states[:30])  # a still camera
+    assert all(status for _pans, status in states[40:70])  # found within ten frames of the pan
+    assert not any(status for _pans, status in states[-10:])  # it stopped: the model rests
+
+
 def test_camera_vision_follows_the_picture_into_ir_mode_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
     import cv2
 

@@ -48,6 +48,29 @@ def noisy(img: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.n
     return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
 
 
+def panning(
+    shape: tuple[int, int], still: int, moving: int, after: int, speed: int, seed: int
+) -> Iterator[tuple[np.ndarray, bool, bool]]:
+    """A camera that looks still at a textured view, then pans right by ``speed`` px a frame
+    (the view slides left) following a bright object that stays in the frame at ``PAN_OBJECT``
+    (for a 180 x 320 frame: its middle), then stops as the object leaves; yields (luma, panning
+    now, object in view)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    wide = textured_background((h, w + moving * speed), seed=seed)
+    x = 0
+    for i in range(still + moving + after):
+        pans = still <= i < still + moving
+        x += speed if pans else 0
+        frame = wide[:, x : x + w].astype(np.float32)
+        if pans:
+            frame[PAN_OBJECT] = 245
+        yield noisy(frame, rng), pans, pans
+
+
+PAN_OBJECT = (slice(80, 100), slice(150, 190))  # the followed object: 20 x 40 px
+
+
 def moving_square(
     bg: np.ndarray, n: int, *, size: int = 12, y: int | None = None, value: int = 250, seed: int = 1
 ) -> Iterator[tuple[np.ndarray, int]]:

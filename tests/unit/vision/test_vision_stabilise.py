@@ -144,30 +144,10 @@ def test_lights_going_on_are_no_shake() -> None:
     assert stab.engaged(shaken, view)  # two in a row
 
 
-def _panning(still: int, moving: int, after: int, speed: int, seed: int) -> Iterator[tuple[np.ndarray, bool, bool]]:
-    """A camera that looks still at a textured view, then pans right by ``speed`` px a frame
-    (the view slides left) following a bright object that stays in the middle of the frame, then
-    stops as the object leaves; yields (luma, panning now, object in view)."""
-    rng = np.random.default_rng(seed)
-    h, w = SHAPE
-    wide = scenes.textured_background((h, w + moving * speed), seed=seed)
-    x = 0
-    for i in range(still + moving + after):
-        pans = still <= i < still + moving
-        x += speed if pans else 0
-        frame = wide[:, x : x + w].astype(np.float32)
-        if pans:
-            frame[PLANE] = 245
-        yield scenes.noisy(frame, rng), pans, pans
-
-
-PLANE = (slice(80, 100), slice(150, 190))  # the followed object: 20 x 40 px in the frame's middle
-
-
 def test_a_panning_camera_sees_what_it_follows_and_not_the_view() -> None:
     det = MotionDetector(MotionSettings(), SHAPE)
     seen = quiet = 0
-    for i, (luma, pans, _obj) in enumerate(_panning(30, 75, 0, 3, seed=21)):
+    for i, (luma, pans, _obj) in enumerate(scenes.panning(SHAPE, 30, 75, 0, 3, seed=21)):
         result = det.process(luma, i / scenes.FPS)
         # the pan is found within a few frames; the model then starts afresh from the frame and
         # the object, learned with it, shows in full once the view has slid from under it
@@ -188,7 +168,7 @@ def test_a_panning_camera_sees_what_it_follows_and_not_the_view() -> None:
 def test_a_pan_that_stops_leaves_the_model_where_the_camera_rests() -> None:
     det = MotionDetector(MotionSettings(), SHAPE)
     boxes_after = 0
-    for i, (luma, _pans, obj) in enumerate(_panning(30, 40, 60, 4, seed=22)):
+    for i, (luma, _pans, obj) in enumerate(scenes.panning(SHAPE, 30, 40, 60, 4, seed=22)):
         result = det.process(luma, i / scenes.FPS)
         if i == 30 + 39:
             assert det.panning
@@ -224,7 +204,7 @@ def test_a_pan_into_a_view_without_corners_stops_being_followed() -> None:
     # for a few frames, then stays put
     det = MotionDetector(MotionSettings(), SHAPE)
     rng = np.random.default_rng(23)
-    for i, (luma, _pans, _obj) in enumerate(_panning(30, 20, 0, 4, seed=23)):
+    for i, (luma, _pans, _obj) in enumerate(scenes.panning(SHAPE, 30, 20, 0, 4, seed=23)):
         det.process(luma, i / scenes.FPS)
     assert det.panning
     fog = np.full(SHAPE, 128.0)
