@@ -144,7 +144,8 @@ class PanFollower:
         # a pan goes on as it went when a frame cannot be measured (blur, a flat view): a model
         # left behind once would stay behind, each frame measured against the last; but not
         # for long, where nothing says how the camera moves
-        motion = self.measure(state[6], self._frame)
+        last = state[6]  # the analysis frame before this one (the order: vision._kernels.MotionState)
+        motion = self.measure(last, self._frame)
         self._blind = self._blind + 1 if motion is None else 0
         if motion is None:
             motion = self._motion
