@@ -21,7 +21,9 @@ _MAGIC = b"TEGA"
 #    long the value has not changed.
 # 4: the ensemble holds one member per fast span (each with its own state but one pattern table).
 # 5: the pattern table keeps plain counts (no forgetting, no growth factor in the state).
-_VERSION = 5
+# 6: the pattern bins are the Freedman-Diaconis width for the level's readings (were 0.25 spreads),
+#    so a table saved before counts other patterns under the same keys; same layout.
+_VERSION = 6
 _HEADER = struct.Struct("<4sHB32sIII")
 _KINDS = {"windowed_gaussian": 1, "ensemble": 2}
 
@@ -45,7 +47,7 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
     params = np.zeros((len(cfg.fast_spans), _kernels.ENS_NPARAM))
     for row, fast_span in zip(params, cfg.fast_spans, strict=True):
         row[:] = (
-            1.0 / cfg.level_span,
+            cfg.level_days * _kernels.DAY_SECONDS,
             1.0 / fast_span,
             cfg.clip,
             1.0 / cfg.short_span,
@@ -53,7 +55,6 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.suppress,
             cfg.alarm_z,
             cfg.warmup,
-            cfg.quantum,
             cfg.z_scale,
             1.0 / cfg.day_span,
             cfg.day_min,

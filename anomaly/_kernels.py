@@ -107,12 +107,13 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 # Multi-channel robust ensemble with anomaly-likelihood post-processing.
 #
 # Channels (raw surprise of the current value, each capped at Z_CAP):
-#   0 level:    |x - m| / s          (m, s: slow, clipped EW location and mean absolute deviation)
+#   0 level:    |x - m| / s          (m, s: slow, clipped EW location and mean absolute deviation,
+#                                    remembering ``level_days`` by the clock: see _level_scale)
 #   1 change:   |d - md| / sd        (d = x - previous x; md, sd as above, over the differences)
 #   2 shift:    |ms - m| / s         (ms: fast EW mean: a level shift builds up over a few values)
 #   3 context:  1 / (1 + c)          (c: how often the current 3-value quantised pattern was seen
-#                                    before; bins of ``quantum`` spreads out to ``clip`` spreads
-#                                    either side of the level)
+#                                    before; bins of the Freedman-Diaconis width in spreads, out to
+#                                    ``clip`` spreads either side of the level)
 #   4 daily:    |x - mb| / (sb + 0.1 s)  (mb, sb: clipped EW location and spread of the values
 #                                    seen in the same time-of-day bin; 0 until the bin has
 #                                    ``day_min`` values, or when the time is not finite)
@@ -144,7 +145,7 @@ _RUN = _NOM + 1  # nominal intervals the value has not changed for
 ENS_NSTATE = _RUN + 1
 ENS_TIME_INDEX = _T
 # params layout
-_P_A_LEVEL = 0
+_P_LEVEL_SECONDS = 0
 _P_A_FAST = 1
 _P_CLIP = 2
 _P_A_SHORT = 3
@@ -152,15 +153,14 @@ _P_A_LONG = 4
 _P_SUPPRESS = 5
 _P_ALARM = 6
 _P_WARMUP = 7
-_P_QUANTUM = 8
-_P_ZSCALE = 9
-_P_A_DAY = 10
-_P_DAY_MIN = 11
-_P_DAY_CLIP = 12
-_P_REARM = 13
-_P_RECUR_DECAY = 14
-_P_RECUR_DAYS = 15
-ENS_NPARAM = 16
+_P_ZSCALE = 8
+_P_A_DAY = 9
+_P_DAY_MIN = 10
+_P_DAY_CLIP = 11
+_P_REARM = 12
+_P_RECUR_DECAY = 13
+_P_RECUR_DAYS = 14
+ENS_NPARAM = 15
 # The daily state holds, per time-of-day bin: location, spread, count, time of the last alarm in
 # the bin (-inf: none yet) and that alarm's recurrence count (5 * bins values).
 ENS_DAY_FIELDS = 5
@@ -168,8 +168,11 @@ ENS_DAY_ALARM_FIELD = 3
 
 Z_CAP = 50.0
 # The context channel's pattern key packs three bin indices offset by 64 in base 131: no index may
-# leave [-64, 64] whatever clip / quantum a configuration asks for.
+# leave [-64, 64] whatever clip / bin width a configuration asks for.
 CONTEXT_LEVEL_CAP = 64.0
+# The Freedman-Diaconis bin width, 2 IQR n^(-1/3), in the detector's spreads: a spread is a mean
+# absolute deviation, sqrt(2/pi) sigma for normal data, and the IQR is 1.349 sigma.
+FD_SPREADS = 2.0 * 1.349 * math.sqrt(math.pi / 2.0)
 DAY_SECONDS = 86400.0
 DAY_SPREAD_FLOOR = 0.1
 # An alarm repeats an earlier one only if that one is at least half a day older: a long event
@@ -182,9 +185,10 @@ RECUR_MIN_SECONDS = 0.5 * DAY_SECONDS
 # alone. A reading that comes k nominal intervals after the previous one advances the suppression by k
 # (not by 1), and its change from the previous value is divided by sqrt(k)
 # when k > 1 (a random walk's change grows as the square root of the elapsed time: a gap is not a
-# jump). The daily channel and the recurrence rule work on the clock already. The averages still
-# take one step per reading: weighting them by k too was tried and lost on NAB's irregular traffic
-# series (bench/ANOMALY_RESULTS.md). Nothing here is fitted: on a regular series k is exactly 1.
+# jump). The daily channel and the recurrence rule work on the clock already, and the slow level's
+# rate per reading comes from the nominal interval (_level_scale). The averages still take one
+# step per reading: weighting them by k too was tried and lost on NAB's irregular traffic series
+# (bench/ANOMALY_RESULTS.md). Nothing here is fitted: on a regular series k is exactly 1.
 NOMINAL_STEP = 2.0**0.125
 
 
@@ -226,6 +230,27 @@ def _interval_weight(state: F64, t: float) -> float:
     else:
         state[_T] = t
     return k
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _level_scale(level_seconds: float, nominal: float, count: float) -> tuple[float, float]:
+    """Rate of the slow estimates and width of the pattern bins (in spreads), from the clock.
+
+    The slow estimates remember ``level_seconds``: their rate per reading is the nominal interval
+    over that time (at most 1), so a series read every 5 minutes and one read hourly forget at the
+    same pace by the clock. The pattern bins are the Freedman-Diaconis width for n = the readings
+    in that memory. Until the nominal interval is known (the first timed reading, or a series
+    without finite times) the rate is 0, so _ew_rate's running mean applies, and n is the readings
+    that running mean holds.
+    """
+    if nominal > 0.0:
+        rate = min(nominal / level_seconds, 1.0)
+        readings = level_seconds / nominal
+    else:
+        rate = 0.0
+        readings = count + 1.0
+    width: float = FD_SPREADS * readings ** (-1.0 / 3.0)
+    return rate, width
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -294,7 +319,7 @@ def ensemble_run(
     pattern table computes it and writes it there; a member given an empty table reads it (the
     channel depends only on the level estimates, which members share, so it is the same for all).
     """
-    a_level = params[_P_A_LEVEL]
+    level_seconds = params[_P_LEVEL_SECONDS]
     a_fast = params[_P_A_FAST]
     clip = params[_P_CLIP]
     a_short = params[_P_A_SHORT]
@@ -302,15 +327,13 @@ def ensemble_run(
     suppress = params[_P_SUPPRESS]
     alarm = params[_P_ALARM]
     warmup = params[_P_WARMUP]
-    quantum = params[_P_QUANTUM]
-    # The pattern bins are measured in spreads around the running level, so a pattern's meaning does
-    # not age with the readings and a pattern once seen stays known (as CAD OSE's contexts do): no
-    # forgetting rate to set. The bins reach out to the clip: beyond it a value is an outlier for
-    # the level too, and shares the end bin.
-    levels = min(clip / quantum, CONTEXT_LEVEL_CAP)
     zscale = params[_P_ZSCALE]
     rearm = params[_P_REARM]
     tsize = table.shape[0]
+    nominal = 0.0  # the nominal interval the rate and bin width below were computed for
+    a_level = 0.0
+    quantum = 1.0
+    levels = 0.0
     raw = np.empty(ENS_NCH)
     for i in range(values.shape[0]):
         x = values[i]
@@ -325,6 +348,16 @@ def ensemble_run(
             state[_S] = 0.0
             state[_SD] = 0.0
         k = _interval_weight(state, times[i])
+        # The pattern bins are measured in spreads around the running level, so a pattern's meaning
+        # does not age with the readings and a pattern once seen stays known (as CAD OSE's contexts
+        # do): no forgetting rate to set. Their width follows the nominal interval, which moves
+        # rarely (a change of reporting rate), and only then do the bins move under the table. The
+        # bins reach out to the clip: beyond it a value is an outlier for the level too, and shares
+        # the end bin.
+        if state[_NOM] != nominal or nominal <= 0.0:
+            nominal = state[_NOM]
+            a_level, quantum = _level_scale(level_seconds, nominal, count)
+            levels = min(clip / quantum, CONTEXT_LEVEL_CAP)
         m = state[_M]
         s = state[_S]
         d = x - state[_PREV]

@@ -70,7 +70,7 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
     short = [0.0] * n_ch
     long_mean = [0.0] * n_ch
     long_var = [0.0] * n_ch
-    a_level = 1.0 / cfg.level_span
+    level_seconds = cfg.level_days * 86400.0
     a_fast = 1.0 / fast_span
     for i, x in enumerate(values.tolist()):
         if _missing(x):
@@ -96,6 +96,16 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
                 last_time = max(last_time, t)
             else:
                 last_time = t
+        # The level remembers level_days by the clock; the pattern bins are the Freedman-Diaconis
+        # width (2 IQR n^(-1/3), IQR = 1.349 sigma = 1.349 sqrt(pi/2) mean absolute deviations) for
+        # n = the readings in that time. No clock yet: a running mean, n = the readings so far.
+        if nominal > 0.0:
+            a_level = min(nominal / level_seconds, 1.0)
+            in_level = level_seconds / nominal
+        else:
+            a_level = 0.0
+            in_level = count + 1.0
+        quantum = 2.0 * 1.349 * math.sqrt(math.pi / 2.0) * in_level ** (-1.0 / 3.0)
         change = x - previous
         if k > 1.0:
             change /= math.sqrt(k)
@@ -107,8 +117,8 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
             0.0,
             0.0,
         ]
-        levels = min(cfg.clip / cfg.quantum, 64.0)
-        q = int(np.clip(math.floor((x - level) / (cfg.quantum * spread + eps)), -levels, levels))
+        levels = min(cfg.clip / quantum, 64.0)
+        q = int(np.clip(math.floor((x - level) / (quantum * spread + eps)), -levels, levels))
         key = ((q + 64) * 131 + (q1 + 64)) * 131 + (q2 + 64)
         slot = (key * 2654435761) % len(table)
         raw[3] = 1.0 / (1.0 + table[slot])  # a pattern once seen stays known

@@ -15,7 +15,7 @@ import numpy.testing as npt
 import pydantic
 import pytest
 
-from anomaly import PointDetector, make_detector
+from anomaly import PointDetector, _kernels, make_detector
 from edge_config.anomaly import DEFAULT_THRESHOLD, AnomalySettings, EnsembleSettings, WindowedGaussianSettings
 
 
@@ -39,7 +39,7 @@ RNG = np.random.default_rng(20261127)
 # A small, busy configuration: short spans and warm-up so clipping and suppression are exercised
 # within a few thousand values.
 SMALL_ENS = EnsembleSettings(
-    level_span=50,
+    level_days=0.6,  # about 51 readings 17 minutes apart: bins 0.91 spreads wide, three a side
     fast_spans=(2.0, 3.0),
     clip=3.0,
     short_span=4.0,
@@ -48,7 +48,6 @@ SMALL_ENS = EnsembleSettings(
     alarm_z=2.0,
     suppress=5,
     rearm_z=2.5,
-    quantum=0.5,  # six bins a side, out to the clip
     context_bits=6,
     day_bins=8,
     day_span=4.0,
@@ -133,8 +132,8 @@ def test_ensemble_matches_reference(case: str) -> None:
 
 
 def test_ensemble_matches_reference_with_the_context_bins_capped() -> None:
-    # quantum 0.01 asks for 300 bins either side of the level (clip 3): the key allows 64.
-    cfg = SMALL_ENS.model_copy(update={"quantum": 0.01})
+    # clip 100 asks for 110 bins of 0.91 spreads either side of the level: the key allows 64.
+    cfg = SMALL_ENS.model_copy(update={"clip": 100.0})
     values = CASES["random_walk_spikes"]
     got = make_detector(AnomalySettings(ensemble=cfg)).score_batch(values, _times(len(values)))
     want = naive.ensemble(values, _times(len(values)), cfg)
@@ -207,6 +206,48 @@ def test_suppression_lasts_a_time_not_a_count() -> None:
     assert by_time[600] > 0.2308 and by_count[600] > 0.2308
     assert by_count[602] == 0.0  # two readings later: still suppressed when counting readings
     assert by_time[602] > 0.0
+
+
+def _level_after(values: np.ndarray, interval: float) -> float:
+    det = make_detector()
+    det.score_batch(values, 1.7e9 + interval * np.arange(len(values), dtype=np.float64))
+    # Every member keeps the same level (it does not depend on the fast span): read the first's.
+    return float(det._state[0, _kernels._M])
+
+
+@pytest.mark.parametrize("interval", [300.0, 3600.0])
+def test_the_level_remembers_a_week_by_the_clock_whatever_the_sampling_interval(interval: float) -> None:
+    # Readings alternating +-1 for three weeks, then 2 higher for one day. Whether they come every
+    # 5 minutes or every hour, the level takes in the same part of the step in that day:
+    # 1 - exp(-1 day / 7 days) = 0.133 (a memory counted in readings would take 12 times less
+    # of it at the hourly rate, with 12 times fewer readings in the day).
+    per_day = round(86400.0 / interval)
+    before = np.where(np.arange(21 * per_day) % 2 == 0, 1.0, -1.0)
+    after = 2.0 + before[:per_day]
+    level_before = _level_after(before, interval)
+    level_after = _level_after(np.concatenate([before, after]), interval)
+    absorbed = (level_after - level_before) / 2.0
+    assert absorbed == pytest.approx(1.0 - np.exp(-1.0 / 7.0), abs=0.003)
+
+
+def test_the_pattern_bins_are_the_freedman_diaconis_width_for_the_levels_readings() -> None:
+    # NumPy's own Freedman-Diaconis rule (2 IQR n^(-1/3)) on a week of normal readings, in mean
+    # absolute deviations (the detector's spread), against the kernel's width for that week.
+    week = 7 * 86400.0
+    rng = np.random.default_rng(5)
+    for interval, width in ((300.0, 0.268), (3600.0, 0.613)):
+        rate, kernel_width = _kernels._level_scale(week, interval, 0.0)
+        assert rate == interval / week
+        assert kernel_width == pytest.approx(width, abs=5e-4)
+        sample = rng.normal(size=round(week / interval))
+        edges = np.histogram_bin_edges(sample, bins="fd")
+        mad = np.mean(np.abs(sample - sample.mean()))
+        assert (edges[1] - edges[0]) / mad == pytest.approx(kernel_width, rel=0.1)
+    # No nominal interval yet (one timed reading so far, or no finite times): the running mean of
+    # the readings so far, and the width for them.
+    rate, width = _kernels._level_scale(week, 0.0, 99.0)
+    assert rate == 0.0
+    assert width == pytest.approx(2.0 * 1.349 * np.sqrt(np.pi / 2.0) / 100.0 ** (1.0 / 3.0))
 
 
 def test_a_stuck_sensor_raises_one_alarm_at_most() -> None:
@@ -343,11 +384,11 @@ def test_restore_refuses_other_layouts_and_garbage() -> None:
 def test_restore_refuses_state_saved_in_an_older_format() -> None:
     # Format 1 had no alarm memory in the daily state, format 2 no clock (last time, nominal
     # interval), format 3 one member only, format 4 a forgetting pattern table (its growth factor
-    # in the state): such a blob must start afresh, cleanly.
+    # in the state), format 5 pattern bins of 0.25 spreads: such a blob must start afresh, cleanly.
     blob = make_detector().state()
-    for version in (1, 2, 3, 4):
+    for version in (1, 2, 3, 4, 5):
         old = blob[:4] + version.to_bytes(2, "little") + blob[6:]
-        with pytest.raises(ValueError, match=rf"state format {version}, this is format 5.*start afresh"):
+        with pytest.raises(ValueError, match=rf"state format {version}, this is format 6.*start afresh"):
             PointDetector.restore(AnomalySettings(), old)
 
 
@@ -382,13 +423,18 @@ def test_non_contiguous_input_is_accepted() -> None:
 
 def test_settings_are_strict_bounded_and_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
-        EnsembleSettings(level_span=1)
+        EnsembleSettings(level_days=0.0)
     for spans in ((), (0.5,), (1.5, 2.0, 3.0, 4.0, 5.0), ("2",)):
         with pytest.raises(pydantic.ValidationError):
             EnsembleSettings(fast_spans=spans)  # type: ignore[arg-type]
     assert EnsembleSettings.model_validate({"fast_spans": [2, 3]}).fast_spans == (2.0, 3.0)
     with pytest.raises(pydantic.ValidationError):
         EnsembleSettings(unknown_field=1)  # type: ignore[call-arg]
+    # An older config's removed settings are refused with what to write instead.
+    with pytest.raises(pydantic.ValidationError, match=r"'level_span' is no longer a setting.*level_days"):
+        AnomalySettings.model_validate({"ensemble": {"level_span": 2000}})
+    with pytest.raises(pydantic.ValidationError, match=r"'quantum' is no longer a setting.*delete the key"):
+        AnomalySettings.model_validate({"ensemble": {"quantum": 0.25}})
     with pytest.raises(pydantic.ValidationError):
         AnomalySettings(detector="magic")  # type: ignore[arg-type]
     cfg = AnomalySettings()
