@@ -99,12 +99,8 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
         # The level remembers level_days by the clock; the pattern bins are the Freedman-Diaconis
         # width (2 IQR n^(-1/3), IQR = 1.349 sigma = 1.349 sqrt(pi/2) mean absolute deviations) for
         # n = the readings in that time. No clock yet: a running mean, n = the readings so far.
-        if nominal > 0.0:
-            a_level = min(nominal / level_seconds, 1.0)
-            in_level = level_seconds / nominal
-        else:
-            a_level = 0.0
-            in_level = count + 1.0
+        a_level = min(nominal / level_seconds, 1.0) if nominal > 0.0 else 0.0
+        in_level = level_seconds / nominal if nominal > 0.0 else count + 1.0
         quantum = 2.0 * 1.349 * math.sqrt(math.pi / 2.0) * in_level ** (-1.0 / 3.0)
         change = x - previous
         if k > 1.0:
