@@ -172,6 +172,17 @@ def test_ensemble_matches_reference_on_irregular_times(case: str) -> None:
     npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
 
 
+def test_ensemble_matches_reference_without_any_time() -> None:
+    # No finite time ever: no nominal interval, so the level is a running mean of every reading
+    # and the pattern bins narrow with the readings seen (the daily channel is off).
+    values = CASES["random_walk_spikes"]
+    times = np.full(len(values), np.nan)
+    got = make_detector(AnomalySettings(ensemble=SMALL_ENS)).score_batch(values, times)
+    want = naive.ensemble(values, times, SMALL_ENS)
+    npt.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+    assert got.max() > 0.0
+
+
 def test_a_gap_is_not_a_jump() -> None:
     # A random walk read every minute, then nothing for two hours: the walk has moved on by
     # about sqrt(120) steps. That move, divided by sqrt(k) = sqrt(120), is an ordinary change.
