@@ -59,7 +59,6 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             1.0 / cfg.day_span,
             cfg.day_min,
             cfg.day_clip,
-            cfg.rearm_z,
             cfg.recur_decay,
             cfg.recur_days,
         )

@@ -120,7 +120,8 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
-# after that as z stays at or above ``rearm_z`` (one event, one alarm).
+# after that as z stays at or above ``alarm_z`` (one event, one alarm: the event lasts while the
+# reading is still at the alarm level, so no second level needs setting).
 # A value repeated for more than ``suppress`` nominal intervals scores 0 (a frozen sensor).
 # Output score: z / (z + z_scale) for z > 0, else 0; an alarm that recurs at the same time of day
 # (see _recurrence) has its score multiplied by ``recur_decay`` once per consecutive recurrence.
@@ -157,10 +158,9 @@ _P_ZSCALE = 8
 _P_A_DAY = 9
 _P_DAY_MIN = 10
 _P_DAY_CLIP = 11
-_P_REARM = 12
-_P_RECUR_DECAY = 13
-_P_RECUR_DAYS = 14
-ENS_NPARAM = 15
+_P_RECUR_DECAY = 12
+_P_RECUR_DAYS = 13
+ENS_NPARAM = 14
 # The daily state holds, per time-of-day bin: location, spread, count, time of the last alarm in
 # the bin (-inf: none yet) and that alarm's recurrence count (5 * bins values).
 ENS_DAY_FIELDS = 5
@@ -328,7 +328,6 @@ def ensemble_run(
     alarm = params[_P_ALARM]
     warmup = params[_P_WARMUP]
     zscale = params[_P_ZSCALE]
-    rearm = params[_P_REARM]
     tsize = table.shape[0]
     nominal = 0.0  # the nominal interval the rate and bin width below were computed for
     a_level = 0.0
@@ -422,7 +421,7 @@ def ensemble_run(
             left = state[_SUP] - k
             quiet = left >= 0.0
             state[_SUP] = max(left, 0.0)
-            if quiet and left == 0.0 and z >= rearm:
+            if quiet and left == 0.0 and z >= alarm:
                 state[_SUP] = 1.0  # still in the same event: stay quiet until z falls
         # A value frozen for longer than the quiet time after an alarm is the `stuck` rule's
         # business: it scores 0 and raises nothing (its first readings still can, so a level

@@ -49,6 +49,7 @@ class WindowedGaussianSettings(Section):
 _REMOVED = {
     "level_span": "the level remembers a time now: write level_days (days, default 7) instead of a count of readings",
     "quantum": "the pattern bins are the Freedman-Diaconis width for the level's readings: delete the key",
+    "rearm_z": "an event now lasts while the likelihood z stays at alarm_z: delete the key",
 }
 
 
@@ -116,8 +117,9 @@ class EnsembleSettings(Section):
         default=3.0,
         ge=0.0,
         le=1000.0,
-        description="Likelihood z at which the detector considers it has raised an alarm. 3 by the "
-        "three-sigma rule, not fitted to data (the benchmark does not search it).",
+        description="Likelihood z at which the detector considers it has raised an alarm, and that an "
+        "event stays at until it ends. 3 by the three-sigma rule, not fitted to data (the benchmark "
+        "does not search it).",
     )
     suppress: Count = Field(
         default=12,
@@ -125,12 +127,6 @@ class EnsembleSettings(Section):
         le=1_000_000,
         description="Nominal sampling intervals (a time, not a count: a reading after a longer gap is "
         "judged afresh) scored 0 after an alarm, so one event gives one alarm.",
-    )
-    rearm_z: Number = Field(
-        default=3.5,
-        ge=0.0,
-        le=1000.0,
-        description="After the suppression, stay quiet while the likelihood z is still this high.",
     )
     context_bits: Count = Field(
         default=12,

@@ -170,7 +170,7 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
             left = suppressed - k  # nominal intervals of quiet left after this reading
             quiet = left >= 0.0
             suppressed = max(left, 0.0)
-            if quiet and left == 0.0 and z >= cfg.rearm_z:
+            if quiet and left == 0.0 and z >= cfg.alarm_z:
                 suppressed = 1.0
         frozen_for = frozen_for + k if change == 0.0 else 0.0
         if quiet or frozen_for > cfg.suppress:

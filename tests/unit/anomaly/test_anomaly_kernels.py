@@ -47,7 +47,6 @@ SMALL_ENS = EnsembleSettings(
     warmup=20,
     alarm_z=2.0,
     suppress=5,
-    rearm_z=2.5,
     context_bits=6,
     day_bins=8,
     day_span=4.0,
@@ -446,6 +445,8 @@ def test_settings_are_strict_bounded_and_frozen() -> None:
         AnomalySettings.model_validate({"ensemble": {"level_span": 2000}})
     with pytest.raises(pydantic.ValidationError, match=r"'quantum' is no longer a setting.*delete the key"):
         AnomalySettings.model_validate({"ensemble": {"quantum": 0.25}})
+    with pytest.raises(pydantic.ValidationError, match=r"'rearm_z' is no longer a setting.*alarm_z"):
+        AnomalySettings.model_validate({"ensemble": {"rearm_z": 3.5}})
     with pytest.raises(pydantic.ValidationError):
         AnomalySettings(detector="magic")  # type: ignore[arg-type]
     cfg = AnomalySettings()
