@@ -113,9 +113,10 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #   3 context:  1 / (1 + c)          (c: how often the current 3-value quantised pattern was seen
 #                                    before; bins of ``quantum`` spreads out to ``clip`` spreads
 #                                    either side of the level)
-#   4 daily:    |x - mb| / (sb + 0.1 s)  (mb, sb: clipped EW location and spread of the values
-#                                    seen in the same time-of-day bin; 0 until the bin has
-#                                    ``day_min`` values, or when the time is not finite)
+#   4 daily:    |x - mb| / (sb + a s)  (mb, sb: clipped EW location and spread of the values
+#                                    seen in the same time-of-day bin, a = 1 / ``day_span`` their
+#                                    rate; 0 until the bin has ``day_min`` values, or when the
+#                                    time is not finite)
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
@@ -171,7 +172,6 @@ Z_CAP = 50.0
 # leave [-64, 64] whatever clip / quantum a configuration asks for.
 CONTEXT_LEVEL_CAP = 64.0
 DAY_SECONDS = 86400.0
-DAY_SPREAD_FLOOR = 0.1
 # An alarm repeats an earlier one only if that one is at least half a day older: a long event
 # must never count as a recurrence of itself.
 RECUR_MIN_SECONDS = 0.5 * DAY_SECONDS
@@ -239,9 +239,13 @@ def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float)
     spr = day[bins + b]
     cnt = day[2 * bins + b]
     clip = params[_P_DAY_CLIP]
+    a_day = params[_P_A_DAY]
     raw = 0.0
     if cnt >= params[_P_DAY_MIN]:
-        raw = min(abs(x - loc) / (spr + DAY_SPREAD_FLOOR * spread + eps), Z_CAP)
+        # The bin's spread is an EW at rate a_day: a reading at the series' typical departure (the
+        # level's spread) moves it by a_day * spread, so a bin spread finer than that is not resolved
+        # and the unit never falls under it. No floor to set: it follows the bin's own rate.
+        raw = min(abs(x - loc) / (spr + a_day * spread + eps), Z_CAP)
         xc = min(max(x, loc - clip * spr), loc + clip * spr)
         ec = min(abs(x - loc), clip * spr)
     else:
@@ -250,7 +254,7 @@ def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float)
     if cnt == 0.0:
         day[b] = x
     else:
-        a = _ew_rate(params[_P_A_DAY], cnt)
+        a = _ew_rate(a_day, cnt)
         day[b] = loc + a * (xc - loc)
         day[bins + b] = spr + a * (ec - spr)
     day[2 * bins + b] = cnt + 1.0

@@ -130,7 +130,9 @@ class EnsembleSettings(Section):
         default=10.0,
         ge=1.0,
         le=100_000.0,
-        description="Span, in readings of the same bin, of each bin's location and spread.",
+        description="Span, in readings of the same bin, of each bin's location and spread. Its rate "
+        "1/day_span also floors the daily channel's unit at day_span-th of the level's spread: one reading "
+        "moves a bin's spread by that much, so a finer bin spread is not resolved (no separate floor to set).",
     )
     day_min: Count = Field(
         default=10,

@@ -227,6 +227,25 @@ def test_a_stuck_sensor_raises_one_alarm_at_most() -> None:
         assert scores[start + 13 : end].max() == 0.0
 
 
+def test_the_daily_channel_flags_a_value_that_is_usual_but_not_at_that_hour() -> None:
+    # Five-minute readings of a daily cycle; on day 7 the sensor keeps reporting its 06:00 value
+    # (with its noise) until noon. Every reading stays inside the series' range and changes as little
+    # as usual: only the time of day says it is wrong, so only the daily channel can flag it.
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n = 288 * 8
+        times = 1_700_006_400.0 + 300.0 * np.arange(n, dtype=np.float64)  # from a midnight (UTC)
+        cycle = 10.0 * np.sin(2.0 * np.pi * np.arange(n) / 288.0)
+        values = cycle + 0.3 * rng.normal(size=n)
+        start, end = 288 * 6 + 72, 288 * 6 + 144
+        values[start:end] = cycle[start] + 0.3 * rng.normal(size=end - start)
+        with_daily = make_detector().score_batch(values, times)
+        without = make_detector(AnomalySettings(ensemble=EnsembleSettings(day_bins=0))).score_batch(values, times)
+        assert with_daily[start:end].max() >= DEFAULT_THRESHOLD
+        assert without[start:end].max() < 0.5 * DEFAULT_THRESHOLD
+        assert with_daily[288:start].max() < DEFAULT_THRESHOLD  # the learned days raise nothing
+
+
 def test_ensemble_fires_on_an_obvious_spike() -> None:
     values = np.sin(np.arange(2000) / 10.0) + 0.01 * RNG.normal(size=2000)
     values[1500] += 5.0
