@@ -56,7 +56,7 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.quantum,
             cfg.z_scale,
             1.0 / cfg.day_span,
-            cfg.day_min,
+            cfg.day_span,
             cfg.day_clip,
             cfg.rearm_z,
             cfg.recur_decay,

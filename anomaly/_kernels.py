@@ -115,7 +115,7 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #                                    either side of the level)
 #   4 daily:    |x - mb| / (sb + a s)  (mb, sb: clipped EW location and spread of the values
 #                                    seen in the same time-of-day bin, a = 1 / ``day_span`` their
-#                                    rate; 0 until the bin has ``day_min`` values, or when the
+#                                    rate; 0 until the bin has ``day_span`` values, or when the
 #                                    time is not finite)
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
@@ -156,7 +156,7 @@ _P_WARMUP = 7
 _P_QUANTUM = 8
 _P_ZSCALE = 9
 _P_A_DAY = 10
-_P_DAY_MIN = 11
+_P_DAY_SPAN = 11
 _P_DAY_CLIP = 12
 _P_REARM = 13
 _P_RECUR_DECAY = 14
@@ -241,7 +241,9 @@ def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float)
     clip = params[_P_DAY_CLIP]
     a_day = params[_P_A_DAY]
     raw = 0.0
-    if cnt >= params[_P_DAY_MIN]:
+    # A bin scores once its EW has left its running-mean start (after day_span readings, see
+    # _ew_rate): before that its location is a plain mean of a few readings, not yet the estimate.
+    if cnt >= params[_P_DAY_SPAN]:
         # The bin's spread is an EW at rate a_day: a reading at the series' typical departure (the
         # level's spread) moves it by a_day * spread, so a bin spread finer than that is not resolved
         # and the unit never falls under it. No floor to set: it follows the bin's own rate.

@@ -130,21 +130,17 @@ class EnsembleSettings(Section):
         default=10.0,
         ge=1.0,
         le=100_000.0,
-        description="Span, in readings of the same bin, of each bin's location and spread. Its rate "
-        "1/day_span also floors the daily channel's unit at day_span-th of the level's spread: one reading "
-        "moves a bin's spread by that much, so a finer bin spread is not resolved (no separate floor to set).",
-    )
-    day_min: Count = Field(
-        default=10,
-        ge=1,
-        le=100_000,
-        description="Readings a time-of-day bin needs before the daily channel scores it.",
+        description="Span, in readings of the same bin, of each bin's location and spread; it also sets "
+        "the daily channel's two other quantities, so neither has a value of its own: a bin is scored once "
+        "it has day_span readings (its average has left its running-mean start), and its unit never falls "
+        "under 1/day_span of the level's spread (what one reading moves the bin's spread by: a finer bin "
+        "spread is not resolved).",
     )
     day_clip: Number = Field(
         default=2.0,
         ge=0.5,
         le=1000.0,
-        description="After day_min readings, one moves its bin by at most this many spreads.",
+        description="Once a bin is scored, a reading moves it by at most this many of its spreads.",
     )
     recur_decay: Number = Field(
         default=0.9,

@@ -52,7 +52,6 @@ SMALL_ENS = EnsembleSettings(
     context_bits=6,
     day_bins=8,
     day_span=4.0,
-    day_min=3,
     day_clip=2.0,
     recur_decay=0.5,  # large steps, so a wrong recurrence count shows in the comparison
     recur_days=2.0,
@@ -250,7 +249,7 @@ def test_ensemble_fires_on_an_obvious_spike() -> None:
     values = np.sin(np.arange(2000) / 10.0) + 0.01 * RNG.normal(size=2000)
     values[1500] += 5.0
     scores = make_detector().score_batch(values, _times(2000))
-    # After the daily channel has settled (its bins need day_min values: ~3 simulated days here)
+    # After the daily channel has settled (its bins need day_span values: ~3 simulated days here)
     assert 1000 + int(np.argmax(scores[1000:])) in range(1500, 1503)
     assert scores[1500:1503].max() > 2 * scores[1000:1490].max()
 
