@@ -57,7 +57,7 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.warmup,
             cfg.z_scale,
             1.0 / cfg.day_span,
-            cfg.day_min,
+            cfg.day_span,
             cfg.day_clip,
             cfg.recur_decay,
             cfg.recur_days,

@@ -114,9 +114,10 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #   3 context:  1 / (1 + c)          (c: how often the current 3-value quantised pattern was seen
 #                                    before; bins of the Freedman-Diaconis width in spreads, out to
 #                                    ``clip`` spreads either side of the level)
-#   4 daily:    |x - mb| / (sb + 0.1 s)  (mb, sb: clipped EW location and spread of the values
-#                                    seen in the same time-of-day bin; 0 until the bin has
-#                                    ``day_min`` values, or when the time is not finite)
+#   4 daily:    |x - mb| / (sb + a s)  (mb, sb: clipped EW location and spread of the values
+#                                    seen in the same time-of-day bin, a = 1 / ``day_span`` their
+#                                    rate; 0 until the bin has ``day_span`` values, or when the
+#                                    time is not finite)
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
 # after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
@@ -156,7 +157,7 @@ _P_ALARM = 6
 _P_WARMUP = 7
 _P_ZSCALE = 8
 _P_A_DAY = 9
-_P_DAY_MIN = 10
+_P_DAY_SPAN = 10
 _P_DAY_CLIP = 11
 _P_RECUR_DECAY = 12
 _P_RECUR_DAYS = 13
@@ -174,7 +175,6 @@ CONTEXT_LEVEL_CAP = 64.0
 # absolute deviation, sqrt(2/pi) sigma for normal data, and the IQR is 1.349 sigma.
 FD_SPREADS = 2.0 * 1.349 * math.sqrt(math.pi / 2.0)
 DAY_SECONDS = 86400.0
-DAY_SPREAD_FLOOR = 0.1
 # An alarm repeats an earlier one only if that one is at least half a day older: a long event
 # must never count as a recurrence of itself.
 RECUR_MIN_SECONDS = 0.5 * DAY_SECONDS
@@ -264,9 +264,15 @@ def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float)
     spr = day[bins + b]
     cnt = day[2 * bins + b]
     clip = params[_P_DAY_CLIP]
+    a_day = params[_P_A_DAY]
     raw = 0.0
-    if cnt >= params[_P_DAY_MIN]:
-        raw = min(abs(x - loc) / (spr + DAY_SPREAD_FLOOR * spread + eps), Z_CAP)
+    # A bin scores once its EW has left its running-mean start (after day_span readings, see
+    # _ew_rate): before that its location is a plain mean of a few readings, not yet the estimate.
+    if cnt >= params[_P_DAY_SPAN]:
+        # The bin's spread is an EW at rate a_day: a reading at the series' typical departure (the
+        # level's spread) moves it by a_day * spread, so a bin spread finer than that is not resolved
+        # and the unit never falls under it. No floor to set: it follows the bin's own rate.
+        raw = min(abs(x - loc) / (spr + a_day * spread + eps), Z_CAP)
         xc = min(max(x, loc - clip * spr), loc + clip * spr)
         ec = min(abs(x - loc), clip * spr)
     else:
@@ -275,7 +281,7 @@ def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float)
     if cnt == 0.0:
         day[b] = x
     else:
-        a = _ew_rate(params[_P_A_DAY], cnt)
+        a = _ew_rate(a_day, cnt)
         day[b] = loc + a * (xc - loc)
         day[bins + b] = spr + a * (ec - spr)
     day[2 * bins + b] = cnt + 1.0

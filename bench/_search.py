@@ -49,7 +49,6 @@ F64 = npt.NDArray[np.float64]
 SEARCH_SPACE: dict[str, tuple[float, ...]] = {
     "short_span": (3.0, 5.0, 8.0),
     "long_span": (500, 1000, 2000),
-    "day_min": (5, 10, 20),
     "day_span": (5.0, 10.0, 20.0),
     "recur_decay": (0.9, 0.95, 1.0),
     "warmup": (50, 100, 200, 400),

@@ -50,6 +50,7 @@ _REMOVED = {
     "level_span": "the level remembers a time now: write level_days (days, default 7) instead of a count of readings",
     "quantum": "the pattern bins are the Freedman-Diaconis width for the level's readings: delete the key",
     "rearm_z": "an event now lasts while the likelihood z stays at alarm_z: delete the key",
+    "day_min": "a time-of-day bin is scored once it has day_span readings: delete the key",
 }
 
 
@@ -144,19 +145,17 @@ class EnsembleSettings(Section):
         default=10.0,
         ge=1.0,
         le=100_000.0,
-        description="Span, in readings of the same bin, of each bin's location and spread.",
-    )
-    day_min: Count = Field(
-        default=10,
-        ge=1,
-        le=100_000,
-        description="Readings a time-of-day bin needs before the daily channel scores it.",
+        description="Span, in readings of the same bin, of each bin's location and spread; it also sets "
+        "the daily channel's two other quantities, so neither has a value of its own: a bin is scored once "
+        "it has day_span readings (its average has left its running-mean start), and its unit never falls "
+        "under 1/day_span of the level's spread (what one reading moves the bin's spread by: a finer bin "
+        "spread is not resolved).",
     )
     day_clip: Number = Field(
         default=2.0,
         ge=0.5,
         le=1000.0,
-        description="After day_min readings, one moves its bin by at most this many spreads.",
+        description="Once a bin is scored, a reading moves it by at most this many of its spreads.",
     )
     recur_decay: Number = Field(
         default=0.9,

@@ -123,8 +123,8 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
         if bins and math.isfinite(t):
             b = math.floor((t % 86400.0) / 86400.0 * bins) % bins
             loc, spr, cnt = day_loc[b], day_spread[b], day_count[b]
-            if cnt >= cfg.day_min:
-                raw[4] = min(abs(x - loc) / (spr + 0.1 * spread + eps), 50.0)
+            if cnt >= cfg.day_span:
+                raw[4] = min(abs(x - loc) / (spr + spread / cfg.day_span + eps), 50.0)  # unit: >= one reading's step
                 x_day = min(max(x, loc - cfg.day_clip * spr), loc + cfg.day_clip * spr)
                 dev_day = min(abs(x - loc), cfg.day_clip * spr)
             else:

@@ -50,7 +50,6 @@ SMALL_ENS = EnsembleSettings(
     context_bits=6,
     day_bins=8,
     day_span=4.0,
-    day_min=3,
     day_clip=2.0,
     recur_decay=0.5,  # large steps, so a wrong recurrence count shows in the comparison
     recur_days=2.0,
@@ -278,11 +277,30 @@ def test_a_stuck_sensor_raises_one_alarm_at_most() -> None:
         assert scores[start + 13 : end].max() == 0.0
 
 
+def test_the_daily_channel_flags_a_value_that_is_usual_but_not_at_that_hour() -> None:
+    # Five-minute readings of a daily cycle; on day 7 the sensor keeps reporting its 06:00 value
+    # (with its noise) until noon. Every reading stays inside the series' range and changes as little
+    # as usual: only the time of day says it is wrong, so only the daily channel can flag it.
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n = 288 * 8
+        times = 1_700_006_400.0 + 300.0 * np.arange(n, dtype=np.float64)  # from a midnight (UTC)
+        cycle = 10.0 * np.sin(2.0 * np.pi * np.arange(n) / 288.0)
+        values = cycle + 0.3 * rng.normal(size=n)
+        start, end = 288 * 6 + 72, 288 * 6 + 144
+        values[start:end] = cycle[start] + 0.3 * rng.normal(size=end - start)
+        with_daily = make_detector().score_batch(values, times)
+        without = make_detector(AnomalySettings(ensemble=EnsembleSettings(day_bins=0))).score_batch(values, times)
+        assert with_daily[start:end].max() >= DEFAULT_THRESHOLD
+        assert without[start:end].max() < 0.5 * DEFAULT_THRESHOLD
+        assert with_daily[288:start].max() < DEFAULT_THRESHOLD  # the learned days raise nothing
+
+
 def test_ensemble_fires_on_an_obvious_spike() -> None:
     values = np.sin(np.arange(2000) / 10.0) + 0.01 * RNG.normal(size=2000)
     values[1500] += 5.0
     scores = make_detector().score_batch(values, _times(2000))
-    # After the daily channel has settled (its bins need day_min values: ~3 simulated days here)
+    # After the daily channel has settled (its bins need day_span values: ~3 simulated days here)
     assert 1000 + int(np.argmax(scores[1000:])) in range(1500, 1503)
     assert scores[1500:1503].max() > 2 * scores[1000:1490].max()
 
@@ -447,6 +465,8 @@ def test_settings_are_strict_bounded_and_frozen() -> None:
         AnomalySettings.model_validate({"ensemble": {"quantum": 0.25}})
     with pytest.raises(pydantic.ValidationError, match=r"'rearm_z' is no longer a setting.*alarm_z"):
         AnomalySettings.model_validate({"ensemble": {"rearm_z": 3.5}})
+    with pytest.raises(pydantic.ValidationError, match=r"'day_min' is no longer a setting.*day_span"):
+        AnomalySettings.model_validate({"ensemble": {"day_min": 10}})
     with pytest.raises(pydantic.ValidationError):
         AnomalySettings(detector="magic")  # type: ignore[arg-type]
     cfg = AnomalySettings()
