@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 
 import numpy as np
@@ -52,7 +53,7 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.clip,
             1.0 / cfg.short_span,
             1.0 / cfg.long_span,
-            cfg.suppress,
+            cfg.quiet_minutes * 60.0,
             cfg.alarm_z,
             cfg.warmup,
             cfg.z_scale,
@@ -61,6 +62,7 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.day_clip,
             cfg.recur_decay,
             cfg.recur_days,
+            math.ceil(cfg.short_span),
         )
     return params
 

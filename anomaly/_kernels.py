@@ -120,12 +120,15 @@ def gauss_run(state: F64, ring: F64, values: F64, out: F64) -> None:
 #                                    time is not finite)
 # Each channel's raw score is smoothed (fast EW, "short term") and compared with its own long-term
 # EW mean and variance: the likelihood z of that channel. The detector's z is the largest one, and
-# after z reaches ``alarm_z`` the output is held at 0 for ``suppress`` values, and for as long
-# after that as z stays at or above ``alarm_z`` (one event, one alarm: the event lasts while the
+# after z reaches ``alarm_z`` the output is held at 0 for the quiet time (``quiet_minutes`` by the
+# clock, never fewer than ``short_span`` readings: see _quiet_intervals), and for as long after
+# that as z stays at or above ``alarm_z`` (one event, one alarm: the event lasts while the
 # reading is still at the alarm level, so no second level needs setting).
-# A value repeated for more than ``suppress`` nominal intervals scores 0 (a frozen sensor).
-# Output score: z / (z + z_scale) for z > 0, else 0; an alarm that recurs at the same time of day
-# (see _recurrence) has its score multiplied by ``recur_decay`` once per consecutive recurrence.
+# A value repeated for longer than the quiet time scores 0 (a frozen sensor).
+# Output score: z / (z + z_scale) for a reading that raises an alarm, 0 for every other one (so
+# a threshold under the alarm level's score cannot turn one event into a run of detections); an
+# alarm that recurs at the same time of day (see _recurrence) has its score multiplied by
+# ``recur_decay`` once per consecutive recurrence.
 ENS_NCH = 5
 # state layout
 _N = 0  # values seen
@@ -152,7 +155,7 @@ _P_A_FAST = 1
 _P_CLIP = 2
 _P_A_SHORT = 3
 _P_A_LONG = 4
-_P_SUPPRESS = 5
+_P_QUIET_SECONDS = 5
 _P_ALARM = 6
 _P_WARMUP = 7
 _P_ZSCALE = 8
@@ -161,7 +164,8 @@ _P_DAY_SPAN = 10
 _P_DAY_CLIP = 11
 _P_RECUR_DECAY = 12
 _P_RECUR_DAYS = 13
-ENS_NPARAM = 14
+_P_QUIET_MIN = 14
+ENS_NPARAM = 15
 # The daily state holds, per time-of-day bin: location, spread, count, time of the last alarm in
 # the bin (-inf: none yet) and that alarm's recurrence count (5 * bins values).
 ENS_DAY_FIELDS = 5
@@ -254,6 +258,17 @@ def _level_scale(level_seconds: float, nominal: float, count: float) -> tuple[fl
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _quiet_intervals(quiet_seconds: float, quiet_min: float, nominal: float) -> float:
+    """The quiet time after an alarm, in nominal intervals: ``quiet_seconds`` by the clock, but
+    never fewer than ``quiet_min`` readings (the short-term average's span: sooner, the average
+    still holds the alarming reading). Before the nominal interval is known, ``quiet_min``.
+    """
+    if nominal > 0.0:
+        return max(quiet_seconds / nominal, quiet_min)
+    return quiet_min
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float) -> float:
     """Raw score of the daily channel for value x at time t, and update of its bin."""
     bins = day.shape[0] // ENS_DAY_FIELDS
@@ -330,7 +345,9 @@ def ensemble_run(
     clip = params[_P_CLIP]
     a_short = params[_P_A_SHORT]
     a_long = params[_P_A_LONG]
-    suppress = params[_P_SUPPRESS]
+    quiet_seconds = params[_P_QUIET_SECONDS]
+    quiet_min = params[_P_QUIET_MIN]
+    suppress = quiet_min
     alarm = params[_P_ALARM]
     warmup = params[_P_WARMUP]
     zscale = params[_P_ZSCALE]
@@ -362,6 +379,7 @@ def ensemble_run(
         if state[_NOM] != nominal or nominal <= 0.0:
             nominal = state[_NOM]
             a_level, quantum = _level_scale(level_seconds, nominal, count)
+            suppress = _quiet_intervals(quiet_seconds, quiet_min, nominal)
             levels = min(clip / quantum, CONTEXT_LEVEL_CAP)
         m = state[_M]
         s = state[_S]
@@ -422,8 +440,8 @@ def ensemble_run(
         score = z / (z + zscale)
         quiet = False
         if state[_SUP] > 0.0:
-            # Quiet while the reading is within `suppress` nominal intervals of the alarm; one that
-            # comes after that time (a gap) is judged afresh.
+            # Quiet while the reading is within the quiet time of the alarm; one that comes after
+            # that time (a gap) is judged afresh.
             left = state[_SUP] - k
             quiet = left >= 0.0
             state[_SUP] = max(left, 0.0)
@@ -441,6 +459,8 @@ def ensemble_run(
         elif z >= alarm:
             state[_SUP] = suppress
             score *= _recurrence(day, params, times[i])
+        else:
+            score = 0.0
         out[i] = score
 
 

@@ -102,6 +102,10 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
         a_level = min(nominal / level_seconds, 1.0) if nominal > 0.0 else 0.0
         in_level = level_seconds / nominal if nominal > 0.0 else count + 1.0
         quantum = 2.0 * 1.349 * math.sqrt(math.pi / 2.0) * in_level ** (-1.0 / 3.0)
+        # The quiet after an alarm: quiet_minutes by the clock, at least short_span readings.
+        quiet_for = float(math.ceil(cfg.short_span))
+        if nominal > 0.0:
+            quiet_for = max(quiet_for, cfg.quiet_minutes * 60.0 / nominal)
         change = x - previous
         if k > 1.0:
             change /= math.sqrt(k)
@@ -173,10 +177,10 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
             if quiet and left == 0.0 and z >= cfg.alarm_z:
                 suppressed = 1.0
         frozen_for = frozen_for + k if change == 0.0 else 0.0
-        if quiet or frozen_for > cfg.suppress:
+        if quiet or frozen_for > quiet_for:
             score = 0.0
         elif z >= cfg.alarm_z:
-            suppressed = cfg.suppress
+            suppressed = quiet_for
             if bins and math.isfinite(t):
                 b = math.floor((t % 86400.0) / 86400.0 * bins) % bins
                 repeats = 0
@@ -186,5 +190,7 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
                 day_last_alarm[b] = t
                 day_alarm_repeats[b] = repeats
                 score *= cfg.recur_decay**repeats
+        else:
+            score = 0.0  # only a reading that raises an alarm scores
         out[i] = score
     return out

@@ -46,7 +46,7 @@ SMALL_ENS = EnsembleSettings(
     long_span=80,
     warmup=20,
     alarm_z=2.0,
-    suppress=5,
+    quiet_minutes=85.0,  # five readings 17 minutes apart
     context_bits=6,
     day_bins=8,
     day_span=4.0,
@@ -197,24 +197,6 @@ def test_a_gap_is_not_a_jump() -> None:
     # Judged by count, the same values would make the move one step's worth (a large change)
     assert scores[2000:2010].max() < 0.2308  # below the alarm (z = 3) and the rule's threshold
     assert scores[2000:2010].max() <= as_counted[2000:2010].max()
-
-
-def test_suppression_lasts_a_time_not_a_count() -> None:
-    # An alarm keeps the output quiet for `suppress` nominal intervals: a reading that comes after
-    # a gap longer than that is judged again.
-    rng = np.random.default_rng(3)
-    n = 1000
-    values = rng.normal(size=n)
-    values[600] += 30.0
-    values[602] += 30.0
-    dt = np.full(n, 60.0)
-    dt[602] = 3600.0  # an hour later: far more than 12 one-minute intervals
-    times = 1.7e9 + np.cumsum(dt)
-    by_time = make_detector().score_batch(values, times)
-    by_count = make_detector().score_batch(values, 1.7e9 + 60.0 * np.arange(n, dtype=np.float64))
-    assert by_time[600] > 0.2308 and by_count[600] > 0.2308
-    assert by_count[602] == 0.0  # two readings later: still suppressed when counting readings
-    assert by_time[602] > 0.0
 
 
 def _level_after(values: np.ndarray, interval: float) -> float:
@@ -379,7 +361,7 @@ def test_restore_accepts_retuned_levels_and_continues_with_them() -> None:
     times = _times(len(values))
     first = make_detector()
     first.score_batch(values[:2000], times[:2000])
-    retuned = AnomalySettings(ensemble=EnsembleSettings(alarm_z=2.0, suppress=3))
+    retuned = AnomalySettings(ensemble=EnsembleSettings(alarm_z=2.0, quiet_minutes=25.0))
     restored = PointDetector.restore(retuned, first.state())
     reference = PointDetector.restore(AnomalySettings(), first.state())
     tail_retuned = restored.score_batch(values[2000:], times[2000:])
@@ -467,6 +449,8 @@ def test_settings_are_strict_bounded_and_frozen() -> None:
         AnomalySettings.model_validate({"ensemble": {"rearm_z": 3.5}})
     with pytest.raises(pydantic.ValidationError, match=r"'day_min' is no longer a setting.*day_span"):
         AnomalySettings.model_validate({"ensemble": {"day_min": 10}})
+    with pytest.raises(pydantic.ValidationError, match=r"'suppress' is no longer a setting.*quiet_minutes"):
+        AnomalySettings.model_validate({"ensemble": {"suppress": 12}})
     with pytest.raises(pydantic.ValidationError):
         AnomalySettings(detector="magic")  # type: ignore[arg-type]
     cfg = AnomalySettings()
