@@ -59,7 +59,6 @@ def _ensemble_params(cfg: EnsembleSettings) -> F64:
             cfg.z_scale,
             1.0 / cfg.day_span,
             cfg.day_span,
-            cfg.day_clip,
             cfg.recur_decay,
             cfg.recur_days,
             math.ceil(cfg.short_span),

@@ -161,11 +161,10 @@ _P_WARMUP = 7
 _P_ZSCALE = 8
 _P_A_DAY = 9
 _P_DAY_SPAN = 10
-_P_DAY_CLIP = 11
-_P_RECUR_DECAY = 12
-_P_RECUR_DAYS = 13
-_P_QUIET_MIN = 14
-ENS_NPARAM = 15
+_P_RECUR_DECAY = 11
+_P_RECUR_DAYS = 12
+_P_QUIET_MIN = 13
+ENS_NPARAM = 14
 # The daily state holds, per time-of-day bin: location, spread, count, time of the last alarm in
 # the bin (-inf: none yet) and that alarm's recurrence count (5 * bins values).
 ENS_DAY_FIELDS = 5
@@ -278,7 +277,10 @@ def _daily(day: F64, params: F64, x: float, t: float, spread: float, eps: float)
     loc = day[b]
     spr = day[bins + b]
     cnt = day[2 * bins + b]
-    clip = params[_P_DAY_CLIP]
+    # Once scored, a reading moves its bin by at most alarm_z of the bin's spreads: beyond the alarm
+    # level it is an outlier for its hour, not that hour's normal. One level says what an outlier
+    # is, so the bin has no clip of its own to set.
+    clip = params[_P_ALARM]
     a_day = params[_P_A_DAY]
     raw = 0.0
     # A bin scores once its EW has left its running-mean start (after day_span readings, see

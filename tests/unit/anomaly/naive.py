@@ -129,8 +129,8 @@ def _member(values: F64, times: F64, cfg: EnsembleSettings, fast_span: float) ->
             loc, spr, cnt = day_loc[b], day_spread[b], day_count[b]
             if cnt >= cfg.day_span:
                 raw[4] = min(abs(x - loc) / (spr + spread / cfg.day_span + eps), 50.0)  # unit: >= one reading's step
-                x_day = min(max(x, loc - cfg.day_clip * spr), loc + cfg.day_clip * spr)
-                dev_day = min(abs(x - loc), cfg.day_clip * spr)
+                x_day = min(max(x, loc - cfg.alarm_z * spr), loc + cfg.alarm_z * spr)  # clipped at the alarm level
+                dev_day = min(abs(x - loc), cfg.alarm_z * spr)
             else:
                 x_day, dev_day = x, abs(x - loc)
             if cnt == 0:

@@ -50,7 +50,6 @@ SMALL_ENS = EnsembleSettings(
     context_bits=6,
     day_bins=8,
     day_span=4.0,
-    day_clip=2.0,
     recur_decay=0.5,  # large steps, so a wrong recurrence count shows in the comparison
     recur_days=2.0,
     z_scale=10.0,
@@ -451,6 +450,8 @@ def test_settings_are_strict_bounded_and_frozen() -> None:
         AnomalySettings.model_validate({"ensemble": {"day_min": 10}})
     with pytest.raises(pydantic.ValidationError, match=r"'suppress' is no longer a setting.*quiet_minutes"):
         AnomalySettings.model_validate({"ensemble": {"suppress": 12}})
+    with pytest.raises(pydantic.ValidationError, match=r"'day_clip' is no longer a setting.*alarm_z"):
+        AnomalySettings.model_validate({"ensemble": {"day_clip": 2.0}})
     with pytest.raises(pydantic.ValidationError):
         AnomalySettings(detector="magic")  # type: ignore[arg-type]
     cfg = AnomalySettings()
