@@ -440,18 +440,17 @@ def test_settings_are_strict_bounded_and_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
         EnsembleSettings(unknown_field=1)  # type: ignore[call-arg]
     # An older config's removed settings are refused with what to write instead.
-    with pytest.raises(pydantic.ValidationError, match=r"'level_span' is no longer a setting.*level_days"):
-        AnomalySettings.model_validate({"ensemble": {"level_span": 2000}})
-    with pytest.raises(pydantic.ValidationError, match=r"'quantum' is no longer a setting.*delete the key"):
-        AnomalySettings.model_validate({"ensemble": {"quantum": 0.25}})
-    with pytest.raises(pydantic.ValidationError, match=r"'rearm_z' is no longer a setting.*alarm_z"):
-        AnomalySettings.model_validate({"ensemble": {"rearm_z": 3.5}})
-    with pytest.raises(pydantic.ValidationError, match=r"'day_min' is no longer a setting.*day_span"):
-        AnomalySettings.model_validate({"ensemble": {"day_min": 10}})
-    with pytest.raises(pydantic.ValidationError, match=r"'suppress' is no longer a setting.*quiet_minutes"):
-        AnomalySettings.model_validate({"ensemble": {"suppress": 12}})
-    with pytest.raises(pydantic.ValidationError, match=r"'day_clip' is no longer a setting.*alarm_z"):
-        AnomalySettings.model_validate({"ensemble": {"day_clip": 2.0}})
+    removed = {
+        "level_span": (2000, "level_days"),
+        "quantum": (0.25, "delete the key"),
+        "rearm_z": (3.5, "alarm_z"),
+        "day_min": (10, "day_span"),
+        "suppress": (12, "quiet_minutes"),
+        "day_clip": (2.0, "alarm_z"),
+    }
+    for key, (value, hint) in removed.items():
+        with pytest.raises(pydantic.ValidationError, match=rf"'{key}' is no longer a setting.*{hint}"):
+            AnomalySettings.model_validate({"ensemble": {key: value}})
     with pytest.raises(pydantic.ValidationError):
         AnomalySettings(detector="magic")  # type: ignore[arg-type]
     cfg = AnomalySettings()
