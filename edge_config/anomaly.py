@@ -87,7 +87,9 @@ class EnsembleSettings(Section):
         description="Spans of the fast mean that reveals level and variance shifts. One detector runs "
         "per span (time grows with their number; they share the pattern table) and a reading's score "
         "is the largest of theirs: a shift is judged at several speeds instead of one chosen on data. "
-        "The default is the list the benchmark's search used to choose one span from (bench/ANOMALY_RESULTS.md).",
+        "The default is the list the benchmark's search used to choose one span from, written around the "
+        "span tuned on the shared NAB series before cross-validation: the one default still set by hand "
+        "there (chosen in the folds instead, it loses; bench/ANOMALY_RESULTS.md).",
     )
     clip: Number = Field(
         default=8.0,
