@@ -18,7 +18,9 @@ same protocol in the same run. Every threshold (per fold and profile), and every
 ensemble listed in bench/_search.py (per fold, one configuration for the three profiles), is chosen
 on the other categories only. Prints one table (one line per
 detector, cross-validated and in-sample scores), the choices of every fold with ``--verbose``,
-and a last line::
+a line per published detector with the ensemble's margin over it and that margin's 90% paired
+bootstrap interval (bench/_cv.py ``margin_interval``: how much the margin moves with which series
+the corpus happens to hold), and a last line::
 
     cv_standard: A cv_low_fp: B cv_low_fn: C best_published_cv: D E F points/s: P
 
@@ -40,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from anomaly import make_detector
-from bench._cv import ProfileCV, cross_validate, grid_chooser, raw_at_threshold
+from bench._cv import ProfileCV, cross_validate, grid_chooser, margin_interval, raw_at_threshold
 from bench._field import FieldSeries, field_corpus
 from bench._nab_score import (
     PROFILES,
@@ -237,6 +239,17 @@ def run_cv(
         published[label] = cv
         folds[label] = cv
         print(_cv_row(label + " (published)", cv, score_corpus(sweeps, scores)), flush=True)
+    if "ensemble" in ours and published:
+        print(
+            "# margin of ensemble over each published detector, standard / low_FP / low_FN, with its 90% paired "
+            "bootstrap interval over the series (within categories, 2000 resamples, the folds' choices held fixed)"
+        )
+        for label, cv in published.items():
+            parts = []
+            for p, cost in PROFILES.items():
+                margin, low, high = margin_interval(ours["ensemble"][p], cv[p], categories, sweeps, cost)
+                parts.append(f"{margin:+.2f} [{low:+.2f}, {high:+.2f}]")
+            print(f"{'margin over ' + label:<26} {' / '.join(parts)}", flush=True)
     if verbose:
         for det, cv in folds.items():
             for p, res in cv.items():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench import nab
-from bench._cv import cross_validate, grid_chooser, raw_at_threshold
+from bench._cv import cross_validate, grid_chooser, margin_interval, raw_at_threshold
 from bench._field import field_corpus
 from bench._nab_score import PROFILES, score_corpus, sweep_series
 from bench._search import CoordinateSearch
@@ -56,6 +56,38 @@ def test_each_fold_chooses_its_threshold_on_the_other_categories_only() -> None:
     assert folds["b"].threshold == 0.9 and folds["b"].raw == pytest.approx(-1.0)
     # Pooled over the two windows: null -2, perfect 2.
     assert cv["standard"].normalised == pytest.approx(100.0 * (0.89 - 1.0 + 2.0) / 4.0)
+
+
+def test_cv_keeps_each_series_raw_score_in_the_fold_that_held_it_out() -> None:
+    rng = np.random.default_rng(3)
+    scores = [rng.random(40) for _ in range(6)]
+    sweeps = [SWEEP, EMPTY, SWEEP, SWEEP, EMPTY, SWEEP]
+    categories = ["a", "a", "b", "b", "c", "c"]
+    cv = cross_validate(categories, sweeps, grid_chooser(sweeps, [scores]))
+    for res in cv.values():
+        assert sum(res.series_raw) == pytest.approx(res.raw)
+        for fold in res.folds:
+            held = [i for i, c in enumerate(categories) if c == fold.held_out]
+            assert sum(res.series_raw[i] for i in held) == pytest.approx(fold.raw)
+
+
+def test_margin_interval_is_paired_and_resamples_within_categories() -> None:
+    # Four categories of three series, one window each. "ours" finds every window; "theirs" misses the
+    # window of one series per category: a margin of 2 raw points per missed window.
+    categories = [c for c in "abcd" for _ in range(3)]
+    sweeps = [SWEEP] * 12
+    hit, miss = _scores(r20=0.9), _scores()
+    ours = [hit] * 12
+    theirs = [miss if i % 3 == 0 else hit for i in range(12)]
+    cv_ours = cross_validate(categories, sweeps, grid_chooser(sweeps, [ours]), {"standard": STANDARD})["standard"]
+    cv_theirs = cross_validate(categories, sweeps, grid_chooser(sweeps, [theirs]), {"standard": STANDARD})["standard"]
+    margin, low, high = margin_interval(cv_ours, cv_theirs, categories, sweeps, STANDARD, resamples=500)
+    assert margin == pytest.approx(100.0 * 4 * 2.0 / (2.0 * 12))
+    # A resample can draw the missed series 0 to 3 times per category, never a negative margin.
+    assert 0.0 <= low < margin < high <= 100.0
+    assert margin_interval(cv_ours, cv_theirs, categories, sweeps, STANDARD, resamples=500) == (margin, low, high)
+    # The same detector on both sides: the pairing cancels every draw.
+    assert margin_interval(cv_ours, cv_ours, categories, sweeps, STANDARD, resamples=500) == (0.0, 0.0, 0.0)
 
 
 def test_grid_chooser_takes_the_best_candidate_on_training_and_the_earlier_on_a_tie() -> None:
@@ -175,7 +207,7 @@ def test_bench_cv_prints_one_line_per_detector_and_the_summary(
     _tiny_nab(root)
     assert nab.main([str(root), "--cv", "--field-per-kind", "1"]) == 0
     printed = capsys.readouterr().out
-    for name in ("ensemble (ours)", "windowed_gaussian (ours)", "HTM (published)", "field ensemble"):
+    for name in ("ensemble (ours)", "windowed_gaussian (ours)", "HTM (published)", "margin over HTM", "field ensemble"):
         assert re.search(rf"^{re.escape(name)} ", printed, re.M), printed
     last = printed.strip().splitlines()[-1]
     pattern = (
