@@ -54,7 +54,7 @@ from bench._nab_score import (
     sweep_series,
 )
 from bench._published import load_published
-from bench._search import CoordinateSearch
+from bench._search import GridSearch
 from edge_config.anomaly import AnomalySettings, EnsembleSettings
 
 __all__ = ["DETECTORS", "main", "run_detector"]
@@ -215,7 +215,7 @@ def run_cv(
             def run(cfg: EnsembleSettings) -> list[F64]:
                 return run_detector(AnomalySettings(detector="ensemble", ensemble=cfg), corpus, repeats=1)[0]
 
-            search = CoordinateSearch(sweeps, run, settings.ensemble)
+            search = GridSearch(sweeps, run, settings.ensemble)
             cv = cross_validate(categories, sweeps, search)
             print(_cv_row(name + " (ours)", cv, insample, f"points/s: {pps:.0f}"), flush=True)
             chosen[name] = {}

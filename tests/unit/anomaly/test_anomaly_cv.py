@@ -1,4 +1,4 @@
-"""Cross-validation protocol, the coordinate search, the published-results reader and the field set."""
+"""Cross-validation protocol, the in-fold search, the published-results reader and the field set."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bench import nab
 from bench._cv import cross_validate, grid_chooser, margin_interval, raw_at_threshold
 from bench._field import field_corpus
 from bench._nab_score import PROFILES, score_corpus, sweep_series
-from bench._search import CoordinateSearch
+from bench._search import GridSearch
 from edge_config.anomaly import EnsembleSettings
 
 T0 = np.datetime64("2026-01-01T00:00:00", "us")
@@ -99,7 +99,7 @@ def test_grid_chooser_takes_the_best_candidate_on_training_and_the_earlier_on_a_
     assert scores is good
 
 
-def test_coordinate_search_moves_only_on_a_training_gain() -> None:
+def test_grid_search_takes_the_training_optimum() -> None:
     # A fake detector whose alarm lands in the window of series 0 only when alarm_z is 3.5 and of
     # series 1 only when it is 2.5: the search must follow the training series.
     def run(cfg: EnsembleSettings) -> list[np.ndarray]:
@@ -107,21 +107,27 @@ def test_coordinate_search_moves_only_on_a_training_gain() -> None:
         second = _scores(r20=0.9) if cfg.alarm_z == 2.5 else _scores(r10=0.9)
         return [first, second]
 
-    search = CoordinateSearch([SWEEP, SWEEP], run, EnsembleSettings(), space={"alarm_z": (2.5, 3.0, 3.5)})
-    _, _, raw, label = search([0], STANDARD)
+    search = GridSearch([SWEEP, SWEEP], run, EnsembleSettings(), space={"alarm_z": (2.5, 3.0, 3.5)})
+    scores, _, raw, label = search([0], STANDARD)
     assert label == "alarm_z=3.5" and search.last.alarm_z == 3.5 and raw == pytest.approx(1.0)
+    # The scores handed back are the run's, every series (the held-out one too), exactly.
+    for got, want in zip(scores, run(search.last), strict=True):
+        assert np.array_equal(got, want)
     _, _, _, label = search([1], STANDARD)
     assert label == "alarm_z=2.5"
-    # Where nothing gains, the lowest listed values stay (the first start), whatever the base holds.
+    # Where nothing gains, the first combination in list order stays, whatever the base holds.
     for base in (EnsembleSettings(), EnsembleSettings(alarm_z=3.5)):
-        flat = CoordinateSearch([SWEEP], lambda cfg: [_scores()], base, space={"alarm_z": (2.5, 3.5)})
+        flat = GridSearch([SWEEP], lambda cfg: [_scores()], base, space={"alarm_z": (2.5, 3.5)})
         assert flat([0], STANDARD)[3] == "alarm_z=2.5"
 
 
-def test_coordinate_search_starts_from_both_ends_of_the_lists() -> None:
-    # From the lowest values, moving one constant at a time only loses (0.25 -> -1): a local
-    # optimum. From the highest values the search finds the best configuration (1.0), and keeps it.
+def test_grid_search_finds_the_joint_optimum_a_one_at_a_time_climb_misses() -> None:
+    # From the lowest values, moving one constant at a time only loses (0.25 -> -1): a climb stops
+    # there. Only the two moved together find the best configuration (1.0): every combination runs.
+    runs: list[tuple[float, float]] = []
+
     def run(cfg: EnsembleSettings) -> list[np.ndarray]:
+        runs.append((cfg.alarm_z, cfg.short_span))
         if (cfg.alarm_z, cfg.short_span) == (2.5, 3.0):
             return [_scores(r29=0.9)]
         if (cfg.alarm_z, cfg.short_span) == (3.5, 8.0):
@@ -129,12 +135,14 @@ def test_coordinate_search_starts_from_both_ends_of_the_lists() -> None:
         return [_scores()]
 
     space: dict[str, tuple[float, ...]] = {"alarm_z": (2.5, 3.5), "short_span": (3.0, 8.0)}
-    search = CoordinateSearch([SWEEP], run, EnsembleSettings(), space=space)
+    search = GridSearch([SWEEP], run, EnsembleSettings(), space=space)
     _, _, raw, label = search([0], STANDARD)
     assert label == "alarm_z=3.5 short_span=8" and raw == pytest.approx(1.0)
+    search([0], PROFILES["reward_low_FP_rate"])
+    assert sorted(runs) == [(2.5, 3.0), (2.5, 8.0), (3.5, 3.0), (3.5, 8.0)]  # each once, whatever is asked after
 
 
-def test_coordinate_search_chooses_one_configuration_for_the_three_profiles() -> None:
+def test_grid_search_chooses_one_configuration_for_the_three_profiles() -> None:
     # alarm_z 3: an early detection and four false positives before the window (standard: 1 - 4 *
     # 0.11 = 0.56; low FP: 1 - 4 * 0.22 = 0.12). alarm_z 3.5: a detection on the window's last row
     # only (about 0.25 in every profile). Standard prefers 3, low FP alone would prefer 3.5.
@@ -144,10 +152,10 @@ def test_coordinate_search_chooses_one_configuration_for_the_three_profiles() ->
         return [_scores(r20=0.9, r10=0.9, r11=0.9, r12=0.9, r13=0.9)]
 
     low_fp = PROFILES["reward_low_FP_rate"]
-    search = CoordinateSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)})
+    search = GridSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)})
     _, threshold, raw, label = search([0], low_fp)
     assert label == "alarm_z=3" and threshold == 0.9 and raw == pytest.approx(1.0 - 4 * 0.22)
-    alone = CoordinateSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)}, select=low_fp)
+    alone = GridSearch([SWEEP], run, EnsembleSettings(), space={"alarm_z": (3.0, 3.5)}, select=low_fp)
     assert alone([0], low_fp)[3] == "alarm_z=3.5"
 
 
