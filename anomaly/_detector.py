@@ -190,9 +190,9 @@ class PointDetector:
             )
         if kind != _KINDS[det._kind] or fingerprint != det._fingerprint:
             raise ValueError(
-                "detector state was saved with another detector or state layout (detector, "
-                "context_bits, day_bins, the number of fast_spans or window changed); discard it and start afresh with "
-                "make_detector(settings)"
+                "detector state was saved with another detector or state layout (detector, context_bits, "
+                "day_bins, the number of fast means (short_span) or window changed); discard it and start "
+                "afresh with make_detector(settings)"
             )
         expected = _HEADER.size + 8 * (n_state + n_aux + n_day)
         sizes = (det._state.size, det._aux.size, det._day.size)

@@ -11,13 +11,13 @@ series (bench/ANOMALY_RESULTS.md).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from edge_config._base import Count, Number, Section
 
-__all__ = ["DEFAULT_THRESHOLD", "AnomalySettings", "EnsembleSettings", "FastSpan", "WindowedGaussianSettings"]
+__all__ = ["DEFAULT_THRESHOLD", "MAX_MEMBERS", "AnomalySettings", "EnsembleSettings", "WindowedGaussianSettings"]
 
 # The score at which an anomaly rule opens an incident, by default. It is what the full protocol
 # of `python -m bench.nab DIR --cv` chooses when its automatic search runs on all 41 shared NAB
@@ -28,7 +28,9 @@ __all__ = ["DEFAULT_THRESHOLD", "AnomalySettings", "EnsembleSettings", "FastSpan
 # 3.21 with z_scale = 10.
 DEFAULT_THRESHOLD = 0.2432
 
-FastSpan = Annotated[Number, Field(ge=1.0, le=10_000.0)]
+# At most this many members (fast means) run per point: a resource limit (each costs as much time
+# per reading as one detector); the benchmark's search never reaches it (short_span 8 makes four).
+MAX_MEMBERS = 4
 
 
 class WindowedGaussianSettings(Section):
@@ -53,6 +55,7 @@ _REMOVED = {
     "day_min": "a time-of-day bin is scored once it has day_span readings: delete the key",
     "suppress": "the quiet after an alarm is a time now: write quiet_minutes (default 60) instead of a count",
     "day_clip": "a time-of-day bin is clipped at alarm_z of its spreads now: delete the key",
+    "fast_spans": "the fast means' spans follow short_span now (EnsembleSettings.fast_spans): delete the key",
 }
 
 
@@ -80,17 +83,6 @@ class EnsembleSettings(Section):
         "readings in this time. A week by default: it holds every day of the week once, so weekly "
         "rhythms are inside the estimate. A clock period, not fitted to data.",
     )
-    fast_spans: tuple[FastSpan, ...] = Field(
-        default=(1.5, 2.0, 3.0),
-        min_length=1,
-        max_length=4,
-        description="Spans of the fast mean that reveals level and variance shifts. One detector runs "
-        "per span (time grows with their number; they share the pattern table) and a reading's score "
-        "is the largest of theirs: a shift is judged at several speeds instead of one chosen on data. "
-        "The default is the list the benchmark's search used to choose one span from, written around the "
-        "span tuned on the shared NAB series before cross-validation: the one default still set by hand "
-        "there (chosen in the folds instead, it loses; bench/ANOMALY_RESULTS.md).",
-    )
     clip: Number = Field(
         default=8.0,
         ge=0.5,
@@ -104,7 +96,9 @@ class EnsembleSettings(Section):
         default=5.0,
         ge=1.0,
         le=10_000.0,
-        description="Span of the short-term average of each channel's raw score.",
+        description="Span of the short-term average of each channel's raw score. It also sets the fast "
+        "means' spans (fast_spans: a factor-2 ladder of lags under the short average's; 5 gives 1.5, 2 "
+        "and 3), and so how many detectors run per point (changing their number discards a saved state).",
     )
     long_span: Count = Field(
         default=1000,
@@ -180,6 +174,25 @@ class EnsembleSettings(Section):
         le=1000.0,
         description="Score = z / (z + z_scale): the likelihood z at which the score is 0.5.",
     )
+
+    @property
+    def fast_spans(self) -> tuple[float, ...]:
+        """Spans of the fast means that reveal level and variance shifts, one detector (member) each.
+
+        A reading's score is the largest of the members' scores: a shift is judged at several
+        speeds instead of one. The speeds follow ``short_span``: 1 + lag for lags of half a reading,
+        one, two, ... (doubling) up to, not including, the short average's own lag (short_span - 1):
+        the fastest is the EW mean with the noise of a two-reading mean (one reading is the level
+        channel itself), and from the short average's lag on the likelihood's own short average
+        smooths a shift anyway. At least one member, at most ``MAX_MEMBERS`` (the fastest ones).
+        short_span 5 gives 1.5, 2 and 3. Written in session 11 knowing that it gives those (the
+        list once set by hand on the shared series); it is bound to short_span, which the
+        benchmark's search chooses in the folds (bench/ANOMALY_RESULTS.md, session 12).
+        """
+        spans = [1.5]
+        while len(spans) < MAX_MEMBERS and 2.0 * (spans[-1] - 1.0) < self.short_span - 1.0:
+            spans.append(1.0 + 2.0 * (spans[-1] - 1.0))
+        return tuple(spans)
 
 
 class AnomalySettings(Section):
