@@ -3,7 +3,7 @@
 An in-process MQTT broker (amqtt), terminals that publish a river level and a kitchen gas reading
 on a script (the river rises past its limit about 20 s in, the gas detector spikes about 40 s in,
 both come back later, and it repeats), a pump house PLC (a real OPC-UA server) whose outlet
-pressure drifts away from normal 90 s in, which no fixed threshold is set for but the anomaly
+pressure jumps away from normal 90 s in, which no fixed threshold is set for but the anomaly
 detector catches, a camera (the ONVIF simulator, streaming a generated scene in which someone walks
 through the gate's restricted zone and then the lights come on) whose walker raises an intrusion
 with a JPEG of the box, and the gateway itself with its feed, API and status page.
@@ -282,7 +282,7 @@ async def run_demo(*, port: int = 8780, state_dir: Path | None = None, stop: asy
                 f"  token:  {token}\n"
                 f"  try:    curl -H 'Authorization: Bearer {token}' '{base}/api/v1/events?after=0&wait=30'\n"
                 "The river crosses its limit about 20 s in, the gas detector about 40 s in, the pump house\n"
-                "pressure drifts into an anomaly about 90 s in. Ctrl-C stops.\n",
+                "pressure jumps into an anomaly about 90 s in. Ctrl-C stops.\n",
                 flush=True,
             )
     finally:
