@@ -140,9 +140,12 @@ def cross_validate(
             train = [i for i, c in enumerate(categories) if c != held]
             test = [i for i, c in enumerate(categories) if c == held]
             scores, threshold, train_raw, label = choose(train, cost)
-            raw, tp, fp, fn = raw_at_threshold([sweeps[i] for i in test], [scores[i] for i in test], cost, threshold)
+            # NAB scores each series on its own, so the fold's figures are the sums of its series'.
+            raw, tp, fp, fn = 0.0, 0, 0, 0
             for i in test:
-                per_series[i] = raw_at_threshold([sweeps[i]], [scores[i]], cost, threshold)[0]
+                s_raw, s_tp, s_fp, s_fn = raw_at_threshold([sweeps[i]], [scores[i]], cost, threshold)
+                per_series[i] = s_raw
+                raw, tp, fp, fn = raw + s_raw, tp + s_tp, fp + s_fp, fn + s_fn
             total += raw
             chosen.append(FoldChoice(held, label, threshold, train_raw, raw, tp, fp, fn))
         null = -cost.fn * n_windows
